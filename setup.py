@@ -1,0 +1,129 @@
+"""Build script for fastopt's Cython extensions.
+
+Metadata lives in ``pyproject.toml``; this file only describes the compiled
+extensions and decides how to build them:
+
+* OpenMP is used when the compiler can compile *and link* an OpenMP program
+  (probed below).  Without it the build still succeeds and every kernel runs
+  serially; a warning says so.  ``FASTOPT_OPENMP=0`` forces a serial build.
+* ``FASTOPT_MARCH=native`` (or any ``-march`` value) targets a specific CPU;
+  the default builds portable code for the compiler's baseline instruction set.
+* Floating-point contraction is switched off (``-ffp-contract=off``) so that
+  every kernel performs exactly the IEEE operations written in its source, in
+  the same order on every code path (scalar or SIMD, any thread count).
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+import textwrap
+import warnings
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+OPENMP_PROBE = textwrap.dedent(
+    """
+    #include <omp.h>
+    #include <stdio.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n)
+        n += 1;
+        printf("%d %d\\n", n, omp_get_max_threads());
+        return 0;
+    }
+    """
+)
+
+
+def openmp_flags(compiler_type):
+    """Return (compile_args, link_args) that enable OpenMP for a compiler type."""
+    if compiler_type == "msvc":
+        return ["/openmp"], []
+    return ["-fopenmp"], ["-fopenmp"]
+
+
+def has_openmp(compiler, compile_args, link_args):
+    """True when ``compiler`` can compile and link a small OpenMP program.
+
+    Parameters
+    ----------
+    compiler : distutils-style CCompiler
+        A customized compiler object (``build_ext.compiler``).
+    compile_args, link_args : list of str
+        The flags under test.
+    """
+    tmp = tempfile.mkdtemp(prefix="fastopt-omp-")
+    try:
+        source = os.path.join(tmp, "probe.c")
+        with open(source, "w") as fh:
+            fh.write(OPENMP_PROBE)
+        objects = compiler.compile([source], output_dir=tmp, extra_postargs=compile_args)
+        compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=link_args)
+        return True
+    except Exception:  # CompileError, LinkError, or a missing compiler
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def is_gcc_like(compiler):
+    return getattr(compiler, "compiler_type", "") in ("unix", "mingw32", "cygwin")
+
+
+class BuildExt(build_ext):
+    """build_ext that probes OpenMP and sets the optimisation flags once."""
+
+    def build_extensions(self):
+        compile_args, link_args = [], []
+        if is_gcc_like(self.compiler):
+            compile_args += ["-O3", "-ffp-contract=off", "-fno-math-errno"]
+            march = os.environ.get("FASTOPT_MARCH", "").strip()
+            if march:
+                compile_args.append(f"-march={march}")
+
+        omp_compile, omp_link = openmp_flags(self.compiler.compiler_type)
+        want_openmp = os.environ.get("FASTOPT_OPENMP", "1").strip().lower() not in ("0", "false", "no", "off")
+        use_openmp = want_openmp and has_openmp(self.compiler, omp_compile, omp_link)
+        if use_openmp:
+            compile_args += omp_compile
+            link_args += omp_link
+        else:
+            reason = "disabled by FASTOPT_OPENMP" if not want_openmp else "the compiler cannot build OpenMP programs"
+            warnings.warn(f"fastopt: building WITHOUT OpenMP ({reason}); kernels will run on one thread.")
+            print(f"WARNING: fastopt: building without OpenMP ({reason})", file=sys.stderr)
+
+        flags_macro = '"' + " ".join(compile_args).replace('"', "") + '"'
+        for ext in self.extensions:
+            ext.extra_compile_args = compile_args + list(ext.extra_compile_args or [])
+            ext.extra_link_args = link_args + list(ext.extra_link_args or [])
+            ext.define_macros = list(ext.define_macros or []) + [("FASTOPT_BUILD_FLAGS", flags_macro)]
+        super().build_extensions()
+
+
+def extensions():
+    from Cython.Build import cythonize
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    common = dict(include_dirs=[os.path.join(here, "csrc")])
+    modules = ["_openmp_helpers", "_update_rules"]
+    exts = [Extension(f"fastopt.{name}", [f"src/fastopt/{name}.pyx"], **common) for name in modules]
+    return cythonize(
+        exts,
+        build_dir="build/cython",  # keep generated C out of the source tree and the wheel
+        include_path=["src"],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+            "embedsignature": True,
+        },
+    )
+
+
+if __name__ == "__main__":
+    setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
