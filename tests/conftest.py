@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+import fastopt
+
+DTYPES = [np.float32, np.float64]
+# 0 and 1 elements, an odd size inside one chunk, and a size spanning many
+# chunks with a ragged last chunk (2**20 + 3).
+SIZES = [0, 1, 7, 2**20 + 3]
+THREADS = [1, 2, 3]
+
+
+@pytest.fixture(params=DTYPES, ids=lambda d: np.dtype(d).name)
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    before = fastopt.get_num_threads()
+    yield
+    fastopt.set_num_threads(before)
