@@ -1,0 +1,78 @@
+"""Process-wide thread count for fastopt's kernels.
+
+The count starts as the OpenMP runtime's default, which honours
+``OMP_NUM_THREADS`` as it was when fastopt was first imported, and otherwise
+is the number of processors.  Kernels cap it further: work is cut into fixed
+4 KiB chunks and a thread is woken only when each thread gets at least two
+of them, so arrays of 12 KiB or less (3072 float32 elements) run on the
+calling thread.  Results are
+bit-identical for any thread count.
+
+The setting is global to the process (like ``torch.set_num_threads``), not
+per Python thread.
+"""
+import warnings
+from contextlib import contextmanager
+from operator import index
+
+from fastopt._openmp_helpers import openmp_enabled, runtime_max_threads
+
+_OPENMP = openmp_enabled()
+_num_threads = runtime_max_threads()
+
+
+def get_num_threads():
+    """Return the number of threads kernels may use (1 when built without OpenMP)."""
+    return _num_threads
+
+
+def set_num_threads(n):
+    """Set the number of threads kernels may use; return the previous value.
+
+    Parameters
+    ----------
+    n : int
+        At least 1.  Without OpenMP the kernels always use 1 thread and a
+        larger ``n`` is ignored with a ``RuntimeWarning``.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an integer.
+    ValueError
+        If ``n`` is less than 1.
+    """
+    global _num_threads
+    if isinstance(n, bool):
+        raise TypeError("set_num_threads: n must be an int, not bool")
+    try:
+        n = index(n)
+    except TypeError:
+        raise TypeError(f"set_num_threads: n must be an int, not {type(n).__name__}") from None
+    if n < 1:
+        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    previous = _num_threads
+    if not _OPENMP:
+        if n > 1:
+            warnings.warn("fastopt was built without OpenMP; kernels run on 1 thread", RuntimeWarning, stacklevel=2)
+        n = 1
+    _num_threads = n
+    return previous
+
+
+@contextmanager
+def threads(n):
+    """Context manager that sets the thread count and restores it on exit.
+
+    Examples
+    --------
+    >>> import fastopt
+    >>> with fastopt.threads(1):
+    ...     fastopt.get_num_threads()
+    1
+    """
+    previous = set_num_threads(n)
+    try:
+        yield
+    finally:
+        set_num_threads(previous)

@@ -1,0 +1,39 @@
+"""Build and runtime facts, as printed by ``python -m fastopt info``."""
+import platform
+
+from fastopt import _openmp_helpers, _threads
+
+
+def build_info():
+    """Return a dict describing how fastopt was built and how it will run.
+
+    Keys: ``version``, ``python``, ``platform``, ``compiler``, ``flags``
+    (extra compiler flags), ``openmp`` (bool), ``openmp_version`` (the
+    ``_OPENMP`` date, 0 without OpenMP), ``simd`` and ``simd_bytes`` (widest
+    instruction set the compiler targeted), ``chunk_bytes``,
+    ``min_chunks_per_thread``, ``cache_line_bytes``, ``processors`` and ``num_threads``.
+    """
+    from fastopt import __version__
+
+    info = {"version": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    info.update(_openmp_helpers.build_info())
+    info["num_threads"] = _threads.get_num_threads()
+    return info
+
+
+def format_info(info):
+    """Human-readable lines for :func:`build_info`'s dict."""
+    openmp = f"on (OpenMP {info['openmp_version']})" if info["openmp"] else "OFF (serial build)"
+    rows = [
+        ("fastopt", info["version"]),
+        ("python", f"{info['python']} on {info['platform']}"),
+        ("compiler", info["compiler"]),
+        ("build flags", info["flags"] or "(none)"),
+        ("openmp", openmp),
+        ("threads", f"{info['num_threads']} of {info['processors']} processors"),
+        ("simd", f"{info['simd']} ({info['simd_bytes'] * 8}-bit vectors)"),
+        ("chunks", f"{info['chunk_bytes']} bytes, at least {info['min_chunks_per_thread']} per thread "
+                   f"({info['cache_line_bytes']}-byte cache lines)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
