@@ -1,0 +1,229 @@
+"""ParamSet: every parameter and gradient of a model in two contiguous buffers."""
+from collections.abc import Mapping
+from operator import index
+
+import numpy as np
+
+from fastopt._validation import FLOAT_DTYPES
+
+CACHE_LINE = 64
+
+
+class ParamSet(Mapping):
+    """A flat arena holding all parameters of a model, plus a matching gradient arena.
+
+    Each named tensor is a view into one contiguous 1-D buffer (``data``); its
+    gradient is the view at the same offset into a second buffer (``grad``).
+    An optimizer built on a ParamSet updates the whole model with one kernel
+    call over ``data``, however many tensors it holds.
+
+    Parameters
+    ----------
+    tensors : mapping or iterable of (name, value) pairs
+        Each value is either a shape (an int or a tuple of ints), giving a
+        tensor of zeros, or an array (anything ``numpy.asarray`` accepts),
+        whose values are copied in.
+    dtype : {None, numpy.float32, numpy.float64}, optional
+        Element type of both buffers.  By default the common dtype of the
+        given arrays, which must all be float32 or all float64; float64 (as in
+        NumPy) when only shapes are given.  With an explicit dtype, integer
+        and other-precision float arrays are converted; complex, boolean and
+        non-numeric arrays are refused.
+    align : bool, default False
+        Start every tensor on a 64-byte cache-line boundary (padding between
+        tensors is zero in both buffers).  The buffers themselves always start
+        on a 64-byte boundary.
+
+    Attributes
+    ----------
+    data, grad : numpy.ndarray
+        The flat parameter and gradient buffers (1-D, C-contiguous, writeable),
+        padding included.
+    grads : Mapping[str, numpy.ndarray]
+        Gradient views by name: ``ps.grads["W1"]`` has the shape of ``ps["W1"]``.
+    names : tuple of str
+        Tensor names in layout order.
+    shapes : dict
+        Shape of each tensor.
+    slices : dict
+        ``slice`` of each tensor in the flat buffers.
+    dtype : numpy.dtype
+    size : int
+        Elements in each flat buffer, padding included.
+    nbytes : int
+        Bytes of the parameter buffer (the gradient buffer holds as many).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastopt import ParamSet
+    >>> ps = ParamSet({"W": (3, 2), "b": np.ones(2, dtype=np.float32)})
+    >>> ps["W"].shape, ps.grads["b"].shape, ps.data.shape, ps.dtype
+    ((3, 2), (2,), (8,), dtype('float32'))
+    """
+
+    def __init__(self, tensors, dtype=None, *, align=False):
+        entries = _parse_entries(tensors)
+        self.dtype = _resolve_dtype(entries, dtype)
+        itemsize = self.dtype.itemsize
+        step = CACHE_LINE // itemsize if align else 1
+
+        self.slices, self.shapes = {}, {}
+        offset = 0
+        for name, shape, _ in entries:
+            offset = -(-offset // step) * step
+            count = int(np.prod(shape, dtype=np.int64))
+            self.slices[name] = slice(offset, offset + count)
+            self.shapes[name] = shape
+            offset += count
+        self.size = offset
+        self.names = tuple(self.slices)
+
+        self.data = _aligned_zeros(self.size, self.dtype)
+        self.grad = _aligned_zeros(self.size, self.dtype)
+        self._params = _ViewMap(self._views(self.data), "ParamSet")
+        self.grads = _ViewMap(self._views(self.grad), "ParamSet.grads")
+        for name, _, value in entries:
+            if value is not None:
+                self._params[name] = value
+
+    def _views(self, flat):
+        return {n: flat[s].reshape(self.shapes[n]) for n, s in self.slices.items()}
+
+    # Mapping protocol: name -> parameter view
+    def __getitem__(self, name):
+        return self._params[name]
+
+    def __setitem__(self, name, value):
+        """Copy ``value`` into the tensor ``name`` (its view and the buffer stay the same)."""
+        self._params[name] = value
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self):
+        return len(self.names)
+
+    @property
+    def nbytes(self):
+        return self.data.nbytes
+
+    def zero_grad(self):
+        """Set every gradient to zero (one pass over the gradient buffer)."""
+        self.grad.fill(0)
+
+    def __repr__(self):
+        body = ", ".join(f"{n!r}: {self.shapes[n]}" for n in self.names)
+        return f"ParamSet({{{body}}}, dtype={self.dtype.name}, size={self.size})"
+
+
+class _ViewMap(Mapping):
+    """Mapping name -> view into a flat buffer; assignment copies into the view."""
+
+    def __init__(self, views, label):
+        self._views = views
+        self._label = label
+
+    def __getitem__(self, name):
+        try:
+            return self._views[name]
+        except KeyError:
+            raise KeyError(f"{self._label} has no tensor {name!r}; it holds {list(self._views)}") from None
+
+    def __setitem__(self, name, value):
+        np.copyto(self[name], value, casting="same_kind")
+
+    def __iter__(self):
+        return iter(self._views)
+
+    def __len__(self):
+        return len(self._views)
+
+    def __repr__(self):
+        return f"{self._label}({list(self._views)})"
+
+
+def _aligned_zeros(size, dtype):
+    """Zeros of ``size`` elements whose first element sits on a cache line."""
+    pad = CACHE_LINE // dtype.itemsize
+    raw = np.zeros(size + pad, dtype=dtype)
+    start = (-raw.__array_interface__["data"][0] % CACHE_LINE) // dtype.itemsize
+    return raw[start:start + size]
+
+
+def _parse_entries(tensors):
+    """[(name, shape, array_or_None)] from a mapping or (name, value) pairs."""
+    items = tensors.items() if isinstance(tensors, Mapping) else tensors
+    try:
+        items = list(items)
+    except TypeError:
+        raise TypeError(f"ParamSet needs a dict of shapes or arrays, got {type(tensors).__name__}") from None
+    entries, seen = [], set()
+    for item in items:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise TypeError(f"ParamSet entries must be (name, value) pairs, got {item!r}") from None
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"ParamSet tensor names must be non-empty strings, got {name!r}")
+        if name in seen:
+            raise ValueError(f"duplicate tensor name {name!r} in ParamSet")
+        seen.add(name)
+        shape = _as_shape(value)
+        if shape is not None:
+            entries.append((name, shape, None))
+        else:
+            array = _as_numeric_array(value, name)
+            entries.append((name, array.shape, array))
+    return entries
+
+
+def _as_shape(value):
+    """The shape ``value`` spells (an int or a tuple of ints), or None if it is data."""
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, (np.ndarray, list)):
+        return None
+    try:
+        dims = (index(value),)
+    except TypeError:
+        if not isinstance(value, tuple):
+            return None
+        try:
+            dims = tuple(index(d) for d in value)
+        except TypeError:
+            return None
+    if any(d < 0 for d in dims):
+        raise ValueError(f"ParamSet shapes must be non-negative, got {value!r}")
+    return dims
+
+
+def _as_numeric_array(value, name):
+    try:
+        array = np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"ParamSet tensor {name!r}: cannot make an array from {type(value).__name__}: {exc}") from None
+    if array.dtype.kind not in "iuf":
+        raise TypeError(
+            f"ParamSet tensor {name!r} must be real numbers (int or float), got dtype {array.dtype}"
+        )
+    return array
+
+
+def _resolve_dtype(entries, dtype):
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"ParamSet dtype must be float32 or float64, got {dtype}")
+        return dtype
+    found = {name: a.dtype for name, _, a in entries if a is not None}
+    if not found:
+        return np.dtype(np.float64)
+    for name, dt in found.items():
+        if dt not in FLOAT_DTYPES:
+            raise TypeError(
+                f"ParamSet tensor {name!r} has dtype {dt}; pass dtype=numpy.float32 or numpy.float64 to convert it"
+            )
+    kinds = sorted(set(found.values()), key=str)
+    if len(kinds) > 1:
+        detail = ", ".join(f"{n}: {d}" for n, d in found.items())
+        raise TypeError(f"ParamSet tensors have mixed dtypes ({detail}); pass dtype= to choose one")
+    return kinds[0]
