@@ -1,0 +1,38 @@
+"""fastopt: fast, trustworthy CPU optimizer kernels for NumPy.
+
+Update rules run as fused, GIL-free, OpenMP-parallel Cython kernels that make
+one pass over memory per step.  A :class:`ParamSet` keeps every parameter of
+a model in one contiguous buffer, so a step over the whole model is one
+kernel call.
+
+>>> import numpy as np, fastopt
+>>> ps = fastopt.ParamSet({"w": np.zeros(4)})
+>>> opt = fastopt.Adam(ps, lr=0.1)
+>>> ps.grads["w"][:] = 1.0
+>>> opt.step()
+>>> ps["w"]
+array([-0.1, -0.1, -0.1, -0.1])
+"""
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from fastopt._threads import get_num_threads, set_num_threads, threads
+from fastopt.info import build_info
+from fastopt.optim import SGD, Adam, Optimizer
+from fastopt.paramset import ParamSet
+
+try:
+    __version__ = _version("fastopt")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Adam",
+    "Optimizer",
+    "ParamSet",
+    "SGD",
+    "build_info",
+    "get_num_threads",
+    "set_num_threads",
+    "threads",
+    "__version__",
+]

@@ -1,0 +1,107 @@
+"""Bad input is refused with an error naming the array, and nothing is updated."""
+import numpy as np
+import pytest
+
+import fastopt
+
+
+@pytest.fixture(params=["SGD", "Adam"])
+def optimizer(request):
+    return getattr(fastopt, request.param)
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (np.zeros((4, 4))[:, ::2], ValueError, r"params\[1\] must be C-contiguous"),
+    (np.zeros(3, dtype=np.float16), TypeError, r"params\[1\] must have dtype float32 or float64"),
+    (np.zeros(3, dtype=np.int64), TypeError, r"params\[1\] must have dtype"),
+    ([0.0, 1.0], TypeError, r"params\[1\] must be a numpy.ndarray, got list"),
+    (np.zeros((3, 3)).T, ValueError, "C-contiguous"),
+])
+def test_bad_parameter_arrays(optimizer, bad, error, match):
+    with pytest.raises(error, match=match):
+        optimizer([np.zeros(3), bad])
+
+
+def test_read_only_parameter(optimizer):
+    w = np.zeros(3)
+    w.flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\['w'\] is read-only"):
+        optimizer({"w": w})
+
+
+def test_parameter_made_read_only_after_construction_is_refused_at_step(optimizer):
+    w = np.zeros(3)
+    opt = optimizer([w])
+    w.flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\[0\] is read-only"):
+        opt.step([np.ones(3)])
+
+
+def test_overlapping_parameters(optimizer):
+    buf = np.zeros(10)
+    with pytest.raises(ValueError, match=r"parameters params\[0\] and params\[1\] share memory"):
+        optimizer([buf[:6], buf[4:]])
+    optimizer([buf[:5], buf[5:]])  # adjacent is fine
+
+
+def test_params_container_and_empty(optimizer):
+    with pytest.raises(TypeError, match="ParamSet or a list"):
+        optimizer(np.zeros(3))
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optimizer([])
+
+
+@pytest.mark.parametrize("grads, error, match", [
+    ([np.ones(3), np.ones(4)], ValueError, r"grads\[1\] has shape \(4,\) but params\[1\] has shape \(2, 2\)"),
+    ([np.ones(3), np.ones((2, 2), dtype=np.float32)], TypeError, r"grads\[1\] has dtype float32"),
+    ([np.ones(3), np.ones((2, 4))[:, ::2]], ValueError, r"grads\[1\] must be C-contiguous"),
+    ([np.ones(3)], ValueError, "grads has 1 arrays but params has 2"),
+    (np.ones(3), TypeError, "grads must be a list or tuple"),
+    (None, TypeError, "needs grads"),
+])
+def test_bad_gradients_leave_parameters_untouched(optimizer, grads, error, match):
+    a, b = np.zeros(3), np.zeros((2, 2))
+    opt = optimizer([a, b], lr=0.1)
+    with pytest.raises(error, match=match):
+        opt.step(grads)
+    assert not a.any() and not b.any()
+    assert all(not s for s in opt.state)
+
+
+def test_gradient_aliasing_a_parameter(optimizer):
+    a, b = np.zeros(3), np.zeros(3)
+    opt = optimizer([a, b])
+    with pytest.raises(ValueError, match=r"grads\[0\] shares memory with params\[0\]"):
+        opt.step([a, np.ones(3)])
+    with pytest.raises(ValueError, match=r"grads\[0\] shares memory with params\[1\]"):
+        opt.step([b, np.ones(3)])
+
+
+def test_gradient_overlapping_part_of_a_parameter(optimizer):
+    buf = np.zeros(8)
+    opt = optimizer([buf[:4]])
+    with pytest.raises(ValueError, match="shares memory with params"):
+        opt.step([buf[2:6]])
+    opt.step([buf[4:]])  # the rest of the buffer is not a parameter
+
+
+def test_dict_gradients_must_match_keys(optimizer):
+    opt = optimizer({"w": np.zeros(2), "b": np.zeros(1)})
+    with pytest.raises(ValueError, match=r"missing \['b'\], unexpected \['c'\]"):
+        opt.step({"w": np.ones(2), "c": np.ones(1)})
+    with pytest.raises(TypeError, match="grads must be a dict"):
+        opt.step([np.ones(2), np.ones(1)])
+
+
+def test_paramset_gradients(optimizer):
+    ps = fastopt.ParamSet({"w": (2, 3)})
+    opt = optimizer(ps)
+    with pytest.raises(ValueError, match=r"grads has shape \(5,\) but ParamSet.data has shape \(6,\)"):
+        opt.step(np.ones(5))
+    with pytest.raises(ValueError, match="grads shares memory with ParamSet.data"):
+        opt.step(ps.data)
+    with pytest.raises(TypeError, match="grads must be a numpy.ndarray"):
+        opt.step([np.ones(6)])
+    ps.data.flags.writeable = False
+    with pytest.raises(ValueError, match="ParamSet.data is read-only"):
+        opt.step()
