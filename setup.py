@@ -69,6 +69,26 @@ def has_openmp(compiler, compile_args, link_args):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def flags_changed(build_temp, flags):
+    """Record ``flags`` in ``build_temp``; True if an earlier build there used others.
+
+    setuptools skips extensions whose sources are older than their outputs, so
+    without this a rebuild with other flags (``FASTOPT_OPENMP=0`` after an
+    OpenMP build in the same tree) would silently keep the old binaries.
+    """
+    stamp = os.path.join(build_temp, "fastopt-build-flags.txt")
+    wanted = "\n".join(flags)
+    try:
+        with open(stamp) as fh:
+            changed = fh.read() != wanted
+    except OSError:
+        changed = True
+    os.makedirs(build_temp, exist_ok=True)
+    with open(stamp, "w") as fh:
+        fh.write(wanted)
+    return changed
+
+
 def is_gcc_like(compiler):
     return getattr(compiler, "compiler_type", "") in ("unix", "mingw32", "cygwin")
 
@@ -95,6 +115,7 @@ class BuildExt(build_ext):
             warnings.warn(f"fastopt: building WITHOUT OpenMP ({reason}); kernels will run on one thread.")
             print(f"WARNING: fastopt: building without OpenMP ({reason})", file=sys.stderr)
 
+        self.force = self.force or flags_changed(self.build_temp, compile_args + link_args)
         flags_macro = '"' + " ".join(compile_args).replace('"', "") + '"'
         for ext in self.extensions:
             ext.extra_compile_args = compile_args + list(ext.extra_compile_args or [])

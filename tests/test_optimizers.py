@@ -122,6 +122,7 @@ def test_adam_rejects_bad_hyperparameters(kwargs, error, match):
         fastopt.Adam([np.zeros(2)], **kwargs)
 
 
+@pytest.mark.filterwarnings("ignore:fastopt was built without OpenMP")
 def test_step_uses_the_thread_setting(rng):
     n = 2**18 + 1
     results = []

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import subprocess
 import sys
@@ -6,22 +7,33 @@ import pytest
 
 import fastopt
 
+OPENMP = fastopt.build_info()["openmp"]
+
+
+def more_than_one_thread():
+    """Asking for threads > 1 warns only in a serial build."""
+    if OPENMP:
+        return contextlib.nullcontext()
+    return pytest.warns(RuntimeWarning, match="without OpenMP")
+
 
 def test_set_get_and_previous_value():
     before = fastopt.get_num_threads()
-    assert fastopt.set_num_threads(3) == before
-    assert fastopt.get_num_threads() == (3 if fastopt.build_info()["openmp"] else 1)
+    with more_than_one_thread():
+        assert fastopt.set_num_threads(3) == before
+    assert fastopt.get_num_threads() == (3 if OPENMP else 1)
 
 
 def test_context_manager_restores_on_exit_and_on_error():
-    fastopt.set_num_threads(2)
+    with more_than_one_thread():
+        fastopt.set_num_threads(2)
     with fastopt.threads(1):
         assert fastopt.get_num_threads() == 1
-    assert fastopt.get_num_threads() == (2 if fastopt.build_info()["openmp"] else 1)
+    assert fastopt.get_num_threads() == (2 if OPENMP else 1)
     with pytest.raises(RuntimeError):
         with fastopt.threads(1):
             raise RuntimeError
-    assert fastopt.get_num_threads() == (2 if fastopt.build_info()["openmp"] else 1)
+    assert fastopt.get_num_threads() == (2 if OPENMP else 1)
 
 
 @pytest.mark.parametrize("n, error", [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError),
@@ -31,7 +43,7 @@ def test_bad_thread_counts(n, error):
         fastopt.set_num_threads(n)
 
 
-@pytest.mark.skipif(not fastopt.build_info()["openmp"], reason="serial build")
+@pytest.mark.skipif(not OPENMP, reason="serial build")
 @pytest.mark.parametrize("value", ["1", "3"])
 def test_omp_num_threads_is_honoured(value):
     env = dict(os.environ, OMP_NUM_THREADS=value)
