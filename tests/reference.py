@@ -1,38 +1,165 @@
 """Plain NumPy references for every kernel.
 
 Each function performs the same IEEE operations, in the same order and the
-same precision, as the Cython kernel it mirrors, so the kernels must match
-it bit for bit (the build disables floating-point contraction).  Scalars are
-converted to the array's dtype explicitly, as the kernels do once per call.
+same precision, as the Cython kernel it mirrors (and as torch.optim's
+single-tensor code), so the kernels must match it bit for bit: the build
+disables floating-point contraction.  Scalars computed in double precision
+(bias corrections, step sizes) are converted to the array's dtype explicitly,
+as the kernels do once per call.  Each takes the state as arrays and returns
+new arrays; nothing is modified in place.
 """
-import math
-
 import numpy as np
 
 
-def sgd(p, g, lr, weight_decay=0.0, maximize=False):
-    """New parameter after one plain SGD step."""
+def _direction(g, p, weight_decay, maximize):
     t = p.dtype.type
     d = -g if maximize else g
-    if weight_decay != 0:
-        d = d + t(weight_decay) * p
-    return p + t(-lr) * d
+    return d + t(weight_decay) * p if weight_decay != 0 else d
 
 
-def adam(p, g, m, v, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False):
-    """(param, exp_avg, exp_avg_sq) after Adam step number ``step`` (from 1)."""
+def _decayed(p, lr, weight_decay):
+    decay = p.dtype.type(1.0 - lr * weight_decay)
+    return p * decay if decay != 1 else p
+
+
+def _lerp(start, end, weight):
+    """torch.lerp with a scalar weight."""
+    w = start.dtype.type(weight)
+    if w < 0.5:
+        return start + w * (end - start)
+    return end - (end - start) * (start.dtype.type(1) - w)
+
+
+def _maximum(a, b):
+    return np.maximum(a, b)  # propagates NaN, like torch.maximum
+
+
+def sgd(p, g, buf, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+        maximize=False):
+    """(param, momentum_buffer); ``buf`` None means the buffer does not exist yet."""
+    t = p.dtype.type
+    d = _direction(g, p, weight_decay, maximize)
+    if momentum != 0:
+        buf = d.copy() if buf is None else buf * t(momentum) + t(1.0 - dampening) * d
+        d = d + t(momentum) * buf if nesterov else buf
+    return p + t(-lr) * d, buf
+
+
+def adagrad(p, g, state_sum, step, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10, maximize=False,
+            initial_accumulator_value=0.0):
+    """(param, state_sum) after step ``step`` (from 1); ``state_sum`` starts full of initial_accumulator_value."""
+    t = p.dtype.type
+    d = _direction(g, p, weight_decay, maximize)
+    clr = lr / (1 + (step - 1) * lr_decay)
+    state_sum = state_sum + d * d
+    return p + (t(-clr) * d) / (np.sqrt(state_sum) + t(eps)), state_sum
+
+
+def rmsprop(p, g, square_avg, buf, grad_avg, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
+            momentum=0.0, centered=False, maximize=False):
+    """(param, square_avg, momentum_buffer, grad_avg); unused buffers pass through."""
+    t = p.dtype.type
+    d = _direction(g, p, weight_decay, maximize)
+    square_avg = square_avg * t(alpha) + (t(1.0 - alpha) * d) * d
+    if centered:
+        grad_avg = _lerp(grad_avg, d, 1.0 - alpha)
+        avg = np.sqrt(square_avg - grad_avg * grad_avg) + t(eps)
+    else:
+        avg = np.sqrt(square_avg) + t(eps)
+    if momentum > 0:
+        buf = buf * t(momentum) + d / avg
+        p = p + t(-lr) * buf
+    else:
+        p = p + (t(-lr) * d) / avg
+    return p, square_avg, buf, grad_avg
+
+
+def adam(p, g, m, v, vmax, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+         amsgrad=False, maximize=False, decoupled_weight_decay=False):
+    """(param, exp_avg, exp_avg_sq, max_exp_avg_sq) after step ``step`` (from 1)."""
+    t = p.dtype.type
+    beta1, beta2 = betas
+    if decoupled_weight_decay and weight_decay != 0:
+        p = _decayed(p, lr, weight_decay)
+    d = _direction(g, p, 0.0 if decoupled_weight_decay else weight_decay, maximize)
+    m = _lerp(m, d, 1.0 - beta1)
+    v = v * t(beta2) + (t(1.0 - beta2) * d) * d
+    denom_v = v
+    if amsgrad:
+        vmax = _maximum(vmax, v)
+        denom_v = vmax
+    bc2_sqrt = t((1.0 - beta2**step) ** 0.5)
+    neg_step_size = t(-(lr / (1.0 - beta1**step)))
+    return p + (neg_step_size * m) / (np.sqrt(denom_v) / bc2_sqrt + t(eps)), m, v, vmax
+
+
+def adamax(p, g, m, u, step, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False):
+    """(param, exp_avg, exp_inf)."""
+    t = p.dtype.type
+    beta1, beta2 = betas
+    d = _direction(g, p, weight_decay, maximize)
+    m = _lerp(m, d, 1.0 - beta1)
+    u = _maximum(u * t(beta2), np.abs(d) + t(eps))
+    return p + (t(-(lr / (1.0 - beta1**step))) * m) / u, m, u
+
+
+def nadam(p, g, m, v, step, mu_product, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+          momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False):
+    """(param, exp_avg, exp_avg_sq, mu_product); ``mu_product`` is 1.0 before the first step."""
+    t = p.dtype.type
+    beta1, beta2 = betas
+    bc2 = 1.0 - beta2**step
+    if decoupled_weight_decay and weight_decay != 0:
+        p = _decayed(p, lr, weight_decay)
+    d = _direction(g, p, 0.0 if decoupled_weight_decay else weight_decay, maximize)
+    mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
+    mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
+    mu_product *= mu
+    m = _lerp(m, d, 1.0 - beta1)
+    v = v * t(beta2) + (t(1.0 - beta2) * d) * d
+    denom = np.sqrt(v / t(bc2)) + t(eps)
+    p = p + (t(-lr * (1.0 - mu) / (1.0 - mu_product)) * d) / denom
+    p = p + (t((-lr * mu_next) / (1.0 - mu_product * mu_next)) * m) / denom
+    return p, m, v, mu_product
+
+
+def radam(p, g, m, v, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+          decoupled_weight_decay=False, maximize=False):
+    """(param, exp_avg, exp_avg_sq)."""
+    t = p.dtype.type
+    beta1, beta2 = betas
+    if decoupled_weight_decay and weight_decay != 0:
+        p = _decayed(p, lr, weight_decay)
+    d = _direction(g, p, 0.0 if decoupled_weight_decay else weight_decay, maximize)
+    m = _lerp(m, d, 1.0 - beta1)
+    v = v * t(beta2) + (t(1.0 - beta2) * d) * d
+    bc1 = 1.0 - beta1**step
+    bc2 = 1.0 - beta2**step
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * (beta2**step) / bc2
+    u = (m / t(bc1)) * t(lr)
+    if rho_t > 5.0:
+        rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+        u = (u * (t(bc2**0.5) / (np.sqrt(v) + t(eps)))) * t(rect)
+    return p - u, m, v
+
+
+def adadelta(p, g, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False):
+    """(param, square_avg, acc_delta)."""
+    t = p.dtype.type
+    d = _direction(g, p, weight_decay, maximize)
+    square_avg = square_avg * t(rho) + (t(1.0 - rho) * d) * d
+    delta = (np.sqrt(acc_delta + t(eps)) / np.sqrt(square_avg + t(eps))) * d
+    acc_delta = acc_delta * t(rho) + (t(1.0 - rho) * delta) * delta
+    return p + t(-lr) * delta, square_avg, acc_delta
+
+
+def lion(p, g, m, *, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False):
+    """(param, exp_avg), after Chen et al. (2023), Algorithm 2."""
     t = p.dtype.type
     beta1, beta2 = betas
     d = -g if maximize else g
-    if weight_decay != 0:
-        d = d + t(weight_decay) * p
-    w1 = 1.0 - beta1
-    if w1 < 0.5:
-        m = m + t(w1) * (d - m)
-    else:
-        m = d - (d - m) * t(1.0 - w1)
-    v = v * t(beta2) + (t(1.0 - beta2) * d) * d
-    bc2_sqrt = t(math.sqrt(1.0 - beta2**step))
-    neg_step_size = t(-(lr / (1.0 - beta1**step)))
-    p = p + (neg_step_size * m) / (np.sqrt(v) / bc2_sqrt + t(eps))
-    return p, m, v
+    c = m * t(beta1) + t(1.0 - beta1) * d
+    sign = np.where(np.isnan(c), c, (c > 0).astype(p.dtype) - (c < 0).astype(p.dtype))
+    p = _decayed(p, lr, weight_decay) + t(-lr) * sign
+    return p, m * t(beta2) + t(1.0 - beta2) * d

@@ -5,7 +5,7 @@ import pytest
 import fastopt
 
 
-@pytest.fixture(params=["SGD", "Adam"])
+@pytest.fixture(params=["SGD", "Adam", "RMSprop", "Lion"])
 def optimizer(request):
     return getattr(fastopt, request.param)
 
@@ -45,7 +45,7 @@ def test_overlapping_parameters(optimizer):
 
 
 def test_params_container_and_empty(optimizer):
-    with pytest.raises(TypeError, match="ParamSet or a list"):
+    with pytest.raises(TypeError, match="params must be a ParamSet"):
         optimizer(np.zeros(3))
     with pytest.raises(ValueError, match="empty parameter list"):
         optimizer([])
@@ -105,3 +105,18 @@ def test_paramset_gradients(optimizer):
     ps.data.flags.writeable = False
     with pytest.raises(ValueError, match="ParamSet.data is read-only"):
         opt.step()
+
+
+def test_checks_apply_inside_parameter_groups(optimizer):
+    a = np.zeros(3)
+    with pytest.raises(ValueError, match=r"param_groups\[1\]\.params\[0\] must be C-contiguous"):
+        optimizer([{"params": [a]}, {"params": [np.zeros((4, 4))[:, ::2]]}])
+    buf = np.zeros(5)
+    b = buf[:2]
+    opt = optimizer([{"params": [a]}, {"params": {"b": b}}])
+    with pytest.raises(ValueError, match=r"param_groups\[1\]\.grads\['b'\] has shape"):
+        opt.step([[np.ones(3)], {"b": np.ones(3)}])
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\.grads\[0\] shares memory with "
+                                         r"param_groups\[1\]\.params\['b'\]"):
+        opt.step([[buf[1:4]], {"b": np.ones(2)}])
+    assert not a.any() and not buf.any()

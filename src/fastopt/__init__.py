@@ -10,6 +10,7 @@ kernel call.
 >>> opt = fastopt.Adam(ps, lr=0.1)
 >>> ps.grads["w"][:] = 1.0
 >>> opt.step()
+True
 >>> ps["w"]
 array([-0.1, -0.1, -0.1, -0.1])
 """
@@ -17,8 +18,11 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from fastopt._threads import get_num_threads, set_num_threads, threads
 from fastopt.info import build_info
-from fastopt.optim import SGD, Adam, Optimizer
-from fastopt.paramset import ParamSet
+from fastopt.checkpoint import load, save
+from fastopt.optim import (
+    SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam, RMSprop,
+)
+from fastopt.paramset import ParamSelection, ParamSet
 
 try:
     __version__ = _version("fastopt")
@@ -26,10 +30,21 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = [
+    "Adadelta",
+    "Adagrad",
     "Adam",
+    "AdamW",
+    "Adamax",
+    "Lion",
+    "NAdam",
     "Optimizer",
+    "ParamSelection",
     "ParamSet",
+    "RAdam",
+    "RMSprop",
     "SGD",
+    "load",
+    "save",
     "build_info",
     "get_num_threads",
     "set_num_threads",

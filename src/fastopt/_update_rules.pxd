@@ -1,20 +1,44 @@
 # cython: language_level=3
 """C-level update rules, callable from other Cython code inside ``with nogil:``.
 
-Every rule updates ``n`` contiguous elements in place in one pass over memory
-and takes its hyperparameters as a struct of doubles, cast to the element type
-once per call.  ``num_threads`` is the largest team to use; arrays of one chunk
-or fewer run on the calling thread (see ``fastopt._parallel``).  The kernels do
-no validation: pointers must be valid for ``n`` elements and must not overlap.
+Every rule updates ``n`` contiguous elements in place in one pass over memory.
+Its hyperparameters come as a struct of doubles (the same names as the
+keyword arguments of the Python optimizer, ``betas`` split into ``beta1`` and
+``beta2``); per-step scalars such as bias corrections are computed from them
+in double precision, then cast once to the element type.  ``num_threads`` is
+the largest team to use (see ``fastopt._parallel`` for how work is split).
+
+The kernels do no validation: pointers must be valid for ``n`` elements and
+must not overlap.  An optional state array (``momentum_buffer`` when
+momentum is 0, ``max_exp_avg_sq`` without amsgrad, ``grad_avg`` when not
+centered) may be NULL.  ``step`` counts from 1 for the step being taken.
 """
 from cython cimport floating
 
 
 cdef struct SGDHyper:
     double lr
+    double momentum
+    double dampening
     double weight_decay
+    bint nesterov
     bint maximize
 
+cdef struct AdagradHyper:
+    double lr
+    double lr_decay
+    double weight_decay
+    double eps
+    bint maximize
+
+cdef struct RMSpropHyper:
+    double lr
+    double alpha
+    double eps
+    double weight_decay
+    double momentum
+    bint centered
+    bint maximize
 
 cdef struct AdamHyper:
     double lr
@@ -22,13 +46,90 @@ cdef struct AdamHyper:
     double beta2
     double eps
     double weight_decay
+    bint amsgrad
     bint maximize
-    long long step  # the step being taken, counted from 1
+    bint decoupled_weight_decay
+
+cdef struct AdamaxHyper:
+    double lr
+    double beta1
+    double beta2
+    double eps
+    double weight_decay
+    bint maximize
+
+cdef struct NAdamHyper:
+    double lr
+    double beta1
+    double beta2
+    double eps
+    double weight_decay
+    double momentum_decay
+    bint decoupled_weight_decay
+    bint maximize
+
+cdef struct RAdamHyper:
+    double lr
+    double beta1
+    double beta2
+    double eps
+    double weight_decay
+    bint decoupled_weight_decay
+    bint maximize
+
+cdef struct AdadeltaHyper:
+    double lr
+    double rho
+    double eps
+    double weight_decay
+    bint maximize
+
+cdef struct LionHyper:
+    double lr
+    double beta1
+    double beta2
+    double weight_decay
+    bint maximize
 
 
-cdef void sgd_update(floating* param, const floating* grad, Py_ssize_t n,
-                     const SGDHyper* hyper, int num_threads) noexcept nogil
+# momentum_buffer_is_new: the buffer holds garbage and is set to the gradient
+# (torch.optim.SGD clones the gradient into a missing buffer).
+cdef void sgd_update(floating* param, const floating* grad, floating* momentum_buffer,
+                     Py_ssize_t n, const SGDHyper* hyper, bint momentum_buffer_is_new,
+                     int num_threads) noexcept nogil
+
+cdef void adagrad_update(floating* param, const floating* grad, floating* state_sum,
+                         Py_ssize_t n, const AdagradHyper* hyper, long long step,
+                         int num_threads) noexcept nogil
+
+cdef void rmsprop_update(floating* param, const floating* grad, floating* square_avg,
+                         floating* momentum_buffer, floating* grad_avg,
+                         Py_ssize_t n, const RMSpropHyper* hyper, int num_threads) noexcept nogil
 
 cdef void adam_update(floating* param, const floating* grad, floating* exp_avg,
-                      floating* exp_avg_sq, Py_ssize_t n,
-                      const AdamHyper* hyper, int num_threads) noexcept nogil
+                      floating* exp_avg_sq, floating* max_exp_avg_sq,
+                      Py_ssize_t n, const AdamHyper* hyper, long long step,
+                      int num_threads) noexcept nogil
+
+cdef void adamax_update(floating* param, const floating* grad, floating* exp_avg,
+                        floating* exp_inf, Py_ssize_t n, const AdamaxHyper* hyper,
+                        long long step, int num_threads) noexcept nogil
+
+# mu_product: the running product of the momentum coefficients, 1.0 before the
+# first step; updated in place.
+cdef void nadam_update(floating* param, const floating* grad, floating* exp_avg,
+                       floating* exp_avg_sq, Py_ssize_t n, const NAdamHyper* hyper,
+                       long long step, double* mu_product, int num_threads) noexcept nogil
+
+cdef void radam_update(floating* param, const floating* grad, floating* exp_avg,
+                       floating* exp_avg_sq, Py_ssize_t n, const RAdamHyper* hyper,
+                       long long step, int num_threads) noexcept nogil
+
+cdef void adadelta_update(floating* param, const floating* grad, floating* square_avg,
+                          floating* acc_delta, Py_ssize_t n, const AdadeltaHyper* hyper,
+                          int num_threads) noexcept nogil
+
+cdef void lion_update(floating* param, const floating* grad, floating* exp_avg,
+                      Py_ssize_t n, const LionHyper* hyper, int num_threads) noexcept nogil
+
+cdef Py_ssize_t count_nonfinite(const floating* x, Py_ssize_t n, int num_threads) noexcept nogil

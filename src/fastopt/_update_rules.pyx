@@ -3,140 +3,627 @@
 Each rule has three layers:
 
 * ``_<rule>_range``: the element loop over ``[start, stop)``, written so the
-  compiler vectorizes it (no calls, no aliasing between arrays);
-* ``<rule>_update``: the nogil C entry point declared in the .pxd, which casts
-  the hyperparameters to the element type once and runs the range function
-  over fixed chunks with a static OpenMP schedule;
+  compiler vectorizes it (no calls left after inlining, no aliasing);
+* ``<rule>_update``: the nogil C entry point declared in the .pxd; it turns
+  the hyperparameters into per-step scalars (in double precision, as
+  torch.optim does in Python), casts them once to the element type, and runs
+  the range function over fixed chunks with a static OpenMP schedule;
 * ``<rule>_step``: the Python binding over 1-D contiguous memoryviews, which
   releases the GIL.  Argument validation belongs to the Python layer
   (``fastopt.optim``); the binding only refuses lengths that would make the
   kernel read or write out of bounds.
 
-Each rule performs the same IEEE operations, in the same order, as the
-reference written with NumPy in ``tests/reference.py``; with floating-point
-contraction off (see setup.py) the results are identical bit for bit, and they
-do not depend on the thread count.
+Every rule performs torch.optim's operations (its single-tensor code path), in
+the same order and in the parameter's precision.  The same operations are
+written with NumPy in ``tests/reference.py``; with floating-point contraction
+off (see setup.py) kernel and reference agree bit for bit, for any thread
+count.
 """
 from cython.parallel cimport prange
-from libc.math cimport pow, sqrt, sqrtf
+from libc.math cimport fabs, fabsf, pow, sqrt, sqrtf
 
 from fastopt._parallel cimport chunk_length, chunk_stop, num_chunks, team_size
 
 
+# --------------------------------------------------------------------------
+# Element helpers (each inlines to a few instructions)
+# --------------------------------------------------------------------------
 cdef inline floating _sqrt(floating x) noexcept nogil:
-    """Square root in the element's own precision (libc's sqrt would promote floats to double)."""
+    """Square root in the element's own precision (libc's sqrt would promote floats)."""
     if floating is float:
         return sqrtf(x)
     else:
         return sqrt(x)
 
 
+cdef inline floating _abs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
+
+cdef inline floating _maximum(floating a, floating b) noexcept nogil:
+    """torch.maximum: the larger value, NaN if either is NaN."""
+    return a if (a > b or a != a) else b
+
+
+cdef inline floating _sign(floating x) noexcept nogil:
+    """torch.sign: -1, 0 or 1, and NaN for NaN (branch-free, so loops using it vectorize)."""
+    cdef floating s = <floating>(x > 0) - <floating>(x < 0)
+    return s if x == x else x
+
+
+cdef inline floating _lerp(floating start, floating end, floating weight) noexcept nogil:
+    """torch.lerp's two-branch formula, exact at both ends.
+
+    The literal is cast: Cython writes a bare ``1`` next to a float as the
+    double ``1.0``, which would compute this branch in double precision.
+    """
+    if weight < 0.5:
+        return start + weight * (end - start)
+    return end - (end - start) * (<floating>1 - weight)
+
+
+cdef inline floating _direction(floating g, floating p, floating sign, floating l2) noexcept nogil:
+    """The gradient as the update rule sees it: negated to maximize, plus L2 decay."""
+    cdef floating d = sign * g
+    if l2 != 0:
+        d = d + l2 * p
+    return d
+
+
+cdef inline floating _decayed(floating p, floating decay) noexcept nogil:
+    """Decoupled weight decay: p * (1 - lr * weight_decay), skipped when it is 1."""
+    return p * decay if decay != 1 else p
+
+
 # --------------------------------------------------------------------------
-# SGD:  d = (-g if maximize else g) + weight_decay * p ;  p = p + (-lr) * d
+# SGD (torch.optim.SGD)
+#   d = ±g + wd p
+#   b = d on the buffer's first use, else momentum b + (1 - dampening) d
+#   d = d + momentum b (nesterov) or b
+#   p = p + (-lr) d
 # --------------------------------------------------------------------------
-cdef inline void _sgd_range(floating* p, const floating* g, Py_ssize_t start, Py_ssize_t stop,
-                            floating sign, floating wd, bint has_wd, floating neg_lr) noexcept nogil:
+cdef inline void _sgd_range(floating* p, const floating* g, floating* buf,
+                            Py_ssize_t start, Py_ssize_t stop, floating sign, floating l2,
+                            bint use_momentum, bint fresh, bint nesterov, floating momentum,
+                            floating one_minus_dampening, floating neg_lr) noexcept nogil:
     cdef Py_ssize_t i
-    cdef floating d
+    cdef floating d, b
     for i in range(start, stop):
-        d = sign * g[i]
-        if has_wd:
-            d = d + wd * p[i]
+        d = _direction(g[i], p[i], sign, l2)
+        if use_momentum:
+            b = d if fresh else buf[i] * momentum + one_minus_dampening * d
+            buf[i] = b
+            d = d + momentum * b if nesterov else b
         p[i] = p[i] + neg_lr * d
 
 
-cdef void sgd_update(floating* param, const floating* grad, Py_ssize_t n,
-                     const SGDHyper* hyper, int num_threads) noexcept nogil:
-    cdef floating sign = -1 if hyper.maximize else 1
-    cdef floating wd = <floating>hyper.weight_decay
-    cdef floating neg_lr = <floating>(-hyper.lr)
-    cdef bint has_wd = hyper.weight_decay != 0
+cdef void sgd_update(floating* param, const floating* grad, floating* momentum_buffer,
+                     Py_ssize_t n, const SGDHyper* h, bint momentum_buffer_is_new,
+                     int num_threads) noexcept nogil:
+    cdef floating sign = -1 if h.maximize else 1
+    cdef floating l2 = <floating>h.weight_decay
+    cdef floating momentum = <floating>h.momentum
+    cdef floating one_minus_dampening = <floating>(1.0 - h.dampening)
+    cdef floating neg_lr = <floating>(-h.lr)
+    cdef bint use_momentum = h.momentum != 0
     cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
     cdef Py_ssize_t nchunks = num_chunks(n, chunk)
     for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
-        _sgd_range(param, grad, c * chunk, chunk_stop(c, chunk, n), sign, wd, has_wd, neg_lr)
-
-
-def sgd_step(floating[::1] param, const floating[::1] grad, double lr, double weight_decay=0.0,
-             bint maximize=False, int num_threads=1):
-    """In-place SGD step on 1-D contiguous arrays (no validation beyond lengths)."""
-    _check_lengths(param.shape[0], grad.shape[0])
-    cdef SGDHyper hyper = SGDHyper(lr=lr, weight_decay=weight_decay, maximize=maximize)
-    if param.shape[0] == 0:
-        return
-    with nogil:
-        sgd_update(&param[0], &grad[0], param.shape[0], &hyper, num_threads)
+        if use_momentum:  # literal flags: each inlined copy is specialised (see _adam_range)
+            _sgd_range(param, grad, momentum_buffer, c * chunk, chunk_stop(c, chunk, n), sign, l2,
+                       True, momentum_buffer_is_new, h.nesterov, momentum, one_minus_dampening, neg_lr)
+        else:
+            _sgd_range(param, grad, momentum_buffer, c * chunk, chunk_stop(c, chunk, n), sign, l2,
+                       False, False, False, momentum, one_minus_dampening, neg_lr)
 
 
 # --------------------------------------------------------------------------
-# Adam (torch.optim.Adam, amsgrad=False):
-#   d  = (-g if maximize else g) + weight_decay * p
-#   m  = lerp(m, d, 1 - beta1)              (torch.lerp's two-branch formula)
-#   v  = v * beta2 + ((1 - beta2) * d) * d
-#   p  = p + (-step_size * m) / (sqrt(v) / sqrt(bias_correction2) + eps)
-# with step_size = lr / (1 - beta1**t), bias_correction2 = 1 - beta2**t.
+# Adagrad (torch.optim.Adagrad)
+#   d = ±g + wd p ;  s = s + d d ;  p = p + (-clr d) / (sqrt(s) + eps)
+#   clr = lr / (1 + (t - 1) lr_decay)
+# --------------------------------------------------------------------------
+cdef inline void _adagrad_range(floating* p, const floating* g, floating* s,
+                                Py_ssize_t start, Py_ssize_t stop, floating sign, floating l2,
+                                floating eps, floating neg_clr) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating d, si
+    for i in range(start, stop):
+        d = _direction(g[i], p[i], sign, l2)
+        si = s[i] + d * d
+        s[i] = si
+        p[i] = p[i] + (neg_clr * d) / (_sqrt(si) + eps)
+
+
+cdef void adagrad_update(floating* param, const floating* grad, floating* state_sum,
+                         Py_ssize_t n, const AdagradHyper* h, long long step,
+                         int num_threads) noexcept nogil:
+    cdef floating sign = -1 if h.maximize else 1
+    cdef floating l2 = <floating>h.weight_decay
+    cdef floating eps = <floating>h.eps
+    cdef floating neg_clr = <floating>(-(h.lr / (1.0 + (step - 1) * h.lr_decay)))
+    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
+    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
+    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+        _adagrad_range(param, grad, state_sum, c * chunk, chunk_stop(c, chunk, n),
+                       sign, l2, eps, neg_clr)
+
+
+# --------------------------------------------------------------------------
+# RMSprop (torch.optim.RMSprop)
+#   d = ±g + wd p ;  v = alpha v + ((1 - alpha) d) d
+#   centered: a = lerp(a, d, 1 - alpha), avg = sqrt(v - a a) + eps ; else avg = sqrt(v) + eps
+#   momentum: b = momentum b + d / avg, p = p + (-lr) b ; else p = p + (-lr d) / avg
+# --------------------------------------------------------------------------
+cdef inline void _rmsprop_range(floating* p, const floating* g, floating* v, floating* buf,
+                                floating* a, Py_ssize_t start, Py_ssize_t stop,
+                                floating sign, floating l2, floating alpha, floating one_minus_alpha,
+                                floating eps, bint use_momentum, floating momentum, bint centered,
+                                floating neg_lr) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating d, vi, ai, avg, b
+    for i in range(start, stop):
+        d = _direction(g[i], p[i], sign, l2)
+        vi = v[i] * alpha + (one_minus_alpha * d) * d
+        v[i] = vi
+        if centered:
+            ai = _lerp(a[i], d, one_minus_alpha)
+            a[i] = ai
+            avg = _sqrt(vi - ai * ai) + eps
+        else:
+            avg = _sqrt(vi) + eps
+        if use_momentum:
+            b = buf[i] * momentum + d / avg
+            buf[i] = b
+            p[i] = p[i] + neg_lr * b
+        else:
+            p[i] = p[i] + (neg_lr * d) / avg
+
+
+cdef void rmsprop_update(floating* param, const floating* grad, floating* square_avg,
+                         floating* momentum_buffer, floating* grad_avg,
+                         Py_ssize_t n, const RMSpropHyper* h, int num_threads) noexcept nogil:
+    cdef floating sign = -1 if h.maximize else 1
+    cdef floating l2 = <floating>h.weight_decay
+    cdef floating alpha = <floating>h.alpha
+    cdef floating one_minus_alpha = <floating>(1.0 - h.alpha)
+    cdef floating eps = <floating>h.eps
+    cdef floating momentum = <floating>h.momentum
+    cdef floating neg_lr = <floating>(-h.lr)
+    cdef bint use_momentum = h.momentum > 0
+    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
+    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
+    cdef Py_ssize_t start, stop
+    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+        start = c * chunk
+        stop = chunk_stop(c, chunk, n)
+        # literal flags: each inlined copy is specialised (see _adam_range)
+        if use_momentum and h.centered:
+            _rmsprop_range(param, grad, square_avg, momentum_buffer, grad_avg, start, stop, sign, l2,
+                           alpha, one_minus_alpha, eps, True, momentum, True, neg_lr)
+        elif use_momentum:
+            _rmsprop_range(param, grad, square_avg, momentum_buffer, grad_avg, start, stop, sign, l2,
+                           alpha, one_minus_alpha, eps, True, momentum, False, neg_lr)
+        elif h.centered:
+            _rmsprop_range(param, grad, square_avg, momentum_buffer, grad_avg, start, stop, sign, l2,
+                           alpha, one_minus_alpha, eps, False, momentum, True, neg_lr)
+        else:
+            _rmsprop_range(param, grad, square_avg, momentum_buffer, grad_avg, start, stop, sign, l2,
+                           alpha, one_minus_alpha, eps, False, momentum, False, neg_lr)
+
+
+# --------------------------------------------------------------------------
+# Adam / AdamW (torch.optim.Adam, decoupled_weight_decay=True is AdamW)
+#   p = p (1 - lr wd) (decoupled) ;  d = ±g + wd p (otherwise)
+#   m = lerp(m, d, 1 - beta1) ;  v = beta2 v + ((1 - beta2) d) d
+#   vmax = maximum(vmax, v) (amsgrad, used in place of v below)
+#   p = p + (-step_size m) / (sqrt(v) / bias_correction2 ** 0.5 + eps)
+#   step_size = lr / (1 - beta1 ** t), bias_correction2 = 1 - beta2 ** t
 # --------------------------------------------------------------------------
 cdef inline void _adam_range(floating* p, const floating* g, floating* m, floating* v,
-                             Py_ssize_t start, Py_ssize_t stop,
-                             floating sign, floating wd, bint has_wd,
-                             floating w1, floating one_minus_w1, bint lerp_from_m,
-                             floating beta2, floating one_minus_beta2,
+                             floating* vmax, Py_ssize_t start, Py_ssize_t stop,
+                             floating sign, floating l2, floating decay, floating w1,
+                             floating beta2, floating one_minus_beta2, bint amsgrad,
                              floating bc2_sqrt, floating eps, floating neg_step_size) noexcept nogil:
     cdef Py_ssize_t i
-    cdef floating d, mi, vi
+    cdef floating pi, d, mi, vi
     for i in range(start, stop):
-        d = sign * g[i]
-        if has_wd:
-            d = d + wd * p[i]
-        mi = m[i]
-        if lerp_from_m:
-            mi = mi + w1 * (d - mi)
-        else:
-            mi = d - (d - mi) * one_minus_w1
+        pi = _decayed(p[i], decay)
+        d = _direction(g[i], pi, sign, l2)
+        mi = _lerp(m[i], d, w1)
         vi = v[i] * beta2 + (one_minus_beta2 * d) * d
         m[i] = mi
         v[i] = vi
-        p[i] = p[i] + (neg_step_size * mi) / (_sqrt(vi) / bc2_sqrt + eps)
+        if amsgrad:
+            vi = _maximum(vmax[i], vi)
+            vmax[i] = vi
+        p[i] = pi + (neg_step_size * mi) / (_sqrt(vi) / bc2_sqrt + eps)
 
 
 cdef void adam_update(floating* param, const floating* grad, floating* exp_avg,
-                      floating* exp_avg_sq, Py_ssize_t n,
-                      const AdamHyper* hyper, int num_threads) noexcept nogil:
-    cdef double w1 = 1.0 - hyper.beta1
-    cdef double t = <double>hyper.step
-    cdef floating sign = -1 if hyper.maximize else 1
-    cdef floating wd = <floating>hyper.weight_decay
-    cdef floating fw1 = <floating>w1
-    cdef floating one_minus_w1 = <floating>(1.0 - w1)
-    cdef floating beta2 = <floating>hyper.beta2
-    cdef floating one_minus_beta2 = <floating>(1.0 - hyper.beta2)
-    cdef floating bc2_sqrt = <floating>sqrt(1.0 - pow(hyper.beta2, t))
-    cdef floating eps = <floating>hyper.eps
-    cdef floating neg_step_size = <floating>(-(hyper.lr / (1.0 - pow(hyper.beta1, t))))
-    cdef bint has_wd = hyper.weight_decay != 0
-    cdef bint lerp_from_m = w1 < 0.5
+                      floating* exp_avg_sq, floating* max_exp_avg_sq,
+                      Py_ssize_t n, const AdamHyper* h, long long step,
+                      int num_threads) noexcept nogil:
+    cdef double t = <double>step
+    cdef bint decoupled = h.decoupled_weight_decay
+    cdef floating sign = -1 if h.maximize else 1
+    cdef floating l2 = 0 if decoupled else <floating>h.weight_decay
+    cdef floating decay = <floating>(1.0 - h.lr * h.weight_decay) if decoupled else 1
+    cdef floating w1 = <floating>(1.0 - h.beta1)
+    cdef floating beta2 = <floating>h.beta2
+    cdef floating one_minus_beta2 = <floating>(1.0 - h.beta2)
+    cdef floating bc2_sqrt = <floating>pow(1.0 - pow(h.beta2, t), 0.5)
+    cdef floating eps = <floating>h.eps
+    cdef floating neg_step_size = <floating>(-(h.lr / (1.0 - pow(h.beta1, t))))
     cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
     cdef Py_ssize_t nchunks = num_chunks(n, chunk)
     for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
-        _adam_range(param, grad, exp_avg, exp_avg_sq, c * chunk, chunk_stop(c, chunk, n),
-                    sign, wd, has_wd, fw1, one_minus_w1, lerp_from_m,
-                    beta2, one_minus_beta2, bc2_sqrt, eps, neg_step_size)
+        # A literal flag per call site: each inlined copy is specialised, free of
+        # conditional loads and stores, and vectorizes (GCC does not unswitch loops
+        # this large by itself).
+        if h.amsgrad:
+            _adam_range(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+                        c * chunk, chunk_stop(c, chunk, n), sign, l2, decay, w1,
+                        beta2, one_minus_beta2, True, bc2_sqrt, eps, neg_step_size)
+        else:
+            _adam_range(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+                        c * chunk, chunk_stop(c, chunk, n), sign, l2, decay, w1,
+                        beta2, one_minus_beta2, False, bc2_sqrt, eps, neg_step_size)
 
 
-def adam_step(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
-              floating[::1] exp_avg_sq, double lr, double beta1, double beta2, double eps,
-              double weight_decay, bint maximize, long long step, int num_threads=1):
-    """In-place Adam step on 1-D contiguous arrays (no validation beyond lengths)."""
+# --------------------------------------------------------------------------
+# Adamax (torch.optim.Adamax)
+#   d = ±g + wd p ;  m = lerp(m, d, 1 - beta1) ;  u = maximum(beta2 u, |d| + eps)
+#   p = p + (-clr m) / u,  clr = lr / (1 - beta1 ** t)
+# --------------------------------------------------------------------------
+cdef inline void _adamax_range(floating* p, const floating* g, floating* m, floating* u,
+                               Py_ssize_t start, Py_ssize_t stop, floating sign, floating l2,
+                               floating w1, floating beta2, floating eps,
+                               floating neg_clr) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating d, mi, ui
+    for i in range(start, stop):
+        d = _direction(g[i], p[i], sign, l2)
+        mi = _lerp(m[i], d, w1)
+        ui = _maximum(u[i] * beta2, _abs(d) + eps)
+        m[i] = mi
+        u[i] = ui
+        p[i] = p[i] + (neg_clr * mi) / ui
+
+
+cdef void adamax_update(floating* param, const floating* grad, floating* exp_avg,
+                        floating* exp_inf, Py_ssize_t n, const AdamaxHyper* h,
+                        long long step, int num_threads) noexcept nogil:
+    cdef floating sign = -1 if h.maximize else 1
+    cdef floating l2 = <floating>h.weight_decay
+    cdef floating w1 = <floating>(1.0 - h.beta1)
+    cdef floating beta2 = <floating>h.beta2
+    cdef floating eps = <floating>h.eps
+    cdef floating neg_clr = <floating>(-(h.lr / (1.0 - pow(h.beta1, <double>step))))
+    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
+    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
+    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+        _adamax_range(param, grad, exp_avg, exp_inf, c * chunk, chunk_stop(c, chunk, n),
+                      sign, l2, w1, beta2, eps, neg_clr)
+
+
+# --------------------------------------------------------------------------
+# NAdam (torch.optim.NAdam)
+#   p = p (1 - lr wd) (decoupled) ;  d = ±g + wd p (otherwise)
+#   m = lerp(m, d, 1 - beta1) ;  v = beta2 v + ((1 - beta2) d) d
+#   denom = sqrt(v / (1 - beta2 ** t)) + eps
+#   p = p + (c_grad d) / denom ;  p = p + (c_avg m) / denom
+#   mu_t = beta1 (1 - 0.5 * 0.96 ** (t momentum_decay)), mu_product *= mu_t,
+#   c_grad = -lr (1 - mu_t) / (1 - mu_product), c_avg = -lr mu_{t+1} / (1 - mu_product mu_{t+1})
+# --------------------------------------------------------------------------
+cdef inline void _nadam_range(floating* p, const floating* g, floating* m, floating* v,
+                              Py_ssize_t start, Py_ssize_t stop, floating sign, floating l2,
+                              floating decay, floating w1, floating beta2,
+                              floating one_minus_beta2, floating bc2, floating eps,
+                              floating c_grad, floating c_avg) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating pi, d, mi, vi, denom
+    for i in range(start, stop):
+        pi = _decayed(p[i], decay)
+        d = _direction(g[i], pi, sign, l2)
+        mi = _lerp(m[i], d, w1)
+        vi = v[i] * beta2 + (one_minus_beta2 * d) * d
+        m[i] = mi
+        v[i] = vi
+        denom = _sqrt(vi / bc2) + eps
+        pi = pi + (c_grad * d) / denom
+        p[i] = pi + (c_avg * mi) / denom
+
+
+cdef void nadam_update(floating* param, const floating* grad, floating* exp_avg,
+                       floating* exp_avg_sq, Py_ssize_t n, const NAdamHyper* h,
+                       long long step, double* mu_product, int num_threads) noexcept nogil:
+    cdef double t = <double>step
+    cdef double mu = h.beta1 * (1.0 - 0.5 * pow(0.96, t * h.momentum_decay))
+    cdef double mu_next = h.beta1 * (1.0 - 0.5 * pow(0.96, (t + 1) * h.momentum_decay))
+    mu_product[0] = mu_product[0] * mu
+    cdef double mu_product_next = mu_product[0] * mu_next
+    cdef bint decoupled = h.decoupled_weight_decay
+    cdef floating sign = -1 if h.maximize else 1
+    cdef floating l2 = 0 if decoupled else <floating>h.weight_decay
+    cdef floating decay = <floating>(1.0 - h.lr * h.weight_decay) if decoupled else 1
+    cdef floating w1 = <floating>(1.0 - h.beta1)
+    cdef floating beta2 = <floating>h.beta2
+    cdef floating one_minus_beta2 = <floating>(1.0 - h.beta2)
+    cdef floating bc2 = <floating>(1.0 - pow(h.beta2, t))
+    cdef floating eps = <floating>h.eps
+    cdef floating c_grad = <floating>(-h.lr * (1.0 - mu) / (1.0 - mu_product[0]))
+    cdef floating c_avg = <floating>((-h.lr * mu_next) / (1.0 - mu_product_next))
+    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
+    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
+    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+        _nadam_range(param, grad, exp_avg, exp_avg_sq, c * chunk, chunk_stop(c, chunk, n),
+                     sign, l2, decay, w1, beta2, one_minus_beta2, bc2, eps, c_grad, c_avg)
+
+
+# --------------------------------------------------------------------------
+# RAdam (torch.optim.RAdam)
+#   p = p (1 - lr wd) (decoupled) ;  d = ±g + wd p (otherwise)
+#   m = lerp(m, d, 1 - beta1) ;  v = beta2 v + ((1 - beta2) d) d
+#   u = (m / (1 - beta1 ** t)) lr
+#   if rho_t > 5:  u = (u (bias_correction2 ** 0.5 / (sqrt(v) + eps))) rect
+#   p = p - u
+#   rho_inf = 2 / (1 - beta2) - 1, rho_t = rho_inf - 2 t beta2 ** t / bias_correction2,
+#   rect = ((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t)) ** 0.5
+# --------------------------------------------------------------------------
+cdef inline void _radam_range(floating* p, const floating* g, floating* m, floating* v,
+                              Py_ssize_t start, Py_ssize_t stop, floating sign, floating l2,
+                              floating decay, floating w1, floating beta2,
+                              floating one_minus_beta2, floating bc1, floating lr,
+                              bint rectify, floating bc2_sqrt, floating eps,
+                              floating rect) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating pi, d, mi, vi, u
+    for i in range(start, stop):
+        pi = _decayed(p[i], decay)
+        d = _direction(g[i], pi, sign, l2)
+        mi = _lerp(m[i], d, w1)
+        vi = v[i] * beta2 + (one_minus_beta2 * d) * d
+        m[i] = mi
+        v[i] = vi
+        u = (mi / bc1) * lr
+        if rectify:
+            u = (u * (bc2_sqrt / (_sqrt(vi) + eps))) * rect
+        p[i] = pi - u
+
+
+cdef void radam_update(floating* param, const floating* grad, floating* exp_avg,
+                       floating* exp_avg_sq, Py_ssize_t n, const RAdamHyper* h,
+                       long long step, int num_threads) noexcept nogil:
+    cdef double t = <double>step
+    cdef double bc2 = 1.0 - pow(h.beta2, t)
+    cdef double rho_inf = 2.0 / (1.0 - h.beta2) - 1.0
+    cdef double rho_t = rho_inf - 2.0 * t * pow(h.beta2, t) / bc2
+    cdef bint rectify = rho_t > 5.0
+    cdef double rect = 0.0
+    if rectify:
+        rect = pow((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t), 0.5)
+    cdef bint decoupled = h.decoupled_weight_decay
+    cdef floating sign = -1 if h.maximize else 1
+    cdef floating l2 = 0 if decoupled else <floating>h.weight_decay
+    cdef floating decay = <floating>(1.0 - h.lr * h.weight_decay) if decoupled else 1
+    cdef floating w1 = <floating>(1.0 - h.beta1)
+    cdef floating beta2 = <floating>h.beta2
+    cdef floating one_minus_beta2 = <floating>(1.0 - h.beta2)
+    cdef floating bc1 = <floating>(1.0 - pow(h.beta1, t))
+    cdef floating bc2_sqrt = <floating>pow(bc2, 0.5)
+    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
+    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
+    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+        _radam_range(param, grad, exp_avg, exp_avg_sq, c * chunk, chunk_stop(c, chunk, n),
+                     sign, l2, decay, w1, beta2, one_minus_beta2, bc1, <floating>h.lr,
+                     rectify, bc2_sqrt, <floating>h.eps, <floating>rect)
+
+
+# --------------------------------------------------------------------------
+# Adadelta (torch.optim.Adadelta)
+#   d = ±g + wd p ;  v = rho v + ((1 - rho) d) d
+#   delta = (sqrt(a + eps) / sqrt(v + eps)) d ;  a = rho a + ((1 - rho) delta) delta
+#   p = p + (-lr) delta
+# --------------------------------------------------------------------------
+cdef inline void _adadelta_range(floating* p, const floating* g, floating* v, floating* a,
+                                 Py_ssize_t start, Py_ssize_t stop, floating sign, floating l2,
+                                 floating rho, floating one_minus_rho, floating eps,
+                                 floating neg_lr) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating d, vi, delta
+    for i in range(start, stop):
+        d = _direction(g[i], p[i], sign, l2)
+        vi = v[i] * rho + (one_minus_rho * d) * d
+        v[i] = vi
+        delta = (_sqrt(a[i] + eps) / _sqrt(vi + eps)) * d
+        a[i] = a[i] * rho + (one_minus_rho * delta) * delta
+        p[i] = p[i] + neg_lr * delta
+
+
+cdef void adadelta_update(floating* param, const floating* grad, floating* square_avg,
+                          floating* acc_delta, Py_ssize_t n, const AdadeltaHyper* h,
+                          int num_threads) noexcept nogil:
+    cdef floating sign = -1 if h.maximize else 1
+    cdef floating l2 = <floating>h.weight_decay
+    cdef floating rho = <floating>h.rho
+    cdef floating one_minus_rho = <floating>(1.0 - h.rho)
+    cdef floating eps = <floating>h.eps
+    cdef floating neg_lr = <floating>(-h.lr)
+    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
+    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
+    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+        _adadelta_range(param, grad, square_avg, acc_delta, c * chunk, chunk_stop(c, chunk, n),
+                        sign, l2, rho, one_minus_rho, eps, neg_lr)
+
+
+# --------------------------------------------------------------------------
+# Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms")
+#   p = p (1 - lr wd) ;  d = ±g
+#   p = p + (-lr) sign(beta1 m + (1 - beta1) d) ;  m = beta2 m + (1 - beta2) d
+# --------------------------------------------------------------------------
+cdef inline void _lion_range(floating* p, const floating* g, floating* m,
+                             Py_ssize_t start, Py_ssize_t stop, floating sign, floating decay,
+                             floating beta1, floating one_minus_beta1, floating beta2,
+                             floating one_minus_beta2, floating neg_lr) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating d, mi
+    for i in range(start, stop):
+        d = sign * g[i]
+        mi = m[i]
+        p[i] = _decayed(p[i], decay) + neg_lr * _sign(mi * beta1 + one_minus_beta1 * d)
+        m[i] = mi * beta2 + one_minus_beta2 * d
+
+
+cdef void lion_update(floating* param, const floating* grad, floating* exp_avg,
+                      Py_ssize_t n, const LionHyper* h, int num_threads) noexcept nogil:
+    cdef floating sign = -1 if h.maximize else 1
+    cdef floating decay = <floating>(1.0 - h.lr * h.weight_decay)
+    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
+    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
+    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+        _lion_range(param, grad, exp_avg, c * chunk, chunk_stop(c, chunk, n), sign, decay,
+                    <floating>h.beta1, <floating>(1.0 - h.beta1), <floating>h.beta2,
+                    <floating>(1.0 - h.beta2), <floating>(-h.lr))
+
+
+# --------------------------------------------------------------------------
+# Non-finite detection (for skip_nonfinite): x - x is 0 exactly when x is finite.
+# --------------------------------------------------------------------------
+cdef inline Py_ssize_t _count_nonfinite_range(const floating* x, Py_ssize_t start,
+                                              Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t i, count = 0
+    for i in range(start, stop):
+        count += (x[i] - x[i]) != 0
+    return count
+
+
+cdef Py_ssize_t count_nonfinite(const floating* x, Py_ssize_t n, int num_threads) noexcept nogil:
+    cdef Py_ssize_t c, total = 0, chunk = chunk_length(sizeof(floating))
+    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
+    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+        total += _count_nonfinite_range(x, c * chunk, chunk_stop(c, chunk, n))
+    return total
+
+
+# --------------------------------------------------------------------------
+# Python bindings
+# --------------------------------------------------------------------------
+cdef inline floating* _data(floating[::1] a) noexcept nogil:
+    """Pointer to an optional state array's data, NULL for None."""
+    return NULL if a is None else &a[0]
+
+
+cdef int _check_lengths(Py_ssize_t n, lengths) except -1:
+    for length in lengths:
+        if length >= 0 and length != n:
+            raise ValueError(f"kernel arrays must all have {n} elements, got one of {length}")
+    return 0
+
+
+cdef inline Py_ssize_t _length(const floating[::1] a) noexcept:
+    return -1 if a is None else a.shape[0]
+
+
+def sgd_step(floating[::1] param not None, const floating[::1] grad not None,
+             floating[::1] momentum_buffer, SGDHyper hyper, bint momentum_buffer_is_new,
+             int num_threads=1):
+    """In-place SGD step on 1-D contiguous arrays (no validation beyond lengths)."""
     cdef Py_ssize_t n = param.shape[0]
-    _check_lengths(n, grad.shape[0], exp_avg.shape[0], exp_avg_sq.shape[0])
-    cdef AdamHyper hyper = AdamHyper(lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                                     weight_decay=weight_decay, maximize=maximize, step=step)
-    if n == 0:
-        return
+    _check_lengths(n, (grad.shape[0], _length(momentum_buffer)))
     with nogil:
-        adam_update(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], n, &hyper, num_threads)
+        sgd_update(&param[0], &grad[0], _data(momentum_buffer), n, &hyper,
+                   momentum_buffer_is_new, num_threads)
 
 
-cdef inline void _check_lengths(Py_ssize_t n, Py_ssize_t a, Py_ssize_t b=-1, Py_ssize_t c=-1) except *:
-    if a != n or (b >= 0 and b != n) or (c >= 0 and c != n):
-        raise ValueError(f"kernel arrays must all have {n} elements")
+def adagrad_step(floating[::1] param not None, const floating[::1] grad not None,
+                 floating[::1] state_sum not None, AdagradHyper hyper, long long step,
+                 int num_threads=1):
+    """In-place Adagrad step (no validation beyond lengths)."""
+    cdef Py_ssize_t n = param.shape[0]
+    _check_lengths(n, (grad.shape[0], state_sum.shape[0]))
+    with nogil:
+        adagrad_update(&param[0], &grad[0], &state_sum[0], n, &hyper, step, num_threads)
+
+
+def rmsprop_step(floating[::1] param not None, const floating[::1] grad not None,
+                 floating[::1] square_avg not None, floating[::1] momentum_buffer,
+                 floating[::1] grad_avg, RMSpropHyper hyper, int num_threads=1):
+    """In-place RMSprop step (no validation beyond lengths)."""
+    cdef Py_ssize_t n = param.shape[0]
+    _check_lengths(n, (grad.shape[0], square_avg.shape[0], _length(momentum_buffer), _length(grad_avg)))
+    with nogil:
+        rmsprop_update(&param[0], &grad[0], &square_avg[0], _data(momentum_buffer),
+                       _data(grad_avg), n, &hyper, num_threads)
+
+
+def adam_step(floating[::1] param not None, const floating[::1] grad not None,
+              floating[::1] exp_avg not None, floating[::1] exp_avg_sq not None,
+              floating[::1] max_exp_avg_sq, AdamHyper hyper, long long step, int num_threads=1):
+    """In-place Adam/AdamW step (no validation beyond lengths)."""
+    cdef Py_ssize_t n = param.shape[0]
+    _check_lengths(n, (grad.shape[0], exp_avg.shape[0], exp_avg_sq.shape[0], _length(max_exp_avg_sq)))
+    with nogil:
+        adam_update(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], _data(max_exp_avg_sq),
+                    n, &hyper, step, num_threads)
+
+
+def adamax_step(floating[::1] param not None, const floating[::1] grad not None,
+                floating[::1] exp_avg not None, floating[::1] exp_inf not None,
+                AdamaxHyper hyper, long long step, int num_threads=1):
+    """In-place Adamax step (no validation beyond lengths)."""
+    cdef Py_ssize_t n = param.shape[0]
+    _check_lengths(n, (grad.shape[0], exp_avg.shape[0], exp_inf.shape[0]))
+    with nogil:
+        adamax_update(&param[0], &grad[0], &exp_avg[0], &exp_inf[0], n, &hyper, step, num_threads)
+
+
+def nadam_step(floating[::1] param not None, const floating[::1] grad not None,
+               floating[::1] exp_avg not None, floating[::1] exp_avg_sq not None,
+               NAdamHyper hyper, long long step, double mu_product, int num_threads=1):
+    """In-place NAdam step; returns the updated ``mu_product``."""
+    cdef Py_ssize_t n = param.shape[0]
+    _check_lengths(n, (grad.shape[0], exp_avg.shape[0], exp_avg_sq.shape[0]))
+    with nogil:
+        nadam_update(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], n, &hyper, step,
+                     &mu_product, num_threads)
+    return mu_product
+
+
+def radam_step(floating[::1] param not None, const floating[::1] grad not None,
+               floating[::1] exp_avg not None, floating[::1] exp_avg_sq not None,
+               RAdamHyper hyper, long long step, int num_threads=1):
+    """In-place RAdam step (no validation beyond lengths)."""
+    cdef Py_ssize_t n = param.shape[0]
+    _check_lengths(n, (grad.shape[0], exp_avg.shape[0], exp_avg_sq.shape[0]))
+    with nogil:
+        radam_update(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], n, &hyper, step, num_threads)
+
+
+def adadelta_step(floating[::1] param not None, const floating[::1] grad not None,
+                  floating[::1] square_avg not None, floating[::1] acc_delta not None,
+                  AdadeltaHyper hyper, int num_threads=1):
+    """In-place Adadelta step (no validation beyond lengths)."""
+    cdef Py_ssize_t n = param.shape[0]
+    _check_lengths(n, (grad.shape[0], square_avg.shape[0], acc_delta.shape[0]))
+    with nogil:
+        adadelta_update(&param[0], &grad[0], &square_avg[0], &acc_delta[0], n, &hyper, num_threads)
+
+
+def lion_step(floating[::1] param not None, const floating[::1] grad not None,
+              floating[::1] exp_avg not None, LionHyper hyper, int num_threads=1):
+    """In-place Lion step (no validation beyond lengths)."""
+    cdef Py_ssize_t n = param.shape[0]
+    _check_lengths(n, (grad.shape[0], exp_avg.shape[0]))
+    with nogil:
+        lion_update(&param[0], &grad[0], &exp_avg[0], n, &hyper, num_threads)
+
+
+def nonfinite_count(const floating[::1] x not None, int num_threads=1):
+    """Number of NaN or infinite elements in a 1-D contiguous array."""
+    cdef Py_ssize_t total
+    with nogil:
+        total = count_nonfinite(&x[0], x.shape[0], num_threads)
+    return total

@@ -112,9 +112,72 @@ class ParamSet(Mapping):
         """Set every gradient to zero (one pass over the gradient buffer)."""
         self.grad.fill(0)
 
+    def select(self, names):
+        """The tensors ``names`` of this ParamSet, for a parameter group.
+
+        Examples
+        --------
+        >>> import fastopt
+        >>> ps = fastopt.ParamSet({"W1": (4, 4), "b1": 4, "W2": (4, 2), "b2": 2})
+        >>> opt = fastopt.AdamW([
+        ...     {"params": ps.select(["W1", "W2"])},
+        ...     {"params": ps.select(["b1", "b2"]), "weight_decay": 0.0},
+        ... ])
+        """
+        return ParamSelection(self, names)
+
     def __repr__(self):
         body = ", ".join(f"{n!r}: {self.shapes[n]}" for n in self.names)
         return f"ParamSet({{{body}}}, dtype={self.dtype.name}, size={self.size})"
+
+
+class ParamSelection:
+    """Some tensors of a ParamSet, as ``params`` of a parameter group.
+
+    Tensors that are neighbours in the ParamSet's layout form one run, and an
+    optimizer updates each run with a single kernel call; list names in
+    layout order (or lay the ParamSet out by group) to get one run per group.
+
+    Attributes
+    ----------
+    paramset : ParamSet
+    names : tuple of str
+        The selected names, in layout order.
+    runs : list of (slice, tuple of str)
+        Contiguous runs of the flat buffers and the names each covers.
+    """
+
+    def __init__(self, paramset, names):
+        if isinstance(names, str):
+            names = [names]
+        names = list(names)
+        if not names:
+            raise ValueError("ParamSet.select() needs at least one name")
+        for name in names:
+            paramset[name]  # KeyError naming the unknown tensor
+        if len(set(names)) != len(names):
+            raise ValueError(f"ParamSet.select() got a name twice: {names}")
+        chosen = set(names)
+        self.paramset = paramset
+        self.names = tuple(n for n in paramset.names if n in chosen)
+        self.runs = []
+        run_names, start, stop = [], None, None
+        for name in paramset.names:  # walk the layout, cutting where an unselected tensor intervenes
+            if name not in chosen:
+                if run_names:
+                    self.runs.append((slice(start, stop), tuple(run_names)))
+                run_names = []
+                continue
+            s = paramset.slices[name]
+            if not run_names:
+                start = s.start
+            run_names.append(name)
+            stop = s.stop
+        if run_names:
+            self.runs.append((slice(start, stop), tuple(run_names)))
+
+    def __repr__(self):
+        return f"ParamSelection({list(self.names)})"
 
 
 class _ViewMap(Mapping):

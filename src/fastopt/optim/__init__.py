@@ -1,6 +1,13 @@
 """Optimizers: torch.optim's names, defaults and formulas over fused kernels."""
-from fastopt.optim.adam import Adam
+from fastopt.optim.adadelta import Adadelta
+from fastopt.optim.adagrad import Adagrad
+from fastopt.optim.adam import Adam, AdamW
+from fastopt.optim.adamax import Adamax
+from fastopt.optim.lion import Lion
+from fastopt.optim.nadam import NAdam
 from fastopt.optim.optimizer import Optimizer
+from fastopt.optim.radam import RAdam
+from fastopt.optim.rmsprop import RMSprop
 from fastopt.optim.sgd import SGD
 
-__all__ = ["Adam", "Optimizer", "SGD"]
+__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "Optimizer", "RAdam", "RMSprop", "SGD"]

@@ -1,20 +1,21 @@
-"""Adam."""
-import numpy as np
-
+"""Adam, AMSGrad and AdamW."""
 from fastopt._update_rules import adam_step
-from fastopt.optim.optimizer import Optimizer, check_hyper
+from fastopt.optim._hyper import betas, flag, nonnegative
+from fastopt.optim.optimizer import Optimizer
 
 
 class Adam(Optimizer):
-    r"""Adam (Kingma & Ba, 2015) with torch.optim.Adam's formula, names and defaults.
+    r"""Adam (Kingma & Ba, 2015) and AMSGrad (Reddi et al., 2018), as ``torch.optim.Adam``.
 
-    For each element at step :math:`t` (counted from 1):
+    At step :math:`t` (from 1), for each element:
 
     .. math::
 
-        d &= \pm g + \lambda \theta \qquad (-g \text{ if maximize}) \\
+        \theta &\leftarrow \theta (1 - \eta\lambda) \quad \text{(decoupled weight decay)},
+            \qquad d = \pm g + \lambda\theta \quad \text{(otherwise)} \\
         m &\leftarrow \operatorname{lerp}(m, d, 1 - \beta_1) \\
         v &\leftarrow \beta_2 v + (1 - \beta_2)\, d^2 \\
+        \hat v &= \max(\hat v, v) \quad \text{(amsgrad; used in place of } v \text{ below)} \\
         \theta &\leftarrow \theta - \frac{\eta}{1 - \beta_1^t}\,
             \frac{m}{\sqrt{v} / \sqrt{1 - \beta_2^t} + \epsilon}
 
@@ -22,49 +23,57 @@ class Adam(Optimizer):
     ``w < 0.5``, else ``d - (d - m)(1 - w)``), which equals
     :math:`\beta_1 m + (1 - \beta_1) d`.  As in torch, :math:`\epsilon` is added
     after dividing :math:`\sqrt{v}` by :math:`\sqrt{1-\beta_2^t}`, and the bias
-    corrections are computed in double precision, then everything else in the
-    parameter's precision.  ``weight_decay`` is L2 regularisation added to the
-    gradient (AdamW decouples it instead).
+    corrections are computed in double precision, everything else in the
+    parameter's precision.
 
     Parameters
     ----------
-    params : ParamSet, or list, tuple or dict of numpy.ndarray
-        Writeable C-contiguous float32/float64 arrays, updated in place.
+    params : ParamSet, ParamSelection, list/tuple/dict of arrays, or list of parameter groups
     lr : float, default 1e-3
     betas : (float, float), default (0.9, 0.999)
         Decay rates of the first and second moment estimates, each in [0, 1).
     eps : float, default 1e-8
     weight_decay : float, default 0
+        L2 penalty added to the gradient, or with ``decoupled_weight_decay``
+        a decay of the parameters themselves (AdamW).
+    amsgrad : bool, default False
     maximize : bool, default False
+    decoupled_weight_decay : bool, default False
+    skip_nonfinite : bool, default False
 
-    Attributes
-    ----------
-    state : list of dict
-        Per parameter (one entry for a ParamSet): ``step`` (int),
-        ``exp_avg`` and ``exp_avg_sq`` (1-D arrays), created at the first step.
+    State per slot: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad).
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *, maximize=False):
-        super().__init__(params)
-        self.lr = lr
-        try:
-            beta1, beta2 = betas
-        except (TypeError, ValueError):
-            raise TypeError(f"betas must be a pair of floats, got {betas!r}") from None
-        self.betas = (check_hyper("beta parameter at index 0", beta1, 0.0, 1.0, high_inclusive=False),
-                      check_hyper("beta parameter at index 1", beta2, 0.0, 1.0, high_inclusive=False))
-        self.eps = check_hyper("epsilon", eps)
-        self.weight_decay = check_hyper("weight_decay", weight_decay)
-        self.maximize = bool(maximize)
+    rules = dict(lr=nonnegative, betas=betas, eps=nonnegative, weight_decay=nonnegative, amsgrad=flag,
+                 maximize=flag, decoupled_weight_decay=flag)
+    state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    state_scalars = ("step",)
 
-    def _hyperparameters(self):
-        return {"lr": self.lr, "betas": self.betas, "eps": self.eps,
-                "weight_decay": self.weight_decay, "maximize": self.maximize}
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
+                 maximize=False, decoupled_weight_decay=False, skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay),
+                         skip_nonfinite=skip_nonfinite)
 
-    def _update(self, param, grad, state, num_threads):
-        if not state:
-            state.update(step=0, exp_avg=np.zeros_like(param), exp_avg_sq=np.zeros_like(param))
-        state["step"] += 1
-        beta1, beta2 = self.betas
-        adam_step(param, grad, state["exp_avg"], state["exp_avg_sq"], self.lr, beta1, beta2, self.eps,
-                  self.weight_decay, self.maximize, state["step"], num_threads)
+    def _update(self, param, grad, state, group, num_threads):
+        exp_avg = self._state_array(state, "exp_avg", param)
+        exp_avg_sq = self._state_array(state, "exp_avg_sq", param)
+        max_exp_avg_sq = self._state_array(state, "max_exp_avg_sq", param) if group["amsgrad"] else None
+        state["step"] = state.get("step", 0) + 1
+        adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, group.kernel_hyper(), state["step"],
+                  num_threads)
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``.
+
+    Each step first shrinks the parameters, :math:`\theta \leftarrow
+    \theta(1 - \eta\lambda)`, then applies the Adam update to the raw
+    gradient; see :class:`Adam` for the rest of the formula.  The default
+    ``weight_decay`` is 1e-2.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
+                 maximize=False, skip_nonfinite=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True, skip_nonfinite=skip_nonfinite)

@@ -1,92 +1,217 @@
 """Optimizer base class: bookkeeping in Python, math in the fused kernels."""
-import math
-from numbers import Real
+import numpy as np
 
 from fastopt._threads import get_num_threads
-from fastopt.optim._targets import ParamTargets
-
-
-def check_hyper(name, value, low=0.0, high=math.inf, *, high_inclusive=True):
-    """Return ``value`` as a float if ``low <= value <= high`` (or ``< high``), else raise.
-
-    Raises ``TypeError`` for non-numbers and ``ValueError`` (torch.optim's
-    "Invalid ..." wording) for NaN or out-of-range values.
-    """
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    in_range = low <= value and (value <= high if high_inclusive else value < high)
-    if not in_range or math.isnan(value):
-        bound = "]" if high_inclusive else ")"
-        raise ValueError(f"Invalid {name} value: {value} (expected a value in [{low}, {high}{bound})")
-    return value
+from fastopt._update_rules import nonfinite_count
+from fastopt.optim._hyper import ParamGroup, flag, real
+from fastopt.optim._params import ParamLayout
 
 
 class Optimizer:
     """Base class of fastopt's optimizers.
 
-    A subclass validates its hyperparameters in ``__init__`` and implements
-    ``_update(param, grad, state, num_threads)``, which calls one fused kernel
-    on a 1-D parameter view, its gradient and its state dict.  The base class
-    resolves ``params`` (see :class:`fastopt.optim._targets.ParamTargets`),
-    checks every step's gradients, and loops over the parameters: a ParamSet
-    is a single parameter, so its step is a single kernel call.
+    A subclass lists its hyperparameters and their validators in ``rules``,
+    its state arrays in ``state_arrays``, passes its defaults to
+    ``__init__``, and implements ``_update(param, grad, state, group,
+    num_threads)``, which calls one fused kernel on a 1-D parameter slot.
+    The base class resolves ``params`` into slots (one contiguous array per
+    kernel call; a whole ParamSet is one slot), keeps torch.optim-style
+    ``param_groups`` and per-slot ``state``, checks each step's gradients,
+    and saves and restores its state.
 
-    Non-finite values are not filtered: a NaN or infinite gradient propagates
-    into the parameters and the optimizer state exactly as the update formula
-    computes it (as in torch.optim).
+    Parameters
+    ----------
+    params : ParamSet, ParamSelection, list/tuple/dict of numpy.ndarray, or list of dict
+        What to optimize; a list of dicts gives parameter groups, each with
+        a ``"params"`` entry and hyperparameters that override the defaults.
+    defaults : dict
+        Default hyperparameters.
+    skip_nonfinite : bool, default False
+        If True, a step whose gradients hold any NaN or infinity leaves every
+        parameter and all optimizer state untouched, returns False, and is
+        counted in ``skipped_steps``.  If False (torch.optim's behaviour),
+        non-finite values propagate through the update formula into the
+        parameters and state.
+
+    Attributes
+    ----------
+    param_groups : list of dict
+        Hyperparameters per group (validated when changed) and
+        ``"params"``: the indices of the group's slots.
+    state : list of dict
+        Per slot: step counts and state arrays (1-D), created at its first step.
+    skipped_steps : int
+        Steps skipped for non-finite gradients.
     """
 
-    def __init__(self, params):
-        self._targets = ParamTargets(params)
-        self.state = [{} for _ in self._targets.flats]
+    rules = {}
+    state_arrays = ()
+    state_scalars = ()
 
-    @property
-    def lr(self):
-        """Learning rate used by the next step; may be changed between steps."""
-        return self._lr
+    def __init__(self, params, defaults, *, skip_nonfinite=False):
+        self.defaults = ParamGroup(self.rules, defaults)
+        self._layout = ParamLayout(params)
+        self.param_groups = []
+        for g, options in enumerate(self._layout.group_options):
+            unknown = sorted(set(options) - set(self.rules))
+            if unknown:
+                raise ValueError(f"param_groups[{g}] sets {unknown}, which {type(self).__name__} does not take")
+            group = ParamGroup(self.rules, {**self.defaults, **options})
+            dict.__setitem__(group, "params", [i for i, s in enumerate(self._layout.slots) if s.group == g])
+            self._check_group(group)
+            self.param_groups.append(group)
+        self.state = [{} for _ in self._layout.slots]
+        self.skip_nonfinite = flag("skip_nonfinite", skip_nonfinite)
+        self.skipped_steps = 0
 
-    @lr.setter
-    def lr(self, value):
-        self._lr = check_hyper("learning rate", value)
-
-    @property
-    def paramset(self):
-        """The ParamSet this optimizer updates, or None if it was built on arrays."""
-        return self._targets.paramset
-
+    # ------------------------------------------------------------------ steps
     def step(self, grads=None):
-        """Update every parameter in place with one fused kernel call per array.
+        """Update every parameter in place: one fused kernel call per slot.
 
         Parameters
         ----------
         grads : optional
-            Gradients in the structure of ``params``: for a ParamSet, None
-            (use its gradient buffer ``ps.grad``) or a 1-D array shaped like
-            ``ps.data``; for a list or tuple of arrays, a list or tuple of the
-            same length; for a dict, a dict with the same keys.  Each gradient
-            must match its parameter's shape and dtype, be C-contiguous and
-            share no memory with any parameter.  A ``None`` entry skips that
-            parameter (its state and step count are left unchanged).
+            Gradients in the structure of ``params``.  For a ParamSet (or a
+            selection of one): None to use its gradient buffer ``ps.grad``,
+            or a 1-D array shaped like ``ps.data``.  For a list or tuple of
+            arrays: a list or tuple of the same length; for a dict: a dict
+            with the same keys.  For parameter groups: a list with one such
+            entry per group, or None when every group lives in a ParamSet.
+            Each gradient must match its parameter's shape and dtype, be
+            C-contiguous and share no memory with any parameter.  A ``None``
+            entry skips that parameter (its state and step count stay as
+            they are).
+
+        Returns
+        -------
+        bool
+            True if the step was applied; False if ``skip_nonfinite`` is on
+            and a gradient held a NaN or infinity.
         """
-        flat_grads = self._targets.gradients(grads)
+        grads = self._layout.gradients(grads)
         num_threads = get_num_threads()
-        for param, grad, state in zip(self._targets.flats, flat_grads, self.state):
+        if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
+            self.skipped_steps += 1
+            return False
+        for slot, grad, state in zip(self._layout.slots, grads, self.state):
             if grad is not None:
-                self._update(param, grad, state, num_threads)
+                self._update(slot.param, grad, state, self.param_groups[slot.group], num_threads)
+        return True
+
+    def _update(self, param, grad, state, group, num_threads):
+        raise NotImplementedError
+
+    def _check_group(self, group):
+        """Checks that involve several hyperparameters of a group (none by default)."""
 
     def zero_grad(self):
-        """Zero the ParamSet's gradient buffer (only for optimizers built on a ParamSet)."""
-        if self.paramset is None:
+        """Zero the gradients of every parameter that lives in a ParamSet."""
+        if not self._layout.paramsets:
             raise TypeError("zero_grad() needs a ParamSet; an optimizer built on arrays holds no gradients")
-        self.paramset.zero_grad()
+        for slot in self._layout.slots:
+            if slot.paramset is not None:
+                slot.paramset.grad[slot.run] = 0
 
-    def _update(self, param, grad, state, num_threads):
-        raise NotImplementedError
+    # ---------------------------------------------------------- learning rate
+    @property
+    def lr(self):
+        """The learning rate of every group; setting it sets all groups (as a schedule does)."""
+        rates = {group["lr"] for group in self.param_groups}
+        if len(rates) != 1:
+            raise ValueError(f"parameter groups have different learning rates {sorted(rates)}; "
+                             "read param_groups[i]['lr'] instead")
+        return rates.pop()
 
-    def _hyperparameters(self):
-        raise NotImplementedError
+    @lr.setter
+    def lr(self, value):
+        value = real()("lr", value)
+        for group in self.param_groups:
+            group["lr"] = value
+
+    # ------------------------------------------------------------ state dicts
+    def state_dict(self):
+        """A snapshot of the optimizer: ``{"state": {...}, "param_groups": [...]}``, as in torch.optim.
+
+        ``state`` maps slot index to that slot's state (arrays are copies);
+        each entry of ``param_groups`` holds the group's hyperparameters and
+        ``"params"``, the indices of its slots.
+        """
+        return {
+            "state": {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+                      for i, s in enumerate(self.state) if s},
+            "param_groups": [dict(group) for group in self.param_groups],
+        }
+
+    def load_state_dict(self, state_dict):
+        """Restore a snapshot taken by :meth:`state_dict` on an optimizer built the same way.
+
+        Everything is checked before anything changes: on any error the
+        optimizer is left as it was.
+        """
+        groups = list(state_dict["param_groups"])
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(groups)} parameter groups, this optimizer has "
+                             f"{len(self.param_groups)}")
+        new_groups = []
+        for g, (saved, mine) in enumerate(zip(groups, self.param_groups)):
+            if list(saved.get("params", ())) != mine["params"]:
+                raise ValueError(f"param_groups[{g}] holds slots {saved.get('params')} in the state_dict but "
+                                 f"{mine['params']} here; was the optimizer built on the same parameters?")
+            missing = sorted(set(self.rules) - set(saved))
+            if missing:
+                raise ValueError(f"param_groups[{g}] in the state_dict lacks {missing}")
+            group = ParamGroup(self.rules, {k: v for k, v in saved.items() if k != "params"})
+            dict.__setitem__(group, "params", list(mine["params"]))
+            new_groups.append(group)
+        new_state = [{} for _ in self.state]
+        for key, saved in dict(state_dict["state"]).items():
+            index = self._slot_index(key)
+            new_state[index] = self._checked_state(index, saved)
+        for group in new_groups:
+            self._check_group(group)
+        self.param_groups, self.state = new_groups, new_state
+
+    def _slot_index(self, key):
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"state_dict state key {key!r} is not a slot index") from None
+        if not 0 <= index < len(self.state):
+            raise ValueError(f"state_dict has state for slot {index}, but this optimizer has {len(self.state)} slots")
+        return index
+
+    def _checked_state(self, index, saved):
+        slot = self._layout.slots[index]
+        state = {}
+        for key, value in saved.items():
+            if key in self.state_arrays:
+                array = np.asarray(value)
+                if array.dtype != slot.param.dtype or array.shape != slot.param.shape:
+                    raise ValueError(f"state {key!r} of {slot.name} is {array.dtype}{list(array.shape)} in the "
+                                     f"state_dict, expected {slot.param.dtype}{list(slot.param.shape)}")
+                state[key] = array.copy()
+            elif key in self.state_scalars:
+                scalar = np.asarray(value)
+                if scalar.shape != () or scalar.dtype.kind not in ("i", "u", "f"):
+                    raise ValueError(f"state {key!r} of {slot.name} must be a number, got {value!r}")
+                state[key] = int(scalar) if key == "step" else float(scalar)
+            else:
+                raise ValueError(f"state_dict has unknown state {key!r} for {type(self).__name__}")
+        return state
+
+    # ------------------------------------------------------------------- misc
+    @staticmethod
+    def _state_array(state, key, like, fill=0.0):
+        """``state[key]``, created filled with ``fill`` (shaped like ``like``) if missing."""
+        array = state.get(key)
+        if array is None:
+            array = state[key] = np.full_like(like, fill)
+        return array
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self._hyperparameters().items())
-        return f"{type(self).__name__}({args})"
+        lines = [f"{type(self).__name__} ("]
+        for g, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {g}")
+            lines += [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
+        lines.append(")")
+        return "\n".join(lines)

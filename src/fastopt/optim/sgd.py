@@ -1,31 +1,50 @@
-"""Stochastic gradient descent."""
+"""Stochastic gradient descent with momentum and Nesterov momentum."""
+import numpy as np
+
 from fastopt._update_rules import sgd_step
-from fastopt.optim.optimizer import Optimizer, check_hyper
+from fastopt.optim._hyper import any_real, flag, nonnegative
+from fastopt.optim.optimizer import Optimizer
 
 
 class SGD(Optimizer):
-    r"""Plain stochastic gradient descent, as ``torch.optim.SGD`` with ``momentum=0``.
+    r"""Stochastic gradient descent, as ``torch.optim.SGD``.
 
-    For each element, with gradient :math:`g` and parameter :math:`\theta`:
+    For each element, with gradient :math:`g`, parameter :math:`\theta` and
+    momentum buffer :math:`b`:
 
     .. math::
 
-        d &= \begin{cases} -g & \text{maximize} \\ g & \text{otherwise} \end{cases}
-             + \lambda \theta \\
-        \theta &\leftarrow \theta - \eta\, d
+        d &= \pm g + \lambda \theta \qquad (-g \text{ if maximize}) \\
+        b &\leftarrow \mu b + (1 - \tau) d \qquad (b \leftarrow d \text{ at the first step}) \\
+        d &\leftarrow d + \mu b \text{ (nesterov)} \quad\text{or}\quad d \leftarrow b \\
+        \theta &\leftarrow \theta - \eta d
 
-    computed in the parameter's precision as ``theta + (-lr) * d``.
+    computed in the parameter's precision in that order (the momentum lines
+    only when :math:`\mu \ne 0`).  The textbook form
+    :math:`v \leftarrow \mu v + \eta g,\ \theta \leftarrow \theta - v` is the
+    same method with :math:`v = \eta b` for a constant learning rate; the
+    torch form keeps the buffer independent of :math:`\eta`, so changing the
+    learning rate does not rescale accumulated momentum.
 
     Parameters
     ----------
-    params : ParamSet, or list, tuple or dict of numpy.ndarray
-        Writeable C-contiguous float32/float64 arrays, updated in place.
+    params : ParamSet, ParamSelection, list/tuple/dict of arrays, or list of parameter groups
     lr : float, default 1e-3
-        Learning rate :math:`\eta` (torch.optim's default).
+        Learning rate :math:`\eta`.
+    momentum : float, default 0
+        Momentum factor :math:`\mu`.
+    dampening : float, default 0
+        Dampening :math:`\tau` of the gradient's contribution to the buffer.
     weight_decay : float, default 0
         L2 penalty :math:`\lambda` added to the gradient.
+    nesterov : bool, default False
+        Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
     maximize : bool, default False
         Ascend the objective instead of descending it.
+    skip_nonfinite : bool, default False
+        See :class:`fastopt.optim.Optimizer`.
+
+    State per slot: ``momentum_buffer`` (only with momentum).
 
     Examples
     --------
@@ -33,18 +52,29 @@ class SGD(Optimizer):
     >>> w = np.ones(3)
     >>> opt = fastopt.SGD([w], lr=0.1)
     >>> opt.step([np.full(3, 2.0)])
+    True
     >>> w
     array([0.8, 0.8, 0.8])
     """
 
-    def __init__(self, params, lr=1e-3, weight_decay=0.0, *, maximize=False):
-        super().__init__(params)
-        self.lr = lr
-        self.weight_decay = check_hyper("weight_decay", weight_decay)
-        self.maximize = bool(maximize)
+    rules = dict(lr=nonnegative, momentum=nonnegative, dampening=any_real, weight_decay=nonnegative,
+                 nesterov=flag, maximize=flag)
+    state_arrays = ("momentum_buffer",)
 
-    def _hyperparameters(self):
-        return {"lr": self.lr, "weight_decay": self.weight_decay, "maximize": self.maximize}
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
+                 maximize=False, skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                      nesterov=nesterov, maximize=maximize), skip_nonfinite=skip_nonfinite)
 
-    def _update(self, param, grad, state, num_threads):
-        sgd_step(param, grad, self.lr, self.weight_decay, self.maximize, num_threads)
+    def _check_group(self, group):
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+    def _update(self, param, grad, state, group, num_threads):
+        buffer, fresh = None, False
+        if group["momentum"] != 0:
+            buffer = state.get("momentum_buffer")
+            if buffer is None:  # torch clones the first gradient into the buffer
+                buffer = state["momentum_buffer"] = np.empty_like(param)
+                fresh = True
+        sgd_step(param, grad, buffer, group.kernel_hyper(), fresh, num_threads)

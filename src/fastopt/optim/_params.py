@@ -1,0 +1,186 @@
+"""What an optimizer updates, cut into slots: contiguous 1-D arrays, one kernel call each.
+
+``params`` may be
+
+* a ParamSet: one slot over its whole buffer;
+* ``ps.select(names)``: one slot per run of selected tensors that are
+  neighbours in the ParamSet's layout;
+* a list, tuple or dict of arrays: one slot per array;
+* a list of parameter groups, dicts whose ``"params"`` entry is any of the
+  above and whose other entries override the optimizer's defaults.
+
+Gradients come in the same structure (see :meth:`ParamLayout.gradients`).
+Everything is validated before any kernel runs, so a refused step changes
+nothing.
+"""
+from bisect import bisect_right
+from collections.abc import Mapping
+
+from fastopt._validation import byte_span, check_disjoint, check_grad, check_param, check_writeable
+from fastopt.paramset import ParamSelection, ParamSet
+
+
+class Slot:
+    """One contiguous parameter array and where its gradient comes from."""
+
+    __slots__ = ("name", "param", "owner", "group", "paramset", "run")
+
+    def __init__(self, name, param, owner, group, paramset=None, run=None):
+        self.name = name          # for error messages
+        self.param = param        # 1-D view the kernel updates
+        self.owner = owner        # the array whose writeable flag guards ``param``
+        self.group = group        # index of its parameter group
+        self.paramset = paramset  # the ParamSet it lives in, if any
+        self.run = run            # its slice of that ParamSet's buffers
+
+
+class _Container:
+    """One group's ``params``: its slots, and how to find their gradients in ``grads``."""
+
+    def __init__(self, params, group, prefix):
+        self.paramset = None
+        if isinstance(params, (ParamSet, ParamSelection)):
+            selection = params if isinstance(params, ParamSelection) else None
+            self.paramset = ps = params.paramset if selection else params
+            runs = selection.runs if selection else [(slice(0, ps.size), None)]
+            self.slots = [
+                Slot(f"{prefix}{_paramset_label(names)}", ps.data[run], ps.data, group, ps, run)
+                for run, names in runs
+            ]
+            self.keys = None
+            return
+        if isinstance(params, Mapping):
+            self.keys = list(params)
+            labels = [f"{prefix}params[{k!r}]" for k in self.keys]
+            arrays = [params[k] for k in self.keys]
+        elif isinstance(params, (list, tuple)):
+            self.keys = range(len(params))
+            labels = [f"{prefix}params[{i}]" for i in self.keys]
+            arrays = list(params)
+        else:
+            raise TypeError("params must be a ParamSet, ps.select(...), or a list, tuple or dict of numpy "
+                            f"arrays, or a list of parameter groups; got {type(params).__name__}")
+        for array, label in zip(arrays, labels):
+            check_param(array, label)
+        self.slots = [Slot(label, a.reshape(-1), a, group) for a, label in zip(arrays, labels)]
+        self.is_mapping = isinstance(params, Mapping)
+
+    def gradients(self, grads, prefix):
+        """[(slot, 1-D grad or None, label)]; the label is None for a ParamSet's own grad buffer."""
+        if self.paramset is not None:
+            ps = self.paramset
+            if grads is None:  # the ParamSet's own gradient buffer: nothing to check
+                return [(s, ps.grad[s.run], None) for s in self.slots]
+            check_grad(grads, ps.data, f"{prefix}grads", "ParamSet.data")
+            return [(s, grads[s.run], f"{prefix}grads") for s in self.slots]
+        if grads is None:
+            raise TypeError("step() needs grads when the optimizer was built on arrays rather than a ParamSet")
+        if self.is_mapping:
+            if not isinstance(grads, Mapping):
+                raise TypeError(f"{prefix}grads must be a dict like params, got {type(grads).__name__}")
+            missing = [k for k in self.keys if k not in grads]
+            extra = [k for k in grads if k not in self.keys]
+            if missing or extra:
+                raise ValueError(f"{prefix}grads keys must match params: missing {missing}, unexpected {extra}")
+        else:
+            if not isinstance(grads, (list, tuple)):
+                raise TypeError(f"{prefix}grads must be a list or tuple like params, got {type(grads).__name__}")
+            if len(grads) != len(self.slots):
+                raise ValueError(f"{prefix}grads has {len(grads)} arrays but params has {len(self.slots)}")
+        out = []
+        for slot, key in zip(self.slots, self.keys):
+            grad, label = grads[key], f"{prefix}grads[{key!r}]"
+            if grad is not None:
+                check_grad(grad, slot.owner, label, slot.name)
+                grad = grad.reshape(-1)
+            out.append((slot, grad, label))
+        return out
+
+
+def _paramset_label(names):
+    return "ParamSet.data" if names is None else f"ParamSet{list(names)}"
+
+
+def is_group_list(params):
+    """True for a list/tuple of parameter-group dicts (torch.optim's per-group options)."""
+    if not isinstance(params, (list, tuple)) or not params:
+        return False
+    dicts = [isinstance(p, Mapping) for p in params]
+    if any(dicts) and not all(dicts):
+        raise TypeError("params mixes parameter-group dicts with arrays; use one or the other")
+    return all(dicts)
+
+
+class ParamLayout:
+    """All slots of an optimizer, in order, with the checks every step needs.
+
+    Parameters
+    ----------
+    params
+        See the module docstring.
+
+    Attributes
+    ----------
+    group_options : list of dict
+        Per group, the options given next to ``"params"`` (empty when
+        ``params`` was not a list of groups).
+    slots : list of Slot
+    """
+
+    def __init__(self, params):
+        self.grouped = is_group_list(params)
+        specs = params if self.grouped else [{"params": params}]
+        self.containers, self.group_options = [], []
+        for g, spec in enumerate(specs):
+            if "params" not in spec:
+                raise ValueError(f"parameter group {g} has no 'params' entry")
+            prefix = f"param_groups[{g}]." if self.grouped else ""
+            self.containers.append(_Container(spec["params"], g, prefix))
+            self.group_options.append({k: v for k, v in spec.items() if k != "params"})
+        self.slots = [s for c in self.containers for s in c.slots]
+        if not self.slots:
+            raise ValueError("optimizer got an empty parameter list")
+        names = [s.name for s in self.slots]
+        check_disjoint([s.param for s in self.slots], names, "parameters")
+        spans = sorted((byte_span(s.param) + (i,) for i, s in enumerate(self.slots) if s.param.size),
+                       key=lambda span: span[0])
+        self._starts = [span[0] for span in spans]
+        self._spans = spans
+        self.paramsets = list({id(c.paramset): c.paramset for c in self.containers if c.paramset}.values())
+
+    def gradients(self, grads):
+        """Validate ``grads`` for one step: a 1-D gradient (or None: skip) per slot.
+
+        ``grads`` has the structure of ``params``; for a list of groups, it is
+        a list with one entry per group (or None when every group lives in a
+        ParamSet, whose gradient buffers are then used).
+        """
+        for owner, name in {id(s.owner): (s.owner, s.name) for s in self.slots}.values():
+            check_writeable(owner, name)
+        if not self.grouped:
+            per_group = [grads]
+        elif grads is None:
+            per_group = [None] * len(self.containers)
+        elif isinstance(grads, (list, tuple)) and len(grads) == len(self.containers):
+            per_group = grads
+        else:
+            raise TypeError(f"grads must be a list with one entry per parameter group ({len(self.containers)})")
+        result = []
+        for c, g in zip(self.containers, per_group):
+            prefix = f"param_groups[{c.slots[0].group}]." if self.grouped else ""
+            for slot, grad, label in c.gradients(g, prefix):
+                if grad is not None and label is not None:
+                    self._check_not_a_param(grad, label)
+                result.append(grad)
+        return result
+
+    def _check_not_a_param(self, grad, label):
+        """A gradient must not overlap any parameter (the kernel would read what it writes)."""
+        if not grad.size:
+            return
+        start, end = byte_span(grad)
+        k = bisect_right(self._starts, end - 1) - 1  # the last parameter starting before the grad ends
+        if k >= 0 and self._spans[k][1] > start:
+            raise ValueError(f"{label} shares memory with {self.slots[self._spans[k][2]].name}; "
+                             "a gradient must be a separate array")
+

@@ -1,0 +1,45 @@
+"""Adadelta."""
+from fastopt._update_rules import adadelta_step
+from fastopt.optim._hyper import flag, nonnegative, unit_interval
+from fastopt.optim.optimizer import Optimizer
+
+
+class Adadelta(Optimizer):
+    r"""Adadelta (Zeiler, 2012), as ``torch.optim.Adadelta``.
+
+    .. math::
+
+        d &= \pm g + \lambda\theta \\
+        v &\leftarrow \rho v + (1 - \rho) d^2 \\
+        \Delta &= \frac{\sqrt{a + \epsilon}}{\sqrt{v + \epsilon}}\, d \\
+        a &\leftarrow \rho a + (1 - \rho) \Delta^2 \\
+        \theta &\leftarrow \theta - \eta \Delta
+
+    Parameters
+    ----------
+    params : ParamSet, ParamSelection, list/tuple/dict of arrays, or list of parameter groups
+    lr : float, default 1.0
+        Scale of :math:`\Delta` (the paper has none: 1.0).
+    rho : float, default 0.9
+    eps : float, default 1e-6
+    weight_decay : float, default 0
+    maximize : bool, default False
+    skip_nonfinite : bool, default False
+
+    State per slot: ``step``, ``square_avg``, ``acc_delta``.
+    """
+
+    rules = dict(lr=nonnegative, rho=unit_interval, eps=nonnegative, weight_decay=nonnegative, maximize=flag)
+    state_arrays = ("square_avg", "acc_delta")
+    state_scalars = ("step",)
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False,
+                 skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)
+
+    def _update(self, param, grad, state, group, num_threads):
+        square_avg = self._state_array(state, "square_avg", param)
+        acc_delta = self._state_array(state, "acc_delta", param)
+        state["step"] = state.get("step", 0) + 1
+        adadelta_step(param, grad, square_avg, acc_delta, group.kernel_hyper(), num_threads)

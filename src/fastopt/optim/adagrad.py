@@ -1,0 +1,51 @@
+"""Adagrad."""
+from fastopt._update_rules import adagrad_step
+from fastopt.optim._hyper import flag, nonnegative
+from fastopt.optim.optimizer import Optimizer
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad (Duchi, Hazan & Singer, 2011), as ``torch.optim.Adagrad``.
+
+    At step :math:`t` (from 1), for each element:
+
+    .. math::
+
+        d &= \pm g + \lambda \theta \\
+        s &\leftarrow s + d^2 \\
+        \theta &\leftarrow \theta - \frac{\eta_t\, d}{\sqrt{s} + \epsilon},
+        \qquad \eta_t = \frac{\eta}{1 + (t - 1)\,\text{lr\_decay}}
+
+    with :math:`s` starting at ``initial_accumulator_value``; :math:`\epsilon`
+    is added after the square root.
+
+    Parameters
+    ----------
+    params : ParamSet, ParamSelection, list/tuple/dict of arrays, or list of parameter groups
+    lr : float, default 1e-2
+    lr_decay : float, default 0
+    weight_decay : float, default 0
+        L2 penalty :math:`\lambda` added to the gradient.
+    initial_accumulator_value : float, default 0
+    eps : float, default 1e-10
+    maximize : bool, default False
+    skip_nonfinite : bool, default False
+
+    State per slot: ``step``, ``sum``.
+    """
+
+    rules = dict(lr=nonnegative, lr_decay=nonnegative, weight_decay=nonnegative,
+                 initial_accumulator_value=nonnegative, eps=nonnegative, maximize=flag)
+    state_arrays = ("sum",)
+    state_scalars = ("step",)
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+                 *, maximize=False, skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value, eps=eps,
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+
+    def _update(self, param, grad, state, group, num_threads):
+        state_sum = self._state_array(state, "sum", param, group["initial_accumulator_value"])
+        state["step"] = state.get("step", 0) + 1
+        adagrad_step(param, grad, state_sum, group.kernel_hyper(), state["step"], num_threads)

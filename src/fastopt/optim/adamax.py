@@ -1,0 +1,45 @@
+"""Adamax."""
+from fastopt._update_rules import adamax_step
+from fastopt.optim._hyper import betas, flag, nonnegative
+from fastopt.optim.optimizer import Optimizer
+
+
+class Adamax(Optimizer):
+    r"""Adamax, Adam's infinity-norm variant (Kingma & Ba, 2015, sec. 7.1), as ``torch.optim.Adamax``.
+
+    .. math::
+
+        d &= \pm g + \lambda\theta \\
+        m &\leftarrow \operatorname{lerp}(m, d, 1 - \beta_1) \\
+        u &\leftarrow \max(\beta_2 u, |d| + \epsilon) \\
+        \theta &\leftarrow \theta - \frac{\eta}{1 - \beta_1^t} \frac{m}{u}
+
+    (torch adds :math:`\epsilon` inside the maximum, not to the denominator.)
+
+    Parameters
+    ----------
+    params : ParamSet, ParamSelection, list/tuple/dict of arrays, or list of parameter groups
+    lr : float, default 2e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    maximize : bool, default False
+    skip_nonfinite : bool, default False
+
+    State per slot: ``step``, ``exp_avg``, ``exp_inf``.
+    """
+
+    rules = dict(lr=nonnegative, betas=betas, eps=nonnegative, weight_decay=nonnegative, maximize=flag)
+    state_arrays = ("exp_avg", "exp_inf")
+    state_scalars = ("step",)
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *, maximize=False,
+                 skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)
+
+    def _update(self, param, grad, state, group, num_threads):
+        exp_avg = self._state_array(state, "exp_avg", param)
+        exp_inf = self._state_array(state, "exp_inf", param)
+        state["step"] = state.get("step", 0) + 1
+        adamax_step(param, grad, exp_avg, exp_inf, group.kernel_hyper(), state["step"], num_threads)

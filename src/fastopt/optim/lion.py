@@ -1,0 +1,48 @@
+"""Lion."""
+from fastopt._update_rules import lion_step
+from fastopt.optim._hyper import betas, flag, nonnegative
+from fastopt.optim.optimizer import Optimizer
+
+
+class Lion(Optimizer):
+    r"""Lion, EvoLved Sign Momentum (Chen et al., 2023, Algorithm 2).
+
+    torch.optim has no Lion; names and defaults follow the paper:
+
+    .. math::
+
+        \theta &\leftarrow \theta (1 - \eta\lambda) \\
+        \theta &\leftarrow \theta - \eta\, \operatorname{sign}(\beta_1 m + (1 - \beta_1) d),
+            \qquad d = \pm g \\
+        m &\leftarrow \beta_2 m + (1 - \beta_2) d
+
+    ``sign`` is 0 at 0 and NaN for NaN.  Lion's updates all have size
+    :math:`\eta`, so it wants a learning rate 3-10x smaller than AdamW's and
+    a weight decay 3-10x larger.
+
+    Parameters
+    ----------
+    params : ParamSet, ParamSelection, list/tuple/dict of arrays, or list of parameter groups
+    lr : float, default 1e-4
+    betas : (float, float), default (0.9, 0.99)
+    weight_decay : float, default 0
+        Decoupled, as in AdamW.
+    maximize : bool, default False
+    skip_nonfinite : bool, default False
+
+    State per slot: ``step``, ``exp_avg``.
+    """
+
+    rules = dict(lr=nonnegative, betas=betas, weight_decay=nonnegative, maximize=flag)
+    state_arrays = ("exp_avg",)
+    state_scalars = ("step",)
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False,
+                 skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)
+
+    def _update(self, param, grad, state, group, num_threads):
+        exp_avg = self._state_array(state, "exp_avg", param)
+        state["step"] = state.get("step", 0) + 1
+        lion_step(param, grad, exp_avg, group.kernel_hyper(), num_threads)

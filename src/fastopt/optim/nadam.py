@@ -1,0 +1,56 @@
+"""NAdam."""
+from fastopt._update_rules import nadam_step
+from fastopt.optim._hyper import betas, flag, nonnegative
+from fastopt.optim.optimizer import Optimizer
+
+
+class NAdam(Optimizer):
+    r"""Adam with Nesterov momentum (Dozat, 2016), as ``torch.optim.NAdam``.
+
+    With the momentum schedule :math:`\mu_t = \beta_1 (1 - \tfrac12 0.96^{t\psi})`
+    (:math:`\psi` = ``momentum_decay``) and :math:`P_t = \prod_{i \le t} \mu_i`:
+
+    .. math::
+
+        \theta &\leftarrow \theta (1 - \eta\lambda) \ \text{(decoupled)},
+            \qquad d = \pm g + \lambda\theta \ \text{(otherwise)} \\
+        m &\leftarrow \operatorname{lerp}(m, d, 1 - \beta_1), \qquad
+        v \leftarrow \beta_2 v + (1 - \beta_2) d^2 \\
+        \sigma &= \sqrt{v / (1 - \beta_2^t)} + \epsilon \\
+        \theta &\leftarrow \theta - \eta \frac{1 - \mu_t}{1 - P_t} \frac{d}{\sigma}
+            - \eta \frac{\mu_{t+1}}{1 - P_t \mu_{t+1}} \frac{m}{\sigma}
+
+    (the two terms are added to :math:`\theta` one after the other, as in torch).
+
+    Parameters
+    ----------
+    params : ParamSet, ParamSelection, list/tuple/dict of arrays, or list of parameter groups
+    lr : float, default 2e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    momentum_decay : float, default 4e-3
+    decoupled_weight_decay : bool, default False
+    maximize : bool, default False
+    skip_nonfinite : bool, default False
+
+    State per slot: ``step``, ``mu_product`` (a float), ``exp_avg``, ``exp_avg_sq``.
+    """
+
+    rules = dict(lr=nonnegative, betas=betas, eps=nonnegative, weight_decay=nonnegative,
+                 momentum_decay=nonnegative, decoupled_weight_decay=flag, maximize=flag)
+    state_arrays = ("exp_avg", "exp_avg_sq")
+    state_scalars = ("step", "mu_product")
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
+                 decoupled_weight_decay=False, *, maximize=False, skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+
+    def _update(self, param, grad, state, group, num_threads):
+        exp_avg = self._state_array(state, "exp_avg", param)
+        exp_avg_sq = self._state_array(state, "exp_avg_sq", param)
+        state["step"] = state.get("step", 0) + 1
+        state["mu_product"] = nadam_step(param, grad, exp_avg, exp_avg_sq, group.kernel_hyper(), state["step"],
+                                         state.get("mu_product", 1.0), num_threads)

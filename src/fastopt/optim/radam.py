@@ -1,0 +1,56 @@
+"""RAdam."""
+from fastopt._update_rules import radam_step
+from fastopt.optim._hyper import betas, flag, nonnegative
+from fastopt.optim.optimizer import Optimizer
+
+
+class RAdam(Optimizer):
+    r"""Rectified Adam (Liu et al., 2020), as ``torch.optim.RAdam``.
+
+    With :math:`\rho_\infty = 2/(1-\beta_2) - 1` and
+    :math:`\rho_t = \rho_\infty - 2t\beta_2^t/(1-\beta_2^t)`:
+
+    .. math::
+
+        \theta &\leftarrow \theta (1 - \eta\lambda) \ \text{(decoupled)},
+            \qquad d = \pm g + \lambda\theta \ \text{(otherwise)} \\
+        m &\leftarrow \operatorname{lerp}(m, d, 1 - \beta_1), \qquad
+        v \leftarrow \beta_2 v + (1 - \beta_2) d^2 \\
+        u &= \frac{m}{1 - \beta_1^t}\,\eta \\
+        u &\leftarrow u\,\frac{\sqrt{1 - \beta_2^t}}{\sqrt{v} + \epsilon}\, r_t
+            \quad \text{if } \rho_t > 5, \qquad
+            r_t = \sqrt{\frac{(\rho_t - 4)(\rho_t - 2)\rho_\infty}{(\rho_\infty - 4)(\rho_\infty - 2)\rho_t}} \\
+        \theta &\leftarrow \theta - u
+
+    Early steps (:math:`\rho_t \le 5`) are plain momentum SGD steps.
+
+    Parameters
+    ----------
+    params : ParamSet, ParamSelection, list/tuple/dict of arrays, or list of parameter groups
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    decoupled_weight_decay : bool, default False
+    maximize : bool, default False
+    skip_nonfinite : bool, default False
+
+    State per slot: ``step``, ``exp_avg``, ``exp_avg_sq``.
+    """
+
+    rules = dict(lr=nonnegative, betas=betas, eps=nonnegative, weight_decay=nonnegative,
+                 decoupled_weight_decay=flag, maximize=flag)
+    state_arrays = ("exp_avg", "exp_avg_sq")
+    state_scalars = ("step",)
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 decoupled_weight_decay=False, *, maximize=False, skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay, maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)
+
+    def _update(self, param, grad, state, group, num_threads):
+        exp_avg = self._state_array(state, "exp_avg", param)
+        exp_avg_sq = self._state_array(state, "exp_avg_sq", param)
+        state["step"] = state.get("step", 0) + 1
+        radam_step(param, grad, exp_avg, exp_avg_sq, group.kernel_hyper(), state["step"], num_threads)

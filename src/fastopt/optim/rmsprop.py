@@ -1,0 +1,57 @@
+"""RMSprop."""
+from fastopt._update_rules import rmsprop_step
+from fastopt.optim._hyper import flag, nonnegative
+from fastopt.optim.optimizer import Optimizer
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop (Hinton's lecture notes; centered form of Graves, 2013), as ``torch.optim.RMSprop``.
+
+    For each element:
+
+    .. math::
+
+        d &= \pm g + \lambda \theta \\
+        v &\leftarrow \alpha v + (1 - \alpha) d^2 \\
+        a &\leftarrow \operatorname{lerp}(a, d, 1 - \alpha), \quad
+            \sigma = \sqrt{v - a^2} + \epsilon \qquad \text{(centered)} \\
+        \sigma &= \sqrt{v} + \epsilon \qquad \text{(otherwise)} \\
+        b &\leftarrow \mu b + d / \sigma, \quad \theta \leftarrow \theta - \eta b
+            \qquad (\mu > 0) \\
+        \theta &\leftarrow \theta - \eta d / \sigma \qquad (\mu = 0)
+
+    Parameters
+    ----------
+    params : ParamSet, ParamSelection, list/tuple/dict of arrays, or list of parameter groups
+    lr : float, default 1e-2
+    alpha : float, default 0.99
+        Smoothing constant of the squared-gradient average.
+    eps : float, default 1e-8
+        Added after the square root.
+    weight_decay : float, default 0
+    momentum : float, default 0
+    centered : bool, default False
+        Normalise by an estimate of the gradient's variance instead of its second moment.
+    maximize : bool, default False
+    skip_nonfinite : bool, default False
+
+    State per slot: ``step``, ``square_avg``, ``momentum_buffer`` (with
+    momentum), ``grad_avg`` (centered).
+    """
+
+    rules = dict(lr=nonnegative, alpha=nonnegative, eps=nonnegative, weight_decay=nonnegative,
+                 momentum=nonnegative, centered=flag, maximize=flag)
+    state_arrays = ("square_avg", "momentum_buffer", "grad_avg")
+    state_scalars = ("step",)
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                 maximize=False, *, skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered, maximize=maximize), skip_nonfinite=skip_nonfinite)
+
+    def _update(self, param, grad, state, group, num_threads):
+        square_avg = self._state_array(state, "square_avg", param)
+        buffer = self._state_array(state, "momentum_buffer", param) if group["momentum"] > 0 else None
+        grad_avg = self._state_array(state, "grad_avg", param) if group["centered"] else None
+        state["step"] = state.get("step", 0) + 1
+        rmsprop_step(param, grad, square_avg, buffer, grad_avg, group.kernel_hyper(), num_threads)
