@@ -15,7 +15,8 @@ def python_blocks():
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
-def test_readme_examples_run_and_print_their_claimed_output():
+def test_readme_examples_run_and_print_their_claimed_output(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the examples write files
     namespace = {}
     blocks = python_blocks()
     assert len(blocks) >= 3
