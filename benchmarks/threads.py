@@ -22,9 +22,11 @@ SIZES = [1024, 2048, 3072, 4096, 8192, 16384, 65536, 262144, 1 << 20]
 def kernels(n, dtype):
     p, g = np.zeros(n, dtype), np.full(n, 0.5, dtype)
     m, v = np.zeros_like(p), np.zeros_like(p)
+    sgd = fastopt.SGD([np.zeros(1)]).param_groups[0].kernel_hyper()
+    adam = fastopt.Adam([np.zeros(1)]).param_groups[0].kernel_hyper()
     return {
-        "sgd": lambda t: sgd_step(p, g, 1e-3, 0.0, False, t),
-        "adam": lambda t: adam_step(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 1, t),
+        "sgd": lambda t: sgd_step(p, g, None, sgd, False, t),
+        "adam": lambda t: adam_step(p, g, m, v, None, adam, 1, t),
     }
 
 

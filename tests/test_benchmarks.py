@@ -1,0 +1,16 @@
+"""The benchmark scripts keep working (they are not timed here)."""
+import pathlib
+import runpy
+
+import numpy as np
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.skipif(not BENCHMARKS.exists(), reason="needs the source tree")
+def test_thread_benchmark_kernels_run():
+    module = runpy.run_path(str(BENCHMARKS / "threads.py"), run_name="benchmark")
+    for fn in module["kernels"](5000, np.dtype(np.float32)).values():
+        fn(2)
+    assert module["time_once"](lambda t: None, 1, 3) >= 0
