@@ -2,6 +2,8 @@
 import math
 from numbers import Real
 
+import numpy as np
+
 # How torch.optim names a hyperparameter in its "Invalid ..." messages.
 _LABELS = {"lr": "learning rate", "eps": "epsilon value"}
 
@@ -11,16 +13,16 @@ def _label(name):
 
 
 def real(low=0.0, high=math.inf, *, high_open=False):
-    """Validator for a real number in [low, high] (or [low, high) with ``high_open``)."""
+    """Validator for a finite real number in [low, high] (or [low, high) with ``high_open``)."""
 
     def check(name, value):
-        if isinstance(value, bool) or not isinstance(value, Real):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
             raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
         value = float(value)
-        ok = low <= value and (value < high if high_open else value <= high)
-        if not ok:  # also catches NaN
+        ok = math.isfinite(value) and low <= value and (value < high if high_open else value <= high)
+        if not ok:
             right = ")" if high_open else "]"
-            raise ValueError(f"Invalid {_label(name)}: {value} (expected a value in [{low}, {high}{right})")
+            raise ValueError(f"Invalid {_label(name)}: {value} (expected a finite value in [{low}, {high}{right})")
         return value
 
     return check
@@ -28,7 +30,7 @@ def real(low=0.0, high=math.inf, *, high_open=False):
 
 def flag(name, value):
     """Validator for a boolean option (bools and 0/1 only, so typos like "False" fail)."""
-    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, int) and value in (0, 1)):
         return bool(value)
     raise TypeError(f"{name} must be True or False, got {value!r}")
 
@@ -80,6 +82,10 @@ class ParamGroup(dict):
     def update(self, *args, **kwargs):
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
 
     def setdefault(self, key, default=None):
         if key not in self:

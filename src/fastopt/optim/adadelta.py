@@ -41,5 +41,5 @@ class Adadelta(Optimizer):
     def _update(self, param, grad, state, group, num_threads):
         square_avg = self._state_array(state, "square_avg", param)
         acc_delta = self._state_array(state, "acc_delta", param)
-        state["step"] = state.get("step", 0) + 1
         adadelta_step(param, grad, square_avg, acc_delta, group.kernel_hyper(), num_threads)
+        self._commit(state, state.get("step", 0) + 1, square_avg=square_avg, acc_delta=acc_delta)

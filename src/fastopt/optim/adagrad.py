@@ -47,5 +47,6 @@ class Adagrad(Optimizer):
 
     def _update(self, param, grad, state, group, num_threads):
         state_sum = self._state_array(state, "sum", param, group["initial_accumulator_value"])
-        state["step"] = state.get("step", 0) + 1
-        adagrad_step(param, grad, state_sum, group.kernel_hyper(), state["step"], num_threads)
+        step = state.get("step", 0) + 1
+        adagrad_step(param, grad, state_sum, group.kernel_hyper(), step, num_threads)
+        self._commit(state, step, sum=state_sum)

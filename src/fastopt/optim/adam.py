@@ -59,9 +59,9 @@ class Adam(Optimizer):
         exp_avg = self._state_array(state, "exp_avg", param)
         exp_avg_sq = self._state_array(state, "exp_avg_sq", param)
         max_exp_avg_sq = self._state_array(state, "max_exp_avg_sq", param) if group["amsgrad"] else None
-        state["step"] = state.get("step", 0) + 1
-        adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, group.kernel_hyper(), state["step"],
-                  num_threads)
+        step = state.get("step", 0) + 1
+        adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, group.kernel_hyper(), step, num_threads)
+        self._commit(state, step, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, max_exp_avg_sq=max_exp_avg_sq)
 
 
 class AdamW(Adam):

@@ -41,5 +41,6 @@ class Adamax(Optimizer):
     def _update(self, param, grad, state, group, num_threads):
         exp_avg = self._state_array(state, "exp_avg", param)
         exp_inf = self._state_array(state, "exp_inf", param)
-        state["step"] = state.get("step", 0) + 1
-        adamax_step(param, grad, exp_avg, exp_inf, group.kernel_hyper(), state["step"], num_threads)
+        step = state.get("step", 0) + 1
+        adamax_step(param, grad, exp_avg, exp_inf, group.kernel_hyper(), step, num_threads)
+        self._commit(state, step, exp_avg=exp_avg, exp_inf=exp_inf)

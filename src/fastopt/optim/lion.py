@@ -44,5 +44,5 @@ class Lion(Optimizer):
 
     def _update(self, param, grad, state, group, num_threads):
         exp_avg = self._state_array(state, "exp_avg", param)
-        state["step"] = state.get("step", 0) + 1
         lion_step(param, grad, exp_avg, group.kernel_hyper(), num_threads)
+        self._commit(state, state.get("step", 0) + 1, exp_avg=exp_avg)

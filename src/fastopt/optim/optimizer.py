@@ -1,10 +1,16 @@
 """Optimizer base class: bookkeeping in Python, math in the fused kernels."""
+import math
+from collections.abc import Mapping
+
 import numpy as np
 
 from fastopt._threads import get_num_threads
 from fastopt._update_rules import nonfinite_count
-from fastopt.optim._hyper import ParamGroup, flag, real
+from fastopt.optim._hyper import ParamGroup, flag
 from fastopt.optim._params import ParamLayout
+
+# Group keys that are not hyperparameters but are accepted, as torch does, to label a group.
+GROUP_LABELS = ("name",)
 
 
 class Optimizer:
@@ -53,7 +59,7 @@ class Optimizer:
         self._layout = ParamLayout(params)
         self.param_groups = []
         for g, options in enumerate(self._layout.group_options):
-            unknown = sorted(set(options) - set(self.rules))
+            unknown = sorted(set(options) - set(self.rules) - set(GROUP_LABELS))
             if unknown:
                 raise ValueError(f"param_groups[{g}] sets {unknown}, which {type(self).__name__} does not take")
             group = ParamGroup(self.rules, {**self.defaults, **options})
@@ -124,7 +130,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
-        value = real()("lr", value)
+        value = self.rules["lr"]("lr", value)
         for group in self.param_groups:
             group["lr"] = value
 
@@ -134,12 +140,14 @@ class Optimizer:
 
         ``state`` maps slot index to that slot's state (arrays are copies);
         each entry of ``param_groups`` holds the group's hyperparameters and
-        ``"params"``, the indices of its slots.
+        ``"params"``, the indices of its slots; ``skipped_steps`` counts the
+        steps refused for non-finite gradients.
         """
         return {
             "state": {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
                       for i, s in enumerate(self.state) if s},
-            "param_groups": [dict(group) for group in self.param_groups],
+            "param_groups": [{**group, "params": list(group["params"])} for group in self.param_groups],
+            "skipped_steps": self.skipped_steps,
         }
 
     def load_state_dict(self, state_dict):
@@ -148,12 +156,16 @@ class Optimizer:
         Everything is checked before anything changes: on any error the
         optimizer is left as it was.
         """
+        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
+            raise TypeError("state_dict must be a dict with 'state' and 'param_groups', as state_dict() returns")
         groups = list(state_dict["param_groups"])
         if len(groups) != len(self.param_groups):
             raise ValueError(f"state_dict has {len(groups)} parameter groups, this optimizer has "
                              f"{len(self.param_groups)}")
         new_groups = []
         for g, (saved, mine) in enumerate(zip(groups, self.param_groups)):
+            if not isinstance(saved, Mapping):
+                raise TypeError(f"param_groups[{g}] in the state_dict must be a dict, got {type(saved).__name__}")
             if list(saved.get("params", ())) != mine["params"]:
                 raise ValueError(f"param_groups[{g}] holds slots {saved.get('params')} in the state_dict but "
                                  f"{mine['params']} here; was the optimizer built on the same parameters?")
@@ -166,10 +178,13 @@ class Optimizer:
         new_state = [{} for _ in self.state]
         for key, saved in dict(state_dict["state"]).items():
             index = self._slot_index(key)
+            if not isinstance(saved, Mapping):
+                raise TypeError(f"state for slot {index} in the state_dict must be a dict, got {type(saved).__name__}")
             new_state[index] = self._checked_state(index, saved)
         for group in new_groups:
             self._check_group(group)
-        self.param_groups, self.state = new_groups, new_state
+        skipped = _count("skipped_steps", state_dict.get("skipped_steps", 0))
+        self.param_groups, self.state, self.skipped_steps = new_groups, new_state, skipped
 
     def _slot_index(self, key):
         try:
@@ -190,11 +205,13 @@ class Optimizer:
                     raise ValueError(f"state {key!r} of {slot.name} is {array.dtype}{list(array.shape)} in the "
                                      f"state_dict, expected {slot.param.dtype}{list(slot.param.shape)}")
                 state[key] = array.copy()
+            elif key == "step":
+                state[key] = _count(f"state 'step' of {slot.name}", value)
             elif key in self.state_scalars:
                 scalar = np.asarray(value)
-                if scalar.shape != () or scalar.dtype.kind not in ("i", "u", "f"):
-                    raise ValueError(f"state {key!r} of {slot.name} must be a number, got {value!r}")
-                state[key] = int(scalar) if key == "step" else float(scalar)
+                if scalar.shape != () or scalar.dtype.kind not in "iuf" or not math.isfinite(scalar):
+                    raise ValueError(f"state {key!r} of {slot.name} must be a finite number, got {value!r}")
+                state[key] = float(scalar)
             else:
                 raise ValueError(f"state_dict has unknown state {key!r} for {type(self).__name__}")
         return state
@@ -202,11 +219,21 @@ class Optimizer:
     # ------------------------------------------------------------------- misc
     @staticmethod
     def _state_array(state, key, like, fill=0.0):
-        """``state[key]``, created filled with ``fill`` (shaped like ``like``) if missing."""
+        """``state[key]``, or a new array filled with ``fill`` and shaped like ``like``.
+
+        A new array is not stored: ``_update`` stores state with
+        :meth:`_commit` only after its kernel ran, so a failed step leaves
+        the state as it was.
+        """
         array = state.get(key)
-        if array is None:
-            array = state[key] = np.full_like(like, fill)
-        return array
+        return np.full_like(like, fill) if array is None else array
+
+    @staticmethod
+    def _commit(state, step=None, **arrays):
+        """Store a step's state: the step count, and every array that is not None."""
+        if step is not None:
+            state["step"] = step
+        state.update((k, v) for k, v in arrays.items() if v is not None)
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
@@ -215,3 +242,11 @@ class Optimizer:
             lines += [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
         lines.append(")")
         return "\n".join(lines)
+
+
+def _count(what, value):
+    """A non-negative integer count from a state_dict (a Python or NumPy integer)."""
+    scalar = np.asarray(value)
+    if scalar.shape != () or scalar.dtype.kind not in "iu" or not 0 <= int(scalar) < 2**63:
+        raise ValueError(f"{what} must be a non-negative integer below 2**63, got {value!r}")
+    return int(scalar)

@@ -52,5 +52,6 @@ class RAdam(Optimizer):
     def _update(self, param, grad, state, group, num_threads):
         exp_avg = self._state_array(state, "exp_avg", param)
         exp_avg_sq = self._state_array(state, "exp_avg_sq", param)
-        state["step"] = state.get("step", 0) + 1
-        radam_step(param, grad, exp_avg, exp_avg_sq, group.kernel_hyper(), state["step"], num_threads)
+        step = state.get("step", 0) + 1
+        radam_step(param, grad, exp_avg, exp_avg_sq, group.kernel_hyper(), step, num_threads)
+        self._commit(state, step, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)

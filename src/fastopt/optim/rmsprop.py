@@ -53,5 +53,6 @@ class RMSprop(Optimizer):
         square_avg = self._state_array(state, "square_avg", param)
         buffer = self._state_array(state, "momentum_buffer", param) if group["momentum"] > 0 else None
         grad_avg = self._state_array(state, "grad_avg", param) if group["centered"] else None
-        state["step"] = state.get("step", 0) + 1
         rmsprop_step(param, grad, square_avg, buffer, grad_avg, group.kernel_hyper(), num_threads)
+        self._commit(state, state.get("step", 0) + 1, square_avg=square_avg, momentum_buffer=buffer,
+                     grad_avg=grad_avg)

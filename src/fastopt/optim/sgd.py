@@ -74,7 +74,7 @@ class SGD(Optimizer):
         buffer, fresh = None, False
         if group["momentum"] != 0:
             buffer = state.get("momentum_buffer")
-            if buffer is None:  # torch clones the first gradient into the buffer
-                buffer = state["momentum_buffer"] = np.empty_like(param)
-                fresh = True
+            if buffer is None:  # torch clones the first gradient into the buffer: the kernel fills it
+                buffer, fresh = np.empty_like(param), True
         sgd_step(param, grad, buffer, group.kernel_hyper(), fresh, num_threads)
+        self._commit(state, momentum_buffer=buffer)
