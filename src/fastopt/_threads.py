@@ -18,6 +18,7 @@ from operator import index
 from fastopt._openmp_helpers import openmp_enabled, runtime_max_threads
 
 _OPENMP = openmp_enabled()
+MAX_THREADS = 2**31 - 1  # the kernels take a C int
 _num_threads = runtime_max_threads()
 
 
@@ -32,7 +33,7 @@ def set_num_threads(n):
     Parameters
     ----------
     n : int
-        At least 1.  Without OpenMP the kernels always use 1 thread and a
+        From 1 to 2**31 - 1.  Without OpenMP the kernels always use 1 thread and a
         larger ``n`` is ignored with a ``RuntimeWarning``.
 
     Raises
@@ -49,8 +50,8 @@ def set_num_threads(n):
         n = index(n)
     except TypeError:
         raise TypeError(f"set_num_threads: n must be an int, not {type(n).__name__}") from None
-    if n < 1:
-        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"set_num_threads: n must be between 1 and {MAX_THREADS}, got {n}")
     previous = _num_threads
     if not _OPENMP:
         if n > 1:

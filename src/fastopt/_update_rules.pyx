@@ -10,8 +10,8 @@ Each rule has three layers:
   the range function over fixed chunks with a static OpenMP schedule;
 * ``<rule>_step``: the Python binding over 1-D contiguous memoryviews, which
   releases the GIL.  Argument validation belongs to the Python layer
-  (``fastopt.optim``); the binding only refuses lengths that would make the
-  kernel read or write out of bounds.
+  (``fastopt.optim``); the binding only refuses lengths and missing state
+  arrays that would make the kernel read or write out of bounds.
 
 Every rule performs torch.optim's operations (its single-tensor code path), in
 the same order and in the parameter's precision.  The same operations are
@@ -523,6 +523,12 @@ cdef int _check_lengths(Py_ssize_t n, lengths) except -1:
     return 0
 
 
+cdef int _require(bint present, str array, str option) except -1:
+    if not present:
+        raise ValueError(f"{option} needs a {array} array, got None")
+    return 0
+
+
 cdef inline Py_ssize_t _length(const floating[::1] a) noexcept:
     return -1 if a is None else a.shape[0]
 
@@ -533,6 +539,7 @@ def sgd_step(floating[::1] param not None, const floating[::1] grad not None,
     """In-place SGD step on 1-D contiguous arrays (no validation beyond lengths)."""
     cdef Py_ssize_t n = param.shape[0]
     _check_lengths(n, (grad.shape[0], _length(momentum_buffer)))
+    _require(momentum_buffer is not None or hyper.momentum == 0, "momentum_buffer", "momentum")
     with nogil:
         sgd_update(&param[0], &grad[0], _data(momentum_buffer), n, &hyper,
                    momentum_buffer_is_new, num_threads)
@@ -554,6 +561,8 @@ def rmsprop_step(floating[::1] param not None, const floating[::1] grad not None
     """In-place RMSprop step (no validation beyond lengths)."""
     cdef Py_ssize_t n = param.shape[0]
     _check_lengths(n, (grad.shape[0], square_avg.shape[0], _length(momentum_buffer), _length(grad_avg)))
+    _require(momentum_buffer is not None or not hyper.momentum > 0, "momentum_buffer", "momentum")
+    _require(grad_avg is not None or not hyper.centered, "grad_avg", "centered")
     with nogil:
         rmsprop_update(&param[0], &grad[0], &square_avg[0], _data(momentum_buffer),
                        _data(grad_avg), n, &hyper, num_threads)
@@ -565,6 +574,7 @@ def adam_step(floating[::1] param not None, const floating[::1] grad not None,
     """In-place Adam/AdamW step (no validation beyond lengths)."""
     cdef Py_ssize_t n = param.shape[0]
     _check_lengths(n, (grad.shape[0], exp_avg.shape[0], exp_avg_sq.shape[0], _length(max_exp_avg_sq)))
+    _require(max_exp_avg_sq is not None or not hyper.amsgrad, "max_exp_avg_sq", "amsgrad")
     with nogil:
         adam_update(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], _data(max_exp_avg_sq),
                     n, &hyper, step, num_threads)

@@ -17,6 +17,8 @@ def check_float_array(arr, name):
         raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
     if not arr.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous (fastopt updates arrays in place and never copies them)")
+    if not arr.flags.aligned:
+        raise ValueError(f"{name} is not aligned to its dtype's size (a view at an odd byte offset?)")
     return arr
 
 
@@ -53,10 +55,11 @@ def check_disjoint(arrays, names, what):
 
     ``arrays`` must be C-contiguous, so an array occupies exactly the bytes
     between its first and last element.  Sorting by start address finds any
-    overlap in O(n log n).
+    overlap in O(n log n).  Returns the sorted ``(start, end, index)`` spans.
     """
     spans = sorted((byte_span(a) + (i,) for i, a in enumerate(arrays) if a.size), key=lambda s: s[0])
     for (_, end, i), (start, _, j) in zip(spans, spans[1:]):
         if start < end:
             first, second = sorted((i, j))
             raise ValueError(f"{what} {names[first]} and {names[second]} share memory; each must be a separate array")
+    return spans

@@ -16,6 +16,8 @@ nothing.
 from bisect import bisect_right
 from collections.abc import Mapping
 
+import numpy as np
+
 from fastopt._validation import byte_span, check_disjoint, check_grad, check_param, check_writeable
 from fastopt.paramset import ParamSelection, ParamSet
 
@@ -62,7 +64,8 @@ class _Container:
                             f"arrays, or a list of parameter groups; got {type(params).__name__}")
         for array, label in zip(arrays, labels):
             check_param(array, label)
-        self.slots = [Slot(label, a.reshape(-1), a, group) for a, label in zip(arrays, labels)]
+        # view(np.ndarray): a subclass (np.matrix, say) may not reshape to 1-D; memory stays shared.
+        self.slots = [Slot(label, a.view(np.ndarray).reshape(-1), a, group) for a, label in zip(arrays, labels)]
         self.is_mapping = isinstance(params, Mapping)
 
     def gradients(self, grads, prefix):
@@ -79,7 +82,8 @@ class _Container:
             if not isinstance(grads, Mapping):
                 raise TypeError(f"{prefix}grads must be a dict like params, got {type(grads).__name__}")
             missing = [k for k in self.keys if k not in grads]
-            extra = [k for k in grads if k not in self.keys]
+            keys = set(self.keys)
+            extra = [k for k in grads if k not in keys]
             if missing or extra:
                 raise ValueError(f"{prefix}grads keys must match params: missing {missing}, unexpected {extra}")
         else:
@@ -92,7 +96,7 @@ class _Container:
             grad, label = grads[key], f"{prefix}grads[{key!r}]"
             if grad is not None:
                 check_grad(grad, slot.owner, label, slot.name)
-                grad = grad.reshape(-1)
+                grad = grad.view(np.ndarray).reshape(-1)
             out.append((slot, grad, label))
         return out
 
@@ -140,10 +144,7 @@ class ParamLayout:
         self.slots = [s for c in self.containers for s in c.slots]
         if not self.slots:
             raise ValueError("optimizer got an empty parameter list")
-        names = [s.name for s in self.slots]
-        check_disjoint([s.param for s in self.slots], names, "parameters")
-        spans = sorted((byte_span(s.param) + (i,) for i, s in enumerate(self.slots) if s.param.size),
-                       key=lambda span: span[0])
+        spans = check_disjoint([s.param for s in self.slots], [s.name for s in self.slots], "parameters")
         self._starts = [span[0] for span in spans]
         self._spans = spans
         self.paramsets = list({id(c.paramset): c.paramset for c in self.containers if c.paramset}.values())
@@ -166,8 +167,8 @@ class ParamLayout:
         else:
             raise TypeError(f"grads must be a list with one entry per parameter group ({len(self.containers)})")
         result = []
-        for c, g in zip(self.containers, per_group):
-            prefix = f"param_groups[{c.slots[0].group}]." if self.grouped else ""
+        for index, (c, g) in enumerate(zip(self.containers, per_group)):
+            prefix = f"param_groups[{index}]." if self.grouped else ""
             for slot, grad, label in c.gradients(g, prefix):
                 if grad is not None and label is not None:
                     self._check_not_a_param(grad, label)
