@@ -4,9 +4,10 @@ from operator import index
 
 import numpy as np
 
+from fastopt._openmp_helpers import build_info
 from fastopt._validation import FLOAT_DTYPES
 
-CACHE_LINE = 64
+CACHE_LINE = build_info()["cache_line_bytes"]
 
 
 class ParamSet(Mapping):
@@ -30,15 +31,18 @@ class ParamSet(Mapping):
         and other-precision float arrays are converted; complex, boolean and
         non-numeric arrays are refused.
     align : bool, default False
-        Start every tensor on a 64-byte cache-line boundary (padding between
-        tensors is zero in both buffers).  The buffers themselves always start
-        on a 64-byte boundary.
+        Start every tensor on a 64-byte cache-line boundary.  The padding
+        between tensors starts at zero in both buffers; no view exposes it,
+        and the update rules keep it at zero as long as the gradient padding
+        stays zero (writing to the flat ``grad`` buffer as a whole can change
+        that).  The buffers themselves always start on a 64-byte boundary.
 
     Attributes
     ----------
     data, grad : numpy.ndarray
         The flat parameter and gradient buffers (1-D, C-contiguous, writeable),
-        padding included.
+        padding included.  Read-only attributes: write into them, don't
+        rebind them.
     grads : Mapping[str, numpy.ndarray]
         Gradient views by name: ``ps.grads["W1"]`` has the shape of ``ps["W1"]``.
     names : tuple of str
@@ -65,6 +69,7 @@ class ParamSet(Mapping):
     def __init__(self, tensors, dtype=None, *, align=False):
         entries = _parse_entries(tensors)
         self.dtype = _resolve_dtype(entries, dtype)
+        self.align = bool(align)
         itemsize = self.dtype.itemsize
         step = CACHE_LINE // itemsize if align else 1
 
@@ -79,16 +84,29 @@ class ParamSet(Mapping):
         self.size = offset
         self.names = tuple(self.slices)
 
-        self.data = _aligned_zeros(self.size, self.dtype)
-        self.grad = _aligned_zeros(self.size, self.dtype)
-        self._params = _ViewMap(self._views(self.data), "ParamSet")
-        self.grads = _ViewMap(self._views(self.grad), "ParamSet.grads")
+        self._data = _aligned_zeros(self.size, self.dtype)
+        self._grad = _aligned_zeros(self.size, self.dtype)
+        self._params = _ViewMap(self._views(self._data), "ParamSet")
+        self.grads = _ViewMap(self._views(self._grad), "ParamSet.grads")
         for name, _, value in entries:
             if value is not None:
                 self._params[name] = value
 
     def _views(self, flat):
         return {n: flat[s].reshape(self.shapes[n]) for n, s in self.slices.items()}
+
+    @property
+    def data(self):
+        return self._data
+
+    @property
+    def grad(self):
+        return self._grad
+
+    def __reduce__(self):
+        """Copies and pickles rebuild the arena, so views and buffers stay one memory."""
+        layout = [(n, self.shapes[n]) for n in self.names]
+        return _rebuild, (layout, self.dtype.str, self.align, self._data, self._grad)
 
     # Mapping protocol: name -> parameter view
     def __getitem__(self, name):
@@ -131,12 +149,20 @@ class ParamSet(Mapping):
         return f"ParamSet({{{body}}}, dtype={self.dtype.name}, size={self.size})"
 
 
+def _rebuild(layout, dtype, align, data, grad):
+    ps = ParamSet(layout, dtype=dtype, align=align)
+    ps.data[:] = data
+    ps.grad[:] = grad
+    return ps
+
+
 class ParamSelection:
     """Some tensors of a ParamSet, as ``params`` of a parameter group.
 
-    Tensors that are neighbours in the ParamSet's layout form one run, and an
-    optimizer updates each run with a single kernel call; list names in
-    layout order (or lay the ParamSet out by group) to get one run per group.
+    Selected tensors that are neighbours in the ParamSet's layout form one
+    run (whatever order the names are listed in), and an optimizer updates
+    each run with a single kernel call: lay the ParamSet out group by group
+    to get one run per group.
 
     Attributes
     ----------
