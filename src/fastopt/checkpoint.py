@@ -7,6 +7,7 @@ Layout of the archive (every entry a plain array; strings are unicode arrays):
   list indices);
 * ``optimizer/class``: the optimizer's class name;
 * ``optimizer/param_groups``: the groups' hyperparameters and slot indices, as JSON;
+* ``optimizer/skipped_steps``: steps refused for non-finite gradients;
 * ``optimizer/state/<slot>/<key>``: each state array or scalar.
 
 Loading checks every name, shape and dtype (and the optimizer's class and
@@ -17,6 +18,7 @@ the same bits as training straight through.
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping
 
 import numpy as np
@@ -44,6 +46,7 @@ def save(path, params, optimizer=None):
         snapshot = optimizer.state_dict()
         entries["optimizer/class"] = np.array(type(optimizer).__name__)
         entries["optimizer/param_groups"] = np.array(json.dumps(snapshot["param_groups"]))
+        entries["optimizer/skipped_steps"] = np.asarray(snapshot["skipped_steps"])
         for index, state in snapshot["state"].items():
             for key, value in state.items():
                 entries[f"optimizer/state/{index}/{key}"] = np.asarray(value)
@@ -52,6 +55,7 @@ def save(path, params, optimizer=None):
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **entries)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it an ordinary file's mode
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -69,7 +73,15 @@ def load(path, params, optimizer=None):
         or layout; nothing is changed then.
     """
     targets = _named(params)
-    with np.load(os.fspath(path), allow_pickle=False) as archive:
+    try:
+        archive = np.load(os.fspath(path), allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path} is not a fastopt checkpoint ({FORMAT}): {exc}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is not a fastopt checkpoint ({FORMAT}): it holds a single array")
+    with archive:
         files = set(archive.files)
         if "format" not in files or str(archive["format"]) != FORMAT:
             raise ValueError(f"{path} is not a fastopt checkpoint ({FORMAT})")
@@ -86,7 +98,10 @@ def _named(params):
     if isinstance(params, ParamSet):
         return dict(params.items())
     if isinstance(params, Mapping):
-        return {str(k): v for k, v in params.items()}
+        named = {str(k): v for k, v in params.items()}
+        if len(named) != len(params):
+            raise ValueError(f"params keys {list(params)} collide once written as strings")
+        return named
     if isinstance(params, (list, tuple)):
         return {str(i): v for i, v in enumerate(params)}
     raise TypeError(f"params must be a ParamSet, or a dict, list or tuple of arrays; got {type(params).__name__}")
@@ -119,4 +134,13 @@ def _optimizer_snapshot(archive, files, optimizer, path):
         if key.startswith("optimizer/state/"):
             _, _, index, name = key.split("/", 3)
             state.setdefault(int(index), {})[name] = archive[key]
-    return {"state": state, "param_groups": json.loads(str(archive["optimizer/param_groups"]))}
+    snapshot = {"state": state, "param_groups": json.loads(str(archive["optimizer/param_groups"]))}
+    if "optimizer/skipped_steps" in files:
+        snapshot["skipped_steps"] = archive["optimizer/skipped_steps"]
+    return snapshot
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
