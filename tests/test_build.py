@@ -53,3 +53,18 @@ def test_installed_package_ships_no_generated_c():
     root = pathlib.Path(fastopt.__file__).parent
     assert not list(root.rglob("*.c")) and not list(root.rglob("*.cpp"))
     assert list(root.glob("_update_rules*.pxd")), "the .pxd files are part of the package"
+
+
+def test_installed_modules_match_the_source_tree():
+    """A module deleted from src/ must not linger in the installed package (stale build/ dirs)."""
+    src = pathlib.Path(__file__).resolve().parents[1] / "src" / "fastopt"
+    if not src.exists():
+        pytest.skip("needs the source tree")
+    installed = pathlib.Path(fastopt.__file__).parent
+    if installed == src:
+        pytest.skip("running from the source tree")
+
+    def modules(root):
+        return {p.relative_to(root).as_posix() for p in root.rglob("*.py")}
+
+    assert modules(installed) == modules(src)

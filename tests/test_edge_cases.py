@@ -1,0 +1,167 @@
+"""Inputs at the edges, each of which once crashed, copied, or went silently wrong."""
+import copy
+import os
+import pickle
+import stat
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt._update_rules import adam_step, rmsprop_step, sgd_step
+
+
+def test_group_merge_operator_validates_and_takes_effect():
+    w = np.zeros(2)
+    opt = fastopt.SGD([w], lr=0.1)
+    group = opt.param_groups[0]
+    group |= {"lr": 1.0}
+    opt.step([np.ones(2)])
+    np.testing.assert_array_equal(w, -1.0)
+    with pytest.raises(ValueError, match="learning rate"):
+        group |= {"lr": -5.0}
+    with pytest.raises(TypeError, match="real number"):
+        group |= {"momentum": "x"}
+
+
+def test_paramset_copies_and_pickles_keep_views_and_buffers_together():
+    ps = fastopt.ParamSet({"a": 3, "b": (2, 2)}, dtype=np.float32, align=True)
+    ps.data[:] = np.arange(ps.size)
+    ps.grad[:] = 1
+    for other in (copy.deepcopy(ps), copy.copy(ps), pickle.loads(pickle.dumps(ps))):
+        assert other.slices == ps.slices and other.dtype == ps.dtype and other.align
+        np.testing.assert_array_equal(other.data, ps.data)
+        np.testing.assert_array_equal(other.grad, ps.grad)
+        other["a"] = 5
+        np.testing.assert_array_equal(other.data[:3], 5)
+        assert np.shares_memory(other["b"], other.data) and not np.shares_memory(other.data, ps.data)
+    np.testing.assert_array_equal(ps["a"], [0, 1, 2])
+    with pytest.raises(AttributeError):
+        ps.data = np.zeros(ps.size, np.float32)
+
+
+def test_empty_parameter_group():
+    a = np.zeros(2)
+    opt = fastopt.SGD([{"params": [a]}, {"params": []}], lr=1.0)
+    opt.step([[np.ones(2)], []])
+    np.testing.assert_array_equal(a, -1.0)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+def test_ndarray_subclasses_are_updated_in_place():
+    m = np.matrix([[1.0, 2.0, 3.0]])
+    mm = np.asmatrix(np.zeros((1, 3)))
+    opt = fastopt.Adam([np.zeros(3), m], lr=0.1)
+    opt.step([np.ones(3), np.matrix([[1.0, 1.0, 1.0]])])
+    np.testing.assert_allclose(np.asarray(m), [[0.9, 1.9, 2.9]])
+    assert opt.state[1]["step"] == 1
+    fastopt.SGD([mm], lr=1.0).step([np.ones((1, 3))])
+    np.testing.assert_array_equal(np.asarray(mm), -1.0)
+
+
+def test_thread_count_is_capped():
+    with pytest.raises(ValueError, match="between 1 and"):
+        fastopt.set_num_threads(2**40)
+
+
+def test_misaligned_arrays_are_refused():
+    raw = np.zeros(8 * 4 + 1, dtype=np.uint8)
+    odd = raw[1:].view(np.float64)
+    assert not odd.flags.aligned
+    with pytest.raises(ValueError, match="not aligned"):
+        fastopt.SGD([odd])
+
+
+@pytest.mark.parametrize("kwargs", [dict(lr=float("inf")), dict(eps=float("inf")), dict(weight_decay=1e400)])
+def test_infinite_hyperparameters_are_refused(kwargs):
+    with pytest.raises(ValueError, match="finite"):
+        fastopt.Adam([np.zeros(2)], **kwargs)
+
+
+def test_numpy_bools_are_flags():
+    opt = fastopt.Adam([np.zeros(2)], amsgrad=np.bool_(True), maximize=np.True_)
+    assert opt.param_groups[0]["amsgrad"] is True
+
+
+def test_group_name_label_is_accepted():
+    opt = fastopt.SGD([{"params": [np.zeros(1)], "name": "weights"}])
+    assert opt.param_groups[0]["name"] == "weights"
+
+
+def test_state_dict_is_independent_of_the_optimizer():
+    opt = fastopt.Adam([np.zeros(2)])
+    sd = opt.state_dict()
+    sd["param_groups"][0]["params"].append(7)
+    assert opt.param_groups[0]["params"] == [0]
+
+
+@pytest.mark.parametrize("step, match", [(-1, "non-negative integer"), (2.9, "non-negative integer"),
+                                         (np.uint64(2**64 - 1), "below 2\\*\\*63"), ("3", "non-negative integer")])
+def test_load_state_dict_validates_step_counts(step, match):
+    opt = fastopt.Adam([np.zeros(2)])
+    opt.step([np.ones(2)])
+    sd = opt.state_dict()
+    sd["state"][0]["step"] = step
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(sd)
+    assert opt.state[0]["step"] == 1
+
+
+def test_load_state_dict_rejects_non_dicts():
+    opt = fastopt.NAdam([np.zeros(2)])
+    opt.step([np.ones(2)])
+    sd = opt.state_dict()
+    with pytest.raises(TypeError, match="'state' and 'param_groups'"):
+        opt.load_state_dict([1, 2])
+    with pytest.raises(TypeError, match=r"param_groups\[0\] in the state_dict must be a dict"):
+        opt.load_state_dict({**sd, "param_groups": [[1]]})
+    with pytest.raises(TypeError, match="state for slot 0"):
+        opt.load_state_dict({**sd, "state": {0: [1]}})
+    with pytest.raises(ValueError, match="finite number"):
+        opt.load_state_dict({**sd, "state": {0: {**sd["state"][0], "mu_product": float("nan")}}})
+
+
+def test_skipped_steps_survive_a_checkpoint(tmp_path):
+    ps = fastopt.ParamSet({"w": 3})
+    opt = fastopt.Adam(ps, skip_nonfinite=True)
+    ps.grad[:] = np.nan
+    opt.step()
+    fastopt.save(tmp_path / "c.npz", ps, opt)
+    other = fastopt.Adam(ps, skip_nonfinite=True)
+    fastopt.load(tmp_path / "c.npz", ps, other)
+    assert other.skipped_steps == 1
+
+
+def test_checkpoint_names_must_not_collide(tmp_path):
+    with pytest.raises(ValueError, match="collide"):
+        fastopt.save(tmp_path / "c.npz", {1: np.zeros(1), "1": np.ones(1)})
+
+
+def test_checkpoint_gets_an_ordinary_file_mode(tmp_path):
+    fastopt.save(tmp_path / "c.npz", [np.zeros(2)])
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(tmp_path / "c.npz").st_mode) == 0o666 & ~mask
+
+
+def test_loading_something_else_is_a_clear_error(tmp_path):
+    np.save(tmp_path / "one.npy", np.ones(2))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file at all")
+    for name in ("one.npy", "junk.npz"):
+        with pytest.raises(ValueError, match="not a fastopt checkpoint"):
+            fastopt.load(tmp_path / name, [np.zeros(2)])
+    with pytest.raises(FileNotFoundError):
+        fastopt.load(tmp_path / "missing.npz", [np.zeros(2)])
+
+
+def test_bindings_refuse_missing_state_arrays():
+    a = np.zeros(4)
+    sgd = fastopt.SGD([np.zeros(1)], momentum=0.9).param_groups[0].kernel_hyper()
+    with pytest.raises(ValueError, match="momentum needs a momentum_buffer"):
+        sgd_step(a, a.copy(), None, sgd, True)
+    adam = fastopt.Adam([np.zeros(1)], amsgrad=True).param_groups[0].kernel_hyper()
+    with pytest.raises(ValueError, match="amsgrad needs a max_exp_avg_sq"):
+        adam_step(a, a.copy(), a.copy(), a.copy(), None, adam, 1)
+    rms = fastopt.RMSprop([np.zeros(1)], centered=True).param_groups[0].kernel_hyper()
+    with pytest.raises(ValueError, match="centered needs a grad_avg"):
+        rmsprop_step(a, a.copy(), a.copy(), None, None, rms)
