@@ -34,6 +34,16 @@ def _maximum(a, b):
     return np.maximum(a, b)  # propagates NaN, like torch.maximum
 
 
+def _adam_moments(p, g, m, v, lr, betas, weight_decay, decoupled_weight_decay, maximize):
+    """The start shared by Adam, NAdam and RAdam: (decayed p, direction, new m, new v)."""
+    t = p.dtype.type
+    beta1, beta2 = betas
+    if decoupled_weight_decay and weight_decay != 0:
+        p = _decayed(p, lr, weight_decay)
+    d = _direction(g, p, 0.0 if decoupled_weight_decay else weight_decay, maximize)
+    return p, d, _lerp(m, d, 1.0 - beta1), v * t(beta2) + (t(1.0 - beta2) * d) * d
+
+
 def sgd(p, g, buf, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
         maximize=False):
     """(param, momentum_buffer); ``buf`` None means the buffer does not exist yet."""
@@ -79,11 +89,7 @@ def adam(p, g, m, v, vmax, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weigh
     """(param, exp_avg, exp_avg_sq, max_exp_avg_sq) after step ``step`` (from 1)."""
     t = p.dtype.type
     beta1, beta2 = betas
-    if decoupled_weight_decay and weight_decay != 0:
-        p = _decayed(p, lr, weight_decay)
-    d = _direction(g, p, 0.0 if decoupled_weight_decay else weight_decay, maximize)
-    m = _lerp(m, d, 1.0 - beta1)
-    v = v * t(beta2) + (t(1.0 - beta2) * d) * d
+    p, d, m, v = _adam_moments(p, g, m, v, lr, betas, weight_decay, decoupled_weight_decay, maximize)
     denom_v = v
     if amsgrad:
         vmax = _maximum(vmax, v)
@@ -109,14 +115,10 @@ def nadam(p, g, m, v, step, mu_product, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8
     t = p.dtype.type
     beta1, beta2 = betas
     bc2 = 1.0 - beta2**step
-    if decoupled_weight_decay and weight_decay != 0:
-        p = _decayed(p, lr, weight_decay)
-    d = _direction(g, p, 0.0 if decoupled_weight_decay else weight_decay, maximize)
+    p, d, m, v = _adam_moments(p, g, m, v, lr, betas, weight_decay, decoupled_weight_decay, maximize)
     mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
     mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
     mu_product *= mu
-    m = _lerp(m, d, 1.0 - beta1)
-    v = v * t(beta2) + (t(1.0 - beta2) * d) * d
     denom = np.sqrt(v / t(bc2)) + t(eps)
     p = p + (t(-lr * (1.0 - mu) / (1.0 - mu_product)) * d) / denom
     p = p + (t((-lr * mu_next) / (1.0 - mu_product * mu_next)) * m) / denom
@@ -128,11 +130,7 @@ def radam(p, g, m, v, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_dec
     """(param, exp_avg, exp_avg_sq)."""
     t = p.dtype.type
     beta1, beta2 = betas
-    if decoupled_weight_decay and weight_decay != 0:
-        p = _decayed(p, lr, weight_decay)
-    d = _direction(g, p, 0.0 if decoupled_weight_decay else weight_decay, maximize)
-    m = _lerp(m, d, 1.0 - beta1)
-    v = v * t(beta2) + (t(1.0 - beta2) * d) * d
+    p, _, m, v = _adam_moments(p, g, m, v, lr, betas, weight_decay, decoupled_weight_decay, maximize)
     bc1 = 1.0 - beta1**step
     bc2 = 1.0 - beta2**step
     rho_inf = 2 / (1 - beta2) - 1
