@@ -129,7 +129,7 @@ def extensions():
 
     here = os.path.dirname(os.path.abspath(__file__))
     common = dict(include_dirs=[os.path.join(here, "csrc")])
-    modules = ["_openmp_helpers", "_update_rules"]
+    modules = ["_openmp_helpers", "_update_rules", "_stream"]
     exts = [Extension(f"fastopt.{name}", [f"src/fastopt/{name}.pyx"], **common) for name in modules]
     return cythonize(
         exts,

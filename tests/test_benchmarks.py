@@ -14,3 +14,13 @@ def test_thread_benchmark_kernels_run():
     for fn in module["kernels"](5000, np.dtype(np.float32)).values():
         fn(2)
     assert module["time_once"](lambda t: None, 1, 3) >= 0
+
+
+@pytest.mark.skipif(not BENCHMARKS.exists(), reason="needs the source tree")
+def test_asv_classes_set_up_and_time():
+    module = runpy.run_path(str(BENCHMARKS / "benchmarks.py"), run_name="benchmark")
+    bench = module["OptimizerStep"]()
+    bench.setup("adam", "1x10K", "fastopt")
+    bench.time_step("adam", "1x10K", "fastopt")
+    with pytest.raises(NotImplementedError):
+        bench.setup("rmsprop", "1x10K", "torch-fused")  # torch has none (or is not installed)

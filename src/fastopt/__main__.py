@@ -12,12 +12,40 @@ def _info(args):
     return 0
 
 
+def _bench(args):
+    from fastopt import bench
+    from fastopt.bench import cases
+
+    def choose(given, known, what):
+        chosen = given.split(",") if given else None
+        unknown = sorted(set(chosen or ()) - set(known))
+        if unknown:
+            raise SystemExit(f"unknown {what} {unknown}; choose from {list(known)}")
+        return chosen
+
+    bench.run(rules=choose(args.rules, cases.RULES, "rules"), shapes=choose(args.shapes, cases.SHAPES, "shapes"),
+              implementations=choose(args.impl, cases.IMPLEMENTATIONS, "implementations"),
+              num_threads=args.threads, repeats=args.repeats, json_path=args.json, png_path=args.png)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m fastopt", description="fastopt command line")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = commands.add_parser("info", help="print version, build flags, OpenMP, threads and SIMD width")
     info.add_argument("--json", action="store_true", help="print a JSON object instead of text")
     info.set_defaults(run=_info)
+
+    bench = commands.add_parser("bench", help="time the update rules against NumPy, torch.optim and the "
+                                              "memory-bandwidth roofline")
+    bench.add_argument("--rules", help="comma-separated subset of: sgd-momentum,adagrad,rmsprop,adam,adamw")
+    bench.add_argument("--shapes", help="comma-separated subset of: 1x16M,1000x10K,2000x64,1x10K")
+    bench.add_argument("--impl", help="comma-separated subset of the implementations (default: all available)")
+    bench.add_argument("--threads", type=int, default=None, help="threads for fastopt and torch (default: fastopt's)")
+    bench.add_argument("--repeats", type=int, default=7, help="interleaved repeats per case (median is reported)")
+    bench.add_argument("--json", default="fastopt-bench.json", help="where to write the results")
+    bench.add_argument("--png", default="fastopt-bench.png", help="where to write the chart (needs matplotlib)")
+    bench.set_defaults(run=_bench)
     return parser
 
 

@@ -1,0 +1,89 @@
+"""What ``python -m fastopt bench`` times: rules, shapes, and each implementation's step."""
+import numpy as np
+
+import fastopt
+from fastopt.bench import numpy_rules
+
+# name -> (fastopt/torch class, hyperparameters, state arrays per parameter)
+RULES = {
+    "sgd-momentum": ("SGD", dict(lr=1e-3, momentum=0.9), 1),
+    "adagrad": ("Adagrad", dict(lr=1e-2, eps=1e-10), 1),
+    "rmsprop": ("RMSprop", dict(lr=1e-2, alpha=0.99, eps=1e-8), 1),
+    "adam": ("Adam", dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8), 2),
+    "adamw": ("AdamW", dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), 2),
+}
+
+# name -> list of tensor shapes
+SHAPES = {
+    "1x16M": [(1 << 24,)],
+    "1000x10K": [(10_000,)] * 1000,
+    "2000x64": [(64,)] * 2000,
+    "1x10K": [(10_000,)],
+}
+
+IMPLEMENTATIONS = ["fastopt", "fastopt-list", "numpy-textbook", "numpy-inplace",
+                   "torch-forloop", "torch-foreach", "torch-fused"]
+
+
+def bytes_per_element(rule, itemsize=4):
+    """Bytes a fused step moves per element: read param, grad and each state; write param and each state."""
+    return itemsize * (3 + 2 * RULES[rule][2])
+
+
+def _data(shapes, seed):
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    return params, grads
+
+
+def build(impl, rule, shapes, seed=0):
+    """A zero-argument callable doing one optimizer step, or None where ``impl`` does not offer ``rule``.
+
+    Every implementation starts from the same parameters and gradients; the
+    gradients stay fixed, so a step's cost does not depend on its inputs.
+    """
+    cls_name, hyper, nstate = RULES[rule]
+    params, grads = _data(shapes, seed)
+    if impl == "fastopt":
+        ps = fastopt.ParamSet([(f"t{i}", p) for i, p in enumerate(params)], dtype=np.float32)
+        for i, g in enumerate(grads):
+            ps.grads[f"t{i}"] = g
+        return getattr(fastopt, cls_name)(ps, **hyper).step
+    if impl == "fastopt-list":
+        opt = getattr(fastopt, cls_name)(params, **hyper)
+        return lambda: opt.step(grads)
+    if impl.startswith("numpy"):
+        state = [[np.zeros_like(p) for _ in range(nstate)] for p in params]
+        counter = [0]
+        if impl == "numpy-textbook":
+            def step():
+                counter[0] += 1
+                numpy_rules.textbook(rule, params, grads, state, counter[0], hyper)
+        else:
+            scratch = [np.empty_like(p) for p in params]
+
+            def step():
+                counter[0] += 1
+                numpy_rules.inplace(rule, params, grads, state, scratch, counter[0], hyper)
+        return step
+    return _torch_step(impl, cls_name, hyper, params, grads)
+
+
+def _torch_step(impl, cls_name, hyper, params, grads):
+    try:
+        import torch
+    except ImportError:
+        return None
+    variant = impl.split("-", 1)[1]
+    tensors = [torch.from_numpy(p) for p in params]
+    for t, g in zip(tensors, grads):
+        t.grad = torch.from_numpy(g)
+    cls = getattr(torch.optim, cls_name)
+    options = {"forloop": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[variant]
+    try:
+        opt = cls(tensors, **hyper, **options)
+        opt.step()  # fused is refused at construction or at the first step where torch lacks it
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    return opt.step

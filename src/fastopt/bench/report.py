@@ -1,0 +1,63 @@
+"""Tables, JSON and an optional chart for benchmark results."""
+import json
+
+IN_CACHE_BYTES = 64 << 20  # working sets below this may stay in this machine's 32 MiB L3 and 1 MiB L2s
+
+
+def _fmt(seconds):
+    if seconds is None:
+        return "-"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} us"
+
+
+def table(results, implementations):
+    """Markdown table: one row per (shape, rule), step times, fastopt's speed-up and roofline share."""
+    others = [i for i in implementations if i != "fastopt"]
+    head = ["shape", "rule", "fastopt", "% roofline"] + others + [f"x vs {i}" for i in others]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        t = r["seconds"]
+        fast = t.get("fastopt")
+        if r["bytes_per_element"] * r["elements"] < IN_CACHE_BYTES:
+            share = "in cache"  # the DRAM roofline does not bound a step that never leaves the caches
+        else:
+            share = f"{100 * r['roofline_seconds'] / fast:.0f}%" if fast else "-"
+        speedups = [f"{t[i] / fast:.1f}x" if fast and t.get(i) else "-" for i in others]
+        row = [r["shape"], r["rule"], _fmt(fast), share] + [_fmt(t.get(i)) for i in others] + speedups
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def write_json(path, payload):
+    with open(path, "w") as fh:
+        json.dump(payload, fh, indent=2)
+
+
+def write_png(path, results, implementations):
+    """Bar chart of step time per implementation for each case (log scale); False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    cases = [f"{r['rule']}\n{r['shape']}" for r in results]
+    width = 0.8 / len(implementations)
+    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(cases)), 5))
+    for k, impl in enumerate(implementations):
+        xs = [i + k * width for i, r in enumerate(results) if r["seconds"].get(impl)]
+        ys = [r["seconds"][impl] * 1e3 for r in results if r["seconds"].get(impl)]
+        ax.bar(xs, ys, width, label=impl)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms per step (log)")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cases))])
+    ax.set_xticklabels(cases, fontsize=7)
+    ax.legend(fontsize=7, ncol=4)
+    ax.set_title("fastopt bench: time per optimizer step, float32")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
