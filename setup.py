@@ -7,13 +7,16 @@ extensions and decides how to build them:
   (probed below).  Without it the build still succeeds and every kernel runs
   serially; a warning says so.  ``FASTOPT_OPENMP=0`` forces a serial build.
 * ``FASTOPT_MARCH=native`` (or any ``-march`` value) targets a specific CPU;
-  the default builds portable code for the compiler's baseline instruction set.
+  the default builds portable code for the compiler's baseline instruction set,
+  plus, on x86-64, a second build of the update rules for AVX2 + FMA that
+  ``fastopt._kernels`` selects at import where the CPU supports it.
 * Floating-point contraction is switched off (``-ffp-contract=off``) so that
   every kernel performs exactly the IEEE operations written in its source, in
   the same order on every code path (scalar or SIMD, any thread count).
 """
 
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -89,6 +92,21 @@ def flags_changed(build_temp, flags):
     return changed
 
 
+def compiles(compiler, compile_args):
+    """True when ``compiler`` accepts ``compile_args`` for a trivial C file."""
+    tmp = tempfile.mkdtemp(prefix="fastopt-flags-")
+    try:
+        source = os.path.join(tmp, "flags.c")
+        with open(source, "w") as fh:
+            fh.write("int fastopt_probe(int x) { return x + 1; }\n")
+        compiler.compile([source], output_dir=tmp, extra_postargs=compile_args)
+        return True
+    except Exception:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def is_gcc_like(compiler):
     return getattr(compiler, "compiler_type", "") in ("unix", "mingw32", "cygwin")
 
@@ -115,13 +133,41 @@ class BuildExt(build_ext):
             warnings.warn(f"fastopt: building WITHOUT OpenMP ({reason}); kernels will run on one thread.")
             print(f"WARNING: fastopt: building without OpenMP ({reason})", file=sys.stderr)
 
+        for ext in list(self.extensions):
+            isa = getattr(ext, "fastopt_isa", None)
+            if isa and not compiles(self.compiler, compile_args + ext.extra_compile_args):
+                warnings.warn(f"fastopt: the compiler cannot target {isa}; building only the baseline kernels")
+                self.extensions.remove(ext)
         self.force = self.force or flags_changed(self.build_temp, compile_args + link_args)
-        flags_macro = '"' + " ".join(compile_args).replace('"', "") + '"'
         for ext in self.extensions:
             ext.extra_compile_args = compile_args + list(ext.extra_compile_args or [])
             ext.extra_link_args = link_args + list(ext.extra_link_args or [])
+            flags_macro = '"' + " ".join(ext.extra_compile_args).replace('"', "") + '"'
             ext.define_macros = list(ext.define_macros or []) + [("FASTOPT_BUILD_FLAGS", flags_macro)]
         super().build_extensions()
+
+
+# Instruction-set variants of the update rules: the same source, compiled again with these
+# flags under another module name; fastopt._kernels picks one at import.
+KERNEL_VARIANTS = {"avx2": ["-mavx2", "-mfma"]}
+
+
+VARIANTS_DIR = "build/variants"
+
+
+def kernel_variant_sources(build_dir=VARIANTS_DIR):
+    """Copy _update_rules.{pyx,pxd} to _update_rules_<isa>.* (Cython names a module after its file)."""
+    if os.environ.get("FASTOPT_MARCH") or platform.machine().lower() not in ("x86_64", "amd64"):
+        return {}
+    out = {}
+    for isa in KERNEL_VARIANTS:
+        folder = os.path.join(build_dir, "fastopt")
+        os.makedirs(folder, exist_ok=True)
+        for ext in ("pyx", "pxd"):
+            target = os.path.join(folder, f"_update_rules_{isa}.{ext}")
+            shutil.copyfile(f"src/fastopt/_update_rules.{ext}", target)
+        out[isa] = os.path.join(folder, f"_update_rules_{isa}.pyx")
+    return out
 
 
 def extensions():
@@ -131,10 +177,14 @@ def extensions():
     common = dict(include_dirs=[os.path.join(here, "csrc")])
     modules = ["_openmp_helpers", "_update_rules", "_stream"]
     exts = [Extension(f"fastopt.{name}", [f"src/fastopt/{name}.pyx"], **common) for name in modules]
+    for isa, source in kernel_variant_sources().items():
+        ext = Extension(f"fastopt._update_rules_{isa}", [source], extra_compile_args=KERNEL_VARIANTS[isa], **common)
+        ext.fastopt_isa = isa
+        exts.append(ext)
     return cythonize(
         exts,
         build_dir="build/cython",  # keep generated C out of the source tree and the wheel
-        include_path=["src"],
+        include_path=["src", VARIANTS_DIR],
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 import fastopt
-from fastopt._update_rules import adam_step, sgd_step
+from fastopt._update_rules import BoundStep
 
 SIZES = [1024, 2048, 3072, 4096, 8192, 16384, 65536, 262144, 1 << 20]
 
@@ -22,11 +22,11 @@ SIZES = [1024, 2048, 3072, 4096, 8192, 16384, 65536, 262144, 1 << 20]
 def kernels(n, dtype):
     p, g = np.zeros(n, dtype), np.full(n, 0.5, dtype)
     m, v = np.zeros_like(p), np.zeros_like(p)
-    sgd = fastopt.SGD([np.zeros(1)]).param_groups[0].kernel_hyper()
-    adam = fastopt.Adam([np.zeros(1)]).param_groups[0].kernel_hyper()
+    sgd = BoundStep("sgd", p, g, (None,), fastopt.SGD([p]).param_groups[0].kernel_hyper())
+    adam = BoundStep("adam", p, g, (m, v, None), fastopt.Adam([p]).param_groups[0].kernel_hyper())
     return {
-        "sgd": lambda t: sgd_step(p, g, None, sgd, False, t),
-        "adam": lambda t: adam_step(p, g, m, v, None, adam, 1, t),
+        "sgd": lambda t: sgd.run(num_threads=t),
+        "adam": lambda t: adam.run(num_threads=t),
     }
 
 

@@ -43,6 +43,17 @@ static inline int omp_get_num_procs(void) { return 1; }
 #define FASTOPT_SIMD_NAME "none"
 #endif
 
+/* Whether this CPU (and its OS) runs AVX2 + FMA code: selects the AVX2 build
+ * of the update rules at import (see src/fastopt/_kernels.py). */
+static inline int fastopt_cpu_has_avx2(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
 #ifndef FASTOPT_BUILD_FLAGS
 #define FASTOPT_BUILD_FLAGS ""
 #endif

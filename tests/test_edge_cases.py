@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt._update_rules import adam_step, rmsprop_step, sgd_step
 
 
 def test_group_merge_operator_validates_and_takes_effect():
@@ -152,16 +151,3 @@ def test_loading_something_else_is_a_clear_error(tmp_path):
             fastopt.load(tmp_path / name, [np.zeros(2)])
     with pytest.raises(FileNotFoundError):
         fastopt.load(tmp_path / "missing.npz", [np.zeros(2)])
-
-
-def test_bindings_refuse_missing_state_arrays():
-    a = np.zeros(4)
-    sgd = fastopt.SGD([np.zeros(1)], momentum=0.9).param_groups[0].kernel_hyper()
-    with pytest.raises(ValueError, match="momentum needs a momentum_buffer"):
-        sgd_step(a, a.copy(), None, sgd, True)
-    adam = fastopt.Adam([np.zeros(1)], amsgrad=True).param_groups[0].kernel_hyper()
-    with pytest.raises(ValueError, match="amsgrad needs a max_exp_avg_sq"):
-        adam_step(a, a.copy(), a.copy(), a.copy(), None, adam, 1)
-    rms = fastopt.RMSprop([np.zeros(1)], centered=True).param_groups[0].kernel_hyper()
-    with pytest.raises(ValueError, match="centered needs a grad_avg"):
-        rmsprop_step(a, a.copy(), a.copy(), None, None, rms)

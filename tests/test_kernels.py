@@ -11,7 +11,7 @@ from conftest import SIZES, THREADS
 
 import fastopt
 import reference
-from fastopt._update_rules import adam_step, nonfinite_count, sgd_step
+from fastopt._update_rules import RULES as KERNELS, BoundStep, nonfinite_count
 
 
 def assert_bitwise_equal(actual, expected, what="array"):
@@ -198,15 +198,101 @@ def test_nonfinite_count(dtype, n, threads, rng):
     assert nonfinite_count(x, threads) == len(bad) == (~np.isfinite(x)).sum()
 
 
-def test_bindings_refuse_mismatched_lengths():
+def hyper(cls, **kwargs):
+    return cls([np.zeros(1)], **kwargs).param_groups[0].kernel_hyper()
+
+
+def test_binding_refuses_what_would_go_out_of_bounds():
     a, b = np.zeros(4), np.zeros(5)
-    sgd = fastopt.SGD([np.zeros(1)]).param_groups[0].kernel_hyper()
-    with pytest.raises(ValueError, match="4 elements"):
-        sgd_step(a, b, None, sgd, False)
-    with pytest.raises(ValueError, match="4 elements"):
-        sgd_step(a, a.copy(), b, sgd, False)
-    adam = fastopt.Adam([np.zeros(1)]).param_groups[0].kernel_hyper()
-    with pytest.raises(ValueError, match="4 elements"):
-        adam_step(a, a.copy(), a.copy(), b, None, adam, 1)
+    with pytest.raises(ValueError, match="grad has 5 elements, the parameter 4"):
+        BoundStep("sgd", a, b, (None,), hyper(fastopt.SGD))
+    with pytest.raises(ValueError, match="max_exp_avg_sq has 5 elements"):
+        BoundStep("adam", a, a.copy(), (a.copy(), a.copy(), b), hyper(fastopt.Adam))
+    with pytest.raises(ValueError, match="float64"):
+        BoundStep("adam", a, a.astype(np.float32), (a.copy(), a.copy(), None), hyper(fastopt.Adam))
+    with pytest.raises(ValueError, match="writeable"):
+        ro = a.copy()
+        ro.flags.writeable = False
+        BoundStep("lion", ro, a.copy(), (a.copy(),), hyper(fastopt.Lion))
     with pytest.raises(ValueError, match="beta1"):
-        adam_step(a, a.copy(), a.copy(), a.copy(), None, {"lr": 0.1}, 1)
+        BoundStep("adam", a, a.copy(), (a.copy(), a.copy(), None), {"lr": 0.1})
+    with pytest.raises(ValueError, match="takes state arrays"):
+        BoundStep("adam", a, a.copy(), (a.copy(),), hyper(fastopt.Adam))
+    with pytest.raises(ValueError, match="unknown rule"):
+        BoundStep("adamz", a, a.copy(), (), {})
+    assert set(KERNELS) == {cls.rule for cls, _, _, _ in RULES.values()}
+
+
+@pytest.mark.parametrize("rule, cls, kwargs, missing", [
+    ("sgd", fastopt.SGD, dict(momentum=0.9), "momentum_buffer"),
+    ("adam", fastopt.Adam, dict(amsgrad=True), "max_exp_avg_sq"),
+    ("rmsprop", fastopt.RMSprop, dict(centered=True), "grad_avg"),
+    ("rmsprop", fastopt.RMSprop, dict(momentum=0.5), "momentum_buffer"),
+])
+def test_binding_refuses_missing_state_arrays(rule, cls, kwargs, missing):
+    a = np.zeros(4)
+    names = KERNELS[rule][1]
+    state = tuple(None if name == missing or name != names[0] else a.copy() for name in names)
+    with pytest.raises(ValueError, match=f"needs a {missing} array"):
+        BoundStep(rule, a, a.copy(), state, hyper(cls, **kwargs))
+    bound = BoundStep(rule, a, a.copy(), state, hyper(cls))
+    with pytest.raises(ValueError, match=f"needs a {missing} array"):
+        bound.set_hyper(hyper(cls, **kwargs))
+
+
+def _variant_modules():
+    import importlib
+
+    from fastopt._openmp_helpers import cpu_has_avx2
+
+    modules = [importlib.import_module("fastopt._update_rules")]
+    if cpu_has_avx2():
+        try:
+            modules.append(importlib.import_module("fastopt._update_rules_avx2"))
+        except ImportError:
+            pass
+    return modules
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_instruction_set_builds_agree_bit_for_bit(name, dtype, rng):
+    modules = _variant_modules()
+    if len(modules) < 2:
+        pytest.skip("only the baseline build of the kernels exists here")
+    cls, _, configs, _ = RULES[name]
+    config = configs[-1]
+    opt = cls([np.zeros(1, dtype)], **config)
+    group = opt.param_groups[0]
+    n = 3 * 2**12 + 7
+    p0, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    outputs = []
+    for module in modules:
+        p = p0.copy()
+        names, needed = module.RULES[cls.rule][1], opt._needed(group)
+        state = tuple(np.full_like(p, 0.25) if use else None for use in needed)
+        assert len(state) == len(names)
+        bound = module.BoundStep(cls.rule, p, g, state, group.kernel_hyper())
+        mu = bound.run(3, 0.5, False, 2)
+        outputs.append((p, state, mu))
+    (p_a, s_a, mu_a), (p_b, s_b, mu_b) = outputs
+    assert_bitwise_equal(p_a, p_b)
+    for a, b in zip(s_a, s_b):
+        if a is not None:
+            assert_bitwise_equal(a, b)
+    assert mu_a == mu_b
+
+
+def test_kernel_build_choice(monkeypatch):
+    import subprocess
+    import sys
+
+    for choice in ("baseline", "auto"):
+        out = subprocess.run([sys.executable, "-c", "import fastopt._kernels as k; print(k.NAME)"],
+                             env={**__import__("os").environ, "FASTOPT_KERNELS": choice},
+                             capture_output=True, text=True, cwd="/")
+        assert out.returncode == 0, out.stderr
+        best = "avx2" if len(_variant_modules()) == 2 else "baseline"
+        assert out.stdout.strip() == ("baseline" if choice == "baseline" else best)
+    bad = subprocess.run([sys.executable, "-c", "import fastopt"], env={**__import__("os").environ,
+                         "FASTOPT_KERNELS": "sse9"}, capture_output=True, text=True, cwd="/")
+    assert bad.returncode != 0 and "FASTOPT_KERNELS must be" in bad.stderr

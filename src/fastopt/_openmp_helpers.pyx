@@ -3,8 +3,13 @@ from fastopt._parallel cimport (
     FASTOPT_BUILD_FLAGS, FASTOPT_CACHE_LINE, FASTOPT_CHUNK_BYTES, FASTOPT_COMPILER,
     FASTOPT_MIN_CHUNKS_PER_THREAD,
     FASTOPT_OPENMP_VERSION, FASTOPT_SIMD_BYTES, FASTOPT_SIMD_NAME,
-    omp_get_max_threads, omp_get_num_procs,
+    fastopt_cpu_has_avx2, omp_get_max_threads, omp_get_num_procs,
 )
+
+
+def cpu_has_avx2():
+    """True when this CPU and OS run AVX2 + FMA instructions."""
+    return bool(fastopt_cpu_has_avx2())
 
 
 def openmp_enabled():

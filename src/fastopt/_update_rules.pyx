@@ -8,10 +8,11 @@ Each rule has three layers:
   the hyperparameters into per-step scalars (in double precision, as
   torch.optim does in Python), casts them once to the element type, and runs
   the range function over fixed chunks with a static OpenMP schedule;
-* ``<rule>_step``: the Python binding over 1-D contiguous memoryviews, which
-  releases the GIL.  Argument validation belongs to the Python layer
-  (``fastopt.optim``); the binding only refuses lengths and missing state
-  arrays that would make the kernel read or write out of bounds.
+* :class:`BoundStep`, the Python binding: a rule bound once to its arrays
+  and hyperparameters, whose ``run()`` releases the GIL and calls the C
+  entry point.  Argument validation belongs to the Python layer
+  (``fastopt.optim``); binding only refuses dtypes, lengths and missing state
+  arrays that would make a kernel read or write out of bounds.
 
 Every rule performs torch.optim's operations (its single-tensor code path), in
 the same order and in the parameter's precision.  The same operations are
@@ -22,7 +23,12 @@ count.
 from cython.parallel cimport prange
 from libc.math cimport fabs, fabsf, pow, sqrt, sqrtf
 
-from fastopt._parallel cimport chunk_length, chunk_stop, num_chunks, team_size
+from fastopt._parallel cimport (
+    FASTOPT_BUILD_FLAGS, FASTOPT_SIMD_BYTES, FASTOPT_SIMD_NAME, chunk_length, chunk_stop, num_chunks, team_size,
+)
+
+# What this build of the kernels targets (the same source is built once per instruction set).
+BUILD = {"simd": FASTOPT_SIMD_NAME.decode(), "simd_bytes": FASTOPT_SIMD_BYTES, "flags": FASTOPT_BUILD_FLAGS.decode()}
 
 
 # --------------------------------------------------------------------------
@@ -509,126 +515,189 @@ cdef Py_ssize_t count_nonfinite(const floating* x, Py_ssize_t n, int num_threads
 
 
 # --------------------------------------------------------------------------
-# Python bindings
+# Python binding: a step with its arrays and hyperparameters bound once
 # --------------------------------------------------------------------------
-cdef inline floating* _data(floating[::1] a) noexcept nogil:
-    """Pointer to an optional state array's data, NULL for None."""
-    return NULL if a is None else &a[0]
+cdef union AnyHyper:
+    SGDHyper sgd
+    AdagradHyper adagrad
+    RMSpropHyper rmsprop
+    AdamHyper adam
+    AdamaxHyper adamax
+    NAdamHyper nadam
+    RAdamHyper radam
+    AdadeltaHyper adadelta
+    LionHyper lion
 
 
-cdef int _check_lengths(Py_ssize_t n, lengths) except -1:
-    for length in lengths:
-        if length >= 0 and length != n:
-            raise ValueError(f"kernel arrays must all have {n} elements, got one of {length}")
-    return 0
+cdef enum RuleId:
+    SGD, ADAGRAD, RMSPROP, ADAM, ADAMAX, NADAM, RADAM, ADADELTA, LION
+
+# rule name -> (id, state arrays in kernel order)
+RULES = {
+    "sgd": (SGD, ("momentum_buffer",)),
+    "adagrad": (ADAGRAD, ("sum",)),
+    "rmsprop": (RMSPROP, ("square_avg", "momentum_buffer", "grad_avg")),
+    "adam": (ADAM, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")),
+    "adamax": (ADAMAX, ("exp_avg", "exp_inf")),
+    "nadam": (NADAM, ("exp_avg", "exp_avg_sq")),
+    "radam": (RADAM, ("exp_avg", "exp_avg_sq")),
+    "adadelta": (ADADELTA, ("square_avg", "acc_delta")),
+    "lion": (LION, ("exp_avg",)),
+}
 
 
-cdef int _require(bint present, str array, str option) except -1:
-    if not present:
-        raise ValueError(f"{option} needs a {array} array, got None")
-    return 0
+cdef void* _address(object array, bint is_double, bint writable, Py_ssize_t n, str name) except *:
+    """Data pointer of a 1-D contiguous float array of ``n`` elements (the caller keeps it alive)."""
+    cdef float[::1] f
+    cdef double[::1] d
+    cdef const float[::1] cf
+    cdef const double[::1] cd
+    cdef Py_ssize_t length
+    cdef void* ptr
+    try:
+        if is_double and writable:
+            d = array
+            length, ptr = d.shape[0], <void*>&d[0]
+        elif is_double:
+            cd = array
+            length, ptr = cd.shape[0], <void*>&cd[0]
+        elif writable:
+            f = array
+            length, ptr = f.shape[0], <void*>&f[0]
+        else:
+            cf = array
+            length, ptr = cf.shape[0], <void*>&cf[0]
+    except (ValueError, TypeError, BufferError) as exc:
+        kind = "float64" if is_double else "float32"
+        raise ValueError(f"{name} must be a {'writeable ' if writable else ''}1-D contiguous {kind} array: {exc}")
+    if length != n:
+        raise ValueError(f"{name} has {length} elements, the parameter {n}")
+    return ptr
 
 
-cdef inline Py_ssize_t _length(const floating[::1] a) noexcept:
-    return -1 if a is None else a.shape[0]
+cdef void _run(BoundStep b, floating* p, long long step, double* mu_product, bint fresh,
+               int num_threads) noexcept nogil:
+    cdef const floating* g = <const floating*>b.grad
+    cdef floating* s0 = <floating*>b.state[0]
+    cdef floating* s1 = <floating*>b.state[1]
+    cdef floating* s2 = <floating*>b.state[2]
+    if b.rule == SGD:
+        sgd_update(p, g, s0, b.n, &b.hyper.sgd, fresh, num_threads)
+    elif b.rule == ADAGRAD:
+        adagrad_update(p, g, s0, b.n, &b.hyper.adagrad, step, num_threads)
+    elif b.rule == RMSPROP:
+        rmsprop_update(p, g, s0, s1, s2, b.n, &b.hyper.rmsprop, num_threads)
+    elif b.rule == ADAM:
+        adam_update(p, g, s0, s1, s2, b.n, &b.hyper.adam, step, num_threads)
+    elif b.rule == ADAMAX:
+        adamax_update(p, g, s0, s1, b.n, &b.hyper.adamax, step, num_threads)
+    elif b.rule == NADAM:
+        nadam_update(p, g, s0, s1, b.n, &b.hyper.nadam, step, mu_product, num_threads)
+    elif b.rule == RADAM:
+        radam_update(p, g, s0, s1, b.n, &b.hyper.radam, step, num_threads)
+    elif b.rule == ADADELTA:
+        adadelta_update(p, g, s0, s1, b.n, &b.hyper.adadelta, num_threads)
+    else:
+        lion_update(p, g, s0, b.n, &b.hyper.lion, num_threads)
 
 
-def sgd_step(floating[::1] param not None, const floating[::1] grad not None,
-             floating[::1] momentum_buffer, SGDHyper hyper, bint momentum_buffer_is_new,
-             int num_threads=1):
-    """In-place SGD step on 1-D contiguous arrays (no validation beyond lengths)."""
-    cdef Py_ssize_t n = param.shape[0]
-    _check_lengths(n, (grad.shape[0], _length(momentum_buffer)))
-    _require(momentum_buffer is not None or hyper.momentum == 0, "momentum_buffer", "momentum")
-    with nogil:
-        sgd_update(&param[0], &grad[0], _data(momentum_buffer), n, &hyper,
-                   momentum_buffer_is_new, num_threads)
+cdef class BoundStep:
+    """One update rule bound to a parameter, its gradient and its state arrays.
 
+    Binding checks dtypes and lengths once and keeps the arrays alive; each
+    :meth:`run` is then a switch and a nogil kernel call, with no Python
+    objects touched.  The Python layer (``fastopt.optim``) validates user
+    input first; these checks only keep the kernels in bounds.
 
-def adagrad_step(floating[::1] param not None, const floating[::1] grad not None,
-                 floating[::1] state_sum not None, AdagradHyper hyper, long long step,
-                 int num_threads=1):
-    """In-place Adagrad step (no validation beyond lengths)."""
-    cdef Py_ssize_t n = param.shape[0]
-    _check_lengths(n, (grad.shape[0], state_sum.shape[0]))
-    with nogil:
-        adagrad_update(&param[0], &grad[0], &state_sum[0], n, &hyper, step, num_threads)
+    Parameters
+    ----------
+    rule : str
+        A key of ``RULES``.
+    param : numpy.ndarray
+        1-D, C-contiguous, writeable, float32 or float64.
+    grad : numpy.ndarray
+        Like ``param`` (may be read-only).
+    state : tuple
+        The rule's state arrays in ``RULES[rule][1]`` order, each like
+        ``param`` or None where the hyperparameters do not use it.
+    hyper : dict
+        The kernel's hyperparameters (``betas`` split into ``beta1``, ``beta2``).
+    """
+    cdef readonly str rule_name
+    cdef int rule
+    cdef bint is_double
+    cdef Py_ssize_t n
+    cdef void* param
+    cdef void* grad
+    cdef void* state[3]
+    cdef object keep  # (param, grad, state): the arrays behind the pointers
+    cdef AnyHyper hyper
 
+    def __init__(self, str rule, param, grad, tuple state, dict hyper):
+        if rule not in RULES:
+            raise ValueError(f"unknown rule {rule!r}; known: {sorted(RULES)}")
+        self.rule_name = rule
+        self.rule, names = RULES[rule]
+        if len(state) != len(names):
+            raise ValueError(f"{rule} takes state arrays {names}, got {len(state)}")
+        self.is_double = param.dtype.itemsize == 8
+        self.n = param.shape[0] if param.ndim == 1 else -1
+        if self.n < 0:
+            raise ValueError("param must be 1-D")
+        self.param = _address(param, self.is_double, True, self.n, "param")
+        self.grad = _address(grad, self.is_double, False, self.n, "grad")
+        self.state[0] = self.state[1] = self.state[2] = NULL
+        for k, (array, name) in enumerate(zip(state, names)):
+            if array is not None:
+                self.state[k] = _address(array, self.is_double, True, self.n, name)
+        self.keep = (param, grad, state)
+        self.set_hyper(hyper)
 
-def rmsprop_step(floating[::1] param not None, const floating[::1] grad not None,
-                 floating[::1] square_avg not None, floating[::1] momentum_buffer,
-                 floating[::1] grad_avg, RMSpropHyper hyper, int num_threads=1):
-    """In-place RMSprop step (no validation beyond lengths)."""
-    cdef Py_ssize_t n = param.shape[0]
-    _check_lengths(n, (grad.shape[0], square_avg.shape[0], _length(momentum_buffer), _length(grad_avg)))
-    _require(momentum_buffer is not None or not hyper.momentum > 0, "momentum_buffer", "momentum")
-    _require(grad_avg is not None or not hyper.centered, "grad_avg", "centered")
-    with nogil:
-        rmsprop_update(&param[0], &grad[0], &square_avg[0], _data(momentum_buffer),
-                       _data(grad_avg), n, &hyper, num_threads)
+    def set_grad(self, grad):
+        """Point the step at another gradient array (same dtype and length)."""
+        self.grad = _address(grad, self.is_double, False, self.n, "grad")
+        self.keep = (self.keep[0], grad, self.keep[2])
 
+    def set_hyper(self, dict hyper):
+        """Take new hyperparameters, refusing settings whose state array was bound as None."""
+        cdef AnyHyper h
+        if self.rule == SGD:
+            h.sgd = hyper
+            needs = {0: h.sgd.momentum != 0}
+        elif self.rule == RMSPROP:
+            h.rmsprop = hyper
+            needs = {1: h.rmsprop.momentum > 0, 2: h.rmsprop.centered}
+        elif self.rule == ADAM:
+            h.adam = hyper
+            needs = {2: h.adam.amsgrad}
+        else:
+            needs = {k: True for k in range(len(RULES[self.rule_name][1]))}
+            if self.rule == ADAGRAD:
+                h.adagrad = hyper
+            elif self.rule == ADAMAX:
+                h.adamax = hyper
+            elif self.rule == NADAM:
+                h.nadam = hyper
+            elif self.rule == RADAM:
+                h.radam = hyper
+            elif self.rule == ADADELTA:
+                h.adadelta = hyper
+            else:
+                h.lion = hyper
+        for k, needed in needs.items():
+            if needed and self.state[k] == NULL:
+                raise ValueError(f"{self.rule_name} with these hyperparameters needs a "
+                                 f"{RULES[self.rule_name][1][k]} array, got None")
+        self.hyper = h
 
-def adam_step(floating[::1] param not None, const floating[::1] grad not None,
-              floating[::1] exp_avg not None, floating[::1] exp_avg_sq not None,
-              floating[::1] max_exp_avg_sq, AdamHyper hyper, long long step, int num_threads=1):
-    """In-place Adam/AdamW step (no validation beyond lengths)."""
-    cdef Py_ssize_t n = param.shape[0]
-    _check_lengths(n, (grad.shape[0], exp_avg.shape[0], exp_avg_sq.shape[0], _length(max_exp_avg_sq)))
-    _require(max_exp_avg_sq is not None or not hyper.amsgrad, "max_exp_avg_sq", "amsgrad")
-    with nogil:
-        adam_update(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], _data(max_exp_avg_sq),
-                    n, &hyper, step, num_threads)
-
-
-def adamax_step(floating[::1] param not None, const floating[::1] grad not None,
-                floating[::1] exp_avg not None, floating[::1] exp_inf not None,
-                AdamaxHyper hyper, long long step, int num_threads=1):
-    """In-place Adamax step (no validation beyond lengths)."""
-    cdef Py_ssize_t n = param.shape[0]
-    _check_lengths(n, (grad.shape[0], exp_avg.shape[0], exp_inf.shape[0]))
-    with nogil:
-        adamax_update(&param[0], &grad[0], &exp_avg[0], &exp_inf[0], n, &hyper, step, num_threads)
-
-
-def nadam_step(floating[::1] param not None, const floating[::1] grad not None,
-               floating[::1] exp_avg not None, floating[::1] exp_avg_sq not None,
-               NAdamHyper hyper, long long step, double mu_product, int num_threads=1):
-    """In-place NAdam step; returns the updated ``mu_product``."""
-    cdef Py_ssize_t n = param.shape[0]
-    _check_lengths(n, (grad.shape[0], exp_avg.shape[0], exp_avg_sq.shape[0]))
-    with nogil:
-        nadam_update(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], n, &hyper, step,
-                     &mu_product, num_threads)
-    return mu_product
-
-
-def radam_step(floating[::1] param not None, const floating[::1] grad not None,
-               floating[::1] exp_avg not None, floating[::1] exp_avg_sq not None,
-               RAdamHyper hyper, long long step, int num_threads=1):
-    """In-place RAdam step (no validation beyond lengths)."""
-    cdef Py_ssize_t n = param.shape[0]
-    _check_lengths(n, (grad.shape[0], exp_avg.shape[0], exp_avg_sq.shape[0]))
-    with nogil:
-        radam_update(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], n, &hyper, step, num_threads)
-
-
-def adadelta_step(floating[::1] param not None, const floating[::1] grad not None,
-                  floating[::1] square_avg not None, floating[::1] acc_delta not None,
-                  AdadeltaHyper hyper, int num_threads=1):
-    """In-place Adadelta step (no validation beyond lengths)."""
-    cdef Py_ssize_t n = param.shape[0]
-    _check_lengths(n, (grad.shape[0], square_avg.shape[0], acc_delta.shape[0]))
-    with nogil:
-        adadelta_update(&param[0], &grad[0], &square_avg[0], &acc_delta[0], n, &hyper, num_threads)
-
-
-def lion_step(floating[::1] param not None, const floating[::1] grad not None,
-              floating[::1] exp_avg not None, LionHyper hyper, int num_threads=1):
-    """In-place Lion step (no validation beyond lengths)."""
-    cdef Py_ssize_t n = param.shape[0]
-    _check_lengths(n, (grad.shape[0], exp_avg.shape[0]))
-    with nogil:
-        lion_update(&param[0], &grad[0], &exp_avg[0], n, &hyper, num_threads)
+    def run(self, long long step=1, double mu_product=1.0, bint fresh=False, int num_threads=1):
+        """Take one step in place (``step`` counts from 1); return the new ``mu_product`` (NAdam)."""
+        with nogil:
+            if self.is_double:
+                _run(self, <double*>self.param, step, &mu_product, fresh, num_threads)
+            else:
+                _run(self, <float*>self.param, step, &mu_product, fresh, num_threads)
+        return mu_product
 
 
 def nonfinite_count(const floating[::1] x not None, int num_threads=1):

@@ -1,7 +1,7 @@
 """Build and runtime facts, as printed by ``python -m fastopt info``."""
 import platform
 
-from fastopt import _openmp_helpers, _threads
+from fastopt import _kernels, _openmp_helpers, _threads
 
 
 def build_info():
@@ -11,13 +11,17 @@ def build_info():
     (extra compiler flags), ``openmp`` (bool), ``openmp_version`` (the
     ``_OPENMP`` date, 0 without OpenMP), ``simd`` and ``simd_bytes`` (widest
     instruction set the compiler targeted), ``chunk_bytes``,
-    ``min_chunks_per_thread``, ``cache_line_bytes``, ``processors`` and ``num_threads``.
+    ``min_chunks_per_thread``, ``cache_line_bytes``, ``processors``, ``num_threads``, and the update-rule
+    build in use: ``kernels`` ("baseline" or "avx2"), ``kernel_simd``, ``kernel_flags``.
     """
     from fastopt import __version__
 
     info = {"version": __version__, "python": platform.python_version(), "platform": platform.platform()}
     info.update(_openmp_helpers.build_info())
     info["num_threads"] = _threads.get_num_threads()
+    info["kernels"] = _kernels.NAME
+    info["kernel_simd"] = _kernels.kernels.BUILD["simd"]
+    info["kernel_flags"] = _kernels.kernels.BUILD["flags"]
     return info
 
 
@@ -31,7 +35,8 @@ def format_info(info):
         ("build flags", info["flags"] or "(none)"),
         ("openmp", openmp),
         ("threads", f"{info['num_threads']} of {info['processors']} processors"),
-        ("simd", f"{info['simd']} ({info['simd_bytes'] * 8}-bit vectors)"),
+        ("simd", f"{info['simd']} ({info['simd_bytes'] * 8}-bit vectors) baseline"),
+        ("kernels", f"{info['kernels']} build in use ({info['kernel_simd']}; FASTOPT_KERNELS=baseline|avx2 to choose)"),
         ("chunks", f"{info['chunk_bytes']} bytes, at least {info['min_chunks_per_thread']} per thread "
                    f"({info['cache_line_bytes']}-byte cache lines)"),
     ]

@@ -61,6 +61,7 @@ class ParamGroup(dict):
         super().__init__()
         self._rules = rules
         self._kernel_hyper = None
+        self.version = 0  # bumped by every change, so cached kernel bindings know to refresh
         for key, value in values.items():
             self._store(key, value)
 
@@ -68,6 +69,7 @@ class ParamGroup(dict):
         rule = self._rules.get(key)
         dict.__setitem__(self, key, value if rule is None else rule(key, value))
         self._kernel_hyper = None
+        self.version += 1
 
     def __setitem__(self, key, value):
         if key == "params":

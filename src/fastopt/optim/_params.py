@@ -148,6 +148,10 @@ class ParamLayout:
         self._starts = [span[0] for span in spans]
         self._spans = spans
         self.paramsets = list({id(c.paramset): c.paramset for c in self.containers if c.paramset}.values())
+        self._owners = list({id(s.owner): (s.owner, s.name) for s in self.slots}.values())
+        # With every slot in a ParamSet, grads=None means the ParamSets' own, already-valid gradient views.
+        self._own_grads = ([s.paramset.grad[s.run] for s in self.slots]
+                           if all(c.paramset is not None for c in self.containers) else None)
 
     def gradients(self, grads):
         """Validate ``grads`` for one step: a 1-D gradient (or None: skip) per slot.
@@ -156,8 +160,10 @@ class ParamLayout:
         a list with one entry per group (or None when every group lives in a
         ParamSet, whose gradient buffers are then used).
         """
-        for owner, name in {id(s.owner): (s.owner, s.name) for s in self.slots}.values():
+        for owner, name in self._owners:
             check_writeable(owner, name)
+        if grads is None and self._own_grads is not None:
+            return self._own_grads
         if not self.grouped:
             per_group = [grads]
         elif grads is None:

@@ -1,5 +1,4 @@
 """Adadelta."""
-from fastopt._update_rules import adadelta_step
 from fastopt.optim._hyper import flag, nonnegative, unit_interval
 from fastopt.optim.optimizer import Optimizer
 
@@ -29,6 +28,7 @@ class Adadelta(Optimizer):
     State per slot: ``step``, ``square_avg``, ``acc_delta``.
     """
 
+    rule = "adadelta"
     rules = dict(lr=nonnegative, rho=unit_interval, eps=nonnegative, weight_decay=nonnegative, maximize=flag)
     state_arrays = ("square_avg", "acc_delta")
     state_scalars = ("step",)
@@ -37,9 +37,3 @@ class Adadelta(Optimizer):
                  skip_nonfinite=False):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite)
-
-    def _update(self, param, grad, state, group, num_threads):
-        square_avg = self._state_array(state, "square_avg", param)
-        acc_delta = self._state_array(state, "acc_delta", param)
-        adadelta_step(param, grad, square_avg, acc_delta, group.kernel_hyper(), num_threads)
-        self._commit(state, state.get("step", 0) + 1, square_avg=square_avg, acc_delta=acc_delta)

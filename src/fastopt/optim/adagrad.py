@@ -1,5 +1,6 @@
 """Adagrad."""
-from fastopt._update_rules import adagrad_step
+import numpy as np
+
 from fastopt.optim._hyper import flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
@@ -34,6 +35,7 @@ class Adagrad(Optimizer):
     State per slot: ``step``, ``sum``.
     """
 
+    rule = "adagrad"
     rules = dict(lr=nonnegative, lr_decay=nonnegative, weight_decay=nonnegative,
                  initial_accumulator_value=nonnegative, eps=nonnegative, maximize=flag)
     state_arrays = ("sum",)
@@ -45,8 +47,5 @@ class Adagrad(Optimizer):
                                       initial_accumulator_value=initial_accumulator_value, eps=eps,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
 
-    def _update(self, param, grad, state, group, num_threads):
-        state_sum = self._state_array(state, "sum", param, group["initial_accumulator_value"])
-        step = state.get("step", 0) + 1
-        adagrad_step(param, grad, state_sum, group.kernel_hyper(), step, num_threads)
-        self._commit(state, step, sum=state_sum)
+    def _new_state(self, name, like, group):
+        return np.full_like(like, group["initial_accumulator_value"])

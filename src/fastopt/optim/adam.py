@@ -1,5 +1,4 @@
 """Adam, AMSGrad and AdamW."""
-from fastopt._update_rules import adam_step
 from fastopt.optim._hyper import betas, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
@@ -44,6 +43,7 @@ class Adam(Optimizer):
     State per slot: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad).
     """
 
+    rule = "adam"
     rules = dict(lr=nonnegative, betas=betas, eps=nonnegative, weight_decay=nonnegative, amsgrad=flag,
                  maximize=flag, decoupled_weight_decay=flag)
     state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
@@ -55,13 +55,8 @@ class Adam(Optimizer):
                                       maximize=maximize, decoupled_weight_decay=decoupled_weight_decay),
                          skip_nonfinite=skip_nonfinite)
 
-    def _update(self, param, grad, state, group, num_threads):
-        exp_avg = self._state_array(state, "exp_avg", param)
-        exp_avg_sq = self._state_array(state, "exp_avg_sq", param)
-        max_exp_avg_sq = self._state_array(state, "max_exp_avg_sq", param) if group["amsgrad"] else None
-        step = state.get("step", 0) + 1
-        adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, group.kernel_hyper(), step, num_threads)
-        self._commit(state, step, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, max_exp_avg_sq=max_exp_avg_sq)
+    def _needed(self, group):
+        return True, True, group["amsgrad"]
 
 
 class AdamW(Adam):

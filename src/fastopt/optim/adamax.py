@@ -1,5 +1,4 @@
 """Adamax."""
-from fastopt._update_rules import adamax_step
 from fastopt.optim._hyper import betas, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
@@ -29,6 +28,7 @@ class Adamax(Optimizer):
     State per slot: ``step``, ``exp_avg``, ``exp_inf``.
     """
 
+    rule = "adamax"
     rules = dict(lr=nonnegative, betas=betas, eps=nonnegative, weight_decay=nonnegative, maximize=flag)
     state_arrays = ("exp_avg", "exp_inf")
     state_scalars = ("step",)
@@ -37,10 +37,3 @@ class Adamax(Optimizer):
                  skip_nonfinite=False):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite)
-
-    def _update(self, param, grad, state, group, num_threads):
-        exp_avg = self._state_array(state, "exp_avg", param)
-        exp_inf = self._state_array(state, "exp_inf", param)
-        step = state.get("step", 0) + 1
-        adamax_step(param, grad, exp_avg, exp_inf, group.kernel_hyper(), step, num_threads)
-        self._commit(state, step, exp_avg=exp_avg, exp_inf=exp_inf)

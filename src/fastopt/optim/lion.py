@@ -1,5 +1,4 @@
 """Lion."""
-from fastopt._update_rules import lion_step
 from fastopt.optim._hyper import betas, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
@@ -33,6 +32,7 @@ class Lion(Optimizer):
     State per slot: ``step``, ``exp_avg``.
     """
 
+    rule = "lion"
     rules = dict(lr=nonnegative, betas=betas, weight_decay=nonnegative, maximize=flag)
     state_arrays = ("exp_avg",)
     state_scalars = ("step",)
@@ -41,8 +41,3 @@ class Lion(Optimizer):
                  skip_nonfinite=False):
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite)
-
-    def _update(self, param, grad, state, group, num_threads):
-        exp_avg = self._state_array(state, "exp_avg", param)
-        lion_step(param, grad, exp_avg, group.kernel_hyper(), num_threads)
-        self._commit(state, state.get("step", 0) + 1, exp_avg=exp_avg)

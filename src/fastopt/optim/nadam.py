@@ -1,5 +1,4 @@
 """NAdam."""
-from fastopt._update_rules import nadam_step
 from fastopt.optim._hyper import betas, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
@@ -37,6 +36,7 @@ class NAdam(Optimizer):
     State per slot: ``step``, ``mu_product`` (a float), ``exp_avg``, ``exp_avg_sq``.
     """
 
+    rule = "nadam"
     rules = dict(lr=nonnegative, betas=betas, eps=nonnegative, weight_decay=nonnegative,
                  momentum_decay=nonnegative, decoupled_weight_decay=flag, maximize=flag)
     state_arrays = ("exp_avg", "exp_avg_sq")
@@ -47,12 +47,3 @@ class NAdam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
-
-    def _update(self, param, grad, state, group, num_threads):
-        exp_avg = self._state_array(state, "exp_avg", param)
-        exp_avg_sq = self._state_array(state, "exp_avg_sq", param)
-        step = state.get("step", 0) + 1
-        mu_product = nadam_step(param, grad, exp_avg, exp_avg_sq, group.kernel_hyper(), step,
-                                state.get("mu_product", 1.0), num_threads)
-        self._commit(state, step, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
-        state["mu_product"] = mu_product

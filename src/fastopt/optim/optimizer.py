@@ -5,7 +5,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastopt._threads import get_num_threads
-from fastopt._update_rules import nonfinite_count
+from fastopt._kernels import BoundStep, nonfinite_count
 from fastopt.optim._hyper import ParamGroup, flag
 from fastopt.optim._params import ParamLayout
 
@@ -16,10 +16,13 @@ GROUP_LABELS = ("name",)
 class Optimizer:
     """Base class of fastopt's optimizers.
 
-    A subclass lists its hyperparameters and their validators in ``rules``,
-    its state arrays in ``state_arrays``, passes its defaults to
-    ``__init__``, and implements ``_update(param, grad, state, group,
-    num_threads)``, which calls one fused kernel on a 1-D parameter slot.
+    A subclass names its kernel (``rule``), lists its hyperparameters and
+    their validators in ``rules`` and its state arrays in ``state_arrays``,
+    and passes its defaults to ``__init__``; ``_needed`` and ``_new_state``
+    say which state arrays a group uses and how they start.  Each slot's
+    kernel is bound once to its arrays (a ``BoundStep``) and re-bound only
+    when its group's hyperparameters or its gradient array change, so a
+    step on a ParamSet costs a few microseconds of Python.
     The base class resolves ``params`` into slots (one contiguous array per
     kernel call; a whole ParamSet is one slot), keeps torch.optim-style
     ``param_groups`` and per-slot ``state``, checks each step's gradients,
@@ -50,9 +53,11 @@ class Optimizer:
         Steps skipped for non-finite gradients.
     """
 
-    rules = {}
-    state_arrays = ()
-    state_scalars = ()
+    rule = None          # the kernel: a key of fastopt._update_rules.RULES
+    rules = {}           # hyperparameter -> validator
+    state_arrays = ()    # the kernel's state arrays, in its order
+    state_scalars = ()   # per-slot numbers kept in ``state``
+    counts_steps = True  # keep state["step"]
 
     def __init__(self, params, defaults, *, skip_nonfinite=False):
         self.defaults = ParamGroup(self.rules, defaults)
@@ -67,6 +72,7 @@ class Optimizer:
             self._check_group(group)
             self.param_groups.append(group)
         self.state = [{} for _ in self._layout.slots]
+        self._bound = [None] * len(self.state)  # per slot: (BoundStep, group version, grad array)
         self.skip_nonfinite = flag("skip_nonfinite", skip_nonfinite)
         self.skipped_steps = 0
 
@@ -99,13 +105,50 @@ class Optimizer:
         if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
             self.skipped_steps += 1
             return False
-        for slot, grad, state in zip(self._layout.slots, grads, self.state):
+        for index, grad in enumerate(grads):
             if grad is not None:
-                self._update(slot.param, grad, state, self.param_groups[slot.group], num_threads)
+                self._step_slot(index, grad, num_threads)
         return True
 
-    def _update(self, param, grad, state, group, num_threads):
-        raise NotImplementedError
+    def _step_slot(self, index, grad, num_threads):
+        """One kernel call for slot ``index``; its state changes only once the kernel has run."""
+        state = self.state[index]
+        group = self.param_groups[self._layout.slots[index].group]
+        bound = self._bound[index]
+        new_arrays = {}
+        if bound is None or bound[1] != group.version:
+            bound = self._bind(index, grad, state, group, new_arrays)
+        elif bound[2] is not grad:
+            bound[0].set_grad(grad)
+            self._bound[index] = bound = (bound[0], bound[1], grad)
+        step = state.get("step", 0) + 1
+        mu_product = bound[0].run(step, state.get("mu_product", 1.0), bool(new_arrays), num_threads)
+        state.update(new_arrays)
+        if self.counts_steps:
+            state["step"] = step
+        if "mu_product" in self.state_scalars:
+            state["mu_product"] = mu_product
+
+    def _bind(self, index, grad, state, group, new_arrays):
+        """Bind slot ``index``'s kernel; state arrays it needs but lacks go to ``new_arrays`` (not yet stored)."""
+        param = self._layout.slots[index].param
+        arrays = []
+        for name, needed in zip(self.state_arrays, self._needed(group)):
+            array = state.get(name) if needed else None
+            if needed and array is None:
+                array = new_arrays[name] = self._new_state(name, param, group)
+            arrays.append(array)
+        bound = (BoundStep(self.rule, param, grad, tuple(arrays), group.kernel_hyper()), group.version, grad)
+        self._bound[index] = bound
+        return bound
+
+    def _needed(self, group):
+        """Which of ``state_arrays`` the group's hyperparameters use (all, by default)."""
+        return (True,) * len(self.state_arrays)
+
+    def _new_state(self, name, like, group):
+        """A state array at its first use: zeros unless a subclass says otherwise."""
+        return np.zeros_like(like)
 
     def _check_group(self, group):
         """Checks that involve several hyperparameters of a group (none by default)."""
@@ -185,6 +228,7 @@ class Optimizer:
             self._check_group(group)
         skipped = _count("skipped_steps", state_dict.get("skipped_steps", 0))
         self.param_groups, self.state, self.skipped_steps = new_groups, new_state, skipped
+        self._bound = [None] * len(self.state)
 
     def _slot_index(self, key):
         try:
@@ -217,24 +261,6 @@ class Optimizer:
         return state
 
     # ------------------------------------------------------------------- misc
-    @staticmethod
-    def _state_array(state, key, like, fill=0.0):
-        """``state[key]``, or a new array filled with ``fill`` and shaped like ``like``.
-
-        A new array is not stored: ``_update`` stores state with
-        :meth:`_commit` only after its kernel ran, so a failed step leaves
-        the state as it was.
-        """
-        array = state.get(key)
-        return np.full_like(like, fill) if array is None else array
-
-    @staticmethod
-    def _commit(state, step=None, **arrays):
-        """Store a step's state: the step count, and every array that is not None."""
-        if step is not None:
-            state["step"] = step
-        state.update((k, v) for k, v in arrays.items() if v is not None)
-
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
         for g, group in enumerate(self.param_groups):

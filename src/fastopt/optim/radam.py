@@ -1,5 +1,4 @@
 """RAdam."""
-from fastopt._update_rules import radam_step
 from fastopt.optim._hyper import betas, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
@@ -38,6 +37,7 @@ class RAdam(Optimizer):
     State per slot: ``step``, ``exp_avg``, ``exp_avg_sq``.
     """
 
+    rule = "radam"
     rules = dict(lr=nonnegative, betas=betas, eps=nonnegative, weight_decay=nonnegative,
                  decoupled_weight_decay=flag, maximize=flag)
     state_arrays = ("exp_avg", "exp_avg_sq")
@@ -48,10 +48,3 @@ class RAdam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       decoupled_weight_decay=decoupled_weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite)
-
-    def _update(self, param, grad, state, group, num_threads):
-        exp_avg = self._state_array(state, "exp_avg", param)
-        exp_avg_sq = self._state_array(state, "exp_avg_sq", param)
-        step = state.get("step", 0) + 1
-        radam_step(param, grad, exp_avg, exp_avg_sq, group.kernel_hyper(), step, num_threads)
-        self._commit(state, step, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)

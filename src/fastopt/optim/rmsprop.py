@@ -1,5 +1,4 @@
 """RMSprop."""
-from fastopt._update_rules import rmsprop_step
 from fastopt.optim._hyper import flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
@@ -39,6 +38,7 @@ class RMSprop(Optimizer):
     momentum), ``grad_avg`` (centered).
     """
 
+    rule = "rmsprop"
     rules = dict(lr=nonnegative, alpha=nonnegative, eps=nonnegative, weight_decay=nonnegative,
                  momentum=nonnegative, centered=flag, maximize=flag)
     state_arrays = ("square_avg", "momentum_buffer", "grad_avg")
@@ -49,10 +49,5 @@ class RMSprop(Optimizer):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                                       centered=centered, maximize=maximize), skip_nonfinite=skip_nonfinite)
 
-    def _update(self, param, grad, state, group, num_threads):
-        square_avg = self._state_array(state, "square_avg", param)
-        buffer = self._state_array(state, "momentum_buffer", param) if group["momentum"] > 0 else None
-        grad_avg = self._state_array(state, "grad_avg", param) if group["centered"] else None
-        rmsprop_step(param, grad, square_avg, buffer, grad_avg, group.kernel_hyper(), num_threads)
-        self._commit(state, state.get("step", 0) + 1, square_avg=square_avg, momentum_buffer=buffer,
-                     grad_avg=grad_avg)
+    def _needed(self, group):
+        return True, group["momentum"] > 0, group["centered"]

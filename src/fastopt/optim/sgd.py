@@ -1,7 +1,6 @@
 """Stochastic gradient descent with momentum and Nesterov momentum."""
 import numpy as np
 
-from fastopt._update_rules import sgd_step
 from fastopt.optim._hyper import any_real, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
@@ -57,9 +56,11 @@ class SGD(Optimizer):
     array([0.8, 0.8, 0.8])
     """
 
+    rule = "sgd"
     rules = dict(lr=nonnegative, momentum=nonnegative, dampening=any_real, weight_decay=nonnegative,
                  nesterov=flag, maximize=flag)
     state_arrays = ("momentum_buffer",)
+    counts_steps = False  # torch's SGD keeps no step count
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
                  maximize=False, skip_nonfinite=False):
@@ -70,11 +71,8 @@ class SGD(Optimizer):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
-    def _update(self, param, grad, state, group, num_threads):
-        buffer, fresh = None, False
-        if group["momentum"] != 0:
-            buffer = state.get("momentum_buffer")
-            if buffer is None:  # torch clones the first gradient into the buffer: the kernel fills it
-                buffer, fresh = np.empty_like(param), True
-        sgd_step(param, grad, buffer, group.kernel_hyper(), fresh, num_threads)
-        self._commit(state, momentum_buffer=buffer)
+    def _needed(self, group):
+        return (group["momentum"] != 0,)
+
+    def _new_state(self, name, like, group):
+        return np.empty_like(like)  # torch clones the first gradient into the buffer: the kernel fills it
