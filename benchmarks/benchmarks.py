@@ -26,9 +26,9 @@ class OptimizerStep:
 
 
 class Bandwidth:
-    """The STREAM triad bandwidth the roofline is drawn from."""
+    """The in-place axpy bandwidth the roofline is drawn from."""
 
     unit = "GB/s"
 
-    def track_triad_bandwidth(self):
+    def track_axpy_bandwidth(self):
         return roofline.measure_bandwidth(fastopt.get_num_threads())

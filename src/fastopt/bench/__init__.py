@@ -11,7 +11,9 @@ the medians are compared:
 * ``torch-forloop``, ``torch-foreach``, ``torch-fused`` when torch is installed.
 
 The roofline is the time the step's bytes (:func:`cases.bytes_per_element`)
-take at the bandwidth of a STREAM triad measured by the runner itself.
+take at the bandwidth of an in-place axpy (``a += s*b``, the access pattern
+of every update rule) over as many elements, timed by the runner itself
+within each case, interleaved with the implementations.
 """
 import os
 import platform
@@ -19,6 +21,8 @@ import time
 
 import fastopt
 from fastopt.bench import cases, report, roofline, runner
+
+YARDSTICK = "axpy"
 
 
 def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats=7, json_path=None,
@@ -39,18 +43,26 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
     with fastopt.threads(num_threads):
         bandwidth = roofline.measure_bandwidth(num_threads)
         echo(f"fastopt {fastopt.__version__}, {num_threads} threads, float32, medians of {repeats} "
-             f"interleaved repeats; triad bandwidth {bandwidth:.1f} GB/s; torch {torch_version or 'not installed'}")
+             f"interleaved repeats; axpy bandwidth {bandwidth:.1f} GB/s; torch {torch_version or 'not installed'}")
         echo(report.table([], implementations))
         results = []
         for shape in shapes:
             elements = sum(s[0] for s in cases.SHAPES[shape])
+            # The yardstick is timed inside every out-of-cache case, interleaved with the
+            # implementations, so machine noise cannot tilt the roofline share.
+            yardstick = roofline.axpy_step(elements, num_threads) if not report.in_cache(28 * elements) else None
             for rule in rules:
                 steps = {impl: cases.build(impl, rule, cases.SHAPES[shape]) for impl in implementations}
                 steps = {k: v for k, v in steps.items() if v is not None}
+                if yardstick is not None:
+                    steps[YARDSTICK] = yardstick
                 seconds = runner.time_interleaved(steps, repeats)
                 bpe = cases.bytes_per_element(rule)
+                axpy_seconds = seconds.pop(YARDSTICK, None)
+                case_bandwidth = roofline.AXPY_BYTES * elements / axpy_seconds / 1e9 if axpy_seconds else None
                 result = {"shape": shape, "rule": rule, "elements": elements, "bytes_per_element": bpe,
-                          "roofline_seconds": roofline.roofline_seconds(bpe, elements, bandwidth),
+                          "bandwidth_gbs": case_bandwidth,
+                          "roofline_seconds": roofline.roofline_seconds(bpe, elements, case_bandwidth or bandwidth),
                           "seconds": seconds}
                 results.append(result)
                 echo(report.table([result], implementations).splitlines()[-1])

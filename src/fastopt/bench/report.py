@@ -4,6 +4,10 @@ import json
 IN_CACHE_BYTES = 64 << 20  # working sets below this may stay in this machine's 32 MiB L3 and 1 MiB L2s
 
 
+def in_cache(working_set_bytes):
+    return working_set_bytes < IN_CACHE_BYTES
+
+
 def _fmt(seconds):
     if seconds is None:
         return "-"
@@ -20,7 +24,7 @@ def table(results, implementations):
     for r in results:
         t = r["seconds"]
         fast = t.get("fastopt")
-        if r["bytes_per_element"] * r["elements"] < IN_CACHE_BYTES:
+        if in_cache(r["bytes_per_element"] * r["elements"]):
             share = "in cache"  # the DRAM roofline does not bound a step that never leaves the caches
         else:
             share = f"{100 * r['roofline_seconds'] / fast:.0f}%" if fast else "-"
