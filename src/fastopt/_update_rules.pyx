@@ -106,6 +106,17 @@ cdef inline void _sgd_range(floating* p, const floating* g, floating* buf,
         p[i] = p[i] + neg_lr * d
 
 
+cdef inline void _sgd_chunk(floating* p, const floating* g, floating* buf, Py_ssize_t start, Py_ssize_t stop,
+                            floating sign, floating l2, bint use_momentum, bint fresh, bint nesterov,
+                            floating momentum, floating one_minus_dampening, floating neg_lr) noexcept nogil:
+    # Literal flags per call site: each inlined copy is specialised, free of conditional
+    # loads and stores, and vectorizes (GCC does not unswitch loops this large by itself).
+    if use_momentum:
+        _sgd_range(p, g, buf, start, stop, sign, l2, True, fresh, nesterov, momentum, one_minus_dampening, neg_lr)
+    else:
+        _sgd_range(p, g, buf, start, stop, sign, l2, False, False, False, momentum, one_minus_dampening, neg_lr)
+
+
 cdef void sgd_update(floating* param, const floating* grad, floating* momentum_buffer,
                      Py_ssize_t n, const SGDHyper* h, bint momentum_buffer_is_new,
                      int num_threads) noexcept nogil:
@@ -117,13 +128,14 @@ cdef void sgd_update(floating* param, const floating* grad, floating* momentum_b
     cdef bint use_momentum = h.momentum != 0
     cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
     cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
-        if use_momentum:  # literal flags: each inlined copy is specialised (see _adam_range)
-            _sgd_range(param, grad, momentum_buffer, c * chunk, chunk_stop(c, chunk, n), sign, l2,
-                       True, momentum_buffer_is_new, h.nesterov, momentum, one_minus_dampening, neg_lr)
-        else:
-            _sgd_range(param, grad, momentum_buffer, c * chunk, chunk_stop(c, chunk, n), sign, l2,
-                       False, False, False, momentum, one_minus_dampening, neg_lr)
+    cdef int team = team_size(nchunks, num_threads)
+    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+        _sgd_chunk(param, grad, momentum_buffer, 0, n, sign, l2, use_momentum, momentum_buffer_is_new,
+                   h.nesterov, momentum, one_minus_dampening, neg_lr)
+        return
+    for c in prange(nchunks, schedule="static", num_threads=team):
+        _sgd_chunk(param, grad, momentum_buffer, c * chunk, chunk_stop(c, chunk, n), sign, l2, use_momentum,
+                   momentum_buffer_is_new, h.nesterov, momentum, one_minus_dampening, neg_lr)
 
 
 # --------------------------------------------------------------------------
@@ -152,7 +164,12 @@ cdef void adagrad_update(floating* param, const floating* grad, floating* state_
     cdef floating neg_clr = <floating>(-(h.lr / (1.0 + (step - 1) * h.lr_decay)))
     cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
     cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+    cdef int team = team_size(nchunks, num_threads)
+    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+        _adagrad_range(param, grad, state_sum, 0, n,
+                       sign, l2, eps, neg_clr)
+        return
+    for c in prange(nchunks, schedule="static", num_threads=team):
         _adagrad_range(param, grad, state_sum, c * chunk, chunk_stop(c, chunk, n),
                        sign, l2, eps, neg_clr)
 
@@ -188,6 +205,25 @@ cdef inline void _rmsprop_range(floating* p, const floating* g, floating* v, flo
             p[i] = p[i] + (neg_lr * d) / avg
 
 
+cdef inline void _rmsprop_chunk(floating* p, const floating* g, floating* v, floating* buf, floating* a,
+                                Py_ssize_t start, Py_ssize_t stop, floating sign, floating l2, floating alpha,
+                                floating one_minus_alpha, floating eps, bint use_momentum, floating momentum,
+                                bint centered, floating neg_lr) noexcept nogil:
+    # Literal flags per call site (see _sgd_chunk).
+    if use_momentum and centered:
+        _rmsprop_range(p, g, v, buf, a, start, stop, sign, l2, alpha, one_minus_alpha, eps, True, momentum, True,
+                       neg_lr)
+    elif use_momentum:
+        _rmsprop_range(p, g, v, buf, a, start, stop, sign, l2, alpha, one_minus_alpha, eps, True, momentum, False,
+                       neg_lr)
+    elif centered:
+        _rmsprop_range(p, g, v, buf, a, start, stop, sign, l2, alpha, one_minus_alpha, eps, False, momentum, True,
+                       neg_lr)
+    else:
+        _rmsprop_range(p, g, v, buf, a, start, stop, sign, l2, alpha, one_minus_alpha, eps, False, momentum, False,
+                       neg_lr)
+
+
 cdef void rmsprop_update(floating* param, const floating* grad, floating* square_avg,
                          floating* momentum_buffer, floating* grad_avg,
                          Py_ssize_t n, const RMSpropHyper* h, int num_threads) noexcept nogil:
@@ -201,23 +237,14 @@ cdef void rmsprop_update(floating* param, const floating* grad, floating* square
     cdef bint use_momentum = h.momentum > 0
     cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
     cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    cdef Py_ssize_t start, stop
-    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
-        start = c * chunk
-        stop = chunk_stop(c, chunk, n)
-        # literal flags: each inlined copy is specialised (see _adam_range)
-        if use_momentum and h.centered:
-            _rmsprop_range(param, grad, square_avg, momentum_buffer, grad_avg, start, stop, sign, l2,
-                           alpha, one_minus_alpha, eps, True, momentum, True, neg_lr)
-        elif use_momentum:
-            _rmsprop_range(param, grad, square_avg, momentum_buffer, grad_avg, start, stop, sign, l2,
-                           alpha, one_minus_alpha, eps, True, momentum, False, neg_lr)
-        elif h.centered:
-            _rmsprop_range(param, grad, square_avg, momentum_buffer, grad_avg, start, stop, sign, l2,
-                           alpha, one_minus_alpha, eps, False, momentum, True, neg_lr)
-        else:
-            _rmsprop_range(param, grad, square_avg, momentum_buffer, grad_avg, start, stop, sign, l2,
-                           alpha, one_minus_alpha, eps, False, momentum, False, neg_lr)
+    cdef int team = team_size(nchunks, num_threads)
+    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+        _rmsprop_chunk(param, grad, square_avg, momentum_buffer, grad_avg, 0, n, sign, l2, alpha,
+                       one_minus_alpha, eps, use_momentum, momentum, h.centered, neg_lr)
+        return
+    for c in prange(nchunks, schedule="static", num_threads=team):
+        _rmsprop_chunk(param, grad, square_avg, momentum_buffer, grad_avg, c * chunk, chunk_stop(c, chunk, n),
+                       sign, l2, alpha, one_minus_alpha, eps, use_momentum, momentum, h.centered, neg_lr)
 
 
 # --------------------------------------------------------------------------
@@ -248,6 +275,19 @@ cdef inline void _adam_range(floating* p, const floating* g, floating* m, floati
         p[i] = pi + (neg_step_size * mi) / (_sqrt(vi) / bc2_sqrt + eps)
 
 
+cdef inline void _adam_chunk(floating* p, const floating* g, floating* m, floating* v, floating* vmax,
+                             Py_ssize_t start, Py_ssize_t stop, floating sign, floating l2, floating decay,
+                             floating w1, floating beta2, floating one_minus_beta2, bint amsgrad,
+                             floating bc2_sqrt, floating eps, floating neg_step_size) noexcept nogil:
+    # A literal flag per call site (see _sgd_chunk).
+    if amsgrad:
+        _adam_range(p, g, m, v, vmax, start, stop, sign, l2, decay, w1, beta2, one_minus_beta2, True, bc2_sqrt,
+                    eps, neg_step_size)
+    else:
+        _adam_range(p, g, m, v, vmax, start, stop, sign, l2, decay, w1, beta2, one_minus_beta2, False, bc2_sqrt,
+                    eps, neg_step_size)
+
+
 cdef void adam_update(floating* param, const floating* grad, floating* exp_avg,
                       floating* exp_avg_sq, floating* max_exp_avg_sq,
                       Py_ssize_t n, const AdamHyper* h, long long step,
@@ -265,18 +305,14 @@ cdef void adam_update(floating* param, const floating* grad, floating* exp_avg,
     cdef floating neg_step_size = <floating>(-(h.lr / (1.0 - pow(h.beta1, t))))
     cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
     cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
-        # A literal flag per call site: each inlined copy is specialised, free of
-        # conditional loads and stores, and vectorizes (GCC does not unswitch loops
-        # this large by itself).
-        if h.amsgrad:
-            _adam_range(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
-                        c * chunk, chunk_stop(c, chunk, n), sign, l2, decay, w1,
-                        beta2, one_minus_beta2, True, bc2_sqrt, eps, neg_step_size)
-        else:
-            _adam_range(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
-                        c * chunk, chunk_stop(c, chunk, n), sign, l2, decay, w1,
-                        beta2, one_minus_beta2, False, bc2_sqrt, eps, neg_step_size)
+    cdef int team = team_size(nchunks, num_threads)
+    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+        _adam_chunk(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, 0, n, sign, l2, decay, w1, beta2,
+                    one_minus_beta2, h.amsgrad, bc2_sqrt, eps, neg_step_size)
+        return
+    for c in prange(nchunks, schedule="static", num_threads=team):
+        _adam_chunk(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c * chunk, chunk_stop(c, chunk, n),
+                    sign, l2, decay, w1, beta2, one_minus_beta2, h.amsgrad, bc2_sqrt, eps, neg_step_size)
 
 
 # --------------------------------------------------------------------------
@@ -310,7 +346,12 @@ cdef void adamax_update(floating* param, const floating* grad, floating* exp_avg
     cdef floating neg_clr = <floating>(-(h.lr / (1.0 - pow(h.beta1, <double>step))))
     cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
     cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+    cdef int team = team_size(nchunks, num_threads)
+    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+        _adamax_range(param, grad, exp_avg, exp_inf, 0, n,
+                      sign, l2, w1, beta2, eps, neg_clr)
+        return
+    for c in prange(nchunks, schedule="static", num_threads=team):
         _adamax_range(param, grad, exp_avg, exp_inf, c * chunk, chunk_stop(c, chunk, n),
                       sign, l2, w1, beta2, eps, neg_clr)
 
@@ -364,7 +405,12 @@ cdef void nadam_update(floating* param, const floating* grad, floating* exp_avg,
     cdef floating c_avg = <floating>((-h.lr * mu_next) / (1.0 - mu_product_next))
     cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
     cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+    cdef int team = team_size(nchunks, num_threads)
+    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+        _nadam_range(param, grad, exp_avg, exp_avg_sq, 0, n,
+                     sign, l2, decay, w1, beta2, one_minus_beta2, bc2, eps, c_grad, c_avg)
+        return
+    for c in prange(nchunks, schedule="static", num_threads=team):
         _nadam_range(param, grad, exp_avg, exp_avg_sq, c * chunk, chunk_stop(c, chunk, n),
                      sign, l2, decay, w1, beta2, one_minus_beta2, bc2, eps, c_grad, c_avg)
 
@@ -422,7 +468,13 @@ cdef void radam_update(floating* param, const floating* grad, floating* exp_avg,
     cdef floating bc2_sqrt = <floating>pow(bc2, 0.5)
     cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
     cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+    cdef int team = team_size(nchunks, num_threads)
+    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+        _radam_range(param, grad, exp_avg, exp_avg_sq, 0, n,
+                     sign, l2, decay, w1, beta2, one_minus_beta2, bc1, <floating>h.lr,
+                     rectify, bc2_sqrt, <floating>h.eps, <floating>rect)
+        return
+    for c in prange(nchunks, schedule="static", num_threads=team):
         _radam_range(param, grad, exp_avg, exp_avg_sq, c * chunk, chunk_stop(c, chunk, n),
                      sign, l2, decay, w1, beta2, one_minus_beta2, bc1, <floating>h.lr,
                      rectify, bc2_sqrt, <floating>h.eps, <floating>rect)
@@ -460,7 +512,12 @@ cdef void adadelta_update(floating* param, const floating* grad, floating* squar
     cdef floating neg_lr = <floating>(-h.lr)
     cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
     cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+    cdef int team = team_size(nchunks, num_threads)
+    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+        _adadelta_range(param, grad, square_avg, acc_delta, 0, n,
+                        sign, l2, rho, one_minus_rho, eps, neg_lr)
+        return
+    for c in prange(nchunks, schedule="static", num_threads=team):
         _adadelta_range(param, grad, square_avg, acc_delta, c * chunk, chunk_stop(c, chunk, n),
                         sign, l2, rho, one_minus_rho, eps, neg_lr)
 
@@ -489,7 +546,13 @@ cdef void lion_update(floating* param, const floating* grad, floating* exp_avg,
     cdef floating decay = <floating>(1.0 - h.lr * h.weight_decay)
     cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
     cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+    cdef int team = team_size(nchunks, num_threads)
+    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+        _lion_range(param, grad, exp_avg, 0, n, sign, decay,
+                    <floating>h.beta1, <floating>(1.0 - h.beta1), <floating>h.beta2,
+                    <floating>(1.0 - h.beta2), <floating>(-h.lr))
+        return
+    for c in prange(nchunks, schedule="static", num_threads=team):
         _lion_range(param, grad, exp_avg, c * chunk, chunk_stop(c, chunk, n), sign, decay,
                     <floating>h.beta1, <floating>(1.0 - h.beta1), <floating>h.beta2,
                     <floating>(1.0 - h.beta2), <floating>(-h.lr))
@@ -509,7 +572,10 @@ cdef inline Py_ssize_t _count_nonfinite_range(const floating* x, Py_ssize_t star
 cdef Py_ssize_t count_nonfinite(const floating* x, Py_ssize_t n, int num_threads) noexcept nogil:
     cdef Py_ssize_t c, total = 0, chunk = chunk_length(sizeof(floating))
     cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    for c in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
+    cdef int team = team_size(nchunks, num_threads)
+    if team == 1:
+        return _count_nonfinite_range(x, 0, n)
+    for c in prange(nchunks, schedule="static", num_threads=team):
         total += _count_nonfinite_range(x, c * chunk, chunk_stop(c, chunk, n))
     return total
 

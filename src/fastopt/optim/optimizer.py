@@ -73,6 +73,8 @@ class Optimizer:
             self.param_groups.append(group)
         self.state = [{} for _ in self._layout.slots]
         self._bound = [None] * len(self.state)  # per slot: (BoundStep, group version, grad array)
+        self._slot_group = [s.group for s in self._layout.slots]
+        self._tracks_mu_product = "mu_product" in self.state_scalars
         self.skip_nonfinite = flag("skip_nonfinite", skip_nonfinite)
         self.skipped_steps = 0
 
@@ -113,20 +115,22 @@ class Optimizer:
     def _step_slot(self, index, grad, num_threads):
         """One kernel call for slot ``index``; its state changes only once the kernel has run."""
         state = self.state[index]
-        group = self.param_groups[self._layout.slots[index].group]
+        group = self.param_groups[self._slot_group[index]]
         bound = self._bound[index]
-        new_arrays = {}
+        new_arrays = None
         if bound is None or bound[1] != group.version:
+            new_arrays = {}
             bound = self._bind(index, grad, state, group, new_arrays)
         elif bound[2] is not grad:
             bound[0].set_grad(grad)
             self._bound[index] = bound = (bound[0], bound[1], grad)
         step = state.get("step", 0) + 1
         mu_product = bound[0].run(step, state.get("mu_product", 1.0), bool(new_arrays), num_threads)
-        state.update(new_arrays)
+        if new_arrays:
+            state.update(new_arrays)
         if self.counts_steps:
             state["step"] = step
-        if "mu_product" in self.state_scalars:
+        if self._tracks_mu_product:
             state["mu_product"] = mu_product
 
     def _bind(self, index, grad, state, group, new_arrays):
