@@ -42,6 +42,21 @@ cdef inline Py_ssize_t chunk_stop(Py_ssize_t c, Py_ssize_t chunk, Py_ssize_t n) 
     return stop if stop < n else n
 
 
+cdef struct Split:
+    Py_ssize_t chunk    # elements per chunk
+    Py_ssize_t nchunks  # chunks in the array
+    int team            # threads to use; 1 means: call the range function directly, no OpenMP region
+
+
+cdef inline Split split(Py_ssize_t n, Py_ssize_t itemsize, int requested) noexcept nogil:
+    """How a kernel over ``n`` elements of ``itemsize`` bytes cuts its work."""
+    cdef Split s
+    s.chunk = chunk_length(itemsize)
+    s.nchunks = num_chunks(n, s.chunk)
+    s.team = team_size(s.nchunks, requested)
+    return s
+
+
 cdef inline int team_size(Py_ssize_t nchunks, int requested) noexcept nogil:
     """Threads to use for ``nchunks`` chunks: at most ``requested``, at least 1,
     and no thread with fewer than FASTOPT_MIN_CHUNKS_PER_THREAD chunks."""

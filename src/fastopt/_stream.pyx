@@ -8,7 +8,7 @@ is the memory bandwidth the update rules can hope for on this machine.
 """
 from cython.parallel cimport prange
 
-from fastopt._parallel cimport chunk_length, chunk_stop, num_chunks, team_size
+from fastopt._parallel cimport Split, chunk_stop, split
 
 
 cdef inline void _axpy_range(float* a, const float* b, float s, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
@@ -17,14 +17,14 @@ cdef inline void _axpy_range(float* a, const float* b, float s, Py_ssize_t start
         a[i] = a[i] + s * b[i]
 
 
-def axpy(float[::1] a not None, const float[::1] b not None, float s, int num_threads=1):
-    """a += s * b in place (float32, 1-D contiguous, equal lengths): 12 bytes moved per element."""
-    cdef Py_ssize_t n = a.shape[0], ch = chunk_length(sizeof(float))
+def axpy(float[::1] a not None, const float[::1] b not None, float scale, int num_threads=1):
+    """a += scale * b in place (float32, 1-D contiguous, equal lengths): 12 bytes moved per element."""
+    cdef Py_ssize_t k, n = a.shape[0]
     if b.shape[0] != n:
         raise ValueError("axpy arrays must have equal lengths")
-    cdef Py_ssize_t k, nchunks = num_chunks(n, ch)
+    cdef Split s = split(n, sizeof(float), num_threads)
     if n == 0:
         return
     with nogil:
-        for k in prange(nchunks, schedule="static", num_threads=team_size(nchunks, num_threads)):
-            _axpy_range(&a[0], &b[0], s, k * ch, chunk_stop(k, ch, n))
+        for k in prange(s.nchunks, schedule="static", num_threads=s.team):
+            _axpy_range(&a[0], &b[0], scale, k * s.chunk, chunk_stop(k, s.chunk, n))

@@ -24,7 +24,7 @@ from cython.parallel cimport prange
 from libc.math cimport fabs, fabsf, pow, sqrt, sqrtf
 
 from fastopt._parallel cimport (
-    FASTOPT_BUILD_FLAGS, FASTOPT_SIMD_BYTES, FASTOPT_SIMD_NAME, chunk_length, chunk_stop, num_chunks, team_size,
+    FASTOPT_BUILD_FLAGS, FASTOPT_SIMD_BYTES, FASTOPT_SIMD_NAME, Split, chunk_stop, split,
 )
 
 # What this build of the kernels targets (the same source is built once per instruction set).
@@ -126,15 +126,14 @@ cdef void sgd_update(floating* param, const floating* grad, floating* momentum_b
     cdef floating one_minus_dampening = <floating>(1.0 - h.dampening)
     cdef floating neg_lr = <floating>(-h.lr)
     cdef bint use_momentum = h.momentum != 0
-    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
-    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    cdef int team = team_size(nchunks, num_threads)
-    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+    cdef Py_ssize_t c
+    cdef Split s = split(n, sizeof(floating), num_threads)
+    if s.team == 1:  # no OpenMP region at all: a small array costs only its loop
         _sgd_chunk(param, grad, momentum_buffer, 0, n, sign, l2, use_momentum, momentum_buffer_is_new,
                    h.nesterov, momentum, one_minus_dampening, neg_lr)
         return
-    for c in prange(nchunks, schedule="static", num_threads=team):
-        _sgd_chunk(param, grad, momentum_buffer, c * chunk, chunk_stop(c, chunk, n), sign, l2, use_momentum,
+    for c in prange(s.nchunks, schedule="static", num_threads=s.team):
+        _sgd_chunk(param, grad, momentum_buffer, c * s.chunk, chunk_stop(c, s.chunk, n), sign, l2, use_momentum,
                    momentum_buffer_is_new, h.nesterov, momentum, one_minus_dampening, neg_lr)
 
 
@@ -162,15 +161,14 @@ cdef void adagrad_update(floating* param, const floating* grad, floating* state_
     cdef floating l2 = <floating>h.weight_decay
     cdef floating eps = <floating>h.eps
     cdef floating neg_clr = <floating>(-(h.lr / (1.0 + (step - 1) * h.lr_decay)))
-    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
-    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    cdef int team = team_size(nchunks, num_threads)
-    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+    cdef Py_ssize_t c
+    cdef Split s = split(n, sizeof(floating), num_threads)
+    if s.team == 1:  # no OpenMP region at all: a small array costs only its loop
         _adagrad_range(param, grad, state_sum, 0, n,
                        sign, l2, eps, neg_clr)
         return
-    for c in prange(nchunks, schedule="static", num_threads=team):
-        _adagrad_range(param, grad, state_sum, c * chunk, chunk_stop(c, chunk, n),
+    for c in prange(s.nchunks, schedule="static", num_threads=s.team):
+        _adagrad_range(param, grad, state_sum, c * s.chunk, chunk_stop(c, s.chunk, n),
                        sign, l2, eps, neg_clr)
 
 
@@ -235,15 +233,14 @@ cdef void rmsprop_update(floating* param, const floating* grad, floating* square
     cdef floating momentum = <floating>h.momentum
     cdef floating neg_lr = <floating>(-h.lr)
     cdef bint use_momentum = h.momentum > 0
-    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
-    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    cdef int team = team_size(nchunks, num_threads)
-    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+    cdef Py_ssize_t c
+    cdef Split s = split(n, sizeof(floating), num_threads)
+    if s.team == 1:  # no OpenMP region at all: a small array costs only its loop
         _rmsprop_chunk(param, grad, square_avg, momentum_buffer, grad_avg, 0, n, sign, l2, alpha,
                        one_minus_alpha, eps, use_momentum, momentum, h.centered, neg_lr)
         return
-    for c in prange(nchunks, schedule="static", num_threads=team):
-        _rmsprop_chunk(param, grad, square_avg, momentum_buffer, grad_avg, c * chunk, chunk_stop(c, chunk, n),
+    for c in prange(s.nchunks, schedule="static", num_threads=s.team):
+        _rmsprop_chunk(param, grad, square_avg, momentum_buffer, grad_avg, c * s.chunk, chunk_stop(c, s.chunk, n),
                        sign, l2, alpha, one_minus_alpha, eps, use_momentum, momentum, h.centered, neg_lr)
 
 
@@ -303,15 +300,14 @@ cdef void adam_update(floating* param, const floating* grad, floating* exp_avg,
     cdef floating bc2_sqrt = <floating>pow(1.0 - pow(h.beta2, t), 0.5)
     cdef floating eps = <floating>h.eps
     cdef floating neg_step_size = <floating>(-(h.lr / (1.0 - pow(h.beta1, t))))
-    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
-    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    cdef int team = team_size(nchunks, num_threads)
-    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+    cdef Py_ssize_t c
+    cdef Split s = split(n, sizeof(floating), num_threads)
+    if s.team == 1:  # no OpenMP region at all: a small array costs only its loop
         _adam_chunk(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, 0, n, sign, l2, decay, w1, beta2,
                     one_minus_beta2, h.amsgrad, bc2_sqrt, eps, neg_step_size)
         return
-    for c in prange(nchunks, schedule="static", num_threads=team):
-        _adam_chunk(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c * chunk, chunk_stop(c, chunk, n),
+    for c in prange(s.nchunks, schedule="static", num_threads=s.team):
+        _adam_chunk(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c * s.chunk, chunk_stop(c, s.chunk, n),
                     sign, l2, decay, w1, beta2, one_minus_beta2, h.amsgrad, bc2_sqrt, eps, neg_step_size)
 
 
@@ -344,15 +340,14 @@ cdef void adamax_update(floating* param, const floating* grad, floating* exp_avg
     cdef floating beta2 = <floating>h.beta2
     cdef floating eps = <floating>h.eps
     cdef floating neg_clr = <floating>(-(h.lr / (1.0 - pow(h.beta1, <double>step))))
-    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
-    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    cdef int team = team_size(nchunks, num_threads)
-    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+    cdef Py_ssize_t c
+    cdef Split s = split(n, sizeof(floating), num_threads)
+    if s.team == 1:  # no OpenMP region at all: a small array costs only its loop
         _adamax_range(param, grad, exp_avg, exp_inf, 0, n,
                       sign, l2, w1, beta2, eps, neg_clr)
         return
-    for c in prange(nchunks, schedule="static", num_threads=team):
-        _adamax_range(param, grad, exp_avg, exp_inf, c * chunk, chunk_stop(c, chunk, n),
+    for c in prange(s.nchunks, schedule="static", num_threads=s.team):
+        _adamax_range(param, grad, exp_avg, exp_inf, c * s.chunk, chunk_stop(c, s.chunk, n),
                       sign, l2, w1, beta2, eps, neg_clr)
 
 
@@ -403,15 +398,14 @@ cdef void nadam_update(floating* param, const floating* grad, floating* exp_avg,
     cdef floating eps = <floating>h.eps
     cdef floating c_grad = <floating>(-h.lr * (1.0 - mu) / (1.0 - mu_product[0]))
     cdef floating c_avg = <floating>((-h.lr * mu_next) / (1.0 - mu_product_next))
-    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
-    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    cdef int team = team_size(nchunks, num_threads)
-    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+    cdef Py_ssize_t c
+    cdef Split s = split(n, sizeof(floating), num_threads)
+    if s.team == 1:  # no OpenMP region at all: a small array costs only its loop
         _nadam_range(param, grad, exp_avg, exp_avg_sq, 0, n,
                      sign, l2, decay, w1, beta2, one_minus_beta2, bc2, eps, c_grad, c_avg)
         return
-    for c in prange(nchunks, schedule="static", num_threads=team):
-        _nadam_range(param, grad, exp_avg, exp_avg_sq, c * chunk, chunk_stop(c, chunk, n),
+    for c in prange(s.nchunks, schedule="static", num_threads=s.team):
+        _nadam_range(param, grad, exp_avg, exp_avg_sq, c * s.chunk, chunk_stop(c, s.chunk, n),
                      sign, l2, decay, w1, beta2, one_minus_beta2, bc2, eps, c_grad, c_avg)
 
 
@@ -466,16 +460,15 @@ cdef void radam_update(floating* param, const floating* grad, floating* exp_avg,
     cdef floating one_minus_beta2 = <floating>(1.0 - h.beta2)
     cdef floating bc1 = <floating>(1.0 - pow(h.beta1, t))
     cdef floating bc2_sqrt = <floating>pow(bc2, 0.5)
-    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
-    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    cdef int team = team_size(nchunks, num_threads)
-    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+    cdef Py_ssize_t c
+    cdef Split s = split(n, sizeof(floating), num_threads)
+    if s.team == 1:  # no OpenMP region at all: a small array costs only its loop
         _radam_range(param, grad, exp_avg, exp_avg_sq, 0, n,
                      sign, l2, decay, w1, beta2, one_minus_beta2, bc1, <floating>h.lr,
                      rectify, bc2_sqrt, <floating>h.eps, <floating>rect)
         return
-    for c in prange(nchunks, schedule="static", num_threads=team):
-        _radam_range(param, grad, exp_avg, exp_avg_sq, c * chunk, chunk_stop(c, chunk, n),
+    for c in prange(s.nchunks, schedule="static", num_threads=s.team):
+        _radam_range(param, grad, exp_avg, exp_avg_sq, c * s.chunk, chunk_stop(c, s.chunk, n),
                      sign, l2, decay, w1, beta2, one_minus_beta2, bc1, <floating>h.lr,
                      rectify, bc2_sqrt, <floating>h.eps, <floating>rect)
 
@@ -510,15 +503,14 @@ cdef void adadelta_update(floating* param, const floating* grad, floating* squar
     cdef floating one_minus_rho = <floating>(1.0 - h.rho)
     cdef floating eps = <floating>h.eps
     cdef floating neg_lr = <floating>(-h.lr)
-    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
-    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    cdef int team = team_size(nchunks, num_threads)
-    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+    cdef Py_ssize_t c
+    cdef Split s = split(n, sizeof(floating), num_threads)
+    if s.team == 1:  # no OpenMP region at all: a small array costs only its loop
         _adadelta_range(param, grad, square_avg, acc_delta, 0, n,
                         sign, l2, rho, one_minus_rho, eps, neg_lr)
         return
-    for c in prange(nchunks, schedule="static", num_threads=team):
-        _adadelta_range(param, grad, square_avg, acc_delta, c * chunk, chunk_stop(c, chunk, n),
+    for c in prange(s.nchunks, schedule="static", num_threads=s.team):
+        _adadelta_range(param, grad, square_avg, acc_delta, c * s.chunk, chunk_stop(c, s.chunk, n),
                         sign, l2, rho, one_minus_rho, eps, neg_lr)
 
 
@@ -544,16 +536,15 @@ cdef void lion_update(floating* param, const floating* grad, floating* exp_avg,
                       Py_ssize_t n, const LionHyper* h, int num_threads) noexcept nogil:
     cdef floating sign = -1 if h.maximize else 1
     cdef floating decay = <floating>(1.0 - h.lr * h.weight_decay)
-    cdef Py_ssize_t c, chunk = chunk_length(sizeof(floating))
-    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    cdef int team = team_size(nchunks, num_threads)
-    if team == 1:  # no OpenMP region at all: a small array costs only its loop
+    cdef Py_ssize_t c
+    cdef Split s = split(n, sizeof(floating), num_threads)
+    if s.team == 1:  # no OpenMP region at all: a small array costs only its loop
         _lion_range(param, grad, exp_avg, 0, n, sign, decay,
                     <floating>h.beta1, <floating>(1.0 - h.beta1), <floating>h.beta2,
                     <floating>(1.0 - h.beta2), <floating>(-h.lr))
         return
-    for c in prange(nchunks, schedule="static", num_threads=team):
-        _lion_range(param, grad, exp_avg, c * chunk, chunk_stop(c, chunk, n), sign, decay,
+    for c in prange(s.nchunks, schedule="static", num_threads=s.team):
+        _lion_range(param, grad, exp_avg, c * s.chunk, chunk_stop(c, s.chunk, n), sign, decay,
                     <floating>h.beta1, <floating>(1.0 - h.beta1), <floating>h.beta2,
                     <floating>(1.0 - h.beta2), <floating>(-h.lr))
 
@@ -570,13 +561,12 @@ cdef inline Py_ssize_t _count_nonfinite_range(const floating* x, Py_ssize_t star
 
 
 cdef Py_ssize_t count_nonfinite(const floating* x, Py_ssize_t n, int num_threads) noexcept nogil:
-    cdef Py_ssize_t c, total = 0, chunk = chunk_length(sizeof(floating))
-    cdef Py_ssize_t nchunks = num_chunks(n, chunk)
-    cdef int team = team_size(nchunks, num_threads)
-    if team == 1:
+    cdef Py_ssize_t c, total = 0
+    cdef Split s = split(n, sizeof(floating), num_threads)
+    if s.team == 1:
         return _count_nonfinite_range(x, 0, n)
-    for c in prange(nchunks, schedule="static", num_threads=team):
-        total += _count_nonfinite_range(x, c * chunk, chunk_stop(c, chunk, n))
+    for c in prange(s.nchunks, schedule="static", num_threads=s.team):
+        total += _count_nonfinite_range(x, c * s.chunk, chunk_stop(c, s.chunk, n))
     return total
 
 
