@@ -151,3 +151,31 @@ def test_loading_something_else_is_a_clear_error(tmp_path):
             fastopt.load(tmp_path / name, [np.zeros(2)])
     with pytest.raises(FileNotFoundError):
         fastopt.load(tmp_path / "missing.npz", [np.zeros(2)])
+
+
+def test_replacing_a_state_array_rebinds_the_kernel():
+    w = np.zeros(4)
+    opt = fastopt.Adam([w], lr=0.1)
+    opt.step([np.ones(4)])
+    fresh = np.zeros(4)
+    opt.state[0]["exp_avg"] = fresh  # e.g. resetting the first moment by hand
+    opt.step([np.ones(4)])
+    assert opt.state[0]["exp_avg"] is fresh and fresh.any()
+    opt.state[0]["exp_avg_sq"] = np.zeros(5)
+    with pytest.raises(ValueError, match="exp_avg_sq has 5 elements"):
+        opt.step([np.ones(4)])
+
+
+def test_flags_switched_on_mid_training_allocate_their_state_like_torch():
+    w = np.zeros(3)
+    opt = fastopt.SGD([w], lr=0.1)
+    opt.step([np.ones(3)])
+    assert opt.state[0] == {}
+    opt.param_groups[0]["momentum"] = 0.9
+    opt.step([np.full(3, 2.0)])  # torch clones the gradient into a new buffer
+    np.testing.assert_array_equal(opt.state[0]["momentum_buffer"], 2.0)
+    adam = fastopt.Adam([np.zeros(3)])
+    adam.step([np.ones(3)])
+    adam.param_groups[0]["amsgrad"] = True
+    adam.step([np.ones(3)])
+    np.testing.assert_array_equal(adam.state[0]["max_exp_avg_sq"], adam.state[0]["exp_avg_sq"])

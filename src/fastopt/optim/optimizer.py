@@ -72,7 +72,8 @@ class Optimizer:
             self._check_group(group)
             self.param_groups.append(group)
         self.state = [{} for _ in self._layout.slots]
-        self._bound = [None] * len(self.state)  # per slot: (BoundStep, group version, grad array)
+        # per slot: (BoundStep, group version, grad array, ((state name, array), ...)) -- what it is bound to
+        self._bound = [None] * len(self.state)
         self._slot_group = [s.group for s in self._layout.slots]
         self._tracks_mu_product = "mu_product" in self.state_scalars
         self.skip_nonfinite = flag("skip_nonfinite", skip_nonfinite)
@@ -118,12 +119,12 @@ class Optimizer:
         group = self.param_groups[self._slot_group[index]]
         bound = self._bound[index]
         new_arrays = None
-        if bound is None or bound[1] != group.version:
+        if bound is None or bound[1] != group.version or not _same_arrays(state, bound[3]):
             new_arrays = {}
             bound = self._bind(index, grad, state, group, new_arrays)
         elif bound[2] is not grad:
             bound[0].set_grad(grad)
-            self._bound[index] = bound = (bound[0], bound[1], grad)
+            self._bound[index] = bound = (bound[0], bound[1], grad, bound[3])
         step = state.get("step", 0) + 1
         mu_product = bound[0].run(step, state.get("mu_product", 1.0), bool(new_arrays), num_threads)
         if new_arrays:
@@ -142,7 +143,9 @@ class Optimizer:
             if needed and array is None:
                 array = new_arrays[name] = self._new_state(name, param, group)
             arrays.append(array)
-        bound = (BoundStep(self.rule, param, grad, tuple(arrays), group.kernel_hyper()), group.version, grad)
+        kernel = BoundStep(self.rule, param, grad, tuple(arrays), group.kernel_hyper())
+        used = tuple((name, array) for name, array in zip(self.state_arrays, arrays) if array is not None)
+        bound = (kernel, group.version, grad, used)
         self._bound[index] = bound
         return bound
 
@@ -272,6 +275,14 @@ class Optimizer:
             lines += [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
         lines.append(")")
         return "\n".join(lines)
+
+
+def _same_arrays(state, bound_arrays):
+    """True while ``state`` still holds the very arrays a kernel was bound to (a user may replace them)."""
+    for name, array in bound_arrays:
+        if state.get(name) is not array:
+            return False
+    return True
 
 
 def _count(what, value):
