@@ -138,6 +138,12 @@ class BuildExt(build_ext):
             if isa and not compiles(self.compiler, compile_args + ext.extra_compile_args):
                 warnings.warn(f"fastopt: the compiler cannot target {isa}; building only the baseline kernels")
                 self.extensions.remove(ext)
+        built = {ext.name for ext in self.extensions}
+        for isa in KERNEL_VARIANTS:  # a variant left from an earlier build would be loaded instead of this one
+            name = f"fastopt._update_rules_{isa}"
+            stale = self.get_ext_fullpath(name)
+            if name not in built and os.path.exists(stale):
+                os.remove(stale)
         self.force = self.force or flags_changed(self.build_temp, compile_args + link_args)
         for ext in self.extensions:
             ext.extra_compile_args = compile_args + list(ext.extra_compile_args or [])

@@ -179,3 +179,50 @@ def test_flags_switched_on_mid_training_allocate_their_state_like_torch():
     adam.param_groups[0]["amsgrad"] = True
     adam.step([np.ones(3)])
     np.testing.assert_array_equal(adam.state[0]["max_exp_avg_sq"], adam.state[0]["exp_avg_sq"])
+
+
+def test_a_step_refused_by_a_later_slot_changes_no_earlier_slot():
+    a, b = np.zeros(3), np.zeros(3)
+    opt = fastopt.Adam([a, b], lr=0.1)
+    opt.step([np.ones(3), np.ones(3)])
+    opt.state[1]["exp_avg"] = np.zeros(7)  # wrong shape: refused when slot 1 is bound
+    before = a.copy()
+    with pytest.raises(ValueError, match="exp_avg has 7 elements"):
+        opt.step([np.ones(3), np.ones(3)])
+    np.testing.assert_array_equal(a, before)
+    assert opt.state[0]["step"] == 1
+
+
+def test_reordered_groups_do_not_reuse_stale_hyperparameters():
+    a, b = np.zeros(2), np.zeros(2)
+    opt = fastopt.SGD([{"params": [a], "lr": 1.0}, {"params": [b], "lr": 0.01}])
+    opt.step([[np.ones(2)], [np.ones(2)]])
+    assert opt.param_groups[0].version != opt.param_groups[1].version
+    opt.param_groups[1]["lr"] = 0.5
+    opt.step([[np.ones(2)], [np.ones(2)]])
+    np.testing.assert_allclose(b, -0.51)
+
+
+def test_a_schedule_changing_lr_every_step_matches_fresh_bindings(rng):
+    w, ref = np.zeros(5), np.zeros(5)
+    opt, fresh = fastopt.Adam([w]), None
+    grads = [rng.standard_normal(5) for _ in range(6)]
+    for t, g in enumerate(grads):
+        opt.lr = 0.1 / (t + 1)
+        opt.step([g])
+    fresh = fastopt.Adam([ref])
+    for t, g in enumerate(grads):
+        fresh.lr = 0.1 / (t + 1)
+        fresh._bound = [None]  # force a full re-bind every step
+        fresh.step([g])
+    np.testing.assert_array_equal(w, ref)
+
+
+def test_bound_step_is_bound_once():
+    from fastopt._kernels import BoundStep
+
+    a = np.zeros(4)
+    bound = BoundStep("lion", a, a.copy(), (a.copy(),), fastopt.Lion([a]).param_groups[0].kernel_hyper())
+    with pytest.raises(TypeError, match="bound once"):
+        bound.__init__("lion", np.zeros(8), np.zeros(3), (np.zeros(8),), {})
+    bound.run()

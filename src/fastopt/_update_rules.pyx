@@ -690,6 +690,8 @@ cdef class BoundStep:
     cdef AnyHyper hyper
 
     def __init__(self, str rule, param, grad, tuple state, dict hyper):
+        if self.keep is not None:
+            raise TypeError("a BoundStep is bound once; make a new one")
         if rule not in RULES:
             raise ValueError(f"unknown rule {rule!r}; known: {sorted(RULES)}")
         self.rule_name = rule
@@ -748,6 +750,7 @@ cdef class BoundStep:
 
     def run(self, long long step=1, double mu_product=1.0, bint fresh=False, int num_threads=1):
         """Take one step in place (``step`` counts from 1); return the new ``mu_product`` (NAdam)."""
+        keep = self.keep  # the arrays stay alive through the call, whatever set_grad does meanwhile
         with nogil:
             if self.is_double:
                 _run(self, <double*>self.param, step, &mu_product, fresh, num_threads)

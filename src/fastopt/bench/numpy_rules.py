@@ -5,6 +5,8 @@ every intermediate; ``inplace`` is the tuned version, with ``out=`` arguments
 and one scratch array per tensor.  Both run tensor by tensor.  They exist to
 be timed (tests check that they agree with fastopt to rounding).
 """
+import math
+
 import numpy as np
 
 
@@ -67,7 +69,7 @@ def inplace(rule, params, grads, state, scratch, t, h):
             s[1] *= beta2
             s[1] += tmp
             np.sqrt(s[1], out=tmp)
-            tmp *= 1 / np.sqrt(bc2)
+            tmp *= 1 / math.sqrt(bc2)  # a Python float keeps the pass in float32
             tmp += h["eps"]
             np.divide(s[0], tmp, out=tmp)
             tmp *= -lr / bc1

@@ -19,7 +19,7 @@ def _fmt(seconds):
 def table(results, implementations):
     """Markdown table: one row per (shape, rule), step times, fastopt's speed-up and roofline share."""
     others = [i for i in implementations if i != "fastopt"]
-    head = ["shape", "rule", "fastopt", "% roofline"] + others + [f"x vs {i}" for i in others]
+    head = ["shape", "rule", "fastopt", "% of axpy roofline"] + others + [f"x vs {i}" for i in others]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         t = r["seconds"]

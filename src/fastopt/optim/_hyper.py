@@ -1,8 +1,11 @@
 """Hyperparameters: validation rules and the parameter-group dict that applies them."""
+import itertools
 import math
 from numbers import Real
 
 import numpy as np
+
+_VERSIONS = itertools.count()
 
 # How torch.optim names a hyperparameter in its "Invalid ..." messages.
 _LABELS = {"lr": "learning rate", "eps": "epsilon value"}
@@ -61,7 +64,7 @@ class ParamGroup(dict):
         super().__init__()
         self._rules = rules
         self._kernel_hyper = None
-        self.version = 0  # bumped by every change, so cached kernel bindings know to refresh
+        self.version = next(_VERSIONS)  # new on every change, unique across groups: cached bindings refresh
         for key, value in values.items():
             self._store(key, value)
 
@@ -69,7 +72,7 @@ class ParamGroup(dict):
         rule = self._rules.get(key)
         dict.__setitem__(self, key, value if rule is None else rule(key, value))
         self._kernel_hyper = None
-        self.version += 1
+        self.version = next(_VERSIONS)
 
     def __setitem__(self, key, value):
         if key == "params":

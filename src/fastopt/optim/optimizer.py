@@ -108,35 +108,43 @@ class Optimizer:
         if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
             self.skipped_steps += 1
             return False
-        for index, grad in enumerate(grads):
-            if grad is not None:
-                self._step_slot(index, grad, num_threads)
+        # Bind every slot first: anything refused (a replaced state array of the wrong shape, say)
+        # is refused before any kernel has run, so a refused step changes nothing.
+        ready = [(index, self._prepare(index, grad)) for index, grad in enumerate(grads) if grad is not None]
+        for index, (kernel, new_arrays) in ready:
+            state = self.state[index]
+            step = state.get("step", 0) + 1
+            mu_product = kernel.run(step, state.get("mu_product", 1.0), bool(new_arrays), num_threads)
+            if new_arrays:
+                state.update(new_arrays)
+            if self.counts_steps:
+                state["step"] = step
+            if self._tracks_mu_product:
+                state["mu_product"] = mu_product
         return True
 
-    def _step_slot(self, index, grad, num_threads):
-        """One kernel call for slot ``index``; its state changes only once the kernel has run."""
+    def _prepare(self, index, grad):
+        """Slot ``index``'s bound kernel, up to date, and the state arrays it created (stored after it runs)."""
         state = self.state[index]
         group = self.param_groups[self._slot_group[index]]
         bound = self._bound[index]
-        new_arrays = None
-        if bound is None or bound[1] != group.version or not _same_arrays(state, bound[3]):
-            new_arrays = {}
-            bound = self._bind(index, grad, state, group, new_arrays)
-        elif bound[2] is not grad:
-            bound[0].set_grad(grad)
-            self._bound[index] = bound = (bound[0], bound[1], grad, bound[3])
-        step = state.get("step", 0) + 1
-        mu_product = bound[0].run(step, state.get("mu_product", 1.0), bool(new_arrays), num_threads)
-        if new_arrays:
-            state.update(new_arrays)
-        if self.counts_steps:
-            state["step"] = step
-        if self._tracks_mu_product:
-            state["mu_product"] = mu_product
+        if bound is None or not _same_arrays(state, bound[3]):
+            return self._bind(index, grad, state, group)
+        kernel = bound[0]
+        if bound[1] != group.version:  # new hyperparameters (a schedule's lr, say): same arrays if they suffice
+            try:
+                kernel.set_hyper(group.kernel_hyper())
+            except ValueError:  # a state array the new settings need is not bound (amsgrad switched on, say)
+                return self._bind(index, grad, state, group)
+        if bound[2] is not grad:
+            kernel.set_grad(grad)
+        self._bound[index] = (kernel, group.version, grad, bound[3])
+        return kernel, None
 
-    def _bind(self, index, grad, state, group, new_arrays):
-        """Bind slot ``index``'s kernel; state arrays it needs but lacks go to ``new_arrays`` (not yet stored)."""
+    def _bind(self, index, grad, state, group):
+        """Bind slot ``index``'s kernel afresh; state arrays it needs but lacks are created, not yet stored."""
         param = self._layout.slots[index].param
+        new_arrays = {}
         arrays = []
         for name, needed in zip(self.state_arrays, self._needed(group)):
             array = state.get(name) if needed else None
@@ -145,9 +153,8 @@ class Optimizer:
             arrays.append(array)
         kernel = BoundStep(self.rule, param, grad, tuple(arrays), group.kernel_hyper())
         used = tuple((name, array) for name, array in zip(self.state_arrays, arrays) if array is not None)
-        bound = (kernel, group.version, grad, used)
-        self._bound[index] = bound
-        return bound
+        self._bound[index] = (kernel, group.version, grad, used)
+        return kernel, new_arrays
 
     def _needed(self, group):
         """Which of ``state_arrays`` the group's hyperparameters use (all, by default)."""
