@@ -131,6 +131,8 @@ class Optimizer:
         if bound is None or not _same_arrays(state, bound[3]):
             return self._bind(index, grad, state, group)
         kernel = bound[0]
+        if bound[1] == group.version and bound[2] is grad:  # the common case: nothing changed
+            return kernel, None
         if bound[1] != group.version:  # new hyperparameters (a schedule's lr, say): same arrays if they suffice
             try:
                 kernel.set_hyper(group.kernel_hyper())
