@@ -50,7 +50,8 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
             elements = sum(s[0] for s in cases.SHAPES[shape])
             # The yardstick is timed inside every out-of-cache case, interleaved with the
             # implementations, so machine noise cannot tilt the roofline share.
-            yardstick = roofline.axpy_step(elements, num_threads) if not report.in_cache(28 * elements) else None
+            heaviest = max(cases.bytes_per_element(rule) for rule in rules)  # the table's own in-cache test
+            yardstick = roofline.axpy_step(elements, num_threads) if not report.in_cache(heaviest * elements) else None
             for rule in rules:
                 steps = {impl: cases.build(impl, rule, cases.SHAPES[shape]) for impl in implementations}
                 steps = {k: v for k, v in steps.items() if v is not None}
