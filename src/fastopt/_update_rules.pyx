@@ -249,14 +249,14 @@ cdef void rmsprop_update(floating* param, const floating* grad, floating* square
 #   p = p (1 - lr wd) (decoupled) ;  d = ±g + wd p (otherwise)
 #   m = lerp(m, d, 1 - beta1) ;  v = beta2 v + ((1 - beta2) d) d
 #   vmax = maximum(vmax, v) (amsgrad, used in place of v below)
-#   p = p + (-step_size m) / (sqrt(v) / bias_correction2 ** 0.5 + eps)
+#   p = p + (-step_size m) / (sqrt(v) * bias_correction2 ** -0.5 + eps)
 #   step_size = lr / (1 - beta1 ** t), bias_correction2 = 1 - beta2 ** t
 # --------------------------------------------------------------------------
 cdef inline void _adam_range(floating* p, const floating* g, floating* m, floating* v,
                              floating* vmax, Py_ssize_t start, Py_ssize_t stop,
                              floating sign, floating l2, floating decay, floating w1,
                              floating beta2, floating one_minus_beta2, bint amsgrad,
-                             floating bc2_sqrt, floating eps, floating neg_step_size) noexcept nogil:
+                             floating inv_bc2_sqrt, floating eps, floating neg_step_size) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating pi, d, mi, vi
     for i in range(start, stop):
@@ -269,19 +269,19 @@ cdef inline void _adam_range(floating* p, const floating* g, floating* m, floati
         if amsgrad:
             vi = _maximum(vmax[i], vi)
             vmax[i] = vi
-        p[i] = pi + (neg_step_size * mi) / (_sqrt(vi) / bc2_sqrt + eps)
+        p[i] = pi + (neg_step_size * mi) / (_sqrt(vi) * inv_bc2_sqrt + eps)
 
 
 cdef inline void _adam_chunk(floating* p, const floating* g, floating* m, floating* v, floating* vmax,
                              Py_ssize_t start, Py_ssize_t stop, floating sign, floating l2, floating decay,
                              floating w1, floating beta2, floating one_minus_beta2, bint amsgrad,
-                             floating bc2_sqrt, floating eps, floating neg_step_size) noexcept nogil:
+                             floating inv_bc2_sqrt, floating eps, floating neg_step_size) noexcept nogil:
     # A literal flag per call site (see _sgd_chunk).
     if amsgrad:
-        _adam_range(p, g, m, v, vmax, start, stop, sign, l2, decay, w1, beta2, one_minus_beta2, True, bc2_sqrt,
+        _adam_range(p, g, m, v, vmax, start, stop, sign, l2, decay, w1, beta2, one_minus_beta2, True, inv_bc2_sqrt,
                     eps, neg_step_size)
     else:
-        _adam_range(p, g, m, v, vmax, start, stop, sign, l2, decay, w1, beta2, one_minus_beta2, False, bc2_sqrt,
+        _adam_range(p, g, m, v, vmax, start, stop, sign, l2, decay, w1, beta2, one_minus_beta2, False, inv_bc2_sqrt,
                     eps, neg_step_size)
 
 
@@ -297,18 +297,18 @@ cdef void adam_update(floating* param, const floating* grad, floating* exp_avg,
     cdef floating w1 = <floating>(1.0 - h.beta1)
     cdef floating beta2 = <floating>h.beta2
     cdef floating one_minus_beta2 = <floating>(1.0 - h.beta2)
-    cdef floating bc2_sqrt = <floating>pow(1.0 - pow(h.beta2, t), 0.5)
+    cdef floating inv_bc2_sqrt = <floating>pow(1.0 - pow(h.beta2, t), -0.5)
     cdef floating eps = <floating>h.eps
     cdef floating neg_step_size = <floating>(-(h.lr / (1.0 - pow(h.beta1, t))))
     cdef Py_ssize_t c
     cdef Split s = split(n, sizeof(floating), num_threads)
     if s.team == 1:  # no OpenMP region at all: a small array costs only its loop
         _adam_chunk(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, 0, n, sign, l2, decay, w1, beta2,
-                    one_minus_beta2, h.amsgrad, bc2_sqrt, eps, neg_step_size)
+                    one_minus_beta2, h.amsgrad, inv_bc2_sqrt, eps, neg_step_size)
         return
     for c in prange(s.nchunks, schedule="static", num_threads=s.team):
         _adam_chunk(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c * s.chunk, chunk_stop(c, s.chunk, n),
-                    sign, l2, decay, w1, beta2, one_minus_beta2, h.amsgrad, bc2_sqrt, eps, neg_step_size)
+                    sign, l2, decay, w1, beta2, one_minus_beta2, h.amsgrad, inv_bc2_sqrt, eps, neg_step_size)
 
 
 # --------------------------------------------------------------------------

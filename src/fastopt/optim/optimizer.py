@@ -8,6 +8,7 @@ from fastopt._threads import get_num_threads
 from fastopt._kernels import BoundStep, nonfinite_count
 from fastopt.optim._hyper import ParamGroup, flag
 from fastopt.optim._params import ParamLayout
+from fastopt.optim._stepping import same_arrays, step_slots
 
 # Group keys that are not hyperparameters but are accepted, as torch does, to label a group.
 GROUP_LABELS = ("name",)
@@ -108,19 +109,7 @@ class Optimizer:
         if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
             self.skipped_steps += 1
             return False
-        # Bind every slot first: anything refused (a replaced state array of the wrong shape, say)
-        # is refused before any kernel has run, so a refused step changes nothing.
-        ready = [(index, self._prepare(index, grad)) for index, grad in enumerate(grads) if grad is not None]
-        for index, (kernel, new_arrays) in ready:
-            state = self.state[index]
-            step = state.get("step", 0) + 1
-            mu_product = kernel.run(step, state.get("mu_product", 1.0), bool(new_arrays), num_threads)
-            if new_arrays:
-                state.update(new_arrays)
-            if self.counts_steps:
-                state["step"] = step
-            if self._tracks_mu_product:
-                state["mu_product"] = mu_product
+        step_slots(self, grads, num_threads)
         return True
 
     def _prepare(self, index, grad):
@@ -128,7 +117,7 @@ class Optimizer:
         state = self.state[index]
         group = self.param_groups[self._slot_group[index]]
         bound = self._bound[index]
-        if bound is None or not _same_arrays(state, bound[3]):
+        if bound is None or not same_arrays(state, bound[3]):
             return self._bind(index, grad, state, group)
         kernel = bound[0]
         if bound[1] == group.version and bound[2] is grad:  # the common case: nothing changed
@@ -284,14 +273,6 @@ class Optimizer:
             lines += [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
         lines.append(")")
         return "\n".join(lines)
-
-
-def _same_arrays(state, bound_arrays):
-    """True while ``state`` still holds the very arrays a kernel was bound to (a user may replace them)."""
-    for name, array in bound_arrays:
-        if state.get(name) is not array:
-            return False
-    return True
 
 
 def _count(what, value):
