@@ -226,3 +226,37 @@ def test_bound_step_is_bound_once():
     with pytest.raises(TypeError, match="bound once"):
         bound.__init__("lion", np.zeros(8), np.zeros(3), (np.zeros(8),), {})
     bound.run()
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_optimizer_copies_update_their_own_copied_parameters(how, rng):
+    ps = fastopt.ParamSet({"w": rng.standard_normal(5), "b": rng.standard_normal(3)})
+    opt = fastopt.Adam([{"params": ps.select(["w"]), "lr": 0.1}, {"params": ps.select(["b"])}], amsgrad=True)
+    ps.grad[:] = rng.standard_normal(ps.size)
+    opt.step()
+    opt.step()
+    if how == "deepcopy":
+        ps2, opt2 = copy.deepcopy((ps, opt))
+    else:
+        ps2, opt2 = pickle.loads(pickle.dumps((ps, opt)))
+    assert isinstance(opt2.param_groups[0], type(opt.param_groups[0]))
+    with pytest.raises(ValueError):
+        opt2.param_groups[0]["lr"] = -1.0  # still validated
+    for _ in range(3):
+        opt.step()
+        opt2.step()
+    np.testing.assert_array_equal(ps2.data, ps.data)  # the copy moved its own ParamSet, in step
+    assert opt2.state[0]["step"] == opt.state[0]["step"] == 5
+    np.testing.assert_array_equal(opt2.state[1]["max_exp_avg_sq"], opt.state[1]["max_exp_avg_sq"])
+    assert not np.shares_memory(ps2.data, ps.data)
+
+
+def test_optimizer_on_arrays_pickles_with_them():
+    w = np.ones(4)
+    opt = fastopt.SGD([w], lr=0.5, momentum=0.9)
+    opt.step([np.ones(4)])
+    w2, opt2 = pickle.loads(pickle.dumps((w, opt)))
+    opt.step([np.ones(4)])
+    opt2.step([np.ones(4)])
+    np.testing.assert_array_equal(w2, w)
+    assert opt2.skip_nonfinite is False and opt2.param_groups[0]["momentum"] == 0.9

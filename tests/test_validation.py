@@ -120,3 +120,16 @@ def test_checks_apply_inside_parameter_groups(optimizer):
                                          r"param_groups\[1\]\.params\['b'\]"):
         opt.step([[buf[1:4]], {"b": np.ones(2)}])
     assert not a.any() and not buf.any()
+
+
+def test_byte_span_matches_the_array_interface():
+    from fastopt._validation import byte_span
+    a = np.arange(7, dtype=np.float32)
+    start = a.__array_interface__["data"][0]
+    assert byte_span(a) == (start, start + 28)
+    assert byte_span(a[2:5]) == (start + 8, start + 20)
+    a.flags.writeable = False
+    assert byte_span(a) == (start, start + 28)  # read-only arrays too
+    assert byte_span(np.zeros((2, 3)).T)[1] - byte_span(np.zeros((2, 3)).T)[0] == 48  # F-contiguous
+    with pytest.raises((ValueError, BufferError)):
+        byte_span(np.zeros((4, 4))[:, ::2])

@@ -6,6 +6,8 @@ what a kernel needs is refused with an error naming it.
 """
 import numpy as np
 
+from fastopt._memory import byte_span
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -42,12 +44,6 @@ def check_grad(grad, param, grad_name, param_name):
     if grad.shape != param.shape:
         raise ValueError(f"{grad_name} has shape {grad.shape} but {param_name} has shape {param.shape}")
     return grad
-
-
-def byte_span(arr):
-    """(first, last + 1) byte addresses of a C-contiguous array."""
-    start = arr.__array_interface__["data"][0]
-    return start, start + arr.nbytes
 
 
 def check_disjoint(arrays, names, what):

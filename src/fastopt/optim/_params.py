@@ -67,6 +67,7 @@ class _Container:
         # view(np.ndarray): a subclass (np.matrix, say) may not reshape to 1-D; memory stays shared.
         self.slots = [Slot(label, a.view(np.ndarray).reshape(-1), a, group) for a, label in zip(arrays, labels)]
         self.is_mapping = isinstance(params, Mapping)
+        self.grad_labels = [f"{prefix}grads[{k!r}]" for k in self.keys]  # made once: steps are hot
 
     def gradients(self, grads, prefix):
         """[(slot, 1-D grad or None, label)]; the label is None for a ParamSet's own grad buffer."""
@@ -92,11 +93,12 @@ class _Container:
             if len(grads) != len(self.slots):
                 raise ValueError(f"{prefix}grads has {len(grads)} arrays but params has {len(self.slots)}")
         out = []
-        for slot, key in zip(self.slots, self.keys):
-            grad, label = grads[key], f"{prefix}grads[{key!r}]"
+        for slot, key, label in zip(self.slots, self.keys, self.grad_labels):
+            grad = grads[key]
             if grad is not None:
                 check_grad(grad, slot.owner, label, slot.name)
-                grad = grad.view(np.ndarray).reshape(-1)
+                if type(grad) is not np.ndarray or grad.ndim != 1:  # else the same object: its binding holds
+                    grad = grad.view(np.ndarray).reshape(-1)
             out.append((slot, grad, label))
         return out
 
@@ -132,6 +134,7 @@ class ParamLayout:
     """
 
     def __init__(self, params):
+        self.params = params  # as given: copies and pickles of an optimizer rebuild from it
         self.grouped = is_group_list(params)
         specs = params if self.grouped else [{"params": params}]
         self.containers, self.group_options = [], []

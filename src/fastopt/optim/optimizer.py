@@ -235,6 +235,22 @@ class Optimizer:
         self.param_groups, self.state, self.skipped_steps = new_groups, new_state, skipped
         self._bound = [None] * len(self.state)
 
+    # --------------------------------------------------------- copy, pickle
+    def __getstate__(self):
+        """Copies and pickles carry ``params``, the defaults and a :meth:`state_dict`.
+
+        The slots are views into ``params`` and the bound kernels hold raw
+        pointers, so neither is copied: :meth:`__setstate__` rebuilds both
+        from the copied ``params``, which ``copy.deepcopy`` and ``pickle``
+        copy together with any ParamSet the caller copies alongside.
+        """
+        return {"params": self._layout.params, "defaults": dict(self.defaults),
+                "skip_nonfinite": self.skip_nonfinite, "state_dict": self.state_dict()}
+
+    def __setstate__(self, saved):
+        Optimizer.__init__(self, saved["params"], saved["defaults"], skip_nonfinite=saved["skip_nonfinite"])
+        self.load_state_dict(saved["state_dict"])
+
     def _slot_index(self, key):
         try:
             index = int(key)
