@@ -21,9 +21,11 @@ class Adam(Optimizer):
     ``lerp`` is torch.lerp's two-branch formula (``m + w (d - m)`` for
     ``w < 0.5``, else ``d - (d - m)(1 - w)``), which equals
     :math:`\beta_1 m + (1 - \beta_1) d`.  As in torch, :math:`\epsilon` is added
-    after dividing :math:`\sqrt{v}` by :math:`\sqrt{1-\beta_2^t}`, and the bias
+    after scaling :math:`\sqrt{v}` by :math:`1/\sqrt{1-\beta_2^t}`, and the bias
     corrections are computed in double precision, everything else in the
-    parameter's precision.
+    parameter's precision.  torch divides by :math:`\sqrt{1-\beta_2^t}`;
+    fastopt multiplies by its reciprocal, which can differ in the last bit
+    and spares a division per element (an in-cache step is bound by them).
 
     Parameters
     ----------
