@@ -23,6 +23,7 @@ from fastopt.optim import (
     SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam, RMSprop,
 )
 from fastopt.paramset import ParamSelection, ParamSet
+from fastopt.second_order import minimize
 
 try:
     __version__ = _version("fastopt")
@@ -44,6 +45,7 @@ __all__ = [
     "RMSprop",
     "SGD",
     "load",
+    "minimize",
     "save",
     "build_info",
     "get_num_threads",

@@ -1,0 +1,131 @@
+"""fastopt.minimize against scipy.optimize.minimize: wall time per iteration, the user's function apart.
+
+    python benchmarks/second_order.py [--repeats 3] [--quick]
+
+Each case runs both libraries for the same number of iterations from the
+same start, interleaved, ``--repeats`` times, and reports medians of:
+the time per iteration, the part of it spent inside the user's function
+(timed by a wrapper), and the rest, the method's own overhead, which is
+what the libraries differ in.  Cases:
+
+* L-BFGS vs L-BFGS-B on an ill-conditioned quadratic, n = 10**6
+  (f = sum d_i x_i**2 / 2, d log-spaced over [1, 1e4]), and on the
+  extended Rosenbrock function, n = 10**4;
+* dense BFGS vs SciPy's BFGS on the extended Rosenbrock function, n = 1000;
+* Newton vs SciPy's trust-exact (both given the exact, dense Hessian) on the
+  extended Rosenbrock function, n = 1000.
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+from scipy import optimize
+
+import fastopt
+
+
+def quadratic(n):
+    d = np.logspace(0, 4, n)
+
+    def fun(x):
+        dx = d * x
+        return 0.5 * float(x @ dx), dx
+
+    return fun, np.ones(n), None
+
+
+def extended_rosenbrock(n):
+    def fun(x):
+        odd, even = x[0::2], x[1::2]
+        r1, r2 = 10 * (even - odd ** 2), 1 - odd
+        g = np.empty_like(x)
+        g[0::2] = -40 * odd * r1 - 2 * r2
+        g[1::2] = 20 * r1
+        return float(r1 @ r1 + r2 @ r2), g
+
+    def hess(x):
+        odd, even = x[0::2], x[1::2]
+        h = np.zeros((n, n))
+        i = np.arange(0, n, 2)
+        h[i, i] = 1200 * odd ** 2 - 400 * even + 2
+        h[i, i + 1] = h[i + 1, i] = -400 * odd
+        h[i + 1, i + 1] = 200
+        return h
+
+    return fun, np.tile([-1.2, 1.0], n // 2), hess
+
+
+class Timed:
+    """The user's function, with the time spent inside it added up."""
+
+    def __init__(self, fun):
+        self.fun, self.seconds = fun, 0.0
+
+    def __call__(self, x, *args):
+        start = time.perf_counter()
+        try:
+            return self.fun(x, *args)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def run(library, method, problem, iters):
+    fun, x0, hess = problem
+    timed = Timed(fun)
+    timed_hess = Timed(hess) if hess is not None else None
+    if library == "fastopt":
+        options = dict(maxiter=iters, gtol=0.0) | (dict(ftol=0.0) if method == "L-BFGS" else {})
+        call = lambda: fastopt.minimize(timed, x0, jac=True, hess=timed_hess, method=method, options=options)
+    else:
+        options = dict(maxiter=iters, gtol=0.0) | (dict(ftol=0.0, maxfun=10 ** 9) if method == "L-BFGS-B" else {})
+        call = lambda: optimize.minimize(timed, x0, jac=True, hess=timed_hess, method=method, options=options)
+    start = time.perf_counter()
+    res = call()
+    total = time.perf_counter() - start
+    user = timed.seconds + (timed_hess.seconds if timed_hess else 0.0)
+    return dict(total=total, user=user, nit=max(res.nit, 1), nfev=res.nfev, fun=res.fun)
+
+
+CASES = [
+    ("quadratic n=1e6", lambda: quadratic(10 ** 6), ("L-BFGS", "L-BFGS-B"), 30),
+    ("ext. Rosenbrock n=1e4", lambda: extended_rosenbrock(10 ** 4), ("L-BFGS", "L-BFGS-B"), 100),
+    ("ext. Rosenbrock n=1000", lambda: extended_rosenbrock(1000), ("BFGS", "BFGS"), 30),
+    ("ext. Rosenbrock n=1000", lambda: extended_rosenbrock(1000), ("Newton", "trust-exact"), 8),
+]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smaller problems, for a smoke test")
+    args = parser.parse_args(argv)
+    print(f"fastopt {fastopt.__version__}, {fastopt.get_num_threads()} threads; medians of {args.repeats} "
+          "interleaved runs; times per iteration")
+    print("| problem | fastopt | SciPy | iterations | fastopt total | SciPy total | in user's function "
+          "(fastopt / SciPy) | overhead fastopt | overhead SciPy | overhead ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, make, (ours, theirs), iters in CASES:
+        if args.quick:
+            label, iters = label + " (quick)", 3
+            make = {"quadratic n=1e6": lambda: quadratic(1000)}.get(label[:-8], lambda: extended_rosenbrock(100))
+        problem = make()
+        samples = {"fastopt": [], "scipy": []}
+        for _ in range(args.repeats):
+            samples["fastopt"].append(run("fastopt", ours, problem, iters))
+            samples["scipy"].append(run("scipy", theirs, problem, iters))
+        med = {lib: {k: statistics.median(s[k] / s["nit"] for s in runs) for k in ("total", "user")}
+               for lib, runs in samples.items()}
+        over = {lib: m["total"] - m["user"] for lib, m in med.items()}
+        nit = f"{samples['fastopt'][0]['nit']} / {samples['scipy'][0]['nit']}"
+        print(f"| {label} | {ours} | {theirs} | {nit} | {_ms(med['fastopt']['total'])} | "
+              f"{_ms(med['scipy']['total'])} | {_ms(med['fastopt']['user'])} / {_ms(med['scipy']['user'])} | "
+              f"{_ms(over['fastopt'])} | {_ms(over['scipy'])} | {over['scipy'] / max(over['fastopt'], 1e-9):.1f}x |")
+
+
+def _ms(seconds):
+    return f"{seconds * 1e3:.2f} ms"
+
+
+if __name__ == "__main__":
+    main()

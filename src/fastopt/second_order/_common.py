@@ -1,0 +1,92 @@
+"""What every minimizer shares: options, stopping tests, the callback, and the result."""
+import inspect
+import math
+
+import numpy as np
+from scipy.optimize import OptimizeResult
+
+# Status codes of the result (``success`` is True only for CONVERGED).
+CONVERGED = 0         # ||g||_inf <= gtol
+LIMIT = 1             # maxiter or maxfun reached
+STALLED = 2           # relative decrease of f <= ftol while ||g||_inf > gtol
+LINE_SEARCH_FAILED = 3
+NOT_FINITE = 4        # f or the gradient is NaN or infinite where the method has to use it
+NOT_POSITIVE = 5      # (Newton-CG) the Hessian showed negative curvature along the gradient at the start
+CALLBACK_STOP = 99    # the callback raised StopIteration (SciPy's code)
+
+
+def positive(name, value, *, integer=False, allow_zero=False):
+    """A validated option: a positive (or non-negative) real or integer."""
+    kind = "integer" if integer else "number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"option {name} must be a {kind}, got {type(value).__name__}")
+    if integer and int(value) != value:
+        raise TypeError(f"option {name} must be an integer, got {value!r}")
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or not math.isfinite(value):
+        raise ValueError(f"option {name} must be {'non-negative' if allow_zero else 'positive'} and finite, "
+                         f"got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def take_options(options, defaults, method):
+    """``defaults`` updated from the user's ``options`` dict, refusing names the method does not have."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(f"method {method!r} has no option(s) {unknown}; it takes {sorted(defaults)}")
+    return {**defaults, **options}
+
+
+def relative_decrease(f_old, f_new):
+    """(f_old - f_new) / max(|f_old|, |f_new|, 1): the ftol test of SciPy's L-BFGS-B."""
+    return (f_old - f_new) / max(abs(f_old), abs(f_new), 1.0)
+
+
+class Callback:
+    """The user's callback, called once per iteration; True when it asks to stop.
+
+    As in SciPy, a callback whose only parameter is named
+    ``intermediate_result`` receives an OptimizeResult with ``x`` and
+    ``fun``; any other callback receives a copy of ``x``.  Raising
+    ``StopIteration`` ends the run with status 99.
+    """
+
+    def __init__(self, callback):
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+        self.callback = callback
+        self.wants_result = False
+        if callback is not None:
+            try:
+                self.wants_result = list(inspect.signature(callback).parameters) == ["intermediate_result"]
+            except (TypeError, ValueError):  # builtins without a signature
+                pass
+
+    def __call__(self, x, f):
+        if self.callback is None:
+            return False
+        try:
+            if self.wants_result:
+                self.callback(OptimizeResult(x=np.array(x), fun=f))
+            else:
+                self.callback(np.array(x))
+        except StopIteration:
+            return True
+        return False
+
+
+def finish(x, f, g, nit, objective, status, message, **extra):
+    """The OptimizeResult every method returns (``x`` and ``jac`` are the caller's to keep)."""
+    return OptimizeResult(
+        x=x, fun=f, jac=g, nit=nit, nfev=objective.nfev, njev=objective.njev, nhev=objective.nhev,
+        status=status, success=status == CONVERGED, message=message, **extra)
+
+
+def gradient_message(gnorm, gtol):
+    return f"converged: ||g||_inf = {gnorm:.3g} <= gtol = {gtol:.3g}"
+
+
+def stalled_message(gnorm, gtol, ftol):
+    return (f"stopped: the relative decrease of f fell to ftol = {ftol:.3g} or below, but ||g||_inf = "
+            f"{gnorm:.3g} > gtol = {gtol:.3g} (lower ftol, or accept this point)")

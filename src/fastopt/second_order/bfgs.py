@@ -1,0 +1,103 @@
+"""BFGS with a dense inverse Hessian: O(n^2) work per iteration (Nocedal & Wright, Algorithm 6.1)."""
+import numpy as np
+
+from fastopt._threads import get_num_threads
+from fastopt.second_order import _common as C
+from fastopt.second_order._linesearch import strong_wolfe
+from fastopt.second_order._vectors import bfgs_matvecs, bfgs_update, max_abs
+
+DEFAULTS = dict(gtol=1e-5, maxiter=None, maxfun=None, maxls=20, disp=False)
+
+
+def minimize_bfgs(objective, x0, *, callback, gtol, maxiter, maxfun, maxls, disp):
+    """Minimize ``objective`` from ``x0``; see :func:`fastopt.minimize` for the options and the result.
+
+    The inverse Hessian H starts as the identity and is rescaled by
+    y.s / y.y before the first update.  Each iteration reads H once for
+    H y and H g_new (one kernel) and updates it in one read-write pass;
+    the next direction follows from those products without another pass:
+    with H' = H + a s s^T - b (Hy s^T + s Hy^T),
+    H' g = Hg + a (s.g) s - b ((s.g) Hy + (Hy.g) s).
+    SciPy's BFGS forms two n x n matrix products (O(n^3)) instead.
+    """
+    n = x0.size
+    gtol = C.positive("gtol", gtol, allow_zero=True)
+    maxiter = 200 * n if maxiter is None else C.positive("maxiter", maxiter, integer=True, allow_zero=True)
+    maxfun = None if maxfun is None else C.positive("maxfun", maxfun, integer=True)
+    maxls = C.positive("maxls", maxls, integer=True)
+    threads = get_num_threads()
+
+    H = np.eye(n)
+    scaled = False
+    x = x0
+    x.flags.writeable = False
+    g, g_trial = np.empty(n), np.empty(n)
+    f = objective.value_and_grad(x, g)
+    Hg = g.copy()
+    Hy, Hg_trial = np.empty(n), np.empty(n)
+    gnorm = max_abs(g, threads)
+    nit = 0
+
+    def result(status, message):
+        if disp:
+            print(message)
+        return C.finish(np.array(x), f, g.copy(), nit, objective, status, message, hess_inv=H.copy())
+
+    if not (np.isfinite(f) and np.isfinite(gnorm)):
+        return result(C.NOT_FINITE, "stopped: f or the gradient is not finite at x0")
+    stop = C.Callback(callback)
+    while True:
+        if gnorm <= gtol:
+            return result(C.CONVERGED, C.gradient_message(gnorm, gtol))
+        if nit >= maxiter:
+            return result(C.LIMIT, f"stopped: maxiter = {maxiter} iterations reached; ||g||_inf = {gnorm:.3g}")
+        if maxfun is not None and objective.nfev >= maxfun:
+            return result(C.LIMIT, f"stopped: maxfun = {maxfun} evaluations reached; ||g||_inf = {gnorm:.3g}")
+        d = -Hg
+        slope = float(g @ d)
+        if not slope < 0 and scaled:  # H lost positive definiteness to rounding: start again from the identity
+            H[...] = np.eye(n)
+            scaled = False
+            d = -g
+            slope = float(g @ d)
+        if not slope < 0:
+            return result(C.NOT_FINITE, f"stopped: no descent direction (g.d = {slope:.3g}); "
+                          f"||g||_inf = {gnorm:.3g}")
+        step0 = 1.0 if scaled else min(1.0, 1.0 / np.sqrt(-slope))
+        trial = {}
+
+        def phi(stp):
+            xt = x + stp * d
+            xt.flags.writeable = False
+            trial["x"] = xt
+            ft = objective.value_and_grad(xt, g_trial)
+            return ft, float(g_trial @ d)
+
+        fev = maxls if maxfun is None else min(maxls, max(1, maxfun - objective.nfev))
+        search = strong_wolfe(phi, f, slope, step0, ftol=1e-4, gtol=0.9, xtol=1e-14, stpmax=1e10, maxfev=fev)
+        if not search.success:
+            return result(C.LINE_SEARCH_FAILED, f"stopped: the line search failed ({search.message}); "
+                          f"||g||_inf = {gnorm:.3g}")
+        s = search.stp * d
+        y = g_trial - g
+        sy = float(s @ y)
+        if sy > np.finfo(np.float64).eps * float(y @ y):
+            if not scaled:  # H = (y.s / y.y) I before the first update (Nocedal & Wright, eq. 6.20)
+                H *= sy / float(y @ y)
+                scaled = True
+            bfgs_matvecs(H, g_trial, y, Hg_trial, Hy, threads)
+            rho = 1.0 / sy
+            a, b = rho + rho * rho * float(y @ Hy), rho
+            sg, hyg = float(s @ g_trial), float(Hy @ g_trial)
+            Hg_trial += (a * sg - b * hyg) * s - (b * sg) * Hy
+            bfgs_update(H, s, Hy, a, b, threads)
+        else:  # no positive curvature along s: keep H
+            Hg_trial[...] = H @ g_trial
+        f_old, f = f, search.f
+        x = trial["x"]
+        g, g_trial = g_trial, g
+        Hg, Hg_trial = Hg_trial, Hg
+        gnorm = max_abs(g, threads)
+        nit += 1
+        if stop(x, f):
+            return result(C.CALLBACK_STOP, "stopped: the callback raised StopIteration")

@@ -1,0 +1,141 @@
+"""``fastopt.minimize``: the call of ``scipy.optimize.minimize``, with fastopt's second-order methods."""
+import numpy as np
+
+from fastopt.second_order import _common as C
+from fastopt.second_order._objective import Objective
+from fastopt.second_order.bfgs import DEFAULTS as BFGS_DEFAULTS, minimize_bfgs
+from fastopt.second_order.lbfgs import DEFAULTS as LBFGS_DEFAULTS, minimize_lbfgs
+from fastopt.second_order.newton import (DEFAULTS as NEWTON_DEFAULTS, NEWTON_CG_DEFAULTS, minimize_newton,
+                                         minimize_newton_cg)
+
+# canonical name -> (driver, default options, options that ``tol`` sets)
+METHODS = {
+    "L-BFGS": (minimize_lbfgs, LBFGS_DEFAULTS, ("gtol", "ftol")),
+    "BFGS": (minimize_bfgs, BFGS_DEFAULTS, ("gtol",)),
+    "Newton": (minimize_newton, NEWTON_DEFAULTS, ("gtol",)),
+    "Newton-CG": (minimize_newton_cg, NEWTON_CG_DEFAULTS, ("gtol",)),
+}
+_ALIASES = {name.lower().replace("-", ""): name for name in METHODS}
+
+
+def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None, tol=None, callback=None,
+             options=None):
+    """Minimize a scalar function of one or more variables, as ``scipy.optimize.minimize`` does.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x, *args) -> float``, or ``-> (float, ndarray)`` with ``jac=True``.
+        ``x`` is a read-only float64 array of shape ``(n,)``, new at every
+        call (keeping it is safe; writing to it is refused).
+    x0 : array_like
+        Starting point: real numbers, all finite; flattened to ``(n,)``.
+    args : tuple, optional
+        Extra arguments to ``fun``, ``jac``, ``hess`` and ``hessp``.
+    method : {"L-BFGS", "BFGS", "Newton", "Newton-CG"}, default "L-BFGS"
+        Case and hyphens do not matter.
+
+        * ``"L-BFGS"``: limited-memory BFGS (``maxcor`` pairs, default 10)
+          with a Moré–Thuente strong-Wolfe line search; the vector work runs
+          in fastopt's nogil, OpenMP kernels.
+        * ``"BFGS"``: dense inverse-Hessian BFGS, O(n^2) work per iteration.
+        * ``"Newton"``: Newton's method with the Hessian ``hess``, solved by
+          Cholesky; where the Hessian is not positive definite, a multiple
+          of the identity is added until it is (modified Newton); a line
+          search on every step.
+        * ``"Newton-CG"``: truncated Newton, Hessian-free with ``hessp``
+          (or ``hess``), conjugate gradients for each step.
+    jac : callable, True or None, optional
+        The gradient ``jac(x, *args) -> ndarray (n,)``; ``True`` if ``fun``
+        returns it with the value; ``None`` for forward differences (n
+        extra evaluations per gradient).
+    hess : callable, optional
+        ``hess(x, *args) -> (n, n) array`` (dense, or sparse with ``toarray``).
+    hessp : callable, optional
+        ``hessp(x, p, *args) -> ndarray (n,)``: the Hessian times ``p``.
+    tol : float, optional
+        Sets ``gtol`` (and, for L-BFGS, ``ftol``) unless ``options`` sets them.
+    callback : callable, optional
+        Called after every iteration with a copy of ``x``, or, if its only
+        parameter is named ``intermediate_result``, with an OptimizeResult
+        holding ``x`` and ``fun``.  Raising ``StopIteration`` stops the run
+        (status 99).
+    options : dict, optional
+        L-BFGS: ``maxcor`` (10), ``gtol`` (1e-5), ``ftol`` (2.2e-9),
+        ``maxiter`` (15000), ``maxfun`` (15000), ``maxls`` (20), ``disp``.
+        BFGS: ``gtol`` (1e-5), ``maxiter`` (200 n), ``maxfun`` (None: no
+        limit), ``maxls`` (20), ``disp``.
+        Newton: ``gtol`` (1e-8), ``maxiter`` (200), ``maxls`` (20), ``disp``.
+        Newton-CG: ``gtol`` (1e-5), ``maxiter`` (200 n), ``cg_maxiter``
+        (20 n), ``maxls`` (20), ``disp``.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        ``x``, ``fun``, ``jac`` (the gradient at ``x``), ``nit``, ``nfev``,
+        ``njev``, ``nhev``, ``status``, ``success``, ``message``; L-BFGS and
+        BFGS add ``hess_inv`` (a ``LinearOperator`` for L-BFGS, an ndarray
+        for BFGS).
+
+        ``success`` is True only when the gradient test passed:
+        ``||g||_inf <= gtol`` (status 0).  Other statuses say why the run
+        ended, and ``message`` gives the numbers: 1, ``maxiter`` or
+        ``maxfun`` reached; 2, the relative decrease of ``f`` fell to
+        ``ftol`` or below before the gradient test passed (SciPy's L-BFGS-B
+        calls that convergence; fastopt reports it but does not call it
+        success); 3, the line search found no acceptable step; 4, ``f`` or
+        the gradient is NaN or infinite at ``x0`` (elsewhere the line
+        search steps back from such points); 99, the callback raised
+        StopIteration.  ``x`` is always the best point accepted so far.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad ``x0`` (not real, NaN or infinite), an unknown method or
+        option, a method missing what it needs (Newton without ``hess``),
+        or a user function returning the wrong shape (named in the error).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastopt import minimize
+    >>> def rosen(x):
+    ...     f = 100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2
+    ...     g = np.array([-400 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0]), 200 * (x[1] - x[0] ** 2)])
+    ...     return f, g
+    >>> res = minimize(rosen, [-1.2, 1.0], jac=True, options={"gtol": 1e-8, "ftol": 0})
+    >>> res.success, res.x.round(6), res.nit
+    (True, array([1., 1.]), 38)
+    """
+    name = _ALIASES.get(str(method).lower().replace("-", "").replace("_", ""))
+    if name is None:
+        raise ValueError(f"unknown method {method!r}; fastopt.minimize offers {list(METHODS)}")
+    driver, defaults, tol_sets = METHODS[name]
+    x = _start_point(x0)
+    opts = C.take_options(options, defaults, name)
+    if tol is not None:
+        tol = C.positive("tol", tol, allow_zero=True)
+        for key in tol_sets:
+            if key not in (options or {}):
+                opts[key] = tol
+    if name == "Newton" and hess is None:
+        raise ValueError("method 'Newton' needs hess (a function returning the n x n Hessian)")
+    if name == "Newton-CG" and hess is None and hessp is None:
+        raise ValueError("method 'Newton-CG' needs hessp (or hess)")
+    objective = Objective(fun, jac, hess, hessp, args, x.size)
+    return driver(objective, x, callback=callback, **opts)
+
+
+def _start_point(x0):
+    if np.iscomplexobj(x0):
+        raise TypeError("x0 must be real numbers, got complex ones")
+    try:
+        x = np.array(x0, dtype=np.float64).reshape(-1)  # a copy: the caller's x0 is never written
+    except (TypeError, ValueError):
+        raise TypeError(f"x0 must be real numbers, got {type(x0).__name__}") from None
+    if x.size == 0:
+        raise ValueError("x0 is empty: there is nothing to minimize")
+    bad = np.flatnonzero(~np.isfinite(x))
+    if bad.size:
+        raise ValueError(f"x0 must be finite; x0[{bad[0]}] (flattened) is {x[bad[0]]}")
+    return x

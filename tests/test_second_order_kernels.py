@@ -1,0 +1,130 @@
+"""The quasi-Newton kernels (float64) against NumPy, and the same bits for any thread count."""
+import numpy as np
+import pytest
+
+from conftest import SIZES, THREADS
+from fastopt.second_order._cholesky import cholesky_in_place, cholesky_solve
+from fastopt.second_order._vectors import bfgs_matvecs, bfgs_update, combine, dot, max_abs, two_loop
+
+
+def _same_for_all_threads(compute):
+    results = [compute(t) for t in THREADS]
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    return results[0]
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_dot_and_max_abs(n, rng):
+    a, b = rng.standard_normal(n), rng.standard_normal(n)
+    total = _same_for_all_threads(lambda t: dot(a, b, t))
+    assert total == pytest.approx(float(a @ b), rel=1e-12, abs=1e-12)
+    assert _same_for_all_threads(lambda t: max_abs(a, t)) == (np.abs(a).max() if n else 0.0)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_combine(n, rng):
+    x, y, s = (rng.standard_normal(n) for _ in range(3))
+
+    def run(t):
+        out = np.empty(n)
+        d = combine(out, 0.5, x, -2.0, y, dot_with=s, num_threads=t)
+        return np.append(out, d)
+
+    got = _same_for_all_threads(run)
+    np.testing.assert_array_equal(got[:n], 0.5 * x + -2.0 * y)  # the same two roundings as NumPy
+    assert got[n] == pytest.approx(float(s @ got[:n]), rel=1e-12, abs=1e-12)
+    q = x.copy()
+    assert combine(q, 3.0, q) == 0.0  # in place, no dot requested
+    np.testing.assert_array_equal(q, 3.0 * x)
+
+
+def test_max_abs_sees_nan():
+    a = np.zeros(5000)
+    a[4321] = np.nan
+    assert np.isnan(max_abs(a, 2))
+
+
+def _dense_lbfgs_inverse(pairs, gamma, n):
+    h = gamma * np.eye(n)
+    for s, y in pairs:
+        rho = 1.0 / (s @ y)
+        v = np.eye(n) - rho * np.outer(y, s)
+        h = v.T @ h @ v + rho * np.outer(s, s)
+    return h
+
+
+@pytest.mark.parametrize("n", [1, 7, 300])
+@pytest.mark.parametrize("stored", [0, 3, 7])
+def test_two_loop_is_the_lbfgs_matrix(n, stored, rng):
+    m = 5
+    a = rng.standard_normal((n, n))
+    a = a @ a.T + n * np.eye(n)
+    S, Y, rho = np.zeros((m + 1, n)), np.zeros((m + 1, n)), np.zeros(m + 1)
+    pairs = []
+    for k in range(stored):  # a ring of m + 1 rows keeping the last min(stored, m) pairs
+        s = rng.standard_normal(n)
+        y = a @ s
+        row = k % (m + 1)
+        S[row], Y[row], rho[row] = s, y, 1.0 / (s @ y)
+        pairs.append((s, y))
+    count = min(stored, m)
+    oldest = (stored - count) % (m + 1)
+    gamma = 0.7
+    g = rng.standard_normal(n)
+
+    def run(t):
+        d = np.empty(n)
+        two_loop(d, g, S, Y, rho, oldest, count, gamma, t)
+        return d
+
+    d = _same_for_all_threads(run)
+    expected = -_dense_lbfgs_inverse(pairs[len(pairs) - count:], gamma, n) @ g
+    np.testing.assert_allclose(d, expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 200])
+def test_bfgs_kernels(n, rng):
+    a = rng.standard_normal((n, n))
+    h0 = a @ a.T + np.eye(n)
+    g, y, s = (rng.standard_normal(n) for _ in range(3))
+
+    def products(t):
+        hg, hy = np.empty(n), np.empty(n)
+        bfgs_matvecs(h0, g, y, hg, hy, t)
+        return np.concatenate([hg, hy])
+
+    got = _same_for_all_threads(products)
+    np.testing.assert_allclose(got, np.concatenate([h0 @ g, h0 @ y]), rtol=1e-12, atol=1e-12)
+    hy = h0 @ y
+
+    def update(t):
+        h = h0.copy()
+        bfgs_update(h, s, hy, 0.3, 0.2, t)
+        return h
+
+    h = _same_for_all_threads(update)
+    np.testing.assert_allclose(h, h0 + 0.3 * np.outer(s, s) - 0.2 * (np.outer(hy, s) + np.outer(s, hy)),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_kernels_refuse_mismatched_shapes():
+    with pytest.raises(ValueError, match="y has 3 elements, expected 4"):
+        combine(np.zeros(4), 1.0, np.zeros(4), 1.0, np.zeros(3))
+    with pytest.raises(ValueError, match="do not fit"):
+        two_loop(np.zeros(2), np.zeros(2), np.zeros((3, 2)), np.zeros((3, 2)), np.zeros(3), 0, 4, 1.0)
+    with pytest.raises(ValueError, match="square"):
+        bfgs_update(np.zeros((2, 3)), np.zeros(2), np.zeros(2), 1.0, 1.0)
+
+
+def test_cholesky(rng):
+    a = rng.standard_normal((6, 6))
+    spd = a @ a.T + np.eye(6)
+    factor = spd.copy()
+    assert cholesky_in_place(factor) == 0
+    b = rng.standard_normal(6)
+    x = b.copy()
+    cholesky_solve(factor, x)
+    np.testing.assert_allclose(spd @ x, b, rtol=1e-10)
+    indefinite = np.diag([1.0, -1.0, 2.0])
+    assert cholesky_in_place(indefinite) == 2  # LAPACK's info: the failing leading minor
