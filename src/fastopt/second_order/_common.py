@@ -83,8 +83,15 @@ def finish(x, f, g, nit, objective, status, message, **extra):
         status=status, success=status == CONVERGED, message=message, **extra)
 
 
-def gradient_message(gnorm, gtol):
-    return f"converged: ||g||_inf = {gnorm:.3g} <= gtol = {gtol:.3g}"
+def stop_reason(gnorm, gtol, nit, maxiter, nfev=0, maxfun=None):
+    """(status, message) when an iteration should not start -- gradient test passed or a limit reached -- else None."""
+    if gnorm <= gtol:
+        return CONVERGED, f"converged: ||g||_inf = {gnorm:.3g} <= gtol = {gtol:.3g}"
+    if nit >= maxiter:
+        return LIMIT, f"stopped: maxiter = {maxiter} iterations reached; ||g||_inf = {gnorm:.3g}"
+    if maxfun is not None and nfev >= maxfun:
+        return LIMIT, f"stopped: maxfun = {maxfun} evaluations reached; ||g||_inf = {gnorm:.3g}"
+    return None
 
 
 def stalled_message(gnorm, gtol, ftol):

@@ -47,12 +47,9 @@ def minimize_bfgs(objective, x0, *, callback, gtol, maxiter, maxfun, maxls, disp
         return result(C.NOT_FINITE, "stopped: f or the gradient is not finite at x0")
     stop = C.Callback(callback)
     while True:
-        if gnorm <= gtol:
-            return result(C.CONVERGED, C.gradient_message(gnorm, gtol))
-        if nit >= maxiter:
-            return result(C.LIMIT, f"stopped: maxiter = {maxiter} iterations reached; ||g||_inf = {gnorm:.3g}")
-        if maxfun is not None and objective.nfev >= maxfun:
-            return result(C.LIMIT, f"stopped: maxfun = {maxfun} evaluations reached; ||g||_inf = {gnorm:.3g}")
+        reason = C.stop_reason(gnorm, gtol, nit, maxiter, objective.nfev, maxfun)
+        if reason:
+            return result(*reason)
         d = -Hg
         slope = float(g @ d)
         if not slope < 0 and scaled:  # H lost positive definiteness to rounding: start again from the identity

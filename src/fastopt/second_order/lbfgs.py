@@ -85,13 +85,9 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
         return result(C.NOT_FINITE, "stopped: f or the gradient is not finite at x0")
     stop = C.Callback(callback)
     while True:
-        if gnorm <= gtol:
-            return result(C.CONVERGED, C.gradient_message(gnorm, gtol))
-        if nit >= maxiter:
-            return result(C.LIMIT, f"stopped: maxiter = {maxiter} iterations reached; ||g||_inf = {gnorm:.3g}")
-        if objective.nfev >= maxfun:
-            return result(C.LIMIT, f"stopped: maxfun = {maxfun} evaluations reached; ||g||_inf = {gnorm:.3g}")
-
+        reason = C.stop_reason(gnorm, gtol, nit, maxiter, objective.nfev, maxfun)
+        if reason:
+            return result(*reason)
         slope = two_loop(d, g, S, Y, rho, oldest, count, gamma, threads)  # d = -H g; slope = g . d
         if not slope < 0 and count:  # rounding made H lose positive definiteness: restart from steepest descent
             count = 0

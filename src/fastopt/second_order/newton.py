@@ -122,10 +122,9 @@ def _newton_loop(objective, x, callback, gtol, maxiter, maxls, disp, direction):
         return result(C.NOT_FINITE, "stopped: f or the gradient is not finite at x0")
     stop = C.Callback(callback)
     while True:
-        if gnorm <= gtol:
-            return result(C.CONVERGED, C.gradient_message(gnorm, gtol))
-        if nit >= maxiter:
-            return result(C.LIMIT, f"stopped: maxiter = {maxiter} iterations reached; ||g||_inf = {gnorm:.3g}")
+        reason = C.stop_reason(gnorm, gtol, nit, maxiter)
+        if reason:
+            return result(*reason)
         p, note = direction(x, g)
         if p is None:
             return result(C.NOT_FINITE, f"stopped: {note}; ||g||_inf = {gnorm:.3g}")
