@@ -5,6 +5,8 @@ import math
 import numpy as np
 from scipy.optimize import OptimizeResult
 
+from fastopt.second_order._linesearch import strong_wolfe
+
 # Status codes of the result (``success`` is True only for CONVERGED).
 CONVERGED = 0         # ||g||_inf <= gtol
 LIMIT = 1             # maxiter or maxfun reached
@@ -74,6 +76,27 @@ class Callback:
         except StopIteration:
             return True
         return False
+
+
+def search_line(objective, point_at, slope_of, f, slope, step0, g_trial, *, ftol, xtol, maxfev):
+    """Moré–Thuente strong-Wolfe search from f (slope ``slope``) along the points ``point_at(stp)``.
+
+    ``point_at(stp)`` returns a new array, x + stp d, which is made read-only
+    and given to the user's function; the gradient there goes into
+    ``g_trial`` and ``slope_of(g_trial)`` is its directional derivative.
+    Returns the search result and the last point tried, which is the one
+    accepted when the search succeeds (its gradient is then in ``g_trial``).
+    """
+    last = [None]
+
+    def phi(stp):
+        xt = point_at(stp)
+        xt.flags.writeable = False
+        last[0] = xt
+        return objective.value_and_grad(xt, g_trial), slope_of(g_trial)
+
+    search = strong_wolfe(phi, f, slope, step0, ftol=ftol, gtol=0.9, xtol=xtol, stpmax=1e10, maxfev=maxfev)
+    return search, last[0]
 
 
 def finish(x, f, g, nit, objective, status, message, **extra):

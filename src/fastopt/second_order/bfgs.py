@@ -3,7 +3,6 @@ import numpy as np
 
 from fastopt._threads import get_num_threads
 from fastopt.second_order import _common as C
-from fastopt.second_order._linesearch import strong_wolfe
 from fastopt.second_order._vectors import bfgs_matvecs, bfgs_update, max_abs
 
 DEFAULTS = dict(gtol=1e-5, maxiter=None, maxfun=None, maxls=20, disp=False)
@@ -61,17 +60,9 @@ def minimize_bfgs(objective, x0, *, callback, gtol, maxiter, maxfun, maxls, disp
             return result(C.NOT_FINITE, f"stopped: no descent direction (g.d = {slope:.3g}); "
                           f"||g||_inf = {gnorm:.3g}")
         step0 = 1.0 if scaled else min(1.0, 1.0 / np.sqrt(-slope))
-        trial = {}
-
-        def phi(stp):
-            xt = x + stp * d
-            xt.flags.writeable = False
-            trial["x"] = xt
-            ft = objective.value_and_grad(xt, g_trial)
-            return ft, float(g_trial @ d)
-
         fev = maxls if maxfun is None else min(maxls, max(1, maxfun - objective.nfev))
-        search = strong_wolfe(phi, f, slope, step0, ftol=1e-4, gtol=0.9, xtol=1e-14, stpmax=1e10, maxfev=fev)
+        search, x_new = C.search_line(objective, lambda stp: x + stp * d, lambda gt: float(gt @ d), f, slope,
+                                      step0, g_trial, ftol=1e-4, xtol=1e-14, maxfev=fev)
         if not search.success:
             return result(C.LINE_SEARCH_FAILED, f"stopped: the line search failed ({search.message}); "
                           f"||g||_inf = {gnorm:.3g}")
@@ -91,7 +82,7 @@ def minimize_bfgs(objective, x0, *, callback, gtol, maxiter, maxfun, maxls, disp
         else:  # no positive curvature along s: keep H
             Hg_trial[...] = H @ g_trial
         f_old, f = f, search.f
-        x = trial["x"]
+        x = x_new
         g, g_trial = g_trial, g
         Hg, Hg_trial = Hg_trial, Hg
         gnorm = max_abs(g, threads)

@@ -4,7 +4,6 @@ from scipy.sparse.linalg import LinearOperator
 
 from fastopt._threads import get_num_threads
 from fastopt.second_order import _common as C
-from fastopt.second_order._linesearch import strong_wolfe
 from fastopt.second_order._vectors import combine, dot, max_abs, two_loop
 
 DEFAULTS = dict(maxcor=10, gtol=1e-5, ftol=2.220446049250313e-09, maxiter=15000, maxfun=15000, maxls=20,
@@ -69,7 +68,8 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
     S, Y, rho = np.zeros((rows, n)), np.zeros((rows, n)), np.zeros(rows)
     oldest = count = 0
     gamma = 1.0
-    x = _read_only(x0)
+    x = x0
+    x.flags.writeable = False
     g, g_trial, d = np.empty(n), np.empty(n), np.empty(n)
     f = objective.value_and_grad(x, g)
     gnorm = max_abs(g, threads)
@@ -98,18 +98,14 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
         # The first step has no curvature information: make it of length 1 (SciPy's L-BFGS-B does too).
         step0 = 1.0 if count else min(1.0, 1.0 / np.sqrt(-slope))
 
-        trial = {}
-
-        def phi(stp):
+        def point_at(stp):
             xt = np.empty(n)  # a fresh array: the user's function may keep what it is given
             combine(xt, 1.0, x, stp, d, num_threads=threads)
-            xt = _read_only(xt)
-            trial["x"] = xt
-            ft = objective.value_and_grad(xt, g_trial)
-            return ft, dot(g_trial, d, threads)
+            return xt
 
-        search = strong_wolfe(phi, f, slope, step0, ftol=1e-3, gtol=0.9, xtol=0.1,
-                              stpmax=1e10, maxfev=min(maxls, max(1, maxfun - objective.nfev)))
+        search, x_new = C.search_line(objective, point_at, lambda gt: dot(gt, d, threads), f, slope, step0,
+                                      g_trial, ftol=1e-3, xtol=0.1,
+                                      maxfev=min(maxls, max(1, maxfun - objective.nfev)))
         if not search.success:
             if count:  # forget the history and try once more along -g, as L-BFGS-B does
                 count = 0
@@ -135,7 +131,7 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
             else:
                 oldest = (oldest + 1) % rows
         f_old, f = f, search.f
-        x = trial["x"]
+        x = x_new
         g, g_trial = g_trial, g
         gnorm = max_abs(g, threads)
         nit += 1
@@ -144,7 +140,3 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
         if gnorm > gtol and C.relative_decrease(f_old, f) <= ftol:
             return result(C.STALLED, C.stalled_message(gnorm, gtol, ftol))
 
-
-def _read_only(array):
-    array.flags.writeable = False
-    return array

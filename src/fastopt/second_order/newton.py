@@ -5,7 +5,6 @@ import numpy as np
 
 from fastopt.second_order import _common as C
 from fastopt.second_order._cholesky import cholesky_in_place, cholesky_solve
-from fastopt.second_order._linesearch import strong_wolfe
 
 DEFAULTS = dict(gtol=1e-8, maxiter=200, maxls=20, disp=False)
 NEWTON_CG_DEFAULTS = dict(gtol=1e-5, maxiter=None, cg_maxiter=None, maxls=20, disp=False)
@@ -132,21 +131,13 @@ def _newton_loop(objective, x, callback, gtol, maxiter, maxls, disp, direction):
         if not slope < 0:
             return result(C.NOT_FINITE, f"stopped: no descent direction (g.p = {slope:.3g}); "
                           f"||g||_inf = {gnorm:.3g}")
-        trial = {}
-
-        def phi(stp):
-            xt = x + stp * p
-            xt.flags.writeable = False
-            trial["x"] = xt
-            ft = objective.value_and_grad(xt, g_trial)
-            return ft, float(g_trial @ p)
-
-        search = strong_wolfe(phi, f, slope, 1.0, ftol=1e-4, gtol=0.9, xtol=1e-14, stpmax=1e10, maxfev=maxls)
+        search, x_new = C.search_line(objective, lambda stp: x + stp * p, lambda gt: float(gt @ p), f, slope,
+                                      1.0, g_trial, ftol=1e-4, xtol=1e-14, maxfev=maxls)
         if not search.success:
             return result(C.LINE_SEARCH_FAILED, f"stopped: the line search failed ({search.message}); "
                           f"||g||_inf = {gnorm:.3g}")
         f = search.f
-        x = trial["x"]
+        x = x_new
         g, g_trial = g_trial, g
         gnorm = float(np.max(np.abs(g)))
         nit += 1
