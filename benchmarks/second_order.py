@@ -14,8 +14,15 @@ what the libraries differ in.  Cases:
 * dense BFGS vs SciPy's BFGS on the extended Rosenbrock function, n = 1000;
 * Newton vs SciPy's trust-exact (both given the exact, dense Hessian) on the
   extended Rosenbrock function, n = 1000.
+
+The user's functions call BLAS (``x @ y``), whose worker threads keep
+spinning for about 0.1 s after each call and compete with the minimizers'
+own threads (both libraries' BLAS calls and fastopt's OpenMP kernels) on a
+machine with few cores.  Run it twice to see both sides: as is, and with
+``OPENBLAS_THREAD_TIMEOUT=4`` in the environment (see the README, "Threads").
 """
 import argparse
+import os
 import statistics
 import time
 
@@ -101,7 +108,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="smaller problems, for a smoke test")
     args = parser.parse_args(argv)
     print(f"fastopt {fastopt.__version__}, {fastopt.get_num_threads()} threads; medians of {args.repeats} "
-          "interleaved runs; times per iteration")
+          "interleaved runs; times per iteration; OPENBLAS_THREAD_TIMEOUT="
+          f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset)')}")
     print("| problem | fastopt | SciPy | iterations | fastopt total | SciPy total | in user's function "
           "(fastopt / SciPy) | overhead fastopt | overhead SciPy | overhead ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|")

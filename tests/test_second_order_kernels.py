@@ -4,7 +4,8 @@ import pytest
 
 from conftest import SIZES, THREADS
 from fastopt.second_order._cholesky import cholesky_in_place, cholesky_solve
-from fastopt.second_order._vectors import bfgs_matvecs, bfgs_update, combine, dot, max_abs, two_loop
+from fastopt.second_order._vectors import (bfgs_matvecs, bfgs_update, combine, dot, lbfgs_direction, lbfgs_new_pair,
+                                          max_abs, two_loop)
 
 
 def _same_for_all_threads(compute):
@@ -83,6 +84,77 @@ def test_two_loop_is_the_lbfgs_matrix(n, stored, rng):
     np.testing.assert_allclose(d, expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
 
 
+def _ring(rng, n, m, stored):
+    """A ring of m + 1 rows holding the last min(stored, m) of ``stored`` curvature pairs of an SPD matrix."""
+    scale = rng.uniform(1.0, 100.0, n)  # a diagonal Hessian, so large n stays cheap
+    S, Y, rho = np.zeros((m + 1, n)), np.zeros((m + 1, n)), np.zeros(m + 1)
+    for k in range(stored):
+        row = k % (m + 1)
+        S[row] = rng.standard_normal(n)
+        Y[row] = scale * S[row]
+        rho[row] = 1.0 / (S[row] @ Y[row]) if n else 0.0
+    count = min(stored, m)
+    oldest = (stored - count) % (m + 1)
+    rows = np.array([(oldest + j) % (m + 1) for j in range(count)], dtype=np.intp)
+    return S, Y, rho, oldest, count, rows
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("stored", [0, 1, 4, 9])
+def test_lbfgs_direction_is_the_two_loop_recursion(n, stored, rng):
+    m = 5
+    S, Y, rho, oldest, count, rows = _ring(rng, n, m, stored)
+    g = rng.standard_normal(n)
+    SY, YY, gS, gY = S @ Y.T, Y @ Y.T, S @ g, Y @ g
+
+    def run(t):
+        d = np.empty(n)
+        slope = lbfgs_direction(d, g, S, Y, rho, SY, YY, gS, gY, rows, 0.7, t)
+        return np.append(d, slope)
+
+    got = _same_for_all_threads(run)
+    expected = np.empty(n)
+    expected_slope = two_loop(expected, g, S, Y, rho, oldest, count, 0.7)
+    scale = np.abs(expected).max() if n else 1.0
+    np.testing.assert_allclose(got[:n], expected, rtol=1e-10, atol=1e-12 * scale)
+    assert got[n] == pytest.approx(float(g @ got[:n]), rel=1e-12, abs=1e-300)  # the slope of the d stored
+    assert got[n] == pytest.approx(expected_slope, rel=1e-10, abs=1e-300)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_lbfgs_new_pair(n, rng):
+    m = 4
+    S0, Y0, _, oldest, count, rows = _ring(rng, n, m, 6)
+    new = (oldest + count) % (m + 1)
+    rows = np.append(rows, new).astype(np.intp)
+    d, g_new, g_old = (rng.standard_normal(n) for _ in range(3))
+    if n:
+        g_new[n // 2] = -7.5  # the largest |g_new|
+
+    def run(t):
+        S, Y, dots = S0.copy(), Y0.copy(), np.empty((5, len(rows)))
+        gmax = lbfgs_new_pair(S, Y, new, rows, d, 0.25, g_new, g_old, dots, t)
+        return np.concatenate([S.ravel(), Y.ravel(), dots.ravel(), [gmax]])
+
+    got = _same_for_all_threads(run)
+    size = S0.size
+    S, Y = got[:size].reshape(S0.shape), got[size:2 * size].reshape(S0.shape)
+    dots, gmax = got[2 * size:-1].reshape(5, len(rows)), got[-1]
+    s, y = 0.25 * d, g_new - g_old
+    np.testing.assert_array_equal(S[new], s)  # the same roundings as NumPy
+    np.testing.assert_array_equal(Y[new], y)
+    others = [r for r in range(m + 1) if r != new]
+    np.testing.assert_array_equal(S[others], S0[others])  # no other row touched
+    np.testing.assert_array_equal(Y[others], Y0[others])
+    expected = np.array([Y[rows] @ s, S[rows] @ y, Y[rows] @ y, S[rows] @ g_new, Y[rows] @ g_new])
+    np.testing.assert_allclose(dots, expected, rtol=1e-10, atol=1e-10 * max(1.0, np.sqrt(n)))
+    assert gmax == (7.5 if n else 0.0)
+    if n:
+        g_new[0] = np.nan
+        assert np.isnan(lbfgs_new_pair(S0.copy(), Y0.copy(), new, rows, d, 1.0, g_new, g_old,
+                                       np.empty((5, len(rows))), 2))
+
+
 @pytest.mark.parametrize("n", [0, 1, 7, 200])
 def test_bfgs_kernels(n, rng):
     a = rng.standard_normal((n, n))
@@ -113,6 +185,17 @@ def test_kernels_refuse_mismatched_shapes():
         combine(np.zeros(4), 1.0, np.zeros(4), 1.0, np.zeros(3))
     with pytest.raises(ValueError, match="do not fit"):
         two_loop(np.zeros(2), np.zeros(2), np.zeros((3, 2)), np.zeros((3, 2)), np.zeros(3), 0, 4, 1.0)
+    ring, vec = np.zeros((3, 2)), np.zeros(2)
+    with pytest.raises(ValueError, match="not a row of the history"):
+        lbfgs_new_pair(ring, ring.copy(), 3, np.array([0], dtype=np.intp), vec, 1.0, vec, vec, np.zeros((5, 1)))
+    with pytest.raises(ValueError, match="dots must have shape"):
+        lbfgs_new_pair(ring, ring.copy(), 2, np.array([0, 2], dtype=np.intp), vec, 1.0, vec, vec, np.zeros((5, 1)))
+    with pytest.raises(ValueError, match="S and Y must both be"):
+        lbfgs_direction(vec, vec, ring, np.zeros((3, 3)), np.zeros(3), np.zeros((3, 3)), np.zeros((3, 3)),
+                        np.zeros(3), np.zeros(3), np.array([0], dtype=np.intp), 1.0)
+    with pytest.raises(ValueError, match="not a row of the history"):
+        lbfgs_direction(vec, vec, ring, ring.copy(), np.zeros(3), np.zeros((3, 3)), np.zeros((3, 3)),
+                        np.zeros(3), np.zeros(3), np.array([5], dtype=np.intp), 1.0)
     with pytest.raises(ValueError, match="square"):
         bfgs_update(np.zeros((2, 3)), np.zeros(2), np.zeros(2), 1.0, 1.0)
 

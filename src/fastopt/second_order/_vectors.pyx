@@ -10,8 +10,16 @@ the compiler keeps the written order of floating-point operations
 the adder busy where one would wait on itself.
 
 L-BFGS keeps its history as two ``(m, n)`` C-contiguous arrays ``S`` and
-``Y`` used as a ring buffer; the two-loop recursion runs entirely here, with
-the update of each pass fused with the dot product the next pass needs.
+``Y`` used as a ring buffer.  The minimizer never runs the two-loop recursion
+over the vectors: it keeps the dot products the recursion needs (s_i . y_j,
+y_i . y_j, g . s_i, g . y_i) and runs the recursion on them (``lbfgs_direction``:
+O(m^2) numbers, then one pass that sums the direction from the history), and
+one pass per accepted step stores the new pair and computes its dot products
+with the history and the new gradient (``lbfgs_new_pair``).  That is two
+reads of the history per iteration where the recursion over vectors makes
+2m passes over memory (the "vector-free" form of Chen et al., NIPS 2014).
+``two_loop`` is the textbook recursion over the vectors, for products with
+arbitrary vectors (the inverse-Hessian operator) and as the tests' yardstick.
 BFGS keeps a dense inverse Hessian and updates it with one read of the
 matrix for its two matrix-vector products and one read-write pass for the
 rank-two update.
@@ -150,6 +158,177 @@ cdef double two_loop_n(double* d, const double* g, const double* S, const double
     return dot_next
 
 
+cdef inline void _pair_range(double* s_new, double* y_new, const double* d, double stp, const double* g_new,
+                             const double* g_old, const double* S, const double* Y, const Py_ssize_t* rows,
+                             Py_ssize_t nrows, Py_ssize_t n, Py_ssize_t start, Py_ssize_t stop,
+                             double* out) noexcept nogil:
+    """Store s_new = stp d and y_new = g_new - g_old over the range, then for each history row r
+    write the range's s_new . y_r, y_new . s_r, y_new . y_r, g_new . s_r, g_new . y_r to out[5 k ...],
+    and max |g_new| (NaN-sticky) to out[5 nrows]."""
+    cdef Py_ssize_t i, k
+    cdef const double* sr
+    cdef const double* yr
+    cdef double a0, a1, b0, b1, c0, c1, e0, e1, f0, f1
+    for i in range(start, stop):
+        s_new[i] = stp * d[i]
+        y_new[i] = g_new[i] - g_old[i]
+    for k in range(nrows):
+        sr = S + rows[k] * n
+        yr = Y + rows[k] * n
+        a0 = a1 = b0 = b1 = c0 = c1 = e0 = e1 = f0 = f1 = 0
+        i = start
+        while i + 2 <= stop:  # two lanes per product: independent sums the adders can overlap
+            a0 = a0 + s_new[i] * yr[i]
+            a1 = a1 + s_new[i + 1] * yr[i + 1]
+            b0 = b0 + y_new[i] * sr[i]
+            b1 = b1 + y_new[i + 1] * sr[i + 1]
+            c0 = c0 + y_new[i] * yr[i]
+            c1 = c1 + y_new[i + 1] * yr[i + 1]
+            e0 = e0 + g_new[i] * sr[i]
+            e1 = e1 + g_new[i + 1] * sr[i + 1]
+            f0 = f0 + g_new[i] * yr[i]
+            f1 = f1 + g_new[i + 1] * yr[i + 1]
+            i = i + 2
+        if i < stop:
+            a0 = a0 + s_new[i] * yr[i]
+            b0 = b0 + y_new[i] * sr[i]
+            c0 = c0 + y_new[i] * yr[i]
+            e0 = e0 + g_new[i] * sr[i]
+            f0 = f0 + g_new[i] * yr[i]
+        out[5 * k] = a0 + a1
+        out[5 * k + 1] = b0 + b1
+        out[5 * k + 2] = c0 + c1
+        out[5 * k + 3] = e0 + e1
+        out[5 * k + 4] = f0 + f1
+    out[5 * nrows] = _max_abs_range(g_new, start, stop)
+
+
+cdef double lbfgs_new_pair_n(double* s_new, double* y_new, const double* d, double stp, const double* g_new,
+                             const double* g_old, const double* S, const double* Y, const Py_ssize_t* rows,
+                             Py_ssize_t nrows, double* dots, Py_ssize_t n, int num_threads) noexcept nogil:
+    """One pass: the new pair (s_new = stp d, y_new = g_new - g_old) and its dot products with the history.
+
+    ``rows`` lists the ``nrows`` ring rows to take products with (the new
+    pair's own row included, so s_new . y_new and y_new . y_new come out
+    too).  ``dots[5 k + j]`` gets, for row ``rows[k]``: s_new . y, y_new . s,
+    y_new . y, g_new . s, g_new . y.  Returns max |g_new| (NaN-sticky).
+    Per-chunk results are combined in chunk order: the same bits for any
+    thread count.  Returns -1 if scratch memory could not be allocated.
+    """
+    cdef Split sp = split(n, sizeof(double), num_threads)
+    cdef Py_ssize_t c, j, width = 5 * nrows + 1
+    cdef double v, best = 0
+    cdef double* partial = <double*>malloc(sp.nchunks * width * sizeof(double))
+    if partial == NULL:
+        return -1
+    if sp.team == 1:
+        for c in range(sp.nchunks):
+            _pair_range(s_new, y_new, d, stp, g_new, g_old, S, Y, rows, nrows, n, c * sp.chunk,
+                        chunk_stop(c, sp.chunk, n), partial + c * width)
+    else:
+        for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
+            _pair_range(s_new, y_new, d, stp, g_new, g_old, S, Y, rows, nrows, n, c * sp.chunk,
+                        chunk_stop(c, sp.chunk, n), partial + c * width)
+    for j in range(width - 1):
+        dots[j] = 0
+    for c in range(sp.nchunks):
+        for j in range(width - 1):
+            dots[j] = dots[j] + partial[c * width + j]
+        v = partial[c * width + width - 1]
+        if v > best or v != v:
+            best = v
+    free(partial)
+    return best
+
+
+cdef inline double _direction_range(double* d, double cg, const double* g, const double* S, const double* Y,
+                                    const Py_ssize_t* rows, const double* a, const double* b, Py_ssize_t k,
+                                    Py_ssize_t n, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    """d = cg g + sum_j (a_j y_j + b_j s_j) over the range (rows in the given order); return g . d there."""
+    cdef Py_ssize_t i, j
+    cdef const double* sr
+    cdef const double* yr
+    cdef double aj, bj
+    for i in range(start, stop):
+        d[i] = cg * g[i]
+    for j in range(k):
+        sr = S + rows[j] * n
+        yr = Y + rows[j] * n
+        aj = a[j]
+        bj = b[j]
+        for i in range(start, stop):
+            d[i] = d[i] + aj * yr[i] + bj * sr[i]
+    return _dot_range(g, d, start, stop)
+
+
+cdef double _coefficients(const double* SY, const double* YY, Py_ssize_t ld, const double* gS, const double* gY,
+                          const double* rho, const Py_ssize_t* rows, Py_ssize_t k, double gamma,
+                          double* a, double* b, double* alpha) noexcept nogil:
+    """The two-loop recursion (Nocedal & Wright, Algorithm 7.4) on coefficients instead of vectors.
+
+    Every vector the recursion forms is cg g + sum_j (a_j y_j + b_j s_j);
+    its dot product with a history vector is then a sum over the stored
+    products SY[r, c] = s_r . y_c, YY[r, c] = y_r . y_c, gS[r] = g . s_r and
+    gY[r] = g . y_r (rows ``rows[0]``, oldest, to ``rows[k-1]``, newest).
+    Starting from -g gives -H g.  Fills a, b; returns cg.
+    """
+    cdef Py_ssize_t i, j, ri
+    cdef double cg = -1.0, t
+    for j in range(k):
+        a[j] = 0
+        b[j] = 0
+    for i in range(k - 1, -1, -1):
+        ri = rows[i]
+        t = cg * gS[ri]
+        for j in range(i + 1, k):
+            t = t + a[j] * SY[ri * ld + rows[j]]
+        alpha[i] = rho[ri] * t
+        a[i] = -alpha[i]
+    cg = gamma * cg
+    for j in range(k):
+        a[j] = gamma * a[j]
+    for i in range(k):
+        ri = rows[i]
+        t = cg * gY[ri]
+        for j in range(k):
+            t = t + a[j] * YY[ri * ld + rows[j]]
+        for j in range(i):
+            t = t + b[j] * SY[rows[j] * ld + ri]
+        b[i] = alpha[i] - rho[ri] * t
+    return cg
+
+
+cdef double lbfgs_direction_n(double* d, const double* g, const double* S, const double* Y, const double* rho,
+                              const double* SY, const double* YY, Py_ssize_t ld, const double* gS, const double* gY,
+                              const Py_ssize_t* rows, Py_ssize_t k, double gamma, double* scratch,
+                              Py_ssize_t n, int num_threads) noexcept nogil:
+    """d = -H g from the stored products (see _coefficients) and one pass over the history; returns g . d.
+
+    ``scratch`` holds 3 k numbers.  The slope g . d is summed per chunk in
+    chunk order from the d actually stored.
+    """
+    cdef double* a = scratch
+    cdef double* b = scratch + k
+    cdef double cg = _coefficients(SY, YY, ld, gS, gY, rho, rows, k, gamma, a, b, scratch + 2 * k)
+    cdef Split sp = split(n, sizeof(double), num_threads)
+    cdef Py_ssize_t c
+    cdef double total = 0
+    cdef double* partial = NULL
+    if sp.team > 1:
+        partial = <double*>malloc(sp.nchunks * sizeof(double))
+    if partial == NULL:
+        for c in range(sp.nchunks):
+            total = total + _direction_range(d, cg, g, S, Y, rows, a, b, k, n, c * sp.chunk,
+                                             chunk_stop(c, sp.chunk, n))
+        return total
+    for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
+        partial[c] = _direction_range(d, cg, g, S, Y, rows, a, b, k, n, c * sp.chunk, chunk_stop(c, sp.chunk, n))
+    for c in range(sp.nchunks):
+        total = total + partial[c]
+    free(partial)
+    return total
+
+
 cdef void bfgs_matvecs_n(const double* H, const double* g, const double* y, double* Hg, double* Hy,
                          Py_ssize_t n, int num_threads) noexcept nogil:
     """Hg = H g and Hy = H y with one read of the symmetric n x n matrix H (row by row)."""
@@ -228,12 +407,14 @@ def max_abs(const double[::1] a not None, int num_threads=1):
 
 
 def two_loop(double[::1] d not None, const double[::1] g not None, const double[:, ::1] S not None,
-             const double[:, ::1] Y not None, const double[::1] rho not None, Py_ssize_t oldest, Py_ssize_t count, double gamma, int num_threads=1):
+             const double[:, ::1] Y not None, const double[::1] rho not None, Py_ssize_t oldest, Py_ssize_t count,
+             double gamma, int num_threads=1):
     """d = -H g for the L-BFGS matrix held in the ring buffer (S, Y, rho); return g . d.  See two_loop_n."""
     cdef Py_ssize_t n = d.shape[0], m = S.shape[0]
+    _history_shapes(S, Y, n)
     _same_length(n, g, "g")
-    if S.shape[1] != n or Y.shape[0] != m or Y.shape[1] != n or rho.shape[0] != m:
-        raise ValueError("S and Y must be (m, n) and rho (m,) for the n of d")
+    if rho.shape[0] != m:
+        raise ValueError(f"rho must have one entry per history row ({m})")
     if not 0 <= count <= m or not (count == 0 or 0 <= oldest < m):
         raise ValueError(f"count={count}, oldest={oldest} do not fit a history of {m}")
     if n == 0:
@@ -243,6 +424,77 @@ def two_loop(double[::1] d not None, const double[::1] g not None, const double[
     with nogil:
         slope = two_loop_n(&d[0], &g[0], &S[0, 0] if m else NULL, &Y[0, 0] if m else NULL,
                            &rho[0] if m else NULL, &alpha[0], m, oldest, count, gamma, n, num_threads)
+    return slope
+
+
+def lbfgs_new_pair(double[:, ::1] S not None, double[:, ::1] Y not None, Py_ssize_t new_row,
+                   const Py_ssize_t[::1] rows not None, const double[::1] d not None, double stp,
+                   const double[::1] g_new not None, const double[::1] g_old not None, double[:, ::1] dots not None,
+                   int num_threads=1):
+    """Store s = stp d and y = g_new - g_old in row ``new_row`` of S and Y; products in one pass.
+
+    ``rows`` are the ring rows to take products with (normally the history
+    followed by ``new_row``); ``dots`` (5, len(rows)) receives, per row r:
+    s . y_r, y . s_r, y . y_r, g_new . s_r, g_new . y_r.  Returns max |g_new|
+    (NaN if g_new has a NaN).  See ``lbfgs_new_pair_n``.
+    """
+    cdef Py_ssize_t n = d.shape[0], m = S.shape[0], nrows = rows.shape[0], j
+    _history_shapes(S, Y, n)
+    _same_length(n, g_new, "g_new")
+    _same_length(n, g_old, "g_old")
+    if not 0 <= new_row < m:
+        raise ValueError(f"new_row={new_row} is not a row of the history ({m} rows)")
+    for j in range(nrows):
+        if not 0 <= rows[j] < m:
+            raise ValueError(f"rows[{j}]={rows[j]} is not a row of the history ({m} rows)")
+    if dots.shape[0] != 5 or dots.shape[1] != nrows:
+        raise ValueError(f"dots must have shape (5, {nrows})")
+    cdef double[::1] flat = np.empty(5 * nrows + 1)
+    cdef double best
+    if n == 0:
+        dots[:, :] = 0.0
+        return 0.0
+    with nogil:
+        best = lbfgs_new_pair_n(&S[new_row, 0], &Y[new_row, 0], &d[0], stp, &g_new[0], &g_old[0], &S[0, 0],
+                                &Y[0, 0], &rows[0] if nrows else NULL, nrows, &flat[0], n, num_threads)
+    if best == -1:
+        raise MemoryError("no memory for the per-chunk products")
+    for j in range(nrows):
+        dots[0, j], dots[1, j], dots[2, j], dots[3, j], dots[4, j] = (
+            flat[5 * j], flat[5 * j + 1], flat[5 * j + 2], flat[5 * j + 3], flat[5 * j + 4])
+    return best
+
+
+def lbfgs_direction(double[::1] d not None, const double[::1] g not None, const double[:, ::1] S not None,
+                    const double[:, ::1] Y not None, const double[::1] rho not None, const double[:, ::1] SY not None,
+                    const double[:, ::1] YY not None, const double[::1] gS not None, const double[::1] gY not None,
+                    const Py_ssize_t[::1] rows not None, double gamma, int num_threads=1):
+    """d = -H g for the L-BFGS matrix of the pairs in ``rows`` (oldest first), H0 = gamma I; return g . d.
+
+    Uses the stored products SY[r, c] = s_r . y_c, YY[r, c] = y_r . y_c,
+    gS[r] = g . s_r, gY[r] = g . y_r (for the rows listed) instead of
+    passes over the vectors; one pass over the history then forms d.
+    Equal to ``two_loop`` up to rounding.
+    """
+    cdef Py_ssize_t n = d.shape[0], m = S.shape[0], k = rows.shape[0], j
+    _history_shapes(S, Y, n)
+    _same_length(n, g, "g")
+    if rho.shape[0] != m or gS.shape[0] != m or gY.shape[0] != m:
+        raise ValueError(f"rho, gS and gY must have one entry per history row ({m})")
+    if SY.shape[0] != m or SY.shape[1] != m or YY.shape[0] != m or YY.shape[1] != m:
+        raise ValueError(f"SY and YY must be ({m}, {m})")
+    for j in range(k):
+        if not 0 <= rows[j] < m:
+            raise ValueError(f"rows[{j}]={rows[j]} is not a row of the history ({m} rows)")
+    if n == 0:
+        return 0.0
+    cdef double[::1] scratch = _scratch(3 * k + 1)
+    cdef double slope
+    with nogil:
+        slope = lbfgs_direction_n(&d[0], &g[0], &S[0, 0] if m else NULL, &Y[0, 0] if m else NULL,
+                                  &rho[0] if m else NULL, &SY[0, 0] if m else NULL, &YY[0, 0] if m else NULL, m,
+                                  &gS[0] if m else NULL, &gY[0] if m else NULL, &rows[0] if k else NULL, k, gamma,
+                                  &scratch[0], n, num_threads)
     return slope
 
 
@@ -274,6 +526,12 @@ def bfgs_update(double[:, ::1] H not None, const double[::1] s not None, const d
         return
     with nogil:
         bfgs_update_n(&H[0, 0], &s[0], &Hy[0], a, b, n, num_threads)
+
+
+cdef _history_shapes(const double[:, ::1] S, const double[:, ::1] Y, Py_ssize_t n):
+    if S.shape[1] != n or Y.shape[0] != S.shape[0] or Y.shape[1] != n:
+        raise ValueError(f"S and Y must both be (m, {n}) for vectors of length {n}; got ({S.shape[0]}, {S.shape[1]}) "
+                         f"and ({Y.shape[0]}, {Y.shape[1]})")
 
 
 cdef _same_length(Py_ssize_t n, const double[::1] v, str name):

@@ -4,7 +4,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from fastopt._threads import get_num_threads
 from fastopt.second_order import _common as C
-from fastopt.second_order._vectors import combine, dot, max_abs, two_loop
+from fastopt.second_order._vectors import combine, dot, lbfgs_direction, lbfgs_new_pair, max_abs, two_loop
 
 DEFAULTS = dict(maxcor=10, gtol=1e-5, ftol=2.220446049250313e-09, maxiter=15000, maxfun=15000, maxls=20,
                 disp=False)
@@ -51,6 +51,67 @@ class LbfgsInverseHessian(LinearOperator):
         return self.matmat(np.eye(self.shape[0]))
 
 
+class _History:
+    """The last ``count`` <= m pairs (s, y), with the dot products the direction is computed from.
+
+    Pairs live in a ring buffer of m + 1 rows (``S``, ``Y``) from row
+    ``oldest`` on; the row after them is free, so a new pair is written there
+    and simply not counted if its curvature s . y is not positive.  ``SY``,
+    ``YY`` hold s_r . y_c and y_r . y_c for the rows in use, ``gS``, ``gY``
+    the products with the current gradient: the two-loop recursion runs on
+    these numbers (``lbfgs_direction``), so an iteration reads the history
+    twice (once to form the direction, once for the new pair's products)
+    instead of 2 m times.
+    """
+
+    def __init__(self, m, n):
+        rows = m + 1
+        self.m = m
+        self.S, self.Y = np.zeros((rows, n)), np.zeros((rows, n))
+        self.rho = np.zeros(rows)
+        self.SY, self.YY = np.zeros((rows, rows)), np.zeros((rows, rows))
+        self.gS, self.gY = np.zeros(rows), np.zeros(rows)
+        self.oldest = self.count = 0
+        self.gamma = 1.0
+
+    def rows(self, extra=0):
+        """Ring rows of the pairs in use, oldest first (and the ``extra`` free rows after them)."""
+        size = self.m + 1
+        return np.array([(self.oldest + j) % size for j in range(self.count + extra)], dtype=np.intp)
+
+    def forget(self):
+        self.count = 0
+
+    def direction(self, d, g, threads):
+        """d = -H g; returns the slope g . d."""
+        return lbfgs_direction(d, g, self.S, self.Y, self.rho, self.SY, self.YY, self.gS, self.gY, self.rows(),
+                               self.gamma, threads)
+
+    def add(self, stp, d, g_new, g_old, threads):
+        """Store the pair s = stp d, y = g_new - g_old if its curvature is positive; g_new becomes the
+        current gradient.  One pass over the history.  Returns max |g_new|."""
+        rows = self.rows(extra=1)
+        new, old = rows[-1], rows[:-1]
+        dots = np.empty((5, len(rows)))
+        gnorm = lbfgs_new_pair(self.S, self.Y, new, rows, d, stp, g_new, g_old, dots, threads)
+        s_y, y_s, y_y, g_s, g_y = dots
+        self.gS[rows], self.gY[rows] = g_s, g_y
+        sy, yy = s_y[-1], y_y[-1]
+        if sy > np.finfo(np.float64).eps * yy:  # positive curvature (this also refuses NaN)
+            self.SY[new, rows], self.SY[old, new], self.YY[new, rows] = s_y, y_s[:-1], y_y
+            self.YY[old, new] = y_y[:-1]
+            self.rho[new] = 1.0 / sy
+            self.gamma = sy / yy
+            if self.count < self.m:
+                self.count += 1
+            else:
+                self.oldest = (self.oldest + 1) % (self.m + 1)
+        return gnorm
+
+    def inverse_hessian(self):
+        return LbfgsInverseHessian(self.S, self.Y, self.rho, self.oldest, self.count, self.gamma)
+
+
 def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxfun, maxls, disp):
     """Minimize ``objective`` from ``x0``; see :func:`fastopt.minimize` for the options and the result."""
     m = C.positive("maxcor", maxcor, integer=True)
@@ -62,12 +123,7 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
     threads = get_num_threads()
     n = x0.size
 
-    # A ring buffer of m + 1 rows holding the last ``count`` <= m pairs from row ``oldest`` on: the row
-    # after them is free, so a new pair is written there and dropped if its curvature is not positive.
-    rows = m + 1
-    S, Y, rho = np.zeros((rows, n)), np.zeros((rows, n)), np.zeros(rows)
-    oldest = count = 0
-    gamma = 1.0
+    history = _History(m, n)
     x = x0
     x.flags.writeable = False
     g, g_trial, d = np.empty(n), np.empty(n), np.empty(n)
@@ -78,8 +134,8 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
     def result(status, message):
         if disp:
             print(message)
-        hess_inv = LbfgsInverseHessian(S, Y, rho, oldest, count, gamma)
-        return C.finish(np.array(x), f, g.copy(), nit, objective, status, message, hess_inv=hess_inv)
+        return C.finish(np.array(x), f, g.copy(), nit, objective, status, message,
+                        hess_inv=history.inverse_hessian())
 
     if not (np.isfinite(f) and np.isfinite(gnorm)):
         return result(C.NOT_FINITE, "stopped: f or the gradient is not finite at x0")
@@ -88,15 +144,15 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
         reason = C.stop_reason(gnorm, gtol, nit, maxiter, objective.nfev, maxfun)
         if reason:
             return result(*reason)
-        slope = two_loop(d, g, S, Y, rho, oldest, count, gamma, threads)  # d = -H g; slope = g . d
-        if not slope < 0 and count:  # rounding made H lose positive definiteness: restart from steepest descent
-            count = 0
-            slope = two_loop(d, g, S, Y, rho, oldest, count, gamma, threads)
+        slope = history.direction(d, g, threads)  # d = -H g; slope = g . d
+        if not slope < 0 and history.count:  # rounding made H lose positive definiteness: restart along -g
+            history.forget()
+            slope = history.direction(d, g, threads)
         if not slope < 0:
             return result(C.NOT_FINITE, f"stopped: no descent direction (g.d = {slope:.3g}); "
                           f"||g||_inf = {gnorm:.3g}")
         # The first step has no curvature information: make it of length 1 (SciPy's L-BFGS-B does too).
-        step0 = 1.0 if count else min(1.0, 1.0 / np.sqrt(-slope))
+        step0 = 1.0 if history.count else min(1.0, 1.0 / np.sqrt(-slope))
 
         def point_at(stp):
             xt = np.empty(n)  # a fresh array: the user's function may keep what it is given
@@ -107,33 +163,17 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
                                       g_trial, ftol=1e-3, xtol=0.1,
                                       maxfev=min(maxls, max(1, maxfun - objective.nfev)))
         if not search.success:
-            if count:  # forget the history and try once more along -g, as L-BFGS-B does
-                count = 0
+            if history.count:  # forget the history and try once more along -g, as L-BFGS-B does
+                history.forget()
                 continue
             return result(C.LINE_SEARCH_FAILED, f"stopped: the line search failed ({search.message}); "
                           f"||g||_inf = {gnorm:.3g}")
 
         # The accepted point is the last one evaluated: its gradient is in g_trial.
-        row = (oldest + count) % rows
-        # s . y = stp (g_new . d - g . d): both slopes are known, no pass needed (and with the strong
-        # Wolfe condition |g_new . d| <= 0.9 |g . d|, the difference cannot cancel).
-        sy = search.stp * (search.g - slope)
-        keep = sy > 0
-        if keep:
-            combine(S[row], search.stp, d, num_threads=threads)                               # s = stp d
-            yy = combine(Y[row], 1.0, g_trial, -1.0, g, dot_with=Y[row], num_threads=threads)  # y = g_new - g
-            keep = sy > np.finfo(np.float64).eps * yy  # keep the pair only if it has positive curvature
-        if keep:
-            rho[row] = 1.0 / sy
-            gamma = sy / yy
-            if count < m:
-                count += 1
-            else:
-                oldest = (oldest + 1) % rows
+        gnorm = history.add(search.stp, d, g_trial, g, threads)
         f_old, f = f, search.f
         x = x_new
         g, g_trial = g_trial, g
-        gnorm = max_abs(g, threads)
         nit += 1
         if stop(x, f):
             return result(C.CALLBACK_STOP, "stopped: the callback raised StopIteration")
