@@ -1,4 +1,8 @@
-"""Optimizers: torch.optim's names, defaults and formulas over fused kernels."""
+"""Optimizers: torch.optim's names, defaults and formulas over fused kernels.
+
+Learning-rate schedules live in :mod:`fastopt.optim.lr_scheduler`, as in torch.
+"""
+from fastopt.optim import lr_scheduler
 from fastopt.optim.adadelta import Adadelta
 from fastopt.optim.adagrad import Adagrad
 from fastopt.optim.adam import Adam, AdamW
@@ -10,4 +14,4 @@ from fastopt.optim.radam import RAdam
 from fastopt.optim.rmsprop import RMSprop
 from fastopt.optim.sgd import SGD
 
-__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "Optimizer", "RAdam", "RMSprop", "SGD"]
+__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "Optimizer", "RAdam", "RMSprop", "SGD", "lr_scheduler"]
