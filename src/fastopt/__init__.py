@@ -19,11 +19,14 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from fastopt._threads import get_num_threads, set_num_threads, threads
 from fastopt.info import build_info
 from fastopt.checkpoint import load, save
+from fastopt import datasets
+from fastopt.data import minibatches, num_batches, train_test_split
 from fastopt.optim import (
     SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam, RMSprop,
 )
 from fastopt.paramset import ParamSelection, ParamSet
 from fastopt.second_order import minimize
+from fastopt.training import History, NonFiniteLossError, fit
 
 try:
     __version__ = _version("fastopt")
@@ -44,9 +47,16 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "SGD",
+    "History",
+    "NonFiniteLossError",
+    "datasets",
+    "fit",
     "load",
+    "minibatches",
     "minimize",
+    "num_batches",
     "save",
+    "train_test_split",
     "build_info",
     "get_num_threads",
     "set_num_threads",
