@@ -1,0 +1,318 @@
+# cython: language_level=3
+"""Gradient clipping kernels: norm reductions, scaling and clamping in place.
+
+Three passes over a contiguous float32 or float64 array, all ``nogil`` and
+OpenMP-parallel over the fixed chunks of ``fastopt._parallel``:
+
+* :func:`power_sum`: ``sum (|g_i| * scale)^p`` for finite ``p > 0``, or
+  ``max |g_i| * scale`` for ``p = inf``.  Always accumulated in float64,
+  float32 input included: each float32 element is widened to double before
+  it is squared (the square of a float32 is then exact).  ``p = 2`` (sum of
+  squares) and ``p = 1`` (sum of absolute values) have dedicated loops,
+  ``p = inf`` takes the largest absolute value (exactly, by comparing bit
+  patterns: see ``_max_abs_range``), and any other ``p`` calls libm's
+  ``pow`` per element.
+* :func:`scale_`: ``g_i = g_i * coef``, ``coef`` rounded once to the element
+  type.
+* :func:`clamp_`: ``g_i`` clamped into ``[lo, hi]``; NaN stays NaN.
+
+Determinism.  Every reduction computes one partial result per chunk and
+combines the partials in chunk order, and the chunks depend only on the
+array's length, so the result has the same bits for any thread count (one
+thread walks the same chunks in turn).  Within a chunk the sums use eight
+accumulators taking every eighth element, added at the end as
+``((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))``; elements past the
+last multiple of eight go to ``s0``.  With floating-point contraction off
+(see setup.py) this order is exactly what the compiled code does, and the
+eight independent sums keep the adders busy.  The general-``p`` sum uses one
+accumulator per chunk (``pow`` dominates its cost).
+
+Non-finite values.  A NaN element makes every sum NaN and makes the maximum
+NaN (it is never skipped); an infinite element makes the sum or the maximum
+infinite.  Nothing here rescales against overflow: ``fastopt.nn.clip``
+calls :func:`power_sum` a second time with a power-of-two ``scale`` when a
+sum overflows.
+
+The Python entry points check only what keeps the kernels in bounds; the
+user-facing checks live in ``fastopt.nn.clip``.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport INFINITY, NAN, fabs, pow
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+from fastopt._parallel cimport Split, chunk_stop, split
+
+
+cdef enum:
+    LANES = 8     # running sums per chunk (see _sum_squares_range)
+
+
+cdef enum Reduction:
+    SUM_SQUARES   # p = 2
+    SUM_ABS       # p = 1
+    MAX_ABS       # p = inf
+    SUM_POWERS    # any other finite p > 0
+
+
+# --------------------------------------------------------------------------
+# Element helpers
+# --------------------------------------------------------------------------
+cdef inline double _widen(floating x, double scale, bint scaled) noexcept nogil:
+    """The element as a double, times ``scale`` when ``scaled`` (a literal at every call site)."""
+    cdef double v = <double>x
+    if scaled:
+        v = v * scale
+    return v
+
+
+# --------------------------------------------------------------------------
+# Chunk bodies: each returns the chunk's partial result as a double
+# --------------------------------------------------------------------------
+cdef inline double _sum_squares_range(const floating* g, Py_ssize_t start, Py_ssize_t stop,
+                                      double scale, bint scaled) noexcept nogil:
+    # Eight running sums in an array, one per lane: the compiler keeps them in
+    # vector registers and vectorizes the loop without reordering any addition.
+    # (A loop over a block count: with -fwrapv, which Python's build flags add,
+    # a ``while i + LANES <= stop`` loop has no countable trip count for GCC.)
+    cdef double acc[LANES]
+    cdef double x
+    cdef int k
+    cdef Py_ssize_t b, i = start, blocks = (stop - start) // LANES
+    for k in range(LANES):
+        acc[k] = 0
+    for b in range(blocks):
+        for k in range(LANES):
+            x = _widen(g[i + k], scale, scaled)
+            acc[k] = acc[k] + x * x
+        i = i + LANES
+    while i < stop:
+        x = _widen(g[i], scale, scaled)
+        acc[0] = acc[0] + x * x
+        i = i + 1
+    return _lane_total(acc)
+
+
+cdef inline double _sum_abs_range(const floating* g, Py_ssize_t start, Py_ssize_t stop,
+                                  double scale, bint scaled) noexcept nogil:
+    cdef double acc[LANES]
+    cdef int k
+    cdef Py_ssize_t b, i = start, blocks = (stop - start) // LANES
+    for k in range(LANES):
+        acc[k] = 0
+    for b in range(blocks):
+        for k in range(LANES):
+            acc[k] = acc[k] + fabs(_widen(g[i + k], scale, scaled))
+        i = i + LANES
+    while i < stop:
+        acc[0] = acc[0] + fabs(_widen(g[i], scale, scaled))
+        i = i + 1
+    return _lane_total(acc)
+
+
+cdef inline double _lane_total(const double* acc) noexcept nogil:
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+
+
+cdef inline double _sum_powers_range(const floating* g, Py_ssize_t start, Py_ssize_t stop,
+                                     double p, double scale) noexcept nogil:
+    cdef double s = 0
+    cdef Py_ssize_t i
+    for i in range(start, stop):
+        s = s + pow(fabs(<double>g[i] * scale), p)
+    return s
+
+
+cdef inline double _max_abs_range(const floating* g, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    """max |g_i| over the range, NaN if any element is NaN.
+
+    Compares bit patterns: with the sign bit cleared, IEEE numbers order like
+    their bits read as (non-negative) integers, and every NaN reads larger
+    than infinity.  The largest pattern is therefore the maximum, or a NaN
+    when there is one, and an integer maximum vectorizes where a
+    floating-point one with NaN checks does not (for float64 that needs a
+    64-bit compare, SSE4.2 or later; the baseline build runs it scalar).
+    memcpy reads the bits without breaking C's aliasing rules; the compiler
+    turns it into a plain load.
+    """
+    cdef int32_t b32, m32 = 0
+    cdef int64_t b64, m64 = 0
+    cdef float f
+    cdef double d
+    cdef Py_ssize_t i
+    if floating is float:
+        for i in range(start, stop):
+            memcpy(&b32, &g[i], 4)
+            b32 = b32 & 0x7fffffff
+            m32 = b32 if b32 > m32 else m32
+        if m32 > 0x7f800000:
+            return NAN
+        memcpy(&f, &m32, 4)
+        return <double>f
+    else:
+        for i in range(start, stop):
+            memcpy(&b64, &g[i], 8)
+            b64 = b64 & 0x7fffffffffffffffLL
+            m64 = b64 if b64 > m64 else m64
+        if m64 > 0x7ff0000000000000LL:
+            return NAN
+        memcpy(&d, &m64, 8)
+        return d
+
+
+cdef inline double _chunk(const floating* g, Py_ssize_t start, Py_ssize_t stop, Reduction kind,
+                          double p, double scale, bint scaled) noexcept nogil:
+    # Literal flags per call site, so each inlined loop is specialised.
+    if kind == SUM_SQUARES:
+        if scaled:
+            return _sum_squares_range(g, start, stop, scale, True)
+        return _sum_squares_range(g, start, stop, 1.0, False)
+    if kind == SUM_ABS:
+        if scaled:
+            return _sum_abs_range(g, start, stop, scale, True)
+        return _sum_abs_range(g, start, stop, 1.0, False)
+    if kind == MAX_ABS:
+        return _max_abs_range(g, start, stop)
+    return _sum_powers_range(g, start, stop, p, scale)
+
+
+cdef inline double _combine(double total, double part, Reduction kind) noexcept nogil:
+    """Fold one chunk's partial result into the running total (chunk order)."""
+    if kind == MAX_ABS:
+        return part if (part > total or part != part) else total
+    return total + part
+
+
+# --------------------------------------------------------------------------
+# Whole-array passes (C level)
+# --------------------------------------------------------------------------
+cdef double reduce_n(const floating* g, Py_ssize_t n, Reduction kind, double p, double scale,
+                     int num_threads) noexcept nogil:
+    """The chunked reduction of ``kind`` over ``n`` elements; the same bits for any ``num_threads``.
+
+    For MAX_ABS the result is the unscaled maximum (``scale`` and ``p`` are
+    ignored); for SUM_POWERS every element is multiplied by ``scale``, and
+    for the other sums only when ``scale != 1``.
+    """
+    cdef Split sp = split(n, sizeof(floating), num_threads)
+    cdef bint scaled = scale != 1.0
+    cdef Py_ssize_t c
+    cdef double total = 0
+    cdef double* partial = NULL
+    if sp.team > 1:
+        partial = <double*>malloc(sp.nchunks * sizeof(double))
+    if partial == NULL:  # one thread (or no memory for the partials): the same chunks, in turn
+        for c in range(sp.nchunks):
+            total = _combine(total, _chunk(g, c * sp.chunk, chunk_stop(c, sp.chunk, n), kind, p, scale, scaled),
+                             kind)
+        return total
+    for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
+        partial[c] = _chunk(g, c * sp.chunk, chunk_stop(c, sp.chunk, n), kind, p, scale, scaled)
+    for c in range(sp.nchunks):
+        total = _combine(total, partial[c], kind)
+    free(partial)
+    return total
+
+
+cdef inline void _scale_range(floating* g, Py_ssize_t start, Py_ssize_t stop, floating coef) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(start, stop):
+        g[i] = g[i] * coef
+
+
+cdef void scale_n(floating* g, Py_ssize_t n, floating coef, int num_threads) noexcept nogil:
+    """g = g * coef in place."""
+    cdef Split sp = split(n, sizeof(floating), num_threads)
+    cdef Py_ssize_t c
+    if sp.team == 1:  # no OpenMP region for a small array
+        _scale_range(g, 0, n, coef)
+        return
+    for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
+        _scale_range(g, c * sp.chunk, chunk_stop(c, sp.chunk, n), coef)
+
+
+cdef inline void _clamp_range(floating* g, Py_ssize_t start, Py_ssize_t stop, floating lo, floating hi) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating v
+    for i in range(start, stop):
+        v = g[i]
+        v = lo if v < lo else v  # comparisons with NaN are false: NaN passes through both
+        v = hi if v > hi else v
+        g[i] = v
+
+
+cdef void clamp_n(floating* g, Py_ssize_t n, floating lo, floating hi, int num_threads) noexcept nogil:
+    """g = clamp(g, lo, hi) in place; NaN stays NaN."""
+    cdef Split sp = split(n, sizeof(floating), num_threads)
+    cdef Py_ssize_t c
+    if sp.team == 1:
+        _clamp_range(g, 0, n, lo, hi)
+        return
+    for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
+        _clamp_range(g, c * sp.chunk, chunk_stop(c, sp.chunk, n), lo, hi)
+
+
+# --------------------------------------------------------------------------
+# Python entry points
+# --------------------------------------------------------------------------
+def power_sum(const floating[::1] g not None, double p, double scale=1.0, int num_threads=1):
+    """``sum (|g_i| * scale)^p`` for finite ``p > 0``; ``max |g_i| * scale`` for ``p = inf``.
+
+    Accumulated in float64 chunk by chunk and combined in chunk order: the
+    same bits for any ``num_threads``.  NaN if any element is NaN; 0.0 for an
+    empty array.  Taking the ``1/p``-th power is left to the caller, who may
+    combine several arrays first.
+
+    Parameters
+    ----------
+    g : 1-D C-contiguous float32 or float64 array
+    p : float
+        ``p > 0``; ``inf`` for the maximum.
+    scale : float, default 1.0
+        Multiplies every element before its power is taken (a power of two
+        keeps that exact); used to rescue a sum that overflowed.
+    num_threads : int, default 1
+        The largest OpenMP team to use.
+    """
+    cdef Py_ssize_t n = g.shape[0]
+    cdef Reduction kind
+    cdef double total
+    if not p > 0:
+        raise ValueError(f"p must be > 0, got {p}")
+    if p == INFINITY:
+        kind = MAX_ABS
+    elif p == 2.0:
+        kind = SUM_SQUARES
+    elif p == 1.0:
+        kind = SUM_ABS
+    else:
+        kind = SUM_POWERS
+    if n == 0:
+        return 0.0
+    with nogil:
+        total = reduce_n(&g[0], n, kind, p, scale, num_threads)
+    if kind == MAX_ABS and scale != 1.0:
+        total = total * scale
+    return total
+
+
+def scale_(floating[::1] g not None, double coef, int num_threads=1):
+    """``g *= coef`` in place, ``coef`` rounded once to g's dtype."""
+    cdef Py_ssize_t n = g.shape[0]
+    if n == 0:
+        return
+    with nogil:
+        scale_n(&g[0], n, <floating>coef, num_threads)
+
+
+def clamp_(floating[::1] g not None, double lo, double hi, int num_threads=1):
+    """Clamp ``g`` into ``[lo, hi]`` in place (bounds rounded to g's dtype); NaN stays NaN."""
+    cdef Py_ssize_t n = g.shape[0]
+    if not lo <= hi:
+        raise ValueError(f"clamp_ needs lo <= hi, got lo={lo}, hi={hi}")
+    if n == 0:
+        return
+    with nogil:
+        clamp_n(&g[0], n, <floating>lo, <floating>hi, num_threads)

@@ -1,0 +1,403 @@
+"""Gradient clipping for NumPy gradients, in place.
+
+Three functions, after ``torch.nn.utils``:
+
+* :func:`clip_grad_norm_` scales all gradients together so that their total
+  norm is at most ``max_norm``, and returns the norm they had;
+* :func:`clip_grad_norm_per_array_` does the same for each array on its own;
+* :func:`clip_grad_value_` clamps every element into ``[-clip_value, clip_value]``.
+
+What they accept as ``grads``
+-----------------------------
+* a :class:`~fastopt.ParamSet`: its flat gradient buffer ``ps.grad``, so the
+  whole model costs one kernel call per pass (for ``align=True`` the padding
+  between tensors is part of that buffer: it is zero unless something wrote
+  to it through ``ps.grad``, and a zero adds nothing to a norm; a NaN
+  coefficient is applied tensor by tensor so that the padding stays zero);
+* ``ps.select(names)``: one kernel call per run of neighbouring tensors;
+* a single ndarray, or a list, tuple or dict of ndarrays.  Each array may
+  have its own dtype (float32 or float64) and shape; it must be C-contiguous
+  and writeable, and no two may share memory.  ``None`` entries (a
+  parameter without a gradient) are skipped, as torch skips parameters
+  whose ``.grad`` is None.
+
+Nothing is converted or copied, and every check runs before the first kernel,
+so a refused call changes nothing.
+
+Numerics
+--------
+Norms are accumulated in float64 for float32 gradients too, chunk by chunk,
+and the chunk results are combined in chunk order: the returned norm and
+the clipped gradients have the same bits for any thread count
+(:func:`fastopt.set_num_threads`).  For several arrays the global norm is
+taken directly, ``(sum over arrays of sum |g|^p)^(1/p)``, with the per-array
+sums added in the order given; torch takes the norm of the per-tensor norms,
+the same number up to rounding.  When a sum overflows although every element
+is finite (float64 gradients beyond about 1e154 for ``p = 2``), it is
+computed again with the elements scaled by a power of two, so the norm
+comes back finite whenever it fits in a float64; torch returns inf there.
+Elements too small to square (below about 1e-154 in float64) underflow, so
+a gradient made only of such elements may report a norm of 0; clipping is
+unaffected, as its coefficient is then clamped to 1.
+"""
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from fastopt._threads import get_num_threads
+from fastopt._validation import check_disjoint, check_param
+from fastopt.nn import _clip
+from fastopt.paramset import ParamSelection, ParamSet
+
+__all__ = ["EPS", "NonFiniteNormError", "clip_grad_norm_", "clip_grad_norm_per_array_", "clip_grad_value_"]
+
+EPS = 1e-6
+"""Added to the norm before dividing, as torch does: ``coef = max_norm / (norm + EPS)``."""
+
+
+class NonFiniteNormError(RuntimeError):
+    """The gradient norm is NaN or infinite and ``error_if_nonfinite=True`` asked to refuse it.
+
+    A RuntimeError, as in torch; raised before any gradient is changed.
+    """
+
+
+# --------------------------------------------------------------------------
+# Public functions
+# --------------------------------------------------------------------------
+def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Scale gradients in place so that their total norm is at most ``max_norm``.
+
+    Computes the ``norm_type``-norm of all gradients together, as if they
+    were concatenated into one vector, then multiplies every gradient by
+    ``coef = max_norm / (total_norm + 1e-6)`` when that is below 1 (the
+    1e-6 is torch's, see :data:`EPS`); otherwise the gradients are left
+    untouched, bit for bit.
+
+    Parameters
+    ----------
+    grads : ParamSet, ParamSelection, ndarray, or list, tuple or dict of ndarrays
+        The gradients, updated in place (see the module docstring).  For a
+        ParamSet this is ``ps.grad``, one kernel call per pass.
+    max_norm : float
+        Largest total norm allowed; ``> 0``.  ``inf`` makes the call a pure
+        norm computation (a common torch idiom): the gradients are never
+        changed, not even for a NaN or infinite norm (where torch, computing
+        ``inf / inf``, would multiply them by NaN).
+    norm_type : float, default 2.0
+        ``p > 0``, or ``inf`` for the largest absolute value.  ``p = 2`` and
+        ``p = 1`` have dedicated loops; other values call ``pow`` per element
+        and are much slower.
+    error_if_nonfinite : bool, default False
+        Raise :class:`NonFiniteNormError` when the total norm is NaN or
+        infinite, leaving the gradients unchanged.  Without it such a norm
+        is used as torch uses it: a NaN norm makes ``coef`` NaN and every
+        gradient element NaN; an infinite norm (some element is infinite)
+        makes ``coef`` 0, so finite elements become 0 (keeping their sign)
+        and infinite ones NaN.
+
+    Returns
+    -------
+    float
+        The total norm before clipping.  0.0 when there are no elements.
+
+    Raises
+    ------
+    TypeError
+        ``grads`` is not one of the accepted containers, an array is not a
+        float32/float64 ndarray, or a number argument is not a real number.
+    ValueError
+        An array is not C-contiguous, is read-only or shares memory with
+        another; ``max_norm <= 0``, ``norm_type <= 0`` or either is NaN.
+    NonFiniteNormError
+        See ``error_if_nonfinite``.
+
+    Notes
+    -----
+    Differences from ``torch.nn.utils.clip_grad_norm_``: the norm is a
+    Python float computed in float64 (torch computes it in the gradients'
+    dtype, and float32 sums round more and overflow sooner); a float32
+    gradient is multiplied by ``coef`` rounded to float32 from a float64
+    ``coef``; ``norm_type`` must be positive (torch also takes 0 and -inf);
+    sums that overflow are redone scaled (see the module docstring); when
+    ``coef`` is clamped to 1 the gradients are not multiplied at all;
+    ``max_norm=inf`` never changes them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastopt.nn.clip import clip_grad_norm_
+    >>> g = [np.array([3.0, 0.0]), np.array([4.0])]
+    >>> clip_grad_norm_(g, max_norm=1.0)
+    5.0
+    >>> np.round(g[0], 6), np.round(g[1], 6)
+    (array([0.6, 0. ]), array([0.8]))
+    """
+    max_norm = _real(max_norm, "max_norm", allow_zero=False)
+    p = _norm_type(norm_type)
+    source = _Source(grads)
+    threads = get_num_threads()
+    total = _norm(source.arrays, p, threads)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise NonFiniteNormError(_nonfinite_message(total, p, "the gradients"))
+    coef = max_norm / (total + EPS)
+    if _scales(coef, max_norm):
+        targets = source.tensor_views if coef != coef and source.tensor_views else source.arrays
+        for array in targets:
+            _clip.scale_(array, coef, threads)
+    return total
+
+
+def clip_grad_norm_per_array_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Clip each gradient array to its own norm ``max_norm``; return the norms.
+
+    :func:`clip_grad_norm_` applied to every array separately: each array
+    is multiplied by ``max_norm / (its_norm + 1e-6)`` when that is below 1.
+    For a ParamSet or a selection the arrays are its tensors (by name), not
+    the flat buffer.
+
+    Parameters
+    ----------
+    grads, max_norm, norm_type
+        As for :func:`clip_grad_norm_`.
+    error_if_nonfinite : bool, default False
+        Raise :class:`NonFiniteNormError` naming the first array whose norm
+        is NaN or infinite; every norm is computed first, so a refused call
+        changes no array.  Without it each array is treated as in
+        :func:`clip_grad_norm_`.
+
+    Returns
+    -------
+    float, list of float or dict of float
+        The norms before clipping, shaped like ``grads``: a float for a
+        single array, a list for a list or tuple (0.0 for a None entry), a
+        dict for a dict, and a dict by tensor name for a ParamSet or
+        selection.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastopt.nn.clip import clip_grad_norm_per_array_
+    >>> g = {"a": np.array([3.0, 4.0]), "b": np.array([0.5])}
+    >>> clip_grad_norm_per_array_(g, max_norm=1.0)
+    {'a': 5.0, 'b': 0.5}
+    >>> np.round(g["a"], 6), g["b"]
+    (array([0.6, 0.8]), array([0.5]))
+    """
+    max_norm = _real(max_norm, "max_norm", allow_zero=False)
+    p = _norm_type(norm_type)
+    source = _Source(grads, per_tensor=True)
+    threads = get_num_threads()
+    norms = [_norm([array], p, threads) for array in source.arrays]
+    if error_if_nonfinite:
+        for norm, label in zip(norms, source.labels):
+            if not math.isfinite(norm):
+                raise NonFiniteNormError(_nonfinite_message(norm, p, label))
+    for norm, array in zip(norms, source.arrays):
+        coef = max_norm / (norm + EPS)
+        if _scales(coef, max_norm):
+            _clip.scale_(array, coef, threads)
+    return source.shape_like(norms)
+
+
+def clip_grad_value_(grads, clip_value):
+    """Clamp every gradient element into ``[-clip_value, clip_value]``, in place.
+
+    Parameters
+    ----------
+    grads : ParamSet, ParamSelection, ndarray, or list, tuple or dict of ndarrays
+        As for :func:`clip_grad_norm_`; a ParamSet costs one kernel call.
+    clip_value : float
+        ``>= 0``; rounded to each array's dtype.  ``inf`` changes nothing
+        but the time spent.
+
+    Returns
+    -------
+    None
+
+    Notes
+    -----
+    As in torch, NaN elements stay NaN and infinities become
+    ``±clip_value``.  With ``clip_value = 0`` every non-NaN element
+    becomes zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastopt.nn.clip import clip_grad_value_
+    >>> g = np.array([-3.0, 0.25, np.nan, np.inf])
+    >>> clip_grad_value_(g, 1.0)
+    >>> g
+    array([-1.  ,  0.25,   nan,  1.  ])
+    """
+    clip_value = _real(clip_value, "clip_value", allow_zero=True)
+    source = _Source(grads)
+    threads = get_num_threads()
+    for array in source.arrays:
+        _clip.clamp_(array, -clip_value, clip_value, threads)
+
+
+# --------------------------------------------------------------------------
+# What ``grads`` holds
+# --------------------------------------------------------------------------
+class _Source:
+    """The 1-D arrays the kernels run over, validated, with labels for errors.
+
+    ``arrays`` are flat views (one per array, run, or ParamSet buffer);
+    ``labels`` name them in errors; ``tensor_views`` is set when a flat
+    buffer has padding between tensors: a NaN coefficient is applied tensor
+    by tensor so that the padding stays zero.  ``shape_like`` turns one
+    number per array into the structure of ``grads``.
+    """
+
+    def __init__(self, grads, per_tensor=False):
+        self.tensor_views = None
+        self.keys = None      # dict keys, tensor names, or None
+        self.kind = None      # "single", "list" or "dict"
+        self.slots = None     # for lists/dicts: where each array sits, None entries included
+        if isinstance(grads, (ParamSet, ParamSelection)):
+            self._from_paramset(grads, per_tensor)
+            return
+        if isinstance(grads, np.ndarray):
+            self.kind = "single"
+            entries = [("grads", grads)]
+        elif isinstance(grads, Mapping):
+            self.kind = "dict"
+            self.keys = list(grads)
+            entries = [(f"grads[{k!r}]", grads[k]) for k in self.keys]
+        elif isinstance(grads, (list, tuple)):
+            self.kind = "list"
+            entries = [(f"grads[{i}]", g) for i, g in enumerate(grads)]
+        else:
+            raise TypeError("grads must be a ParamSet, ps.select(...), a numpy.ndarray, or a list, tuple or "
+                            f"dict of numpy arrays; got {type(grads).__name__}")
+        self.slots, self.arrays, self.labels = [], [], []
+        for label, g in entries:
+            if g is None and self.kind != "single":
+                self.slots.append(None)
+                continue
+            check_param(g, label)
+            self.slots.append(len(self.arrays))
+            # view(np.ndarray): a subclass may not reshape to 1-D; the memory is the same.
+            self.arrays.append(g.view(np.ndarray).reshape(-1))
+            self.labels.append(label)
+        if len(self.arrays) > 1:
+            check_disjoint(self.arrays, self.labels, "gradients")
+
+    def _from_paramset(self, grads, per_tensor):
+        ps = grads.paramset if isinstance(grads, ParamSelection) else grads
+        check_param(ps.grad, "ParamSet.grad")
+        names = grads.names if isinstance(grads, ParamSelection) else ps.names
+        self.kind = "dict"
+        if per_tensor:
+            self.keys = list(names)
+            self.slots = list(range(len(names)))
+            self.arrays = [ps.grad[ps.slices[n]] for n in names]
+            self.labels = [f"ParamSet.grads[{n!r}]" for n in names]
+            return
+        if isinstance(grads, ParamSelection):
+            runs = [(run, run_names) for run, run_names in grads.runs]
+            self.arrays = [ps.grad[run] for run, _ in runs]
+            self.labels = [f"ParamSet.grad[{list(run_names)}]" for _, run_names in runs]
+        else:
+            self.arrays = [ps.grad]
+            self.labels = ["ParamSet.grad"]
+        if sum(a.size for a in self.arrays) != sum(ps.slices[n].stop - ps.slices[n].start for n in names):
+            self.tensor_views = [ps.grad[ps.slices[n]] for n in names]
+
+    def shape_like(self, values):
+        if self.kind == "single":
+            return values[0]
+        per_entry = [0.0 if slot is None else values[slot] for slot in self.slots]
+        if self.kind == "dict":
+            return dict(zip(self.keys, per_entry))
+        return per_entry
+
+
+def _scales(coef, max_norm):
+    """Whether gradients get multiplied by ``coef``: below 1, or NaN (as in torch), never for max_norm=inf."""
+    return (coef < 1.0 or coef != coef) and max_norm != math.inf
+
+
+# --------------------------------------------------------------------------
+# Norms
+# --------------------------------------------------------------------------
+def _norm(arrays, p, threads):
+    """The p-norm of the concatenation of ``arrays`` (float64 accumulation, given order)."""
+    sums = [_clip.power_sum(a, p, 1.0, threads) for a in arrays]
+    total = _combine(sums, p)
+    if p == math.inf or total != math.inf:
+        return _root(total, p)
+    # The sum overflowed.  If every element is finite, sum again with the elements
+    # scaled by 2**-e, where 2**e bounds the largest: the scaled terms are at most 1.
+    peak = _combine([_clip.power_sum(a, math.inf, 1.0, threads) for a in arrays], math.inf)
+    if not math.isfinite(peak):
+        return math.inf
+    exponent = math.frexp(peak)[1]
+    scale = math.ldexp(1.0, -exponent)
+    total = _combine([_clip.power_sum(a, p, scale, threads) for a in arrays], p)
+    try:
+        return math.ldexp(_root(total, p), exponent)
+    except OverflowError:  # the norm itself exceeds the float64 range
+        return math.inf
+
+
+def _combine(values, p):
+    """Sum of per-array sums in order, or, for p = inf, their maximum (NaN wins)."""
+    total = 0.0
+    if p == math.inf:
+        for v in values:
+            if v > total or v != v:
+                total = v
+        return total
+    for v in values:
+        total += v
+    return total
+
+
+def _root(total, p):
+    """total ** (1/p), inf for an overflow (p < 1), NaN and inf passed through."""
+    if p == 2.0:
+        return math.sqrt(total)
+    if p == 1.0 or p == math.inf:
+        return total
+    try:
+        return math.pow(total, 1.0 / p)
+    except OverflowError:
+        return math.inf
+
+
+# --------------------------------------------------------------------------
+# Argument checks
+# --------------------------------------------------------------------------
+def _real(value, name, allow_zero):
+    """``value`` as a float: a real number, not NaN, >= 0 (> 0 unless ``allow_zero``); inf allowed."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+    if number != number or number < 0 or (number == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound} (inf allowed), got {value!r}")
+    return number
+
+
+def _norm_type(norm_type):
+    if isinstance(norm_type, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"norm_type must be a real number or inf, got {type(norm_type).__name__}")
+    try:
+        p = float(norm_type)
+    except (TypeError, ValueError):
+        raise TypeError(f"norm_type must be a real number or inf, got {type(norm_type).__name__}") from None
+    if not p > 0:
+        raise ValueError(f"norm_type must be > 0 or inf, got {norm_type!r}")
+    return p
+
+
+def _nonfinite_message(norm, p, what):
+    order = "inf" if p == math.inf else f"{p:g}"
+    return (f"the {order}-norm of {what} is {norm}, so it cannot be clipped; pass "
+            "error_if_nonfinite=False to scale by it anyway (NaN or infinite elements then turn NaN or 0)")
