@@ -36,19 +36,31 @@ from fastopt._parallel cimport Split, chunk_stop, split
 # --------------------------------------------------------------------------
 # Chunk bodies
 # --------------------------------------------------------------------------
+cdef enum:
+    LANES = 4  # running sums per dot product: a vector register's worth of doubles with AVX2
+
+
+cdef inline double _lanes(const double* acc) noexcept nogil:
+    return (acc[0] + acc[1]) + (acc[2] + acc[3])
+
+
 cdef inline double _dot_range(const double* a, const double* b, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
-    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
-    cdef Py_ssize_t i = start
-    while i + 4 <= stop:
-        s0 = s0 + a[i] * b[i]
-        s1 = s1 + a[i + 1] * b[i + 1]
-        s2 = s2 + a[i + 2] * b[i + 2]
-        s3 = s3 + a[i + 3] * b[i + 3]
-        i = i + 4
-    while i < stop:
-        s0 = s0 + a[i] * b[i]
-        i = i + 1
-    return (s0 + s1) + (s2 + s3)
+    # LANES running sums in an array, each taking every LANES-th element, added in a fixed order at the
+    # end: the compiler keeps them in vector registers without reordering any addition.  The loop runs
+    # over a block count: with -fwrapv (in Python's build flags) a ``while i + LANES <= stop`` loop has
+    # no trip count GCC can compute, and is not vectorized.
+    cdef double acc[LANES]
+    cdef Py_ssize_t i, blk, blocks = (stop - start) // LANES
+    cdef int j
+    for j in range(LANES):
+        acc[j] = 0
+    for blk in range(blocks):
+        i = start + blk * LANES
+        for j in range(LANES):
+            acc[j] = acc[j] + a[i + j] * b[i + j]
+    for i in range(start + blocks * LANES, stop):
+        acc[0] = acc[0] + a[i] * b[i]
+    return _lanes(acc)
 
 
 cdef inline double _combine_range(double* q, double c, const double* x, double alpha, const double* y,
@@ -165,41 +177,44 @@ cdef inline void _pair_range(double* s_new, double* y_new, const double* d, doub
     """Store s_new = stp d and y_new = g_new - g_old over the range, then for each history row r
     write the range's s_new . y_r, y_new . s_r, y_new . y_r, g_new . s_r, g_new . y_r to out[5 k ...],
     and max |g_new| (NaN-sticky) to out[5 nrows]."""
-    cdef Py_ssize_t i, k
+    cdef Py_ssize_t i, k, blk, blocks = (stop - start) // LANES
     cdef const double* sr
     cdef const double* yr
-    cdef double a0, a1, b0, b1, c0, c1, e0, e1, f0, f1
+    cdef double sy[LANES]
+    cdef double ys[LANES]
+    cdef double yy[LANES]
+    cdef double gs[LANES]
+    cdef double gy[LANES]
+    cdef int j
     for i in range(start, stop):
         s_new[i] = stp * d[i]
         y_new[i] = g_new[i] - g_old[i]
     for k in range(nrows):
         sr = S + rows[k] * n
         yr = Y + rows[k] * n
-        a0 = a1 = b0 = b1 = c0 = c1 = e0 = e1 = f0 = f1 = 0
-        i = start
-        while i + 2 <= stop:  # two lanes per product: independent sums the adders can overlap
-            a0 = a0 + s_new[i] * yr[i]
-            a1 = a1 + s_new[i + 1] * yr[i + 1]
-            b0 = b0 + y_new[i] * sr[i]
-            b1 = b1 + y_new[i + 1] * sr[i + 1]
-            c0 = c0 + y_new[i] * yr[i]
-            c1 = c1 + y_new[i + 1] * yr[i + 1]
-            e0 = e0 + g_new[i] * sr[i]
-            e1 = e1 + g_new[i + 1] * sr[i + 1]
-            f0 = f0 + g_new[i] * yr[i]
-            f1 = f1 + g_new[i + 1] * yr[i + 1]
-            i = i + 2
-        if i < stop:
-            a0 = a0 + s_new[i] * yr[i]
-            b0 = b0 + y_new[i] * sr[i]
-            c0 = c0 + y_new[i] * yr[i]
-            e0 = e0 + g_new[i] * sr[i]
-            f0 = f0 + g_new[i] * yr[i]
-        out[5 * k] = a0 + a1
-        out[5 * k + 1] = b0 + b1
-        out[5 * k + 2] = c0 + c1
-        out[5 * k + 3] = e0 + e1
-        out[5 * k + 4] = f0 + f1
+        for j in range(LANES):
+            sy[j] = ys[j] = yy[j] = gs[j] = gy[j] = 0
+        # One running sum per lane and product, in arrays: the compiler keeps them in vector
+        # registers without reordering any addition (a loop over a block count, see _dot_range).
+        for blk in range(blocks):
+            i = start + blk * LANES
+            for j in range(LANES):
+                sy[j] = sy[j] + s_new[i + j] * yr[i + j]
+                ys[j] = ys[j] + y_new[i + j] * sr[i + j]
+                yy[j] = yy[j] + y_new[i + j] * yr[i + j]
+                gs[j] = gs[j] + g_new[i + j] * sr[i + j]
+                gy[j] = gy[j] + g_new[i + j] * yr[i + j]
+        for i in range(start + blocks * LANES, stop):
+            sy[0] = sy[0] + s_new[i] * yr[i]
+            ys[0] = ys[0] + y_new[i] * sr[i]
+            yy[0] = yy[0] + y_new[i] * yr[i]
+            gs[0] = gs[0] + g_new[i] * sr[i]
+            gy[0] = gy[0] + g_new[i] * yr[i]
+        out[5 * k] = _lanes(sy)
+        out[5 * k + 1] = _lanes(ys)
+        out[5 * k + 2] = _lanes(yy)
+        out[5 * k + 3] = _lanes(gs)
+        out[5 * k + 4] = _lanes(gy)
     out[5 * nrows] = _max_abs_range(g_new, start, stop)
 
 
