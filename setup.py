@@ -182,7 +182,8 @@ def extensions():
     here = os.path.dirname(os.path.abspath(__file__))
     common = dict(include_dirs=[os.path.join(here, "csrc")])
     modules = ["_openmp_helpers", "_update_rules", "_stream", "_memory", "optim._stepping", "second_order._vectors",
-               "second_order._cholesky", "nn._clip"]
+               "second_order._cholesky", "nn._clip",
+               "nn._batchnorm"]
     exts = [Extension(f"fastopt.{name}", [f"src/fastopt/{name.replace('.', '/')}.pyx"], **common) for name in modules]
     for isa, source in kernel_variant_sources().items():
         ext = Extension(f"fastopt._update_rules_{isa}", [source], extra_compile_args=KERNEL_VARIANTS[isa], **common)
