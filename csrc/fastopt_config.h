@@ -70,12 +70,17 @@ static inline int fastopt_cpu_has_avx2(void) {
 
 /* Kernels split work into fixed chunks of this many bytes (1024 float32 or
  * 512 float64 elements), a multiple of the 64-byte cache line, so chunk
- * boundaries never depend on the thread count.  A thread is only worth
- * waking for at least FASTOPT_MIN_CHUNKS_PER_THREAD chunks: on a 2-core
- * AMD EPYC, Adam on float32 gains from a second thread from about 2-4K
- * elements on (see the closing note of issue 2 for the measurement). */
+ * boundaries never depend on the thread count.  A thread is only woken for
+ * at least FASTOPT_MIN_CHUNKS_PER_THREAD chunks (256 KiB), so arrays under
+ * 512 KiB run on the calling thread without entering the OpenMP runtime.
+ * fastopt's idle threads sleep (OMP_WAIT_POLICY=PASSIVE, set at import
+ * unless the environment sets it) because in a training loop the kernels
+ * run right after NumPy's matrix products, whose BLAS threads keep spinning
+ * on the cores; waking a sleeping thread costs about 25 us on a 2-core AMD
+ * EPYC VM, and a second thread pays for that from about 256K float32
+ * elements on (python benchmarks/threads.py [--after-matmul]). */
 #define FASTOPT_CHUNK_BYTES 4096
-#define FASTOPT_MIN_CHUNKS_PER_THREAD 2
+#define FASTOPT_MIN_CHUNKS_PER_THREAD 64
 #define FASTOPT_CACHE_LINE 64
 
 #endif /* FASTOPT_CONFIG_H */

@@ -13,8 +13,8 @@ SMALL_SHAPES = [(2, 1), (3, 3), (7, 7), (67, 5), (67, 70), (5, 3, 5), (2, 7, 1, 
                 (6, 1, 5, 1), (7, 3, 4, 4), (2, 2, 2500)]
 # Shapes whose work is split over several threads, in both layouts (rows: S == 1; planes: S > 1),
 # with ragged last tiles / planes.
-THREADED_SHAPES = [((2000, 70), np.float32), ((1000, 100), np.float64), ((20000, 3), np.float32),
-                   ((64, 16, 32, 32), np.float32), ((9, 5, 17, 19), np.float64), ((3, 6, 5000), np.float32)]
+THREADED_SHAPES = [((4000, 70), np.float32), ((1500, 100), np.float64), ((100000, 3), np.float32),
+                   ((64, 16, 32, 32), np.float32), ((9, 5, 65, 67), np.float64), ((3, 6, 30000), np.float32)]
 
 
 # --------------------------------------------------------------------------
@@ -318,7 +318,7 @@ def test_layout_choice():
     packed = _batchnorm.layout(128, 3, 1, 4, 2)
     assert packed["rows"] and packed["packed_rows"] == 21 and packed["tile_width"] == 63
     assert packed["tile_rows"] % 21 == 0 and packed["threads"] == 1  # small: no OpenMP region
-    tiles = _batchnorm.layout(5000, 70, 1, 4, 3)
+    tiles = _batchnorm.layout(20000, 70, 1, 4, 3)
     assert tiles["packed_rows"] == 0 and tiles["tile_width"] == 35 and tiles["threads"] == 3
     assert _batchnorm.layout(64, 64, 1, 8, 2)["tile_width"] == 32
     # (N, C, S > 1): one task per channel, at most one thread per channel.

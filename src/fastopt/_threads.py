@@ -3,10 +3,9 @@
 The count starts as the OpenMP runtime's default, which honours
 ``OMP_NUM_THREADS`` as it was when fastopt was first imported, and otherwise
 is the number of processors.  Kernels cap it further: work is cut into fixed
-4 KiB chunks and a thread is woken only when each thread gets at least two
-of them, so arrays of 12 KiB or less (3072 float32 elements) run on the
-calling thread.  Results are
-bit-identical for any thread count.
+4 KiB chunks and a thread is woken only when each thread gets at least 64
+of them, so arrays under 512 KiB (131072 float32 elements) run on the
+calling thread.  Results are bit-identical for any thread count.
 
 The setting is global to the process (like ``torch.set_num_threads``), not
 per Python thread.

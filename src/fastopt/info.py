@@ -1,4 +1,5 @@
 """Build and runtime facts, as printed by ``python -m fastopt info``."""
+import os
 import platform
 
 from fastopt import _kernels, _openmp_helpers, _threads
@@ -11,7 +12,8 @@ def build_info():
     (extra compiler flags), ``openmp`` (bool), ``openmp_version`` (the
     ``_OPENMP`` date, 0 without OpenMP), ``simd`` and ``simd_bytes`` (widest
     instruction set the compiler targeted), ``chunk_bytes``,
-    ``min_chunks_per_thread``, ``cache_line_bytes``, ``processors``, ``num_threads``, and the update-rule
+    ``min_chunks_per_thread``, ``cache_line_bytes``, ``processors``, ``num_threads``, ``wait_policy`` (the
+    ``OMP_WAIT_POLICY`` fastopt's OpenMP runtime started with), and the update-rule
     build in use: ``kernels`` ("baseline" or "avx2"), ``kernel_simd``, ``kernel_flags``.
     """
     from fastopt import __version__
@@ -19,6 +21,7 @@ def build_info():
     info = {"version": __version__, "python": platform.python_version(), "platform": platform.platform()}
     info.update(_openmp_helpers.build_info())
     info["num_threads"] = _threads.get_num_threads()
+    info["wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "(unset)")
     info["kernels"] = _kernels.NAME
     info["kernel_simd"] = _kernels.kernels.BUILD["simd"]
     info["kernel_flags"] = _kernels.kernels.BUILD["flags"]
@@ -34,7 +37,9 @@ def format_info(info):
         ("compiler", info["compiler"]),
         ("build flags", info["flags"] or "(none)"),
         ("openmp", openmp),
-        ("threads", f"{info['num_threads']} of {info['processors']} processors"),
+        ("threads", f"{info['num_threads']} of {info['processors']} processors; idle threads "
+                    f"{'sleep' if info['wait_policy'].upper() == 'PASSIVE' else 'spin'} "
+                    f"(OMP_WAIT_POLICY={info['wait_policy']})"),
         ("simd", f"{info['simd']} ({info['simd_bytes'] * 8}-bit vectors) baseline"),
         ("kernels", f"{info['kernels']} build in use ({info['kernel_simd']}; FASTOPT_KERNELS=baseline|avx2 to choose)"),
         ("chunks", f"{info['chunk_bytes']} bytes, at least {info['min_chunks_per_thread']} per thread "

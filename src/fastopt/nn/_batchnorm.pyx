@@ -82,8 +82,8 @@ cdef enum:
     TILE_ROW_BYTES = 256   # widest row segment of a rows-layout tile: 64 float32 or 32 float64
     TILE_MAX = 64          # TILE_ROW_BYTES / sizeof(float): sizes the tiles' stack arrays
     MIN_TILE_ROWS = 64     # rows per tile at least, so the partials stay small (<= 1/16 of x)
-    ROWS_CHUNKS = 8        # the rows layout opens three parallel regions per call, not one: it
-                           # wakes threads only for 8x the usual work (64 KiB per thread)
+    ROWS_CHUNKS = 2        # the rows layout opens three parallel regions per call, not one: it
+                           # wakes threads only for twice the usual work (512 KiB per thread)
 
 
 ctypedef struct Moments:
