@@ -29,6 +29,18 @@ def _bench(args):
     return 0
 
 
+def _demo(args):
+    from fastopt import demo
+
+    optimizers = args.optimizers.split(",") if args.optimizers else tuple(demo.OPTIMIZERS)
+    try:
+        demo.run(optimizers, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                 png=None if args.no_png else args.png)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m fastopt", description="fastopt command line")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -46,6 +58,16 @@ def build_parser():
     bench.add_argument("--json", default="fastopt-bench.json", help="where to write the results")
     bench.add_argument("--png", default="fastopt-bench.png", help="where to write the chart (needs matplotlib)")
     bench.set_defaults(run=_bench)
+
+    demo = commands.add_parser("demo", help="train a NumPy MLP with batch norm on the UCI digits with each "
+                                            "optimizer; print accuracy and step times against NumPy")
+    demo.add_argument("--optimizers", help="comma-separated subset of: sgd-momentum,adagrad,rmsprop,adam,adamw")
+    demo.add_argument("--epochs", type=int, default=30)
+    demo.add_argument("--batch-size", type=int, default=64)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--png", default="fastopt-demo.png", help="where to save the loss curves (needs matplotlib)")
+    demo.add_argument("--no-png", action="store_true", help="do not save the loss curves")
+    demo.set_defaults(run=_demo)
     return parser
 
 
