@@ -38,6 +38,7 @@ from fastopt._parallel cimport Split, chunk_stop, split
 # --------------------------------------------------------------------------
 cdef enum:
     LANES = 4  # running sums per dot product: a vector register's worth of doubles with AVX2
+    PAIR_BLOCK_CHUNKS = 16  # lbfgs_new_pair walks the history rows over 16 chunks (64 KiB) at a time
 
 
 cdef inline double _lanes(const double* acc) noexcept nogil:
@@ -170,52 +171,65 @@ cdef double two_loop_n(double* d, const double* g, const double* S, const double
     return dot_next
 
 
-cdef inline void _pair_range(double* s_new, double* y_new, const double* d, double stp, const double* g_new,
-                             const double* g_old, const double* S, const double* Y, const Py_ssize_t* rows,
-                             Py_ssize_t nrows, Py_ssize_t n, Py_ssize_t start, Py_ssize_t stop,
-                             double* out) noexcept nogil:
-    """Store s_new = stp d and y_new = g_new - g_old over the range, then for each history row r
-    write the range's s_new . y_r, y_new . s_r, y_new . y_r, g_new . s_r, g_new . y_r to out[5 k ...],
-    and max |g_new| (NaN-sticky) to out[5 nrows]."""
-    cdef Py_ssize_t i, k, blk, blocks = (stop - start) // LANES
-    cdef const double* sr
-    cdef const double* yr
+cdef inline void _five_dots(const double* s_new, const double* y_new, const double* g_new, const double* sr,
+                            const double* yr, Py_ssize_t start, Py_ssize_t stop, double* out) noexcept nogil:
+    """out[0:5] = s_new . yr, y_new . sr, y_new . yr, g_new . sr, g_new . yr over the range."""
+    cdef Py_ssize_t i, blk, blocks = (stop - start) // LANES
     cdef double sy[LANES]
     cdef double ys[LANES]
     cdef double yy[LANES]
     cdef double gs[LANES]
     cdef double gy[LANES]
     cdef int j
-    for i in range(start, stop):
+    for j in range(LANES):
+        sy[j] = ys[j] = yy[j] = gs[j] = gy[j] = 0
+    # One running sum per lane and product, in arrays: the compiler keeps them in vector registers
+    # without reordering any addition (a loop over a block count, see _dot_range).
+    for blk in range(blocks):
+        i = start + blk * LANES
+        for j in range(LANES):
+            sy[j] = sy[j] + s_new[i + j] * yr[i + j]
+            ys[j] = ys[j] + y_new[i + j] * sr[i + j]
+            yy[j] = yy[j] + y_new[i + j] * yr[i + j]
+            gs[j] = gs[j] + g_new[i + j] * sr[i + j]
+            gy[j] = gy[j] + g_new[i + j] * yr[i + j]
+    for i in range(start + blocks * LANES, stop):
+        sy[0] = sy[0] + s_new[i] * yr[i]
+        ys[0] = ys[0] + y_new[i] * sr[i]
+        yy[0] = yy[0] + y_new[i] * yr[i]
+        gs[0] = gs[0] + g_new[i] * sr[i]
+        gy[0] = gy[0] + g_new[i] * yr[i]
+    out[0] = _lanes(sy)
+    out[1] = _lanes(ys)
+    out[2] = _lanes(yy)
+    out[3] = _lanes(gs)
+    out[4] = _lanes(gy)
+
+
+cdef inline void _pair_chunks(double* s_new, double* y_new, const double* d, double stp, const double* g_new,
+                              const double* g_old, const double* S, const double* Y, const Py_ssize_t* rows,
+                              Py_ssize_t nrows, Py_ssize_t n, Py_ssize_t chunk, Py_ssize_t first, Py_ssize_t last,
+                              double* partial) noexcept nogil:
+    """For chunks first..last-1: store s_new = stp d and y_new = g_new - g_old, then write each chunk's
+    products with every history row r (see _five_dots) to partial[c * width + 5 k ...] and its
+    max |g_new| (NaN-sticky) to partial[c * width + 5 nrows], width = 5 nrows + 1.
+
+    The products with g_new are computed, not derived from g_old's (g_old . s + y . s): when the
+    gradient shrinks by orders of magnitude in a step, that sum cancels and loses them.  Rows are read
+    one after the other across the whole block of chunks (long sequential streams the prefetchers
+    follow) while the block's s_new, y_new and g_new stay in cache; each chunk's sums are the same
+    whichever block holds it, so the result does not depend on the thread count.
+    """
+    cdef Py_ssize_t i, k, c, width = 5 * nrows + 1
+    for i in range(first * chunk, chunk_stop(last - 1, chunk, n)):
         s_new[i] = stp * d[i]
         y_new[i] = g_new[i] - g_old[i]
     for k in range(nrows):
-        sr = S + rows[k] * n
-        yr = Y + rows[k] * n
-        for j in range(LANES):
-            sy[j] = ys[j] = yy[j] = gs[j] = gy[j] = 0
-        # One running sum per lane and product, in arrays: the compiler keeps them in vector
-        # registers without reordering any addition (a loop over a block count, see _dot_range).
-        for blk in range(blocks):
-            i = start + blk * LANES
-            for j in range(LANES):
-                sy[j] = sy[j] + s_new[i + j] * yr[i + j]
-                ys[j] = ys[j] + y_new[i + j] * sr[i + j]
-                yy[j] = yy[j] + y_new[i + j] * yr[i + j]
-                gs[j] = gs[j] + g_new[i + j] * sr[i + j]
-                gy[j] = gy[j] + g_new[i + j] * yr[i + j]
-        for i in range(start + blocks * LANES, stop):
-            sy[0] = sy[0] + s_new[i] * yr[i]
-            ys[0] = ys[0] + y_new[i] * sr[i]
-            yy[0] = yy[0] + y_new[i] * yr[i]
-            gs[0] = gs[0] + g_new[i] * sr[i]
-            gy[0] = gy[0] + g_new[i] * yr[i]
-        out[5 * k] = _lanes(sy)
-        out[5 * k + 1] = _lanes(ys)
-        out[5 * k + 2] = _lanes(yy)
-        out[5 * k + 3] = _lanes(gs)
-        out[5 * k + 4] = _lanes(gy)
-    out[5 * nrows] = _max_abs_range(g_new, start, stop)
+        for c in range(first, last):
+            _five_dots(s_new, y_new, g_new, S + rows[k] * n, Y + rows[k] * n, c * chunk, chunk_stop(c, chunk, n),
+                       partial + c * width + 5 * k)
+    for c in range(first, last):
+        partial[c * width + width - 1] = _max_abs_range(g_new, c * chunk, chunk_stop(c, chunk, n))
 
 
 cdef double lbfgs_new_pair_n(double* s_new, double* y_new, const double* d, double stp, const double* g_new,
@@ -231,19 +245,20 @@ cdef double lbfgs_new_pair_n(double* s_new, double* y_new, const double* d, doub
     thread count.  Returns -1 if scratch memory could not be allocated.
     """
     cdef Split sp = split(n, sizeof(double), num_threads)
-    cdef Py_ssize_t c, j, width = 5 * nrows + 1
+    cdef Py_ssize_t b, c, j, width = 5 * nrows + 1
+    cdef Py_ssize_t nblocks = (sp.nchunks + PAIR_BLOCK_CHUNKS - 1) // PAIR_BLOCK_CHUNKS
     cdef double v, best = 0
     cdef double* partial = <double*>malloc(sp.nchunks * width * sizeof(double))
     if partial == NULL:
         return -1
     if sp.team == 1:
-        for c in range(sp.nchunks):
-            _pair_range(s_new, y_new, d, stp, g_new, g_old, S, Y, rows, nrows, n, c * sp.chunk,
-                        chunk_stop(c, sp.chunk, n), partial + c * width)
+        for b in range(nblocks):
+            _pair_chunks(s_new, y_new, d, stp, g_new, g_old, S, Y, rows, nrows, n, sp.chunk, b * PAIR_BLOCK_CHUNKS,
+                         min(sp.nchunks, (b + 1) * PAIR_BLOCK_CHUNKS), partial)
     else:
-        for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
-            _pair_range(s_new, y_new, d, stp, g_new, g_old, S, Y, rows, nrows, n, c * sp.chunk,
-                        chunk_stop(c, sp.chunk, n), partial + c * width)
+        for b in prange(nblocks, schedule="static", num_threads=sp.team):
+            _pair_chunks(s_new, y_new, d, stp, g_new, g_old, S, Y, rows, nrows, n, sp.chunk, b * PAIR_BLOCK_CHUNKS,
+                         min(sp.nchunks, (b + 1) * PAIR_BLOCK_CHUNKS), partial)
     for j in range(width - 1):
         dots[j] = 0
     for c in range(sp.nchunks):
