@@ -38,6 +38,7 @@ from fastopt._parallel cimport Split, chunk_stop, split
 # --------------------------------------------------------------------------
 cdef enum:
     LANES = 4  # running sums per dot product: a vector register's worth of doubles with AVX2
+    PAIR_LANES = 2  # _five_dots keeps ten running sums: with two lanes each they stay in SSE2 registers
     PAIR_BLOCK_CHUNKS = 16  # lbfgs_new_pair walks the history rows over 16 chunks (64 KiB) at a time
 
 
@@ -174,36 +175,36 @@ cdef double two_loop_n(double* d, const double* g, const double* S, const double
 cdef inline void _five_dots(const double* s_new, const double* y_new, const double* g_new, const double* sr,
                             const double* yr, Py_ssize_t start, Py_ssize_t stop, double* out) noexcept nogil:
     """out[0:5] = s_new . yr, y_new . sr, y_new . yr, g_new . sr, g_new . yr over the range."""
-    cdef Py_ssize_t i, blk, blocks = (stop - start) // LANES
-    cdef double sy[LANES]
-    cdef double ys[LANES]
-    cdef double yy[LANES]
-    cdef double gs[LANES]
-    cdef double gy[LANES]
+    cdef Py_ssize_t i, blk, blocks = (stop - start) // PAIR_LANES
+    cdef double sy[PAIR_LANES]
+    cdef double ys[PAIR_LANES]
+    cdef double yy[PAIR_LANES]
+    cdef double gs[PAIR_LANES]
+    cdef double gy[PAIR_LANES]
     cdef int j
-    for j in range(LANES):
+    for j in range(PAIR_LANES):
         sy[j] = ys[j] = yy[j] = gs[j] = gy[j] = 0
     # One running sum per lane and product, in arrays: the compiler keeps them in vector registers
     # without reordering any addition (a loop over a block count, see _dot_range).
     for blk in range(blocks):
-        i = start + blk * LANES
-        for j in range(LANES):
+        i = start + blk * PAIR_LANES
+        for j in range(PAIR_LANES):
             sy[j] = sy[j] + s_new[i + j] * yr[i + j]
             ys[j] = ys[j] + y_new[i + j] * sr[i + j]
             yy[j] = yy[j] + y_new[i + j] * yr[i + j]
             gs[j] = gs[j] + g_new[i + j] * sr[i + j]
             gy[j] = gy[j] + g_new[i + j] * yr[i + j]
-    for i in range(start + blocks * LANES, stop):
+    for i in range(start + blocks * PAIR_LANES, stop):
         sy[0] = sy[0] + s_new[i] * yr[i]
         ys[0] = ys[0] + y_new[i] * sr[i]
         yy[0] = yy[0] + y_new[i] * yr[i]
         gs[0] = gs[0] + g_new[i] * sr[i]
         gy[0] = gy[0] + g_new[i] * yr[i]
-    out[0] = _lanes(sy)
-    out[1] = _lanes(ys)
-    out[2] = _lanes(yy)
-    out[3] = _lanes(gs)
-    out[4] = _lanes(gy)
+    out[0] = sy[0] + sy[1]
+    out[1] = ys[0] + ys[1]
+    out[2] = yy[0] + yy[1]
+    out[3] = gs[0] + gs[1]
+    out[4] = gy[0] + gy[1]
 
 
 cdef inline void _pair_chunks(double* s_new, double* y_new, const double* d, double stp, const double* g_new,
