@@ -38,7 +38,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from fastopt._threads import get_num_threads
-from fastopt._validation import FLOAT_DTYPES, check_float_array
+from fastopt._validation import FLOAT_DTYPES, check_float_array, check_grad
 from fastopt.nn import _batchnorm
 
 __all__ = ["BatchNorm", "BatchNormCache", "batch_norm_backward", "batch_norm_forward"]
@@ -99,11 +99,7 @@ def _check_channel_array(arr, name, x, *, writeable=False, why="", x_name="x"):
 
 
 def _check_output(arr, name, like, like_name):
-    check_float_array(arr, name)
-    if arr.dtype != like.dtype:
-        raise TypeError(f"{name} has dtype {arr.dtype} but {like_name} has dtype {like.dtype}")
-    if arr.shape != like.shape:
-        raise ValueError(f"{name} has shape {arr.shape} but {like_name} has shape {like.shape}")
+    check_grad(arr, like, name, like_name)  # a float array with like's dtype and shape
     if not arr.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return arr

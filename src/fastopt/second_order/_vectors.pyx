@@ -94,13 +94,12 @@ cdef inline double _max_abs_range(const double* a, Py_ssize_t start, Py_ssize_t 
 # --------------------------------------------------------------------------
 # Whole-array passes
 # --------------------------------------------------------------------------
-cdef double combine_n(double* q, double scale, const double* x, double alpha, const double* y, const double* s,
-                      Py_ssize_t n, int num_threads) noexcept nogil:
-    """q = scale x + alpha y (see _combine_range), then return s . q, in one pass over memory.
+ctypedef double (*chunk_fn)(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil
 
-    The dot product is summed chunk by chunk, in chunk order, whatever the
-    number of threads (one thread walks the same chunks).
-    """
+
+cdef double _ordered_sum(chunk_fn body, const void* args, Py_ssize_t n, int num_threads) noexcept nogil:
+    """Run ``body`` over each fixed chunk of ``n`` doubles (threads take runs of chunks) and add what it
+    returns in chunk order: the same bits for any number of threads, one thread walking the same chunks."""
     cdef Split sp = split(n, sizeof(double), num_threads)
     cdef Py_ssize_t c
     cdef double total = 0
@@ -109,14 +108,35 @@ cdef double combine_n(double* q, double scale, const double* x, double alpha, co
         partial = <double*>malloc(sp.nchunks * sizeof(double))
     if partial == NULL:  # one thread (or no memory for the partial sums): the same chunks in turn
         for c in range(sp.nchunks):
-            total = total + _combine_range(q, scale, x, alpha, y, s, c * sp.chunk, chunk_stop(c, sp.chunk, n))
+            total = total + body(args, c * sp.chunk, chunk_stop(c, sp.chunk, n))
         return total
     for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
-        partial[c] = _combine_range(q, scale, x, alpha, y, s, c * sp.chunk, chunk_stop(c, sp.chunk, n))
+        partial[c] = body(args, c * sp.chunk, chunk_stop(c, sp.chunk, n))
     for c in range(sp.nchunks):
         total = total + partial[c]
     free(partial)
     return total
+
+
+cdef struct CombineArgs:
+    double* q
+    double scale
+    const double* x
+    double alpha
+    const double* y
+    const double* s
+
+
+cdef double _combine_chunk(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef const CombineArgs* a = <const CombineArgs*>args
+    return _combine_range(a.q, a.scale, a.x, a.alpha, a.y, a.s, start, stop)
+
+
+cdef double combine_n(double* q, double scale, const double* x, double alpha, const double* y, const double* s,
+                      Py_ssize_t n, int num_threads) noexcept nogil:
+    """q = scale x + alpha y (see _combine_range), then return s . q, in one pass over memory."""
+    cdef CombineArgs args = CombineArgs(q, scale, x, alpha, y, s)
+    return _ordered_sum(_combine_chunk, &args, n, num_threads)
 
 
 cdef double max_abs_n(const double* a, Py_ssize_t n, int num_threads) noexcept nogil:
@@ -292,6 +312,24 @@ cdef inline double _direction_range(double* d, double cg, const double* g, const
     return _dot_range(g, d, start, stop)
 
 
+cdef struct DirectionArgs:
+    double* d
+    double cg
+    const double* g
+    const double* S
+    const double* Y
+    const Py_ssize_t* rows
+    const double* a
+    const double* b
+    Py_ssize_t k
+    Py_ssize_t n
+
+
+cdef double _direction_chunk(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef const DirectionArgs* p = <const DirectionArgs*>args
+    return _direction_range(p.d, p.cg, p.g, p.S, p.Y, p.rows, p.a, p.b, p.k, p.n, start, stop)
+
+
 cdef double _coefficients(const double* SY, const double* YY, Py_ssize_t ld, const double* gS, const double* gY,
                           const double* rho, const Py_ssize_t* rows, Py_ssize_t k, double gamma,
                           double* a, double* b, double* alpha) noexcept nogil:
@@ -341,17 +379,8 @@ cdef double lbfgs_direction_n(double* d, const double* g, const double* S, const
     cdef double* a = scratch
     cdef double* b = scratch + k
     cdef double cg = _coefficients(SY, YY, ld, gS, gY, rho, rows, k, gamma, a, b, scratch + 2 * k)
-    cdef Split sp = split(n, sizeof(double), num_threads)
-    cdef Py_ssize_t c
-    cdef double total = 0
-    cdef double* partial = NULL
-    if sp.team > 1:
-        partial = <double*>malloc(sp.nchunks * sizeof(double))
-    if partial == NULL:
-        for c in range(sp.nchunks):
-            total = total + _direction_range(d, cg, g, S, Y, rows, a, b, k, n, c * sp.chunk,
-                                             chunk_stop(c, sp.chunk, n))
-        return total
+    cdef DirectionArgs args = DirectionArgs(d, cg, g, S, Y, rows, a, b, k, n)
+    return _ordered_sum(_direction_chunk, &args, n, num_threads)
     for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
         partial[c] = _direction_range(d, cg, g, S, Y, rows, a, b, k, n, c * sp.chunk, chunk_stop(c, sp.chunk, n))
     for c in range(sp.nchunks):
