@@ -68,6 +68,13 @@ def build_parser():
     demo.add_argument("--png", default="fastopt-demo.png", help="where to save the loss curves (needs matplotlib)")
     demo.add_argument("--no-png", action="store_true", help="do not save the loss curves")
     demo.set_defaults(run=_demo)
+
+    from fastopt import playground as playground_module
+
+    playground = commands.add_parser("playground", help="run the optimizers on 2-D test surfaces (Rosenbrock, "
+                                                        "Beale, ...) and draw their paths")
+    playground_module.add_arguments(playground)
+    playground.set_defaults(run=playground_module.main)
     return parser
 
 

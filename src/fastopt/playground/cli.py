@@ -1,0 +1,140 @@
+"""``python -m fastopt playground``: argument parsing and the command itself."""
+import argparse
+import math
+import os
+import sys
+
+from fastopt.playground import plot as plotting
+from fastopt.playground.report import format_surfaces, format_table, write_csv
+from fastopt.playground.runner import DEFAULT_OPTIMIZERS, OPTIMIZERS, run
+from fastopt.playground.surfaces import SURFACES, get_surface
+
+__all__ = ["add_arguments", "main"]
+
+INSTALL_HINT = 'pip install matplotlib  (or: pip install "fastopt[bench]")'
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def parse_start(text):
+    """``"x,y"`` -> ``(x, y)`` as floats."""
+    parts = text.split(",")
+    try:
+        point = tuple(float(p) for p in parts)
+    except ValueError:
+        point = ()
+    if len(point) != 2 or not all(math.isfinite(v) for v in point):
+        raise argparse.ArgumentTypeError(f"expected two finite numbers as x,y (e.g. --start=-1.5,2), got {text!r}")
+    return point
+
+
+def parse_optimizers(text):
+    """``"adam,sgd"`` -> ``["adam", "sgd"]``; ``"all"`` -> every optimizer."""
+    if text.strip() == "all":
+        return list(OPTIMIZERS)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in OPTIMIZERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown optimizer(s) {', '.join(map(repr, unknown or [text]))}; "
+                                         f"choose from {', '.join(OPTIMIZERS)} (or all)")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"an optimizer is named twice in {text!r}")
+    return names
+
+
+def parse_lr(text):
+    """``"0.01"`` -> 0.01 for every optimizer; ``"adam=0.1,sgd=1e-3"`` -> a dict (the others keep their defaults)."""
+    if "=" not in text:
+        return _positive_float(text)
+    rates = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in OPTIMIZERS:
+            raise argparse.ArgumentTypeError(f"unknown optimizer {name!r} in --lr; choose from {', '.join(OPTIMIZERS)}")
+        rates[name] = _positive_float(value)
+    return rates
+
+
+def add_arguments(parser):
+    """Add the playground's options to an argparse (sub)parser."""
+    parser.add_argument("--surface", default="rosenbrock", choices=list(SURFACES),
+                        help="the loss surface (default: rosenbrock; --list describes them)")
+    parser.add_argument("--optimizers", type=parse_optimizers, default=list(DEFAULT_OPTIMIZERS),
+                        help=f"comma-separated subset of {','.join(OPTIMIZERS)}, or all "
+                             f"(default: {','.join(DEFAULT_OPTIMIZERS)})")
+    parser.add_argument("--lr", type=parse_lr, default=None,
+                        help="one learning rate for every optimizer, or name=lr pairs such as adam=0.1,sgd=1e-3 "
+                             "(default: each optimizer's default on the surface; --list shows them)")
+    parser.add_argument("--steps", type=_positive_int, default=None,
+                        help="steps per optimizer (default: the surface's)")
+    parser.add_argument("--start", type=parse_start, default=None, metavar="X,Y",
+                        help="start point (default: the surface's); write --start=-1.5,2 when x is negative")
+    parser.add_argument("--tol", type=_positive_float, default=1e-3,
+                        help="report the first step whose loss is within TOL of the minimum (default: 1e-3)")
+    parser.add_argument("--png", default="fastopt-playground.png",
+                        help="where to save the figure (needs matplotlib; default: fastopt-playground.png)")
+    parser.add_argument("--no-png", action="store_true", help="do not draw the figure")
+    parser.add_argument("--csv", default=None,
+                        help="also write the trajectories as CSV (optimizer,step,x,y,loss); without matplotlib "
+                             "they go to the --png path with a .csv suffix unless this is given")
+    parser.add_argument("--list", action="store_true",
+                        help="describe the surfaces and default learning rates, then exit")
+    return parser
+
+
+def _csv_fallback(png_path):
+    return os.path.splitext(png_path)[0] + ".csv"
+
+
+def main(args, out=print):
+    """Run the command described by parsed ``args``; return the exit status.
+
+    Prints the summary table; saves the figure (or, without matplotlib,
+    says how to install it and writes the CSV instead) and the CSV when
+    asked.  Invalid values give a message on stderr and status 2.
+    """
+    if args.list:
+        out(format_surfaces())
+        return 0
+    try:
+        surface = get_surface(args.surface)
+        trajectories = run(surface, args.optimizers, lr=args.lr, steps=args.steps, start=args.start)
+    except ValueError as exc:
+        print(f"playground: error: {exc}", file=sys.stderr)
+        return 2
+    first = trajectories[0]
+    out(f"{surface.name}: f(x, y) = {surface.formula}; start ({first.points[0][0]:g}, {first.points[0][1]:g}), "
+        f"{first.steps} steps")
+    out(format_table(surface, trajectories, args.tol))
+    csv_path = args.csv
+    if not args.no_png:
+        plt = plotting.load_pyplot()
+        if plt is None:
+            csv_path = csv_path or _csv_fallback(args.png)
+            out(f"matplotlib is not installed, so no figure was drawn; install it with: {INSTALL_HINT}")
+        else:
+            plotting.plot(surface, trajectories, args.png, plt=plt)
+            out(f"figure saved to {args.png}")
+    if csv_path:
+        write_csv(csv_path, trajectories)
+        out(f"trajectories written to {csv_path}")
+    return 0
