@@ -25,6 +25,7 @@ import warnings
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 OPENMP_PROBE = textwrap.dedent(
     """
@@ -155,6 +156,28 @@ class BuildExt(build_ext):
 
 # Instruction-set variants of the update rules: the same source, compiled again with these
 # flags under another module name; fastopt._kernels picks one at import.
+class BuildPy(build_py):
+    """build_py that also ships the C header csrc/fastopt.h as fastopt/include/fastopt.h.
+
+    csrc/ stays the header's only copy in the source tree; fastopt.get_include()
+    finds it in either place.
+    """
+
+    HEADERS = [os.path.join("csrc", "fastopt.h")]
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "fastopt", "include")
+        self.mkpath(target)
+        for header in self.HEADERS:
+            self.copy_file(header, target)
+
+    def get_outputs(self, *args, **kwargs):
+        target = os.path.join(self.build_lib, "fastopt", "include")
+        return super().get_outputs(*args, **kwargs) + [
+            os.path.join(target, os.path.basename(h)) for h in self.HEADERS]
+
+
 KERNEL_VARIANTS = {"avx2": ["-mavx2", "-mfma"]}
 
 
@@ -183,7 +206,7 @@ def extensions():
     common = dict(include_dirs=[os.path.join(here, "csrc")])
     modules = ["_openmp_helpers", "_update_rules", "_stream", "_memory", "optim._stepping", "second_order._vectors",
                "second_order._cholesky", "nn._clip",
-               "nn._batchnorm"]
+               "nn._batchnorm", "cython_kernels"]
     exts = [Extension(f"fastopt.{name}", [f"src/fastopt/{name.replace('.', '/')}.pyx"], **common) for name in modules]
     for isa, source in kernel_variant_sources().items():
         ext = Extension(f"fastopt._update_rules_{isa}", [source], extra_compile_args=KERNEL_VARIANTS[isa], **common)
@@ -205,4 +228,4 @@ def extensions():
 
 
 if __name__ == "__main__":
-    setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
+    setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt, "build_py": BuildPy})

@@ -24,6 +24,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from importlib.metadata import PackageNotFoundError, version as _version  # noqa: E402
 
+from fastopt._include import get_include
 from fastopt._threads import get_num_threads, set_num_threads, threads
 from fastopt.info import build_info
 from fastopt.checkpoint import load, save
@@ -66,6 +67,7 @@ __all__ = [
     "save",
     "train_test_split",
     "build_info",
+    "get_include",
     "get_num_threads",
     "set_num_threads",
     "threads",

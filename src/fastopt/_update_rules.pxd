@@ -12,84 +12,93 @@ The kernels do no validation: pointers must be valid for ``n`` elements and
 must not overlap.  An optional state array (``momentum_buffer`` when
 momentum is 0, ``max_exp_avg_sq`` without amsgrad, ``grad_avg`` when not
 centered) may be NULL.  ``step`` counts from 1 for the step being taken.
+
+Cython code that cimports from this module binds to the baseline build of the
+kernels, whatever build fastopt's Python API chose; ``fastopt.cython_kernels``
+declares the same functions and calls the chosen build (AVX2 where the CPU has
+it), so third-party code should cimport from there.  Either way the C
+compiler needs ``fastopt.get_include()`` on its include path: the structs are
+declared in ``fastopt.h``.
 """
 from cython cimport floating
 
 
-cdef struct SGDHyper:
-    double lr
-    double momentum
-    double dampening
-    double weight_decay
-    bint nesterov
-    bint maximize
+# The structs are csrc/fastopt.h's, so C callers see the layout the kernels use.
+cdef extern from "fastopt.h" nogil:
+    ctypedef struct SGDHyper "fastopt_sgd_hyper":
+        double lr
+        double momentum
+        double dampening
+        double weight_decay
+        bint nesterov
+        bint maximize
 
-cdef struct AdagradHyper:
-    double lr
-    double lr_decay
-    double weight_decay
-    double eps
-    bint maximize
+    ctypedef struct AdagradHyper "fastopt_adagrad_hyper":
+        double lr
+        double lr_decay
+        double weight_decay
+        double eps
+        bint maximize
 
-cdef struct RMSpropHyper:
-    double lr
-    double alpha
-    double eps
-    double weight_decay
-    double momentum
-    bint centered
-    bint maximize
+    ctypedef struct RMSpropHyper "fastopt_rmsprop_hyper":
+        double lr
+        double alpha
+        double eps
+        double weight_decay
+        double momentum
+        bint centered
+        bint maximize
 
-cdef struct AdamHyper:
-    double lr
-    double beta1
-    double beta2
-    double eps
-    double weight_decay
-    bint amsgrad
-    bint maximize
-    bint decoupled_weight_decay
+    ctypedef struct AdamHyper "fastopt_adam_hyper":
+        double lr
+        double beta1
+        double beta2
+        double eps
+        double weight_decay
+        bint amsgrad
+        bint maximize
+        bint decoupled_weight_decay
 
-cdef struct AdamaxHyper:
-    double lr
-    double beta1
-    double beta2
-    double eps
-    double weight_decay
-    bint maximize
+    ctypedef struct AdamaxHyper "fastopt_adamax_hyper":
+        double lr
+        double beta1
+        double beta2
+        double eps
+        double weight_decay
+        bint maximize
 
-cdef struct NAdamHyper:
-    double lr
-    double beta1
-    double beta2
-    double eps
-    double weight_decay
-    double momentum_decay
-    bint decoupled_weight_decay
-    bint maximize
+    ctypedef struct NAdamHyper "fastopt_nadam_hyper":
+        double lr
+        double beta1
+        double beta2
+        double eps
+        double weight_decay
+        double momentum_decay
+        bint decoupled_weight_decay
+        bint maximize
 
-cdef struct RAdamHyper:
-    double lr
-    double beta1
-    double beta2
-    double eps
-    double weight_decay
-    bint decoupled_weight_decay
-    bint maximize
+    ctypedef struct RAdamHyper "fastopt_radam_hyper":
+        double lr
+        double beta1
+        double beta2
+        double eps
+        double weight_decay
+        bint decoupled_weight_decay
+        bint maximize
 
-cdef struct AdadeltaHyper:
-    double lr
-    double rho
-    double eps
-    double weight_decay
-    bint maximize
+    ctypedef struct AdadeltaHyper "fastopt_adadelta_hyper":
+        double lr
+        double rho
+        double eps
+        double weight_decay
+        bint maximize
 
-cdef struct LionHyper:
-    double lr
-    double beta1
-    double beta2
-    double weight_decay
-    bint maximize
+    ctypedef struct LionHyper "fastopt_lion_hyper":
+        double lr
+        double beta1
+        double beta2
+        double weight_decay
+        bint maximize
 
 
 # momentum_buffer_is_new: the buffer holds garbage and is set to the gradient

@@ -14,12 +14,17 @@ Each rule has three layers:
   (``fastopt.optim``); binding only refuses dtypes, lengths and missing state
   arrays that would make a kernel read or write out of bounds.
 
+Compiled code outside fastopt reaches the C entry points through the table
+``_C_API`` (a capsule; see csrc/fastopt.h) or, from Cython, through
+``fastopt.cython_kernels``, which reads that table.
+
 Every rule performs torch.optim's operations (its single-tensor code path), in
 the same order and in the parameter's precision.  The same operations are
 written with NumPy in ``tests/reference.py``; with floating-point contraction
 off (see setup.py) kernel and reference agree bit for bit, for any thread
 count.
 """
+from cpython.pycapsule cimport PyCapsule_New
 from cython.parallel cimport prange
 from libc.math cimport fabs, fabsf, pow, sqrt, sqrtf
 
@@ -568,6 +573,85 @@ cdef Py_ssize_t count_nonfinite(const floating* x, Py_ssize_t n, int num_threads
     for c in prange(s.nchunks, schedule="static", num_threads=s.team):
         total += _count_nonfinite_range(x, c * s.chunk, chunk_stop(c, s.chunk, n))
     return total
+
+
+# --------------------------------------------------------------------------
+# C API: the table of entry points csrc/fastopt.h's fastopt_import() reads
+# --------------------------------------------------------------------------
+cdef extern from "fastopt.h" nogil:
+    const int FASTOPT_ABI_VERSION
+    const char* FASTOPT_CAPSULE_NAME
+
+    # Member types as in the header; the C compiler checks each assignment below against them.
+    ctypedef struct fastopt_api:
+        int abi_version
+        size_t size
+        const char* simd
+        void (*sgd_update_f32)(float*, const float*, float*, Py_ssize_t, const SGDHyper*, bint,
+                               int) noexcept nogil
+        void (*sgd_update_f64)(double*, const double*, double*, Py_ssize_t, const SGDHyper*, bint,
+                               int) noexcept nogil
+        void (*adagrad_update_f32)(float*, const float*, float*, Py_ssize_t, const AdagradHyper*, long long,
+                                   int) noexcept nogil
+        void (*adagrad_update_f64)(double*, const double*, double*, Py_ssize_t, const AdagradHyper*, long long,
+                                   int) noexcept nogil
+        void (*rmsprop_update_f32)(float*, const float*, float*, float*, float*, Py_ssize_t, const RMSpropHyper*,
+                                   int) noexcept nogil
+        void (*rmsprop_update_f64)(double*, const double*, double*, double*, double*, Py_ssize_t,
+                                   const RMSpropHyper*, int) noexcept nogil
+        void (*adam_update_f32)(float*, const float*, float*, float*, float*, Py_ssize_t, const AdamHyper*,
+                                long long, int) noexcept nogil
+        void (*adam_update_f64)(double*, const double*, double*, double*, double*, Py_ssize_t, const AdamHyper*,
+                                long long, int) noexcept nogil
+        void (*adamax_update_f32)(float*, const float*, float*, float*, Py_ssize_t, const AdamaxHyper*, long long,
+                                  int) noexcept nogil
+        void (*adamax_update_f64)(double*, const double*, double*, double*, Py_ssize_t, const AdamaxHyper*,
+                                  long long, int) noexcept nogil
+        void (*nadam_update_f32)(float*, const float*, float*, float*, Py_ssize_t, const NAdamHyper*, long long,
+                                 double*, int) noexcept nogil
+        void (*nadam_update_f64)(double*, const double*, double*, double*, Py_ssize_t, const NAdamHyper*,
+                                 long long, double*, int) noexcept nogil
+        void (*radam_update_f32)(float*, const float*, float*, float*, Py_ssize_t, const RAdamHyper*, long long,
+                                 int) noexcept nogil
+        void (*radam_update_f64)(double*, const double*, double*, double*, Py_ssize_t, const RAdamHyper*,
+                                 long long, int) noexcept nogil
+        void (*adadelta_update_f32)(float*, const float*, float*, float*, Py_ssize_t, const AdadeltaHyper*,
+                                    int) noexcept nogil
+        void (*adadelta_update_f64)(double*, const double*, double*, double*, Py_ssize_t, const AdadeltaHyper*,
+                                    int) noexcept nogil
+        void (*lion_update_f32)(float*, const float*, float*, Py_ssize_t, const LionHyper*, int) noexcept nogil
+        void (*lion_update_f64)(double*, const double*, double*, Py_ssize_t, const LionHyper*, int) noexcept nogil
+        Py_ssize_t (*count_nonfinite_f32)(const float*, Py_ssize_t, int) noexcept nogil
+        Py_ssize_t (*count_nonfinite_f64)(const double*, Py_ssize_t, int) noexcept nogil
+
+
+cdef fastopt_api _c_api
+_c_api.abi_version = FASTOPT_ABI_VERSION
+_c_api.size = sizeof(fastopt_api)
+_c_api.simd = FASTOPT_SIMD_NAME
+_c_api.sgd_update_f32 = sgd_update[float]
+_c_api.sgd_update_f64 = sgd_update[double]
+_c_api.adagrad_update_f32 = adagrad_update[float]
+_c_api.adagrad_update_f64 = adagrad_update[double]
+_c_api.rmsprop_update_f32 = rmsprop_update[float]
+_c_api.rmsprop_update_f64 = rmsprop_update[double]
+_c_api.adam_update_f32 = adam_update[float]
+_c_api.adam_update_f64 = adam_update[double]
+_c_api.adamax_update_f32 = adamax_update[float]
+_c_api.adamax_update_f64 = adamax_update[double]
+_c_api.nadam_update_f32 = nadam_update[float]
+_c_api.nadam_update_f64 = nadam_update[double]
+_c_api.radam_update_f32 = radam_update[float]
+_c_api.radam_update_f64 = radam_update[double]
+_c_api.adadelta_update_f32 = adadelta_update[float]
+_c_api.adadelta_update_f64 = adadelta_update[double]
+_c_api.lion_update_f32 = lion_update[float]
+_c_api.lion_update_f64 = lion_update[double]
+_c_api.count_nonfinite_f32 = count_nonfinite[float]
+_c_api.count_nonfinite_f64 = count_nonfinite[double]
+
+# The same capsule name in every build (the table's layout, not the module, is what it names).
+_C_API = PyCapsule_New(&_c_api, FASTOPT_CAPSULE_NAME, NULL)
 
 
 # --------------------------------------------------------------------------
