@@ -73,10 +73,10 @@ static inline int fastopt_cpu_has_avx2(void) {
  * boundaries never depend on the thread count.  A thread is only woken for
  * at least FASTOPT_MIN_CHUNKS_PER_THREAD chunks (256 KiB), so arrays under
  * 512 KiB run on the calling thread without entering the OpenMP runtime.
- * fastopt's idle threads sleep (OMP_WAIT_POLICY=PASSIVE, set at import
- * unless the environment sets it) because in a training loop the kernels
- * run right after NumPy's matrix products, whose BLAS threads keep spinning
- * on the cores; waking a sleeping thread costs about 25 us on a 2-core AMD
+ * fastopt's idle threads sleep (its OpenMP runtime is loaded with
+ * OMP_WAIT_POLICY=PASSIVE unless the environment sets a policy) because in
+ * a training loop the kernels run right after NumPy's matrix products, whose
+ * BLAS threads keep spinning on the cores; waking a sleeping thread costs about 25 us on a 2-core AMD
  * EPYC VM, and a second thread pays for that from about 256K float32
  * elements on (python benchmarks/threads.py [--after-matmul]). */
 #define FASTOPT_CHUNK_BYTES 4096

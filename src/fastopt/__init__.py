@@ -14,15 +14,7 @@ True
 >>> ps["w"]
 array([-0.1, -0.1, -0.1, -0.1])
 """
-import os as _os
-
-# Idle OpenMP threads sleep instead of spinning, unless the environment says otherwise.  Set before
-# the first kernel module loads the OpenMP runtime, which reads it once.  fastopt's steps run between
-# NumPy's matrix products, whose BLAS threads also keep spinning: two spinning pools on the same cores
-# made a step 30-300 times slower (README, "Threads").
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from importlib.metadata import PackageNotFoundError, version as _version  # noqa: E402
+from importlib.metadata import PackageNotFoundError, version as _version
 
 from fastopt._include import get_include
 from fastopt._threads import get_num_threads, set_num_threads, threads

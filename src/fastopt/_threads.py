@@ -10,11 +10,39 @@ calling thread.  Results are bit-identical for any thread count.
 The setting is global to the process (like ``torch.set_num_threads``), not
 per Python thread.
 """
+import os
 import warnings
 from contextlib import contextmanager
 from operator import index
 
-from fastopt._openmp_helpers import openmp_enabled, runtime_max_threads
+
+def _load_openmp_runtime():
+    """Import the first OpenMP extension with idle threads set to sleep; return the policy in effect.
+
+    fastopt's steps run between NumPy's matrix products, whose BLAS threads keep
+    spinning for a while after each one; if fastopt's idle threads spun too, the
+    two pools starved each other (README, "Threads").  The OpenMP runtime reads
+    OMP_WAIT_POLICY once, when it loads: fastopt sets PASSIVE for that moment
+    unless the environment already says something, then restores the
+    environment, so libraries loaded later (torch's own OpenMP runtime, say) do
+    not see the change.  If the runtime was loaded before fastopt, the policy it
+    started with stays.
+    """
+    given = os.environ.get("OMP_WAIT_POLICY")
+    if given is not None:
+        from fastopt import _openmp_helpers  # noqa: F401
+        return given.upper()
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        from fastopt import _openmp_helpers  # noqa: F401
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
+    return "PASSIVE"
+
+
+WAIT_POLICY = _load_openmp_runtime()
+
+from fastopt._openmp_helpers import openmp_enabled, runtime_max_threads  # noqa: E402
 
 _OPENMP = openmp_enabled()
 MAX_THREADS = 2**31 - 1  # the kernels take a C int

@@ -1,5 +1,4 @@
 """Build and runtime facts, as printed by ``python -m fastopt info``."""
-import os
 import platform
 
 from fastopt import _kernels, _openmp_helpers, _threads
@@ -13,7 +12,7 @@ def build_info():
     ``_OPENMP`` date, 0 without OpenMP), ``simd`` and ``simd_bytes`` (widest
     instruction set the compiler targeted), ``chunk_bytes``,
     ``min_chunks_per_thread``, ``cache_line_bytes``, ``processors``, ``num_threads``, ``wait_policy`` (the
-    ``OMP_WAIT_POLICY`` fastopt's OpenMP runtime started with), and the update-rule
+    ``OMP_WAIT_POLICY`` fastopt's OpenMP runtime was loaded with: PASSIVE unless the environment set one), and the update-rule
     build in use: ``kernels`` ("baseline" or "avx2"), ``kernel_simd``, ``kernel_flags``.
     """
     from fastopt import __version__
@@ -21,7 +20,7 @@ def build_info():
     info = {"version": __version__, "python": platform.python_version(), "platform": platform.platform()}
     info.update(_openmp_helpers.build_info())
     info["num_threads"] = _threads.get_num_threads()
-    info["wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "(unset)")
+    info["wait_policy"] = _threads.WAIT_POLICY
     info["kernels"] = _kernels.NAME
     info["kernel_simd"] = _kernels.kernels.BUILD["simd"]
     info["kernel_flags"] = _kernels.kernels.BUILD["flags"]
@@ -38,7 +37,7 @@ def format_info(info):
         ("build flags", info["flags"] or "(none)"),
         ("openmp", openmp),
         ("threads", f"{info['num_threads']} of {info['processors']} processors; idle threads "
-                    f"{'sleep' if info['wait_policy'].upper() == 'PASSIVE' else 'spin'} "
+                    f"{'sleep' if info['wait_policy'] == 'PASSIVE' else 'spin'} "
                     f"(OMP_WAIT_POLICY={info['wait_policy']})"),
         ("simd", f"{info['simd']} ({info['simd_bytes'] * 8}-bit vectors) baseline"),
         ("kernels", f"{info['kernels']} build in use ({info['kernel_simd']}; FASTOPT_KERNELS=baseline|avx2 to choose)"),
