@@ -42,8 +42,14 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
 
     with fastopt.threads(num_threads):
         bandwidth = roofline.measure_bandwidth(num_threads)
+        policy = fastopt._threads.WAIT_POLICY
         echo(f"fastopt {fastopt.__version__}, {num_threads} threads, float32, medians of {repeats} "
-             f"interleaved repeats; axpy bandwidth {bandwidth:.1f} GB/s; torch {torch_version or 'not installed'}")
+             f"interleaved repeats; axpy bandwidth {bandwidth:.1f} GB/s; torch {torch_version or 'not installed'}; "
+             f"OMP_WAIT_POLICY {policy}")
+        if torch_version and policy == "PASSIVE" and any(i.startswith("torch") for i in implementations):
+            echo("note: torch's OpenMP runtime is the one fastopt loaded, so torch's idle threads sleep too and its "
+                 "small steps are slower than with its default; for torch as its users run it, "
+                 "use OMP_WAIT_POLICY=ACTIVE python -m fastopt bench")
         echo(report.table([], implementations))
         results = []
         for shape in shapes:
