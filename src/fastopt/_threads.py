@@ -24,9 +24,10 @@ def _load_openmp_runtime():
     two pools starved each other (README, "Threads").  The OpenMP runtime reads
     OMP_WAIT_POLICY once, when it loads: fastopt sets PASSIVE for that moment
     unless the environment already says something, then restores the
-    environment, so libraries loaded later (torch's own OpenMP runtime, say) do
-    not see the change.  If the runtime was loaded before fastopt, the policy it
-    started with stays.
+    environment (child processes do not inherit it).  The runtime is shared by
+    every library linking ``libgomp.so.1`` (torch's wheel ships one): if one
+    loaded it before fastopt, the policy it started with stays; if fastopt
+    loads it, the others' idle threads sleep too.
     """
     given = os.environ.get("OMP_WAIT_POLICY")
     if given is not None:
