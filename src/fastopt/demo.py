@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 import fastopt
-from fastopt.bench import numpy_rules
+from fastopt.bench.cases import numpy_step
 from fastopt.bench.runner import time_interleaved
 from fastopt.nn import BatchNorm
 from fastopt.optim import lr_scheduler
@@ -33,7 +33,6 @@ OPTIMIZERS = {
     "adam": ("Adam", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8), "adam"),
     "adamw": ("AdamW", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), "adamw"),
 }
-STATE_ARRAYS = {"sgd-momentum": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
 
 
 class MLP:
@@ -99,20 +98,6 @@ def _softmax_cross_entropy(logits, y):
     return exp / total, loss
 
 
-def numpy_step(rule, hyper, ps):
-    """One step of ``rule`` written in NumPy (in place, tensor by tensor) on the tensors of ``ps``."""
-    params, grads = list(ps.values()), list(ps.grads.values())
-    state = [[np.zeros_like(p) for _ in range(STATE_ARRAYS[rule])] for p in params]
-    scratch = [np.empty_like(p) for p in params]
-    counter = [0]
-
-    def step():
-        counter[0] += 1
-        numpy_rules.inplace(rule, params, grads, state, scratch, counter[0], hyper)
-
-    return step
-
-
 def run(optimizers=tuple(OPTIMIZERS), *, epochs=30, batch_size=64, hidden=128, seed=0, png="fastopt-demo.png",
         repeats=7, out=print):
     """Train one model per optimizer; print a table; return {name: result dict}."""
@@ -162,10 +147,11 @@ def _schedule(opt, epochs):
 
 def _step_times(model, opt, rule, hyper, repeats):
     """Median seconds per step of fastopt's optimizer and of the NumPy rule, interleaved, on copies."""
-    ps, fast = copy.deepcopy((model.params, opt))  # the copies carry the last batch's gradients
+    _, fast = copy.deepcopy((model.params, opt))  # copied together (fast steps the copy); they carry the last batch's gradients
     fast.lr = hyper["lr"]  # the schedule ended at 0; time both at the base rate
     twin = copy.deepcopy(model.params)
-    times = time_interleaved({"fastopt": fast.step, "numpy": numpy_step(rule, hyper, twin)}, repeats)
+    numpy = numpy_step("numpy-inplace", rule, list(twin.values()), list(twin.grads.values()), hyper)
+    times = time_interleaved({"fastopt": fast.step, "numpy": numpy}, repeats)
     return {"fastopt_step": times["fastopt"], "numpy_step": times["numpy"]}
 
 

@@ -43,7 +43,7 @@ def build(impl, rule, shapes, seed=0):
     Every implementation starts from the same parameters and gradients; the
     gradients stay fixed, so a step's cost does not depend on its inputs.
     """
-    cls_name, hyper, nstate = RULES[rule]
+    cls_name, hyper, _ = RULES[rule]
     params, grads = _data(shapes, seed)
     if impl == "fastopt":
         ps = fastopt.ParamSet([(f"t{i}", p) for i, p in enumerate(params)], dtype=np.float32)
@@ -54,20 +54,29 @@ def build(impl, rule, shapes, seed=0):
         opt = getattr(fastopt, cls_name)(params, **hyper)
         return lambda: opt.step(grads)
     if impl.startswith("numpy"):
-        state = [[np.zeros_like(p) for _ in range(nstate)] for p in params]
-        counter = [0]
-        if impl == "numpy-textbook":
-            def step():
-                counter[0] += 1
-                numpy_rules.textbook(rule, params, grads, state, counter[0], hyper)
-        else:
-            scratch = [np.empty_like(p) for p in params]
-
-            def step():
-                counter[0] += 1
-                numpy_rules.inplace(rule, params, grads, state, scratch, counter[0], hyper)
-        return step
+        return numpy_step(impl, rule, params, grads, hyper)
     return _torch_step(impl, cls_name, hyper, params, grads)
+
+
+def numpy_step(impl, rule, params, grads, hyper):
+    """A zero-argument callable doing one step of ``rule`` in NumPy on the given arrays, in place.
+
+    ``impl`` is "numpy-textbook" or "numpy-inplace" (see ``numpy_rules``); the
+    optimizer state starts at zero and the step count at 1.
+    """
+    state = [[np.zeros_like(p) for _ in range(RULES[rule][2])] for p in params]
+    counter = [0]
+    if impl == "numpy-textbook":
+        def step():
+            counter[0] += 1
+            numpy_rules.textbook(rule, params, grads, state, counter[0], hyper)
+    else:
+        scratch = [np.empty_like(p) for p in params]
+
+        def step():
+            counter[0] += 1
+            numpy_rules.inplace(rule, params, grads, state, scratch, counter[0], hyper)
+    return step
 
 
 def _torch_step(impl, cls_name, hyper, params, grads):
