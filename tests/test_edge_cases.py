@@ -260,3 +260,107 @@ def test_optimizer_on_arrays_pickles_with_them():
     opt2.step([np.ones(4)])
     np.testing.assert_array_equal(w2, w)
     assert opt2.skip_nonfinite is False and opt2.param_groups[0]["momentum"] == 0.9
+
+
+# ---------------------------------------------------------------- state validated on load, steps atomic
+def _two_group_adam():
+    a, b = np.zeros(3), np.zeros(2)
+    opt = fastopt.Adam([{"params": [a]}, {"params": [b], "amsgrad": True}], lr=0.1)
+    opt.step([[np.ones(3)], [np.ones(2)]])
+    return opt, (a, b)
+
+
+def test_a_step_count_with_no_room_for_another_step_is_refused_on_load():
+    opt, _ = _two_group_adam()
+    sd = opt.state_dict()
+    sd["state"][1]["step"] = 2**63 - 1
+    with pytest.raises(ValueError, match="so that a next step fits"):
+        opt.load_state_dict(sd)
+    sd["state"][1]["step"] = 2**63 - 2  # the largest count that can still step
+    opt.load_state_dict(sd)
+    assert opt.step([[np.ones(3)], [np.ones(2)]]) and opt.state[1]["step"] == 2**63 - 1
+
+
+@pytest.mark.parametrize("step, error", [(2**63 - 1, ValueError), ("7", TypeError), (1.5, TypeError),
+                                         (True, TypeError), (-1, ValueError)])
+def test_a_bad_step_count_in_a_later_slot_refuses_the_whole_step(step, error):
+    opt, (a, b) = _two_group_adam()
+    opt.state[1]["step"] = step  # set by hand, past load_state_dict's checks
+    before = [a.copy(), b.copy(), opt.state[0]["exp_avg"].copy()]
+    with pytest.raises(error, match="state 'step' of param_groups\\[1\\]"):
+        opt.step([[np.ones(3)], [np.ones(2)]])
+    for x, y in zip(before, [a, b, opt.state[0]["exp_avg"]]):
+        np.testing.assert_array_equal(x, y)
+    assert opt.state[0]["step"] == 1
+
+
+def test_numpy_integer_step_counts_set_by_hand_still_step():
+    opt, _ = _two_group_adam()
+    opt.state[0]["step"] = np.int64(5)
+    opt.step([[np.ones(3)], [np.ones(2)]])
+    assert opt.state[0]["step"] == 6 and type(opt.state[0]["step"]) is int
+
+
+@pytest.mark.parametrize("optimizer, drop", [
+    (lambda p: fastopt.Adam(p), "exp_avg_sq"),
+    (lambda p: fastopt.Adam(p), "step"),
+    (lambda p: fastopt.Adam(p, amsgrad=True), "max_exp_avg_sq"),
+    (lambda p: fastopt.NAdam(p), "mu_product"),
+    (lambda p: fastopt.RMSprop(p, momentum=0.9), "momentum_buffer"),
+    (lambda p: fastopt.RMSprop(p, momentum=0.9, centered=True), "grad_avg"),
+    (lambda p: fastopt.Adadelta(p), "acc_delta"),
+])
+def test_an_incomplete_slot_state_is_refused(optimizer, drop):
+    opt = optimizer([np.zeros(4)])
+    opt.step([np.ones(4)])
+    sd = opt.state_dict()
+    assert drop in sd["state"][0]
+    del sd["state"][0][drop]
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match=f"lacks \\['{drop}'\\].*empty or complete"):
+        opt.load_state_dict(sd)
+    after = opt.state_dict()
+    assert after["state"][0].keys() == before["state"][0].keys()
+
+
+def test_state_of_settings_switched_off_may_stay_and_empty_state_is_fresh():
+    opt = fastopt.Adam([np.zeros(4)], amsgrad=True)
+    opt.step([np.ones(4)])
+    sd = opt.state_dict()
+    sd["param_groups"][0]["amsgrad"] = False  # max_exp_avg_sq is no longer needed, but may be kept
+    opt.load_state_dict(sd)
+    assert "max_exp_avg_sq" in opt.state[0]
+    opt.load_state_dict({**sd, "state": {}})  # a never-stepped optimizer's state
+    assert opt.state[0] == {}
+
+
+@pytest.mark.parametrize("optimizer, key, value", [
+    (fastopt.SGD, "step", 3),                # SGD keeps no step count
+    (fastopt.Adam, "mu_product", 0.5),       # only NAdam keeps one
+    (fastopt.NAdam, "mu_product", 1.5),      # a product of factors in [0, 1)
+    (fastopt.NAdam, "mu_product", -0.1),
+])
+def test_unknown_or_out_of_range_scalars_are_refused(optimizer, key, value):
+    opt = optimizer([np.zeros(2)], lr=0.1)
+    opt.step([np.ones(2)])
+    sd = opt.state_dict()
+    sd["state"].setdefault(0, {})[key] = value
+    with pytest.raises(ValueError, match=f"'{key}'"):
+        opt.load_state_dict(sd)
+
+
+@pytest.mark.parametrize("key", [0.7, True, "0x1", "-0", None])
+def test_state_keys_must_be_slot_indices(key):
+    opt = fastopt.Adam([np.zeros(2), np.zeros(2)])
+    opt.step([np.ones(2), np.ones(2)])
+    sd = opt.state_dict()
+    with pytest.raises(ValueError, match="not a slot index"):
+        opt.load_state_dict({**sd, "state": {key: sd["state"][0]}})
+
+
+def test_two_state_entries_for_one_slot_are_refused():
+    opt = fastopt.Adam([np.zeros(2), np.zeros(2)])
+    opt.step([np.ones(2), np.ones(2)])
+    sd = opt.state_dict()
+    with pytest.raises(ValueError, match="two entries for slot 1"):
+        opt.load_state_dict({**sd, "state": {0: sd["state"][0], 1: sd["state"][1], "1": sd["state"][1]}})

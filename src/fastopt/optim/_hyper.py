@@ -15,13 +15,21 @@ def _label(name):
     return _LABELS.get(name, f"{name} value")
 
 
+def as_float(value):
+    """``float(value)`` for a real number, with ints beyond float's range as infinities (not OverflowError)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def real(low=0.0, high=math.inf, *, high_open=False):
     """Validator for a finite real number in [low, high] (or [low, high) with ``high_open``)."""
 
     def check(name, value):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
             raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-        value = float(value)
+        value = as_float(value)
         ok = math.isfinite(value) and low <= value and (value < high if high_open else value <= high)
         if not ok:
             right = ")" if high_open else "]"
@@ -119,3 +127,27 @@ class ParamGroup(dict):
 nonnegative = real()
 any_real = real(-math.inf, math.inf)
 unit_interval = real(0.0, 1.0)
+
+
+class FixedList(list):
+    """A list whose entries can be read and changed in place but not added, removed or replaced.
+
+    An optimizer's ``param_groups`` and ``state`` have one entry per group
+    and per slot, fixed by its parameters; a group appended to the list
+    would never be stepped, and a replaced one would lose its validation.
+    ``Optimizer.add_param_group`` is the way to add a group.
+    """
+
+    def __init__(self, items, what, hint):
+        super().__init__(items)
+        self._what = what
+        self._hint = hint
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError(f"{self._what} cannot be added to, removed from or replaced; {self._hint}")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+    def __reduce__(self):  # copies and pickles are plain lists, as for ParamGroup
+        return list, (list(self),)

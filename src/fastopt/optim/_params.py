@@ -40,6 +40,7 @@ class _Container:
     """One group's ``params``: its slots, and how to find their gradients in ``grads``."""
 
     def __init__(self, params, group, prefix):
+        self.params = params  # as given
         self.paramset = None
         if isinstance(params, (ParamSet, ParamSelection)):
             selection = params if isinstance(params, ParamSelection) else None
@@ -137,24 +138,50 @@ class ParamLayout:
         self.params = params  # as given: copies and pickles of an optimizer rebuild from it
         self.grouped = is_group_list(params)
         specs = params if self.grouped else [{"params": params}]
-        self.containers, self.group_options = [], []
-        for g, spec in enumerate(specs):
-            if "params" not in spec:
-                raise ValueError(f"parameter group {g} has no 'params' entry")
-            prefix = f"param_groups[{g}]." if self.grouped else ""
-            self.containers.append(_Container(spec["params"], g, prefix))
-            self.group_options.append({k: v for k, v in spec.items() if k != "params"})
-        self.slots = [s for c in self.containers for s in c.slots]
-        if not self.slots:
+        self._index([self._container(spec, g, self.grouped) for g, spec in enumerate(specs)])
+
+    def add_group(self, spec):
+        """Append the parameter group ``spec`` (a dict with ``"params"``); return its new slots.
+
+        Checked before anything changes: the new parameters must be valid and
+        share no memory with the existing ones.  The layout is grouped from
+        then on, so ``step(grads)`` takes one entry per group.
+        """
+        g = len(self.containers)
+        container = self._container(spec, g, True)
+        if not container.slots:
+            raise ValueError(f"parameter group {g} has no parameters")
+        # An ungrouped layout's one container is remade to label its arrays as group 0's.
+        first = self.containers if self.grouped else [self._container({"params": self.params}, 0, True)]
+        self._index(first + [container])
+        self.grouped = True
+        self.params = [{"params": c.params, **options} for c, options in zip(self.containers, self.group_options)]
+        return container.slots
+
+    @staticmethod
+    def _container(spec, g, grouped):
+        if not isinstance(spec, Mapping):
+            raise TypeError(f"parameter group {g} must be a dict with a 'params' entry, got {type(spec).__name__}")
+        if "params" not in spec:
+            raise ValueError(f"parameter group {g} has no 'params' entry")
+        container = _Container(spec["params"], g, f"param_groups[{g}]." if grouped else "")
+        container.options = {k: v for k, v in spec.items() if k != "params"}
+        return container
+
+    def _index(self, containers):
+        """Take ``containers`` as the layout, once their slots are known not to overlap."""
+        slots = [s for c in containers for s in c.slots]
+        if not slots:
             raise ValueError("optimizer got an empty parameter list")
-        spans = check_disjoint([s.param for s in self.slots], [s.name for s in self.slots], "parameters")
+        spans = check_disjoint([s.param for s in slots], [s.name for s in slots], "parameters")
+        self.containers, self.slots, self._spans = containers, slots, spans
+        self.group_options = [c.options for c in containers]
         self._starts = [span[0] for span in spans]
-        self._spans = spans
-        self.paramsets = list({id(c.paramset): c.paramset for c in self.containers if c.paramset}.values())
-        self._owners = list({id(s.owner): (s.owner, s.name) for s in self.slots}.values())
+        self.paramsets = list({id(c.paramset): c.paramset for c in containers if c.paramset}.values())
+        self._owners = list({id(s.owner): (s.owner, s.name) for s in slots}.values())
         # With every slot in a ParamSet, grads=None means the ParamSets' own, already-valid gradient views.
-        self._own_grads = ([s.paramset.grad[s.run] for s in self.slots]
-                           if all(c.paramset is not None for c in self.containers) else None)
+        self._own_grads = ([s.paramset.grad[s.run] for s in slots]
+                           if all(c.paramset is not None for c in containers) else None)
 
     def gradients(self, grads):
         """Validate ``grads`` for one step: a 1-D gradient (or None: skip) per slot.

@@ -16,15 +16,21 @@ cpdef bint same_arrays(dict state, tuple bound_arrays):
     return True
 
 
+# The largest step count a slot can hold: the kernels take the step as a C long long.
+MAX_STEP = 2**63 - 1
+
+
 def step_slots(optimizer, list grads, int num_threads):
     """Bind every slot that has a gradient, then run each slot's kernel once.
 
-    Binding all slots first means a refused binding (a replaced state array
-    of the wrong shape, say) raises before any kernel has run.
+    Everything that can fail -- binding (a replaced state array of the wrong
+    shape, say), reading a step count or NAdam's ``mu_product`` that a user
+    replaced -- happens for all slots before any kernel runs, so a refused
+    step changes nothing.
     """
     cdef list bound = optimizer._bound
-    cdef list states = optimizer.state
-    cdef list groups = optimizer.param_groups
+    cdef list states = optimizer._states
+    cdef list groups = optimizer._groups
     cdef list slot_group = optimizer._slot_group
     cdef bint counts_steps = optimizer.counts_steps
     cdef bint tracks_mu = optimizer._tracks_mu_product
@@ -32,26 +38,44 @@ def step_slots(optimizer, list grads, int num_threads):
     cdef list ready = []
     cdef tuple entry
     cdef dict state, new_arrays
-    cdef long long step
+    cdef object step
+    cdef double mu_product
     for index in range(n):
         grad = grads[index]
         if grad is None:
             continue
+        state = states[index]
+        step = state.get("step", 0)
+        if type(step) is not int or not 0 <= step < MAX_STEP:
+            step = _next_step(optimizer, index, step)
+        step += 1
+        mu_product = state.get("mu_product", 1.0)
         entry = bound[index]
         if (entry is not None and entry[2] is grad
                 and entry[1] == groups[slot_group[index]].version
-                and same_arrays(states[index], entry[3])):
-            ready.append((index, entry[0], None))  # the common case: nothing changed
+                and same_arrays(state, entry[3])):
+            ready.append((index, entry[0], None, step, mu_product))  # the common case: nothing changed
         else:
             kernel, new_arrays = optimizer._prepare(index, grad)
-            ready.append((index, kernel, new_arrays or None))
-    for index, kernel, new_arrays in ready:
+            ready.append((index, kernel, new_arrays or None, step, mu_product))
+    for index, kernel, new_arrays, step, mu_product in ready:
         state = states[index]
-        step = state.get("step", 0) + 1
-        mu_product = kernel.run(step, state.get("mu_product", 1.0), new_arrays is not None, num_threads)
+        mu_product = kernel.run(step, mu_product, new_arrays is not None, num_threads)
         if new_arrays is not None:
             state.update(new_arrays)
         if counts_steps:
             state["step"] = step
         if tracks_mu:
             state["mu_product"] = mu_product
+
+
+def _next_step(optimizer, Py_ssize_t index, step):
+    """Slot ``index``'s step count when it is not a plain int in range: checked, or a clear error."""
+    name = optimizer._layout.slots[index].name
+    if isinstance(step, bool) or not hasattr(step, "__index__"):
+        raise TypeError(f"state 'step' of {name} must be an integer, got {step!r}")
+    step = int(step)
+    if not 0 <= step < MAX_STEP:
+        raise ValueError(f"state 'step' of {name} is {step}: the step count must stay in [0, 2**63 - 1) "
+                         "for another step to be taken")
+    return step

@@ -1,17 +1,24 @@
 """Optimizer base class: bookkeeping in Python, math in the fused kernels."""
 import math
+import operator
 from collections.abc import Mapping
 
 import numpy as np
 
-from fastopt._threads import get_num_threads
 from fastopt._kernels import BoundStep, nonfinite_count
-from fastopt.optim._hyper import ParamGroup, flag
+from fastopt._locks import holding
+from fastopt._threads import get_num_threads
+from fastopt.optim._hyper import FixedList, ParamGroup, flag
 from fastopt.optim._params import ParamLayout
-from fastopt.optim._stepping import same_arrays, step_slots
+from fastopt.optim._stepping import MAX_STEP, same_arrays, step_slots
 
 # Group keys that are not hyperparameters but are accepted, as torch does, to label a group.
 GROUP_LABELS = ("name",)
+_GROUPS_HINT = ("add a group with add_param_group(), or change a group's hyperparameters in place "
+                "(param_groups[0]['lr'] = 0.1)")
+# Per-slot numbers other than the step count, and the values they can take.
+SCALAR_RANGES = {"mu_product": (0.0, 1.0)}  # NAdam's product of momentum factors, each in [0, 1)
+_STATE_HINT = "it holds one dict per slot; clear a slot's dict (state[i].clear()) to restart its state"
 
 
 class Optimizer:
@@ -63,22 +70,71 @@ class Optimizer:
     def __init__(self, params, defaults, *, skip_nonfinite=False):
         self.defaults = ParamGroup(self.rules, defaults)
         self._layout = ParamLayout(params)
-        self.param_groups = []
-        for g, options in enumerate(self._layout.group_options):
-            unknown = sorted(set(options) - set(self.rules) - set(GROUP_LABELS))
-            if unknown:
-                raise ValueError(f"param_groups[{g}] sets {unknown}, which {type(self).__name__} does not take")
-            group = ParamGroup(self.rules, {**self.defaults, **options})
-            dict.__setitem__(group, "params", [i for i, s in enumerate(self._layout.slots) if s.group == g])
-            self._check_group(group)
-            self.param_groups.append(group)
-        self.state = [{} for _ in self._layout.slots]
-        # per slot: (BoundStep, group version, grad array, ((state name, array), ...)) -- what it is bound to
-        self._bound = [None] * len(self.state)
-        self._slot_group = [s.group for s in self._layout.slots]
+        groups = [self._new_group(g, options) for g, options in enumerate(self._layout.group_options)]
+        for i, slot in enumerate(self._layout.slots):
+            groups[slot.group]["params"].append(i)
+        self._set_groups(groups, [{} for _ in self._layout.slots])
         self._tracks_mu_product = "mu_product" in self.state_scalars
         self.skip_nonfinite = flag("skip_nonfinite", skip_nonfinite)
         self.skipped_steps = 0
+
+    def _new_group(self, g, options):
+        """A validated ParamGroup for group ``g``: the defaults overridden by ``options``; no slots yet."""
+        unknown = sorted(set(options) - set(self.rules) - set(GROUP_LABELS))
+        if unknown:
+            raise ValueError(f"param_groups[{g}] sets {unknown}, which {type(self).__name__} does not take")
+        group = ParamGroup(self.rules, {**self.defaults, **options})
+        dict.__setitem__(group, "params", [])
+        self._check_group(group)
+        return group
+
+    def _set_groups(self, groups, state):
+        """Take ``groups`` and per-slot ``state`` (lists); bindings start afresh."""
+        self._groups, self._states = groups, state  # plain lists for the compiled step loop
+        self._param_groups = FixedList(groups, "param_groups", _GROUPS_HINT)  # the same entries, guarded
+        self._state = FixedList(state, "the optimizer's state list", _STATE_HINT)
+        # per slot: (BoundStep, group version, grad array, ((state name, array), ...)) -- what it is bound to
+        self._bound = [None] * len(state)
+        self._slot_group = [s.group for s in self._layout.slots]
+        self._lock = holding([s.param for s in self._layout.slots])
+
+    @property
+    def param_groups(self):
+        """The parameter groups (see the class docstring); change hyperparameters in place."""
+        return self._param_groups
+
+    @property
+    def state(self):
+        """Per-slot state dicts (see the class docstring)."""
+        return self._state
+
+    def add_param_group(self, param_group):
+        """Add a parameter group, as ``torch.optim.Optimizer.add_param_group``.
+
+        Parameters
+        ----------
+        param_group : dict
+            ``"params"`` (a ParamSet, ``ps.select(...)``, or a list, tuple or
+            dict of arrays, sharing no memory with the parameters already
+            optimized) and hyperparameters for the group; those not given
+            take the optimizer's defaults.
+
+        Notes
+        -----
+        Everything is checked before anything changes.  From then on the
+        optimizer has parameter groups: ``step(grads)`` takes a list with one
+        entry per group, unless every group lives in a ParamSet.
+        """
+        if not isinstance(param_group, Mapping):
+            raise TypeError(f"param_group must be a dict with a 'params' entry, got {type(param_group).__name__}")
+        with self._lock:
+            group = self._new_group(len(self._param_groups), {k: v for k, v in param_group.items() if k != "params"})
+            first = len(self._layout.slots)
+            new_slots = self._layout.add_group(param_group)  # checks, then changes the layout
+            dict.__setitem__(group, "params", list(range(first, first + len(new_slots))))
+            bound = self._bound
+            self._set_groups(self._groups + [group], self._states + [{} for _ in new_slots])
+            self._bound[:first] = bound
 
     # ------------------------------------------------------------------ steps
     def step(self, grads=None):
@@ -104,13 +160,14 @@ class Optimizer:
             True if the step was applied; False if ``skip_nonfinite`` is on
             and a gradient held a NaN or infinity.
         """
-        grads = self._layout.gradients(grads)
-        num_threads = get_num_threads()
-        if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
-            self.skipped_steps += 1
-            return False
-        step_slots(self, grads, num_threads)
-        return True
+        with self._lock:
+            grads = self._layout.gradients(grads)
+            num_threads = get_num_threads()
+            if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
+                self.skipped_steps += 1
+                return False
+            step_slots(self, grads, num_threads)
+            return True
 
     def _prepare(self, index, grad):
         """Slot ``index``'s bound kernel, up to date, and the state arrays it created (stored after it runs)."""
@@ -162,9 +219,10 @@ class Optimizer:
         """Zero the gradients of every parameter that lives in a ParamSet."""
         if not self._layout.paramsets:
             raise TypeError("zero_grad() needs a ParamSet; an optimizer built on arrays holds no gradients")
-        for slot in self._layout.slots:
-            if slot.paramset is not None:
-                slot.paramset.grad[slot.run] = 0
+        with self._lock:
+            for slot in self._layout.slots:
+                if slot.paramset is not None:
+                    slot.paramset.grad[slot.run] = 0
 
     # ---------------------------------------------------------- learning rate
     @property
@@ -191,12 +249,13 @@ class Optimizer:
         ``"params"``, the indices of its slots; ``skipped_steps`` counts the
         steps refused for non-finite gradients.
         """
-        return {
-            "state": {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
-                      for i, s in enumerate(self.state) if s},
-            "param_groups": [{**group, "params": list(group["params"])} for group in self.param_groups],
-            "skipped_steps": self.skipped_steps,
-        }
+        with self._lock:
+            return {
+                "state": {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+                          for i, s in enumerate(self.state) if s},
+                "param_groups": [{**group, "params": list(group["params"])} for group in self.param_groups],
+                "skipped_steps": self.skipped_steps,
+            }
 
     def load_state_dict(self, state_dict):
         """Restore a snapshot taken by :meth:`state_dict` on an optimizer built the same way.
@@ -223,17 +282,22 @@ class Optimizer:
             group = ParamGroup(self.rules, {k: v for k, v in saved.items() if k != "params"})
             dict.__setitem__(group, "params", list(mine["params"]))
             new_groups.append(group)
-        new_state = [{} for _ in self.state]
-        for key, saved in dict(state_dict["state"]).items():
-            index = self._slot_index(key)
-            if not isinstance(saved, Mapping):
-                raise TypeError(f"state for slot {index} in the state_dict must be a dict, got {type(saved).__name__}")
-            new_state[index] = self._checked_state(index, saved)
         for group in new_groups:
             self._check_group(group)
+        new_state = [{} for _ in self.state]
+        seen = set()
+        for key, saved in dict(state_dict["state"]).items():
+            index = self._slot_index(key)
+            if index in seen:
+                raise ValueError(f"state_dict has two entries for slot {index}")
+            seen.add(index)
+            if not isinstance(saved, Mapping):
+                raise TypeError(f"state for slot {index} in the state_dict must be a dict, got {type(saved).__name__}")
+            new_state[index] = self._checked_state(index, saved, new_groups[self._slot_group[index]])
         skipped = _count("skipped_steps", state_dict.get("skipped_steps", 0))
-        self.param_groups, self.state, self.skipped_steps = new_groups, new_state, skipped
-        self._bound = [None] * len(self.state)
+        with self._lock:
+            self._set_groups(new_groups, new_state)
+            self.skipped_steps = skipped
 
     # --------------------------------------------------------- copy, pickle
     def __getstate__(self):
@@ -252,16 +316,38 @@ class Optimizer:
         self.load_state_dict(saved["state_dict"])
 
     def _slot_index(self, key):
-        try:
+        if isinstance(key, str) and key.isdecimal():
             index = int(key)
-        except (TypeError, ValueError):
-            raise ValueError(f"state_dict state key {key!r} is not a slot index") from None
+        else:
+            try:
+                index = operator.index(key)  # ints and NumPy integers; not floats, not bools
+            except TypeError:
+                index = None
+            if isinstance(key, (bool, np.bool_)):
+                index = None
+        if index is None:
+            raise ValueError(f"state_dict state key {key!r} is not a slot index")
         if not 0 <= index < len(self.state):
             raise ValueError(f"state_dict has state for slot {index}, but this optimizer has {len(self.state)} slots")
         return index
 
-    def _checked_state(self, index, saved):
+    def _checked_state(self, index, saved, group):
+        """Slot ``index``'s state from a state_dict, checked to be complete for ``group``'s settings.
+
+        A slot's state is empty (never stepped) or holds every scalar this
+        optimizer keeps and every state array the group's hyperparameters
+        use; arrays that other settings use (``max_exp_avg_sq`` after
+        ``amsgrad`` was switched off, say) may be present too.  A step count
+        must leave room for the next step.
+        """
         slot = self._layout.slots[index]
+        scalars = (("step",) if self.counts_steps else ()) + tuple(k for k in self.state_scalars if k != "step")
+        if saved:
+            needed = [name for name, use in zip(self.state_arrays, self._needed(group)) if use]
+            missing = [key for key in scalars + tuple(needed) if key not in saved]
+            if missing:
+                raise ValueError(f"state of {slot.name} in the state_dict lacks {missing}: a slot's state must "
+                                 f"be empty or complete ({', '.join(scalars + tuple(needed))})")
         state = {}
         for key, value in saved.items():
             if key in self.state_arrays:
@@ -270,15 +356,18 @@ class Optimizer:
                     raise ValueError(f"state {key!r} of {slot.name} is {array.dtype}{list(array.shape)} in the "
                                      f"state_dict, expected {slot.param.dtype}{list(slot.param.shape)}")
                 state[key] = array.copy()
-            elif key == "step":
-                state[key] = _count(f"state 'step' of {slot.name}", value)
-            elif key in self.state_scalars:
+            elif key == "step" and key in scalars:
+                state[key] = _count(f"state 'step' of {slot.name}", value, MAX_STEP, "2**63 - 1, so that a next step fits")
+            elif key in scalars:
                 scalar = np.asarray(value)
-                if scalar.shape != () or scalar.dtype.kind not in "iuf" or not math.isfinite(scalar):
-                    raise ValueError(f"state {key!r} of {slot.name} must be a finite number, got {value!r}")
+                low, high = SCALAR_RANGES.get(key, (-math.inf, math.inf))
+                if (scalar.shape != () or scalar.dtype.kind not in "iuf" or not math.isfinite(scalar)
+                        or not low <= scalar <= high):
+                    raise ValueError(f"state {key!r} of {slot.name} must be a finite number in [{low}, {high}], "
+                                     f"got {value!r}")
                 state[key] = float(scalar)
             else:
-                raise ValueError(f"state_dict has unknown state {key!r} for {type(self).__name__}")
+                raise ValueError(f"state_dict has unknown state {key!r} for {slot.name} of {type(self).__name__}")
         return state
 
     # ------------------------------------------------------------------- misc
@@ -291,9 +380,9 @@ class Optimizer:
         return "\n".join(lines)
 
 
-def _count(what, value):
-    """A non-negative integer count from a state_dict (a Python or NumPy integer)."""
+def _count(what, value, limit=2**63, limit_text="2**63"):
+    """A non-negative integer count below ``limit`` from a state_dict (a Python or NumPy integer)."""
     scalar = np.asarray(value)
-    if scalar.shape != () or scalar.dtype.kind not in "iu" or not 0 <= int(scalar) < 2**63:
-        raise ValueError(f"{what} must be a non-negative integer below 2**63, got {value!r}")
+    if scalar.shape != () or scalar.dtype.kind not in "iu" or not 0 <= int(scalar) < limit:
+        raise ValueError(f"{what} must be a non-negative integer below {limit_text}, got {value!r}")
     return int(scalar)
