@@ -12,9 +12,11 @@ import numpy as np
 
 
 def _direction(g, p, weight_decay, maximize):
+    # A weight decay that rounds to zero in the parameter's precision is no decay (torch would still add
+    # 0 * p, which only differs where p is infinite or NaN).
     t = p.dtype.type
     d = -g if maximize else g
-    return d + t(weight_decay) * p if weight_decay != 0 else d
+    return d + t(weight_decay) * p if t(weight_decay) != 0 else d
 
 
 def _decayed(p, lr, weight_decay):

@@ -60,6 +60,8 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from numbers import Integral, Real
 
+from fastopt.optim._hyper import as_float
+
 __all__ = [
     "LRScheduler", "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
     "ExponentialLR", "PolynomialLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "CyclicLR",
@@ -72,7 +74,7 @@ def _real(name, value, low=-math.inf, high=math.inf, *, low_open=False, high_ope
     """A finite real number within the given bounds, as a float."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    value = as_float(value)
     above = low < value if low_open else low <= value
     below = value < high if high_open else value <= high
     if not (math.isfinite(value) and above and below):
