@@ -505,3 +505,35 @@ def test_validation_needs_model_loss():
     model = NoLoss()
     with pytest.raises(TypeError, match=r"loss\(X, y\)"):
         fit(model, fastopt.SGD(model.params), *data(), epochs=1, validation_data=data(), progress=False)
+
+
+def test_optimizer_on_another_paramset_is_refused(regression):
+    X_train, _, y_train, _ = regression
+    model, stranger = LinearRegression(5), LinearRegression(5)
+    opt = fastopt.SGD(stranger.params, lr=0.1)
+    with pytest.raises(ValueError, match=r"outside model\.params.*train nothing"):
+        fit(model, opt, X_train, y_train, epochs=1, progress=False)
+    assert not model.params.data.any() and not stranger.params.data.any()
+
+
+def test_optimizer_on_arrays_is_refused(regression):
+    X_train, _, y_train, _ = regression
+    model = LinearRegression(5)
+    with pytest.raises(ValueError, match=r"params\[0\].*outside model\.params"):
+        fit(model, fastopt.SGD([np.zeros(5)], lr=0.1), X_train, y_train, epochs=1, progress=False)
+
+
+def test_optimizer_on_a_selection_of_model_params_trains_only_it(regression):
+    X_train, _, y_train, _ = regression
+    model = LinearRegression(5)
+    opt = fastopt.SGD(model.params.select(["w"]), lr=0.1)  # b stays frozen
+    fit(model, opt, X_train, y_train, epochs=3, progress=False)
+    assert model.params["w"].any() and not model.params["b"].any()
+
+
+def test_an_object_with_another_ps_is_refused(regression):
+    X_train, _, y_train, _ = regression
+    model = LinearRegression(5)
+    wrapper = types.SimpleNamespace(ps=fastopt.ParamSet({"w": 5, "b": 1}), step=lambda: True)
+    with pytest.raises(ValueError, match="outside model.params"):
+        fit(model, wrapper, X_train, y_train, epochs=1, progress=False)

@@ -44,6 +44,8 @@ from operator import index
 import numpy as np
 
 from fastopt.data import _as_aligned_arrays, _rng, minibatches, num_batches
+from fastopt.optim.optimizer import Optimizer
+from fastopt.paramset import ParamSet
 
 __all__ = ["History", "NonFiniteLossError", "fit"]
 
@@ -227,8 +229,7 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
     See :mod:`fastopt.training`.
     """
     params = _check_model(model, validation_data is not None)
-    if not callable(getattr(optimizer, "step", None)):
-        raise TypeError(f"optimizer must have a step() method, got {type(optimizer).__name__}")
+    _check_optimizer(optimizer, params)
     epochs = _positive_int("epochs", epochs)
     patience = None if early_stopping_patience is None else _positive_int("early_stopping_patience",
                                                                           early_stopping_patience)
@@ -339,6 +340,27 @@ def _check_model(model, needs_loss):
         raise TypeError("model.params must be the fastopt.ParamSet holding the model's parameters, "
                         f"got {type(params).__name__}")
     return params
+
+
+def _check_optimizer(optimizer, params):
+    """The optimizer must update ``model.params``: fit() writes the gradients into its ``grad`` buffer.
+
+    Checked for fastopt's own optimizers (and anything exposing the ParamSet
+    it steps as ``ps``, like ``ShardedOptimizer``); others are taken on trust.
+    """
+    if not callable(getattr(optimizer, "step", None)):
+        raise TypeError(f"optimizer must have a step() method, got {type(optimizer).__name__}")
+    if isinstance(optimizer, Optimizer):
+        elsewhere = [slot.name for slot in optimizer._layout.slots if slot.paramset is not params]
+    elif isinstance(getattr(optimizer, "ps", None), ParamSet):
+        elsewhere = [] if optimizer.ps is params else ["its ParamSet"]
+    else:
+        return
+    if elsewhere:
+        shown = ", ".join(elsewhere[:3]) + (f" and {len(elsewhere) - 3} more" if len(elsewhere) > 3 else "")
+        raise ValueError(f"{type(optimizer).__name__} updates {shown}, outside model.params: fit() writes the "
+                         "gradients into model.params.grad, so that optimizer would train nothing; build it on "
+                         "model.params (or ps.select(...) of it)")
 
 
 def _check_validation(validation_data):
