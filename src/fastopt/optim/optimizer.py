@@ -54,11 +54,31 @@ class Optimizer:
     ----------
     param_groups : list of dict
         Hyperparameters per group (validated when changed) and
-        ``"params"``: the indices of the group's slots.
+        ``"params"``: the indices of the group's slots.  Its entries are
+        changed in place; groups are added with :meth:`add_param_group`,
+        never appended, removed or replaced (TypeError).
     state : list of dict
-        Per slot: step counts and state arrays (1-D), created at its first step.
+        Per slot: step counts and state arrays (1-D), created at its first
+        step.  One entry per slot, fixed; ``state[i].clear()`` restarts a
+        slot.
     skipped_steps : int
         Steps skipped for non-finite gradients.
+
+    Notes
+    -----
+    Threads: the kernels release the GIL, and :meth:`step`,
+    :meth:`zero_grad`, :meth:`state_dict`, :meth:`load_state_dict` and
+    :meth:`add_param_group` hold a lock for every buffer they update (the
+    ParamSet's, or each array's base), shared by all optimizers over that
+    memory.  So steps from several threads -- of one optimizer, or of
+    several over one ParamSet -- run one after the other, never
+    interleaved, and optimizers over separate memory step in parallel.
+    Writing parameters or gradients yourself while another thread steps
+    them is a data race, as with any NumPy array.
+
+    A weight decay that rounds to zero in the parameters' precision (below
+    about 1e-45 in float32) is no decay: torch would still add ``0 * p``,
+    which differs only where ``p`` is infinite or NaN.
     """
 
     rule = None          # the kernel: a key of fastopt._update_rules.RULES
