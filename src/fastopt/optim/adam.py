@@ -50,6 +50,7 @@ class Adam(Optimizer):
                  maximize=flag, decoupled_weight_decay=flag)
     state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     state_scalars = ("step",)
+    switchable_state = ("max_exp_avg_sq",)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
                  maximize=False, decoupled_weight_decay=False, skip_nonfinite=False):

@@ -85,6 +85,7 @@ class Optimizer:
     rules = {}           # hyperparameter -> validator
     state_arrays = ()    # the kernel's state arrays, in its order
     state_scalars = ()   # per-slot numbers kept in ``state``
+    switchable_state = ()  # state arrays that settings switch on (amsgrad's, say): created when first used
     counts_steps = True  # keep state["step"]
 
     def __init__(self, params, defaults, *, skip_nonfinite=False):
@@ -356,14 +357,18 @@ class Optimizer:
 
         A slot's state is empty (never stepped) or holds every scalar this
         optimizer keeps and every state array the group's hyperparameters
-        use; arrays that other settings use (``max_exp_avg_sq`` after
-        ``amsgrad`` was switched off, say) may be present too.  A step count
-        must leave room for the next step.
+        use -- except the ``switchable_state`` ones, which a state taken
+        after switching their setting on (``amsgrad``, say) and before the
+        next step lacks; that step creates them, as it would have without
+        the round trip.  Arrays that other settings use (``max_exp_avg_sq``
+        after ``amsgrad`` was switched off) may be present too.  A step
+        count must leave room for the next step.
         """
         slot = self._layout.slots[index]
         scalars = (("step",) if self.counts_steps else ()) + tuple(k for k in self.state_scalars if k != "step")
         if saved:
-            needed = [name for name, use in zip(self.state_arrays, self._needed(group)) if use]
+            needed = [name for name, use in zip(self.state_arrays, self._needed(group))
+                      if use and name not in self.switchable_state]
             missing = [key for key in scalars + tuple(needed) if key not in saved]
             if missing:
                 raise ValueError(f"state of {slot.name} in the state_dict lacks {missing}: a slot's state must "

@@ -43,6 +43,7 @@ class RMSprop(Optimizer):
                  momentum=nonnegative, centered=flag, maximize=flag)
     state_arrays = ("square_avg", "momentum_buffer", "grad_avg")
     state_scalars = ("step",)
+    switchable_state = ("momentum_buffer", "grad_avg")
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
                  maximize=False, *, skip_nonfinite=False):

@@ -61,6 +61,7 @@ class SGD(Optimizer):
                  nesterov=flag, maximize=flag)
     state_arrays = ("momentum_buffer",)
     counts_steps = False  # torch's SGD keeps no step count
+    switchable_state = ("momentum_buffer",)
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
                  maximize=False, skip_nonfinite=False):
