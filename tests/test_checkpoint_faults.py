@@ -11,7 +11,12 @@ import io
 import json
 import os
 import pickle
+import signal
+import stat
 import struct
+import subprocess
+import sys
+import textwrap
 import tracemalloc
 import zipfile
 import zlib
@@ -515,3 +520,155 @@ def test_params_only_load_checks_the_optimizer_entries_generically(saved, tmp_pa
                         ("optimizer/state/0/exp_avg", np.zeros(3, np.int64))]:
         with pytest.raises(CheckpointError, match="must be"):
             fastopt.load(write(tmp_path / "bad.npz", {**entries, name: value}), ps)
+
+
+# ----------------------------------------------------------- 9: save faults
+def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    path = tmp_path / "c.npz"
+    for mode in (0o640, 0o600, 0o604):
+        path.write_bytes(b"old")
+        path.chmod(mode)
+        fastopt.save(path, [np.ones(2)])
+        assert stat.S_IMODE(path.stat().st_mode) == mode
+        out = [np.zeros(2)]
+        fastopt.load(path, out)
+        assert out[0].tolist() == [1, 1]
+
+
+@pytest.mark.skipif(AS_ROOT or not hasattr(os, "geteuid"), reason="root may write a read-only file")
+def test_save_refuses_a_read_only_destination(tmp_path):
+    path = tmp_path / "c.npz"
+    fastopt.save(path, [np.ones(2)])
+    path.chmod(0o444)
+    before = path.read_bytes()
+    with pytest.raises(PermissionError):
+        fastopt.save(path, [np.zeros(2)])
+    assert path.read_bytes() == before and stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]
+
+
+def test_save_follows_os_access_for_an_existing_destination(tmp_path, monkeypatch):
+    """The refusal is os.access(path, W_OK)'s verdict (which also holds for root, where it says yes)."""
+    path = tmp_path / "c.npz"
+    fastopt.save(path, [np.ones(2)])
+    before = path.read_bytes()
+    monkeypatch.setattr(fastopt.checkpoint.os, "access", lambda p, mode: not (p == str(path) and mode == os.W_OK))
+    with pytest.raises(PermissionError):
+        fastopt.save(path, [np.zeros(2)])
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]
+    with pytest.raises(IsADirectoryError):
+        fastopt.save(tmp_path, [np.zeros(2)])
+
+
+def test_save_fsyncs_the_file_before_the_rename_and_the_directory_after(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append("replace")
+        real_replace(src, dst)
+    monkeypatch.setattr(fastopt.checkpoint.os, "fsync", fsync)
+    monkeypatch.setattr(fastopt.checkpoint.os, "replace", replace)
+    fastopt.save(tmp_path / "c.npz", [np.ones(2)])
+    assert events == ["fsync file", "replace", "fsync dir"]
+
+
+def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "c.npz"
+    fastopt.save(path, [np.ones(2)])
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(np.lib.format, "write_array", fail)
+    with pytest.raises(OSError, match="No space"):
+        fastopt.save(path, [np.zeros(2)])
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]
+
+
+def temporary_name(host=None, pid=12345):
+    host = host or fastopt.checkpoint._host()
+    return f".fastopt-{host}-{pid}-0123456789abcdef.tmp"
+
+
+def test_save_removes_stale_temporaries_but_none_in_use_and_no_other_hosts(tmp_path):
+    import fcntl
+
+    stale = tmp_path / temporary_name()
+    busy = tmp_path / temporary_name(pid=23456)
+    other_host = tmp_path / temporary_name(host="elsewhere.example", pid=1)
+    unrelated = [tmp_path / ".fastopt-abc.npz", tmp_path / "fastopt-x-1-0123456789abcdef.tmp"]
+    for path in [stale, busy, other_host, *unrelated]:
+        path.write_bytes(b"partial")
+    with open(busy, "rb+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # a save in progress (a lock is per open file, so this process counts)
+        fastopt.save(tmp_path / "c.npz", [np.ones(2)])
+        assert not stale.exists() and busy.exists() and other_host.exists()
+    assert all(path.exists() for path in unrelated)
+    fastopt.save(tmp_path / "c.npz", [np.ones(2)])
+    assert not busy.exists() and other_host.exists()
+
+
+def test_a_temporary_removed_before_its_writer_locked_it_is_replaced(tmp_path, monkeypatch):
+    """The race between creating a temporary and locking it: the writer starts again under a new name."""
+    import fcntl
+
+    real_flock, calls = fcntl.flock, []
+
+    def flock(fd, op):
+        if not calls:  # another save's cleanup takes the fresh temporary first
+            for path in tmp_path.glob(".fastopt-*.tmp"):
+                path.unlink()
+        calls.append(op)
+        return real_flock(fd, op)
+    monkeypatch.setattr(fcntl, "flock", flock)
+    fastopt.save(tmp_path / "c.npz", [np.ones(2)])
+    assert len(calls) == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]
+    out = [np.zeros(2)]
+    fastopt.load(tmp_path / "c.npz", out)
+    assert out[0].tolist() == [1, 1]
+
+
+SLOW_SAVE = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    import fastopt
+    write_array = np.lib.format.write_array
+    def slow(fp, array, *args, **kwargs):
+        write_array(fp, array, *args, **kwargs)
+        if array.size > 1000:
+            print("writing", flush=True)
+            time.sleep(600)
+    np.lib.format.write_array = slow
+    fastopt.save(sys.argv[1], {"w": np.ones(100_000)})
+""")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_save_killed_midway_leaves_the_old_file_and_the_next_save_cleans_up(tmp_path):
+    path = tmp_path / "c.npz"
+    fastopt.save(path, {"w": np.zeros(100_000)})
+    before = path.read_bytes()
+    child = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "writing\n"
+        temporaries = list(tmp_path.glob(".fastopt-*.tmp"))
+        assert len(temporaries) == 1 and f"-{child.pid}-" in temporaries[0].name
+        fastopt.save(tmp_path / "other.npz", [np.ones(2)])  # a concurrent save leaves it alone
+        assert temporaries[0].exists()
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    assert path.read_bytes() == before and temporaries[0].exists()
+    out = {"w": np.ones(100_000)}
+    fastopt.load(path, out)
+    assert not out["w"].any()
+    fastopt.save(tmp_path / "other.npz", [np.ones(2)])
+    assert not temporaries[0].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz", "other.npz"]

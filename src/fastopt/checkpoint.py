@@ -40,13 +40,16 @@ Files of version 1 (``"fastopt-checkpoint-1"``, the same layout without
 ``checksum``) are still read, with every check but the checksum, so damage
 to their data cannot be detected.
 """
+import errno
 import hashlib
 import io
 import json
 import math
 import os
 import re
-import tempfile
+import secrets
+import socket
+import stat
 import zipfile
 from collections.abc import Mapping
 
@@ -54,6 +57,11 @@ import numpy as np
 
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import ParamSet
+
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): temporaries are neither locked nor cleaned up
+    fcntl = None
 
 FORMAT = "fastopt-checkpoint-2"
 _FORMATS = ("fastopt-checkpoint-1", FORMAT)  # the versions load reads
@@ -89,22 +97,48 @@ def save(path, params, optimizer=None):
     Parameters
     ----------
     path : str or os.PathLike
-        Written atomically (to a temporary file, then renamed), exactly at
-        this path: no suffix is added.
+        Written exactly at this path (no suffix is added), atomically and
+        durably: to a temporary file in the same directory, flushed to disk,
+        then renamed over ``path``, and the directory flushed too, so a
+        crash or power loss leaves either the old file or the new one.  An
+        existing file keeps its permission bits; a new one gets ``0o666``
+        less the umask.  Temporary files that an interrupted ``save`` (on
+        this host) left in the directory are removed.
     params : ParamSet, or dict/list/tuple of numpy.ndarray
     optimizer : fastopt.optim.Optimizer, optional
+
+    Raises
+    ------
+    PermissionError
+        If ``path`` exists and is not writable by this process (checked as
+        :func:`os.access` does); the file is left as it is.
+    IsADirectoryError
+        If ``path`` is a directory.
+    ValueError
+        If two parameter names collide, or an array cannot be stored
+        without pickle.
     """
     entries = _entries(params, optimizer)
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".fastopt-", suffix=".npz")
+    directory = os.path.dirname(os.path.abspath(path))
+    mode = _destination_mode(path)
+    _remove_stale_temporaries(directory)  # first: they may hold the disk space this save needs
+    # A new file is created 0o666 and the kernel applies the umask (or the directory's default ACL);
+    # a replacement is written privately, then given the mode of the file it replaces.
+    tmp, fd = _create_temporary(directory, 0o666 if mode is None else 0o600)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(fd, "wb", closefd=False) as fh:
             _write_archive(fh, entries)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it an ordinary file's mode
+        os.fsync(fd)
+        if mode is not None:
+            _chmod(fd, tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        _unlink(tmp)
         raise
+    finally:
+        os.close(fd)  # and so releases the temporary's lock
+    _fsync_directory(directory)
 
 
 def _entries(params, optimizer):
@@ -165,10 +199,122 @@ def _checksum(records):
     return outer.hexdigest()
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _destination_mode(path):
+    """The permission bits of the file ``path`` replaces, or None if there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not os.access(path, os.W_OK):
+        raise PermissionError(errno.EACCES, "the checkpoint exists and is not writable", path)
+    return stat.S_IMODE(st.st_mode)
+
+
+# Temporary files.  A save writes ".fastopt-<host>-<pid>-<random>.tmp" next to
+# its destination and holds an exclusive flock on it from just after creating
+# it until it is renamed and closed.  The kernel drops that lock when the
+# writer exits however it ends (even by SIGKILL), so a temporary of this
+# host whose lock is free belongs to no running save: each save removes
+# those.  The remover takes the lock itself before unlinking, and a writer
+# whose fresh temporary was removed in the moment before it locked it sees
+# so (the name no longer leads to its file) and starts again with a new
+# name; so a temporary in use is never deleted, whatever the timing.  Only
+# this host's temporaries are touched: on a network file system another
+# host's lock may not be visible here.  (The pid is for people reading the
+# directory; pids get reused, so it decides nothing.)
+_TEMP_NAME = re.compile(r"\.fastopt-(?P<host>[A-Za-z0-9._]{1,64})-(?P<pid>[0-9]+)-[0-9a-f]{16}\.tmp")
+
+
+def _host():
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "localhost"
+
+
+def _create_temporary(directory, mode):
+    """(path, fd) of a new temporary in ``directory``, open for writing and (where possible) locked."""
+    while True:
+        tmp = os.path.join(directory, f".fastopt-{_host()}-{os.getpid()}-{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+        if fcntl is None:
+            return tmp, fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _same_file(os.fstat(fd), tmp):
+                return tmp, fd
+        except BaseException:
+            os.close(fd)
+            _unlink(tmp)
+            raise
+        os.close(fd)  # removed as stale before we locked it: take another name
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _same_file(st, path):
+    try:
+        now = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _remove_stale_temporaries(directory):
+    """Remove this host's fastopt temporaries in ``directory`` that no running save holds; best effort."""
+    if fcntl is None:
+        return
+    host = _host()
+    try:
+        names = [e.name for e in os.scandir(directory) if e.name.startswith(".fastopt-")]
+    except OSError:
+        return
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    for name in names:
+        match = _TEMP_NAME.fullmatch(name)
+        if not match or match["host"] != host:
+            continue
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, flags)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a save is writing it
+                if _same_file(st, path):
+                    os.unlink(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _chmod(fd, path, mode):
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    else:
+        os.chmod(path, mode)
+
+
+def _fsync_directory(directory):
+    """Make a rename in ``directory`` durable, where the platform can."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # not openable (Windows, or no read permission): nothing more can be done
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):  # directories not fsync-able here
+            raise
+    finally:
+        os.close(fd)
 
 
 # ------------------------------------------------------------------------ load
