@@ -16,6 +16,7 @@ import stat
 import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 import tracemalloc
 import zipfile
@@ -23,6 +24,7 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from test_kernels import assert_bitwise_equal
 
 import fastopt
@@ -672,3 +674,98 @@ def test_a_save_killed_midway_leaves_the_old_file_and_the_next_save_cleans_up(tm
     fastopt.save(tmp_path / "other.npz", [np.ones(2)])
     assert not temporaries[0].exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz", "other.npz"]
+
+
+
+# ------------------------------------- corruption of any byte, property-based
+GRAD = np.random.default_rng(7).standard_normal(8)
+
+
+def next_step(ps, opt):
+    """The parameters and state after one more step with a fixed gradient."""
+    ps.grad[:] = GRAD
+    opt.step()
+    return snapshot(ps, opt)
+
+
+def original_bytes():
+    ps, opt = trained()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "c.npz")
+        fastopt.save(path, ps, opt)
+        with open(path, "rb") as fh:
+            return fh.read()
+
+
+ORIGINAL = original_bytes()
+CORRUPTION = settings(derandomize=True, database=None, deadline=None, max_examples=150,
+                      suppress_health_check=[HealthCheck.too_slow])
+
+
+class Loader:
+    """Loads corrupted copies of ORIGINAL into one target, rebuilt only when a load succeeds."""
+
+    def __init__(self, directory):
+        self.path = directory / "corrupted.npz"
+        ps, opt = build()
+        fastopt.load(self._write(ORIGINAL), ps, opt)
+        self.expected = next_step(ps, opt)
+        self.target = fresh_target()
+        self.before = snapshot(*self.target)
+        self.outcomes = {"refused": 0, "loaded": 0}
+
+    def _write(self, data):
+        self.path.write_bytes(bytes(data))
+        return self.path
+
+    def check(self, data):
+        """Refused with CheckpointError changing nothing, or loaded and continuing as the original does."""
+        ps, opt = self.target
+        try:
+            fastopt.load(self._write(data), ps, opt)
+        except CheckpointError:
+            assert_unchanged(ps, opt, self.before)
+            self.outcomes["refused"] += 1
+            return
+        next_step(ps, opt)
+        assert_unchanged(ps, opt, self.expected)
+        self.outcomes["loaded"] += 1
+        self.target = fresh_target()
+        self.before = snapshot(*self.target)
+
+
+def test_every_single_bit_flip_is_refused_or_harmless(tmp_path):
+    loader = Loader(tmp_path)
+
+    @CORRUPTION
+    @given(st.integers(0, 8 * len(ORIGINAL) - 1))
+    def flip(bit):
+        data = bytearray(ORIGINAL)
+        data[bit // 8] ^= 1 << (bit % 8)
+        loader.check(data)
+    flip()
+    assert loader.outcomes["refused"] > 0
+
+
+def test_random_byte_corruption_is_refused_or_harmless(tmp_path):
+    loader = Loader(tmp_path)
+
+    @CORRUPTION
+    @given(st.lists(st.tuples(st.integers(0, len(ORIGINAL) - 1), st.integers(0, 255)), min_size=1, max_size=16))
+    def corrupt(changes):
+        data = bytearray(ORIGINAL)
+        for position, value in changes:
+            data[position] = value
+        loader.check(data)
+    corrupt()
+
+
+def test_truncation_and_junk_are_refused_or_harmless(tmp_path):
+    loader = Loader(tmp_path)
+
+    @CORRUPTION
+    @given(st.integers(0, len(ORIGINAL) - 1), st.binary(max_size=64))
+    def cut(length, junk):
+        loader.check(ORIGINAL[:length] + junk)
+    cut()
+    assert loader.outcomes["refused"] > 0
