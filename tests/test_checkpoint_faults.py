@@ -635,6 +635,18 @@ def test_a_temporary_removed_before_its_writer_locked_it_is_replaced(tmp_path, m
     assert out[0].tolist() == [1, 1]
 
 
+def test_without_file_locks_save_works_and_removes_no_temporary(tmp_path, monkeypatch):
+    import fcntl
+
+    def flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(fcntl, "flock", flock)
+    stale = tmp_path / temporary_name()
+    stale.write_bytes(b"partial")
+    fastopt.save(tmp_path / "c.npz", [np.ones(2)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["c.npz", stale.name])
+
+
 SLOW_SAVE = textwrap.dedent("""
     import sys, time
     import numpy as np

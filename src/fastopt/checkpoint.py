@@ -239,7 +239,10 @@ def _create_temporary(directory, mode):
         if fcntl is None:
             return tmp, fd
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # a file system without locks: no save can lock, so none removes temporaries here
+                return tmp, fd
             if _same_file(os.fstat(fd), tmp):
                 return tmp, fd
         except BaseException:
