@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from fastopt._include import get_include
 from fastopt._threads import get_num_threads, set_num_threads, threads
 from fastopt.info import build_info
-from fastopt.checkpoint import load, save
+from fastopt.checkpoint import CheckpointError, load, save
 from fastopt import datasets
 from fastopt.data import minibatches, num_batches, train_test_split
 from fastopt.optim import (
@@ -48,6 +48,7 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "SGD",
+    "CheckpointError",
     "History",
     "NonFiniteLossError",
     "datasets",

@@ -1,96 +1,703 @@
 """Checkpoints: parameters and optimizer state in one ``.npz`` file, never pickled.
 
-Layout of the archive (every entry a plain array; strings are unicode arrays):
+The file is a zip archive of uncompressed ``.npy`` members, as
+:func:`numpy.savez` writes them, so ``numpy.load(path, allow_pickle=False)``
+reads it.  Each entry below is the member ``<entry>.npy`` and holds one plain
+array; strings are 0-d unicode arrays:
 
-* ``format``: ``"fastopt-checkpoint-1"``;
+* ``format``: ``"fastopt-checkpoint-2"``;
 * ``params/<name>``: each parameter (ParamSet tensor names, dict keys, or
   list indices);
 * ``optimizer/class``: the optimizer's class name;
 * ``optimizer/param_groups``: the groups' hyperparameters and slot indices, as JSON;
-* ``optimizer/skipped_steps``: steps refused for non-finite gradients;
-* ``optimizer/state/<slot>/<key>``: each state array or scalar.
+* ``optimizer/skipped_steps``: steps refused for non-finite gradients (0-d integer);
+* ``optimizer/state/<slot>/<key>``: each state array or scalar; ``<slot>`` is
+  the slot's index in decimal, ``<key>`` one of the optimizer's state names
+  (a state array is 1-D, shaped and typed like the slot's parameter; ``step``
+  and the other scalars are 0-d);
+* ``checksum``: the SHA-256, in 64 lower-case hex digits, of every other
+  entry: for each in the order of their names (by code point), the length
+  of the name in UTF-8 as 8 little-endian bytes, the name in UTF-8, and the
+  SHA-256 digest (32 bytes) of the member's bytes (its ``.npy`` header and data).
 
-Loading checks every name, shape and dtype (and the optimizer's class and
-layout) before it changes anything, so a mismatched file leaves the model
-and the optimizer exactly as they were.  Resuming from a checkpoint gives
-the same bits as training straight through.
+The three ``optimizer/`` entries besides the state are all present (with
+any state) or all absent (a file saved without an optimizer).  A file
+holding any other entry, a duplicate, a compressed or encrypted member,
+members that overlap, or a member whose size is not its header plus
+exactly the data of its expected shape and dtype is refused.
+
+:func:`load` checks every name against this layout, and every member's
+size, shape and dtype from the archive's directory and the ``.npy``
+headers alone against what the parameters and optimizer it loads into
+expect, before it reads any data; then it reads the data, verifies the
+checksum, and only then changes anything.  So a damaged or hostile file is
+read at most once and costs no more memory than the caller's own
+parameters and state take, and a file that is refused, for whatever
+reason, leaves the model and the optimizer exactly as they were.  Resuming
+from a checkpoint gives the same bits as training straight through.
+
+Files of version 1 (``"fastopt-checkpoint-1"``, the same layout without
+``checksum``) are still read, with every check but the checksum, so damage
+to their data cannot be detected.
 """
+import errno
+import hashlib
+import io
 import json
+import math
 import os
-import tempfile
+import re
+import secrets
+import socket
+import stat
 import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 
+from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import ParamSet
 
-FORMAT = "fastopt-checkpoint-1"
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): temporaries are neither locked nor cleaned up
+    fcntl = None
+
+FORMAT = "fastopt-checkpoint-2"
+_FORMATS = ("fastopt-checkpoint-1", FORMAT)  # the versions load reads
+
+__all__ = ["CheckpointError", "FORMAT", "load", "save"]
+
+# Caps (in characters) on the text entries.
+_MAX_CHARS = {"format": 64, "checksum": 64, "optimizer/class": 256, "optimizer/param_groups": 1 << 22}
+_MAX_HEADER = 10_000    # bytes of a .npy header (numpy's own limit when it reads one)
+_CHUNK = 1 << 20        # bytes read or hashed at a time
+_SMALL = 1 << 16        # data of at most this many bytes is read with its header
+_NPY_MAGIC = b"\x93NUMPY"
+_SLOT_KEY = re.compile(r"optimizer/state/(0|[1-9][0-9]{0,17})/([A-Za-z_][A-Za-z0-9_]{0,63})")
+_OPTIMIZER_ENTRIES = ("optimizer/class", "optimizer/param_groups", "optimizer/skipped_steps")
 
 
+class CheckpointError(ValueError):
+    """A file that :func:`load` refuses.
+
+    It is not a fastopt checkpoint, it is damaged (truncated, altered,
+    or its checksum does not match), or it does not fit the parameters
+    or optimizer it is loaded into (names, shapes, dtypes, optimizer class
+    or layout); the message says which, and the underlying exception, if
+    any, is chained as ``__cause__``.  Nothing has been changed when it is
+    raised.
+    """
+
+
+# ------------------------------------------------------------------------ save
 def save(path, params, optimizer=None):
     """Write ``params`` (and ``optimizer``'s state) to the ``.npz`` file ``path``.
 
     Parameters
     ----------
     path : str or os.PathLike
-        Written atomically (to a temporary file, then renamed), exactly at
-        this path: no suffix is added.
+        Written exactly at this path (no suffix is added), atomically and
+        durably: to a temporary file in the same directory, flushed to disk,
+        then renamed over ``path``, and the directory flushed too, so a
+        crash or power loss leaves either the old file or the new one.  An
+        existing file keeps its permission bits; a new one gets ``0o666``
+        less the umask.  Temporary files that an interrupted ``save`` (on
+        this host) left in the directory are removed.
     params : ParamSet, or dict/list/tuple of numpy.ndarray
     optimizer : fastopt.optim.Optimizer, optional
+
+    Raises
+    ------
+    PermissionError
+        If ``path`` exists and is not writable by this process (checked as
+        :func:`os.access` does); the file is left as it is.
+    IsADirectoryError
+        If ``path`` is a directory.
+    ValueError
+        If two parameter names collide, or an array cannot be stored
+        without pickle.
     """
+    entries = _entries(params, optimizer)
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    mode = _destination_mode(path)
+    _remove_stale_temporaries(directory)  # first: they may hold the disk space this save needs
+    # A new file is created 0o666 and the kernel applies the umask (or the directory's default ACL);
+    # a replacement is written privately, then given the mode of the file it replaces.
+    tmp, fd = _create_temporary(directory, 0o666 if mode is None else 0o600)
+    try:
+        with open(fd, "wb", closefd=False) as fh:
+            _write_archive(fh, entries)
+        os.fsync(fd)
+        if mode is not None:
+            _chmod(fd, tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    finally:
+        os.close(fd)  # and so releases the temporary's lock
+    _fsync_directory(directory)
+
+
+def _entries(params, optimizer):
+    """{entry name: array} of a checkpoint, without ``checksum``."""
     entries = {"format": np.array(FORMAT)}
     for name, array in _named(params).items():
-        entries[f"params/{name}"] = array
+        entries[f"params/{name}"] = np.asarray(array)
     if optimizer is not None:
+        _check_optimizer(optimizer)
         snapshot = optimizer.state_dict()
         entries["optimizer/class"] = np.array(type(optimizer).__name__)
         entries["optimizer/param_groups"] = np.array(json.dumps(snapshot["param_groups"]))
         entries["optimizer/skipped_steps"] = np.asarray(snapshot["skipped_steps"])
         for index, state in snapshot["state"].items():
             for key, value in state.items():
-                entries[f"optimizer/state/{index}/{key}"] = np.asarray(value)
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".fastopt-", suffix=".npz")
+                name = f"optimizer/state/{index}/{key}"
+                if not _SLOT_KEY.fullmatch(name):
+                    raise ValueError(f"state {key!r} of slot {index} has a name a checkpoint cannot hold")
+                entries[name] = np.asarray(value)
+    for name, cap in _MAX_CHARS.items():
+        if name in entries and len(str(entries[name])) > cap:
+            raise ValueError(f"{name} takes {len(str(entries[name]))} characters; a checkpoint holds at most {cap}")
+    return entries
+
+
+def _write_archive(fh, entries):
+    """The archive, its members in the order of their names and ``checksum`` last."""
+    records = []
+    with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name in sorted(entries):
+            digest = hashlib.sha256()
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(_Hashing(member, digest), entries[name], allow_pickle=False)
+            records.append((name, digest.digest()))
+        with archive.open("checksum.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array(member, np.array(_checksum(records)), allow_pickle=False)
+
+
+class _Hashing:
+    """A write-only stream that hashes what it passes on."""
+
+    def __init__(self, stream, digest):
+        self.stream, self.digest = stream, digest
+
+    def write(self, data):
+        self.digest.update(data)
+        return self.stream.write(data)
+
+
+def _checksum(records):
+    """The ``checksum`` entry of (entry name, SHA-256 digest of its member), in the order of the names."""
+    outer = hashlib.sha256()
+    for name, digest in records:
+        encoded = name.encode("utf-8")
+        outer.update(len(encoded).to_bytes(8, "little"))
+        outer.update(encoded)
+        outer.update(digest)
+    return outer.hexdigest()
+
+
+def _destination_mode(path):
+    """The permission bits of the file ``path`` replaces, or None if there is none."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **entries)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it an ordinary file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not os.access(path, os.W_OK):
+        raise PermissionError(errno.EACCES, "the checkpoint exists and is not writable", path)
+    return stat.S_IMODE(st.st_mode)
 
 
+# Temporary files.  A save writes ".fastopt-<host>-<pid>-<random>.tmp" next to
+# its destination and holds an exclusive flock on it from just after creating
+# it until it is renamed and closed.  The kernel drops that lock when the
+# writer exits however it ends (even by SIGKILL), so a temporary of this
+# host whose lock is free belongs to no running save: each save removes
+# those.  The remover takes the lock itself before unlinking, and a writer
+# whose fresh temporary was removed in the moment before it locked it sees
+# so (the name no longer leads to its file) and starts again with a new
+# name; so a temporary in use is never deleted, whatever the timing.  Only
+# this host's temporaries are touched: on a network file system another
+# host's lock may not be visible here.  (The pid is for people reading the
+# directory; pids get reused, so it decides nothing.)
+_TEMP_NAME = re.compile(r"\.fastopt-(?P<host>[A-Za-z0-9._]{1,64})-(?P<pid>[0-9]+)-[0-9a-f]{16}\.tmp")
+
+
+def _host():
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "localhost"
+
+
+def _create_temporary(directory, mode):
+    """(path, fd) of a new temporary in ``directory``, open for writing and (where possible) locked."""
+    while True:
+        tmp = os.path.join(directory, f".fastopt-{_host()}-{os.getpid()}-{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+        if fcntl is None:
+            return tmp, fd
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # a file system without locks: no save can lock, so none removes temporaries here
+                return tmp, fd
+            if _same_file(os.fstat(fd), tmp):
+                return tmp, fd
+        except BaseException:
+            os.close(fd)
+            _unlink(tmp)
+            raise
+        os.close(fd)  # removed as stale before we locked it: take another name
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _same_file(st, path):
+    try:
+        now = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _remove_stale_temporaries(directory):
+    """Remove this host's fastopt temporaries in ``directory`` that no running save holds; best effort."""
+    if fcntl is None:
+        return
+    host = _host()
+    try:
+        names = [e.name for e in os.scandir(directory) if e.name.startswith(".fastopt-")]
+    except OSError:
+        return
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    for name in names:
+        match = _TEMP_NAME.fullmatch(name)
+        if not match or match["host"] != host:
+            continue
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, flags)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a save is writing it
+                if _same_file(st, path):
+                    os.unlink(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _chmod(fd, path, mode):
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    else:
+        os.chmod(path, mode)
+
+
+def _fsync_directory(directory):
+    """Make a rename in ``directory`` durable, where the platform can."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # not openable (Windows, or no read permission): nothing more can be done
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):  # directories not fsync-able here
+            raise
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------ load
 def load(path, params, optimizer=None):
     """Read a checkpoint written by :func:`save` into ``params`` (and ``optimizer``), in place.
 
+    Everything is checked before anything changes (see the module's
+    documentation): on any error, ``params`` and ``optimizer`` are left
+    exactly as they were.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    params : ParamSet, or dict/list/tuple of numpy.ndarray
+        Names, shapes and dtypes must be those saved.
+    optimizer : fastopt.optim.Optimizer, optional
+        Built on the same parameters, of the class saved.  Without it, the
+        file's optimizer entries (if any) are checked but not used.
+
     Raises
     ------
+    CheckpointError
+        (a ValueError) If the file is not a fastopt checkpoint, is damaged,
+        or does not match ``params`` or ``optimizer`` (names, shapes,
+        dtypes, optimizer class or layout, or state that
+        ``optimizer.load_state_dict`` refuses, chained as the cause).
+    OSError
+        If the file cannot be read (FileNotFoundError, PermissionError,
+        IsADirectoryError, an I/O error).
+    TypeError
+        If ``params`` is not a ParamSet or a dict/list/tuple of numpy
+        arrays, or ``optimizer`` is not a fastopt optimizer.
     ValueError
-        If the file is not a fastopt checkpoint, or its parameters or
-        optimizer state do not match names, shapes, dtypes, optimizer class
-        or layout; nothing is changed then.
+        If a parameter in ``params`` is read-only.
     """
     targets = _named(params)
-    try:
-        archive = np.load(os.fspath(path), allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(f"{path} is not a fastopt checkpoint ({FORMAT}): {exc}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} is not a fastopt checkpoint ({FORMAT}): it holds a single array")
-    with archive:
-        files = set(archive.files)
-        if "format" not in files or str(archive["format"]) != FORMAT:
-            raise ValueError(f"{path} is not a fastopt checkpoint ({FORMAT})")
-        saved = {k[len("params/"):]: archive[k] for k in files if k.startswith("params/")}
-        _check_params(saved, targets)
-        if optimizer is not None:
-            optimizer.load_state_dict(_optimizer_snapshot(archive, files, optimizer, path))
-    for name, array in saved.items():
+    for name, target in targets.items():
+        if not isinstance(target, np.ndarray):
+            raise TypeError(f"parameter {name!r} must be a numpy.ndarray, got {type(target).__name__}")
+        if not target.flags.writeable:
+            raise ValueError(f"parameter {name!r} is read-only")
+    if optimizer is not None:
+        _check_optimizer(optimizer)
+    path = os.fspath(path)
+    with open(path, "rb") as fh:  # OSError: the file cannot be read
+        source = _Source(fh)
+        try:
+            arrays, snapshot = _Reader(source, os.fstat(fh.fileno()).st_size, path, targets, optimizer).read()
+        except Exception as exc:  # noqa: BLE001 -- whatever a damaged archive makes zipfile or numpy raise
+            if source.failure is not None:  # the disk failed, whatever zipfile made of that
+                raise source.failure from None
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(f"{path} is not a fastopt checkpoint, or is damaged: {_describe(exc)}") from exc
+    if optimizer is not None and snapshot is not None:
+        try:
+            optimizer.load_state_dict(snapshot)
+        except Exception as exc:  # noqa: BLE001 -- the snapshot is the file's alone: any refusal is the file's
+            raise CheckpointError(f"{path}: the optimizer refuses its state: {exc}") from exc
+    for name, array in arrays.items():
         np.copyto(targets[name], array)
+
+
+def _describe(exc):
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class _Source:
+    """The opened file, as zipfile reads it; remembers an OSError that reading it raised.
+
+    That is an I/O error, and load raises it as it is, even where zipfile
+    has turned it into BadZipFile.
+    """
+
+    def __init__(self, fh):
+        self.fh, self.failure = fh, None
+        self.name = getattr(fh, "name", None)
+
+    def read(self, n=-1):
+        try:
+            return self.fh.read(n)
+        except OSError as exc:
+            self.failure = exc
+            raise
+
+    def seek(self, offset, whence=0):
+        return self.fh.seek(offset, whence)
+
+    def tell(self):
+        return self.fh.tell()
+
+    def seekable(self):
+        return True
+
+
+class _Spec:
+    """What an entry must hold: an exact array, a count, a number, text, or (unknown layout) 1-D floats or a number."""
+
+    def __init__(self, kind, shape=None, dtype=None, chars=None):
+        self.kind, self.shape, self.dtype, self.chars = kind, shape, dtype, chars
+
+    def check(self, name, shape, dtype):
+        """Refuse a header that does not fit; the error names what was expected."""
+        kind = self.kind
+        if dtype.hasobject or dtype.itemsize == 0 and kind != "array" or any(n < 0 for n in shape):
+            return f"{name} holds {dtype}{list(shape)}, which a checkpoint never does"
+        if kind == "array":
+            if shape != self.shape or dtype != self.dtype:
+                return (f"{_what(name)} is {dtype}{list(shape)} in the checkpoint "
+                        f"but {self.dtype}{list(self.shape)} here")
+        elif kind == "text":
+            if shape != () or dtype.kind != "U" or dtype.itemsize // 4 > self.chars:
+                return f"{name} must be a string of at most {self.chars} characters, not {dtype}{list(shape)}"
+        elif kind in ("count", "number"):
+            kinds = "iu" if kind == "count" else "iuf"
+            if shape != () or dtype.kind not in kinds or dtype.itemsize > 8:
+                return f"{name} must be a single {'integer' if kind == 'count' else 'number'}, not {dtype}{list(shape)}"
+        elif not ((shape == () and dtype.kind in "iuf" and dtype.itemsize <= 8)
+                  or (len(shape) == 1 and dtype.kind == "f" and dtype.itemsize <= 8)):  # kind "state"
+            return f"{name} must be a number or a 1-D float array, not {dtype}{list(shape)}"
+        return None
+
+
+def _some(names, shown=10):
+    """A list of names for a message, cut short if long."""
+    return str(names) if len(names) <= shown else f"{names[:shown]} and {len(names) - shown} more"
+
+
+def _what(name):
+    if name.startswith("params/"):
+        return f"parameter {name[len('params/'):]!r}"
+    match = _SLOT_KEY.fullmatch(name)
+    return f"state {match[2]!r} of slot {match[1]}" if match else name
+
+
+class _Reader:
+    """One reading of a checkpoint: directory, headers, then data; raises CheckpointError for what it refuses."""
+
+    def __init__(self, source, size, path, targets, optimizer):
+        self.source, self.size, self.path, self.targets, self.optimizer = source, size, path, targets, optimizer
+        self.headers = {}  # name: what _header found
+
+    def fail(self, message):
+        raise CheckpointError(f"{self.path}: {message}")
+
+    def read(self):
+        """({parameter name: array}, state_dict for the optimizer or None)."""
+        with zipfile.ZipFile(self.source) as archive:
+            self.archive = archive
+            self.members = self._directory()
+            version = self._format()
+            specs = self._specs(version)
+            for name, spec in specs.items():
+                self._header(name, spec)
+            keep = {name for name in specs if name.startswith("params/")
+                    or (self.optimizer is not None and name.startswith("optimizer/"))}
+            values, records = {}, []
+            for name in sorted(specs):  # the checksum's order
+                digest = hashlib.sha256()
+                value = self._data(name, digest, name in keep or name == "checksum")
+                if value is not None:
+                    values[name] = value
+                if name != "checksum":
+                    records.append((name, digest.digest()))
+        if version != "fastopt-checkpoint-1" and _text(values["checksum"]) != _checksum(records):
+            self.fail("the file is damaged: its checksum does not match its content")
+        arrays = {name[len("params/"):]: values[name] for name in values if name.startswith("params/")}
+        if self.optimizer is None or "optimizer/class" not in values:
+            return arrays, None
+        state = {}
+        for name, value in values.items():
+            match = _SLOT_KEY.fullmatch(name)
+            if match:
+                state.setdefault(int(match[1]), {})[match[2]] = value
+        groups = json.loads(_text(values["optimizer/param_groups"]))
+        return arrays, {"state": state, "param_groups": groups, "skipped_steps": values["optimizer/skipped_steps"]}
+
+    # -- directory: names, member types and sizes, before any member is opened
+    def _directory(self):
+        members = {}
+        for info in self.archive.infolist():
+            if not info.filename.endswith(".npy"):
+                self.fail(f"the archive holds {info.filename!r}, which is not a .npy member of a fastopt checkpoint")
+            name = info.filename[:-len(".npy")]
+            if name in members:
+                self.fail(f"the file is damaged: it holds {name!r} twice")
+            if info.flag_bits & 0x1:
+                self.fail(f"{name} is encrypted")
+            if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+                self.fail(f"{name} is compressed; fastopt checkpoints are not")
+            members[name] = info
+        # Each member (its local header of at least 30 bytes and its name, then its data) must end
+        # before the next begins and within the file: so reading them all reads the file at most once.
+        infos = sorted(members.values(), key=lambda i: i.header_offset)
+        for info, after in zip(infos, infos[1:] + [None]):
+            end = info.header_offset + 30 + len(info.filename) + info.file_size
+            if after is None and end > self.size:
+                self.fail(f"the file is truncated: {info.filename} would end past its end")
+            if after is not None and end > after.header_offset:
+                self.fail(f"the file is damaged: {info.filename} overlaps {after.filename}")
+        return members
+
+    def _format(self):
+        if "format" not in self.members:
+            self.fail(f"it is not a fastopt checkpoint ({FORMAT}): it holds no 'format'")
+        fmt = _Spec("text", chars=_MAX_CHARS["format"])
+        self._header("format", fmt)
+        value = _text(self._data("format", hashlib.sha256(), True))
+        if value not in _FORMATS:
+            self.fail(f"it is not a fastopt checkpoint ({FORMAT}): its format is {value[:64]!r}")
+        return value
+
+    def _specs(self, version):
+        """{entry: _Spec} of every entry the file holds, once its names are checked against the layout."""
+        specs = {"format": _Spec("text", chars=_MAX_CHARS["format"])}
+        names = set(self.members) - {"format"}
+        if version != "fastopt-checkpoint-1":
+            if "checksum" not in names:
+                self.fail("the file is damaged: it holds no checksum")
+            names.discard("checksum")
+            specs["checksum"] = _Spec("text", chars=_MAX_CHARS["checksum"])
+        saved = {name[len("params/"):] for name in names if name.startswith("params/")}
+        missing, unexpected = sorted(set(self.targets) - saved), sorted(saved - set(self.targets))
+        if missing or unexpected:
+            self.fail(f"checkpoint parameters do not match: missing {_some(missing)}, unexpected {_some(unexpected)}")
+        for key, target in self.targets.items():
+            specs[f"params/{key}"] = _Spec("array", target.shape, target.dtype)
+        names -= {f"params/{key}" for key in saved}
+        slots = {}
+        for name in names:
+            match = _SLOT_KEY.fullmatch(name)
+            if match:
+                slots.setdefault(int(match[1]), []).append((match[2], name))
+            elif name not in _OPTIMIZER_ENTRIES:
+                self.fail(f"the file holds {name!r}, which is not an entry of a fastopt checkpoint")
+        present = [name for name in _OPTIMIZER_ENTRIES if name in names]
+        if present and len(present) != len(_OPTIMIZER_ENTRIES) or slots and not present:
+            lacking = sorted(set(_OPTIMIZER_ENTRIES) - set(present))
+            self.fail(f"the file is damaged: it holds optimizer state but no {', '.join(lacking)}")
+        if not present:
+            if self.optimizer is not None:
+                self.fail("it holds no optimizer state")
+            return specs
+        specs["optimizer/class"] = _Spec("text", chars=_MAX_CHARS["optimizer/class"])
+        specs["optimizer/param_groups"] = _Spec("text", chars=_MAX_CHARS["optimizer/param_groups"])
+        specs["optimizer/skipped_steps"] = _Spec("count")
+        optimizer = self.optimizer
+        if optimizer is None:
+            for index, keys in slots.items():
+                for key, name in keys:
+                    specs[name] = _Spec("count" if key == "step" else "state")
+            return specs
+        cls = type(optimizer).__name__
+        self._header("optimizer/class", specs["optimizer/class"])
+        saved_class = _text(self._data("optimizer/class", hashlib.sha256(), True))
+        if saved_class != cls:
+            self.fail(f"it holds {saved_class[:256]} state, not {cls}")
+        self._header("optimizer/param_groups", specs["optimizer/param_groups"])
+        groups = json.loads(_text(self._data("optimizer/param_groups", hashlib.sha256(), True)))
+        self._check_groups(groups, optimizer)
+        layout = optimizer._layout.slots
+        for index, keys in sorted(slots.items()):
+            if index >= len(layout):
+                self.fail(f"it holds state for slot {index}, but this {cls} has {len(layout)} slots")
+            param = layout[index].param
+            for key, name in keys:
+                if key in optimizer.state_arrays:
+                    specs[name] = _Spec("array", param.shape, param.dtype)
+                elif key == "step":
+                    specs[name] = _Spec("count")
+                elif key in optimizer.state_scalars:
+                    specs[name] = _Spec("number")
+                else:
+                    self.fail(f"it holds state {key!r} for slot {index}, which {cls} does not keep")
+        return specs
+
+    def _check_groups(self, groups, optimizer):
+        """The file's groups hold the optimizer's slots (read before the state: a layout mismatch says so)."""
+        if not isinstance(groups, list):
+            self.fail(f"the file is damaged: its param_groups are a {type(groups).__name__}, not a list")
+        cls, mine = type(optimizer).__name__, optimizer.param_groups
+        if len(groups) != len(mine):
+            self.fail(f"it holds {len(groups)} parameter groups, this {cls} has {len(mine)}")
+        for g, (saved, group) in enumerate(zip(groups, mine)):
+            if isinstance(saved, dict) and saved.get("params") != group["params"]:
+                self.fail(f"param_groups[{g}] holds slots {saved.get('params')} in the file but {group['params']} "
+                          "here; was the optimizer built on the same parameters?")
+
+    # -- members
+    def _read_exactly(self, member, n, name):
+        data = member.read(n)
+        if len(data) != n:
+            self.fail(f"the file is truncated: {name} ends early")
+        return data
+
+    def _open(self, name):
+        return self.archive.open(self.members[name])
+
+    def _header(self, name, spec):
+        """(header bytes, shape, fortran_order, dtype, member bytes or None) of member ``name``.
+
+        The header is checked against ``spec`` and the member's size before
+        anything else of it is read; a small member is then read whole.
+        """
+        if name in self.headers:
+            return self.headers[name]
+        info = self.members[name]
+        with self._open(name) as member:
+            raw = self._read_exactly(member, len(_NPY_MAGIC) + 2, name)
+            if raw[:len(_NPY_MAGIC)] != _NPY_MAGIC:
+                self.fail(f"the file is damaged: {name} is not a .npy array")
+            version = (raw[-2], raw[-1])
+            if version not in ((1, 0), (2, 0)):
+                self.fail(f"the file is damaged: {name} has a .npy header of unknown version {version}")
+            length = self._read_exactly(member, 2 if version == (1, 0) else 4, name)
+            size = int.from_bytes(length, "little")
+            if size > _MAX_HEADER or len(raw) + len(length) + size > info.file_size:
+                self.fail(f"the file is damaged: {name} claims a .npy header of {size} bytes")
+            raw += length + self._read_exactly(member, size, name)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = reader(io.BytesIO(raw[len(_NPY_MAGIC) + 2:]))
+            problem = spec.check(name, shape, dtype)
+            if problem:
+                self.fail(problem)
+            nbytes = math.prod(shape) * dtype.itemsize
+            if info.file_size != len(raw) + nbytes:
+                self.fail(f"the file is damaged: {name} takes {info.file_size} bytes, not the {len(raw) + nbytes} "
+                          f"that its header and {dtype}{list(shape)} take")
+            whole = None
+            if nbytes <= _SMALL:  # read it now: one opening of the member instead of two
+                whole = raw + self._rest(member, name, nbytes)
+        self.headers[name] = header = (raw, shape, fortran, dtype, whole)
+        return header
+
+    def _rest(self, member, name, nbytes):
+        data = self._read_exactly(member, nbytes, name)
+        if member.read(1):  # also makes zipfile check the member's CRC
+            self.fail(f"the file is damaged: {name} is longer than its size")
+        return data
+
+    def _data(self, name, digest, keep):
+        """Member ``name``'s data (its header read already), hashed into ``digest``; its array if ``keep``."""
+        raw, shape, fortran, dtype, whole = self.headers[name]
+        nbytes = self.members[name].file_size - len(raw)
+        if whole is not None:
+            digest.update(whole)
+            buffer = np.frombuffer(bytearray(whole[len(raw):]), np.uint8) if keep else None
+        else:
+            with self._open(name) as member:
+                if self._read_exactly(member, len(raw), name) != raw:
+                    self.fail(f"the file changed while it was read: {name}")
+                digest.update(raw)
+                buffer = np.empty(nbytes if keep else min(nbytes, _CHUNK), np.uint8)
+                view = memoryview(buffer)
+                done = 0
+                while done < nbytes:
+                    part = view[done:done + _CHUNK] if keep else view[:min(_CHUNK, nbytes - done)]
+                    got = member.readinto(part)
+                    if not got:
+                        self.fail(f"the file is truncated: {name} ends early")
+                    digest.update(part[:got])
+                    done += got
+                if member.read(1):  # also makes zipfile check the member's CRC
+                    self.fail(f"the file is damaged: {name} is longer than its size")
+        if not keep:
+            return None
+        if nbytes == 0:
+            return np.zeros(shape, dtype, order="F" if fortran else "C")
+        flat = buffer.view(dtype)
+        return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+
+
+def _text(array):
+    return str(array[()])
+
+
+# ---------------------------------------------------------------------- shared
+def _check_optimizer(optimizer):
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a fastopt.optim.Optimizer, got {type(optimizer).__name__}")
 
 
 def _named(params):
@@ -105,42 +712,3 @@ def _named(params):
     if isinstance(params, (list, tuple)):
         return {str(i): v for i, v in enumerate(params)}
     raise TypeError(f"params must be a ParamSet, or a dict, list or tuple of arrays; got {type(params).__name__}")
-
-
-def _check_params(saved, targets):
-    missing = sorted(set(targets) - set(saved))
-    unexpected = sorted(set(saved) - set(targets))
-    if missing or unexpected:
-        raise ValueError(f"checkpoint parameters do not match: missing {missing}, unexpected {unexpected}")
-    for name, array in saved.items():
-        target = targets[name]
-        if not isinstance(target, np.ndarray):
-            raise TypeError(f"parameter {name!r} must be a numpy.ndarray, got {type(target).__name__}")
-        if array.shape != target.shape or array.dtype != target.dtype:
-            raise ValueError(f"parameter {name!r} is {array.dtype}{list(array.shape)} in the checkpoint "
-                             f"but {target.dtype}{list(target.shape)} here")
-        if not target.flags.writeable:
-            raise ValueError(f"parameter {name!r} is read-only")
-
-
-def _optimizer_snapshot(archive, files, optimizer, path):
-    if "optimizer/class" not in files:
-        raise ValueError(f"{path} holds no optimizer state")
-    saved_class = str(archive["optimizer/class"])
-    if saved_class != type(optimizer).__name__:
-        raise ValueError(f"{path} holds {saved_class} state, not {type(optimizer).__name__}")
-    state = {}
-    for key in files:
-        if key.startswith("optimizer/state/"):
-            _, _, index, name = key.split("/", 3)
-            state.setdefault(int(index), {})[name] = archive[key]
-    snapshot = {"state": state, "param_groups": json.loads(str(archive["optimizer/param_groups"]))}
-    if "optimizer/skipped_steps" in files:
-        snapshot["skipped_steps"] = archive["optimizer/skipped_steps"]
-    return snapshot
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
