@@ -120,3 +120,32 @@ def test_a_lock_held_elsewhere_makes_a_step_wait_for_it():
     assert not finished_while_held and untouched_while_held
     assert stepped.is_set()
     np.testing.assert_array_equal(ps.data, -1.0)
+
+
+def test_checkpoints_saved_and_loaded_during_steps_are_whole(tmp_path):
+    ps = fastopt.ParamSet({"w": N})
+    ps.grad[:] = 1.0
+    opt = fastopt.SGD(ps, lr=1.0, momentum=0.5)
+    paths = [tmp_path / f"c{k}.npz" for k in range(6)]
+
+    def save_all():
+        for path in paths:
+            fastopt.save(path, ps, opt)
+
+    _in_threads(_steps(opt, STEPS), save_all)
+    for path in paths:  # each file holds the model between two steps, never during one
+        saved_ps = fastopt.ParamSet({"w": N})
+        saved_opt = fastopt.SGD(saved_ps, lr=1.0, momentum=0.5)
+        fastopt.load(path, saved_ps, saved_opt)
+        assert np.all(saved_ps.data == saved_ps.data[0])
+        if saved_opt.state[0]:
+            buffer = saved_opt.state[0]["momentum_buffer"]
+            assert np.all(buffer == buffer[0])
+
+    def load_all():
+        for path in paths:
+            fastopt.load(path, ps, opt)
+
+    _in_threads(_steps(opt, STEPS), load_all)
+    assert np.all(ps.data == ps.data[0])
+    assert np.all(opt.state[0]["momentum_buffer"] == opt.state[0]["momentum_buffer"][0])

@@ -55,6 +55,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from fastopt._locks import holding
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import ParamSet
 
@@ -118,26 +119,29 @@ def save(path, params, optimizer=None):
         If two parameter names collide, or an array cannot be stored
         without pickle.
     """
-    entries = _entries(params, optimizer)
+    if optimizer is not None:
+        _check_optimizer(optimizer)
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    mode = _destination_mode(path)
-    _remove_stale_temporaries(directory)  # first: they may hold the disk space this save needs
-    # A new file is created 0o666 and the kernel applies the umask (or the directory's default ACL);
-    # a replacement is written privately, then given the mode of the file it replaces.
-    tmp, fd = _create_temporary(directory, 0o666 if mode is None else 0o600)
-    try:
-        with open(fd, "wb", closefd=False) as fh:
-            _write_archive(fh, entries)
-        os.fsync(fd)
-        if mode is not None:
-            _chmod(fd, tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    finally:
-        os.close(fd)  # and so releases the temporary's lock
+    with _holding(_named(params), optimizer):  # no step changes the arrays while they are written
+        entries = _entries(params, optimizer)
+        mode = _destination_mode(path)
+        _remove_stale_temporaries(directory)  # first: they may hold the disk space this save needs
+        # A new file is created 0o666 and the kernel applies the umask (or the directory's default ACL);
+        # a replacement is written privately, then given the mode of the file it replaces.
+        tmp, fd = _create_temporary(directory, 0o666 if mode is None else 0o600)
+        try:
+            with open(fd, "wb", closefd=False) as fh:
+                _write_archive(fh, entries)
+            os.fsync(fd)
+            if mode is not None:
+                _chmod(fd, tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        finally:
+            os.close(fd)  # and so releases the temporary's lock
     _fsync_directory(directory)
 
 
@@ -147,7 +151,6 @@ def _entries(params, optimizer):
     for name, array in _named(params).items():
         entries[f"params/{name}"] = np.asarray(array)
     if optimizer is not None:
-        _check_optimizer(optimizer)
         snapshot = optimizer.state_dict()
         entries["optimizer/class"] = np.array(type(optimizer).__name__)
         entries["optimizer/param_groups"] = np.array(json.dumps(snapshot["param_groups"]))
@@ -372,13 +375,14 @@ def load(path, params, optimizer=None):
             if isinstance(exc, CheckpointError):
                 raise
             raise CheckpointError(f"{path} is not a fastopt checkpoint, or is damaged: {_describe(exc)}") from exc
-    if optimizer is not None and snapshot is not None:
-        try:
-            optimizer.load_state_dict(snapshot)
-        except Exception as exc:  # noqa: BLE001 -- the snapshot is the file's alone: any refusal is the file's
-            raise CheckpointError(f"{path}: the optimizer refuses its state: {exc}") from exc
-    for name, array in arrays.items():
-        np.copyto(targets[name], array)
+    with _holding(targets, optimizer):  # a step in another thread sees all of the file or none of it
+        if optimizer is not None and snapshot is not None:
+            try:
+                optimizer.load_state_dict(snapshot)
+            except Exception as exc:  # noqa: BLE001 -- the snapshot is the file's alone: any refusal is the file's
+                raise CheckpointError(f"{path}: the optimizer refuses its state: {exc}") from exc
+        for name, array in arrays.items():
+            np.copyto(targets[name], array)
 
 
 def _describe(exc):
@@ -695,6 +699,14 @@ def _text(array):
 
 
 # ---------------------------------------------------------------------- shared
+def _holding(targets, optimizer):
+    """The locks of the parameters and of the optimizer's memory, taken together (see fastopt._locks)."""
+    arrays = [a for a in targets.values() if isinstance(a, np.ndarray)]
+    if optimizer is not None:
+        arrays += [slot.param for slot in optimizer._layout.slots]
+    return holding(arrays)
+
+
 def _check_optimizer(optimizer):
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a fastopt.optim.Optimizer, got {type(optimizer).__name__}")
