@@ -5,13 +5,20 @@ Run by tests/test_distributed.py as::
     mpiexec -n 2 python -m mpi4py tests/mpi_worker.py [check ...]
 
 Every ``check_*`` function runs on all ranks (any number of them, at least
-two); without arguments all run, in file order.  After each check the
-ranks meet at a barrier and rank 0 prints ``PASS <name>``.  A failing rank
-prints ``FAIL <name> on rank <r>`` and the traceback, then aborts every
-rank, so a failure never leaves the others waiting.  Lines starting with
-``INFO`` report measurements.
+two); without arguments all run, in file order.  Rank 0 prints
+``START <name>`` before a check; after it the ranks meet at a barrier and
+rank 0 prints ``PASS <name>``.  A failing rank prints ``FAIL <name> on rank
+<r>`` and the traceback, then aborts every rank, so a failure never leaves
+the others waiting.  A check still running after
+``$FASTOPT_MPI_CHECK_TIMEOUT`` seconds (default 120: a deadlock) makes every
+rank print ``TIMEOUT <name> on rank <r>`` and its Python stacks, and exit
+with status 124.  Lines starting with ``INFO`` report measurements.
 """
+import faulthandler
+import os
+import pathlib
 import sys
+import threading
 import traceback
 
 import numpy as np
@@ -26,6 +33,7 @@ from fastopt.optim.lr_scheduler import StepLR
 
 COMM = MPI.COMM_WORLD
 RANK, SIZE = COMM.Get_rank(), COMM.Get_size()
+CHECK_TIMEOUT = float(os.environ.get("FASTOPT_MPI_CHECK_TIMEOUT", 120))
 RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 2e-5}
 ATOL = {np.dtype(np.float64): 1e-14, np.dtype(np.float32): 1e-6}
 
@@ -89,6 +97,17 @@ OPTIMIZERS = [
     (fastopt.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
     (fastopt.NAdam, dict(lr=0.02)),
 ]
+
+
+# --------------------------------------------------------------------------- set-up
+def check_workers_import_the_tested_fastopt():
+    """Every rank imports the fastopt that the test run imports ($FASTOPT_EXPECTED_SOURCE), not another copy."""
+    expected = os.environ.get("FASTOPT_EXPECTED_SOURCE")
+    mine = str(pathlib.Path(fastopt.__file__).resolve().parent)
+    if RANK == 0:
+        print(f"INFO fastopt imported from {mine}", flush=True)
+    if expected is not None:
+        assert mine == str(pathlib.Path(expected).resolve()), f"rank {RANK} imports {mine}, expected {expected}"
 
 
 # --------------------------------------------------------------------------- data parallel
@@ -398,9 +417,39 @@ def check_mismatches_raise_on_every_rank():
     assert_same_on_all_ranks(ps.data)
 
 
+# --------------------------------------------------------------------------- self-tests of the runner
+def selftest_deadlock():
+    """Deadlock on purpose (run by name only): rank 0 waits in a barrier the other ranks never enter."""
+    if RANK == 0:
+        print(f"INFO run {os.environ.get('FASTOPT_MPI_RUN')}", flush=True)
+        COMM.Barrier()
+    else:
+        COMM.bcast(None, root=1)
+
+
 # --------------------------------------------------------------------------- runner
+def watchdog(name):
+    """A started timer that ends this rank (status 124, with its stacks) if ``name`` outlasts CHECK_TIMEOUT.
+
+    mpi4py releases the GIL in blocking MPI calls, so the timer fires even while the main thread
+    waits in a collective that another rank never entered.
+    """
+    def expire():
+        print(f"TIMEOUT {name} on rank {RANK} after {CHECK_TIMEOUT:g} s (a deadlock?)", flush=True)
+        faulthandler.dump_traceback(file=sys.stdout, all_threads=True)
+        sys.stdout.flush()
+        os._exit(124)
+
+    if CHECK_TIMEOUT <= 0:
+        return None
+    timer = threading.Timer(CHECK_TIMEOUT, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def main(names):
-    checks = {name: func for name, func in globals().items() if name.startswith("check_")}
+    checks = {name: func for name, func in globals().items() if name.startswith(("check_", "selftest_"))}
     unknown = [n for n in names if n not in checks]
     if unknown:
         sys.exit(f"unknown checks {unknown}; known: {sorted(checks)}")
@@ -408,13 +457,18 @@ def main(names):
         sys.exit(f"mpi_worker.py needs at least 2 ranks, got {SIZE}: was it launched with an mpiexec that "
                  "belongs to another MPI library than mpi4py's?")
     fastopt.set_num_threads(1)
-    for name in names or list(checks):
+    for name in names or [name for name in checks if name.startswith("check_")]:
+        if RANK == 0:
+            print(f"START {name}", flush=True)
+        timer = watchdog(name)
         try:
             checks[name]()
         except BaseException:
             print(f"FAIL {name} on rank {RANK}\n{traceback.format_exc()}", file=sys.stdout, flush=True)
             COMM.Abort(1)
         COMM.Barrier()
+        if timer is not None:
+            timer.cancel()
         if RANK == 0:
             print(f"PASS {name}", flush=True)
 
