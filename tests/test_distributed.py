@@ -247,6 +247,44 @@ def test_argument_errors_on_one_rank(dist):
                                           "param_groups": opt.optimizer.state_dict()["param_groups"]})
 
 
+@needs_mpi4py
+def test_refused_steps_change_nothing_on_one_rank(dist):
+    """The local checks of a step run before anything moves: a refused step leaves data, grad and state."""
+    ps = fastopt.ParamSet({"w": np.arange(10.0)})
+    opt = dist.ShardedOptimizer(fastopt.Adam, ps, lr=0.1)
+    ps.grad[:] = 1.0
+    opt.step()
+
+    def unchanged(call, kind, match):
+        data, grad = ps.data.copy(), ps.grad.copy()
+        state = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in opt.state[0].items()}
+        with pytest.raises(kind, match=match):
+            call()
+        assert_array_equal(ps.data, data)
+        assert_array_equal(ps.grad, grad)
+        assert opt.state[0].keys() == state.keys()
+        for key, value in state.items():
+            assert_array_equal(opt.state[0][key], value)
+
+    ps.data.flags.writeable = False
+    unchanged(opt.step, ValueError, "ParamSet.data is read-only")
+    ps.data.flags.writeable = True
+    ps.grad.flags.writeable = False
+    unchanged(lambda: opt.step(count=2), ValueError, "ParamSet.grad is read-only")
+    ps.grad.flags.writeable = True
+    unchanged(lambda: opt.step(count=0), ValueError, "count is 0 on every rank")
+    kept = opt.state[0]["exp_avg"]
+    opt.state[0]["exp_avg"] = kept.astype(np.float32)
+    unchanged(opt.step, ValueError, "optimizer state 'exp_avg' must be a writeable contiguous float64\\[10\\]")
+    opt.state[0]["exp_avg"] = kept
+    opt.skip_nonfinite = "no"
+    unchanged(opt.step, TypeError, "skip_nonfinite must be True or False")
+    opt.skip_nonfinite = False
+    with pytest.raises(AttributeError):
+        opt.reduce_grads = False
+    assert opt.step() is True and opt.state[0]["step"] == 2
+
+
 # --------------------------------------------------------------------------- several ranks
 #: Seconds one worker check may take before the worker's watchdog ends the run (a deadlock).
 CHECK_TIMEOUT = float(os.environ.get("FASTOPT_MPI_CHECK_TIMEOUT", 120))
