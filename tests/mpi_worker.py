@@ -619,6 +619,44 @@ def check_ranks_in_different_calls_are_refused():
     good_step(ps, opt)
 
 
+def check_sharded_state_dict_calls_that_disagree_are_refused():
+    """load_state_dict, consolidated_state_dict, load_consolidated_state_dict: all ranks or none."""
+    ps, opt = stepped_adam()
+    older = opt.state_dict()
+    good_step(ps, opt)
+    newer = opt.state_dict()
+    # ranks loading their shards of different checkpoints
+    message = refused("state step differs across ranks", lambda: opt.load_state_dict(older if LAST else newer),
+                      ps, opt)
+    assert f"1 on rank {SIZE - 1}" in message, message
+    broken = dict(newer, optimizer=dict(newer["optimizer"], param_groups=[]))
+    refused("parameter groups", lambda: opt.load_state_dict(broken if RANK == 0 else newer), ps, opt)
+    opt.load_state_dict(older)
+    assert opt.state[0]["step"] == 1
+    good_step(ps, opt)
+    # a state array one rank cannot send
+    kept = opt.state[0]["exp_avg"]
+    if LAST:
+        opt.state[0]["exp_avg"] = kept[:-1].copy() if kept.size else np.zeros(1)
+    refused("'exp_avg'", opt.consolidated_state_dict, ps, opt)
+    opt.state[0]["exp_avg"] = kept
+    if LAST:
+        opt.lr = 0.5
+    refused("param_groups[0]['lr'] differs across ranks", opt.consolidated_state_dict, ps, opt)
+    opt.lr = 0.05
+    full = opt.consolidated_state_dict()
+    # a consolidated state whose slot key is the string "0" (as after a JSON round trip) loads too
+    other_ps = copy_of(ps)
+    other = ShardedOptimizer(fastopt.Adam, other_ps, COMM, lr=0.05)
+    text_keys = None if RANK else dict(full, state={"0": full["state"][0]})
+    other.load_consolidated_state_dict(text_keys)
+    for key, value in opt.state[0].items():
+        if isinstance(value, np.ndarray):
+            assert_array_equal(other.state[0][key], value)
+        else:
+            assert other.state[0][key] == value
+
+
 # --------------------------------------------------------------------------- self-tests of the runner
 def selftest_deadlock():
     """Deadlock on purpose (run by name only): rank 0 waits in a barrier the other ranks never enter."""

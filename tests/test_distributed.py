@@ -283,6 +283,15 @@ def test_refused_steps_change_nothing_on_one_rank(dist):
     with pytest.raises(AttributeError):
         opt.reduce_grads = False
     assert opt.step() is True and opt.state[0]["step"] == 2
+    # a state_dict that fails to load leaves the state as it was
+    saved = opt.state_dict()
+    bad = dict(saved, optimizer=dict(saved["optimizer"], state={0: {"step": 1, "exp_avg": np.zeros(3)}}))
+    unchanged(lambda: opt.load_state_dict(bad), ValueError, "exp_avg")
+    # a consolidated state with the slot key "0" (a JSON round trip) loads
+    full = opt.consolidated_state_dict()
+    other = dist.ShardedOptimizer(fastopt.Adam, fastopt.ParamSet({"w": 10}), lr=0.1)
+    other.load_consolidated_state_dict(dict(full, state={"0": full["state"][0]}))
+    assert_array_equal(other.state[0]["exp_avg_sq"], opt.state[0]["exp_avg_sq"])
 
 
 # --------------------------------------------------------------------------- several ranks

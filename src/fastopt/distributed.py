@@ -1019,18 +1019,56 @@ class ShardedOptimizer:
         return {"optimizer": self.optimizer.state_dict(), "shard": self._shard_info(),
                 "skipped_steps": self.skipped_steps}
 
+    def _state_signature(self):
+        """What every rank's state must share for the ranks to hold parts of one optimizer's state."""
+        self._check_state()
+        skip = flag("skip_nonfinite", self.skip_nonfinite)
+        average = flag("average", self.average)
+        return (("state step", self.optimizer.state[0].get("step")), ("skipped_steps", self.skipped_steps),
+                ("settings", self._settings(skip, average)))
+
+    def _state_details(self):
+        return self._state_signature()[:2] + self._settings_pairs()
+
     def load_state_dict(self, state_dict):
-        """Restore what :meth:`state_dict` returned on this rank (not a collective)."""
-        if not isinstance(state_dict, Mapping) or not {"optimizer", "shard"} <= set(state_dict):
-            raise TypeError("state_dict must be a dict from ShardedOptimizer.state_dict(), with 'optimizer' and "
-                            "'shard'; for a plain optimizer's state use load_consolidated_state_dict()")
-        saved = dict(state_dict["shard"])
-        mine = self._shard_info()
-        if saved != mine:
-            raise ValueError(f"state_dict holds the shard {saved}, but this rank's is {mine}")
-        skipped = _count("skipped_steps", state_dict.get("skipped_steps", 0))
-        self.optimizer.load_state_dict(state_dict["optimizer"])
-        self.skipped_steps = skipped
+        """Restore what :meth:`state_dict` returned on this rank (collective).
+
+        Every rank loads its own shard's state, and all ranks then compare
+        (one tiny exchange) the step count, ``skipped_steps`` and the
+        hyperparameters of what they loaded: shards of different
+        checkpoints, or an invalid state on any rank, raise the same error
+        on every rank and leave every rank's state as it was.
+        """
+        backup = None
+
+        def build():
+            nonlocal backup
+            if not isinstance(state_dict, Mapping) or not {"optimizer", "shard"} <= set(state_dict):
+                raise TypeError("state_dict must be a dict from ShardedOptimizer.state_dict(), with 'optimizer' "
+                                "and 'shard'; for a plain optimizer's state use load_consolidated_state_dict()")
+            saved = dict(state_dict["shard"])
+            mine = self._shard_info()
+            if saved != mine:
+                raise ValueError(f"state_dict holds the shard {saved}, but this rank's is {mine}")
+            skipped = _count("skipped_steps", state_dict.get("skipped_steps", 0))
+            previous = (self.optimizer.state_dict(), self.skipped_steps)
+            self.optimizer.load_state_dict(state_dict["optimizer"])  # all checked before anything changes
+            backup = previous
+            self.skipped_steps = skipped
+            return None, self._state_signature()
+
+        self._agree_or_restore("ShardedOptimizer.load_state_dict", build, lambda: backup)
+
+    def _agree_or_restore(self, what, build, backup):
+        """:func:`_agree` on a ``build`` that loads state; on any rank's error every rank restores ``backup()``."""
+        try:
+            _agree(self.comm, what, build, details=self._state_details)
+        except BaseException:
+            saved = backup()
+            if saved is not None:
+                self.optimizer.load_state_dict(saved[0])
+                self.skipped_steps = saved[1]
+            raise
 
     def consolidated_state_dict(self, root=0):
         """The whole optimizer's state, assembled on rank ``root`` (collective).
@@ -1040,17 +1078,21 @@ class ShardedOptimizer:
         state arrays gathered over the ranks, ``ps.size`` elements each);
         load it into such an optimizer, or save it with
         :func:`fastopt.save` through one.  Other ranks get None.  ``root``
-        needs memory for the whole state for a moment.
+        needs memory for the whole state for a moment.  The ranks first
+        agree on ``root``, on the state arrays they hold, the step count and
+        the hyperparameters; else every rank raises the same error.
         """
         comm = self.comm
-        state = self.optimizer.state[0]
-        arrays = [name for name in self.optimizer.state_arrays if name in state]
 
         def build():
             rank = _root(comm, root)
-            return rank, (("root", rank), ("state arrays", tuple(arrays)))
+            state = self.optimizer.state[0]
+            arrays = tuple(name for name in self.optimizer.state_arrays if name in state)
+            return (rank, arrays), (("root", rank), ("state arrays", arrays)) + self._state_signature()
 
-        root = _agree(comm, "consolidated_state_dict", build)
+        root, arrays = _agree(comm, "ShardedOptimizer.consolidated_state_dict", build,
+                              details=lambda: build()[1][:-1] + self._settings_pairs())
+        state = self.optimizer.state[0]
         full = {}
         for name in arrays:
             out = np.empty(self.ps.size, self.ps.dtype) if self.rank == root else None
@@ -1070,21 +1112,22 @@ class ShardedOptimizer:
 
         ``state_dict`` is what :meth:`consolidated_state_dict` returns, or
         the ``state_dict()`` of a plain ``optimizer_class`` on a ParamSet of
-        the same layout; other ranks pass None.  It may come from a run on
-        a different number of ranks.  Either every rank loads its part or,
-        on an error anywhere, every rank raises and none changes.
+        the same layout (its slot key may be ``0`` or ``"0"``); other ranks
+        pass None.  It may come from a run on a different number of ranks.
+        Either every rank loads its part or, on an error anywhere, every
+        rank raises and none changes.
         """
-        comm, what = self.comm, "load_consolidated_state_dict"
+        comm, what = self.comm, "ShardedOptimizer.load_consolidated_state_dict"
 
         def check_root():
             rank = _root(comm, root)
             return rank, (("root", rank),)
 
         root = _agree(comm, what, check_root)
-        header = error = None
+        header = error = slot = None
         if self.rank == root:
             try:
-                header = self._consolidated_header(state_dict)
+                header, slot = self._consolidated_header(state_dict)
             except Exception as exc:  # noqa: BLE001 - announced to every rank, then raised
                 error = exc
         header, report = comm.bcast((header, None if error is None else (type(error).__name__, str(error))),
@@ -1099,32 +1142,31 @@ class ShardedOptimizer:
         for name in names:
             source = None
             if self.rank == root:
-                source = [np.ascontiguousarray(state_dict["state"][0][name]).reshape(-1),
+                source = [np.ascontiguousarray(slot[name], dtype=self.ps.dtype).reshape(-1),
                           self._counts, self._displs, self._type]
             shards[name] = np.empty(self.hi - self.lo, self.ps.dtype)
             comm.Scatterv(source, [shards[name], self._type], root=root)
         mine = {"state": {0: {**scalars, **shards}} if (scalars or shards) else {},
                 "param_groups": groups, "skipped_steps": 0}
-        backup = self.optimizer.state_dict()
+        backup = None
 
         def build():
+            nonlocal backup
+            previous = (self.optimizer.state_dict(), self.skipped_steps)
             self.optimizer.load_state_dict(mine)
-            return None, ()
+            backup = previous
+            self.skipped_steps = skipped
+            return None, self._state_signature()
 
-        try:
-            _agree(comm, what, build)
-        except Exception:
-            self.optimizer.load_state_dict(backup)
-            raise
-        self.skipped_steps = skipped
+        self._agree_or_restore(what, build, lambda: backup)
 
     def _consolidated_header(self, state_dict):
-        """Check a whole-optimizer state on ``root``: (param_groups, scalars, array names, skipped)."""
+        """Check a whole-optimizer state on ``root``: ((param_groups, scalars, array names, skipped), slot)."""
         if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
             raise TypeError("state_dict must be a dict with 'state' and 'param_groups', as state_dict() of a "
                             "plain optimizer or consolidated_state_dict() returns")
         state = dict(state_dict["state"])
-        if set(state) - {0, "0"}:
+        if set(state) - {0, "0"} or len(state) > 1:
             raise ValueError(f"state_dict has state for slots {sorted(map(str, state))}; an optimizer on one "
                              "whole ParamSet has slot 0 only")
         slot = dict(state.get(0, state.get("0", {})))
@@ -1140,7 +1182,7 @@ class ShardedOptimizer:
                 scalars[key] = value  # checked by the inner optimizer's load_state_dict
         groups = [dict(group) if isinstance(group, Mapping) else group for group in state_dict["param_groups"]]
         skipped = _count("skipped_steps", state_dict.get("skipped_steps", 0))
-        return groups, scalars, names, skipped
+        return (groups, scalars, names, skipped), slot
 
     def __repr__(self):
         return (f"ShardedOptimizer({self.optimizer_class.__name__}, {self.ps!r}, rank={self.rank}, "
