@@ -844,7 +844,7 @@ class ShardedOptimizer:
             call.
         """
         (weight, skip, average), total = _agree(self.comm, "ShardedOptimizer.step", lambda: self._step_checks(count),
-                                                details=lambda: self._settings_pairs(count is not None),
+                                                details=lambda: self._settings_pairs(count_given=count is not None),
                                                 total=True)
         comm, grad = self.comm, self.ps.grad
         if self._reduce_grads:
@@ -877,11 +877,7 @@ class ShardedOptimizer:
         """This rank's checks before a step: ((weight, skip, average), signature, weight or 0)."""
         if not self._data.flags.writeable:
             check_writeable(self._data, "ParamSet.data")
-        skip, average = self.skip_nonfinite, self.average
-        if skip is not True and skip is not False:
-            skip = flag("skip_nonfinite", skip)
-        if average is not True and average is not False:
-            average = flag("average", average)
+        skip, average = self._flags()
         weight = None
         if count is not None:
             if not (self._reduce_grads and average):
@@ -892,6 +888,15 @@ class ShardedOptimizer:
         signature = (("count given", weight is not None), ("settings", self._settings(skip, average)))
         return (weight, skip, average), signature, 0.0 if weight is None else weight
 
+    def _flags(self):
+        """``skip_nonfinite`` and ``average``, checked."""
+        skip, average = self.skip_nonfinite, self.average
+        if skip is not True and skip is not False:
+            skip = flag("skip_nonfinite", skip)
+        if average is not True and average is not False:
+            average = flag("average", average)
+        return skip, average
+
     def _settings(self, skip, average):
         """Digest of what every rank's step must share, recomputed only when a group's ``version`` changed."""
         try:
@@ -901,15 +906,19 @@ class ShardedOptimizer:
         else:
             key += (skip, average)
         if key is None or key != self._settings_key:
-            self._settings_code = _digest(self._settings_pairs())
+            self._settings_code = _digest(self._settings_pairs(skip, average))
             self._settings_key = key
         return self._settings_code
 
-    def _settings_pairs(self, count_given=None):
-        """The settings behind :meth:`_settings`, as ``(field, value)`` pairs (with "count given" first if given)."""
+    def _settings_pairs(self, skip=None, average=None, *, count_given=None):
+        """The settings behind :meth:`_settings`, as ``(field, value)`` pairs (with "count given" first if given).
+
+        ``skip`` and ``average`` default to this object's (checked) values.
+        """
+        if skip is None or average is None:
+            skip, average = self._flags()
         pairs = [] if count_given is None else [("count given", count_given)]
-        pairs += [("skip_nonfinite", flag("skip_nonfinite", self.skip_nonfinite)),
-                  ("average", flag("average", self.average))]
+        pairs += [("skip_nonfinite", skip), ("average", average)]
         groups = self.optimizer.param_groups
         rules = self.optimizer.rules
         pairs.append(("number of parameter groups", len(groups)))
@@ -1022,8 +1031,7 @@ class ShardedOptimizer:
     def _state_signature(self):
         """What every rank's state must share for the ranks to hold parts of one optimizer's state."""
         self._check_state()
-        skip = flag("skip_nonfinite", self.skip_nonfinite)
-        average = flag("average", self.average)
+        skip, average = self._flags()
         return (("state step", self.optimizer.state[0].get("step")), ("skipped_steps", self.skipped_steps),
                 ("settings", self._settings(skip, average)))
 
