@@ -542,6 +542,9 @@ def check_sharded_read_only_or_broken_buffers_are_refused():
         ps.data.flags.writeable = False
     message = refused("ParamSet.data is read-only", opt.step, ps, opt)
     assert f"failed on rank {SIZE - 1}" in message, message
+    ps.data.flags.writeable = False  # on every rank: the same error everywhere (their votes are all alike)
+    message = refused("ParamSet.data is read-only", opt.step, ps, opt)
+    assert f"failed on ranks {', '.join(map(str, range(SIZE)))}: ValueError" in message, message
     ps.data.flags.writeable = True
     good_step(ps, opt)
     if RANK == 0:

@@ -308,12 +308,15 @@ def _agree(comm, what, build, *, details=None, total=False):
     vote = _VOTE.pack(error is not None, _cached_digest(what), code, value)
     votes = bytearray(_VOTE.size * size)
     comm.Allgather([vote, MPI.INT64_T], [votes, MPI.INT64_T])  # the double travels as its 8 bytes
-    words = memoryview(votes).cast("q")
-    if any(words[0::4]) or words[1::4].tobytes() != vote[8:16] * size or words[2::4].tobytes() != vote[16:24] * size:
-        _disagree(comm, what, error, signature if details is None or error is not None else details)
-    if not total:
-        return result
-    return result, math.fsum(memoryview(votes).cast("d")[3::4])
+    if error is not None or votes != vote * size:  # else every rank sent these bytes: all passed, and agree
+        words = memoryview(votes).cast("q")
+        if any(words[0::4]) or words[1::4].tobytes() != vote[8:16] * size \
+                or words[2::4].tobytes() != vote[16:24] * size:
+            _disagree(comm, what, error, signature if details is None or error is not None else details)
+        value = math.fsum(memoryview(votes).cast("d")[3::4])
+    elif value:
+        value *= size  # (fsum of ``size`` equal values, without the round trip through memoryview)
+    return (result, value) if total else result
 
 
 def _disagree(comm, what, error, signature):
