@@ -283,8 +283,8 @@ def _agree(comm, what, build, *, details=None, total=False):
         Pairs that name what differs better than ``signature`` (which may
         hold a digest of them); called only when the digests differ.
     total : bool, default False
-        Also return the sum over the ranks, in rank order, of ``value``
-        (a float): the same float on every rank.
+        Also return the sum over the ranks of ``value`` (a float), rounded
+        once (``math.fsum``): the same float on every rank.
 
     Returns
     -------
