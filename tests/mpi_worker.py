@@ -5,13 +5,20 @@ Run by tests/test_distributed.py as::
     mpiexec -n 2 python -m mpi4py tests/mpi_worker.py [check ...]
 
 Every ``check_*`` function runs on all ranks (any number of them, at least
-two); without arguments all run, in file order.  After each check the
-ranks meet at a barrier and rank 0 prints ``PASS <name>``.  A failing rank
-prints ``FAIL <name> on rank <r>`` and the traceback, then aborts every
-rank, so a failure never leaves the others waiting.  Lines starting with
-``INFO`` report measurements.
+two); without arguments all run, in file order.  Rank 0 prints
+``START <name>`` before a check; after it the ranks meet at a barrier and
+rank 0 prints ``PASS <name>``.  A failing rank prints ``FAIL <name> on rank
+<r>`` and the traceback, then aborts every rank, so a failure never leaves
+the others waiting.  A check still running after
+``$FASTOPT_MPI_CHECK_TIMEOUT`` seconds (default 120: a deadlock) makes every
+rank print ``TIMEOUT <name> on rank <r>`` and its Python stacks, and exit
+with status 124.  Lines starting with ``INFO`` report measurements.
 """
+import faulthandler
+import os
+import pathlib
 import sys
+import threading
 import traceback
 
 import numpy as np
@@ -26,6 +33,7 @@ from fastopt.optim.lr_scheduler import StepLR
 
 COMM = MPI.COMM_WORLD
 RANK, SIZE = COMM.Get_rank(), COMM.Get_size()
+CHECK_TIMEOUT = float(os.environ.get("FASTOPT_MPI_CHECK_TIMEOUT", 120))
 RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 2e-5}
 ATOL = {np.dtype(np.float64): 1e-14, np.dtype(np.float32): 1e-6}
 
@@ -83,12 +91,59 @@ def expect_error(kind, pattern, call):
     return message
 
 
+def expect_same_error(kind, pattern, call):
+    """As :func:`expect_error`, and every rank raised the very same message."""
+    message = expect_error(kind, pattern, call)
+    everyone = COMM.allgather(message)
+    assert all(m == everyone[0] for m in everyone), f"the ranks raised different messages: {everyone}"
+    return message
+
+
+class Snapshot:
+    """Copies of a ParamSet's buffers and an optimizer's state, to check that a refused call changed nothing."""
+
+    def __init__(self, ps, opt=None):
+        self.ps, self.opt = ps, opt
+        self.data, self.grad = ps.data.copy(), ps.grad.copy()
+        self.state = None if opt is None else self._state(opt)
+        self.extra = None if opt is None else (opt.skipped_steps, [dict(g) for g in opt.param_groups])
+
+    @staticmethod
+    def _state(opt):
+        return [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in slot.items()} for slot in opt.state]
+
+    def assert_unchanged(self):
+        assert_array_equal(self.ps.data, self.data, err_msg="ps.data changed")
+        assert_array_equal(self.ps.grad, self.grad, err_msg="ps.grad changed")
+        if self.opt is not None:
+            now = self._state(self.opt)
+            assert [sorted(s) for s in now] == [sorted(s) for s in self.state], "the optimizer state changed"
+            for before, after in zip(self.state, now):
+                for key, value in before.items():
+                    if isinstance(value, np.ndarray):
+                        assert_array_equal(after[key], value, err_msg=f"state {key!r} changed")
+                    else:
+                        assert after[key] == value, f"state {key!r} changed: {value!r} -> {after[key]!r}"
+            assert (self.opt.skipped_steps, [dict(g) for g in self.opt.param_groups]) == self.extra
+
+
 OPTIMIZERS = [
     (fastopt.Adam, dict(lr=0.05)),
     (fastopt.AdamW, dict(lr=0.05, weight_decay=0.1, amsgrad=True)),
     (fastopt.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
     (fastopt.NAdam, dict(lr=0.02)),
 ]
+
+
+# --------------------------------------------------------------------------- set-up
+def check_workers_import_the_tested_fastopt():
+    """Every rank imports the fastopt that the test run imports ($FASTOPT_EXPECTED_SOURCE), not another copy."""
+    expected = os.environ.get("FASTOPT_EXPECTED_SOURCE")
+    mine = str(pathlib.Path(fastopt.__file__).resolve().parent)
+    if RANK == 0:
+        print(f"INFO fastopt imported from {mine}", flush=True)
+    if expected is not None:
+        assert mine == str(pathlib.Path(expected).resolve()), f"rank {RANK} imports {mine}, expected {expected}"
 
 
 # --------------------------------------------------------------------------- data parallel
@@ -398,9 +453,240 @@ def check_mismatches_raise_on_every_rank():
     assert_same_on_all_ranks(ps.data)
 
 
+# --------------------------------------------------------------------------- disagreement at a step
+LAST = RANK == SIZE - 1
+
+
+def stepped_adam(**hyper):
+    """A ShardedOptimizer (Adam) that has taken one step, so that it holds state."""
+    ps = model(align=True, shape=(20, 3))
+    opt = ShardedOptimizer(fastopt.Adam, ps, COMM, **{"lr": 0.05, **hyper})
+    ps.grad[:] = np.random.default_rng([RANK, 1]).normal(size=ps.size)
+    assert opt.step() is True
+    return ps, opt
+
+
+def refused(pattern, call, ps, opt=None, kind=ValueError):
+    """``call()`` raises the same ``kind`` on every rank and changes nothing anywhere; returns the message."""
+    before = Snapshot(ps, opt)
+    message = expect_same_error(kind, pattern, call)
+    before.assert_unchanged()
+    return message
+
+
+def good_step(ps, opt, **kwargs):
+    """A step all ranks agree on still works, and leaves every rank the same parameters."""
+    ps.grad[:] = np.random.default_rng([RANK, 2]).normal(size=ps.size)
+    assert opt.step(**kwargs) is True
+    assert_same_on_all_ranks(ps.data)
+
+
+def check_sharded_step_count_on_some_ranks_only_is_refused():
+    """step(count=...) on one rank and step() on another: the same error everywhere, no hang, no update."""
+    ps, opt = stepped_adam()
+    message = refused("count given differs across ranks", lambda: opt.step(count=10 if LAST else None), ps, opt)
+    assert f"True on rank {SIZE - 1}" in message and "False on rank" in message, message
+    message = refused("count must be finite and >= 0", lambda: opt.step(count=-1 if LAST else 3), ps, opt)
+    assert f"failed on rank {SIZE - 1}" in message, message
+    refused("count is 0 on every rank", lambda: opt.step(count=0), ps, opt)
+    good_step(ps, opt, count=RANK + 1)
+    good_step(ps, opt)
+
+
+def check_sharded_settings_changed_on_one_rank_are_refused():
+    """lr, any param_groups entry, skip_nonfinite or average set on one rank only: refused at the next step."""
+    ps, opt = stepped_adam()
+    sched = StepLR(opt, step_size=1, gamma=0.5)
+    if LAST:
+        opt.lr = 0.2
+    message = refused("param_groups[0]['lr'] differs across ranks", opt.step, ps, opt)
+    assert f"0.2 on rank {SIZE - 1}" in message and "0.05 on rank" in message, message
+    opt.lr = 0.05
+    good_step(ps, opt)
+    if LAST:
+        opt.param_groups[0]["betas"] = (0.8, 0.99)
+        opt.param_groups[0]["weight_decay"] = 0.1
+    message = refused("param_groups[0]['betas'] differs across ranks", opt.step, ps, opt)
+    assert "param_groups[0]['weight_decay'] differs across ranks" in message, message
+    if LAST:
+        opt.param_groups[0]["betas"] = (0.9, 0.999)
+        opt.param_groups[0]["weight_decay"] = 0.0
+    good_step(ps, opt)
+    if RANK == 0:
+        sched.step()  # a schedule stepped on one rank only
+    refused("param_groups[0]['lr'] differs across ranks", opt.step, ps, opt)
+    if RANK != 0:
+        sched.step()
+    good_step(ps, opt)
+    assert opt.lr == 0.025
+    if LAST:
+        opt.skip_nonfinite = True
+    refused("skip_nonfinite differs across ranks", opt.step, ps, opt)
+    if LAST:
+        opt.skip_nonfinite = False
+    if RANK == 0:
+        opt.average = False
+    refused("average differs across ranks", opt.step, ps, opt)
+    opt.average = True
+    if LAST:
+        opt.skip_nonfinite = "yes"
+    refused("skip_nonfinite must be True or False", opt.step, ps, opt, kind=TypeError)
+    opt.skip_nonfinite = False
+    good_step(ps, opt)
+
+
+def check_sharded_read_only_or_broken_buffers_are_refused():
+    """A read-only ps.data (or ps.grad, with count) or a broken state array on one rank: no rank updates."""
+    ps, opt = stepped_adam()
+    if LAST:
+        ps.data.flags.writeable = False
+    message = refused("ParamSet.data is read-only", opt.step, ps, opt)
+    assert f"failed on rank {SIZE - 1}" in message, message
+    ps.data.flags.writeable = False  # on every rank: the same error everywhere (their votes are all alike)
+    message = refused("ParamSet.data is read-only", opt.step, ps, opt)
+    assert f"failed on ranks {', '.join(map(str, range(SIZE)))}: ValueError" in message, message
+    ps.data.flags.writeable = True
+    good_step(ps, opt)
+    if RANK == 0:
+        ps.grad.flags.writeable = False
+    refused("ParamSet.grad is read-only", lambda: opt.step(count=2), ps, opt)
+    ps.grad.flags.writeable = True
+    good_step(ps, opt, count=2)
+    kept = opt.state[0]["exp_avg"]
+    if LAST:
+        opt.state[0]["exp_avg"] = np.zeros(3)
+    refused("'exp_avg'", opt.step, ps, opt)
+    opt.state[0]["exp_avg"] = kept
+    step = opt.state[0]["step"]
+    if RANK == 0:
+        opt.state[0]["step"] = float(step)
+    refused("'step'", opt.step, ps, opt)
+    opt.state[0]["step"] = step
+    if LAST:
+        opt.optimizer.skip_nonfinite = True
+    refused("skip_nonfinite", opt.step, ps, opt)
+    opt.optimizer.skip_nonfinite = False
+    good_step(ps, opt)
+
+
+def check_data_parallel_calls_that_disagree_are_refused():
+    """allreduce_grads (checked or not), DataParallel and broadcast_params: disagreeing calls are refused."""
+    ps = model(align=True)
+    dp = DataParallel(ps, COMM)
+    ps.grad[:] = RANK + 1.0
+    for call in (lambda: allreduce_grads(ps, COMM, count=3 if LAST else None),
+                 lambda: allreduce_grads(ps, COMM, count=3 if LAST else None, check=False),
+                 lambda: dp.allreduce_grads(count=3 if LAST else None)):
+        message = refused("count given differs across ranks", call, ps)
+        assert f"True on rank {SIZE - 1}" in message, message
+    refused("average differs across ranks", lambda: dp.allreduce_grads(average=RANK == 0), ps)
+    refused("count must be finite", lambda: dp.allreduce_grads(count=np.nan if LAST else 1.0), ps)
+    refused("count is 0 on every rank", lambda: dp.allreduce_grads(count=0), ps)
+    if LAST:
+        ps.grad.flags.writeable = False
+    refused("ParamSet.grad is read-only", dp.allreduce_grads, ps)
+    ps.grad.flags.writeable = True
+    other = fastopt.ParamSet({"w": 12 if LAST else 10})
+    refused("differs across ranks", lambda: allreduce_grads(other, COMM, check=False), other)
+    refused("root differs across ranks", lambda: dp.broadcast_params(root=RANK), ps)
+    refused("root differs across ranks", lambda: broadcast_params(ps, COMM, root=RANK, check=False), ps)
+    refused("root must be a rank of comm", lambda: dp.broadcast_params(root=SIZE if LAST else 0), ps)
+    if RANK == 0:
+        ps.data.flags.writeable = False
+    refused("ParamSet.data is read-only", dp.broadcast_params, ps)
+    ps.data.flags.writeable = True
+    # the calls still work when the ranks agree
+    dp.allreduce_grads(count=RANK)
+    allreduce_grads(ps, COMM, check=False)
+    dp.broadcast_params(root=SIZE - 1)
+    assert_same_on_all_ranks(ps.grad)
+    assert_same_on_all_ranks(ps.data)
+
+
+def check_ranks_in_different_calls_are_refused():
+    """One rank steps while another averages gradients: the same error on all, nothing changed."""
+    ps, opt = stepped_adam()
+    dp_ps = model()
+    dp = DataParallel(dp_ps, COMM)
+    before = Snapshot(ps, opt)
+    message = expect_same_error(RuntimeError, "the ranks are in different calls",
+                                lambda: dp.allreduce_grads() if LAST else opt.step())
+    assert "ShardedOptimizer.step on rank" in message and f"allreduce_grads on rank {SIZE - 1}" in message, message
+    before.assert_unchanged()
+    good_step(ps, opt)
+
+
+def check_sharded_state_dict_calls_that_disagree_are_refused():
+    """load_state_dict, consolidated_state_dict, load_consolidated_state_dict: all ranks or none."""
+    ps, opt = stepped_adam()
+    older = opt.state_dict()
+    good_step(ps, opt)
+    newer = opt.state_dict()
+    # ranks loading their shards of different checkpoints
+    message = refused("state step differs across ranks", lambda: opt.load_state_dict(older if LAST else newer),
+                      ps, opt)
+    assert f"1 on rank {SIZE - 1}" in message, message
+    broken = dict(newer, optimizer=dict(newer["optimizer"], param_groups=[]))
+    refused("parameter groups", lambda: opt.load_state_dict(broken if RANK == 0 else newer), ps, opt)
+    opt.load_state_dict(older)
+    assert opt.state[0]["step"] == 1
+    good_step(ps, opt)
+    # a state array one rank cannot send
+    kept = opt.state[0]["exp_avg"]
+    if LAST:
+        opt.state[0]["exp_avg"] = kept[:-1].copy() if kept.size else np.zeros(1)
+    refused("'exp_avg'", opt.consolidated_state_dict, ps, opt)
+    opt.state[0]["exp_avg"] = kept
+    if LAST:
+        opt.lr = 0.5
+    refused("param_groups[0]['lr'] differs across ranks", opt.consolidated_state_dict, ps, opt)
+    opt.lr = 0.05
+    full = opt.consolidated_state_dict()
+    # a consolidated state whose slot key is the string "0" (as after a JSON round trip) loads too
+    other_ps = copy_of(ps)
+    other = ShardedOptimizer(fastopt.Adam, other_ps, COMM, lr=0.05)
+    text_keys = None if RANK else dict(full, state={"0": full["state"][0]})
+    other.load_consolidated_state_dict(text_keys)
+    for key, value in opt.state[0].items():
+        if isinstance(value, np.ndarray):
+            assert_array_equal(other.state[0][key], value)
+        else:
+            assert other.state[0][key] == value
+
+
+# --------------------------------------------------------------------------- self-tests of the runner
+def selftest_deadlock():
+    """Deadlock on purpose (run by name only): rank 0 waits in a barrier the other ranks never enter."""
+    if RANK == 0:
+        print(f"INFO run {os.environ.get('FASTOPT_MPI_RUN')}", flush=True)
+        COMM.Barrier()
+    else:
+        COMM.bcast(None, root=1)
+
+
 # --------------------------------------------------------------------------- runner
+def watchdog(name):
+    """A started timer that ends this rank (status 124, with its stacks) if ``name`` outlasts CHECK_TIMEOUT.
+
+    mpi4py releases the GIL in blocking MPI calls, so the timer fires even while the main thread
+    waits in a collective that another rank never entered.
+    """
+    def expire():
+        print(f"TIMEOUT {name} on rank {RANK} after {CHECK_TIMEOUT:g} s (a deadlock?)", flush=True)
+        faulthandler.dump_traceback(file=sys.stdout, all_threads=True)
+        sys.stdout.flush()
+        os._exit(124)
+
+    if CHECK_TIMEOUT <= 0:
+        return None
+    timer = threading.Timer(CHECK_TIMEOUT, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def main(names):
-    checks = {name: func for name, func in globals().items() if name.startswith("check_")}
+    checks = {name: func for name, func in globals().items() if name.startswith(("check_", "selftest_"))}
     unknown = [n for n in names if n not in checks]
     if unknown:
         sys.exit(f"unknown checks {unknown}; known: {sorted(checks)}")
@@ -408,13 +694,18 @@ def main(names):
         sys.exit(f"mpi_worker.py needs at least 2 ranks, got {SIZE}: was it launched with an mpiexec that "
                  "belongs to another MPI library than mpi4py's?")
     fastopt.set_num_threads(1)
-    for name in names or list(checks):
+    for name in names or [name for name in checks if name.startswith("check_")]:
+        if RANK == 0:
+            print(f"START {name}", flush=True)
+        timer = watchdog(name)
         try:
             checks[name]()
         except BaseException:
             print(f"FAIL {name} on rank {RANK}\n{traceback.format_exc()}", file=sys.stdout, flush=True)
             COMM.Abort(1)
         COMM.Barrier()
+        if timer is not None:
+            timer.cancel()
         if RANK == 0:
             print(f"PASS {name}", flush=True)
 

@@ -11,15 +11,26 @@ Three kinds of tests:
   test here.  The mpiexec is ``$FASTOPT_MPIEXEC``, else the one next to
   the Python running the tests (where ``pip install mpich`` puts it),
   else the first on PATH; without one these tests skip.
+
+No mpiexec can hang the test run: the worker's watchdog ends a check that
+runs longer than ``$FASTOPT_MPI_CHECK_TIMEOUT`` seconds (default 120), and
+an mpiexec still running after ``$FASTOPT_MPI_RUN_TIMEOUT`` seconds (default
+600) is killed with its process group and every rank it started.  A check
+that fails or hangs fails its test; the checks after it run in a fresh
+mpiexec.
 """
 import ast
 import doctest
 import importlib.util
 import os
 import pathlib
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import uuid
 
 import numpy as np
 import pytest
@@ -32,7 +43,6 @@ WORKER = HERE / "mpi_worker.py"
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
 needs_mpi4py = pytest.mark.skipif(not HAVE_MPI4PY, reason='needs mpi4py (pip install "fastopt[mpi]" mpich)')
 WORLD_SIZES = [2, 3]
-TIMEOUT = 300
 
 
 def _python_env():
@@ -237,7 +247,101 @@ def test_argument_errors_on_one_rank(dist):
                                           "param_groups": opt.optimizer.state_dict()["param_groups"]})
 
 
+@needs_mpi4py
+def test_refused_steps_change_nothing_on_one_rank(dist):
+    """The local checks of a step run before anything moves: a refused step leaves data, grad and state."""
+    ps = fastopt.ParamSet({"w": np.arange(10.0)})
+    opt = dist.ShardedOptimizer(fastopt.Adam, ps, lr=0.1)
+    ps.grad[:] = 1.0
+    opt.step()
+
+    def unchanged(call, kind, match):
+        data, grad = ps.data.copy(), ps.grad.copy()
+        state = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in opt.state[0].items()}
+        with pytest.raises(kind, match=match):
+            call()
+        assert_array_equal(ps.data, data)
+        assert_array_equal(ps.grad, grad)
+        assert opt.state[0].keys() == state.keys()
+        for key, value in state.items():
+            assert_array_equal(opt.state[0][key], value)
+
+    ps.data.flags.writeable = False
+    unchanged(opt.step, ValueError, "ParamSet.data is read-only")
+    ps.data.flags.writeable = True
+    ps.grad.flags.writeable = False
+    unchanged(lambda: opt.step(count=2), ValueError, "ParamSet.grad is read-only")
+    ps.grad.flags.writeable = True
+    unchanged(lambda: opt.step(count=0), ValueError, "count is 0 on every rank")
+    kept = opt.state[0]["exp_avg"]
+    opt.state[0]["exp_avg"] = kept.astype(np.float32)
+    unchanged(opt.step, ValueError, "optimizer state 'exp_avg' must be a writeable contiguous float64\\[10\\]")
+    opt.state[0]["exp_avg"] = kept
+    opt.skip_nonfinite = "no"
+    unchanged(opt.step, TypeError, "skip_nonfinite must be True or False")
+    opt.skip_nonfinite = False
+    with pytest.raises(AttributeError):
+        opt.reduce_grads = False
+    assert opt.step() is True and opt.state[0]["step"] == 2
+    # a state_dict that fails to load leaves the state as it was
+    saved = opt.state_dict()
+    bad = dict(saved, optimizer=dict(saved["optimizer"], state={0: {"step": 1, "exp_avg": np.zeros(3)}}))
+    unchanged(lambda: opt.load_state_dict(bad), ValueError, "exp_avg")
+    # a consolidated state with the slot key "0" (a JSON round trip) loads
+    full = opt.consolidated_state_dict()
+    other = dist.ShardedOptimizer(fastopt.Adam, fastopt.ParamSet({"w": 10}), lr=0.1)
+    other.load_consolidated_state_dict(dict(full, state={"0": full["state"][0]}))
+    assert_array_equal(other.state[0]["exp_avg_sq"], opt.state[0]["exp_avg_sq"])
+
+
+class _GuardedList(list):
+    """Stands in for a param_groups list whose structure only add_param_group may change."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("param_groups is guarded: use add_param_group()")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+
+@needs_mpi4py
+def test_step_settings_digest_follows_group_versions_and_guarded_param_groups(dist):
+    """The step signature is rebuilt only when a group changes, and only reads param_groups."""
+    from fastopt.optim.lr_scheduler import StepLR
+
+    ps = fastopt.ParamSet({"w": np.arange(6.0)})
+    opt = dist.ShardedOptimizer(fastopt.SGD, ps, lr=0.1, momentum=0.9)
+    built = []
+    pairs = opt._settings_pairs
+    opt._settings_pairs = lambda *args: built.append(1) or pairs(*args)
+    ps.grad[:] = 1.0
+    first = opt._settings(False, True)
+    assert opt.step() is True and opt._settings(False, True) == first and len(built) == 1
+    plain = opt.optimizer.param_groups
+    opt.optimizer.param_groups = _GuardedList(plain)  # what a step's checks and a schedule need of it
+    opt.lr = 0.05                                 # a new group version: the digest is rebuilt, and differs
+    opt._step_checks(None)
+    changed = opt._settings(False, True)
+    assert changed != first and len(built) == 2
+    opt.param_groups[0]["momentum"] = 0.5
+    assert opt._settings(False, True) not in (first, changed)
+    sched = StepLR(opt, step_size=1, gamma=0.5)
+    sched.step()
+    assert opt.lr == 0.025 and opt.param_groups[0]["lr"] == 0.025
+    assert opt._settings(True, True) != opt._settings(False, True)  # skip_nonfinite counts too
+    with pytest.raises(TypeError, match="guarded"):
+        opt.param_groups.append({})
+    opt.optimizer.param_groups = plain  # (the compiled inner step takes an exact list)
+    assert opt.step() is True
+
+
 # --------------------------------------------------------------------------- several ranks
+#: Seconds one worker check may take before the worker's watchdog ends the run (a deadlock).
+CHECK_TIMEOUT = float(os.environ.get("FASTOPT_MPI_CHECK_TIMEOUT", 120))
+#: Seconds one mpiexec may run in all before its processes are killed (should the watchdog not fire).
+RUN_TIMEOUT = float(os.environ.get("FASTOPT_MPI_RUN_TIMEOUT", 600))
+
+
 def _find_mpiexec():
     override = os.environ.get("FASTOPT_MPIEXEC")
     if override:
@@ -272,31 +376,141 @@ def _check_names():
 CHECKS = _check_names()
 
 
+def _marked_pids(marker):
+    """Processes whose environment holds ``marker`` (Linux ``/proc``): the ranks of one run, wherever
+    the launcher put them (Hydra starts each rank in a session of its own, so a process group misses them)."""
+    pids = []
+    needle = marker.encode() + b"\0"
+    for entry in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (entry / "environ").read_bytes():
+                pids.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _alive(pid):
+    """The process exists and is not a zombie (Linux ``/proc``; elsewhere: it exists)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return not pathlib.Path("/proc").is_dir()
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _kill_run(process, marker, wait=30):
+    """SIGKILL an mpiexec, its process group and every rank it started; wait up to ``wait`` s for them to go."""
+    targets = _marked_pids(marker)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for pid in targets:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + wait
+    while any(_alive(pid) for pid in targets) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a killed process takes a moment to release its memory
+
+
+def _mpiexec(n, checks, check_timeout=CHECK_TIMEOUT, run_timeout=RUN_TIMEOUT):
+    """Run the worker's ``checks`` on ``n`` ranks under a timeout: (output, return code or None on a timeout).
+
+    ``check_timeout`` arms the worker's watchdog per check (0: none); after ``run_timeout`` s the
+    mpiexec, its process group and all its ranks are killed.
+    """
+    mpiexec = _find_mpiexec()
+    marker = f"FASTOPT_MPI_RUN={uuid.uuid4().hex}"
+    env = _python_env()
+    env["FASTOPT_MPI_RUN"] = marker.partition("=")[2]
+    env["FASTOPT_MPI_CHECK_TIMEOUT"] = str(check_timeout)
+    env["FASTOPT_EXPECTED_SOURCE"] = str(pathlib.Path(fastopt.__file__).resolve().parent)
+    command = [mpiexec, *_launch_flags(mpiexec), "-n", str(n), sys.executable, "-m", "mpi4py", str(WORKER), *checks]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)  # its own process group, killed whole on a timeout
+    try:
+        output, _ = process.communicate(timeout=run_timeout)
+        return output, process.returncode
+    except subprocess.TimeoutExpired:
+        _kill_run(process, marker)
+        output, _ = process.communicate()
+        return f"{output}\nmpiexec killed after {run_timeout:g} s (a deadlock?)", None
+    finally:
+        if process.poll() is None:  # interrupted (Ctrl-C): leave no rank behind
+            _kill_run(process, marker)
+            process.wait()
+
+
 @pytest.fixture(scope="module", params=WORLD_SIZES, ids=lambda n: f"{n}ranks")
 def mpi_run(request):
-    """One mpiexec run of every worker check on ``n`` ranks: (n, output, return code)."""
+    """Every worker check on ``n`` ranks: ``{check: None if it passed, else the output that says why}``.
+
+    The checks run in one mpiexec, in file order.  A check that fails or hangs ends that run (the
+    worker aborts, or its watchdog kills it after ``CHECK_TIMEOUT`` s); the checks after it then run
+    in a fresh mpiexec, so each reports on its own.
+    """
     if not HAVE_MPI4PY:
         pytest.skip('needs mpi4py (pip install "fastopt[mpi]" mpich)')
-    mpiexec = _find_mpiexec()
-    if mpiexec is None:
+    if _find_mpiexec() is None:
         pytest.skip("needs mpiexec (pip install mpich, or an MPI installation on PATH, or $FASTOPT_MPIEXEC)")
     n = request.param
-    command = [mpiexec, *_launch_flags(mpiexec), "-n", str(n), sys.executable, "-m", "mpi4py", str(WORKER)]
-    try:
-        out = subprocess.run(command, env=_python_env(), capture_output=True, text=True, timeout=TIMEOUT)
-    except subprocess.TimeoutExpired as exc:
-        text = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        return n, f"timed out after {TIMEOUT} s (a deadlock?)\n{text}", None
-    return n, out.stdout + out.stderr, out.returncode
+    results, remaining = {}, list(CHECKS)
+    while remaining:
+        output, returncode = _mpiexec(n, remaining)
+        passed = 0
+        while passed < len(remaining) and f"PASS {remaining[passed]}\n" in output:
+            results[remaining[passed]] = None
+            passed += 1
+        if passed == len(remaining):
+            break
+        culprit = remaining[passed]
+        results[culprit] = f"mpiexec exit status {returncode}:\n{output[-6000:]}"
+        started = f"START {culprit}\n" in output
+        remaining = remaining[passed + 1:]
+        if not started:  # the worker never got to it (mpiexec or the import failed): no use going on
+            for check in remaining:
+                results[check] = f"not run: the worker did not start {culprit}:\n{output[-6000:]}"
+            break
+    return n, results
 
 
 @pytest.mark.parametrize("check", CHECKS)
 def test_on_several_ranks(mpi_run, check):
-    n, output, returncode = mpi_run
-    if f"PASS {check}\n" in output:
-        return
-    pytest.fail(f"{check} did not pass on {n} ranks (mpiexec exit status {returncode}):\n{output[-6000:]}")
+    n, results = mpi_run
+    if results[check] is not None:
+        pytest.fail(f"{check} did not pass on {n} ranks ({results[check]}")
+
+
+@pytest.fixture(scope="module")
+def launcher():
+    if not HAVE_MPI4PY:
+        pytest.skip('needs mpi4py (pip install "fastopt[mpi]" mpich)')
+    if _find_mpiexec() is None:
+        pytest.skip("needs mpiexec (pip install mpich, or an MPI installation on PATH, or $FASTOPT_MPIEXEC)")
+    return _mpiexec
+
+
+def test_a_deadlocked_check_fails_instead_of_hanging(launcher):
+    output, returncode = launcher(2, ["selftest_deadlock"], check_timeout=3)
+    assert "TIMEOUT selftest_deadlock on rank" in output, output
+    assert returncode not in (0, None), output
+
+
+def test_a_hung_mpiexec_is_killed_with_all_its_ranks(launcher):
+    output, returncode = launcher(2, ["selftest_deadlock"], check_timeout=0, run_timeout=8)
+    assert returncode is None and "mpiexec killed after 8 s" in output, output
+    marker = re.search(r"INFO run (\S+)", output)
+    assert marker, output
+    assert not [pid for pid in _marked_pids(f"FASTOPT_MPI_RUN={marker.group(1)}") if _alive(pid)]
 
 
 def test_worker_found_its_checks():
     assert len(CHECKS) >= 8
+    assert CHECKS[0] == "check_workers_import_the_tested_fastopt"

@@ -34,17 +34,30 @@ would take with the averaged gradient.
 Collectives and errors
 ----------------------
 The functions and methods here are collective unless their docstrings
-say otherwise (:func:`shard_bounds`, :func:`shard`, ``zero_grad``, the
-hyperparameter and per-rank state accessors): all ranks of ``comm`` must
-call them, in the same order.  Arguments are checked on all ranks together
-before the first collective that moves data (one small ``allgather``): a
-ParamSet whose size, dtype or tensors differ between ranks, different
-hyperparameters, or an invalid argument on any single rank raises the
-same error on every rank instead of deadlocking or mixing unrelated
-buffers.  The hot paths (:meth:`ShardedOptimizer.step`,
-:meth:`DataParallel.allreduce_grads`, and :func:`allreduce_grads` with
-``check=False``) skip that exchange; they rely on the checks done when
-the object was built.
+say otherwise (:func:`shard_bounds`, :func:`shard`, ``zero_grad``,
+``state_dict``, the hyperparameter and per-rank state accessors): all
+ranks of ``comm`` must call them, in the same order.
+
+Every collective call starts the same way, before any data moves: each
+rank runs its own checks (its arguments, that the buffers it will write
+are writeable, for a step that the inner optimizer's state is usable)
+and builds a small signature of what the ranks must agree on (the
+ParamSet's layout where it is checked, the root, whether a count is
+given, and in a step a digest of ``skip_nonfinite``, ``average`` and
+every hyperparameter in ``param_groups``, recomputed only when a group
+changed).  One ``Allgather`` of 32 bytes per rank (failed or not, a
+digest of the call, a digest of the signature, the count to sum) then
+decides.  If a rank failed a check, the ranks are in different calls, or
+a signature differs, every rank raises the same exception with the same
+message, naming the rank(s) and what differs, and nothing changes on any
+rank; only then does a second, slower exchange take place, to find the
+details.  A ParamSet whose size, dtype or tensors differ between ranks,
+a learning rate changed on one rank only, ``step(count=...)`` on some
+ranks only, or a read-only ``ps.data`` on one rank thus raise everywhere
+instead of deadlocking or mixing unrelated updates.  A step or
+:meth:`DataParallel.allreduce_grads` costs that one small exchange (one
+message latency) on top of its data collectives; a count no longer
+costs an ``Allreduce`` of its own, since it travels in the same message.
 
 Limits
 ------
@@ -53,6 +66,10 @@ A sharded step moves the arena twice (reduce-scatter, then all-gather),
 about the traffic of one ``Allreduce``.  Buffers of more than 2**31 - 1
 elements need mpi4py 4 and an MPI-4 library (large counts).
 """
+import functools
+import hashlib
+import math
+import struct
 from collections.abc import Mapping
 
 import numpy as np
@@ -201,46 +218,153 @@ def _short(value, limit=120):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _agree(comm, what, build):
-    """Run ``build()`` on every rank and make sure all ranks got the same answer, or all raise.
+def _digest(value):
+    """A 62-bit digest of ``repr(value)``: the same on every rank and in every run (unlike ``hash``)."""
+    raw = hashlib.blake2b(repr(value).encode(), digest_size=8).digest()
+    return int.from_bytes(raw, "little") >> 2
 
-    ``build`` returns ``(result, signature)``, the signature a tuple of
-    ``(field, value)`` pairs that must be equal on all ranks.  One
-    ``allgather`` exchanges the signatures and any exception: an exception
-    on one rank is raised on all of them (its own on that rank; a TypeError,
-    ValueError or RuntimeError naming that rank on the others), and the
-    first field that differs between ranks raises ValueError everywhere.
+
+@functools.lru_cache(maxsize=512)
+def _cached_digest(value):
+    return _digest(value)
+
+
+def _signature_digest(signature):
+    """:func:`_digest` of a signature, from a cache when the signature is hashable.
+
+    The cache is keyed by equality, so it needs the values of a field to
+    have one type (``("average", True)`` never ``("average", 1)``): the
+    signatures built in this module do.
+    """
+    try:
+        return _cached_digest(signature)
+    except TypeError:  # unhashable (a list of dict keys, say)
+        return _digest(signature)
+
+
+#: Error classes kept when one rank's error is raised on all; others become RuntimeError.
+_ERRORS = {"TypeError": TypeError, "ValueError": ValueError}
+#: One rank's part of the quick exchange in :func:`_agree`: failed, call digest, signature digest, value to sum.
+_VOTE = struct.Struct("=qqqd")
+
+
+def _agree(comm, what, build, *, details=None, total=False):
+    """Run the local checks ``build()`` on every rank; go on only if all ranks passed them and agree.
+
+    Every collective here starts with this call, before any data moves.
+    Each rank sends 32 bytes (an ``Allgather``: failed or not, a digest of
+    ``what``, a digest of its signature, and the value to sum); when no
+    rank failed and all digests match, that is the only communication.
+    Otherwise a second exchange (an ``allgather`` of the error messages and
+    signatures) works out what went wrong, and every rank raises the same
+    exception with the same message:
+
+    * a rank whose ``build()`` raised: ``<what> failed on rank <r>:
+      <Class>: <message>`` (the class kept for TypeError and ValueError,
+      RuntimeError otherwise; on the failing rank the original exception is
+      its ``__cause__``).  On a one-rank communicator the original
+      exception is raised as it is;
+    * ranks in different calls (``what`` differs): RuntimeError naming the
+      call of every rank;
+    * fields of the signature that differ: ValueError ``<what>: <field>
+      differs across ranks (<value> on rank(s) ...; ...)`` for each.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Intracomm
+    what : str
+        The call, as the messages name it.
+    build : callable
+        Local checks, no communication.  Returns ``(result, signature)``,
+        or ``(result, signature, value)`` with ``total``.  ``signature`` is
+        a tuple of ``(field, value)`` pairs that must be equal (``repr``)
+        on every rank, with values of one type per field.
+    details : callable, optional
+        Pairs that name what differs better than ``signature`` (which may
+        hold a digest of them); called only when the digests differ.
+    total : bool, default False
+        Also return the sum over the ranks of ``value`` (a float), rounded
+        once (``math.fsum``): the same float on every rank.
+
+    Returns
+    -------
+    result, or (result, total)
     """
     result = signature = error = None
+    value = 0.0
     try:
-        result, signature = build()
-    except Exception as exc:  # noqa: BLE001 - re-raised below, after the other ranks know
-        error = exc
-    report = None if error is None else (type(error).__name__, str(error))
-    gathered = comm.allgather((signature, report))
-    failed = [(rank, report) for rank, (_, report) in enumerate(gathered) if report is not None]
-    if failed:
+        if total:
+            result, signature, value = build()
+        else:
+            result, signature = build()
+        code = _signature_digest(signature)
+    except Exception as exc:  # noqa: BLE001 - raised below, on every rank alike
+        error, code = exc, 0
+    if comm.Get_size() == 1:
         if error is not None:
             raise error
-        rank, (kind, message) = failed[0]
-        _raise_remote(what, rank, kind, message)
-    first = gathered[0][0]
-    for index, (field, _) in enumerate(first):
-        values = [signature[index][1] for signature, _ in gathered]
-        if any(v != values[0] for v in values):
-            by_value = {}
-            for rank, value in enumerate(values):
-                by_value.setdefault(repr(value), (value, []))[1].append(rank)
-            parts = [f"{_short(value)} on rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}"
-                     for value, ranks in by_value.values()]
-            raise ValueError(f"{what}: {field} differs across ranks ({'; '.join(parts)})")
-    return result
+        return (result, float(value)) if total else result
+    size = comm.Get_size()
+    vote = _VOTE.pack(error is not None, _cached_digest(what), code, value)
+    votes = bytearray(_VOTE.size * size)
+    comm.Allgather([vote, MPI.INT64_T], [votes, MPI.INT64_T])  # the double travels as its 8 bytes
+    if error is not None or votes != vote * size:  # else every rank sent these bytes: all passed, and agree
+        words = memoryview(votes).cast("q")
+        if any(words[0::4]) or words[1::4].tobytes() != vote[8:16] * size \
+                or words[2::4].tobytes() != vote[16:24] * size:
+            _disagree(comm, what, error, signature if details is None or error is not None else details)
+        value = math.fsum(memoryview(votes).cast("d")[3::4])
+    elif value:
+        value *= size  # (fsum of ``size`` equal values, without the round trip through memoryview)
+    return (result, value) if total else result
 
 
-def _raise_remote(what, rank, kind, message):
-    """Raise, on a rank where nothing failed, the error that rank ``rank`` raised."""
-    cls = {"TypeError": TypeError, "ValueError": ValueError}.get(kind, RuntimeError)
-    raise cls(f"{what} failed on rank {rank}: {kind}: {message}")
+def _disagree(comm, what, error, signature):
+    """The slow path of :func:`_agree`: find out what went wrong on which rank and raise it everywhere."""
+    report = None if error is None else (type(error).__name__, str(error))
+    if report is None and callable(signature):
+        try:
+            signature = signature()
+        except Exception as exc:  # noqa: BLE001 - as in _agree
+            error, report = exc, (type(exc).__name__, str(exc))
+    gathered = comm.allgather((what, report, tuple(signature) if report is None else ()))
+    failed = [(rank, r) for rank, (_, r, _) in enumerate(gathered) if r is not None]
+    if failed:
+        cls, message = _failure(what, failed)
+        raise cls(message) from error
+    calls = [call for call, _, _ in gathered]
+    if len(set(calls)) > 1:
+        raise RuntimeError(f"the ranks are in different calls ({_by_value(calls, str)}); every rank must make "
+                           "the same collective calls in the same order")
+    signatures = [dict(pairs) for _, _, pairs in gathered]
+    fields = list(dict.fromkeys(field for _, _, pairs in gathered for field, _ in pairs))
+    differences = []
+    for field in fields:
+        values = [pairs.get(field, "(absent)") for pairs in signatures]
+        if any(repr(v) != repr(values[0]) for v in values):
+            differences.append(f"{field} differs across ranks ({_by_value(values, _short)})")
+    if not differences:  # the digests differ, but not the pairs sent: a signature out of date
+        differences.append("the ranks' settings differ, but their details do not show how")
+    raise ValueError(f"{what}: {', and '.join(differences)}")
+
+
+def _by_value(values, show):
+    """``"<value> on rank(s) ...; ..."``: the ranks grouped by the value they hold, in rank order."""
+    groups = {}
+    for rank, value in enumerate(values):
+        groups.setdefault(repr(value), (value, []))[1].append(rank)
+    return "; ".join(f"{show(value)} on rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}"
+                     for value, ranks in groups.values())
+
+
+def _failure(what, failed):
+    """(class, message) for the errors ``[(rank, (class name, message)), ...]`` of the failing ranks."""
+    groups = {}
+    for rank, report in failed:
+        groups.setdefault(report, []).append(rank)
+    parts = "; ".join(f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}: {kind}: {message}"
+                      for (kind, message), ranks in groups.items())
+    return _ERRORS.get(failed[0][1][0], RuntimeError), f"{what} failed on {parts}"
 
 
 def _root(comm, root):
@@ -251,17 +375,24 @@ def _root(comm, root):
 
 
 def _paramset_signature(ps):
-    layout = tuple((name, ps.shapes[name], ps.slices[name].start) for name in ps.names)
+    layout = tuple((name, tuple(int(d) for d in ps.shapes[name]), ps.slices[name].start) for name in ps.names)
     return (("ParamSet size", ps.size), ("ParamSet dtype", ps.dtype.name),
             ("ParamSet tensors (names, shapes, offsets)", layout))
 
 
-def _buffers(obj, what, attr):
-    """1-D views of the arrays ``obj`` names (``ps.<attr>`` for a ParamSet) and their signature."""
+def _buffers(obj, what, attr, layout=True):
+    """1-D views of the arrays ``obj`` names (``ps.<attr>`` for a ParamSet) and their signature.
+
+    With ``layout`` the signature has the ParamSet's tensors, or the
+    container, keys and shapes of the arrays; without, only what the
+    collective itself needs to match: the length and dtype of each buffer.
+    """
     if isinstance(obj, ParamSet):
         flat = getattr(obj, attr)
         check_writeable(flat, f"ParamSet.{attr}")
-        return [flat], _paramset_signature(obj)
+        if layout:
+            return [flat], _paramset_signature(obj)
+        return [flat], (("buffers (elements, dtype)", ((obj.size, obj.dtype.name),)),)
     if isinstance(obj, np.ndarray):
         items, kind = [(None, obj)], "ndarray"
     elif isinstance(obj, Mapping):
@@ -279,6 +410,8 @@ def _buffers(obj, what, attr):
         labels.append(label)
         views.append(array.view(np.ndarray).reshape(-1))
     check_disjoint(views, labels, what)
+    if not layout:
+        return views, (("buffers (elements, dtype)", tuple((v.size, v.dtype.name) for v in views)),)
     keys = [key for key, _ in items] if kind == "dict" else len(items)
     shapes = tuple((tuple(array.shape), array.dtype.name) for _, array in items)
     return views, (("container", kind), ("keys" if kind == "dict" else "length", keys),
@@ -316,13 +449,24 @@ def _real_count(count):
     return value
 
 
-def _total_count(comm, count):
-    """Sum of ``count`` over the ranks (float64), refusing a total of 0 on every rank alike."""
-    total = np.array([count], dtype=np.float64)
-    comm.Allreduce(MPI.IN_PLACE, [total, MPI.DOUBLE], op=MPI.SUM)
-    if not total[0] > 0:
+def _options(average, count):
+    """Local checks of ``average`` and ``count``: (average, weight or None) and their signature pairs."""
+    if average is not True and average is not False:
+        average = flag("average", average)
+    weight = None if count is None else _real_count(count)
+    if weight is not None and not average:
+        raise ValueError("count weights an average; it needs average=True")
+    return average, weight, _OPTIONS[average, weight is not None]
+
+
+_OPTIONS = {(a, c): (("average", a), ("count given", c)) for a in (False, True) for c in (False, True)}
+
+
+def _check_total(total):
+    """The summed count, refused (on every rank alike: they hold the same sum) when it is 0."""
+    if not total > 0:
         raise ValueError("count is 0 on every rank: there is no sample to average over")
-    return float(total[0])
+    return total
 
 
 # --------------------------------------------------------------------------- data parallel
@@ -330,7 +474,8 @@ def allreduce_grads(grads, comm=None, *, average=True, count=None, check=True):
     """Sum gradients over all ranks, in place, and by default divide by the number of ranks.
 
     Collective.  For a ParamSet this is one ``Allreduce`` over ``ps.grad``
-    (padding included) and one division.
+    (padding included) and one division, after the ranks' agreement (one
+    tiny ``Allgather``, see "Collectives and errors" in the module help).
 
     Parameters
     ----------
@@ -349,42 +494,42 @@ def allreduce_grads(grads, comm=None, *, average=True, count=None, check=True):
         The number of samples this rank's gradient is the mean over, when
         ranks hold different numbers (the last, short batch of an epoch):
         each rank's gradient is weighted by its count, and the result is the
-        mean over all samples, ``sum(count_r * g_r) / sum(count_r)``.  Costs
-        one more tiny ``Allreduce``; needs ``average=True``.  A rank with no
-        samples passes 0 (its gradient is ignored).
+        mean over all samples, ``sum(count_r * g_r) / sum(count_r)``.  Needs
+        ``average=True``.  A rank with no samples passes 0 (its gradient is
+        ignored).  All ranks pass a count, or none does.
     check : bool, default True
-        Check first, with one small ``allgather``, that every rank passes
-        gradients of the same size, dtype and layout and the same options.
-        ``check=False`` saves that round trip in a training loop once the
-        layout is known to agree (see also :class:`DataParallel`); all ranks
-        must then pass the same ``check``.
+        Compare the layout of the gradients too (the ParamSet's tensors, or
+        the container, keys and shapes of the arrays), not only the length
+        and dtype of each buffer.  ``check=False`` saves building that
+        signature in a training loop once the layout is known to agree (see
+        also :class:`DataParallel`); all ranks must pass the same ``check``.
 
     Raises
     ------
     TypeError, ValueError
-        On every rank, when ``check`` is on and any rank's arguments are
-        invalid or differ from the others'.
+        On every rank, before any gradient changes, when any rank's
+        arguments are invalid (a read-only buffer, a negative count) or
+        differ from the others' (``average``, a count given or not, buffer
+        lengths, and with ``check`` the layout).
+    RuntimeError
+        On every rank, when the ranks are in different collective calls.
     """
     comm = _comm(comm)
 
     def build():
-        arrays, signature = _buffers(grads, "grads", "grad")
-        weight = None if count is None else _real_count(count)
-        if weight is not None and not average:
-            raise ValueError("count weights an average; it needs average=True")
-        return (arrays, weight), signature + (("average", bool(average)), ("count given", weight is not None))
+        check_ = flag("check", check)
+        arrays, signature = _buffers(grads, "grads", "grad", layout=check_)
+        average_, weight, options = _options(average, count)
+        return (arrays, average_, weight), (("check", check_),) + signature + options, weight or 0.0
 
-    if check:
-        arrays, weight = _agree(comm, "allreduce_grads", build)
-    else:
-        arrays, weight = build()[0]
-    _allreduce(comm, arrays, average, weight)
+    (arrays, average_, weight), total = _agree(comm, "allreduce_grads", build, total=True)
+    _allreduce(comm, arrays, average_, weight, total)
 
 
-def _allreduce(comm, arrays, average, weight):
+def _allreduce(comm, arrays, average, weight, total):
     divisor = comm.Get_size() if average else 1
     if weight is not None:
-        divisor = _total_count(comm, weight)
+        divisor = _check_total(total)
         for array in arrays:
             np.multiply(array, weight, out=array)
 
@@ -409,28 +554,40 @@ def broadcast_params(params, comm=None, root=0, *, check=True):
     comm : mpi4py.MPI.Intracomm, optional
         Defaults to ``MPI.COMM_WORLD``.
     root : int, default 0
-        The rank whose values are sent.
+        The rank whose values are sent; the same on every rank.
     check : bool, default True
-        Check first that all ranks pass the same layout and root (see
-        :func:`allreduce_grads`).
+        Compare the layout too (see :func:`allreduce_grads`); the root, and
+        the length and dtype of each buffer, are compared either way.
+
+    Raises
+    ------
+    TypeError, ValueError, RuntimeError
+        On every rank, before any parameter changes, as for
+        :func:`allreduce_grads`.
     """
     comm = _comm(comm)
 
     def build():
-        arrays, signature = _buffers(params, "params", "data")
+        check_ = flag("check", check)
+        arrays, signature = _buffers(params, "params", "data", layout=check_)
         rank = _root(comm, root)
-        return (arrays, rank), signature + (("root", rank),)
+        return (arrays, rank), (("check", check_),) + signature + (("root", rank),)
 
-    arrays, rank = _agree(comm, "broadcast_params", build) if check else build()[0]
+    arrays, rank = _agree(comm, "broadcast_params", build)
     _packed(arrays, lambda buffer: comm.Bcast([buffer, _MPI_TYPES[buffer.dtype]], root=rank))
 
 
 class DataParallel:
-    """One ParamSet trained data-parallel: the checks done once, then cheap collectives.
+    """One ParamSet trained data-parallel: the layout checked once, then cheap collectives.
 
     Building it is collective: it checks that every rank's ParamSet has the
     same size, dtype and tensors and (by default) broadcasts rank
-    ``root``'s parameters to the others.
+    ``root``'s parameters to the others.  Its methods are
+    :func:`allreduce_grads` and :func:`broadcast_params` with
+    ``check=False``: each call still makes sure, with one tiny exchange,
+    that the ranks agree on its options and that no rank's buffer is
+    read-only, so a disagreement raises on every rank instead of
+    deadlocking.
 
     Parameters
     ----------
@@ -466,29 +623,38 @@ class DataParallel:
             if not isinstance(ps, ParamSet):
                 raise TypeError(f"DataParallel needs a ParamSet, got {type(ps).__name__}")
             rank = _root(self.comm, root)
-            return (rank, flag("broadcast", broadcast)), _paramset_signature(ps) + (
-                ("root", rank), ("broadcast", bool(broadcast)))
+            broadcast_ = flag("broadcast", broadcast)
+            if broadcast_:
+                check_writeable(ps.data, "ParamSet.data")
+            return (rank, broadcast_), _paramset_signature(ps) + (("root", rank), ("broadcast", broadcast_))
 
         root, broadcast = _agree(self.comm, "DataParallel", build)
         self.ps = ps
+        self._unchecked = (("check", False),) + _buffers(ps, "grads", "grad", layout=False)[1]
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         if broadcast:
-            self.broadcast_params(root)
+            self.comm.Bcast([ps.data, _MPI_TYPES[ps.dtype]], root=root)
 
     def allreduce_grads(self, *, average=True, count=None):
-        """Average (or sum) ``ps.grad`` over the ranks in place: see :func:`allreduce_grads`.
+        """Average (or sum) ``ps.grad`` over the ranks in place: :func:`allreduce_grads` with ``check=False``.
 
-        Unchecked: all ranks must pass the same ``average`` and either all
-        or none a ``count``.
+        Collective; all ranks pass the same ``average`` and either all or
+        none a ``count``, else every rank raises (and no gradient changes).
         """
-        weight = None if count is None else _real_count(count)
-        if weight is not None and not average:
-            raise ValueError("count weights an average; it needs average=True")
-        _allreduce(self.comm, [self.ps.grad], average, weight)
+        grad = self.ps.grad
+
+        def build():  # what allreduce_grads(ps, check=False) checks, with its signature: they may be mixed
+            if not grad.flags.writeable:
+                check_writeable(grad, "ParamSet.grad")
+            average_, weight, options = _options(average, count)
+            return (average_, weight), self._unchecked + options, weight or 0.0
+
+        (average, weight), total = _agree(self.comm, "allreduce_grads", build, total=True)
+        _allreduce(self.comm, [grad], average, weight, total)
 
     def broadcast_params(self, root=0):
-        """Copy rank ``root``'s ``ps.data`` to every rank (collective, unchecked)."""
-        self.comm.Bcast([self.ps.data, _MPI_TYPES[self.ps.dtype]], root=root)
+        """Copy rank ``root``'s ``ps.data`` to every rank: :func:`broadcast_params` with ``check=False``."""
+        broadcast_params(self.ps, self.comm, root, check=False)
 
     def shard(self, n):
         """This rank's slice of ``n`` samples: see :func:`shard`."""
@@ -508,7 +674,12 @@ class ShardedOptimizer:
     what one optimizer on the whole ParamSet holds.  Building it is
     collective (the ParamSet, the optimizer class and the hyperparameters
     must agree on all ranks, and by default rank 0's parameters are
-    broadcast); so is every :meth:`step`.
+    broadcast); so is every :meth:`step`, which first makes sure, in one
+    tiny exchange, that the ranks still agree (on a count given or not,
+    ``skip_nonfinite``, ``average`` and every hyperparameter in
+    :attr:`param_groups`) and that no rank would fail mid-way (a read-only
+    ``ps.data``, a replaced state array): else every rank raises the same
+    error and no rank changes anything.
 
     A step
 
@@ -561,6 +732,10 @@ class ShardedOptimizer:
     grad_shard : numpy.ndarray
         This rank's averaged gradient after a step (``hi - lo`` elements).
     rank, size : int
+    reduce_grads : bool
+        Fixed when built (read-only).
+    average, skip_nonfinite : bool
+        May be changed between steps, on every rank alike.
     skipped_steps : int
         Steps skipped on all ranks for a non-finite gradient.
 
@@ -609,7 +784,7 @@ class ShardedOptimizer:
         self.optimizer = inner
         self.bounds = bounds
         self.lo, self.hi = bounds[self.rank]
-        self.reduce_grads = reduce_grads
+        self._reduce_grads = reduce_grads
         self.average = average
         self.skip_nonfinite = skip
         self.skipped_steps = 0
@@ -621,14 +796,28 @@ class ShardedOptimizer:
         else:
             self.grad_shard = ps.grad[self.lo:self.hi]
         self._grads = [self.grad_shard]  # the same objects every step, so the kernel stays bound
+        self._settings_key = self._settings_code = None
+        self._checked_arrays = ()  # the inner state arrays as _check_state last saw them
+        self._data = ps.data  # the same array as long as the ParamSet lives
         if broadcast:
             comm.Bcast([ps.data, self._type], root=0)
+
+    @property
+    def reduce_grads(self):
+        """Whether a step reduce-scatters ``ps.grad`` (fixed when built: it decides what :attr:`grad_shard` is)."""
+        return self._reduce_grads
 
     # ------------------------------------------------------------------ steps
     def step(self, *, count=None):
         """Reduce-scatter the gradients, update this rank's slice, all-gather the parameters.
 
-        Collective.
+        Collective.  Before any data moves, every rank checks its own side
+        (``ps.data`` writeable, ``count`` valid, the inner optimizer's state
+        arrays usable) and the ranks compare, in one tiny ``Allgather``, a
+        signature of the step: whether a count is given, ``skip_nonfinite``,
+        ``average`` and every hyperparameter in ``param_groups``.  If any
+        rank fails a check or any setting differs, every rank raises the
+        same error and nothing changes on any rank.
 
         Parameters
         ----------
@@ -645,23 +834,32 @@ class ShardedOptimizer:
         bool
             True if the step was applied; False if it was skipped on every
             rank for a non-finite gradient (``skip_nonfinite``).
+
+        Raises
+        ------
+        TypeError, ValueError
+            On every rank, with the same message, when a rank's check
+            fails (the message names the rank) or the ranks' settings
+            differ (it names each setting that differs and its value on
+            every rank).
+        RuntimeError
+            On every rank, when another rank is in a different collective
+            call.
         """
+        (weight, skip, average), total = _agree(self.comm, "ShardedOptimizer.step", lambda: self._step_checks(count),
+                                                details=lambda: self._settings_pairs(count_given=count is not None),
+                                                total=True)
         comm, grad = self.comm, self.ps.grad
-        weight = None
-        if count is not None:
-            if not (self.reduce_grads and self.average):
-                raise ValueError("step(count=...) needs reduce_grads=True and average=True")
-            weight = _real_count(count)
-        if self.reduce_grads:
-            divisor = self.size if self.average else 1
+        if self._reduce_grads:
+            divisor = self.size if average else 1
             if weight is not None:
-                divisor = _total_count(comm, weight)
+                divisor = _check_total(total)
                 np.multiply(grad, weight, out=grad)
             comm.Reduce_scatter([grad, self._type], [self.grad_shard, self._type],
                                 recvcounts=self._counts, op=MPI.SUM)
             if divisor != 1:
                 np.divide(self.grad_shard, divisor, out=self.grad_shard)
-        if self.skip_nonfinite:
+        if skip:
             shard_grad = self.grad_shard
             bad = np.array([1 if shard_grad.size and nonfinite_count(shard_grad, get_num_threads()) else 0],
                            dtype=np.int32)
@@ -669,9 +867,109 @@ class ShardedOptimizer:
             if bad[0]:
                 self.skipped_steps += 1
                 return False
-        self.optimizer.step(self._grads)
-        comm.Allgatherv(MPI.IN_PLACE, [self.ps.data, self._counts, self._displs, self._type])
+        try:
+            self.optimizer.step(self._grads)
+        finally:
+            # The checks above cover what the inner step validates, and it validates before it updates
+            # anything; should it raise all the same, this rank still joins the all-gather (with its
+            # slice as it was) rather than leave the other ranks waiting in it.
+            comm.Allgatherv(MPI.IN_PLACE, [self.ps.data, self._counts, self._displs, self._type])
         return True
+
+    def _step_checks(self, count):
+        """This rank's checks before a step: ((weight, skip, average), signature, weight or 0)."""
+        if not self._data.flags.writeable:
+            check_writeable(self._data, "ParamSet.data")
+        skip, average = self._flags()
+        weight = None
+        if count is not None:
+            if not (self._reduce_grads and average):
+                raise ValueError("step(count=...) needs reduce_grads=True and average=True")
+            weight = _real_count(count)
+            check_writeable(self.ps.grad, "ParamSet.grad")  # multiplied by the count in place
+        self._check_state()
+        signature = (("count given", weight is not None), ("settings", self._settings(skip, average)))
+        return (weight, skip, average), signature, 0.0 if weight is None else weight
+
+    def _flags(self):
+        """``skip_nonfinite`` and ``average``, checked."""
+        skip, average = self.skip_nonfinite, self.average
+        if skip is not True and skip is not False:
+            skip = flag("skip_nonfinite", skip)
+        if average is not True and average is not False:
+            average = flag("average", average)
+        return skip, average
+
+    def _settings(self, skip, average):
+        """Digest of what every rank's step must share, recomputed only when a group's ``version`` changed."""
+        try:
+            key = [group.version for group in self.optimizer.param_groups]
+        except AttributeError:  # groups that do not count their changes: no cache
+            key = None
+        else:
+            key += (skip, average)
+        if key is None or key != self._settings_key:
+            self._settings_code = _digest(self._settings_pairs(skip, average))
+            self._settings_key = key
+        return self._settings_code
+
+    def _settings_pairs(self, skip=None, average=None, *, count_given=None):
+        """The settings behind :meth:`_settings`, as ``(field, value)`` pairs (with "count given" first if given).
+
+        ``skip`` and ``average`` default to this object's (checked) values.
+        """
+        if skip is None or average is None:
+            skip, average = self._flags()
+        pairs = [] if count_given is None else [("count given", count_given)]
+        pairs += [("skip_nonfinite", skip), ("average", average)]
+        groups = self.optimizer.param_groups
+        rules = self.optimizer.rules
+        pairs.append(("number of parameter groups", len(groups)))
+        for g, group in enumerate(groups):
+            pairs += [(f"param_groups[{g}][{key!r}]", group[key]) for key in sorted(group) if key in rules]
+        return tuple(pairs)
+
+    def _check_state(self):
+        """Refuse inner state that its step would refuse only mid-way (after the gradients moved).
+
+        The inner optimizer checks its state arrays when it binds its
+        kernel to them, which it does again only when one is replaced: so
+        are they checked here, when one is replaced.  The step count (and
+        NAdam's ``mu_product``) are read on every step.
+        """
+        inner = self.optimizer
+        if inner.skip_nonfinite:
+            raise ValueError("the inner optimizer's skip_nonfinite must stay False (each rank would skip on its "
+                             "own slice); set ShardedOptimizer.skip_nonfinite, which the ranks decide together")
+        state = inner.state[0]
+        checked = self._checked_arrays  # ((name, array or None), ...) as last checked
+        for name, array in checked:
+            if state.get(name) is not array:
+                break
+        else:
+            if checked:
+                checked = None
+        if checked is not None:
+            n, dtype = self.hi - self.lo, self.ps.dtype
+            pairs = tuple((name, state.get(name)) for name in inner.state_arrays)
+            for name, array in pairs:
+                if array is not None and not (isinstance(array, np.ndarray) and array.dtype == dtype
+                                              and array.shape == (n,) and array.flags.c_contiguous
+                                              and array.flags.writeable):
+                    got = (f"{array.dtype}{list(array.shape)}" if isinstance(array, np.ndarray)
+                           else type(array).__name__)
+                    raise ValueError(f"optimizer state {name!r} must be a writeable contiguous {dtype}[{n}] "
+                                     f"array (this rank's slice), got {got}")
+            self._checked_arrays = pairs
+        for name in inner.state_scalars:
+            value = state.get(name)
+            if value is None:
+                continue
+            if name == "step":  # bool is no int here: type(True) is bool
+                if not ((type(value) is int or isinstance(value, np.integer)) and 0 <= value < 2**62):
+                    raise ValueError(f"optimizer state 'step' must be an integer >= 0, got {value!r}")
+            elif not (type(value) is float or type(value) is int or isinstance(value, (np.integer, np.floating))):
+                raise ValueError(f"optimizer state {name!r} must be a number, got {value!r}")
 
     def zero_grad(self):
         """Zero this rank's whole gradient buffer ``ps.grad`` (not a collective)."""
@@ -683,7 +981,8 @@ class ShardedOptimizer:
         """The inner optimizer's parameter groups (one), which learning-rate schedules set.
 
         Every rank must set the same values (a schedule stepped on every
-        rank does).
+        rank does): the next :meth:`step` compares them and refuses, on
+        every rank, when any hyperparameter differs.
         """
         return self.optimizer.param_groups
 
@@ -732,18 +1031,55 @@ class ShardedOptimizer:
         return {"optimizer": self.optimizer.state_dict(), "shard": self._shard_info(),
                 "skipped_steps": self.skipped_steps}
 
+    def _state_signature(self):
+        """What every rank's state must share for the ranks to hold parts of one optimizer's state."""
+        self._check_state()
+        skip, average = self._flags()
+        return (("state step", self.optimizer.state[0].get("step")), ("skipped_steps", self.skipped_steps),
+                ("settings", self._settings(skip, average)))
+
+    def _state_details(self):
+        return self._state_signature()[:2] + self._settings_pairs()
+
     def load_state_dict(self, state_dict):
-        """Restore what :meth:`state_dict` returned on this rank (not a collective)."""
-        if not isinstance(state_dict, Mapping) or not {"optimizer", "shard"} <= set(state_dict):
-            raise TypeError("state_dict must be a dict from ShardedOptimizer.state_dict(), with 'optimizer' and "
-                            "'shard'; for a plain optimizer's state use load_consolidated_state_dict()")
-        saved = dict(state_dict["shard"])
-        mine = self._shard_info()
-        if saved != mine:
-            raise ValueError(f"state_dict holds the shard {saved}, but this rank's is {mine}")
-        skipped = _count("skipped_steps", state_dict.get("skipped_steps", 0))
-        self.optimizer.load_state_dict(state_dict["optimizer"])
-        self.skipped_steps = skipped
+        """Restore what :meth:`state_dict` returned on this rank (collective).
+
+        Every rank loads its own shard's state, and all ranks then compare
+        (one tiny exchange) the step count, ``skipped_steps`` and the
+        hyperparameters of what they loaded: shards of different
+        checkpoints, or an invalid state on any rank, raise the same error
+        on every rank and leave every rank's state as it was.
+        """
+        backup = None
+
+        def build():
+            nonlocal backup
+            if not isinstance(state_dict, Mapping) or not {"optimizer", "shard"} <= set(state_dict):
+                raise TypeError("state_dict must be a dict from ShardedOptimizer.state_dict(), with 'optimizer' "
+                                "and 'shard'; for a plain optimizer's state use load_consolidated_state_dict()")
+            saved = dict(state_dict["shard"])
+            mine = self._shard_info()
+            if saved != mine:
+                raise ValueError(f"state_dict holds the shard {saved}, but this rank's is {mine}")
+            skipped = _count("skipped_steps", state_dict.get("skipped_steps", 0))
+            previous = (self.optimizer.state_dict(), self.skipped_steps)
+            self.optimizer.load_state_dict(state_dict["optimizer"])  # all checked before anything changes
+            backup = previous
+            self.skipped_steps = skipped
+            return None, self._state_signature()
+
+        self._agree_or_restore("ShardedOptimizer.load_state_dict", build, lambda: backup)
+
+    def _agree_or_restore(self, what, build, backup):
+        """:func:`_agree` on a ``build`` that loads state; on any rank's error every rank restores ``backup()``."""
+        try:
+            _agree(self.comm, what, build, details=self._state_details)
+        except BaseException:
+            saved = backup()
+            if saved is not None:
+                self.optimizer.load_state_dict(saved[0])
+                self.skipped_steps = saved[1]
+            raise
 
     def consolidated_state_dict(self, root=0):
         """The whole optimizer's state, assembled on rank ``root`` (collective).
@@ -753,17 +1089,21 @@ class ShardedOptimizer:
         state arrays gathered over the ranks, ``ps.size`` elements each);
         load it into such an optimizer, or save it with
         :func:`fastopt.save` through one.  Other ranks get None.  ``root``
-        needs memory for the whole state for a moment.
+        needs memory for the whole state for a moment.  The ranks first
+        agree on ``root``, on the state arrays they hold, the step count and
+        the hyperparameters; else every rank raises the same error.
         """
         comm = self.comm
-        state = self.optimizer.state[0]
-        arrays = [name for name in self.optimizer.state_arrays if name in state]
 
         def build():
             rank = _root(comm, root)
-            return rank, (("root", rank), ("state arrays", tuple(arrays)))
+            state = self.optimizer.state[0]
+            arrays = tuple(name for name in self.optimizer.state_arrays if name in state)
+            return (rank, arrays), (("root", rank), ("state arrays", arrays)) + self._state_signature()
 
-        root = _agree(comm, "consolidated_state_dict", build)
+        root, arrays = _agree(comm, "ShardedOptimizer.consolidated_state_dict", build,
+                              details=lambda: build()[1][:-1] + self._settings_pairs())
+        state = self.optimizer.state[0]
         full = {}
         for name in arrays:
             out = np.empty(self.ps.size, self.ps.dtype) if self.rank == root else None
@@ -783,60 +1123,61 @@ class ShardedOptimizer:
 
         ``state_dict`` is what :meth:`consolidated_state_dict` returns, or
         the ``state_dict()`` of a plain ``optimizer_class`` on a ParamSet of
-        the same layout; other ranks pass None.  It may come from a run on
-        a different number of ranks.  Either every rank loads its part or,
-        on an error anywhere, every rank raises and none changes.
+        the same layout (its slot key may be ``0`` or ``"0"``); other ranks
+        pass None.  It may come from a run on a different number of ranks.
+        Either every rank loads its part or, on an error anywhere, every
+        rank raises and none changes.
         """
-        comm, what = self.comm, "load_consolidated_state_dict"
+        comm, what = self.comm, "ShardedOptimizer.load_consolidated_state_dict"
 
         def check_root():
             rank = _root(comm, root)
             return rank, (("root", rank),)
 
         root = _agree(comm, what, check_root)
-        header = error = None
+        header = error = slot = None
         if self.rank == root:
             try:
-                header = self._consolidated_header(state_dict)
+                header, slot = self._consolidated_header(state_dict)
             except Exception as exc:  # noqa: BLE001 - announced to every rank, then raised
                 error = exc
         header, report = comm.bcast((header, None if error is None else (type(error).__name__, str(error))),
                                     root=root)
-        if error is not None:
-            raise error
         if report is not None:
-            _raise_remote(what, root, *report)
+            if self.size == 1:
+                raise error
+            cls, message = _failure(what, [(root, report)])
+            raise cls(message) from error
         groups, scalars, names, skipped = header
         shards = {}
         for name in names:
             source = None
             if self.rank == root:
-                source = [np.ascontiguousarray(state_dict["state"][0][name]).reshape(-1),
+                source = [np.ascontiguousarray(slot[name], dtype=self.ps.dtype).reshape(-1),
                           self._counts, self._displs, self._type]
             shards[name] = np.empty(self.hi - self.lo, self.ps.dtype)
             comm.Scatterv(source, [shards[name], self._type], root=root)
         mine = {"state": {0: {**scalars, **shards}} if (scalars or shards) else {},
                 "param_groups": groups, "skipped_steps": 0}
-        backup = self.optimizer.state_dict()
+        backup = None
 
         def build():
+            nonlocal backup
+            previous = (self.optimizer.state_dict(), self.skipped_steps)
             self.optimizer.load_state_dict(mine)
-            return None, ()
+            backup = previous
+            self.skipped_steps = skipped
+            return None, self._state_signature()
 
-        try:
-            _agree(comm, what, build)
-        except Exception:
-            self.optimizer.load_state_dict(backup)
-            raise
-        self.skipped_steps = skipped
+        self._agree_or_restore(what, build, lambda: backup)
 
     def _consolidated_header(self, state_dict):
-        """Check a whole-optimizer state on ``root``: (param_groups, scalars, array names, skipped)."""
+        """Check a whole-optimizer state on ``root``: ((param_groups, scalars, array names, skipped), slot)."""
         if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
             raise TypeError("state_dict must be a dict with 'state' and 'param_groups', as state_dict() of a "
                             "plain optimizer or consolidated_state_dict() returns")
         state = dict(state_dict["state"])
-        if set(state) - {0, "0"}:
+        if set(state) - {0, "0"} or len(state) > 1:
             raise ValueError(f"state_dict has state for slots {sorted(map(str, state))}; an optimizer on one "
                              "whole ParamSet has slot 0 only")
         slot = dict(state.get(0, state.get("0", {})))
@@ -852,7 +1193,7 @@ class ShardedOptimizer:
                 scalars[key] = value  # checked by the inner optimizer's load_state_dict
         groups = [dict(group) if isinstance(group, Mapping) else group for group in state_dict["param_groups"]]
         skipped = _count("skipped_steps", state_dict.get("skipped_steps", 0))
-        return groups, scalars, names, skipped
+        return (groups, scalars, names, skipped), slot
 
     def __repr__(self):
         return (f"ShardedOptimizer({self.optimizer_class.__name__}, {self.ps!r}, rank={self.rank}, "
