@@ -11,6 +11,18 @@ from mgh import PROBLEMS, problem
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 
 TIGHT = dict(gtol=1e-6, ftol=1e-15, maxiter=20000, maxfun=50000)
+EPS = np.finfo(np.float64).eps
+
+# Which stopping test fires first, how many evaluations a run takes and where
+# exactly it ends depend on rounding: the BLAS kernels the objectives' matrix
+# products use (OpenBLAS picks them by CPU), NumPy's SIMD loops, and x0 itself
+# (x0 moved by one ulp changes both libraries' paths on most of these
+# problems).  The comparisons below assert only what holds whatever rounding
+# did: both reach the same minimum to a tolerance set by the problem's
+# conditioning, fastopt's status is what its own final numbers say, and the
+# evaluation counts agree within a generous factor.  (Checked by running this
+# file with OPENBLAS_CORETYPE=Haswell/Sandybridge/Prescott/Nehalem, with
+# NumPy's AVX-512 loops disabled, and with every x0 moved by up to 7 ulps.)
 
 
 def _scipy_lbfgsb(p):
@@ -22,44 +34,118 @@ def _gnorm(p, x):
     return np.max(np.abs(p.grad(x)))
 
 
+def _f_gap(p, x):
+    """How far f(x) lies above the minimum nearest x, to second order: g' |H|^-1 g / 2 at x.
+
+    Near a minimizer x*, f(x) - f(x*) = g' H^-1 g / 2 + O(|x - x*|^3).  Two runs
+    that stop near the same minimizer therefore end with values of f that may
+    differ by about the sum of their gaps, whichever rounding took them there;
+    the gap is tiny where the Hessian is well conditioned and large along flat
+    valleys (Powell's badly scaled function: 6e-8 at a point SciPy accepts with
+    ||g||_inf = 3e-7, where f = 1.05e-7).  Eigenvalues are taken by magnitude,
+    so an indefinite or singular Hessian only widens the gap.
+    """
+    g = p.grad(x)
+    h = p.hess(x)
+    lam, vectors = np.linalg.eigh(0.5 * (h + h.T))
+    c = vectors.T @ g
+    terms = np.divide(c * c, np.abs(lam), out=np.zeros_like(c), where=c != 0)
+    return 0.5 * float(np.sum(terms))
+
+
+def _same_minimum_tolerance(p, ours, theirs):
+    """|f_ours - f_theirs| allowed for two runs stopping near the same minimizer.
+
+    Four times the sum of the two gaps (the cubic term reaches 1.8 gaps on
+    Powell's badly scaled valley), plus rounding in f itself.
+    """
+    scale = max(1.0, abs(ours.fun), abs(theirs.fun))
+    return 4.0 * (_f_gap(p, ours.x) + _f_gap(p, theirs.x)) + 64 * EPS * scale
+
+
 @pytest.fixture(scope="module")
 def lbfgs_runs():
-    """Per MGH problem: (fastopt result, SciPy L-BFGS-B result), both with gtol=1e-6 and a tight ftol."""
+    """Per MGH problem: (problem, fastopt result, SciPy L-BFGS-B result, f at x0 and after every iteration)."""
     runs = {}
     for name in PROBLEMS:
         p = problem(name)
-        runs[name] = (p, minimize(p.fun_and_grad, p.x0, jac=True, options=TIGHT), _scipy_lbfgsb(p))
+        fs = [p.f(p.x0)]
+        ours = minimize(p.fun_and_grad, p.x0, jac=True, options=TIGHT,
+                        callback=lambda intermediate_result: fs.append(intermediate_result.fun))
+        runs[name] = (p, ours, _scipy_lbfgsb(p), fs)
     return runs
 
 
-def test_lbfgs_reaches_the_gradient_tolerance_wherever_scipy_does(lbfgs_runs):
-    missed = [name for name, (p, ours, theirs) in lbfgs_runs.items()
-              if _gnorm(p, theirs.x) <= 1e-6 and not (ours.success and _gnorm(p, ours.x) <= 1e-6)]
-    assert not missed, missed
-    for name, (p, ours, theirs) in lbfgs_runs.items():
-        if ours.success:
-            assert ours.status == 0 and "converged" in ours.message
-            assert _gnorm(p, ours.x) <= 1e-6, name  # success means the gradient test passed, truly
+def _scipy_converged(p, theirs):
+    return _gnorm(p, theirs.x) <= TIGHT["gtol"]
 
 
-def test_lbfgs_finds_the_same_minimum(lbfgs_runs):
-    for name, (p, ours, theirs) in lbfgs_runs.items():
-        if not (ours.success and _gnorm(p, theirs.x) <= 1e-6):
+def test_lbfgs_reaches_scipys_minimum_wherever_scipy_converges(lbfgs_runs):
+    """Where SciPy passes the gradient test, fastopt ends at the same minimum (or lower).
+
+    It passes the gradient test too, or the relative decrease of f stopped it
+    first (status 2), which on problems whose minimum is 0 happens once f is
+    below ftol: then ``(f_old - f) / max(|f|, 1)`` is below ftol whatever the
+    gradient, and which of the two tests trips first is a matter of rounding
+    (Powell's badly scaled function ends at f = 2.5e-19 with ||g||_inf = 4.9e-5
+    on one machine and passes gtol on another).  A stopped run must then be at
+    least as low as SciPy's.  Never a limit, a failed line search or a
+    non-finite value where SciPy converged.
+    """
+    compared, stopped_by_ftol = 0, []
+    for name, (p, ours, theirs, _) in lbfgs_runs.items():
+        if not _scipy_converged(p, theirs):
             continue
-        known = [v for v in (theirs.fun, p.fstar) if v is not None]
-        assert any(abs(ours.fun - v) <= 1e-6 * max(1.0, abs(v)) for v in known), (name, ours.fun, known)
-        assert ours.fun == pytest.approx(p.f(ours.x), rel=1e-12, abs=1e-300)
+        compared += 1
+        tolerance = _same_minimum_tolerance(p, ours, theirs)
+        assert ours.status in (0, 2), (name, ours.message)
+        if ours.status == 2:
+            stopped_by_ftol.append(name)
+            assert ours.fun <= theirs.fun + tolerance, (name, ours.fun, theirs.fun, tolerance)
+        else:
+            assert abs(ours.fun - theirs.fun) <= tolerance, (name, ours.fun, theirs.fun, tolerance)
+    assert compared >= 25  # SciPy converges on 30 to 32 of the 35, depending on rounding
+    assert len(stopped_by_ftol) <= compared // 5, stopped_by_ftol  # 0 to 2 of them seen
 
 
-def test_lbfgs_needs_no_more_evaluations_than_scipy_in_the_median(lbfgs_runs):
-    ratios = [ours.nfev / theirs.nfev for p, ours, theirs in lbfgs_runs.values()
-              if ours.success and _gnorm(p, theirs.x) <= 1e-6]
+def test_lbfgs_status_is_what_its_own_final_numbers_say(lbfgs_runs):
+    """On all 35 problems, whatever the rounding: the status and message follow from x, f, g and the f history."""
+    gtol, ftol = TIGHT["gtol"], TIGHT["ftol"]
+    for name, (p, ours, _, fs) in lbfgs_runs.items():
+        gnorm = np.max(np.abs(ours.jac))
+        np.testing.assert_array_equal(ours.jac, p.grad(ours.x), err_msg=name)  # the gradient at x, not a stale one
+        assert ours.fun == p.f(ours.x), name
+        assert len(fs) == ours.nit + 1 and fs[-1] == ours.fun, name
+        assert all(b <= a for a, b in zip(fs, fs[1:])), name  # every accepted step lowers f
+        assert ours.success == (ours.status == 0) == (gnorm <= gtol), (name, ours.status, gnorm)
+        assert ours.status in (0, 1, 2, 3), (name, ours.message)
+        if ours.status != 0 and ours.nit:
+            # status 2 exactly when the last iteration's relative decrease of f was ftol or less
+            stalled = (fs[-2] - fs[-1]) / max(abs(fs[-2]), abs(fs[-1]), 1.0) <= ftol
+            assert stalled == (ours.status == 2), (name, ours.status, fs[-2:])
+        if ours.status == 1:
+            assert ours.nit == TIGHT["maxiter"] or ours.nfev >= TIGHT["maxfun"], name
+        if ours.status == 3:
+            assert "line search" in ours.message, name
+        assert f"{gnorm:.3g}" in ours.message, (name, ours.message)  # the message quotes the final ||g||_inf
+
+
+def test_lbfgs_needs_about_as_many_evaluations_as_scipy(lbfgs_runs):
+    """Evaluations, where both pass the gradient test: the same in the median, within 2x on every problem.
+
+    The two implement the same algorithm (the same line search, the same first
+    step), so most counts are equal; rounding moves single problems by up to a
+    third either way (0.7 to 1.32 seen).
+    """
+    ratios = {name: ours.nfev / theirs.nfev for name, (p, ours, theirs, _) in lbfgs_runs.items()
+              if ours.success and _scipy_converged(p, theirs)}
     assert len(ratios) >= 20
-    assert np.median(ratios) <= 1.0, sorted(ratios)
+    assert np.median(list(ratios.values())) <= 1.1, sorted(ratios.items(), key=lambda kv: kv[1])
+    assert all(0.25 <= r <= 2.0 for r in ratios.values()), ratios
 
 
 def test_result_fields_and_counts(lbfgs_runs):
-    p, ours, _ = lbfgs_runs["rosenbrock"]
+    p, ours, _, _ = lbfgs_runs["rosenbrock"]
     assert isinstance(ours, optimize.OptimizeResult)
     for key in ("x", "fun", "jac", "nit", "nfev", "njev", "nhev", "success", "status", "message", "hess_inv"):
         assert key in ours
@@ -76,7 +162,7 @@ def test_bfgs_matches_scipy_bfgs(name):
     theirs = optimize.minimize(p.fun_and_grad, p.x0, jac=True, method="BFGS", options=dict(gtol=1e-6))
     assert ours.success, ours.message
     assert _gnorm(p, ours.x) <= 1e-6
-    assert ours.fun <= max(theirs.fun, 0) + 1e-8 * max(1.0, abs(theirs.fun))
+    assert ours.fun <= theirs.fun + _same_minimum_tolerance(p, ours, theirs), (ours.fun, theirs.fun)
     assert ours.nit <= 2 * theirs.nit + 10, (ours.nit, theirs.nit)
     assert ours.hess_inv.shape == (p.n, p.n)
     np.testing.assert_allclose(ours.hess_inv, ours.hess_inv.T, atol=1e-10 * np.abs(ours.hess_inv).max())
@@ -97,7 +183,8 @@ def test_newton_converges_and_its_error_squares(name):
     errors = [np.linalg.norm(x - res.x) / scale for x in iterates[:-1]]  # relative to the final point
     # Once close (relative error below 1e-2), the error squares: e_{k+1} <= C e_k^2 with a modest C
     # (the constant is about |H^-1| times the Lipschitz constant of H: 0.3 to 30 on these problems).
-    close = [(a, b) for a, b in zip(errors, errors[1:]) if a < 1e-2 and b > 0]
+    # (An error at rounding level, 1e-13 and below, says nothing about the rate: such pairs are left out.)
+    close = [(a, b) for a, b in zip(errors, errors[1:]) if a < 1e-2 and b > 1e3 * EPS]
     assert close, errors
     for a, b in close[-2:]:
         assert b <= 100 * a * a, (name, errors)
@@ -124,7 +211,7 @@ def test_newton_cg_with_hessp(name):
     assert res.success, res.message
     assert _gnorm(p, res.x) <= 1e-5
     theirs = optimize.minimize(p.fun_and_grad, p.x0, jac=True, hessp=p.hessp, method="Newton-CG")
-    assert res.fun <= max(theirs.fun, 0) + 1e-6 * max(1.0, abs(theirs.fun))
+    assert res.fun <= theirs.fun + _same_minimum_tolerance(p, res, theirs), (res.fun, theirs.fun)
 
 
 def _extended_rosenbrock(x):
@@ -179,16 +266,40 @@ def _rosen(x):
     return optimize.rosen(x), optimize.rosen_der(x)
 
 
-def test_default_method_and_tol():
-    res = minimize(optimize.rosen, [-1.2, 1.0], jac=optimize.rosen_der, tol=1e-3)  # sets gtol and ftol
-    theirs = optimize.minimize(optimize.rosen, [-1.2, 1.0], jac=optimize.rosen_der, tol=1e-3, method="L-BFGS-B")
-    assert res.nit == theirs.nit and res.status == 2
-    res = minimize(optimize.rosen, [-1.2, 1.0], jac=optimize.rosen_der, tol=1e-3, options=dict(ftol=0))
+def test_tol_is_shorthand_for_gtol_and_ftol():
+    x0 = [-1.2, 1.0]
+    for method, keys in (("L-BFGS", ("gtol", "ftol")), ("BFGS", ("gtol",))):
+        by_tol = minimize(optimize.rosen, x0, jac=optimize.rosen_der, tol=1e-3, method=method)
+        by_options = minimize(optimize.rosen, x0, jac=optimize.rosen_der, method=method,
+                              options={key: 1e-3 for key in keys})
+        np.testing.assert_array_equal(by_tol.x, by_options.x)  # the same run, bit for bit
+        assert (by_tol.nit, by_tol.nfev, by_tol.status) == (by_options.nit, by_options.nfev, by_options.status)
+    # What options set wins over tol.
+    res = minimize(optimize.rosen, x0, jac=optimize.rosen_der, tol=1e-3, options=dict(ftol=0))
     assert res.success and np.max(np.abs(res.jac)) <= 1e-3
-    # SciPy's defaults stop on the relative decrease of f first here: reported, but not as success.
+    # SciPy's L-BFGS-B takes about as many iterations (the same algorithm; rounding decides the last few).
+    theirs = optimize.minimize(optimize.rosen, x0, jac=optimize.rosen_der, tol=1e-3, method="L-BFGS-B")
+    ours = minimize(optimize.rosen, x0, jac=optimize.rosen_der, tol=1e-3)
+    assert ours.status in (0, 2) and ours.success == (np.max(np.abs(ours.jac)) <= 1e-3)
+    assert theirs.nit / 2 - 5 <= ours.nit <= 2 * theirs.nit + 5, (ours.nit, theirs.nit)
+
+
+def test_a_stop_on_ftol_is_reported_but_not_called_success():
+    # f = 1e12 + Rosenbrock: f falls by at most 24.2 from x0 = (-1.2, 1), a relative decrease of at most
+    # 2.4e-11 < ftol = 2.2e-9, while ||g||_inf = 215.6 >> gtol: the ftol test must stop the first iteration.
+    def fun(x):
+        return 1e12 + optimize.rosen(x), optimize.rosen_der(x)
+
+    res = minimize(fun, [-1.2, 1.0], jac=True)
+    assert res.status == 2 and not res.success and res.nit == 1
+    assert "ftol" in res.message and np.max(np.abs(res.jac)) > 1e-5
+    theirs = optimize.minimize(fun, [-1.2, 1.0], jac=True, method="L-BFGS-B")
+    assert theirs.success and theirs.nit == 1  # where SciPy's L-BFGS-B calls it convergence
+    # With SciPy's defaults on Rosenbrock itself either test may end the run, depending on rounding;
+    # whichever did, the result says so.
     res = minimize(optimize.rosen, [-1.2, 1.0], jac=optimize.rosen_der)
-    assert res.status == 2 and not res.success and "ftol" in res.message
-    assert res.nit == optimize.minimize(optimize.rosen, [-1.2, 1.0], jac=optimize.rosen_der, method="L-BFGS-B").nit
+    assert res.status in (0, 2) and res.success == (res.status == 0) == (np.max(np.abs(res.jac)) <= 1e-5)
+    assert ("ftol" in res.message) == (res.status == 2)
 
 
 def test_finite_difference_gradient_and_args():
@@ -287,4 +398,8 @@ def test_unknown_method_option_and_missing_hessian():
         minimize(_rosen, [0.0, 0.0], jac=True, options=dict(maxcor=0))
     with pytest.raises(TypeError, match="jac must be callable"):
         minimize(_rosen, [0.0, 0.0], jac="2-point")
-    assert minimize(_rosen, [-1.2, 1.0], jac=True, method="lbfgs").nit == 36  # case and hyphens do not matter
+    reference = minimize(_rosen, [-1.2, 1.0], jac=True, method="L-BFGS")
+    for spelling in ("lbfgs", "l-bfgs", "L_BFGS"):  # case, hyphens and underscores do not matter
+        res = minimize(_rosen, [-1.2, 1.0], jac=True, method=spelling)
+        np.testing.assert_array_equal(res.x, reference.x)
+        assert res.nit == reference.nit
