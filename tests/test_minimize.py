@@ -7,6 +7,8 @@ import fastopt
 from fastopt import minimize
 from mgh import PROBLEMS, problem
 
+METHOD_NAMES = ["L-BFGS", "BFGS", "Newton", "Newton-CG"]
+
 # The MGH problems overflow exp() at some trial points of a line search, which then steps back.
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 
@@ -403,3 +405,73 @@ def test_unknown_method_option_and_missing_hessian():
         res = minimize(_rosen, [-1.2, 1.0], jac=True, method=spelling)
         np.testing.assert_array_equal(res.x, reference.x)
         assert res.nit == reference.nit
+
+
+# ------------------------------------------------------------------ options
+def _quad(x):
+    return float(x @ x)
+
+
+def _quad_grad(x):
+    return 2.0 * x
+
+
+QUAD_HESS = dict(jac=_quad_grad, hess=lambda x: 2.0 * np.eye(x.size))
+
+
+@pytest.mark.parametrize("method, extra", [("L-BFGS", ("maxfun",)), ("BFGS", ("maxfun",)), ("Newton", ()),
+                                           ("Newton-CG", ("cg_maxiter",))])
+def test_infinite_iteration_limits_mean_no_limit(method, extra):
+    for key in ("maxiter",) + extra:
+        for inf in (np.inf, float("inf"), np.float32("inf")):  # was an OverflowError
+            res = minimize(_quad, [1.0, 2.0], method=method, options={key: inf}, **QUAD_HESS)
+            assert res.success, (key, res.message)
+
+
+@pytest.mark.parametrize("value, error, match", [
+    (np.nan, ValueError, "must be a number, got nan"),  # was int(nan): "cannot convert float NaN to integer"
+    (-np.inf, ValueError, "non-negative"),
+    (-1, ValueError, "non-negative"),
+    (2.5, TypeError, "must be an integer, got 2.5"),
+    ("100", TypeError, "must be a real integer, got str"),
+    (True, TypeError, "got bool"),
+    (1 + 0j, TypeError, "got complex"),
+])
+def test_bad_maxiter(value, error, match):
+    for method in METHOD_NAMES:
+        with pytest.raises(error, match=match):
+            minimize(_quad, [1.0, 2.0], method=method, options=dict(maxiter=value), **QUAD_HESS)
+
+
+def test_none_keeps_an_options_default():
+    rosenbrock = problem("rosenbrock")
+    for method in METHOD_NAMES:
+        kw = dict(jac=True, method=method, hess=rosenbrock.hess)
+        reference = minimize(_rosen, [-1.2, 1.0], **kw)
+        res = minimize(_rosen, [-1.2, 1.0], options=dict(maxiter=None, gtol=None, maxls=None), **kw)
+        np.testing.assert_array_equal(res.x, reference.x)
+        assert res.nit == reference.nit
+
+
+def test_whole_floats_are_counts_but_infinity_only_where_it_means_no_limit():
+    assert minimize(_quad, [1.0, 2.0], options=dict(maxiter=3.0, maxcor=5.0)).success
+    for key in ("maxcor", "maxls"):
+        with pytest.raises(ValueError, match=f"option {key} must be finite"):
+            minimize(_quad, [1.0, 2.0], options={key: np.inf})
+    with pytest.raises(ValueError, match="option gtol must be finite"):
+        minimize(_quad, [1.0, 2.0], options=dict(gtol=np.inf))
+
+
+@pytest.mark.parametrize("where", ["options", "tol"])
+def test_strings_are_not_numbers_in_options(where):
+    kw = dict(options={"gtol": "1e-5"}) if where == "options" else dict(tol="1e-5")
+    with pytest.raises(TypeError, match="must be a real number, got str '1e-5'"):
+        minimize(_quad, [1.0, 2.0], **kw)
+
+
+def test_options_must_be_a_mapping_and_method_a_string_or_none():
+    with pytest.raises(TypeError, match="options must be a dict"):
+        minimize(_quad, [1.0, 2.0], options=[("gtol", 1e-3)])  # dict() would have taken the pairs
+    with pytest.raises(TypeError, match="method must be a string"):
+        minimize(_quad, [1.0, 2.0], method=3)
+    np.testing.assert_array_equal(minimize(_quad, [1.0, 2.0], method=None).x, minimize(_quad, [1.0, 2.0]).x)

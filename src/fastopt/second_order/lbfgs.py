@@ -117,8 +117,8 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
     m = C.positive("maxcor", maxcor, integer=True)
     gtol = C.positive("gtol", gtol, allow_zero=True)
     ftol = C.positive("ftol", ftol, allow_zero=True)
-    maxiter = C.positive("maxiter", maxiter, integer=True, allow_zero=True)
-    maxfun = C.positive("maxfun", maxfun, integer=True)
+    maxiter = C.positive("maxiter", maxiter, integer=True, allow_zero=True, unlimited=True)
+    maxfun = C.positive("maxfun", maxfun, integer=True, unlimited=True)
     maxls = C.positive("maxls", maxls, integer=True)
     threads = get_num_threads()
     n = x0.size

@@ -32,8 +32,8 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         Starting point: real numbers, all finite; flattened to ``(n,)``.
     args : tuple, optional
         Extra arguments to ``fun``, ``jac``, ``hess`` and ``hessp``.
-    method : {"L-BFGS", "BFGS", "Newton", "Newton-CG"}, default "L-BFGS"
-        Case and hyphens do not matter.
+    method : {"L-BFGS", "BFGS", "Newton", "Newton-CG"} or None, default "L-BFGS"
+        Case, hyphens and underscores do not matter; None is "L-BFGS".
 
         * ``"L-BFGS"``: limited-memory BFGS (``maxcor`` pairs, default 10)
           with a Moré–Thuente strong-Wolfe line search; the vector work runs
@@ -68,6 +68,11 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         Newton: ``gtol`` (1e-8), ``maxiter`` (200), ``maxls`` (20), ``disp``.
         Newton-CG: ``gtol`` (1e-5), ``maxiter`` (200 n), ``cg_maxiter``
         (20 n), ``maxls`` (20), ``disp``.
+        Values must be real numbers (a string such as ``"1e-5"`` is a
+        TypeError, so is a bool); counts must be whole numbers, and
+        ``maxiter``, ``maxfun`` and ``cg_maxiter`` also take ``np.inf`` for
+        "no limit".  NaN, negative values and other infinities are a
+        ValueError.  None keeps an option's default.
 
     Returns
     -------
@@ -107,7 +112,11 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
     >>> res.success, res.x.round(6), res.nit
     (True, array([1., 1.]), 38)
     """
-    name = _ALIASES.get(str(method).lower().replace("-", "").replace("_", ""))
+    if method is None:
+        method = "L-BFGS"
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string (or None), got {type(method).__name__}")
+    name = _ALIASES.get(method.lower().replace("-", "").replace("_", ""))
     if name is None:
         raise ValueError(f"unknown method {method!r}; fastopt.minimize offers {list(METHODS)}")
     driver, defaults, tol_sets = METHODS[name]
