@@ -1,7 +1,9 @@
 """fastopt.minimize against SciPy on the Moré-Garbow-Hillstrom problems, and its contract."""
+from fractions import Fraction
+
 import numpy as np
 import pytest
-from scipy import optimize
+from scipy import optimize, sparse
 
 import fastopt
 from fastopt import minimize
@@ -340,14 +342,21 @@ def test_bad_x0(method):
 
 
 def test_wrong_shaped_gradient_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"gradient has shape \(3,\), expected \(2,\)"):
+    with pytest.raises(ValueError, match=r"fun \(its gradient, with jac=True\) returned a gradient of shape \(3,\), "
+                                         r"expected \(2,\)"):
         minimize(lambda x: (1.0, np.zeros(3)), [0.0, 0.0], jac=True)
+    with pytest.raises(ValueError, match=r"jac returned a gradient of shape \(2, 1\)"):
+        minimize(lambda x: 1.0, [0.0, 0.0], jac=lambda x: np.zeros((2, 1)))
     with pytest.raises(ValueError, match="scalar"):
         minimize(lambda x: x, [0.0, 0.0])
-    with pytest.raises(ValueError, match=r"pair \(f, gradient\)"):
+    with pytest.raises(TypeError, match=r"pair \(f, gradient\); it returned float 1.0"):
         minimize(lambda x: 1.0, [0.0, 0.0], jac=True)
+    with pytest.raises(ValueError, match=r"pair \(f, gradient\); it returned a tuple of length 3"):
+        minimize(lambda x: (1.0, x, x), [0.0, 0.0], jac=True)
     with pytest.raises(ValueError, match=r"hess returned shape"):
         minimize(_rosen, [0.0, 0.0], jac=True, hess=lambda x: np.eye(3), method="Newton")
+    with pytest.raises(ValueError, match=r"hessp returned shape \(3,\)"):
+        minimize(_rosen, [0.0, 0.0], jac=True, hessp=lambda x, p: np.zeros(3), method="Newton-CG")
 
 
 @pytest.mark.parametrize("method", ["L-BFGS", "BFGS", "Newton"])
@@ -475,3 +484,94 @@ def test_options_must_be_a_mapping_and_method_a_string_or_none():
     with pytest.raises(TypeError, match="method must be a string"):
         minimize(_quad, [1.0, 2.0], method=3)
     np.testing.assert_array_equal(minimize(_quad, [1.0, 2.0], method=None).x, minimize(_quad, [1.0, 2.0]).x)
+
+
+# ------------------------------------------------------------------ what user functions return
+@pytest.mark.parametrize("jac", [None, True, _quad_grad])
+def test_fun_returning_none_is_a_type_error_naming_it(jac):
+    fun = (lambda x: (None, 2.0 * x)) if jac is True else (lambda x: None)
+    with pytest.raises(TypeError, match="fun.* returned None"):  # was: "not finite at x0", status 4
+        minimize(fun, [1.0, 2.0], jac=jac)
+
+
+def test_derivatives_returning_none_are_type_errors_naming_them():
+    with pytest.raises(TypeError, match="^jac returned None"):
+        minimize(_quad, [1.0, 2.0], jac=lambda x: None)
+    with pytest.raises(TypeError, match=r"fun \(its gradient, with jac=True\) returned None"):
+        minimize(lambda x: (_quad(x), None), [1.0, 2.0], jac=True)
+    with pytest.raises(TypeError, match="^hess returned None"):
+        minimize(_quad, [1.0, 2.0], jac=_quad_grad, hess=lambda x: None, method="Newton")
+    with pytest.raises(TypeError, match="^hessp returned None"):
+        minimize(_quad, [1.0, 2.0], jac=_quad_grad, hessp=lambda x, p: None, method="Newton-CG")
+
+
+@pytest.mark.filterwarnings("error")  # in particular no ComplexWarning: nothing is dropped quietly
+@pytest.mark.parametrize("imaginary", [1.0, 0.0])
+def test_complex_results_are_refused_never_truncated(imaginary):
+    j = 1j * imaginary
+    cases = [
+        dict(fun=lambda x: np.complex128(_quad(x) + j)),
+        dict(fun=lambda x: complex(_quad(x) + j)),
+        dict(fun=lambda x: np.array([_quad(x) + j])),
+        dict(fun=lambda x: (np.complex128(_quad(x) + j), _quad_grad(x)), jac=True),
+        dict(fun=_quad, jac=lambda x: _quad_grad(x) + j),
+        dict(fun=_quad, jac=_quad_grad, hess=lambda x: 2.0 * np.eye(2) + j, method="Newton"),
+        dict(fun=_quad, jac=_quad_grad, hess=lambda x: sparse.csr_array(2.0 * np.eye(2) + j), method="Newton"),
+        dict(fun=_quad, jac=_quad_grad, hessp=lambda x, p: 2.0 * p + j, method="Newton-CG"),
+    ]
+    for kw in cases:
+        with pytest.raises(TypeError, match="complex values .* must be real"):
+            minimize(x0=[1.0, 2.0], **kw)
+
+
+@pytest.mark.parametrize("returned", ["1.0", b"1.0", True, np.True_, np.array(["1.0"]), [None]])
+def test_f_that_is_not_a_real_number_is_a_type_error(returned):
+    with pytest.raises(TypeError, match="fun returned"):  # "1.0" was read as 1.0, True as 1.0
+        minimize(lambda x: returned, [1.0, 2.0])
+
+
+def test_gradients_hessians_and_products_of_strings_or_bools_are_type_errors():
+    with pytest.raises(TypeError, match="^jac returned strings"):
+        minimize(_quad, [1.0, 2.0], jac=lambda x: [str(v) for v in 2 * x])
+    with pytest.raises(TypeError, match="^jac returned booleans"):
+        minimize(_quad, [1.0, 2.0], jac=lambda x: x > 0)
+    with pytest.raises(TypeError, match="^hess returned strings"):  # was read as numbers
+        minimize(_quad, [1.0, 2.0], jac=_quad_grad, hess=lambda x: [["2", "0"], ["0", "2"]], method="Newton")
+    with pytest.raises(TypeError, match="^hessp returned strings"):
+        minimize(_quad, [1.0, 2.0], jac=_quad_grad, hessp=lambda x, p: [str(v) for v in 2 * p], method="Newton-CG")
+    with pytest.raises(TypeError, match="^hess returned LbfgsInvHessProduct"):
+        minimize(_quad, [1.0, 2.0], jac=_quad_grad, method="Newton",
+                 hess=lambda x: optimize.LbfgsInvHessProduct(np.ones((1, 2)), np.ones((1, 2))))
+
+
+def test_real_numbers_in_other_forms_are_taken():
+    reference = minimize(_quad, [1.0, 2.0], jac=_quad_grad)
+    for fun in (lambda x: np.float32(_quad(x)), lambda x: np.array(_quad(x)), lambda x: np.array([_quad(x)]),
+                lambda x: [_quad(x)], lambda x: np.array([[_quad(x)]], dtype=object), lambda x: Fraction(_quad(x))):
+        res = minimize(fun, [1.0, 2.0], jac=lambda x: list(_quad_grad(x)))  # SciPy takes all of these
+        assert res.success and np.allclose(res.x, 0.0, atol=1e-6), res.message
+    res = minimize(lambda x: np.array([_quad(x)]), [1.0, 2.0], jac=lambda x: np.array(_quad_grad(x), dtype=object))
+    np.testing.assert_array_equal(res.x, reference.x)
+    # n = 1: a scalar gradient, Hessian or product is taken for the (1,), (1, 1) and (1,) array.
+    for method, kw in (("L-BFGS", {}), ("Newton", dict(hess=lambda x: 2.0)), ("Newton-CG", dict(hessp=lambda x, p: 2 * p[0]))):
+        res = minimize(lambda x: (x[0] - 3) ** 2, [0.0], jac=lambda x: 2 * (x[0] - 3), method=method, **kw)
+        assert res.success and res.x[0] == pytest.approx(3.0), (method, res.message)
+
+
+@pytest.mark.parametrize("x0, error, match", [
+    (["1.0", "2.0"], TypeError, "strings"),  # were read as numbers
+    ([True, False], TypeError, "booleans"),
+    (np.array([1.0, None], dtype=object), TypeError, "None"),
+    (None, TypeError, "None"),
+    ([[1.0], [2.0, 3.0]], TypeError, "real numbers"),
+    ([1.0, np.inf], ValueError, r"finite; x0\[1\]"),
+])
+def test_x0_that_is_not_real_numbers(x0, error, match):
+    with pytest.raises(error, match=match):
+        minimize(_quad, x0)
+
+
+def test_x0_as_an_object_array_or_integers_is_taken():
+    reference = minimize(_quad, [1.0, 2.0])
+    for x0 in (np.array([1.0, 2.0], dtype=object), [1, 2], np.array([1, 2], dtype=np.uint8), (Fraction(1), 2.0)):
+        np.testing.assert_array_equal(minimize(_quad, x0).x, reference.x)

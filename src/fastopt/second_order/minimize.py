@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastopt.second_order import _common as C
-from fastopt.second_order._objective import Objective
+from fastopt.second_order._objective import Objective, real_array
 from fastopt.second_order.bfgs import DEFAULTS as BFGS_DEFAULTS, minimize_bfgs
 from fastopt.second_order.lbfgs import DEFAULTS as LBFGS_DEFAULTS, minimize_lbfgs
 from fastopt.second_order.newton import (DEFAULTS as NEWTON_DEFAULTS, NEWTON_CG_DEFAULTS, minimize_newton,
@@ -27,9 +27,17 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
     fun : callable
         ``fun(x, *args) -> float``, or ``-> (float, ndarray)`` with ``jac=True``.
         ``x`` is a read-only float64 array of shape ``(n,)``, new at every
-        call (keeping it is safe; writing to it is refused).
+        call (keeping it is safe; writing to it raises NumPy's "assignment
+        destination is read-only" ValueError in ``fun``).  ``f`` must be a
+        real number (a Python or NumPy int or float, or an array holding
+        exactly one, as SciPy accepts); None, a bool, a string or a complex
+        number is a TypeError naming what ``fun`` returned.  Complex values
+        are refused even with a zero imaginary part: whether it is zero
+        depends on the point, and a run should not fail half-way for it.
     x0 : array_like
-        Starting point: real numbers, all finite; flattened to ``(n,)``.
+        Starting point: real numbers (ints or floats; an object array of
+        them is fine), all finite; flattened to ``(n,)``.  Strings, bools,
+        complex numbers and None are a TypeError.
     args : tuple, optional
         Extra arguments to ``fun``, ``jac``, ``hess`` and ``hessp``.
     method : {"L-BFGS", "BFGS", "Newton", "Newton-CG"} or None, default "L-BFGS"
@@ -53,6 +61,9 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         ``hess(x, *args) -> (n, n) array`` (dense, or sparse with ``toarray``).
     hessp : callable, optional
         ``hessp(x, p, *args) -> ndarray (n,)``: the Hessian times ``p``.
+        Gradients, Hessians and products must be real numbers (as ``f``:
+        None, bools, strings and complex values are a TypeError); a wrong
+        shape is a ValueError (for ``n = 1`` any size-1 result is taken).
     tol : float, optional
         Sets ``gtol`` (and, for L-BFGS, ``ftol``) unless ``options`` sets them.
     callback : callable, optional
@@ -109,8 +120,8 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
     ...     g = np.array([-400 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0]), 200 * (x[1] - x[0] ** 2)])
     ...     return f, g
     >>> res = minimize(rosen, [-1.2, 1.0], jac=True, options={"gtol": 1e-8, "ftol": 0})
-    >>> res.success, res.x.round(6), res.nit
-    (True, array([1., 1.]), 38)
+    >>> res.success, res.x.round(6)
+    (True, array([1., 1.]))
     """
     if method is None:
         method = "L-BFGS"
@@ -136,12 +147,8 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
 
 
 def _start_point(x0):
-    if np.iscomplexobj(x0):
-        raise TypeError("x0 must be real numbers, got complex ones")
-    try:
-        x = np.array(x0, dtype=np.float64).reshape(-1)  # a copy: the caller's x0 is never written
-    except (TypeError, ValueError):
-        raise TypeError(f"x0 must be real numbers, got {type(x0).__name__}") from None
+    """x0 as a new float64 array of shape (n,): the caller's x0 is never written or kept."""
+    x = np.array(real_array("x0", "the starting point", x0, verb="holds"), dtype=np.float64).reshape(-1)  # a copy, even when x0 is already float64
     if x.size == 0:
         raise ValueError("x0 is empty: there is nothing to minimize")
     bad = np.flatnonzero(~np.isfinite(x))
