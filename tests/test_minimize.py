@@ -575,3 +575,66 @@ def test_x0_as_an_object_array_or_integers_is_taken():
     reference = minimize(_quad, [1.0, 2.0])
     for x0 in (np.array([1.0, 2.0], dtype=object), [1, 2], np.array([1, 2], dtype=np.uint8), (Fraction(1), 2.0)):
         np.testing.assert_array_equal(minimize(_quad, x0).x, reference.x)
+
+
+# ------------------------------------------------------------------ user functions cannot corrupt the run
+def _recorded(calls, name, fn):
+    def wrapped(x, *rest):
+        for a in (x,) + rest[:1]:
+            calls.append((name, a))
+        return fn(x, *rest)
+    return wrapped
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+@pytest.mark.parametrize("jac", ["callable", True, None])
+def test_every_array_given_to_user_functions_is_read_only(method, jac):
+    p = problem("rosenbrock")
+    calls = []
+    if jac == "callable":
+        kw = dict(fun=_recorded(calls, "fun", p.f), jac=_recorded(calls, "jac", p.grad))
+    elif jac is True:
+        kw = dict(fun=_recorded(calls, "fun", p.fun_and_grad), jac=True)
+    else:
+        kw = dict(fun=_recorded(calls, "fun", p.f))  # forward differences: n probes per gradient
+    if method == "Newton":
+        kw["hess"] = _recorded(calls, "hess", p.hess)
+    if method == "Newton-CG":
+        kw["hessp"] = _recorded(calls, "hessp", p.hessp)
+    res = minimize(x0=p.x0, method=method, options=dict(maxiter=5), **kw)
+    assert res.nit == 5
+    assert {name for name, _ in calls} >= {"fun"} | ({"jac"} if jac == "callable" else set())
+    writable = [name for name, a in calls if a.flags.writeable]
+    assert not writable, writable  # was: the forward-difference probes and hessp's p
+    points = [a for name, a in calls if name == "fun"]
+    assert len({id(a) for a in points}) == len(points)  # a new point at every call of fun
+
+
+@pytest.mark.parametrize("victim", ["fun", "jac", "hess", "hessp", "fun-differences"])
+def test_a_user_function_writing_into_its_argument_fails_loudly(victim):
+    def writes(fn):
+        calls = []
+
+        def wrapped(x, *rest):
+            if calls:  # from the second call on: for fun-differences, the first probe
+                (rest[0] if victim == "hessp" else x)[0] = 0.0
+            calls.append(1)
+            return fn(x, *rest)
+        return wrapped
+
+    rosenbrock = problem("rosenbrock")
+    fun, jac, hess, hessp = rosenbrock.f, rosenbrock.grad, rosenbrock.hess, rosenbrock.hessp
+    method = {"hess": "Newton", "hessp": "Newton-CG"}.get(victim, "L-BFGS")
+    if victim == "fun":
+        fun = writes(fun)
+    elif victim == "fun-differences":
+        fun, jac = writes(fun), None
+    elif victim == "jac":
+        jac = writes(jac)
+    elif victim == "hess":
+        hess = writes(hess)
+    else:
+        hessp = writes(hessp)
+    kw = dict(hess=hess) if method == "Newton" else dict(hessp=hessp) if method == "Newton-CG" else {}
+    with pytest.raises(ValueError, match="read-only"):  # was: a silently derailed run
+        minimize(fun, rosenbrock.x0, jac=jac, method=method, **kw)

@@ -102,6 +102,12 @@ class Objective:
     caller's buffer, so a user function that returns the same array each
     time (or keeps it) cannot change the minimizer's history.
 
+    Every array given to the user's functions is read-only, so a function
+    writing into its argument raises NumPy's "assignment destination is
+    read-only" ValueError instead of corrupting the run; the points given to
+    ``fun`` (and ``jac``) are new at every call, including the points of the
+    finite-difference gradient, so a function may keep them.
+
     Parameters
     ----------
     fun, jac, hess, hessp, args
@@ -168,7 +174,9 @@ class Objective:
         return np.array(h, dtype=np.float64, order="C")  # a copy: the caller factors it in place
 
     def hessp(self, x, p):
+        """The Hessian at ``x`` times ``p``; ``p`` is made read-only before the user's function sees it."""
         self.nhev += 1
+        p.flags.writeable = False
         hp = real_array("hessp", "the product H p", self.hessp_fun(x, p, *self.args))
         if hp.shape != (self.n,) and hp.size == self.n == 1:
             hp = hp.reshape(1)
@@ -186,13 +194,15 @@ class Objective:
         np.copyto(grad_out, g)
 
     def _forward_differences(self, x, f, grad_out):
-        """Forward differences with step sqrt(eps) * max(1, |x_i|), each step exactly representable."""
+        """Forward differences with step sqrt(eps) * max(1, |x_i|), each step exactly representable.
+
+        Each probe is a new read-only copy of ``x``, as every point ``fun`` is given.
+        """
         root_eps = math.sqrt(np.finfo(np.float64).eps)
-        probe = np.array(x, dtype=np.float64)
         for i in range(self.n):
+            probe = np.array(x, dtype=np.float64)
             xi = probe[i]
-            step = root_eps * max(1.0, abs(xi))
-            probe[i] = xi + step
+            probe[i] = xi + root_eps * max(1.0, abs(xi))
             step = probe[i] - xi
+            probe.flags.writeable = False
             grad_out[i] = (self.value(probe) - f) / step
-            probe[i] = xi

@@ -56,7 +56,7 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
     jac : callable, True or None, optional
         The gradient ``jac(x, *args) -> ndarray (n,)``; ``True`` if ``fun``
         returns it with the value; ``None`` for forward differences (n
-        extra evaluations per gradient).
+        extra evaluations per gradient, each at a new read-only point).
     hess : callable, optional
         ``hess(x, *args) -> (n, n) array`` (dense, or sparse with ``toarray``).
     hessp : callable, optional
@@ -64,6 +64,8 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         Gradients, Hessians and products must be real numbers (as ``f``:
         None, bools, strings and complex values are a TypeError); a wrong
         shape is a ValueError (for ``n = 1`` any size-1 result is taken).
+        ``x`` and ``p`` are read-only, as for ``fun``: no user function can
+        change the minimizer's state through its arguments.
     tol : float, optional
         Sets ``gtol`` (and, for L-BFGS, ``ftol``) unless ``options`` sets them.
     callback : callable, optional
