@@ -577,6 +577,22 @@ def test_x0_as_an_object_array_or_integers_is_taken():
         np.testing.assert_array_equal(minimize(_quad, x0).x, reference.x)
 
 
+def test_args_follow_scipys_rule():
+    seen = []
+
+    def fun(x, *args):
+        seen.append(args)
+        return _quad(x)
+
+    for args, expected in (((1, 2), (1, 2)), ([1, 2], ([1, 2],)), (5, (5,)), ((), ())):
+        seen.clear()
+        minimize(fun, [1.0, 2.0], args=args, options=dict(maxiter=1))
+        theirs = []
+        optimize.minimize(lambda x, *a: theirs.append(a) or _quad(x), [1.0, 2.0], args=args, method="L-BFGS-B",
+                          options=dict(maxiter=1))
+        assert seen[0] == theirs[0] == expected
+
+
 # ------------------------------------------------------------------ user functions cannot corrupt the run
 def _recorded(calls, name, fn):
     def wrapped(x, *rest):

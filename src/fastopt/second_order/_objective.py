@@ -114,6 +114,8 @@ class Objective:
         As in :func:`scipy.optimize.minimize`: ``jac=True`` means ``fun``
         returns ``(f, g)``; ``jac=None`` estimates the gradient by forward
         differences (``n`` extra calls of ``fun`` per gradient, as SciPy).
+        ``args`` is a tuple of extra arguments; anything else is one extra
+        argument (SciPy's rule: a list is passed as one argument).
     n : int
         Number of variables.
     """
@@ -128,7 +130,7 @@ class Objective:
             raise TypeError("jac must be callable, True (fun returns (f, g)) or None (finite differences); "
                             f"got {jac!r}")
         self.fun, self.jac, self.hess_fun, self.hessp_fun = fun, jac, hess, hessp
-        self.args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
+        self.args = args if isinstance(args, tuple) else (args,)
         self.n = n
         self.nfev = self.njev = self.nhev = 0
 

@@ -39,7 +39,9 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         them is fine), all finite; flattened to ``(n,)``.  Strings, bools,
         complex numbers and None are a TypeError.
     args : tuple, optional
-        Extra arguments to ``fun``, ``jac``, ``hess`` and ``hessp``.
+        Extra arguments to ``fun``, ``jac``, ``hess`` and ``hessp``.  As in
+        SciPy, anything but a tuple is a single extra argument (a list is
+        passed as one argument, not spread).
     method : {"L-BFGS", "BFGS", "Newton", "Newton-CG"} or None, default "L-BFGS"
         Case, hyphens and underscores do not matter; None is "L-BFGS".
 
