@@ -1,4 +1,6 @@
 """fastopt.minimize against SciPy on the Moré-Garbow-Hillstrom problems, and its contract."""
+import tracemalloc
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -486,6 +488,19 @@ def test_options_must_be_a_mapping_and_method_a_string_or_none():
     np.testing.assert_array_equal(minimize(_quad, [1.0, 2.0], method=None).x, minimize(_quad, [1.0, 2.0]).x)
 
 
+def test_a_large_maxcor_costs_memory_only_for_the_pairs_stored():
+    tracemalloc.start()  # NumPy reports its allocations to tracemalloc
+    try:
+        res = minimize(_rosen, [-1.2, 1.0], jac=True, options=dict(maxcor=10**4))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**22, peak  # was 1.6 GB: two (maxcor + 1)^2 product tables allocated up front
+    reference = minimize(_rosen, [-1.2, 1.0], jac=True, options=dict(maxcor=100))
+    assert res.success and res.nit < 64 and res.hess_inv.S.shape == (res.nit, 2)  # every pair kept
+    np.testing.assert_array_equal(res.x, reference.x)  # and kept exactly as with room for them from the start
+
+
 # ------------------------------------------------------------------ what user functions return
 @pytest.mark.parametrize("jac", [None, True, _quad_grad])
 def test_fun_returning_none_is_a_type_error_naming_it(jac):
@@ -654,3 +669,4 @@ def test_a_user_function_writing_into_its_argument_fails_loudly(victim):
     kw = dict(hess=hess) if method == "Newton" else dict(hessp=hessp) if method == "Newton-CG" else {}
     with pytest.raises(ValueError, match="read-only"):  # was: a silently derailed run
         minimize(fun, rosenbrock.x0, jac=jac, method=method, **kw)
+
