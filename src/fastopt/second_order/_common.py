@@ -14,7 +14,7 @@ CONVERGED = 0         # ||g||_inf <= gtol
 LIMIT = 1             # maxiter or maxfun reached
 STALLED = 2           # relative decrease of f <= ftol while ||g||_inf > gtol
 LINE_SEARCH_FAILED = 3
-NOT_FINITE = 4        # f or the gradient is NaN or infinite where the method has to use it
+NOT_FINITE = 4        # f or the gradient not finite at x0, or no descent direction (non-finite H, g.d >= 0)
 NOT_POSITIVE = 5      # (Newton-CG) the Hessian showed negative curvature along the gradient at the start
 CALLBACK_STOP = 99    # the callback raised StopIteration (SciPy's code)
 

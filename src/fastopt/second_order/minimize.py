@@ -105,8 +105,12 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         calls that convergence; fastopt reports it but does not call it
         success); 3, the line search found no acceptable step; 4, ``f`` or
         the gradient is NaN or infinite at ``x0`` (elsewhere the line
-        search steps back from such points); 99, the callback raised
-        StopIteration.  ``x`` is always the best point accepted so far.
+        search steps back from such points), or no descent direction could
+        be formed: the Hessian (or its approximation) is not finite or no
+        shift makes it positive definite, or ``g . d`` is not negative even
+        along steepest descent (with ``gtol=0``, how a run ends once the
+        gradient underflows); 99, the callback raised StopIteration.  ``x``
+        is always the best point accepted so far.
 
     Raises
     ------
