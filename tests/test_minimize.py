@@ -1,14 +1,18 @@
 """fastopt.minimize against SciPy on the Moré-Garbow-Hillstrom problems, and its contract."""
+import math
+import numbers
 import tracemalloc
 import warnings
 from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from scipy import optimize, sparse
 
 import fastopt
 from fastopt import minimize
+from fastopt.second_order import METHODS
 from mgh import PROBLEMS, problem
 
 METHOD_NAMES = ["L-BFGS", "BFGS", "Newton", "Newton-CG"]
@@ -670,3 +674,81 @@ def test_a_user_function_writing_into_its_argument_fails_loudly(victim):
     with pytest.raises(ValueError, match="read-only"):  # was: a silently derailed run
         minimize(fun, rosenbrock.x0, jac=jac, method=method, **kw)
 
+
+# ------------------------------------------------------------------ properties over the inputs
+OPTION_KINDS = {  # name: (integer, zero allowed, inf means no limit)
+    "maxcor": (True, False, False), "maxls": (True, False, False), "maxiter": (True, True, True),
+    "maxfun": (True, False, True), "cg_maxiter": (True, False, True), "gtol": (False, True, False),
+    "ftol": (False, True, False),
+}
+ODD_VALUES = [None, True, False, np.True_, "1e-5", "10", b"3", 1 + 0j, np.complex128(2), [5], np.array(5.0),
+              np.float32(3), np.int64(7), np.uint8(5), np.float64(np.inf), Fraction(1, 2), Fraction(7, 1)]
+OPTION_VALUES = st.one_of(st.integers(-3, 60), st.floats(allow_nan=True, allow_infinity=True),
+                          st.sampled_from(ODD_VALUES))
+
+
+def _option_verdict(name, value):
+    """What the docstring promises for ``options={name: value}``: None (accepted) or the exception type."""
+    integer, zero_ok, unlimited = OPTION_KINDS[name]
+    if value is None:
+        return None  # the default
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return TypeError
+    if math.isnan(value) or value < 0 or (value == 0 and not zero_ok):
+        return ValueError
+    if math.isinf(value):
+        return None if unlimited else ValueError
+    return TypeError if integer and value != int(value) else None
+
+
+@settings(derandomize=True, deadline=None, max_examples=150)
+@given(method=st.sampled_from(METHOD_NAMES), data=st.data(), value=OPTION_VALUES)
+def test_property_option_values_are_taken_or_refused_as_documented(method, data, value):
+    name = data.draw(st.sampled_from(sorted(set(METHODS[method][1]) & set(OPTION_KINDS))))
+    expected = _option_verdict(name, value)
+    call = dict(fun=_quad, x0=[1.0, 2.0], method=method, options={name: value}, **QUAD_HESS)
+    if expected is None:
+        res = minimize(**call)
+        # (Newton with gtol=0 ends with status 4, no descent direction, once the gradient underflows.)
+        assert res.status in (0, 1, 2, 3, 4) and res.success == (res.status == 0)
+        assert res.success == (np.max(np.abs(res.jac)) <= (value if name == "gtol" and value is not None
+                                                            else METHODS[method][1]["gtol"]))
+    else:
+        with pytest.raises(expected, match=f"option {name}"):
+            minimize(**call)
+
+
+# How user functions may hand back f and the gradient: (wrapper, None if taken, else the exception type).
+F_FORMS = [
+    (float, None), (np.float64, None), (np.float32, None), (lambda f: np.array(f), None),
+    (lambda f: np.array([f]), None), (lambda f: [[f]], None), (lambda f: np.array(f, dtype=object), None),
+    (Fraction, None), (lambda f: None, TypeError), (str, TypeError), (complex, TypeError),
+    (np.complex128, TypeError), (lambda f: f > 0, TypeError), (lambda f: np.array([f, f]), ValueError),
+]
+G_FORMS = [
+    (lambda g: g, None), (list, None), (tuple, None), (lambda g: g.astype(np.float32), None),
+    (lambda g: g.astype(object), None), (lambda g: None, TypeError), (lambda g: g.astype(str), TypeError),
+    (lambda g: g + 0j, TypeError), (lambda g: g > 0, TypeError), (lambda g: g[:, None], ValueError),
+    (lambda g: g[:1], ValueError),
+]
+
+
+@settings(derandomize=True, deadline=None, max_examples=100)
+@given(f_form=st.sampled_from(F_FORMS), g_form=st.sampled_from(G_FORMS), jac_true=st.booleans(),
+       method=st.sampled_from(["L-BFGS", "BFGS"]))
+def test_property_returned_values_are_taken_or_refused_as_documented(f_form, g_form, jac_true, method):
+    (wrap_f, f_error), (wrap_g, g_error) = f_form, g_form
+    if jac_true:
+        call = dict(fun=lambda x: (wrap_f(_quad(x)), wrap_g(_quad_grad(x))), jac=True)
+    else:
+        call = dict(fun=lambda x: wrap_f(_quad(x)), jac=lambda x: wrap_g(_quad_grad(x)))
+    expected = f_error or g_error  # f is checked before the gradient
+    if expected is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing taken with a warning (ComplexWarning, ...)
+            res = minimize(x0=[1.0, 2.0], method=method, options=dict(maxiter=20), **call)
+        assert type(res.fun) is float and res.jac.dtype == np.float64 and res.status in (0, 1, 2, 3)
+        assert res.fun == float(np.asarray(wrap_f(_quad(res.x)), dtype=np.float64).reshape(()))
+    else:
+        with pytest.raises(expected):
+            minimize(x0=[1.0, 2.0], method=method, **call)
