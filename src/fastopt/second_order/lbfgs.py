@@ -65,10 +65,9 @@ class _History:
 
     The buffers start with at most ``_FIRST_ROWS`` rows and double as pairs
     arrive, up to m + 1: memory follows the pairs actually stored, so a large
-    ``maxcor`` on a run that stops early costs nothing (the ``(m + 1)^2``
-    product tables alone would take 80 GB for ``maxcor=10**5``).  While they
-    grow the ring has not wrapped (``oldest`` is 0), so rows keep their
-    indices.
+    ``maxcor`` on a run that stops early costs nothing (the two ``(m + 1)^2``
+    product tables would take 160 GB for ``maxcor=10**5``).  While they grow
+    the ring has not wrapped (``oldest`` is 0), so rows keep their indices.
     """
 
     _FIRST_ROWS = 64

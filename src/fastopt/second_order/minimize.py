@@ -114,10 +114,18 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
 
     Raises
     ------
-    TypeError, ValueError
-        For a bad ``x0`` (not real, NaN or infinite), an unknown method or
-        option, a method missing what it needs (Newton without ``hess``),
-        or a user function returning the wrong shape (named in the error).
+    TypeError
+        Where something is not of a kind fastopt takes: ``x0``, an option
+        value or what a user function returned is not real numbers (None,
+        bool, str, complex; the error names the function and what it
+        returned), ``options`` is not a dict, ``method`` not a string.
+    ValueError
+        Where the kind is right but the value is not: ``x0`` empty, NaN or
+        infinite, an unknown method or option, an option NaN, negative or
+        infinite where that means nothing, a method missing what it needs
+        (Newton without ``hess``), a user function returning the wrong
+        shape.  Writing into an argument of a user function raises NumPy's
+        ValueError (read-only) in that function.
 
     Examples
     --------
