@@ -32,7 +32,8 @@ EPS = np.finfo(np.float64).eps
 # conditioning, fastopt's status is what its own final numbers say, and the
 # evaluation counts agree within a generous factor.  (Checked by running this
 # file with OPENBLAS_CORETYPE=Haswell/Sandybridge/Prescott/Nehalem, with
-# NumPy's AVX-512 loops disabled, and with every x0 moved by up to 7 ulps.)
+# NumPy's AVX2 and AVX-512 loops disabled (NPY_DISABLE_CPU_FEATURES), and
+# with every x0 moved by up to 7 ulps either way.)
 
 
 def _scipy_lbfgsb(p):
