@@ -10,8 +10,8 @@ The reported minima are checked twice: exactly at the known minimizers, and
 by minimizing from the starting point with SciPy's BFGS.  BFGS rather than
 L-BFGS-B: L-BFGS-B (maxiter=20000, ftol=1e-15, gtol=1e-10) stops short of f*
 on Jennrich-Sampson (its first line search overflows exp and it gives up at
-f = 214), Meyer (f = 89.27) and Powell badly scaled (f = 2.1e-7), all of which
-BFGS solves.
+f = 214), Meyer (f = 89.27) and Powell badly scaled (f = 2.1e-7; where exactly
+it stops depends on rounding), all of which BFGS solves.
 """
 import numpy as np
 import pytest

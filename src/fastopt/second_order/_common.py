@@ -1,6 +1,8 @@
 """What every minimizer shares: options, stopping tests, the callback, and the result."""
 import inspect
 import math
+import numbers
+from collections.abc import Mapping
 
 import numpy as np
 from scipy.optimize import OptimizeResult
@@ -12,32 +14,54 @@ CONVERGED = 0         # ||g||_inf <= gtol
 LIMIT = 1             # maxiter or maxfun reached
 STALLED = 2           # relative decrease of f <= ftol while ||g||_inf > gtol
 LINE_SEARCH_FAILED = 3
-NOT_FINITE = 4        # f or the gradient is NaN or infinite where the method has to use it
+NOT_FINITE = 4        # f or the gradient not finite at x0, or no descent direction (non-finite H, g.d >= 0)
 NOT_POSITIVE = 5      # (Newton-CG) the Hessian showed negative curvature along the gradient at the start
 CALLBACK_STOP = 99    # the callback raised StopIteration (SciPy's code)
 
 
-def positive(name, value, *, integer=False, allow_zero=False):
-    """A validated option: a positive (or non-negative) real or integer."""
+def positive(name, value, *, integer=False, allow_zero=False, unlimited=False):
+    """A validated option: a positive (or non-negative) real or integer.
+
+    Real numbers only: ``bool``, strings, complex numbers and None are a
+    TypeError (``"1e-5"`` is not read as a number).  An integer option takes
+    a whole float (``100.0``) but refuses ``2.5`` (TypeError).  NaN and
+    negative values are a ValueError, and so is infinity, except that an
+    ``unlimited`` option (``maxiter``, ``maxfun``) takes ``inf`` for "no
+    limit", as SciPy users write it, and returns ``math.inf``.
+    """
     kind = "integer" if integer else "number"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"option {name} must be a {kind}, got {type(value).__name__}")
-    if integer and int(value) != value:
-        raise TypeError(f"option {name} must be an integer, got {value!r}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"option {name} must be a real {kind}, got {type(value).__name__} {value!r}")
+    if value != value:  # NaN (also a NaN of a numbers.Real type NumPy does not know)
+        raise ValueError(f"option {name} must be a number, got {value!r}")
     ok = value >= 0 if allow_zero else value > 0
-    if not ok or not math.isfinite(value):
-        raise ValueError(f"option {name} must be {'non-negative' if allow_zero else 'positive'} and finite, "
-                         f"got {value!r}")
-    return int(value) if integer else float(value)
+    if not ok:
+        raise ValueError(f"option {name} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
+    if math.isinf(value):
+        if unlimited:
+            return math.inf
+        raise ValueError(f"option {name} must be finite, got {value!r}")
+    if integer:
+        if int(value) != value:
+            raise TypeError(f"option {name} must be an integer, got {value!r}")
+        return int(value)
+    return float(value)
 
 
 def take_options(options, defaults, method):
-    """``defaults`` updated from the user's ``options`` dict, refusing names the method does not have."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(defaults))
+    """``defaults`` updated from the user's ``options`` mapping, refusing names the method does not have.
+
+    An option given as None keeps its default (as BFGS's ``maxiter=None`` means 200 n).
+    """
+    if options is None:
+        options = {}
+    elif not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict (or None), got {type(options).__name__}")
+    options = dict(options)
+    unknown = sorted((key for key in options if key not in defaults), key=repr)
     if unknown:
         raise ValueError(f"method {method!r} has no option(s) {unknown}; it takes {sorted(defaults)}")
-    return {**defaults, **options}
+    return {**defaults, **{key: value for key, value in options.items() if value is not None}}
 
 
 def relative_decrease(f_old, f_new):

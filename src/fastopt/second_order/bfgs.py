@@ -1,4 +1,6 @@
 """BFGS with a dense inverse Hessian: O(n^2) work per iteration (Nocedal & Wright, Algorithm 6.1)."""
+import math
+
 import numpy as np
 
 from fastopt._threads import get_num_threads
@@ -21,8 +23,9 @@ def minimize_bfgs(objective, x0, *, callback, gtol, maxiter, maxfun, maxls, disp
     """
     n = x0.size
     gtol = C.positive("gtol", gtol, allow_zero=True)
-    maxiter = 200 * n if maxiter is None else C.positive("maxiter", maxiter, integer=True, allow_zero=True)
-    maxfun = None if maxfun is None else C.positive("maxfun", maxfun, integer=True)
+    maxiter = 200 * n if maxiter is None else C.positive("maxiter", maxiter, integer=True, allow_zero=True,
+                                                         unlimited=True)
+    maxfun = math.inf if maxfun is None else C.positive("maxfun", maxfun, integer=True, unlimited=True)
     maxls = C.positive("maxls", maxls, integer=True)
     threads = get_num_threads()
 
@@ -60,7 +63,7 @@ def minimize_bfgs(objective, x0, *, callback, gtol, maxiter, maxfun, maxls, disp
             return result(C.NOT_FINITE, f"stopped: no descent direction (g.d = {slope:.3g}); "
                           f"||g||_inf = {gnorm:.3g}")
         step0 = 1.0 if scaled else min(1.0, 1.0 / np.sqrt(-slope))
-        fev = maxls if maxfun is None else min(maxls, max(1, maxfun - objective.nfev))
+        fev = min(maxls, max(1, maxfun - objective.nfev))
         search, x_new = C.search_line(objective, lambda stp: x + stp * d, lambda gt: float(gt @ d), f, slope,
                                       step0, g_trial, ftol=1e-4, xtol=1e-14, maxfev=fev)
         if not search.success:

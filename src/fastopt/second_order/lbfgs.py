@@ -62,17 +62,32 @@ class _History:
     these numbers (``lbfgs_direction``), so an iteration reads the history
     twice (once to form the direction, once for the new pair's products)
     instead of 2 m times.
+
+    The buffers start with at most ``_FIRST_ROWS`` rows and double as pairs
+    arrive, up to m + 1: memory follows the pairs actually stored, so a large
+    ``maxcor`` on a run that stops early costs nothing (the two ``(m + 1)^2``
+    product tables would take 160 GB for ``maxcor=10**5``).  While they grow
+    the ring has not wrapped (``oldest`` is 0), so rows keep their indices.
     """
 
+    _FIRST_ROWS = 64
+
     def __init__(self, m, n):
-        rows = m + 1
-        self.m = m
-        self.S, self.Y = np.zeros((rows, n)), np.zeros((rows, n))
-        self.rho = np.zeros(rows)
-        self.SY, self.YY = np.zeros((rows, rows)), np.zeros((rows, rows))
-        self.gS, self.gY = np.zeros(rows), np.zeros(rows)
+        self.m, self.n = m, n
         self.oldest = self.count = 0
         self.gamma = 1.0
+        self.S = self.Y = self.rho = self.SY = self.YY = self.gS = self.gY = None
+        self._resize(min(m + 1, self._FIRST_ROWS))
+
+    def _resize(self, rows):
+        """Buffers of ``rows`` rows holding what the current ones hold (rows 0 .. count - 1 in use)."""
+        old, k = self.S, 0 if self.S is None else self.S.shape[0]
+        S, Y, rho = np.zeros((rows, self.n)), np.zeros((rows, self.n)), np.zeros(rows)
+        SY, YY, gS, gY = np.zeros((rows, rows)), np.zeros((rows, rows)), np.zeros(rows), np.zeros(rows)
+        if old is not None:
+            S[:k], Y[:k], rho[:k], gS[:k], gY[:k] = self.S, self.Y, self.rho, self.gS, self.gY
+            SY[:k, :k], YY[:k, :k] = self.SY, self.YY
+        self.S, self.Y, self.rho, self.SY, self.YY, self.gS, self.gY = S, Y, rho, SY, YY, gS, gY
 
     def rows(self, extra=0):
         """Ring rows of the pairs in use, oldest first (and the ``extra`` free rows after them)."""
@@ -90,6 +105,8 @@ class _History:
     def add(self, stp, d, g_new, g_old, threads):
         """Store the pair s = stp d, y = g_new - g_old if its curvature is positive; g_new becomes the
         current gradient.  One pass over the history.  Returns max |g_new|."""
+        if self.count >= self.S.shape[0]:  # no free row yet: grow (only before the ring is full)
+            self._resize(min(2 * self.S.shape[0], self.m + 1))
         rows = self.rows(extra=1)
         new, old = rows[-1], rows[:-1]
         dots = np.empty((5, len(rows)))
@@ -117,8 +134,8 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
     m = C.positive("maxcor", maxcor, integer=True)
     gtol = C.positive("gtol", gtol, allow_zero=True)
     ftol = C.positive("ftol", ftol, allow_zero=True)
-    maxiter = C.positive("maxiter", maxiter, integer=True, allow_zero=True)
-    maxfun = C.positive("maxfun", maxfun, integer=True)
+    maxiter = C.positive("maxiter", maxiter, integer=True, allow_zero=True, unlimited=True)
+    maxfun = C.positive("maxfun", maxfun, integer=True, unlimited=True)
     maxls = C.positive("maxls", maxls, integer=True)
     threads = get_num_threads()
     n = x0.size

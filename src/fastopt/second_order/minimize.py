@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastopt.second_order import _common as C
-from fastopt.second_order._objective import Objective
+from fastopt.second_order._objective import Objective, real_array
 from fastopt.second_order.bfgs import DEFAULTS as BFGS_DEFAULTS, minimize_bfgs
 from fastopt.second_order.lbfgs import DEFAULTS as LBFGS_DEFAULTS, minimize_lbfgs
 from fastopt.second_order.newton import (DEFAULTS as NEWTON_DEFAULTS, NEWTON_CG_DEFAULTS, minimize_newton,
@@ -27,13 +27,23 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
     fun : callable
         ``fun(x, *args) -> float``, or ``-> (float, ndarray)`` with ``jac=True``.
         ``x`` is a read-only float64 array of shape ``(n,)``, new at every
-        call (keeping it is safe; writing to it is refused).
+        call (keeping it is safe; writing to it raises NumPy's "assignment
+        destination is read-only" ValueError in ``fun``).  ``f`` must be a
+        real number (a Python or NumPy int or float, or an array holding
+        exactly one, as SciPy accepts); None, a bool, a string or a complex
+        number is a TypeError naming what ``fun`` returned.  Complex values
+        are refused even with a zero imaginary part: whether it is zero
+        depends on the point, and a run should not fail half-way for it.
     x0 : array_like
-        Starting point: real numbers, all finite; flattened to ``(n,)``.
+        Starting point: real numbers (ints or floats; an object array of
+        them is fine), all finite; flattened to ``(n,)``.  Strings, bools,
+        complex numbers and None are a TypeError.
     args : tuple, optional
-        Extra arguments to ``fun``, ``jac``, ``hess`` and ``hessp``.
-    method : {"L-BFGS", "BFGS", "Newton", "Newton-CG"}, default "L-BFGS"
-        Case and hyphens do not matter.
+        Extra arguments to ``fun``, ``jac``, ``hess`` and ``hessp``.  As in
+        SciPy, anything but a tuple is a single extra argument (a list is
+        passed as one argument, not spread).
+    method : {"L-BFGS", "BFGS", "Newton", "Newton-CG"} or None, default "L-BFGS"
+        Case, hyphens and underscores do not matter; None is "L-BFGS".
 
         * ``"L-BFGS"``: limited-memory BFGS (``maxcor`` pairs, default 10)
           with a Moré–Thuente strong-Wolfe line search; the vector work runs
@@ -48,11 +58,16 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
     jac : callable, True or None, optional
         The gradient ``jac(x, *args) -> ndarray (n,)``; ``True`` if ``fun``
         returns it with the value; ``None`` for forward differences (n
-        extra evaluations per gradient).
+        extra evaluations per gradient, each at a new read-only point).
     hess : callable, optional
         ``hess(x, *args) -> (n, n) array`` (dense, or sparse with ``toarray``).
     hessp : callable, optional
         ``hessp(x, p, *args) -> ndarray (n,)``: the Hessian times ``p``.
+        Gradients, Hessians and products must be real numbers (as ``f``:
+        None, bools, strings and complex values are a TypeError); a wrong
+        shape is a ValueError (for ``n = 1`` any size-1 result is taken).
+        ``x`` and ``p`` are read-only, as for ``fun``: no user function can
+        change the minimizer's state through its arguments.
     tol : float, optional
         Sets ``gtol`` (and, for L-BFGS, ``ftol``) unless ``options`` sets them.
     callback : callable, optional
@@ -68,6 +83,11 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         Newton: ``gtol`` (1e-8), ``maxiter`` (200), ``maxls`` (20), ``disp``.
         Newton-CG: ``gtol`` (1e-5), ``maxiter`` (200 n), ``cg_maxiter``
         (20 n), ``maxls`` (20), ``disp``.
+        Values must be real numbers (a string such as ``"1e-5"`` is a
+        TypeError, so is a bool); counts must be whole numbers, and
+        ``maxiter``, ``maxfun`` and ``cg_maxiter`` also take ``np.inf`` for
+        "no limit".  NaN, negative values and other infinities are a
+        ValueError.  None keeps an option's default.
 
     Returns
     -------
@@ -85,15 +105,27 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         calls that convergence; fastopt reports it but does not call it
         success); 3, the line search found no acceptable step; 4, ``f`` or
         the gradient is NaN or infinite at ``x0`` (elsewhere the line
-        search steps back from such points); 99, the callback raised
-        StopIteration.  ``x`` is always the best point accepted so far.
+        search steps back from such points), or no descent direction could
+        be formed: the Hessian (or its approximation) is not finite or no
+        shift makes it positive definite, or ``g . d`` is not negative even
+        along steepest descent (with ``gtol=0``, how a run ends once the
+        gradient underflows); 99, the callback raised StopIteration.  ``x``
+        is always the best point accepted so far.
 
     Raises
     ------
-    TypeError, ValueError
-        For a bad ``x0`` (not real, NaN or infinite), an unknown method or
-        option, a method missing what it needs (Newton without ``hess``),
-        or a user function returning the wrong shape (named in the error).
+    TypeError
+        Where something is not of a kind fastopt takes: ``x0``, an option
+        value or what a user function returned is not real numbers (None,
+        bool, str, complex; the error names the function and what it
+        returned), ``options`` is not a dict, ``method`` not a string.
+    ValueError
+        Where the kind is right but the value is not: ``x0`` empty, NaN or
+        infinite, an unknown method or option, an option NaN, negative or
+        infinite where that means nothing, a method missing what it needs
+        (Newton without ``hess``), a user function returning the wrong
+        shape.  Writing into an argument of a user function raises NumPy's
+        ValueError (read-only) in that function.
 
     Examples
     --------
@@ -104,10 +136,14 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
     ...     g = np.array([-400 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0]), 200 * (x[1] - x[0] ** 2)])
     ...     return f, g
     >>> res = minimize(rosen, [-1.2, 1.0], jac=True, options={"gtol": 1e-8, "ftol": 0})
-    >>> res.success, res.x.round(6), res.nit
-    (True, array([1., 1.]), 38)
+    >>> res.success, res.x.round(6)
+    (True, array([1., 1.]))
     """
-    name = _ALIASES.get(str(method).lower().replace("-", "").replace("_", ""))
+    if method is None:
+        method = "L-BFGS"
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string (or None), got {type(method).__name__}")
+    name = _ALIASES.get(method.lower().replace("-", "").replace("_", ""))
     if name is None:
         raise ValueError(f"unknown method {method!r}; fastopt.minimize offers {list(METHODS)}")
     driver, defaults, tol_sets = METHODS[name]
@@ -127,12 +163,8 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
 
 
 def _start_point(x0):
-    if np.iscomplexobj(x0):
-        raise TypeError("x0 must be real numbers, got complex ones")
-    try:
-        x = np.array(x0, dtype=np.float64).reshape(-1)  # a copy: the caller's x0 is never written
-    except (TypeError, ValueError):
-        raise TypeError(f"x0 must be real numbers, got {type(x0).__name__}") from None
+    """x0 as a new float64 array of shape (n,): the caller's x0 is never written or kept."""
+    x = np.array(real_array("x0", "the starting point", x0, verb="holds"), dtype=np.float64).reshape(-1)  # a copy, even when x0 is already float64
     if x.size == 0:
         raise ValueError("x0 is empty: there is nothing to minimize")
     bad = np.flatnonzero(~np.isfinite(x))
