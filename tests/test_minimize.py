@@ -753,3 +753,12 @@ def test_property_returned_values_are_taken_or_refused_as_documented(f_form, g_f
     else:
         with pytest.raises(expected):
             minimize(x0=[1.0, 2.0], method=method, **call)
+
+
+@pytest.mark.parametrize("value", [10**400, [10**400], np.array([-10**400], dtype=object)])
+def test_an_int_beyond_floats_range_is_not_finite_not_an_overflow_error(value):
+    res = fastopt.minimize(lambda x: value, [1.0, 2.0])
+    assert res.status == 4 and not res.success and "not finite" in res.message
+    res = fastopt.minimize(lambda x: (float(x @ x), [value if np.ndim(value) == 0 else value[0], 1]), [1.0, 2.0],
+                           jac=True)
+    assert res.status == 4

@@ -4,11 +4,21 @@ Kernels update arrays in place, so fastopt never converts or copies a
 parameter or gradient behind the user's back: an array that is not exactly
 what a kernel needs is refused with an error naming it.
 """
+import math
+
 import numpy as np
 
 from fastopt._memory import byte_span
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_float(value):
+    """``float(value)`` for a real number, with ints beyond float's range as infinities (not OverflowError)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def check_float_array(arr, name):

@@ -5,6 +5,8 @@ from numbers import Real
 
 import numpy as np
 
+from fastopt._validation import as_float
+
 _VERSIONS = itertools.count()
 
 # How torch.optim names a hyperparameter in its "Invalid ..." messages.
@@ -13,14 +15,6 @@ _LABELS = {"lr": "learning rate", "eps": "epsilon value"}
 
 def _label(name):
     return _LABELS.get(name, f"{name} value")
-
-
-def as_float(value):
-    """``float(value)`` for a real number, with ints beyond float's range as infinities (not OverflowError)."""
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
 
 
 def real(low=0.0, high=math.inf, *, high_open=False):

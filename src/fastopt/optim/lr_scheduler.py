@@ -60,7 +60,7 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from numbers import Integral, Real
 
-from fastopt.optim._hyper import as_float
+from fastopt._validation import as_float
 
 __all__ = [
     "LRScheduler", "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",

@@ -4,6 +4,8 @@ import numbers
 
 import numpy as np
 
+from fastopt._validation import as_float
+
 
 def _describe(value):
     """A short name for what a user function returned, for error messages."""
@@ -67,7 +69,7 @@ def real_array(who, what, value, verb="returned"):
         for v in a.flat:
             if not _is_real_scalar(v):
                 raise _refuse_kind(who, verb, what, v, _kind_of(v))
-        return a.astype(np.float64)
+        return np.array([as_float(v) for v in a.flat], dtype=np.float64).reshape(a.shape)
     if kind not in "fiu":
         raise _refuse_kind(who, verb, what, value, kind)
     return a if a.dtype == np.float64 else a.astype(np.float64)
@@ -82,11 +84,11 @@ def real_number(who, value):
     if type(value) is float:  # the common case first
         return value
     if _is_real_scalar(value):
-        return float(value)
+        return as_float(value)  # an int beyond float's range is as non-finite as an infinity
     a = real_array(who, "the value of f", value)
     if a.size != 1:
         raise ValueError(f"{who} must return a scalar, got an array of shape {a.shape}")
-    return float(a.reshape(()))
+    return as_float(a.reshape(())[()])
 
 
 class Objective:
