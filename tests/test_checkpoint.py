@@ -75,14 +75,20 @@ def snapshot(ps, opt):
     return ps.data.copy(), opt.state_dict()
 
 
+def assert_same_state_dict(now, before):
+    """Two state_dicts hold the same groups, skipped steps, slots, keys and bits."""
+    assert now["param_groups"] == before["param_groups"] and now["skipped_steps"] == before["skipped_steps"]
+    assert now["state"].keys() == before["state"].keys()
+    for slot, state in before["state"].items():
+        assert now["state"][slot].keys() == state.keys()
+        for key, value in state.items():
+            assert_bitwise_equal(np.asarray(now["state"][slot][key]), np.asarray(value), f"{slot}/{key}")
+
+
 def assert_unchanged(ps, opt, before):
     data, sd = before
     assert_bitwise_equal(ps.data, data)
-    now = opt.state_dict()
-    assert now["param_groups"] == sd["param_groups"] and now["state"].keys() == sd["state"].keys()
-    for slot, state in sd["state"].items():
-        for key, value in state.items():
-            np.testing.assert_array_equal(now["state"][slot][key], value)
+    assert_same_state_dict(opt.state_dict(), sd)
 
 
 @pytest.mark.parametrize("other, match", [

@@ -25,6 +25,7 @@ import zlib
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+from test_checkpoint import assert_unchanged, snapshot
 from test_kernels import assert_bitwise_equal
 
 import fastopt
@@ -58,22 +59,6 @@ def fresh_target():
     ps.grad[:] = 0.5
     opt.step()
     return ps, opt
-
-
-def snapshot(ps, opt):
-    return ps.data.copy(), opt.state_dict()
-
-
-def assert_unchanged(ps, opt, before):
-    data, sd = before
-    assert_bitwise_equal(ps.data, data)
-    now = opt.state_dict()
-    assert now["param_groups"] == sd["param_groups"] and now["skipped_steps"] == sd["skipped_steps"]
-    assert now["state"].keys() == sd["state"].keys()
-    for slot, state in sd["state"].items():
-        assert now["state"][slot].keys() == state.keys()
-        for key, value in state.items():
-            assert_bitwise_equal(np.asarray(now["state"][slot][key]), np.asarray(value), f"{slot}/{key}")
 
 
 def npy(array):

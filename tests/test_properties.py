@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays as arrays_of
-from test_kernels import RULES
+from test_checkpoint import assert_same_state_dict
+from test_kernels import RULES, run_and_compare
 
 import fastopt
 from fastopt.optim._hyper import any_real, betas, flag, nonnegative, unit_interval
@@ -69,26 +70,14 @@ def _same_bits_or_both_nan(actual, expected, what):
        n=st.integers(0, 40) | st.sampled_from([1023, 1025, 4097]), threads=st.integers(1, 3),
        steps=st.integers(1, 4))
 def test_any_valid_configuration_matches_the_reference(data, name, dtype, n, threads, steps):
-    cls, ref_step, _, _ = RULES[name]
     config = data.draw(configs(name), label="config")
     width = 32 if dtype == np.float32 else 64
     values = st.floats(-1e3, 1e3, width=width, allow_subnormal=True)
     arrays = arrays_of(dtype, n, elements=values)
     p0 = data.draw(arrays, label="param")
     grads = [data.draw(arrays, label=f"grad {k}") for k in range(steps)]
-    p = p0.copy()
-    opt = cls([p], **config)
-    hyper = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
-    expected, state = p0.copy(), {}
-    with np.errstate(all="ignore"), fastopt.threads(threads):
-        for step, g in enumerate(grads, 1):
-            opt.step([g])
-            expected, state = ref_step(expected, g, state, step, hyper)
-            _same_bits_or_both_nan(p, expected, f"param after step {step}")
-            assert set(opt.state[0]) == set(state)
-            for key, value in state.items():
-                if isinstance(value, np.ndarray):
-                    _same_bits_or_both_nan(opt.state[0][key], value, f"{key} after step {step}")
+    with np.errstate(all="ignore"):
+        run_and_compare(name, config, p0, grads, threads, compare=_same_bits_or_both_nan)
 
 
 # ------------------------------------------------------------------ any value for a hyperparameter
@@ -191,21 +180,11 @@ def test_a_bad_gradient_is_refused_and_changes_nothing(name, dtype, n, kind, pos
         opt.step(grads)
     for p, q in zip(params, before_params):
         np.testing.assert_array_equal(p, q)
-    _assert_same_state(opt.state_dict(), before_state)
+    assert_same_state_dict(opt.state_dict(), before_state)
     assert opt.step(good)
 
 
 # ------------------------------------------------------------------ state_dicts changed at random
-def _assert_same_state(actual, expected):
-    assert actual["skipped_steps"] == expected["skipped_steps"]
-    assert actual["param_groups"] == expected["param_groups"]
-    assert actual["state"].keys() == expected["state"].keys()
-    for index, slot in expected["state"].items():
-        assert actual["state"][index].keys() == slot.keys()
-        for key, value in slot.items():
-            np.testing.assert_array_equal(actual["state"][index][key], value)
-
-
 MUTATIONS = ["drop key", "unknown key", "array dtype", "array shape", "array list", "scalar", "slot key",
              "group value", "group params", "drop group", "skipped_steps", "drop slot"]
 ODD_VALUES = st.one_of(st.integers(-3, 2**64), st.floats(allow_nan=True), st.sampled_from(
@@ -255,7 +234,7 @@ def test_a_changed_state_dict_is_refused_whole_or_taken_whole(name, data, mutati
     try:
         opt.load_state_dict(sd)
     except (TypeError, ValueError):
-        _assert_same_state(opt.state_dict(), before)
+        assert_same_state_dict(opt.state_dict(), before)
     else:
         with np.errstate(all="ignore"):
             assert opt.step(grads)
