@@ -4,8 +4,11 @@ Metadata lives in ``pyproject.toml``; this file only describes the compiled
 extensions and decides how to build them:
 
 * OpenMP is used when the compiler can compile *and link* an OpenMP program
-  (probed below).  Without it the build still succeeds and every kernel runs
-  serially; a warning says so.  ``FASTOPT_OPENMP=0`` forces a serial build.
+  (probed below, with the same compiler and linker commands, and so the same
+  ``CFLAGS``, ``CPPFLAGS`` and ``LDFLAGS``, as the extensions).  Without it the
+  build still succeeds and every kernel runs serially; a warning says so.
+  ``FASTOPT_OPENMP=0`` forces a serial build; ``FASTOPT_OPENMP=1`` requires
+  OpenMP, and the build fails if the probe does.
 * ``FASTOPT_MARCH=native`` (or any ``-march`` value) targets a specific CPU;
   the default builds portable code for the compiler's baseline instruction set,
   plus, on x86-64, a second build of the update rules for AVX2 + FMA that
@@ -15,6 +18,7 @@ extensions and decides how to build them:
   the same order on every code path (scalar or SIMD, any thread count).
 """
 
+import copy
 import os
 import platform
 import shutil
@@ -24,6 +28,7 @@ import textwrap
 import warnings
 
 from setuptools import Extension, setup
+from setuptools.errors import CompileError
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
@@ -59,18 +64,104 @@ def has_openmp(compiler, compile_args, link_args):
     compile_args, link_args : list of str
         The flags under test.
     """
+    return openmp_probe(compiler, compile_args, link_args) is None
+
+
+# Switches of a shared-object link that an executable link must not get (GCC/Clang on
+# Linux, the BSDs and macOS); "-undefined" takes the next word as its value.
+SHARED_LINK_ONLY = ("-shared", "-bundle", "-dynamiclib", "-Wl,-undefined,dynamic_lookup")
+
+
+def probe_linker(compiler):
+    """The command that links the probe: the extensions' linker, less the shared-object switches.
+
+    distutils links executables with ``linker_exe``, which is the bare ``CC``:
+    without ``LDFLAGS``, and without the ``CFLAGS`` that Python's build
+    configuration (and setuptools) add to the extensions' link line.  A probe
+    linked that way can fail where the extensions link fine (``-fsanitize=address``
+    in CFLAGS and LDFLAGS needs the sanitizer runtime at link time), or succeed
+    where they fail.  The extensions are linked with ``linker_so``; the probe is
+    linked with the same words, minus the switches that make a shared object
+    (an executable, unlike a shared object, must resolve every symbol, such as
+    the OpenMP runtime's).  None where the compiler has no such linker (MSVC).
+    """
+    linker_so = getattr(compiler, "linker_so", None)
+    if not linker_so:
+        return None
+    words, skip = [], False
+    for word in linker_so:
+        if skip:
+            skip = False
+        elif word == "-undefined":
+            skip = True
+        elif word not in SHARED_LINK_ONLY:
+            words.append(word)
+    return words
+
+
+def openmp_probe(compiler, compile_args, link_args):
+    """Build the OpenMP probe with ``compiler``; None on success, else why it failed.
+
+    Compiled like an extension's source (``compiler_so``: CC, CFLAGS, CPPFLAGS
+    and the position-independent-code flag), linked like an extension (see
+    :func:`probe_linker`), with ``compile_args`` and ``link_args`` after them,
+    where the extensions have their extra arguments.
+    """
     tmp = tempfile.mkdtemp(prefix="fastopt-omp-")
     try:
         source = os.path.join(tmp, "probe.c")
         with open(source, "w") as fh:
             fh.write(OPENMP_PROBE)
+        linker = probe_linker(compiler)
+        if linker is not None:
+            compiler = copy.copy(compiler)  # the build's own compiler object keeps its linker_exe
+            compiler.set_executable("linker_exe", linker)
         objects = compiler.compile([source], output_dir=tmp, extra_postargs=compile_args)
         compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=link_args)
-        return True
-    except Exception:  # CompileError, LinkError, or a missing compiler
-        return False
+        return None
+    except Exception as exc:  # CompileError, LinkError, or a missing compiler
+        return f"{type(exc).__name__}: {exc}"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+OPENMP_SETTINGS = {"": "auto", "auto": "auto", "1": "on", "true": "on", "yes": "on", "on": "on",
+                   "0": "off", "false": "off", "no": "off", "off": "off"}
+
+
+def openmp_setting(environ=os.environ):
+    """``FASTOPT_OPENMP`` read as "auto" (unset or empty), "on" (1, true, yes, on) or "off" (0, false, no, off)."""
+    raw = environ.get("FASTOPT_OPENMP", "")
+    try:
+        return OPENMP_SETTINGS[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(f"FASTOPT_OPENMP must be 1 (require OpenMP), 0 (build without it) or unset "
+                         f"(use it where the compiler supports it); got {raw!r}") from None
+
+
+def decide_openmp(compiler, compile_args, omp_compile, omp_link, setting):
+    """Whether to build with OpenMP; warns when falling back to a serial build.
+
+    ``compile_args`` are the extensions' other compile flags (the probe is
+    built with them too); ``setting`` comes from :func:`openmp_setting`.
+    With ``"on"`` a failed probe is an error, so that a build that was asked
+    for OpenMP cannot quietly come out serial.
+    """
+    if setting == "off":
+        reason = "disabled by FASTOPT_OPENMP"
+    else:
+        failure = openmp_probe(compiler, list(compile_args) + list(omp_compile), list(omp_link))
+        if failure is None:
+            return True
+        if setting == "on":
+            raise CompileError(
+                "fastopt: FASTOPT_OPENMP=1 asks for OpenMP, but the compiler cannot build an OpenMP program "
+                f"with this build's flags ({' '.join(omp_compile)} added to CFLAGS/CPPFLAGS, "
+                f"{' '.join(omp_link)} to LDFLAGS): {failure}")
+        reason = "the compiler cannot build OpenMP programs"
+    warnings.warn(f"fastopt: building WITHOUT OpenMP ({reason}); kernels will run on one thread.")
+    print(f"WARNING: fastopt: building without OpenMP ({reason})", file=sys.stderr)
+    return False
 
 
 def flags_changed(build_temp, flags):
@@ -124,15 +215,9 @@ class BuildExt(build_ext):
                 compile_args.append(f"-march={march}")
 
         omp_compile, omp_link = openmp_flags(self.compiler.compiler_type)
-        want_openmp = os.environ.get("FASTOPT_OPENMP", "1").strip().lower() not in ("0", "false", "no", "off")
-        use_openmp = want_openmp and has_openmp(self.compiler, omp_compile, omp_link)
-        if use_openmp:
+        if decide_openmp(self.compiler, compile_args, omp_compile, omp_link, openmp_setting()):
             compile_args += omp_compile
             link_args += omp_link
-        else:
-            reason = "disabled by FASTOPT_OPENMP" if not want_openmp else "the compiler cannot build OpenMP programs"
-            warnings.warn(f"fastopt: building WITHOUT OpenMP ({reason}); kernels will run on one thread.")
-            print(f"WARNING: fastopt: building without OpenMP ({reason})", file=sys.stderr)
 
         for ext in list(self.extensions):
             isa = getattr(ext, "fastopt_isa", None)

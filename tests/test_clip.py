@@ -5,13 +5,19 @@ adds in the kernels' documented order (per 4 KiB chunk, eight lanes taking
 every eighth element, chunk results in chunk order), and every result must
 have the same bits for 1, 2 and 3 threads.  Clipping is compared with the
 reference multiply in the gradient's dtype, and with torch.nn.utils where
-torch is installed.
+torch is installed.  Norms at any p (up to 1e6, and below 1) and any
+magnitude (subnormal to near overflow) are checked against a 50-digit
+decimal computation, and hypothesis checks the norm's properties.
 """
+import decimal
 import doctest
 import math
+from decimal import Decimal
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from conftest import SIZES, THREADS
 import fastopt
@@ -129,12 +135,22 @@ def test_power_sum_accumulates_float32_in_float64():
     assert _clip.power_sum(g, 2.0, 1.0, 2) == ref_power_sum(g, 2)
 
 
-@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
-def test_power_sum_scale(p, rng):
-    g = _grad(rng, 5000, np.float64)
-    want = ref_power_sum(g * 0.25, p)
-    assert _clip.power_sum(g, p, 0.25, 2) == pytest.approx(want, rel=1e-14)
-    assert _clip.power_sum(g, INF, 0.25, 2) == float(np.abs(g).max()) * 0.25
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, 3000.0])
+def test_power_sum_divisor(p, dtype, rng):
+    g = _grad(rng, 5000, dtype, scale=1e30 if dtype == np.float32 else 1e300)
+    peak = float(np.abs(g).max())
+    got = _same_for_all_threads(lambda: _clip.power_sum(g, p, peak, fastopt.get_num_threads()))
+    want = ref_power_sum(g.astype(np.float64) / peak, p)  # the same divisions, in the same order
+    if p in (1.0, 2.0):
+        assert got == want
+    else:
+        assert got == pytest.approx(want, rel=1e-13)
+    assert got >= 1.0  # the largest element's term is exactly 1
+    assert _clip.power_sum(g, INF, peak, 2) == 1.0
+    assert _clip.power_sum(g, INF, 4.0, 2) == peak / 4.0
+    for bad in (0.0, -1.0, INF, math.nan):
+        with pytest.raises(ValueError, match="divisor must be"):
+            _clip.power_sum(g, p, bad)
 
 
 @pytest.mark.parametrize("where", [0, 1029, 4999])
@@ -380,6 +396,202 @@ def test_overflowing_sum_is_redone_scaled():
     assert clip_grad_norm_(h, INF, norm_type=1.0) == INF  # the norm itself exceeds the float64 range
     assert clip_grad_norm_(h, INF, norm_type=3.0) == pytest.approx(1e306 * 5003 ** (1 / 3), rel=1e-13)
     assert clip_grad_norm_(np.full(20000, 1e300), INF, norm_type=0.5) == INF  # the 1/p-th power overflows
+
+
+# --------------------------------------------------------------------------
+# Accuracy for any p at any magnitude (no spurious overflow or underflow)
+# --------------------------------------------------------------------------
+EPS64 = 2.0 ** -52
+SWEEP_P = [1.0, 1.5, 2.0, 3.0, 10.0, 100.0, 1100.0, 3000.0, 1e6]
+SMALL_P = [0.5, 0.25]  # accepted too (norm_type > 0), though not norms
+MAGNITUDES = {
+    np.float64: [1e-320, 1e-300, 1e-200, 1e-160, 1e-100, 1.0, 1e100, 1e160, 1e200, 1e300, 1.7e308],
+    np.float32: [1e-44, 1e-38, 1e-20, 1.0, 1e20, 3e38],
+}
+_DECIMAL = decimal.Context(prec=50, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
+def careful_norm(values, p):
+    """The p-norm of the exact values in 50-digit decimal arithmetic, rounded once to float64.
+
+    Independent of the kernels' arithmetic: ``m * (sum (|x| / m)^p)^(1/p)``
+    with ``m = max |x|``, every step to 50 digits with an unbounded exponent
+    range; ``p`` a whole number or a multiple of 1/4.
+    """
+    xs = [abs(Decimal(float(v))) for v in np.asarray(values).reshape(-1)]
+    m = max(xs, default=Decimal(0))
+    if m == 0:
+        return 0.0
+    if p == INF:
+        return float(m)
+    quarters = int(p * 4)
+    assert quarters == p * 4
+    total = Decimal(0)
+    for x in xs:
+        r = _DECIMAL.divide(x, m)
+        if p == int(p):
+            term = _DECIMAL.power(r, int(p))
+        else:
+            term = _DECIMAL.power(_DECIMAL.sqrt(_DECIMAL.sqrt(r)), quarters)
+        total = _DECIMAL.add(total, term)
+    root = _DECIMAL.exp(_DECIMAL.divide(_DECIMAL.ln(total), Decimal(p)))
+    return float(_DECIMAL.multiply(m, root))  # inf beyond the float64 range
+
+
+def _assert_accurate(got, want, p, n):
+    """A few units in the last place: the float64 sums' rounding, times 1/p for p < 1."""
+    if math.isinf(want) or want == 0.0:
+        assert got == want
+        return
+    ulps = (4 + math.log2(max(n, 1))) * max(1.0, 1.0 / p)
+    assert abs(got - want) <= ulps * EPS64 * want, (got, want, p, abs(got - want) / want / EPS64)
+
+
+def _spread(rng, n, magnitude, dtype):
+    """n elements of both signs within three decades below ``magnitude``, a few of them zero."""
+    x = rng.choice([-1.0, 1.0], n) * magnitude * 10.0 ** rng.uniform(-3, 0, n)
+    x[3::11] = 0.0
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("norm_type, grad, want", [(3000, [3.0], 3.0), (1100, [2.0, 2.0], 2.0 * 2.0 ** (1 / 1100))],
+                         ids=["3-p3000", "2,2-p1100"])
+def test_large_p_norm_does_not_underflow(norm_type, grad, want, dtype):
+    """The audit's cases: sum |g|^p overflowed, and the old power-of-two rescue underflowed to 0."""
+    g = np.array(grad, dtype=dtype)
+    got = clip_grad_norm_(g, 1.0, norm_type=norm_type)
+    assert got == pytest.approx(want, rel=4 * EPS64)
+    np.testing.assert_array_equal(g, np.array(grad, dtype) * dtype.type(1.0 / (got + 1e-6)))  # and clipped
+    assert clip_grad_norm_(g, INF, norm_type=norm_type) == pytest.approx(1.0, rel=1e-6)  # now at max_norm
+
+
+@pytest.mark.parametrize("dtype_name", ["float64", "float32"])
+def test_norm_is_accurate_for_any_p_and_magnitude(dtype_name):
+    dtype = np.dtype(dtype_name)
+    rng = np.random.default_rng(2024)
+    for magnitude in MAGNITUDES[dtype.type]:
+        for n in (1, 2, 50):
+            g = _spread(rng, n, magnitude, dtype)
+            for p in SWEEP_P + SMALL_P + [INF]:
+                got = clip_grad_norm_(g.copy(), INF, norm_type=p)
+                _assert_accurate(got, careful_norm(g, p), p, n)
+
+
+@pytest.mark.parametrize("magnitude", [1e-300, 1e300])
+def test_norm_is_accurate_over_several_chunks(magnitude, dtype):
+    if dtype == np.float32:
+        magnitude = 1e-40 if magnitude < 1 else 1e38
+    rng = np.random.default_rng(7)
+    g = _spread(rng, 3001, magnitude, dtype)  # six float64 chunks, three float32 ones
+    for p in SWEEP_P + [0.5]:
+        got = _same_for_all_threads(lambda: clip_grad_norm_(g.copy(), INF, norm_type=p))
+        _assert_accurate(got, careful_norm(g, p), p, g.size)
+
+
+@pytest.mark.parametrize("p", SWEEP_P + SMALL_P + [INF], ids=str)
+def test_scaled_norm_and_clipping_have_the_same_bits_for_any_thread_count(p, dtype, rng):
+    a = _grad(rng, 200003, dtype, scale=1e-30 if dtype == np.float32 else 1e-250)  # enough for three threads
+    b = _grad(rng, 70001, dtype, scale=1e30 if dtype == np.float32 else 1e250)
+
+    def run():
+        copies = [a.copy(), b.copy()]
+        return clip_grad_norm_(copies, 1.0, norm_type=p), copies
+
+    norm, (ca, cb) = _same_for_all_threads(run)
+    assert math.isfinite(norm) and norm >= float(np.abs(b).max())
+    if p >= 1:
+        assert norm <= float(np.abs(b).max()) * 70001  # the triangle inequality's bound
+    np.testing.assert_array_equal(cb, b * dtype.type(1.0 / (norm + 1e-6)))
+
+
+def test_tiny_gradients_have_a_norm():
+    """Squares below the normal range once made the 2-norm of tiny gradients 0."""
+    g = np.full(1000, 3e-300)
+    assert clip_grad_norm_(g, INF) == pytest.approx(3e-300 * math.sqrt(1000), rel=4 * EPS64)
+    assert clip_grad_norm_(np.array([5e-324] * 4), INF) == 1e-323  # 2 * 2**-1074, exactly
+    assert clip_grad_norm_(np.array([0.0, -5e-324]), INF, norm_type=3000) == 5e-324
+    assert clip_grad_norm_(np.array([1e-300, 0.0]), INF, norm_type=1.5) == 1e-300
+    mixed = [np.full(10, 1e-200), np.full(3, 1e-170)]  # the small ones vanish next to 1e-170, as they should
+    assert clip_grad_norm_(mixed, INF) == pytest.approx(1e-170 * math.sqrt(3), rel=4 * EPS64)
+    for p in (1.0, 2.0, 3.0, 3000.0, INF):
+        assert clip_grad_norm_([np.zeros(5), np.zeros(3, np.float32)], 1.0, norm_type=p) == 0.0
+
+
+def test_norms_beyond_the_float64_range_are_inf():
+    h = np.full(4, 1.5e308)
+    assert clip_grad_norm_(h, INF, norm_type=1.0) == INF
+    assert clip_grad_norm_(h, INF, norm_type=2.0) == INF
+    assert clip_grad_norm_(h, INF, norm_type=3000.0) == pytest.approx(1.5e308 * 4 ** (1 / 3000), rel=4 * EPS64)
+    assert clip_grad_norm_(h, INF, norm_type=INF) == 1.5e308
+    # p < 1: the root of the scaled sum can exceed the range while the norm does not
+    tiny = np.full(8, 1e-300)
+    assert clip_grad_norm_(tiny, INF, norm_type=0.003) == pytest.approx(1e-300 * 8.0 ** (1 / 0.003), rel=1e-12)
+    assert clip_grad_norm_(tiny, INF, norm_type=0.001) == INF  # 8**1000 * 1e-300 is about 1e603
+    assert clip_grad_norm_(np.array([1e-300, 0.0]), INF, norm_type=1e-300) == 1e-300  # one nonzero: its magnitude
+
+
+def test_per_array_norms_at_large_p_and_extreme_magnitudes(rng):
+    arrays = [_spread(rng, 40, 1e-300, np.float64), _spread(rng, 5000, 1e300, np.float64),
+              _spread(rng, 9, 1e-40, np.float32), np.zeros(3), _spread(rng, 7, 1.0, np.float64)]
+    for p in (3.0, 1100.0, 3000.0, 1e6):
+        copies = [a.copy() for a in arrays]
+        norms = _same_for_all_threads(lambda: clip_grad_norm_per_array_([a.copy() for a in arrays], 1e-301,
+                                                                        norm_type=p))
+        assert clip_grad_norm_per_array_(copies, 1e-301, norm_type=p) == norms
+        for a, c, norm in zip(arrays, copies, norms):
+            _assert_accurate(norm, careful_norm(a, p), p, a.size)
+            np.testing.assert_array_equal(c, ref_clipped(a, 1e-301, norm) if norm else a)
+
+
+def test_p_zero_and_negative_are_refused():
+    """torch's norm_type=0 counts nonzeros and -inf takes the smallest |g|; fastopt refuses both."""
+    g = np.array([1.0, 0.0, 2.0])
+    for p in (0, 0.0, -0.0, -1.0, -INF):
+        for call in (clip_grad_norm_, clip_grad_norm_per_array_):
+            with pytest.raises(ValueError, match="norm_type must be > 0"):
+                call(g, 1.0, norm_type=p)
+    np.testing.assert_array_equal(g, [1.0, 0.0, 2.0])
+
+
+_P_VALUES = st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0, 10.0, 100.0, 1100.0, 3000.0, 1e6, INF])
+
+
+@st.composite
+def _gradients(draw, dtype=None):
+    dtype = draw(st.sampled_from([np.float32, np.float64])) if dtype is None else dtype
+    width = 32 if dtype == np.float32 else 64
+    bound = 2.0 ** 100 if dtype == np.float32 else 2.0 ** 930  # room for the factor of the homogeneity test
+    values = draw(st.lists(st.floats(-bound, bound, allow_nan=False, width=width), min_size=1, max_size=40))
+    return np.array(values, dtype=dtype)
+
+
+@settings(derandomize=True, deadline=None, max_examples=300)
+@given(g=_gradients(np.float64), c=st.floats(1e-12, 1e12) | st.floats(-1e12, -1e-12), p=_P_VALUES)
+def test_norm_is_absolutely_homogeneous(g, c, p):
+    cg = g * c
+    assume(not np.any((cg != 0) & (np.abs(cg) < np.finfo(np.float64).tiny)))  # each product rounds to eps/2
+    norm = clip_grad_norm_(g.copy(), INF, norm_type=p)
+    scaled = clip_grad_norm_(cg, INF, norm_type=p)
+    slack = (4 + math.log2(g.size)) * max(1.0, 1.0 / p) * EPS64 * abs(c) * norm
+    assert abs(scaled - abs(c) * norm) <= slack
+
+
+@settings(derandomize=True, deadline=None, max_examples=300)
+@given(g=_gradients(), p=_P_VALUES)
+def test_norm_is_at_least_the_largest_element(g, p):
+    norm = clip_grad_norm_(g.copy(), INF, norm_type=p)
+    assert norm >= float(np.abs(g).max())  # exactly, at every p
+    if p == INF:
+        assert norm == float(np.abs(g).max())
+
+
+@settings(derandomize=True, deadline=None, max_examples=200)
+@given(g=_gradients())
+def test_norm_decreases_as_p_grows(g):
+    ps = [1.0, 1.5, 2.0, 3.0, 10.0, 100.0, 1100.0, 3000.0, 1e6, INF]
+    norms = [clip_grad_norm_(g.copy(), INF, norm_type=p) for p in ps]
+    for p, q, a, b in zip(ps, ps[1:], norms, norms[1:]):  # ||g||_p >= ||g||_q for p <= q, up to rounding
+        assert a >= b * (1 - 8 * EPS64), (p, q, a, b)
 
 
 # --------------------------------------------------------------------------

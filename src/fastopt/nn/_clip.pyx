@@ -4,8 +4,8 @@
 Three passes over a contiguous float32 or float64 array, all ``nogil`` and
 OpenMP-parallel over the fixed chunks of ``fastopt._parallel``:
 
-* :func:`power_sum`: ``sum (|g_i| * scale)^p`` for finite ``p > 0``, or
-  ``max |g_i| * scale`` for ``p = inf``.  Always accumulated in float64,
+* :func:`power_sum`: ``sum (|g_i| / divisor)^p`` for finite ``p > 0``, or
+  ``max |g_i| / divisor`` for ``p = inf``.  Always accumulated in float64,
   float32 input included: each float32 element is widened to double before
   it is squared (the square of a float32 is then exact).  ``p = 2`` (sum of
   squares) and ``p = 1`` (sum of absolute values) have dedicated loops,
@@ -29,9 +29,11 @@ accumulator per chunk (``pow`` dominates its cost).
 
 Non-finite values.  A NaN element makes every sum NaN and makes the maximum
 NaN (it is never skipped); an infinite element makes the sum or the maximum
-infinite.  Nothing here rescales against overflow: ``fastopt.nn.clip``
-calls :func:`power_sum` a second time with a power-of-two ``scale`` when a
-sum overflows.
+infinite.  Nothing here guards against overflow or underflow: that is what
+``divisor`` is for.  ``fastopt.nn.clip`` passes the largest ``|g_i|`` (from a
+``p = inf`` pass) as the divisor, so that every term ``(|g_i| / divisor)^p``
+lies in ``[0, 1]``, the largest is exactly 1, and the sum lies in ``[1, n]``
+for any ``p``.
 
 The Python entry points check only what keeps the kernels in bounds; the
 user-facing checks live in ``fastopt.nn.clip``.
@@ -60,11 +62,11 @@ cdef enum Reduction:
 # --------------------------------------------------------------------------
 # Element helpers
 # --------------------------------------------------------------------------
-cdef inline double _widen(floating x, double scale, bint scaled) noexcept nogil:
-    """The element as a double, times ``scale`` when ``scaled`` (a literal at every call site)."""
+cdef inline double _widen(floating x, double divisor, bint scaled) noexcept nogil:
+    """The element as a double, divided by ``divisor`` when ``scaled`` (a literal at every call site)."""
     cdef double v = <double>x
     if scaled:
-        v = v * scale
+        v = v / divisor
     return v
 
 
@@ -72,7 +74,7 @@ cdef inline double _widen(floating x, double scale, bint scaled) noexcept nogil:
 # Chunk bodies: each returns the chunk's partial result as a double
 # --------------------------------------------------------------------------
 cdef inline double _sum_squares_range(const floating* g, Py_ssize_t start, Py_ssize_t stop,
-                                      double scale, bint scaled) noexcept nogil:
+                                      double divisor, bint scaled) noexcept nogil:
     # Eight running sums in an array, one per lane: the compiler keeps them in
     # vector registers and vectorizes the loop without reordering any addition.
     # (A loop over a block count: with -fwrapv, which Python's build flags add,
@@ -85,18 +87,18 @@ cdef inline double _sum_squares_range(const floating* g, Py_ssize_t start, Py_ss
         acc[k] = 0
     for b in range(blocks):
         for k in range(LANES):
-            x = _widen(g[i + k], scale, scaled)
+            x = _widen(g[i + k], divisor, scaled)
             acc[k] = acc[k] + x * x
         i = i + LANES
     while i < stop:
-        x = _widen(g[i], scale, scaled)
+        x = _widen(g[i], divisor, scaled)
         acc[0] = acc[0] + x * x
         i = i + 1
     return _lane_total(acc)
 
 
 cdef inline double _sum_abs_range(const floating* g, Py_ssize_t start, Py_ssize_t stop,
-                                  double scale, bint scaled) noexcept nogil:
+                                  double divisor, bint scaled) noexcept nogil:
     cdef double acc[LANES]
     cdef int k
     cdef Py_ssize_t b, i = start, blocks = (stop - start) // LANES
@@ -104,10 +106,10 @@ cdef inline double _sum_abs_range(const floating* g, Py_ssize_t start, Py_ssize_
         acc[k] = 0
     for b in range(blocks):
         for k in range(LANES):
-            acc[k] = acc[k] + fabs(_widen(g[i + k], scale, scaled))
+            acc[k] = acc[k] + fabs(_widen(g[i + k], divisor, scaled))
         i = i + LANES
     while i < stop:
-        acc[0] = acc[0] + fabs(_widen(g[i], scale, scaled))
+        acc[0] = acc[0] + fabs(_widen(g[i], divisor, scaled))
         i = i + 1
     return _lane_total(acc)
 
@@ -117,11 +119,14 @@ cdef inline double _lane_total(const double* acc) noexcept nogil:
 
 
 cdef inline double _sum_powers_range(const floating* g, Py_ssize_t start, Py_ssize_t stop,
-                                     double p, double scale) noexcept nogil:
+                                     double p, double divisor) noexcept nogil:
+    # With divisor = max |g_i| every quotient is in [0, 1] (a correctly rounded
+    # division of a |g_i| <= divisor cannot exceed 1), so no power overflows,
+    # and the largest element's is exactly pow(1, p) = 1.  Dividing by 1 is exact.
     cdef double s = 0
     cdef Py_ssize_t i
     for i in range(start, stop):
-        s = s + pow(fabs(<double>g[i] * scale), p)
+        s = s + pow(fabs(<double>g[i]) / divisor, p)
     return s
 
 
@@ -163,19 +168,19 @@ cdef inline double _max_abs_range(const floating* g, Py_ssize_t start, Py_ssize_
 
 
 cdef inline double _chunk(const floating* g, Py_ssize_t start, Py_ssize_t stop, Reduction kind,
-                          double p, double scale, bint scaled) noexcept nogil:
+                          double p, double divisor, bint scaled) noexcept nogil:
     # Literal flags per call site, so each inlined loop is specialised.
     if kind == SUM_SQUARES:
         if scaled:
-            return _sum_squares_range(g, start, stop, scale, True)
+            return _sum_squares_range(g, start, stop, divisor, True)
         return _sum_squares_range(g, start, stop, 1.0, False)
     if kind == SUM_ABS:
         if scaled:
-            return _sum_abs_range(g, start, stop, scale, True)
+            return _sum_abs_range(g, start, stop, divisor, True)
         return _sum_abs_range(g, start, stop, 1.0, False)
     if kind == MAX_ABS:
         return _max_abs_range(g, start, stop)
-    return _sum_powers_range(g, start, stop, p, scale)
+    return _sum_powers_range(g, start, stop, p, divisor)
 
 
 cdef inline double _combine(double total, double part, Reduction kind) noexcept nogil:
@@ -188,16 +193,16 @@ cdef inline double _combine(double total, double part, Reduction kind) noexcept 
 # --------------------------------------------------------------------------
 # Whole-array passes (C level)
 # --------------------------------------------------------------------------
-cdef double reduce_n(const floating* g, Py_ssize_t n, Reduction kind, double p, double scale,
+cdef double reduce_n(const floating* g, Py_ssize_t n, Reduction kind, double p, double divisor,
                      int num_threads) noexcept nogil:
     """The chunked reduction of ``kind`` over ``n`` elements; the same bits for any ``num_threads``.
 
-    For MAX_ABS the result is the unscaled maximum (``scale`` and ``p`` are
-    ignored); for SUM_POWERS every element is multiplied by ``scale``, and
-    for the other sums only when ``scale != 1``.
+    For MAX_ABS the result is the undivided maximum (``divisor`` and ``p``
+    are ignored); for SUM_POWERS every element is divided by ``divisor``,
+    and for the other sums only when ``divisor != 1``.
     """
     cdef Split sp = split(n, sizeof(floating), num_threads)
-    cdef bint scaled = scale != 1.0
+    cdef bint scaled = divisor != 1.0
     cdef Py_ssize_t c
     cdef double total = 0
     cdef double* partial = NULL
@@ -205,11 +210,11 @@ cdef double reduce_n(const floating* g, Py_ssize_t n, Reduction kind, double p, 
         partial = <double*>malloc(sp.nchunks * sizeof(double))
     if partial == NULL:  # one thread (or no memory for the partials): the same chunks, in turn
         for c in range(sp.nchunks):
-            total = _combine(total, _chunk(g, c * sp.chunk, chunk_stop(c, sp.chunk, n), kind, p, scale, scaled),
+            total = _combine(total, _chunk(g, c * sp.chunk, chunk_stop(c, sp.chunk, n), kind, p, divisor, scaled),
                              kind)
         return total
     for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
-        partial[c] = _chunk(g, c * sp.chunk, chunk_stop(c, sp.chunk, n), kind, p, scale, scaled)
+        partial[c] = _chunk(g, c * sp.chunk, chunk_stop(c, sp.chunk, n), kind, p, divisor, scaled)
     for c in range(sp.nchunks):
         total = _combine(total, partial[c], kind)
     free(partial)
@@ -257,8 +262,8 @@ cdef void clamp_n(floating* g, Py_ssize_t n, floating lo, floating hi, int num_t
 # --------------------------------------------------------------------------
 # Python entry points
 # --------------------------------------------------------------------------
-def power_sum(const floating[::1] g not None, double p, double scale=1.0, int num_threads=1):
-    """``sum (|g_i| * scale)^p`` for finite ``p > 0``; ``max |g_i| * scale`` for ``p = inf``.
+def power_sum(const floating[::1] g not None, double p, double divisor=1.0, int num_threads=1):
+    """``sum (|g_i| / divisor)^p`` for finite ``p > 0``; ``max |g_i| / divisor`` for ``p = inf``.
 
     Accumulated in float64 chunk by chunk and combined in chunk order: the
     same bits for any ``num_threads``.  NaN if any element is NaN; 0.0 for an
@@ -270,9 +275,11 @@ def power_sum(const floating[::1] g not None, double p, double scale=1.0, int nu
     g : 1-D C-contiguous float32 or float64 array
     p : float
         ``p > 0``; ``inf`` for the maximum.
-    scale : float, default 1.0
-        Multiplies every element before its power is taken (a power of two
-        keeps that exact); used to rescue a sum that overflowed.
+    divisor : float, default 1.0
+        ``> 0``; divides every element before its power is taken.  With the
+        largest ``|g_i|`` as divisor no term overflows or underflows
+        spuriously: see the module docstring.  With 1.0 nothing is divided
+        and the ``p = 1`` and ``p = 2`` loops are the plain sums.
     num_threads : int, default 1
         The largest OpenMP team to use.
     """
@@ -281,6 +288,8 @@ def power_sum(const floating[::1] g not None, double p, double scale=1.0, int nu
     cdef double total
     if not p > 0:
         raise ValueError(f"p must be > 0, got {p}")
+    if not 0 < divisor < INFINITY:
+        raise ValueError(f"divisor must be finite and > 0, got {divisor}")
     if p == INFINITY:
         kind = MAX_ABS
     elif p == 2.0:
@@ -292,9 +301,9 @@ def power_sum(const floating[::1] g not None, double p, double scale=1.0, int nu
     if n == 0:
         return 0.0
     with nogil:
-        total = reduce_n(&g[0], n, kind, p, scale, num_threads)
-    if kind == MAX_ABS and scale != 1.0:
-        total = total * scale
+        total = reduce_n(&g[0], n, kind, p, divisor, num_threads)
+    if kind == MAX_ABS and divisor != 1.0:
+        total = total / divisor
     return total
 
 

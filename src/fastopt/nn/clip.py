@@ -32,13 +32,22 @@ the clipped gradients have the same bits for any thread count
 (:func:`fastopt.set_num_threads`).  For several arrays the global norm is
 taken directly, ``(sum over arrays of sum |g|^p)^(1/p)``, with the per-array
 sums added in the order given; torch takes the norm of the per-tensor norms,
-the same number up to rounding.  When a sum overflows although every element
-is finite (float64 gradients beyond about 1e154 for ``p = 2``), it is
-computed again with the elements scaled by a power of two, so the norm
-comes back finite whenever it fits in a float64; torch returns inf there.
-Elements too small to square (below about 1e-154 in float64) underflow, so
-a gradient made only of such elements may report a norm of 0; clipping is
-unaffected, as its coefficient is then clamped to 1.
+the same number up to rounding.
+
+No spurious overflow or underflow, for any ``p``: the norm is accurate to a
+few units in the last place (times ``1/p`` for ``p < 1``) whenever it fits
+in a float64, and inf when it does not, for elements anywhere from the
+smallest subnormal to the largest float64.  For
+``p = 1`` and ``p = 2`` the plain sum is taken first; when it overflowed
+although every element is finite (float64 gradients beyond about 1e154 for
+``p = 2``, where torch returns inf), or when squares fell below the normal
+range (elements below about 1e-154), the norm is computed again as
+``m * (sum (|g_i| / m)^p)^(1/p)`` with ``m = max |g_i|``.  Every other
+finite ``p`` is always computed that way (a pass for ``m``, then the sum):
+each term then lies in ``[0, 1]`` and the sum in ``[1, n]``, so ``p = 3000``
+works on gradients of any magnitude, where ``sum |g_i|^p`` itself would
+overflow or underflow.  The same bits for any thread count hold on every
+path.
 """
 import math
 from collections.abc import Mapping
@@ -87,8 +96,10 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
         ``inf / inf``, would multiply them by NaN).
     norm_type : float, default 2.0
         ``p > 0``, or ``inf`` for the largest absolute value.  ``p = 2`` and
-        ``p = 1`` have dedicated loops; other values call ``pow`` per element
-        and are much slower.
+        ``p = 1`` have dedicated loops; other values take a pass for the
+        largest absolute value, then call ``pow`` per element, and are much
+        slower.  Any finite ``p`` works at any magnitude (no spurious
+        overflow or underflow: see the module docstring).
     error_if_nonfinite : bool, default False
         Raise :class:`NonFiniteNormError` when the total norm is NaN or
         infinite, leaving the gradients unchanged.  Without it such a norm
@@ -120,7 +131,9 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     dtype, and float32 sums round more and overflow sooner); a float32
     gradient is multiplied by ``coef`` rounded to float32 from a float64
     ``coef``; ``norm_type`` must be positive (torch also takes 0 and -inf);
-    sums that overflow are redone scaled (see the module docstring); when
+    sums that would overflow or underflow are scaled by the largest element
+    (see the module docstring), so the norm is finite and accurate wherever
+    it fits in a float64 (torch's overflows to inf, or underflows to 0); when
     ``coef`` is clamped to 1 the gradients are not multiplied at all;
     ``max_norm=inf`` never changes them.
 
@@ -323,24 +336,55 @@ def _scales(coef, max_norm):
 # --------------------------------------------------------------------------
 # Norms
 # --------------------------------------------------------------------------
+_SMALLEST_NORMAL = 2.0 ** -1022
+
+
 def _norm(arrays, p, threads):
-    """The p-norm of the concatenation of ``arrays`` (float64 accumulation, given order)."""
-    sums = [_clip.power_sum(a, p, 1.0, threads) for a in arrays]
-    total = _combine(sums, p)
-    if p == math.inf or total != math.inf:
-        return _root(total, p)
-    # The sum overflowed.  If every element is finite, sum again with the elements
-    # scaled by 2**-e, where 2**e bounds the largest: the scaled terms are at most 1.
+    """The p-norm of the concatenation of ``arrays`` (float64 accumulation, given order).
+
+    ``p = 1`` and ``p = 2`` first take the plain sum, one pass, and keep it
+    unless it overflowed or (``p = 2``) is so small that squares below the
+    normal range may have lost digits.  Otherwise, and always for any other
+    finite ``p``, the norm is ``peak * (sum (|g_i| / peak)^p)^(1/p)`` with
+    ``peak = max |g_i|`` from a first pass: every term lies in ``[0, 1]``,
+    the largest is exactly 1, so the sum lies in ``[1, n]`` and neither
+    overflows nor underflows, whatever ``p`` and the magnitudes.
+    """
+    if p == math.inf:
+        return _combine([_clip.power_sum(a, p, 1.0, threads) for a in arrays], p)
+    if p == 1.0 or p == 2.0:
+        total = _combine([_clip.power_sum(a, p, 1.0, threads) for a in arrays], p)
+        if total != total:  # a NaN element
+            return total
+        # Each square below 2**-1022 is off by at most 2**-1075, so the n squares are off by at
+        # most n * 2**-1075 in all: a sum above n * 2**-1022 keeps its relative accuracy.
+        if total < math.inf and (p == 1.0 or total > sum(a.size for a in arrays) * _SMALLEST_NORMAL):
+            return _root(total, p)
     peak = _combine([_clip.power_sum(a, math.inf, 1.0, threads) for a in arrays], math.inf)
-    if not math.isfinite(peak):
-        return math.inf
-    exponent = math.frexp(peak)[1]
-    scale = math.ldexp(1.0, -exponent)
-    total = _combine([_clip.power_sum(a, p, scale, threads) for a in arrays], p)
+    if not 0.0 < peak < math.inf:
+        return peak  # all zeros (or no elements), an infinite element, or a NaN
+    total = _combine([_clip.power_sum(a, p, peak, threads) for a in arrays], p)
+    return _scaled_root(peak, total, p)
+
+
+def _scaled_root(peak, total, p):
+    """``peak * total**(1/p)`` for ``total >= 1``; inf where that exceeds the float64 range."""
+    if p == 1.0:
+        return peak * total  # a product beyond the range is inf, no exception
+    if p == 2.0:
+        return peak * math.sqrt(total)
     try:
-        return math.ldexp(_root(total, p), exponent)
-    except OverflowError:  # the norm itself exceeds the float64 range
+        return peak * math.pow(total, 1.0 / p)  # for p >= 1 the root is at most total, at most n
+    except OverflowError:
+        pass
+    # p < 1: the root alone may exceed the range where the norm (a tiny peak) does not.  Its cube
+    # root cannot overflow unless the norm does (peak >= 2**-1074, root >= 2**3072), and with each
+    # factor >= 1 an overflowing partial product means an overflowing norm.
+    try:
+        third = math.pow(total, 1.0 / (3.0 * p))
+    except OverflowError:
         return math.inf
+    return peak * third * third * third
 
 
 def _combine(values, p):
