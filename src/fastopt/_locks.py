@@ -23,10 +23,25 @@ _registry_guard = threading.Lock()
 
 
 def memory_owner(array):
-    """The object at the root of ``array``'s chain of bases: what owns its memory."""
-    while isinstance(array, np.ndarray) and array.base is not None:
-        array = array.base
-    return array
+    """The object at the root of ``array``'s chain of bases: what owns its memory.
+
+    The chain runs through ndarray bases, memoryviews (``np.frombuffer(a.data)``)
+    and objects whose ``base`` is an array (what ``as_strided`` wraps).  Two
+    mappings of one file (two ``np.memmap`` of the same path) are two owners.
+    """
+    obj = array
+    while True:
+        if isinstance(obj, np.ndarray):
+            base = obj.base
+        elif isinstance(obj, memoryview):
+            base = obj.obj
+        else:
+            base = getattr(obj, "base", None)
+            if not isinstance(base, (np.ndarray, memoryview)):
+                base = None
+        if base is None:
+            return obj
+        obj = base
 
 
 def lock_for(array):
