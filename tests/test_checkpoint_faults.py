@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import select
 import signal
 import stat
 import struct
@@ -640,7 +641,8 @@ def test_a_save_killed_midway_leaves_the_old_file_and_the_next_save_cleans_up(tm
     before = path.read_bytes()
     child = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, str(path)], stdout=subprocess.PIPE, text=True)
     try:
-        assert child.stdout.readline() == "writing\n"
+        ready, _, _ = select.select([child.stdout], [], [], 120)  # a stalled child fails the test, never hangs it
+        assert ready and child.stdout.readline() == "writing\n"
         temporaries = list(tmp_path.glob(".fastopt-*.tmp"))
         assert len(temporaries) == 1 and f"-{child.pid}-" in temporaries[0].name
         fastopt.save(tmp_path / "other.npz", [np.ones(2)])  # a concurrent save leaves it alone

@@ -123,25 +123,25 @@ def save(path, params, optimizer=None):
         _check_optimizer(optimizer)
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    with _holding(_named(params), optimizer):  # no step changes the arrays while they are written
-        entries = _entries(params, optimizer)
-        mode = _destination_mode(path)
-        _remove_stale_temporaries(directory)  # first: they may hold the disk space this save needs
-        # A new file is created 0o666 and the kernel applies the umask (or the directory's default ACL);
-        # a replacement is written privately, then given the mode of the file it replaces.
-        tmp, fd = _create_temporary(directory, 0o666 if mode is None else 0o600)
-        try:
+    named = _named(params)
+    mode = _destination_mode(path)
+    _remove_stale_temporaries(directory)  # first: they may hold the disk space this save needs
+    # A new file is created 0o666 and the kernel applies the umask (or the directory's default ACL);
+    # a replacement is written privately, then given the mode of the file it replaces.
+    tmp, fd = _create_temporary(directory, 0o666 if mode is None else 0o600)
+    try:
+        with _holding(named, optimizer):  # no step changes the arrays while they are written (not synced)
             with open(fd, "wb", closefd=False) as fh:
-                _write_archive(fh, entries)
-            os.fsync(fd)
-            if mode is not None:
-                _chmod(fd, tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink(tmp)
-            raise
-        finally:
-            os.close(fd)  # and so releases the temporary's lock
+                _write_archive(fh, _entries(params, optimizer))
+        os.fsync(fd)
+        if mode is not None:
+            _chmod(fd, tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    finally:
+        os.close(fd)  # and so releases the temporary's lock
     _fsync_directory(directory)
 
 
@@ -372,7 +372,7 @@ def load(path, params, optimizer=None):
         except Exception as exc:  # noqa: BLE001 -- whatever a damaged archive makes zipfile or numpy raise
             if source.failure is not None:  # the disk failed, whatever zipfile made of that
                 raise source.failure from None
-            if isinstance(exc, CheckpointError):
+            if isinstance(exc, (CheckpointError, MemoryError)):  # no allocation beyond the targets' sizes fails
                 raise
             raise CheckpointError(f"{path} is not a fastopt checkpoint, or is damaged: {_describe(exc)}") from exc
     with _holding(targets, optimizer):  # a step in another thread sees all of the file or none of it
