@@ -243,6 +243,7 @@ class LRScheduler:
                                  f"with last_epoch={last_epoch}: load the optimizer's state_dict first, "
                                  "or pass last_epoch=-1")
         self.base_lrs = [float(group["initial_lr"]) for group in groups]
+        self._group_count = len(groups)
         self.last_epoch = last_epoch
         self._initial_step()
 
@@ -250,7 +251,7 @@ class LRScheduler:
     def step(self):
         """Advance one step: set every group's ``lr`` to the schedule's value at ``last_epoch + 1``."""
         t = self.last_epoch + 1
-        lrs = [self._next_lr(i, group["lr"], t) for i, group in enumerate(self.optimizer.param_groups)]
+        lrs = [self._next_lr(i, group["lr"], t) for i, group in enumerate(self._groups())]
         self.last_epoch = t
         self._write(t, lrs)
 
@@ -271,13 +272,21 @@ class LRScheduler:
         self._write(t, self.lr_at(t))
 
     def _write(self, t, lrs):
-        for group, lr in zip(self.optimizer.param_groups, lrs):
+        for group, lr in zip(self._groups(), lrs):
             if group["lr"] != lr:  # an unchanged lr leaves the optimizer's bound kernels as they are
                 group["lr"] = float(lr)
         self._last_lr = self._current()
 
     def _current(self):
         return [group["lr"] for group in self.optimizer.param_groups]
+
+    def _groups(self):
+        """The optimizer's groups, checked to be as many as when this schedule was built."""
+        groups = self.optimizer.param_groups
+        if len(groups) != self._group_count:
+            raise ValueError(f"the optimizer has {len(groups)} parameter groups, but this {type(self).__name__} "
+                             f"was built for {self._group_count}: build the schedule after add_param_group()")
+        return groups
 
     # ------------------------------------------------------------- closed form
     def __call__(self, t):
@@ -312,7 +321,7 @@ class LRScheduler:
         return [float(lr) for lr in self._lrs(_step_count(t))]
 
     def _lrs(self, t):
-        return [self._lr(i, t) for i in range(len(self.optimizer.param_groups))]
+        return [self._lr(i, t) for i in range(len(self._groups()))]
 
     def _lr(self, i, t):
         raise NotImplementedError(f"{type(self).__name__} does not define its closed form _lr(i, t)")
@@ -746,7 +755,7 @@ class _CyclesMomentum(LRScheduler):
 
     def _write(self, t, lrs):
         if self.cycle_momentum:
-            for i, group in enumerate(self.optimizer.param_groups):
+            for i, group in enumerate(self._groups()):
                 momentum = self._momentum(i, t)
                 if self.use_beta1:
                     if group["betas"][0] != momentum:
@@ -953,6 +962,7 @@ class _Composite(LRScheduler):
                 raise ValueError(f"{name}: schedulers[{i}] sets another optimizer's learning rates; all must "
                                  "share one (for float learning rates, build the others on first.optimizer)")
         self._schedulers = list(schedulers)
+        self._group_count = len(self.optimizer.param_groups)
 
 
 class SequentialLR(_Composite):
@@ -1113,7 +1123,8 @@ class ReduceLROnPlateau(LRScheduler):
         self.threshold = _nonnegative("threshold", threshold)
         self.threshold_mode = _choice("threshold_mode", threshold_mode, ("rel", "abs"))
         self.cooldown = _integer("cooldown", cooldown)
-        self.min_lrs = _per_group("min_lr", min_lr, len(self.optimizer.param_groups), _nonnegative)
+        self._group_count = len(self.optimizer.param_groups)
+        self.min_lrs = _per_group("min_lr", min_lr, self._group_count, _nonnegative)
         self.eps = _nonnegative("eps", eps)
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = 0
@@ -1142,6 +1153,7 @@ class ReduceLROnPlateau(LRScheduler):
             value = float(metrics)
         except (TypeError, ValueError):
             raise TypeError(f"metrics must be a number, got {type(metrics).__name__}") from None
+        groups = self._groups()
         self.last_epoch += 1
         if self._improves(value):
             self.best, self.num_bad_epochs = value, 0
@@ -1151,7 +1163,7 @@ class ReduceLROnPlateau(LRScheduler):
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0
         if self.num_bad_epochs > self.patience:
-            for group, floor in zip(self.optimizer.param_groups, self.min_lrs):
+            for group, floor in zip(groups, self.min_lrs):
                 lr = max(group["lr"] * self.factor, floor)
                 if group["lr"] - lr > self.eps:
                     group["lr"] = lr
