@@ -280,6 +280,10 @@ def test_refused_steps_change_nothing_on_one_rank(dist):
     opt.skip_nonfinite = "no"
     unchanged(opt.step, TypeError, "skip_nonfinite must be True or False")
     opt.skip_nonfinite = False
+    for bad_step in (None, 2**63 - 1, "1"):  # what the inner step would refuse after the reduce-scatter
+        opt.state[0]["step"] = bad_step
+        unchanged(opt.step, ValueError, "optimizer state 'step' must be an integer")
+    opt.state[0]["step"] = 1
     with pytest.raises(AttributeError):
         opt.reduce_grads = False
     assert opt.step() is True and opt.state[0]["step"] == 2
@@ -501,3 +505,15 @@ def test_a_hung_mpiexec_is_killed_with_all_its_ranks(launcher):
 def test_worker_found_its_checks():
     assert len(CHECKS) >= 8
     assert CHECKS[0] == "check_workers_import_the_tested_fastopt"
+
+
+@needs_mpi4py
+def test_a_group_added_to_the_inner_optimizer_is_refused_before_anything_moves(dist):
+    ps = fastopt.ParamSet({"w": np.arange(4.0)})
+    opt = dist.ShardedOptimizer(fastopt.SGD, ps, lr=0.1)
+    ps.grad[:] = 1.0
+    opt.optimizer.add_param_group({"params": [np.zeros(2)]})
+    data = ps.data.copy()
+    with pytest.raises(ValueError, match="one parameter group"):
+        opt.step()
+    assert_array_equal(ps.data, data)

@@ -86,6 +86,7 @@ from fastopt._kernels import nonfinite_count
 from fastopt._threads import get_num_threads
 from fastopt._validation import FLOAT_DTYPES, check_disjoint, check_float_array, check_writeable
 from fastopt.optim._hyper import flag
+from fastopt.optim._stepping import MAX_STEP
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import CACHE_LINE, ParamSet, _aligned_zeros
 
@@ -846,6 +847,10 @@ class ShardedOptimizer:
             On every rank, when another rank is in a different collective
             call.
         """
+        with self.optimizer._exclusive():  # no other thread on this rank steps, saves or loads ps meanwhile
+            return self._step(count)
+
+    def _step(self, count):
         (weight, skip, average), total = _agree(self.comm, "ShardedOptimizer.step", lambda: self._step_checks(count),
                                                 details=lambda: self._settings_pairs(count_given=count is not None),
                                                 total=True)
@@ -938,6 +943,9 @@ class ShardedOptimizer:
         NAdam's ``mu_product``) are read on every step.
         """
         inner = self.optimizer
+        if len(inner.param_groups) != 1:
+            raise ValueError("the inner optimizer must keep its one parameter group (ShardedOptimizer steps one "
+                             "slice of the ParamSet); add_param_group is not supported here")
         if inner.skip_nonfinite:
             raise ValueError("the inner optimizer's skip_nonfinite must stay False (each rank would skip on its "
                              "own slice); set ShardedOptimizer.skip_nonfinite, which the ranks decide together")
@@ -962,12 +970,12 @@ class ShardedOptimizer:
                                      f"array (this rank's slice), got {got}")
             self._checked_arrays = pairs
         for name in inner.state_scalars:
-            value = state.get(name)
-            if value is None:
+            if name not in state:
                 continue
+            value = state[name]
             if name == "step":  # bool is no int here: type(True) is bool
-                if not ((type(value) is int or isinstance(value, np.integer)) and 0 <= value < 2**62):
-                    raise ValueError(f"optimizer state 'step' must be an integer >= 0, got {value!r}")
+                if not ((type(value) is int or isinstance(value, np.integer)) and 0 <= value < MAX_STEP):
+                    raise ValueError(f"optimizer state 'step' must be an integer in [0, 2**63 - 1), got {value!r}")
             elif not (type(value) is float or type(value) is int or isinstance(value, (np.integer, np.floating))):
                 raise ValueError(f"optimizer state {name!r} must be a number, got {value!r}")
 
