@@ -511,7 +511,7 @@ def test_optimizer_on_another_paramset_is_refused(regression):
     X_train, _, y_train, _ = regression
     model, stranger = LinearRegression(5), LinearRegression(5)
     opt = fastopt.SGD(stranger.params, lr=0.1)
-    with pytest.raises(ValueError, match=r"outside model\.params.*train nothing"):
+    with pytest.raises(ValueError, match=r"not built on model\.params.*train nothing"):
         fit(model, opt, X_train, y_train, epochs=1, progress=False)
     assert not model.params.data.any() and not stranger.params.data.any()
 
@@ -519,7 +519,7 @@ def test_optimizer_on_another_paramset_is_refused(regression):
 def test_optimizer_on_arrays_is_refused(regression):
     X_train, _, y_train, _ = regression
     model = LinearRegression(5)
-    with pytest.raises(ValueError, match=r"params\[0\].*outside model\.params"):
+    with pytest.raises(ValueError, match=r"not built on model\.params \(it steps params\[0\]\)"):
         fit(model, fastopt.SGD([np.zeros(5)], lr=0.1), X_train, y_train, epochs=1, progress=False)
 
 
@@ -535,5 +535,5 @@ def test_an_object_with_another_ps_is_refused(regression):
     X_train, _, y_train, _ = regression
     model = LinearRegression(5)
     wrapper = types.SimpleNamespace(ps=fastopt.ParamSet({"w": 5, "b": 1}), step=lambda: True)
-    with pytest.raises(ValueError, match="outside model.params"):
+    with pytest.raises(ValueError, match="not built on model.params"):
         fit(model, wrapper, X_train, y_train, epochs=1, progress=False)

@@ -358,9 +358,9 @@ def _check_optimizer(optimizer, params):
         return
     if elsewhere:
         shown = ", ".join(elsewhere[:3]) + (f" and {len(elsewhere) - 3} more" if len(elsewhere) > 3 else "")
-        raise ValueError(f"{type(optimizer).__name__} updates {shown}, outside model.params: fit() writes the "
-                         "gradients into model.params.grad, so that optimizer would train nothing; build it on "
-                         "model.params (or ps.select(...) of it)")
+        raise ValueError(f"{type(optimizer).__name__} is not built on model.params (it steps {shown}): fit() "
+                         "writes the gradients into model.params.grad and calls step() without gradients, so it "
+                         "would train nothing; build the optimizer on model.params (or model.params.select(...))")
 
 
 def _check_validation(validation_data):
