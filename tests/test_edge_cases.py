@@ -270,15 +270,21 @@ def _two_group_adam():
     return opt, (a, b)
 
 
-def test_a_step_count_with_no_room_for_another_step_is_refused_on_load():
-    opt, _ = _two_group_adam()
+def test_a_step_count_with_no_room_for_another_step_loads_and_the_next_step_is_refused_whole():
+    opt, (a, b) = _two_group_adam()
     sd = opt.state_dict()
-    sd["state"][1]["step"] = 2**63 - 1
-    with pytest.raises(ValueError, match="so that a next step fits"):
-        opt.load_state_dict(sd)
     sd["state"][1]["step"] = 2**63 - 2  # the largest count that can still step
     opt.load_state_dict(sd)
     assert opt.step([[np.ones(3)], [np.ones(2)]]) and opt.state[1]["step"] == 2**63 - 1
+    opt.load_state_dict(opt.state_dict())  # a count the optimizer reached loads back
+    before = [a.copy(), b.copy()]
+    with pytest.raises(ValueError, match="must stay in"):
+        opt.step([[np.ones(3)], [np.ones(2)]])
+    np.testing.assert_array_equal(a, before[0])  # the first group, stepped first, is untouched
+    assert opt.state[0]["step"] == 2
+    sd["state"][1]["step"] = 2**63
+    with pytest.raises(ValueError, match="below 2\\*\\*63, got 9223372036854775808"):
+        opt.load_state_dict(sd)
 
 
 @pytest.mark.parametrize("step, error", [(2**63 - 1, ValueError), ("7", TypeError), (1.5, TypeError),

@@ -171,3 +171,37 @@ def test_schedulers_see_an_added_group():
     opt.step([[np.ones(2)], [np.ones(2)]])
     sched.step()
     assert [g["lr"] for g in opt.param_groups] == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("build", [
+    lambda opt: __import__("fastopt.optim.lr_scheduler", fromlist=["x"]).StepLR(opt, step_size=1),
+    lambda opt: __import__("fastopt.optim.lr_scheduler", fromlist=["x"]).LambdaLR(opt, lambda t: 0.5 ** t),
+    lambda opt: __import__("fastopt.optim.lr_scheduler", fromlist=["x"]).OneCycleLR(opt, max_lr=1.0,
+                                                                                     total_steps=10),
+    lambda opt: __import__("fastopt.optim.lr_scheduler", fromlist=["x"]).ReduceLROnPlateau(opt, patience=0),
+])
+def test_a_schedule_built_before_add_param_group_says_so(build):
+    opt = fastopt.SGD([np.zeros(2)], lr=1.0, momentum=0.9)
+    sched = build(opt)
+    opt.add_param_group({"params": [np.zeros(2)], "lr": 2.0})
+    with pytest.raises(ValueError, match="built for 1: build the schedule after add_param_group"):
+        sched.step(1.0) if hasattr(sched, "best") else sched.step()
+    if not hasattr(sched, "best"):
+        with pytest.raises(ValueError, match="built for 1"):
+            sched.lr_at(3)
+
+
+def test_the_callers_params_list_changed_later_changes_nothing():
+    w, other = np.zeros(3), np.zeros(3)
+    params = [w]
+    opt = fastopt.SGD(params, lr=1.0)
+    params.append(np.zeros(2))  # the optimizer holds its own list: neither change reaches it
+    params[0] = other
+    opt.add_param_group({"params": [np.zeros(4)]})
+    assert len(opt.state) == 2
+    assert opt.step([[np.ones(3)], [np.ones(4)]])
+    np.testing.assert_array_equal(w, -1.0)
+    assert not other.any()
+    (copied_w, clone) = copy.deepcopy((w, opt))
+    clone.step([[np.ones(3)], [np.ones(4)]])
+    np.testing.assert_array_equal(copied_w, -2.0)

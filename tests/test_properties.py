@@ -6,7 +6,8 @@
   otherwise refused with a TypeError or ValueError;
 * bad gradients: refused with a TypeError or ValueError, changing nothing;
 * a state_dict changed at random: refused with a TypeError or ValueError
-  leaving the optimizer as it was, or taken whole, after which a step works.
+  leaving the optimizer as it was, or taken whole, after which a step is
+  applied or refused whole.
 
 Examples are derandomized, so every run (and CI) checks the same cases.
 """
@@ -235,6 +236,13 @@ def test_a_changed_state_dict_is_refused_whole_or_taken_whole(name, data, mutati
         opt.load_state_dict(sd)
     except (TypeError, ValueError):
         assert_same_state_dict(opt.state_dict(), before)
-    else:
-        with np.errstate(all="ignore"):
-            assert opt.step(grads)
+    else:  # taken: the next step is applied, or refused whole (a step count at 2**63 - 1)
+        loaded, kept = opt.state_dict(), [p.copy() for p in params]
+        try:
+            with np.errstate(all="ignore"):
+                assert opt.step(grads)
+        except ValueError as exc:
+            assert "the step count must stay in" in str(exc)
+            assert_same_state_dict(opt.state_dict(), loaded)
+            for p, q in zip(params, kept):
+                np.testing.assert_array_equal(p, q)

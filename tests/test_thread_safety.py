@@ -4,6 +4,7 @@ The kernels release the GIL, so without a lock two threads stepping the same
 parameters interleave their read-modify-write passes and lose updates.
 """
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -34,6 +35,12 @@ def _in_threads(*jobs):
         t.join()
     if errors:
         raise errors[0]
+
+
+def _after_the_first_step(opt):
+    """Wait until ``opt`` has stepped once (so that what is read next holds state)."""
+    while not opt.state[0]:
+        time.sleep(1e-3)
 
 
 def _steps(opt, count, grads=None):
@@ -86,14 +93,14 @@ def test_state_dict_during_steps_is_a_consistent_snapshot():
     snapshots = []
 
     def snapshot():
+        _after_the_first_step(opt)
         for _ in range(STEPS // 4):
             snapshots.append(opt.state_dict())
 
     _in_threads(_steps(opt, STEPS), snapshot)
-    for sd in snapshots:
-        if sd["state"]:  # a buffer copied mid-step would hold two different values
-            buffer = sd["state"][0]["momentum_buffer"]
-            assert np.all(buffer == buffer[0])
+    for sd in snapshots:  # a buffer copied mid-step would hold two different values
+        buffer = sd["state"][0]["momentum_buffer"]
+        assert np.all(buffer == buffer[0])
 
 
 def test_locks_follow_the_memory_owner():
@@ -111,9 +118,11 @@ def test_a_lock_held_elsewhere_makes_a_step_wait_for_it():
     ps.grad[:] = 1.0
     opt = fastopt.SGD(ps, lr=1.0)
     stepped = threading.Event()
-    stepper = threading.Thread(target=lambda: (opt.step(), stepped.set()))
+    started = threading.Event()
+    stepper = threading.Thread(target=lambda: (started.set(), opt.step(), stepped.set()))
     with lock_for(ps.data):  # as another optimizer over this memory would hold it mid-step
         stepper.start()
+        started.wait(10)
         finished_while_held = stepped.wait(0.2)
         untouched_while_held = bool(np.all(ps.data == 0.0))
     stepper.join(10)
@@ -129,6 +138,7 @@ def test_checkpoints_saved_and_loaded_during_steps_are_whole(tmp_path):
     paths = [tmp_path / f"c{k}.npz" for k in range(6)]
 
     def save_all():
+        _after_the_first_step(opt)
         for path in paths:
             fastopt.save(path, ps, opt)
 
@@ -138,9 +148,8 @@ def test_checkpoints_saved_and_loaded_during_steps_are_whole(tmp_path):
         saved_opt = fastopt.SGD(saved_ps, lr=1.0, momentum=0.5)
         fastopt.load(path, saved_ps, saved_opt)
         assert np.all(saved_ps.data == saved_ps.data[0])
-        if saved_opt.state[0]:
-            buffer = saved_opt.state[0]["momentum_buffer"]
-            assert np.all(buffer == buffer[0])
+        buffer = saved_opt.state[0]["momentum_buffer"]
+        assert np.all(buffer == buffer[0])
 
     def load_all():
         for path in paths:
@@ -149,3 +158,49 @@ def test_checkpoints_saved_and_loaded_during_steps_are_whole(tmp_path):
     _in_threads(_steps(opt, STEPS), load_all)
     assert np.all(ps.data == ps.data[0])
     assert np.all(opt.state[0]["momentum_buffer"] == opt.state[0]["momentum_buffer"][0])
+
+
+def test_a_step_waiting_while_a_group_is_added_takes_the_new_groups_lock_too():
+    first, second = fastopt.ParamSet({"w": 4}), fastopt.ParamSet({"w": 4})
+    first.grad[:] = second.grad[:] = 1.0
+    opt = fastopt.SGD(first, lr=1.0)
+    done = threading.Event()
+    with lock_for(first.data):                 # the step below waits for this
+        stepper = threading.Thread(target=lambda: (opt.step(), done.set()))
+        stepper.start()
+        opt.add_param_group({"params": second})  # re-entrant here; replaces the optimizer's locks
+        held = lock_for(second.data)
+        held.acquire()                          # as another optimizer over `second` would, mid-step
+    try:
+        finished_while_held = done.wait(0.2)
+        second_untouched = bool(np.all(second.data == 0.0))
+    finally:
+        held.release()
+    stepper.join(10)
+    assert not finished_while_held and second_untouched
+    np.testing.assert_array_equal(first.data, -1.0)
+    np.testing.assert_array_equal(second.data, -1.0)
+
+
+def test_load_state_dict_racing_add_param_group_is_checked_against_one_layout():
+    w = np.zeros(3)
+    opt = fastopt.Adam([w], lr=0.1)
+    opt.step([np.ones(3)])
+    one_group = opt.state_dict()
+    errors = []
+
+    def load():
+        try:
+            opt.load_state_dict(one_group)
+        except ValueError as exc:
+            errors.append(exc)
+
+    with lock_for(w):
+        loader = threading.Thread(target=load)
+        loader.start()
+        opt.add_param_group({"params": [np.zeros(2)]})
+    loader.join(10)
+    # Whichever came first, the optimizer's groups, slots and state agree, and it steps.
+    assert len(opt.param_groups) == 2 and len(opt.state) == len(opt._layout.slots) == 2
+    assert all("parameter groups" in str(e) for e in errors)
+    assert opt.step([[np.ones(3)], [np.ones(2)]])

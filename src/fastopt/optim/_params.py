@@ -40,7 +40,7 @@ class _Container:
     """One group's ``params``: its slots, and how to find their gradients in ``grads``."""
 
     def __init__(self, params, group, prefix):
-        self.params = params  # as given
+        self.params = params  # what copies, pickles and add_param_group rebuild from (a list or dict: a copy)
         self.paramset = None
         if isinstance(params, (ParamSet, ParamSelection)):
             selection = params if isinstance(params, ParamSelection) else None
@@ -53,10 +53,12 @@ class _Container:
             self.keys = None
             return
         if isinstance(params, Mapping):
+            self.params = params = dict(params)  # the caller may change theirs; the slots stay these
             self.keys = list(params)
             labels = [f"{prefix}params[{k!r}]" for k in self.keys]
             arrays = [params[k] for k in self.keys]
         elif isinstance(params, (list, tuple)):
+            self.params = params = type(params)(params) if type(params) in (list, tuple) else list(params)
             self.keys = range(len(params))
             labels = [f"{prefix}params[{i}]" for i in self.keys]
             arrays = list(params)
@@ -135,7 +137,6 @@ class ParamLayout:
     """
 
     def __init__(self, params):
-        self.params = params  # as given: copies and pickles of an optimizer rebuild from it
         self.grouped = is_group_list(params)
         specs = params if self.grouped else [{"params": params}]
         self._index([self._container(spec, g, self.grouped) for g, spec in enumerate(specs)])
@@ -155,8 +156,14 @@ class ParamLayout:
         first = self.containers if self.grouped else [self._container({"params": self.params}, 0, True)]
         self._index(first + [container])
         self.grouped = True
-        self.params = [{"params": c.params, **options} for c, options in zip(self.containers, self.group_options)]
         return container.slots
+
+    @property
+    def params(self):
+        """``params`` as the optimizer holds them (lists and dicts copied): copies and pickles rebuild from it."""
+        if not self.grouped:
+            return self.containers[0].params
+        return [{"params": c.params, **c.options} for c in self.containers]
 
     @staticmethod
     def _container(spec, g, grouped):

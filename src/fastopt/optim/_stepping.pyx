@@ -40,6 +40,9 @@ def step_slots(optimizer, list grads, int num_threads):
     cdef dict state, new_arrays
     cdef object step
     cdef double mu_product
+    if not len(states) == len(bound) == len(slot_group) == n:  # the loops below do not check bounds
+        raise RuntimeError(f"optimizer layout out of step: {n} gradients, {len(states)} states, "
+                           f"{len(bound)} bindings, {len(slot_group)} slots")
     for index in range(n):
         grad = grads[index]
         if grad is None:

@@ -1,4 +1,5 @@
 """Optimizer base class: bookkeeping in Python, math in the fused kernels."""
+import contextlib
 import math
 import operator
 from collections.abc import Mapping
@@ -10,7 +11,7 @@ from fastopt._locks import holding
 from fastopt._threads import get_num_threads
 from fastopt.optim._hyper import FixedList, ParamGroup, flag
 from fastopt.optim._params import ParamLayout
-from fastopt.optim._stepping import MAX_STEP, same_arrays, step_slots
+from fastopt.optim._stepping import same_arrays, step_slots
 
 # Group keys that are not hyperparameters but are accepted, as torch does, to label a group.
 GROUP_LABELS = ("name",)
@@ -69,8 +70,9 @@ class Optimizer:
     Threads: the kernels release the GIL, and :meth:`step`,
     :meth:`zero_grad`, :meth:`state_dict`, :meth:`load_state_dict` and
     :meth:`add_param_group` hold a lock for every buffer they update (the
-    ParamSet's, or each array's base), shared by all optimizers over that
-    memory.  So steps from several threads -- of one optimizer, or of
+    object that owns its memory: a ParamSet's buffer, the root of an
+    array's chain of bases), shared by all optimizers over that memory.
+    So steps from several threads -- of one optimizer, or of
     several over one ParamSet -- run one after the other, never
     interleaved, and optimizers over separate memory step in parallel.
     Writing parameters or gradients yourself while another thread steps
@@ -95,6 +97,7 @@ class Optimizer:
         for i, slot in enumerate(self._layout.slots):
             groups[slot.group]["params"].append(i)
         self._set_groups(groups, [{} for _ in self._layout.slots])
+        self._lock = holding([s.param for s in self._layout.slots])
         self._tracks_mu_product = "mu_product" in self.state_scalars
         self.skip_nonfinite = flag("skip_nonfinite", skip_nonfinite)
         self.skipped_steps = 0
@@ -117,7 +120,6 @@ class Optimizer:
         # per slot: (BoundStep, group version, grad array, ((state name, array), ...)) -- what it is bound to
         self._bound = [None] * len(state)
         self._slot_group = [s.group for s in self._layout.slots]
-        self._lock = holding([s.param for s in self._layout.slots])
 
     @property
     def param_groups(self):
@@ -148,7 +150,7 @@ class Optimizer:
         """
         if not isinstance(param_group, Mapping):
             raise TypeError(f"param_group must be a dict with a 'params' entry, got {type(param_group).__name__}")
-        with self._lock:
+        with self._exclusive():
             group = self._new_group(len(self._param_groups), {k: v for k, v in param_group.items() if k != "params"})
             first = len(self._layout.slots)
             new_slots = self._layout.add_group(param_group)  # checks, then changes the layout
@@ -156,6 +158,7 @@ class Optimizer:
             bound = self._bound
             self._set_groups(self._groups + [group], self._states + [{} for _ in new_slots])
             self._bound[:first] = bound
+            self._lock = holding([s.param for s in self._layout.slots])  # waiting steps see the change
 
     # ------------------------------------------------------------------ steps
     def step(self, grads=None):
@@ -181,14 +184,30 @@ class Optimizer:
             True if the step was applied; False if ``skip_nonfinite`` is on
             and a gradient held a NaN or infinity.
         """
-        with self._lock:
-            grads = self._layout.gradients(grads)
-            num_threads = get_num_threads()
-            if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
-                self.skipped_steps += 1
-                return False
-            step_slots(self, grads, num_threads)
-            return True
+        while True:
+            lock = self._lock
+            with lock:
+                if lock is self._lock:  # else add_param_group replaced it while this thread waited: again
+                    return self._step(grads)
+
+    def _step(self, grads):
+        grads = self._layout.gradients(grads)
+        num_threads = get_num_threads()
+        if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
+            self.skipped_steps += 1
+            return False
+        step_slots(self, grads, num_threads)
+        return True
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """Hold this optimizer's locks (as :meth:`step` does, with its loop) for a ``with`` block."""
+        while True:
+            lock = self._lock
+            with lock:
+                if lock is self._lock:
+                    yield
+                    return
 
     def _prepare(self, index, grad):
         """Slot ``index``'s bound kernel, up to date, and the state arrays it created (stored after it runs)."""
@@ -240,7 +259,7 @@ class Optimizer:
         """Zero the gradients of every parameter that lives in a ParamSet."""
         if not self._layout.paramsets:
             raise TypeError("zero_grad() needs a ParamSet; an optimizer built on arrays holds no gradients")
-        with self._lock:
+        with self._exclusive():
             for slot in self._layout.slots:
                 if slot.paramset is not None:
                     slot.paramset.grad[slot.run] = 0
@@ -270,7 +289,7 @@ class Optimizer:
         ``"params"``, the indices of its slots; ``skipped_steps`` counts the
         steps refused for non-finite gradients.
         """
-        with self._lock:
+        with self._exclusive():
             return {
                 "state": {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
                           for i, s in enumerate(self.state) if s},
@@ -284,6 +303,10 @@ class Optimizer:
         Everything is checked before anything changes: on any error the
         optimizer is left as it was.
         """
+        with self._exclusive():  # checked and taken against one layout: add_param_group cannot come between
+            self._load_state_dict(state_dict)
+
+    def _load_state_dict(self, state_dict):
         if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
             raise TypeError("state_dict must be a dict with 'state' and 'param_groups', as state_dict() returns")
         groups = list(state_dict["param_groups"])
@@ -316,9 +339,8 @@ class Optimizer:
                 raise TypeError(f"state for slot {index} in the state_dict must be a dict, got {type(saved).__name__}")
             new_state[index] = self._checked_state(index, saved, new_groups[self._slot_group[index]])
         skipped = _count("skipped_steps", state_dict.get("skipped_steps", 0))
-        with self._lock:
-            self._set_groups(new_groups, new_state)
-            self.skipped_steps = skipped
+        self._set_groups(new_groups, new_state)
+        self.skipped_steps = skipped
 
     # --------------------------------------------------------- copy, pickle
     def __getstate__(self):
@@ -362,7 +384,8 @@ class Optimizer:
         next step lacks; that step creates them, as it would have without
         the round trip.  Arrays that other settings use (``max_exp_avg_sq``
         after ``amsgrad`` was switched off) may be present too.  A step
-        count must leave room for the next step.
+        count is an integer in [0, 2**63): one at 2**63 - 1 loads, and the
+        next step is refused (before any kernel runs).
         """
         slot = self._layout.slots[index]
         scalars = (("step",) if self.counts_steps else ()) + tuple(k for k in self.state_scalars if k != "step")
@@ -382,7 +405,7 @@ class Optimizer:
                                      f"state_dict, expected {slot.param.dtype}{list(slot.param.shape)}")
                 state[key] = array.copy()
             elif key == "step" and key in scalars:
-                state[key] = _count(f"state 'step' of {slot.name}", value, MAX_STEP, "2**63 - 1, so that a next step fits")
+                state[key] = _count(f"state 'step' of {slot.name}", value)  # up to MAX_STEP, a count one can reach
             elif key in scalars:
                 scalar = np.asarray(value)
                 low, high = SCALAR_RANGES.get(key, (-math.inf, math.inf))
@@ -405,9 +428,10 @@ class Optimizer:
         return "\n".join(lines)
 
 
-def _count(what, value, limit=2**63, limit_text="2**63"):
-    """A non-negative integer count below ``limit`` from a state_dict (a Python or NumPy integer)."""
+def _count(what, value):
+    """A non-negative integer count below 2**63 from a state_dict (a Python or NumPy integer)."""
     scalar = np.asarray(value)
-    if scalar.shape != () or scalar.dtype.kind not in "iu" or not 0 <= int(scalar) < limit:
-        raise ValueError(f"{what} must be a non-negative integer below {limit_text}, got {value!r}")
+    if scalar.shape != () or scalar.dtype.kind not in "iu" or not 0 <= int(scalar) < 2**63:
+        shown = int(scalar) if scalar.shape == () and scalar.dtype.kind in "iu" else value
+        raise ValueError(f"{what} must be a non-negative integer below 2**63, got {shown!r}")
     return int(scalar)
