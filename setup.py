@@ -169,7 +169,8 @@ def flags_changed(build_temp, flags):
 
     setuptools skips extensions whose sources are older than their outputs, so
     without this a rebuild with other flags (``FASTOPT_OPENMP=0`` after an
-    OpenMP build in the same tree) would silently keep the old binaries.
+    OpenMP build in the same tree, or other ``CFLAGS``) would silently keep
+    the old binaries.
     """
     stamp = os.path.join(build_temp, "fastopt-build-flags.txt")
     wanted = "\n".join(flags)
@@ -182,6 +183,17 @@ def flags_changed(build_temp, flags):
     with open(stamp, "w") as fh:
         fh.write(wanted)
     return changed
+
+
+def build_signature(compiler, compile_args, link_args):
+    """What a build's objects depend on besides the sources, as lines for :func:`flags_changed`.
+
+    The whole compile and link commands (where the environment's ``CC``,
+    ``CFLAGS``, ``LDFLAGS`` ... end up), so that a sanitizer build, say, never
+    reuses the objects of a plain one in the same tree, and fastopt's flags.
+    """
+    commands = [" ".join(getattr(compiler, attr, None) or []) for attr in ("compiler_so", "linker_so")]
+    return commands + list(compile_args) + list(link_args)
 
 
 def compiles(compiler, compile_args):
@@ -230,7 +242,8 @@ class BuildExt(build_ext):
             stale = self.get_ext_fullpath(name)
             if name not in built and os.path.exists(stale):
                 os.remove(stale)
-        self.force = self.force or flags_changed(self.build_temp, compile_args + link_args)
+        self.force = self.force or flags_changed(self.build_temp, build_signature(self.compiler, compile_args,
+                                                                                  link_args))
         for ext in self.extensions:
             ext.extra_compile_args = compile_args + list(ext.extra_compile_args or [])
             ext.extra_link_args = link_args + list(ext.extra_link_args or [])

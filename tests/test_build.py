@@ -161,3 +161,14 @@ def test_installed_modules_match_the_source_tree():
         return {p.relative_to(root).as_posix() for p in root.rglob("*.py")}
 
     assert modules(installed) == modules(src)
+
+
+def test_a_rebuild_with_other_cflags_or_ldflags_recompiles(setup_module_namespace, compiler_with, tmp_path):
+    ns = setup_module_namespace
+    plain = ns["build_signature"](compiler_with(), ["-O3"], [])
+    assert ns["flags_changed"](str(tmp_path), plain) is True               # no stamp yet: a first build
+    assert ns["flags_changed"](str(tmp_path), plain) is False              # same commands: objects reused
+    sanitized = ns["build_signature"](compiler_with(CFLAGS="-fsanitize=address", LDFLAGS="-fsanitize=address"),
+                                      ["-O3"], [])
+    assert ns["flags_changed"](str(tmp_path), sanitized) is True           # other CFLAGS/LDFLAGS: rebuilt
+    assert ns["flags_changed"](str(tmp_path), plain) is True
