@@ -436,12 +436,38 @@ QUAD_HESS = dict(jac=_quad_grad, hess=lambda x: 2.0 * np.eye(x.size))
 
 
 @pytest.mark.parametrize("method, extra", [("L-BFGS", ("maxfun",)), ("BFGS", ("maxfun",)), ("Newton", ()),
-                                           ("Newton-CG", ("cg_maxiter",))])
+                                           ("Newton-CG", ())])
 def test_infinite_iteration_limits_mean_no_limit(method, extra):
     for key in ("maxiter",) + extra:
         for inf in (np.inf, float("inf"), np.float32("inf")):  # was an OverflowError
             res = minimize(_quad, [1.0, 2.0], method=method, options={key: inf}, **QUAD_HESS)
             assert res.success, (key, res.message)
+
+
+def test_cg_maxiter_must_be_finite():
+    # CG on an ill-conditioned Hessian may never meet its tolerance: an infinite cap could run for ever.
+    with pytest.raises(ValueError, match="option cg_maxiter must be finite"):
+        minimize(_quad, [1.0, 2.0], method="Newton-CG", options={"cg_maxiter": np.inf}, **QUAD_HESS)
+
+
+@pytest.mark.parametrize("option, value", [("maxiter", 10**400), ("gtol", 10**400), ("ftol", -10**400)])
+def test_ints_beyond_floats_range_as_options(option, value):
+    if value < 0:
+        with pytest.raises(ValueError, match="non-negative"):
+            minimize(_quad, [1.0, 2.0], options={option: value})
+    elif option == "maxiter":  # a count that large is no limit in practice
+        assert minimize(_quad, [1.0, 2.0], options={option: value}).success
+    else:
+        with pytest.raises(ValueError, match="must be finite"):
+            minimize(_quad, [1.0, 2.0], options={option: value})
+    with pytest.raises(ValueError, match="must be finite"):
+        minimize(_quad, [1.0, 2.0], tol=10**400)
+
+
+def test_tol_sets_an_option_given_as_none():
+    a = minimize(_quad, [1.0, 2.0], method="BFGS", tol=1e-2)
+    b = minimize(_quad, [1.0, 2.0], method="BFGS", tol=1e-2, options={"gtol": None})
+    assert a.nit == b.nit and np.array_equal(a.x, b.x) and "gtol = 0.01" in b.message
 
 
 @pytest.mark.parametrize("value, error, match", [
@@ -679,7 +705,7 @@ def test_a_user_function_writing_into_its_argument_fails_loudly(victim):
 # ------------------------------------------------------------------ properties over the inputs
 OPTION_KINDS = {  # name: (integer, zero allowed, inf means no limit)
     "maxcor": (True, False, False), "maxls": (True, False, False), "maxiter": (True, True, True),
-    "maxfun": (True, False, True), "cg_maxiter": (True, False, True), "gtol": (False, True, False),
+    "maxfun": (True, False, True), "cg_maxiter": (True, False, False), "gtol": (False, True, False),
     "ftol": (False, True, False),
 }
 ODD_VALUES = [None, True, False, np.True_, "1e-5", "10", b"3", 1 + 0j, np.complex128(2), [5], np.array(5.0),

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.optimize import OptimizeResult
 
+from fastopt._validation import as_float
 from fastopt.second_order._linesearch import strong_wolfe
 
 # Status codes of the result (``success`` is True only for CONVERGED).
@@ -34,10 +35,12 @@ def positive(name, value, *, integer=False, allow_zero=False, unlimited=False):
         raise TypeError(f"option {name} must be a real {kind}, got {type(value).__name__} {value!r}")
     if value != value:  # NaN (also a NaN of a numbers.Real type NumPy does not know)
         raise ValueError(f"option {name} must be a number, got {value!r}")
+    if not integer:
+        value = as_float(value)  # an int beyond float's range (10**400) is as infinite as inf
     ok = value >= 0 if allow_zero else value > 0
     if not ok:
         raise ValueError(f"option {name} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
-    if math.isinf(value):
+    if value in (math.inf, -math.inf):  # (a huge int count is not a float, and stays a count)
         if unlimited:
             return math.inf
         raise ValueError(f"option {name} must be finite, got {value!r}")

@@ -85,8 +85,9 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         (20 n), ``maxls`` (20), ``disp``.
         Values must be real numbers (a string such as ``"1e-5"`` is a
         TypeError, so is a bool); counts must be whole numbers, and
-        ``maxiter``, ``maxfun`` and ``cg_maxiter`` also take ``np.inf`` for
-        "no limit".  NaN, negative values and other infinities are a
+        ``maxiter`` and ``maxfun`` also take ``np.inf`` for "no limit"
+        (``cg_maxiter`` does not: CG on an ill-conditioned Hessian might
+        never stop).  NaN, negative values and other infinities are a
         ValueError.  None keeps an option's default.
 
     Returns
@@ -152,7 +153,7 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
     if tol is not None:
         tol = C.positive("tol", tol, allow_zero=True)
         for key in tol_sets:
-            if key not in (options or {}):
+            if (options or {}).get(key) is None:  # not given, or None (keep the default): tol sets it
                 opts[key] = tol
     if name == "Newton" and hess is None:
         raise ValueError("method 'Newton' needs hess (a function returning the n x n Hessian)")

@@ -1,5 +1,4 @@
 """Newton's method (Cholesky, modified where the Hessian is indefinite) and Hessian-free Newton-CG."""
-import itertools
 import math
 
 import numpy as np
@@ -61,8 +60,8 @@ def minimize_newton_cg(objective, x0, *, callback, gtol, maxiter, cg_maxiter, ma
     gtol = C.positive("gtol", gtol, allow_zero=True)
     maxiter = 200 * n if maxiter is None else C.positive("maxiter", maxiter, integer=True, allow_zero=True,
                                                          unlimited=True)
-    cg_maxiter = 20 * n if cg_maxiter is None else C.positive("cg_maxiter", cg_maxiter, integer=True,
-                                                              unlimited=True)
+    # No "unlimited" here: CG on an ill-conditioned Hessian may never meet its tolerance.
+    cg_maxiter = 20 * n if cg_maxiter is None else C.positive("cg_maxiter", cg_maxiter, integer=True)
     maxls = C.positive("maxls", maxls, integer=True)
 
     return _newton_loop(objective, x0, callback, gtol, maxiter, maxls, disp,
@@ -91,7 +90,7 @@ def _cg_direction(objective, x, g, cg_maxiter):
     r = g.copy()
     d = -r
     rr = float(r @ r)
-    for j in (itertools.count() if math.isinf(cg_maxiter) else range(cg_maxiter)):
+    for j in range(cg_maxiter):
         hd = hessp(x, d)
         curvature = float(d @ hd)
         if not curvature > 0:
