@@ -595,6 +595,10 @@ def check_data_parallel_calls_that_disagree_are_refused():
         ps.data.flags.writeable = False
     refused("ParamSet.data is read-only", dp.broadcast_params, ps)
     ps.data.flags.writeable = True
+    if LAST:  # DataParallel itself, with a read-only gradient on one rank (that rank used to raise alone)
+        ps.grad.flags.writeable = False
+    refused("ParamSet.grad is read-only", lambda: DataParallel(ps, COMM, broadcast=False), ps)
+    ps.grad.flags.writeable = True
     # the calls still work when the ranks agree
     dp.allreduce_grads(count=RANK)
     allreduce_grads(ps, COMM, check=False)
@@ -656,12 +660,8 @@ def check_sharded_state_dict_calls_that_disagree_are_refused():
 
 # --------------------------------------------------------------------------- self-tests of the runner
 def selftest_deadlock():
-    """Deadlock on purpose (run by name only): rank 0 waits in a barrier the other ranks never enter."""
-    if RANK == 0:
-        print(f"INFO run {os.environ.get('FASTOPT_MPI_RUN')}", flush=True)
-        COMM.Barrier()
-    else:
-        COMM.bcast(None, root=1)
+    """Deadlock on purpose (run by name only): every rank waits for a message that no rank sends."""
+    COMM.recv(source=(RANK + 1) % SIZE, tag=4242)
 
 
 # --------------------------------------------------------------------------- runner

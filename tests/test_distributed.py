@@ -24,7 +24,6 @@ import doctest
 import importlib.util
 import os
 import pathlib
-import re
 import shutil
 import signal
 import subprocess
@@ -411,14 +410,15 @@ def _kill_run(process, marker, wait=30):
         time.sleep(0.05)  # a killed process takes a moment to release its memory
 
 
-def _mpiexec(n, checks, check_timeout=CHECK_TIMEOUT, run_timeout=RUN_TIMEOUT):
+def _mpiexec(n, checks, check_timeout=CHECK_TIMEOUT, run_timeout=RUN_TIMEOUT, run_id=None):
     """Run the worker's ``checks`` on ``n`` ranks under a timeout: (output, return code or None on a timeout).
 
     ``check_timeout`` arms the worker's watchdog per check (0: none); after ``run_timeout`` s the
-    mpiexec, its process group and all its ranks are killed.
+    mpiexec, its process group and all its ranks are killed.  Every rank's environment holds
+    ``FASTOPT_MPI_RUN=<run_id>`` (a fresh one unless given), by which the ranks are found.
     """
     mpiexec = _find_mpiexec()
-    marker = f"FASTOPT_MPI_RUN={uuid.uuid4().hex}"
+    marker = f"FASTOPT_MPI_RUN={run_id or uuid.uuid4().hex}"
     env = _python_env()
     env["FASTOPT_MPI_RUN"] = marker.partition("=")[2]
     env["FASTOPT_MPI_CHECK_TIMEOUT"] = str(check_timeout)
@@ -495,11 +495,10 @@ def test_a_deadlocked_check_fails_instead_of_hanging(launcher):
 
 
 def test_a_hung_mpiexec_is_killed_with_all_its_ranks(launcher):
-    output, returncode = launcher(2, ["selftest_deadlock"], check_timeout=0, run_timeout=8)
+    run_id = uuid.uuid4().hex
+    output, returncode = launcher(2, ["selftest_deadlock"], check_timeout=0, run_timeout=8, run_id=run_id)
     assert returncode is None and "mpiexec killed after 8 s" in output, output
-    marker = re.search(r"INFO run (\S+)", output)
-    assert marker, output
-    assert not [pid for pid in _marked_pids(f"FASTOPT_MPI_RUN={marker.group(1)}") if _alive(pid)]
+    assert not [pid for pid in _marked_pids(f"FASTOPT_MPI_RUN={run_id}") if _alive(pid)]
 
 
 def test_worker_found_its_checks():

@@ -627,11 +627,11 @@ class DataParallel:
             broadcast_ = flag("broadcast", broadcast)
             if broadcast_:
                 check_writeable(ps.data, "ParamSet.data")
-            return (rank, broadcast_), _paramset_signature(ps) + (("root", rank), ("broadcast", broadcast_))
+            unchecked = (("check", False),) + _buffers(ps, "grads", "grad", layout=False)[1]  # may refuse ps.grad
+            return (rank, broadcast_, unchecked), _paramset_signature(ps) + (("root", rank), ("broadcast", broadcast_))
 
-        root, broadcast = _agree(self.comm, "DataParallel", build)
+        root, broadcast, self._unchecked = _agree(self.comm, "DataParallel", build)
         self.ps = ps
-        self._unchecked = (("check", False),) + _buffers(ps, "grads", "grad", layout=False)[1]
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         if broadcast:
             self.comm.Bcast([ps.data, _MPI_TYPES[ps.dtype]], root=root)
@@ -966,6 +966,10 @@ class ShardedOptimizer:
                                               and array.flags.writeable):
                     got = (f"{array.dtype}{list(array.shape)}" if isinstance(array, np.ndarray)
                            else type(array).__name__)
+                    if isinstance(array, np.ndarray):
+                        got += "".join(note for ok, note in ((array.flags.writeable, ", read-only"),
+                                                            (array.flags.c_contiguous, ", not contiguous"))
+                                       if not ok)
                     raise ValueError(f"optimizer state {name!r} must be a writeable contiguous {dtype}[{n}] "
                                      f"array (this rank's slice), got {got}")
             self._checked_arrays = pairs
