@@ -359,7 +359,7 @@ def _norm(arrays, p, threads):
         # Each square below 2**-1022 is off by at most 2**-1075, so the n squares are off by at
         # most n * 2**-1075 in all: a sum above n * 2**-1022 keeps its relative accuracy.
         if total < math.inf and (p == 1.0 or total > sum(a.size for a in arrays) * _SMALLEST_NORMAL):
-            return _root(total, p)
+            return math.sqrt(total) if p == 2.0 else total
     peak = _combine([_clip.power_sum(a, math.inf, 1.0, threads) for a in arrays], math.inf)
     if not 0.0 < peak < math.inf:
         return peak  # all zeros (or no elements), an infinite element, or a NaN
@@ -398,18 +398,6 @@ def _combine(values, p):
     for v in values:
         total += v
     return total
-
-
-def _root(total, p):
-    """total ** (1/p), inf for an overflow (p < 1), NaN and inf passed through."""
-    if p == 2.0:
-        return math.sqrt(total)
-    if p == 1.0 or p == math.inf:
-        return total
-    try:
-        return math.pow(total, 1.0 / p)
-    except OverflowError:
-        return math.inf
 
 
 # --------------------------------------------------------------------------
