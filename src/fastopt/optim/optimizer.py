@@ -184,20 +184,17 @@ class Optimizer:
             True if the step was applied; False if ``skip_nonfinite`` is on
             and a gradient held a NaN or infinity.
         """
-        while True:
-            lock = self._lock
-            with lock:
-                if lock is self._lock:  # else add_param_group replaced it while this thread waited: again
-                    return self._step(grads)
-
-    def _step(self, grads):
-        grads = self._layout.gradients(grads)
-        num_threads = get_num_threads()
-        if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
-            self.skipped_steps += 1
-            return False
-        step_slots(self, grads, num_threads)
-        return True
+        lock = self._lock
+        with lock:
+            if lock is self._lock:  # (the body is inline: a step on a small model costs a few microseconds)
+                grads = self._layout.gradients(grads)
+                num_threads = get_num_threads()
+                if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
+                    self.skipped_steps += 1
+                    return False
+                step_slots(self, grads, num_threads)
+                return True
+        return self.step(grads)  # add_param_group replaced the locks while this thread waited: again
 
     @contextlib.contextmanager
     def _exclusive(self):
