@@ -198,7 +198,7 @@ class Optimizer:
 
     @contextlib.contextmanager
     def _exclusive(self):
-        """Hold this optimizer's locks (as :meth:`step` does, with its loop) for a ``with`` block."""
+        """Hold this optimizer's locks for a ``with`` block, as :meth:`step` does (again if replaced meanwhile)."""
         while True:
             lock = self._lock
             with lock:
