@@ -450,10 +450,14 @@ def _real_count(count):
     return value
 
 
+def _flag(name, value):
+    """:func:`fastopt.optim._hyper.flag`, skipped for a value that is already a bool (every step checks two)."""
+    return value if value is True or value is False else flag(name, value)
+
+
 def _options(average, count):
     """Local checks of ``average`` and ``count``: (average, weight or None) and their signature pairs."""
-    if average is not True and average is not False:
-        average = flag("average", average)
+    average = _flag("average", average)
     weight = None if count is None else _real_count(count)
     if weight is not None and not average:
         raise ValueError("count weights an average; it needs average=True")
@@ -898,12 +902,7 @@ class ShardedOptimizer:
 
     def _flags(self):
         """``skip_nonfinite`` and ``average``, checked."""
-        skip, average = self.skip_nonfinite, self.average
-        if skip is not True and skip is not False:
-            skip = flag("skip_nonfinite", skip)
-        if average is not True and average is not False:
-            average = flag("average", average)
-        return skip, average
+        return _flag("skip_nonfinite", self.skip_nonfinite), _flag("average", self.average)
 
     def _settings(self, skip, average):
         """Digest of what every rank's step must share, recomputed only when a group's ``version`` changed."""
