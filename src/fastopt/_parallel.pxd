@@ -13,6 +13,9 @@ FASTOPT_MIN_CHUNKS_PER_THREAD chunks, so small arrays run on the calling
 thread alone: waking a thread would cost more than the work.
 """
 
+from cython.parallel cimport prange
+
+
 cdef extern from "fastopt_config.h" nogil:
     int omp_get_max_threads()
     int omp_get_num_procs()
@@ -64,3 +67,23 @@ cdef inline int team_size(Py_ssize_t nchunks, int requested) noexcept nogil:
     if requested < 1 or most <= 1:
         return 1
     return requested if requested < most else <int>most
+
+
+# A kernel's loop over elements [start, stop), its arrays and scalars packed in ``args``.
+ctypedef void (*range_fn)(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil
+
+
+cdef inline void parallel_for(range_fn body, const void* args, Py_ssize_t n, Py_ssize_t itemsize,
+                              int num_threads) noexcept nogil:
+    """Run ``body`` over [0, n) for an element-wise kernel: each thread of the team calls it once,
+    over its own contiguous run of whole chunks; a team of one calls it once over everything, with
+    no OpenMP region.  (Element-wise results do not depend on where the ranges are cut.)"""
+    cdef Split s = split(n, itemsize, num_threads)
+    cdef Py_ssize_t t, first, last
+    if s.team == 1:
+        body(args, 0, n)
+        return
+    for t in prange(s.team, schedule="static", num_threads=s.team):
+        first = t * s.nchunks // s.team
+        last = (t + 1) * s.nchunks // s.team
+        body(args, first * s.chunk, chunk_stop(last - 1, s.chunk, n))
