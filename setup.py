@@ -9,10 +9,14 @@ extensions and decides how to build them:
   build still succeeds and every kernel runs serially; a warning says so.
   ``FASTOPT_OPENMP=0`` forces a serial build; ``FASTOPT_OPENMP=1`` requires
   OpenMP, and the build fails if the probe does.
+* The update-rule kernels, their declarations, ``fastopt.cython_kernels`` and
+  ``csrc/fastopt.h`` are generated from the rule table ``src/fastopt/_rules.py``
+  (``src/fastopt/_codegen.py``, run before Cython; it rewrites only what is out
+  of date).
 * ``FASTOPT_MARCH=native`` (or any ``-march`` value) targets a specific CPU;
   the default builds portable code for the compiler's baseline instruction set,
-  plus, on x86-64, a second build of the update rules for AVX2 + FMA that
-  ``fastopt._kernels`` selects at import where the CPU supports it.
+  plus, on x86-64, builds of the update rules for AVX2 + FMA and for AVX-512
+  that ``fastopt._kernels`` selects at import where the CPU supports them.
 * Floating-point contraction is switched off (``-ffp-contract=off``) so that
   every kernel performs exactly the IEEE operations written in its source, in
   the same order on every code path (scalar or SIMD, any thread count).
@@ -276,7 +280,10 @@ class BuildPy(build_py):
             os.path.join(target, os.path.basename(h)) for h in self.HEADERS]
 
 
-KERNEL_VARIANTS = {"avx2": ["-mavx2", "-mfma"]}
+KERNEL_VARIANTS = {
+    "avx2": ["-mavx2", "-mfma"],
+    "avx512": ["-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mprefer-vector-width=512"],
+}
 
 
 VARIANTS_DIR = "build/variants"
@@ -297,10 +304,22 @@ def kernel_variant_sources(build_dir=VARIANTS_DIR):
     return out
 
 
+def generate_kernel_sources(here):
+    """Run src/fastopt/_codegen.py: the kernel layer, written from the rule table (only what changed)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fastopt_codegen", os.path.join(here, "src", "fastopt", "_codegen.py"))
+    codegen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(codegen)
+    for target in codegen.write(here):
+        print(f"fastopt: generated {target}")
+
+
 def extensions():
     from Cython.Build import cythonize
 
     here = os.path.dirname(os.path.abspath(__file__))
+    generate_kernel_sources(here)
     common = dict(include_dirs=[os.path.join(here, "csrc")])
     modules = ["_openmp_helpers", "_update_rules", "_stream", "_memory", "optim._stepping", "second_order._vectors",
                "second_order._cholesky", "nn._clip",

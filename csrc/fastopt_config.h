@@ -43,16 +43,23 @@ static inline int omp_get_num_procs(void) { return 1; }
 #define FASTOPT_SIMD_NAME "none"
 #endif
 
-/* Whether this CPU (and its OS) runs AVX2 + FMA code: selects the AVX2 build
- * of the update rules at import (see src/fastopt/_kernels.py). */
-static inline int fastopt_cpu_has_avx2(void) {
+/* Whether this CPU (and its OS) runs the code of each instruction-set build of
+ * the update rules (see src/fastopt/_kernels.py, which picks one at import):
+ * AVX2 + FMA, and AVX-512 F/BW/DQ/VL on top of those.  GCC's and Clang's
+ * __builtin_cpu_supports also check that the OS saves the vector registers. */
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+static inline int fastopt_cpu_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
 }
+static inline int fastopt_cpu_has_avx512(void) {
+    return fastopt_cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+}
+#else
+static inline int fastopt_cpu_has_avx2(void) { return 0; }
+static inline int fastopt_cpu_has_avx512(void) { return 0; }
+#endif
 
 #ifndef FASTOPT_BUILD_FLAGS
 #define FASTOPT_BUILD_FLAGS ""

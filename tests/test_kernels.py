@@ -11,7 +11,9 @@ from conftest import SIZES, THREADS
 
 import fastopt
 import reference
-from fastopt._update_rules import RULES as KERNELS, BoundStep, nonfinite_count
+from fastopt import _kernels
+from fastopt._rules import RULES as KERNELS
+from fastopt._update_rules import BoundStep, nonfinite_count
 
 
 def assert_bitwise_equal(actual, expected, what="array"):
@@ -233,8 +235,8 @@ def test_binding_refuses_what_would_go_out_of_bounds():
 ])
 def test_binding_refuses_missing_state_arrays(rule, cls, kwargs, missing):
     a = np.zeros(4)
-    names = KERNELS[rule][1]
-    state = tuple(None if name == missing or name != names[0] else a.copy() for name in names)
+    names = KERNELS[rule].state_names
+    state = tuple(None if name == missing else a.copy() for name in names)
     with pytest.raises(ValueError, match=f"needs a {missing} array"):
         BoundStep(rule, a, a.copy(), state, hyper(cls, **kwargs))
     bound = BoundStep(rule, a, a.copy(), state, hyper(cls))
@@ -242,24 +244,10 @@ def test_binding_refuses_missing_state_arrays(rule, cls, kwargs, missing):
         bound.set_hyper(hyper(cls, **kwargs))
 
 
-def _variant_modules():
-    import importlib
-
-    from fastopt._openmp_helpers import cpu_has_avx2
-
-    modules = [importlib.import_module("fastopt._update_rules")]
-    if cpu_has_avx2():
-        try:
-            modules.append(importlib.import_module("fastopt._update_rules_avx2"))
-        except ImportError:
-            pass
-    return modules
-
-
 @pytest.mark.parametrize("name", RULES)
 def test_instruction_set_builds_agree_bit_for_bit(name, dtype, rng):
-    modules = _variant_modules()
-    if len(modules) < 2:
+    builds = _kernels.available()
+    if len(builds) < 2:
         pytest.skip("only the baseline build of the kernels exists here")
     cls, _, configs, _ = RULES[name]
     config = configs[-1]
@@ -268,33 +256,34 @@ def test_instruction_set_builds_agree_bit_for_bit(name, dtype, rng):
     n = 3 * 2**12 + 7
     p0, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
     outputs = []
-    for module in modules:
+    for build in builds:
         p = p0.copy()
-        names, needed = module.RULES[cls.rule][1], opt._needed(group)
+        names, needed = KERNELS[cls.rule].state_names, opt._needed(group)
         state = tuple(np.full_like(p, 0.25) if use else None for use in needed)
         assert len(state) == len(names)
-        bound = module.BoundStep(cls.rule, p, g, state, group.kernel_hyper())
+        bound = _kernels.load(build).BoundStep(cls.rule, p, g, state, group.kernel_hyper())
         mu = bound.run(3, 0.5, False, 2)
         outputs.append((p, state, mu))
-    (p_a, s_a, mu_a), (p_b, s_b, mu_b) = outputs
-    assert_bitwise_equal(p_a, p_b)
-    for a, b in zip(s_a, s_b):
-        if a is not None:
-            assert_bitwise_equal(a, b)
-    assert mu_a == mu_b
+    p_a, s_a, mu_a = outputs[0]
+    for p_b, s_b, mu_b in outputs[1:]:
+        assert_bitwise_equal(p_a, p_b)
+        for a, b in zip(s_a, s_b):
+            if a is not None:
+                assert_bitwise_equal(a, b)
+        assert mu_a == mu_b
 
 
 def test_kernel_build_choice(monkeypatch):
     import subprocess
     import sys
 
-    for choice in ("baseline", "auto"):
+    builds = _kernels.available()
+    for choice in ("auto", *builds):
         out = subprocess.run([sys.executable, "-c", "import fastopt._kernels as k; print(k.NAME)"],
                              env={**__import__("os").environ, "FASTOPT_KERNELS": choice},
                              capture_output=True, text=True, cwd="/")
         assert out.returncode == 0, out.stderr
-        best = "avx2" if len(_variant_modules()) == 2 else "baseline"
-        assert out.stdout.strip() == ("baseline" if choice == "baseline" else best)
+        assert out.stdout.strip() == (builds[0] if choice == "auto" else choice)
     bad = subprocess.run([sys.executable, "-c", "import fastopt"], env={**__import__("os").environ,
                          "FASTOPT_KERNELS": "sse9"}, capture_output=True, text=True, cwd="/")
     assert bad.returncode != 0 and "FASTOPT_KERNELS must be" in bad.stderr

@@ -3,13 +3,20 @@ from fastopt._parallel cimport (
     FASTOPT_BUILD_FLAGS, FASTOPT_CACHE_LINE, FASTOPT_CHUNK_BYTES, FASTOPT_COMPILER,
     FASTOPT_MIN_CHUNKS_PER_THREAD,
     FASTOPT_OPENMP_VERSION, FASTOPT_SIMD_BYTES, FASTOPT_SIMD_NAME,
-    fastopt_cpu_has_avx2, omp_get_max_threads, omp_get_num_procs,
+    fastopt_cpu_has_avx2, fastopt_cpu_has_avx512, omp_get_max_threads, omp_get_num_procs,
 )
 
 
-def cpu_has_avx2():
-    """True when this CPU and OS run AVX2 + FMA instructions."""
-    return bool(fastopt_cpu_has_avx2())
+def cpu_runs(str isa):
+    """True when this CPU and OS run the code of kernel build ``isa``: "baseline", "avx2" (AVX2 + FMA)
+    or "avx512" (AVX-512 F, BW, DQ and VL, with AVX2 + FMA)."""
+    if isa == "baseline":
+        return True
+    if isa == "avx2":
+        return bool(fastopt_cpu_has_avx2())
+    if isa == "avx512":
+        return bool(fastopt_cpu_has_avx512())
+    raise ValueError(f"unknown instruction set {isa!r}: baseline, avx2 or avx512")
 
 
 def openmp_enabled():

@@ -28,6 +28,7 @@ cdef extern from "fastopt_config.h" nogil:
     const Py_ssize_t FASTOPT_MIN_CHUNKS_PER_THREAD
     const Py_ssize_t FASTOPT_CACHE_LINE
     int fastopt_cpu_has_avx2()
+    int fastopt_cpu_has_avx512()
 
 
 cdef inline Py_ssize_t chunk_length(Py_ssize_t itemsize) noexcept nogil:

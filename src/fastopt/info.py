@@ -13,7 +13,8 @@ def build_info():
     instruction set the compiler targeted), ``chunk_bytes``,
     ``min_chunks_per_thread``, ``cache_line_bytes``, ``processors``, ``num_threads``, ``wait_policy`` (the
     ``OMP_WAIT_POLICY`` fastopt's OpenMP runtime was loaded with: PASSIVE unless the environment set one), and the update-rule
-    build in use: ``kernels`` ("baseline" or "avx2"), ``kernel_simd``, ``kernel_flags``.
+    build in use: ``kernels`` ("baseline", "avx2" or "avx512"), ``kernel_simd``, ``kernel_flags``, and
+    ``kernel_builds`` (the builds this installation has that this CPU runs, widest first).
     """
     from fastopt import __version__
 
@@ -24,6 +25,7 @@ def build_info():
     info["kernels"] = _kernels.NAME
     info["kernel_simd"] = _kernels.kernels.BUILD["simd"]
     info["kernel_flags"] = _kernels.kernels.BUILD["flags"]
+    info["kernel_builds"] = _kernels.available()
     return info
 
 
@@ -40,7 +42,8 @@ def format_info(info):
                     f"{'sleep' if info['wait_policy'] == 'PASSIVE' else 'spin'} "
                     f"(OMP_WAIT_POLICY={info['wait_policy']})"),
         ("simd", f"{info['simd']} ({info['simd_bytes'] * 8}-bit vectors) baseline"),
-        ("kernels", f"{info['kernels']} build in use ({info['kernel_simd']}; FASTOPT_KERNELS=baseline|avx2 to choose)"),
+        ("kernels", f"{info['kernels']} build in use ({info['kernel_simd']}); this CPU runs "
+                    f"{', '.join(info['kernel_builds'])} (FASTOPT_KERNELS={'|'.join(_kernels.BUILDS[::-1])} to choose)"),
         ("chunks", f"{info['chunk_bytes']} bytes, at least {info['min_chunks_per_thread']} per thread "
                    f"({info['cache_line_bytes']}-byte cache lines)"),
     ]

@@ -1,0 +1,221 @@
+"""Write the kernel layer from the rule table (``_rules.py``) and the Tempita templates beside its outputs.
+
+    python src/fastopt/_codegen.py            # rewrite what is out of date
+    python src/fastopt/_codegen.py --check    # exit 1, naming the files, if any is out of date
+
+setup.py runs it before Cython does, and tests/test_codegen.py fails when a
+checked-in output differs from what the table and templates give.  Each
+output says at its top that it is generated; edit the table or the template,
+never the output.
+
+Like ``_rules.py`` this file imports nothing from fastopt (it runs before
+anything is built); it needs Cython (for Tempita), a build requirement.
+"""
+import hashlib
+import importlib.util
+import os
+import sys
+import textwrap
+from types import SimpleNamespace
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+# template -> output, relative to the project root
+OUTPUTS = {
+    "src/fastopt/_update_rules.pyx.tp": "src/fastopt/_update_rules.pyx",
+    "src/fastopt/_update_rules.pxd.tp": "src/fastopt/_update_rules.pxd",
+    "src/fastopt/cython_kernels.pyx.tp": "src/fastopt/cython_kernels.pyx",
+    "src/fastopt/cython_kernels.pxd.tp": "src/fastopt/cython_kernels.pxd",
+    "csrc/fastopt.h.tp": "csrc/fastopt.h",
+}
+
+DTYPES = (("float", "f32"), ("double", "f64"))
+
+
+def _load_rules():
+    spec = importlib.util.spec_from_file_location("fastopt_rule_table", os.path.join(HERE, "_rules.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def _combos(flags):
+    """Every combination of ``flags``: (name suffix, condition, literal arguments)."""
+    out = []
+    for bits in range(2 ** len(flags) - 1, -1, -1):
+        on = [bits >> (len(flags) - 1 - k) & 1 for k in range(len(flags))]
+        suffix = "".join(f"_{f}" for f, b in zip(flags, on) if b) or "_plain"
+        condition = " and ".join(f if b else f"not {f}" for f, b in zip(flags, on))
+        literals = "".join(f", {bool(b)}" for b in on)
+        out.append(SimpleNamespace(suffix=suffix, condition=condition, literals=literals))
+    return out
+
+
+def _signature(rule, table, T):
+    """The kernel's C-level parameters for element type ``T`` (a Cython type name)."""
+    pointers = [f"{T}* param", f"const {T}* grad"] + [f"{T}* {s.arg}" for s in rule.state]
+    extra = [table.ARGS[a].cython for a in rule.args]
+    return pointers + ["Py_ssize_t n", f"const {table.struct_name(rule)}* h"] + extra + ["int num_threads"]
+
+
+def _c_signature(rule, table, T):
+    """The same parameters in C (flags are ints there)."""
+    out = [f"{T} *param", f"const {T} *grad"] + [f"{T} *{s.arg}" for s in rule.state]
+    out += ["Py_ssize_t n", f"const fastopt_{rule.name}_hyper *hyper"]
+    return out + [table.ARGS[a].c for a in rule.args] + ["int num_threads"]
+
+
+def _wrap(words, lead, width=110, closing=""):
+    """``lead`` followed by ``words`` joined by ", ", wrapped under the opening parenthesis."""
+    lines, line = [], lead
+    pad = " " * len(lead)
+    for k, word in enumerate(words):
+        piece = word + (", " if k < len(words) - 1 else closing)
+        if len(line) + len(piece.rstrip()) > width and line.strip() not in ("", lead.strip()):
+            lines.append(line.rstrip())
+            line = pad
+        line += piece
+    lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _notes(rule, table):
+    """What a caller must know about the kernel's arguments beyond their names, one line each."""
+    notes = [f"{s.arg} may be NULL {s.when[1]}." for s in rule.state if s.when is not None]
+    notes += [f"{a}: {table.ARGS[a].doc}." for a in rule.args if a != "step"]
+    return [line for note in notes for line in textwrap.wrap(note, 90, subsequent_indent="  ")]
+
+
+def _view(table):
+    """What the templates see: the table, with each rule's derived pieces spelled out."""
+    rules = []
+    for number, rule in enumerate(table.RULES.values()):
+        runtime = [name for name, _ in rule.flags if name not in rule.specialize]
+        flag_exprs = dict(rule.flags)
+        unknown = set(rule.specialize) - set(flag_exprs)
+        if unknown:
+            raise ValueError(f"{rule.name}: specialize names {sorted(unknown)}, which are not flags")
+        view = SimpleNamespace(
+            rule=rule, name=rule.name, number=number, title=rule.title,
+            formula=rule.formula.splitlines(),
+            struct=table.struct_name(rule), c_struct=f"fastopt_{rule.name}_hyper",
+            fields=[(h.name, "bint" if h.is_flag else "double", "int" if h.is_flag else "double")
+                    for h in rule.kernel_hyper],
+            states=[s.arg for s in rule.state],
+            setup=textwrap.indent(rule.setup.strip(), "    ") if rule.setup.strip() else "",
+            scalars=list(rule.scalars), runtime=[(name, flag_exprs[name]) for name in runtime],
+            specialized=[(name, flag_exprs[name]) for name in rule.specialize],
+            combos=_combos(rule.specialize), locals=rule.locals,
+            body=textwrap.indent(rule.body.strip(), " " * 8),
+            notes=_notes(rule, table),
+            bound_args=[table.ARGS[a].bound for a in rule.args],
+        )
+        view.signature = {T: _signature(rule, table, T) for T, _ in DTYPES}
+        view.fused = _signature(rule, table, "floating")
+        view.c_signature = {sfx: _c_signature(rule, table, T) for T, sfx in DTYPES}
+        view.names = [p.split()[-1].lstrip("*") for p in view.fused]
+        rules.append(view)
+    return SimpleNamespace(rules=rules, dtypes=DTYPES, abi_version=table.ABI_VERSION, c_api=table.C_API,
+                           max_state=max(len(r.states) for r in rules), wrap=_wrap)
+
+
+def digest(root=ROOT):
+    """SHA-256 of everything the outputs are made from: the table, the templates and this generator.
+
+    The generated kernel module carries it (``BUILD["source_digest"]``), so a
+    test can tell a build made from other sources than the checked-in ones.
+    """
+    h = hashlib.sha256()
+    for path in ["src/fastopt/_rules.py", "src/fastopt/_codegen.py", *OUTPUTS]:
+        with open(os.path.join(root, path), "rb") as fh:
+            h.update(path.encode() + b"\0" + fh.read() + b"\0")
+    return h.hexdigest()
+
+
+def abi_layout():
+    """The C API as a text: every struct's fields and every table entry's signature, in order.
+
+    Any change to it must come with a new ``ABI_VERSION`` (tests/test_codegen.py holds the layout of each).
+    """
+    view = _view(_load_rules())
+    by_name = {r.name: r for r in view.rules}
+    lines = [f"struct {r.c_struct}: {', '.join(c + ' ' + name for name, _, c in r.fields)}" for r in view.rules]
+    for entry in view.c_api:
+        for T, sfx in DTYPES:
+            if entry == "count_nonfinite":
+                lines.append(f"count_nonfinite_{sfx}(const {T} *x, Py_ssize_t n, int num_threads)")
+            else:
+                lines.append(f"{entry}_update_{sfx}({', '.join(by_name[entry].c_signature[sfx])})")
+    return "\n".join(lines)
+
+
+def render(root=ROOT):
+    """{output path (relative to ``root``): text} for every generated file."""
+    from Cython.Tempita import Template
+
+    view = _view(_load_rules())
+    view.digest = digest(root)
+    out = {}
+    for template, target in OUTPUTS.items():
+        with open(os.path.join(root, template)) as fh:
+            source = fh.read()
+        banner = GENERATED.format(template=template)
+        text = Template(source, name=template).substitute(v=view)
+        out[target] = (banner.replace("#", "//") if target.endswith(".h") else banner) + text
+    return out
+
+
+GENERATED = ("# Generated by src/fastopt/_codegen.py from src/fastopt/_rules.py and {template}.\n"
+             "# DO NOT EDIT: change the rule table or the template, then run the generator (setup.py does).\n")
+
+
+def stale(root=ROOT):
+    """The outputs whose files differ from what the table and templates give now."""
+    out = []
+    for target, text in render(root).items():
+        try:
+            with open(os.path.join(root, target)) as fh:
+                current = fh.read()
+        except OSError:
+            current = None
+        if current != text:
+            out.append(target)
+    return out
+
+
+def write(root=ROOT):
+    """Rewrite the outputs that are out of date (only those, so builds do not redo unchanged work)."""
+    changed = []
+    for target, text in render(root).items():
+        path = os.path.join(root, target)
+        try:
+            with open(path) as fh:
+                if fh.read() == text:
+                    continue
+        except OSError:
+            pass
+        with open(path, "w") as fh:
+            fh.write(text)
+        changed.append(target)
+    return changed
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--check"]:
+        out_of_date = stale()
+        for target in out_of_date:
+            print(f"out of date: {target} (run python src/fastopt/_codegen.py)")
+        return 1 if out_of_date else 0
+    if argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    for target in write():
+        print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

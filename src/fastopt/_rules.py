@@ -1,0 +1,385 @@
+"""The update rules, declared once.
+
+Every update rule fastopt has is one entry of :data:`RULES`: its
+hyperparameters, its state arrays (and which settings use each), the extra
+arguments its kernel takes, the per-step scalars it derives from them, and
+its element-wise body.  Everything else is derived from this table:
+
+* at build time, ``_codegen.py`` writes the kernels (``_update_rules.pyx``),
+  their declarations (``_update_rules.pxd``), ``cython_kernels.pxd/.pyx``
+  and the C header ``csrc/fastopt.h`` (structs, signatures, the C API
+  table) from the templates beside them;
+* at run time, the optimizers in ``fastopt.optim`` take their state arrays
+  and hyperparameter checks from here, and ``BoundStep`` asks
+  :meth:`Rule.needed` which state arrays a setting uses.
+
+This module is plain Python with no imports from fastopt, so that setup.py
+can load it before anything is compiled.
+
+How a body is written
+---------------------
+A body is the Cython code of one loop iteration over element ``i``.  It
+reads and writes ``p[i]`` (the parameter), reads ``g[i]`` (the gradient),
+and reads and writes the state arrays by their names (``exp_avg[i]``...).
+It may use the rule's scalars and flags by name, its ``locals`` (all of the
+element type), and the element helpers of ``_update_rules.pyx.tp``
+(``_sqrt``, ``_abs``, ``_maximum``, ``_sign``, ``_lerp``, ``_direction``,
+``_decayed``).  Each body performs torch.optim's operations (its
+single-tensor path) in the same order and in the parameter's precision; with
+floating-point contraction off, kernel and NumPy reference
+(``tests/reference.py``) agree bit for bit.
+
+``setup`` is Cython code run once per call, in double precision, with the
+hyperparameter struct as ``h`` and the rule's ``args`` in scope; each of
+``scalars`` is then cast once to the element type, each of ``flags`` is a
+``bint``.  A flag listed in ``specialize`` becomes a literal instead: the
+kernel is compiled once per combination of those flags, so every copy of
+the loop is free of that branch and vectorizes (GCC does not unswitch loops
+this large by itself).
+"""
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional, Tuple
+
+# The C API's version: raise it whenever an entry already in the table changes (see csrc/fastopt.h).
+ABI_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """A hyperparameter.
+
+    ``check`` names its domain, as the Python optimizers validate it:
+    "nonnegative" (a finite real >= 0), "real" (any finite real), "unit"
+    (in [0, 1]), "beta" (in [0, 1): ``beta1`` and ``beta2`` together are the
+    optimizer's ``betas``), or "flag" (a bool; an ``int`` in C).  With
+    ``kernel=False`` it is checked but the kernel never sees it (Adagrad's
+    ``initial_accumulator_value`` fills the state array once).
+    """
+
+    name: str
+    check: str = "nonnegative"
+    kernel: bool = True
+
+    @property
+    def is_flag(self):
+        return self.check == "flag"
+
+
+@dataclass(frozen=True)
+class State:
+    """A state array, as large as the parameter; ``c_name`` is its argument name in C where that differs.
+
+    ``when`` is None for an array every step uses, else ``(test, text)``:
+    ``test(hyper)`` says whether the kernel hyperparameters ``hyper`` (a
+    mapping) use the array, and ``text`` says so in the documentation;
+    kernels accept NULL for an array the settings do not use.
+    """
+
+    name: str
+    when: Optional[Tuple[Callable[[Mapping], bool], str]] = None
+    c_name: str = ""
+
+    @property
+    def arg(self):
+        return self.c_name or self.name
+
+
+@dataclass(frozen=True)
+class Arg:
+    """An extra argument of a kernel, after its hyperparameters."""
+
+    cython: str    # its declaration in Cython
+    c: str         # ... and in C
+    bound: str     # what BoundStep.run passes for it
+    doc: str
+
+
+ARGS = {
+    "momentum_buffer_is_new": Arg(
+        "bint momentum_buffer_is_new", "int momentum_buffer_is_new", "fresh",
+        "the buffer holds garbage and is set to the gradient (plus weight decay), as on the first step with "
+        "momentum (torch.optim.SGD clones the gradient into a missing buffer)"),
+    "step": Arg("long long step", "long long step", "step", "the step being taken, counting from 1"),
+    "mu_product": Arg(
+        "double* mu_product", "double *mu_product", "mu_product",
+        "the running product of the momentum coefficients, 1.0 before the first step; updated in place"),
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One update rule: see the module docstring for how the fields are used."""
+
+    name: str
+    title: str            # what it is, after whom: the first line of its comments
+    formula: str          # the update, one step per line, for the generated code's comments
+    hyper: Tuple[Hyper, ...]
+    state: Tuple[State, ...]
+    body: str
+    locals: str
+    args: Tuple[str, ...] = ()
+    setup: str = ""
+    scalars: Tuple[Tuple[str, str], ...] = ()
+    flags: Tuple[Tuple[str, str], ...] = ()
+    specialize: Tuple[str, ...] = ()
+    struct: str = ""      # the hyperparameter struct's Cython name; default: <Title>Hyper
+    notes: str = field(default="", compare=False)
+
+    @property
+    def state_names(self):
+        return tuple(s.name for s in self.state)
+
+    @property
+    def kernel_hyper(self):
+        return tuple(h for h in self.hyper if h.kernel)
+
+    def needed(self, hyper):
+        """Which state arrays the kernel hyperparameters ``hyper`` (a mapping) use, in ``state`` order."""
+        return tuple(s.when is None or bool(s.when[0](hyper)) for s in self.state)
+
+    @property
+    def switchable(self):
+        """The state arrays that only some settings use."""
+        return tuple(s.name for s in self.state if s.when is not None)
+
+
+_LR = Hyper("lr")
+_WD = Hyper("weight_decay")
+_EPS = Hyper("eps")
+_BETAS = (Hyper("beta1", "beta"), Hyper("beta2", "beta"))
+_MAXIMIZE = Hyper("maximize", "flag")
+_DECOUPLED = Hyper("decoupled_weight_decay", "flag")
+
+# The direction and the decay every rule with both kinds of weight decay derives the same way.
+_SIGN = ("sign", "-1 if h.maximize else 1")
+_L2 = ("l2", "h.weight_decay")
+_L2_OR_DECOUPLED = (("l2", "0 if h.decoupled_weight_decay else h.weight_decay"),
+                    ("decay", "(1.0 - h.lr * h.weight_decay) if h.decoupled_weight_decay else 1"))
+_MOMENTS = (("w1", "1.0 - h.beta1"), ("beta2", "h.beta2"), ("one_minus_beta2", "1.0 - h.beta2"))
+
+RULES = {rule.name: rule for rule in (
+    Rule(
+        "sgd", "SGD (torch.optim.SGD)",
+        """d = ±g + wd p
+b = d on the buffer's first use, else momentum b + (1 - dampening) d
+d = d + momentum b (nesterov) or b
+p = p + (-lr) d""",
+        hyper=(_LR, Hyper("momentum"), Hyper("dampening", "real"), _WD, Hyper("nesterov", "flag"), _MAXIMIZE),
+        state=(State("momentum_buffer", (lambda h: h["momentum"] != 0, "when momentum is 0")),),
+        args=("momentum_buffer_is_new",),
+        scalars=(_SIGN, _L2, ("momentum", "h.momentum"), ("one_minus_dampening", "1.0 - h.dampening"),
+                 ("neg_lr", "-h.lr")),
+        flags=(("use_momentum", "h.momentum != 0"), ("fresh", "momentum_buffer_is_new"),
+               ("nesterov", "h.nesterov")),
+        specialize=("use_momentum",),
+        locals="d, b",
+        body="""
+d = _direction(g[i], p[i], sign, l2)
+if use_momentum:
+    b = d if fresh else momentum_buffer[i] * momentum + one_minus_dampening * d
+    momentum_buffer[i] = b
+    d = d + momentum * b if nesterov else b
+p[i] = p[i] + neg_lr * d
+"""),
+    Rule(
+        "adagrad", "Adagrad (torch.optim.Adagrad)",
+        """d = ±g + wd p ;  s = s + d d ;  p = p + (-clr d) / (sqrt(s) + eps)
+clr = lr / (1 + (t - 1) lr_decay)""",
+        hyper=(_LR, Hyper("lr_decay"), _WD, _EPS, _MAXIMIZE, Hyper("initial_accumulator_value", kernel=False)),
+        state=(State("sum", c_name="state_sum"),),
+        args=("step",),
+        scalars=(_SIGN, _L2, ("eps", "h.eps"), ("neg_clr", "-(h.lr / (1.0 + (step - 1) * h.lr_decay))")),
+        locals="d, si",
+        body="""
+d = _direction(g[i], p[i], sign, l2)
+si = state_sum[i] + d * d
+state_sum[i] = si
+p[i] = p[i] + (neg_clr * d) / (_sqrt(si) + eps)
+"""),
+    Rule(
+        "rmsprop", "RMSprop (torch.optim.RMSprop)",
+        """d = ±g + wd p ;  v = alpha v + ((1 - alpha) d) d
+centered: a = lerp(a, d, 1 - alpha), avg = sqrt(v - a a) + eps ; else avg = sqrt(v) + eps
+momentum: b = momentum b + d / avg, p = p + (-lr) b ; else p = p + (-lr d) / avg""",
+        hyper=(_LR, Hyper("alpha"), _EPS, _WD, Hyper("momentum"), Hyper("centered", "flag"), _MAXIMIZE),
+        state=(State("square_avg"),
+               State("momentum_buffer", (lambda h: h["momentum"] > 0, "when momentum is 0")),
+               State("grad_avg", (lambda h: h["centered"], "when not centered"))),
+        scalars=(_SIGN, _L2, ("alpha", "h.alpha"), ("one_minus_alpha", "1.0 - h.alpha"), ("eps", "h.eps"),
+                 ("momentum", "h.momentum"), ("neg_lr", "-h.lr")),
+        flags=(("use_momentum", "h.momentum > 0"), ("centered", "h.centered")),
+        specialize=("use_momentum", "centered"),
+        locals="d, vi, ai, avg, b",
+        body="""
+d = _direction(g[i], p[i], sign, l2)
+vi = square_avg[i] * alpha + (one_minus_alpha * d) * d
+square_avg[i] = vi
+if centered:
+    ai = _lerp(grad_avg[i], d, one_minus_alpha)
+    grad_avg[i] = ai
+    avg = _sqrt(vi - ai * ai) + eps
+else:
+    avg = _sqrt(vi) + eps
+if use_momentum:
+    b = momentum_buffer[i] * momentum + d / avg
+    momentum_buffer[i] = b
+    p[i] = p[i] + neg_lr * b
+else:
+    p[i] = p[i] + (neg_lr * d) / avg
+"""),
+    Rule(
+        "adam", "Adam / AdamW (torch.optim.Adam; decoupled_weight_decay=True is AdamW)",
+        """p = p (1 - lr wd) (decoupled) ;  d = ±g + wd p (otherwise)
+m = lerp(m, d, 1 - beta1) ;  v = beta2 v + ((1 - beta2) d) d
+vmax = maximum(vmax, v) (amsgrad, used in place of v below)
+p = p + (-step_size m) / (sqrt(v) * bias_correction2 ** -0.5 + eps)
+step_size = lr / (1 - beta1 ** t), bias_correction2 = 1 - beta2 ** t""",
+        hyper=(_LR, *_BETAS, _EPS, _WD, Hyper("amsgrad", "flag"), _MAXIMIZE, _DECOUPLED),
+        state=(State("exp_avg"), State("exp_avg_sq"),
+               State("max_exp_avg_sq", (lambda h: h["amsgrad"], "without amsgrad"))),
+        args=("step",),
+        setup="cdef double t = <double>step",
+        scalars=(_SIGN, *_L2_OR_DECOUPLED, *_MOMENTS, ("inv_bc2_sqrt", "pow(1.0 - pow(h.beta2, t), -0.5)"),
+                 ("eps", "h.eps"), ("neg_step_size", "-(h.lr / (1.0 - pow(h.beta1, t)))")),
+        flags=(("amsgrad", "h.amsgrad"),),
+        specialize=("amsgrad",),
+        locals="pi, d, mi, vi",
+        body="""
+pi = _decayed(p[i], decay)
+d = _direction(g[i], pi, sign, l2)
+mi = _lerp(exp_avg[i], d, w1)
+vi = exp_avg_sq[i] * beta2 + (one_minus_beta2 * d) * d
+exp_avg[i] = mi
+exp_avg_sq[i] = vi
+if amsgrad:
+    vi = _maximum(max_exp_avg_sq[i], vi)
+    max_exp_avg_sq[i] = vi
+p[i] = pi + (neg_step_size * mi) / (_sqrt(vi) * inv_bc2_sqrt + eps)
+"""),
+    Rule(
+        "adamax", "Adamax (torch.optim.Adamax)",
+        """d = ±g + wd p ;  m = lerp(m, d, 1 - beta1) ;  u = maximum(beta2 u, |d| + eps)
+p = p + (-clr m) / u,  clr = lr / (1 - beta1 ** t)""",
+        hyper=(_LR, *_BETAS, _EPS, _WD, _MAXIMIZE),
+        state=(State("exp_avg"), State("exp_inf")),
+        args=("step",),
+        scalars=(_SIGN, _L2, ("w1", "1.0 - h.beta1"), ("beta2", "h.beta2"), ("eps", "h.eps"),
+                 ("neg_clr", "-(h.lr / (1.0 - pow(h.beta1, <double>step)))")),
+        locals="d, mi, ui",
+        body="""
+d = _direction(g[i], p[i], sign, l2)
+mi = _lerp(exp_avg[i], d, w1)
+ui = _maximum(exp_inf[i] * beta2, _abs(d) + eps)
+exp_avg[i] = mi
+exp_inf[i] = ui
+p[i] = p[i] + (neg_clr * mi) / ui
+"""),
+    Rule(
+        "nadam", "NAdam (torch.optim.NAdam)",
+        """p = p (1 - lr wd) (decoupled) ;  d = ±g + wd p (otherwise)
+m = lerp(m, d, 1 - beta1) ;  v = beta2 v + ((1 - beta2) d) d
+denom = sqrt(v / (1 - beta2 ** t)) + eps
+p = p + (c_grad d) / denom ;  p = p + (c_avg m) / denom
+mu_t = beta1 (1 - 0.5 * 0.96 ** (t momentum_decay)), mu_product *= mu_t,
+c_grad = -lr (1 - mu_t) / (1 - mu_product), c_avg = -lr mu_{t+1} / (1 - mu_product mu_{t+1})""",
+        hyper=(_LR, *_BETAS, _EPS, _WD, Hyper("momentum_decay"), _DECOUPLED, _MAXIMIZE),
+        state=(State("exp_avg"), State("exp_avg_sq")),
+        args=("step", "mu_product"),
+        setup="""cdef double t = <double>step
+cdef double mu = h.beta1 * (1.0 - 0.5 * pow(0.96, t * h.momentum_decay))
+cdef double mu_next = h.beta1 * (1.0 - 0.5 * pow(0.96, (t + 1) * h.momentum_decay))
+mu_product[0] = mu_product[0] * mu
+cdef double mu_product_next = mu_product[0] * mu_next""",
+        scalars=(_SIGN, *_L2_OR_DECOUPLED, *_MOMENTS, ("bc2", "1.0 - pow(h.beta2, t)"), ("eps", "h.eps"),
+                 ("c_grad", "-h.lr * (1.0 - mu) / (1.0 - mu_product[0])"),
+                 ("c_avg", "(-h.lr * mu_next) / (1.0 - mu_product_next)")),
+        locals="pi, d, mi, vi, denom",
+        body="""
+pi = _decayed(p[i], decay)
+d = _direction(g[i], pi, sign, l2)
+mi = _lerp(exp_avg[i], d, w1)
+vi = exp_avg_sq[i] * beta2 + (one_minus_beta2 * d) * d
+exp_avg[i] = mi
+exp_avg_sq[i] = vi
+denom = _sqrt(vi / bc2) + eps
+pi = pi + (c_grad * d) / denom
+p[i] = pi + (c_avg * mi) / denom
+"""),
+    Rule(
+        "radam", "RAdam (torch.optim.RAdam)",
+        """p = p (1 - lr wd) (decoupled) ;  d = ±g + wd p (otherwise)
+m = lerp(m, d, 1 - beta1) ;  v = beta2 v + ((1 - beta2) d) d
+u = (m / (1 - beta1 ** t)) lr
+if rho_t > 5:  u = (u (bias_correction2 ** 0.5 / (sqrt(v) + eps))) rect
+p = p - u
+rho_inf = 2 / (1 - beta2) - 1, rho_t = rho_inf - 2 t beta2 ** t / bias_correction2,
+rect = ((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t)) ** 0.5""",
+        hyper=(_LR, *_BETAS, _EPS, _WD, _DECOUPLED, _MAXIMIZE),
+        state=(State("exp_avg"), State("exp_avg_sq")),
+        args=("step",),
+        setup="""cdef double t = <double>step
+cdef double bc2 = 1.0 - pow(h.beta2, t)
+cdef double rho_inf = 2.0 / (1.0 - h.beta2) - 1.0
+cdef double rho_t = rho_inf - 2.0 * t * pow(h.beta2, t) / bc2
+cdef double rect = 0.0
+if rho_t > 5.0:
+    rect = pow((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t), 0.5)""",
+        scalars=(_SIGN, *_L2_OR_DECOUPLED, *_MOMENTS, ("bc1", "1.0 - pow(h.beta1, t)"), ("lr", "h.lr"),
+                 ("bc2_sqrt", "pow(bc2, 0.5)"), ("eps", "h.eps"), ("rect", "rect")),
+        flags=(("rectify", "rho_t > 5.0"),),
+        locals="pi, d, mi, vi, u",
+        body="""
+pi = _decayed(p[i], decay)
+d = _direction(g[i], pi, sign, l2)
+mi = _lerp(exp_avg[i], d, w1)
+vi = exp_avg_sq[i] * beta2 + (one_minus_beta2 * d) * d
+exp_avg[i] = mi
+exp_avg_sq[i] = vi
+u = (mi / bc1) * lr
+if rectify:
+    u = (u * (bc2_sqrt / (_sqrt(vi) + eps))) * rect
+p[i] = pi - u
+"""),
+    Rule(
+        "adadelta", "Adadelta (torch.optim.Adadelta)",
+        """d = ±g + wd p ;  v = rho v + ((1 - rho) d) d
+delta = (sqrt(a + eps) / sqrt(v + eps)) d ;  a = rho a + ((1 - rho) delta) delta
+p = p + (-lr) delta""",
+        hyper=(_LR, Hyper("rho", "unit"), _EPS, _WD, _MAXIMIZE),
+        state=(State("square_avg"), State("acc_delta")),
+        scalars=(_SIGN, _L2, ("rho", "h.rho"), ("one_minus_rho", "1.0 - h.rho"), ("eps", "h.eps"),
+                 ("neg_lr", "-h.lr")),
+        locals="d, vi, delta",
+        body="""
+d = _direction(g[i], p[i], sign, l2)
+vi = square_avg[i] * rho + (one_minus_rho * d) * d
+square_avg[i] = vi
+delta = (_sqrt(acc_delta[i] + eps) / _sqrt(vi + eps)) * d
+acc_delta[i] = acc_delta[i] * rho + (one_minus_rho * delta) * delta
+p[i] = p[i] + neg_lr * delta
+"""),
+    Rule(
+        "lion", 'Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms")',
+        """p = p (1 - lr wd) ;  d = ±g
+p = p + (-lr) sign(beta1 m + (1 - beta1) d) ;  m = beta2 m + (1 - beta2) d""",
+        hyper=(_LR, *_BETAS, _WD, _MAXIMIZE),
+        state=(State("exp_avg"),),
+        scalars=(_SIGN, ("decay", "1.0 - h.lr * h.weight_decay"), ("beta1", "h.beta1"),
+                 ("one_minus_beta1", "1.0 - h.beta1"), ("beta2", "h.beta2"), ("one_minus_beta2", "1.0 - h.beta2"),
+                 ("neg_lr", "-h.lr")),
+        locals="d, mi",
+        body="""
+d = sign * g[i]
+mi = exp_avg[i]
+p[i] = _decayed(p[i], decay) + neg_lr * _sign(mi * beta1 + one_minus_beta1 * d)
+exp_avg[i] = mi * beta2 + one_minus_beta2 * d
+"""),
+)}
+
+# The C API table's entries, in table order: append only (a change to an entry raises ABI_VERSION).
+C_API = (*RULES, "count_nonfinite")
+
+
+def struct_name(rule):
+    """The hyperparameter struct's Cython name (``AdamHyper``); in C it is ``fastopt_<rule>_hyper``."""
+    return rule.struct or rule.title.split()[0] + "Hyper"
