@@ -7,7 +7,8 @@ An input of shape ``(N, C, *spatial)`` is handled as ``(N, C, S)`` with
 
 Statistics
 ----------
-Per-channel sums are accumulated in double precision for both element types.
+Per-channel sums are accumulated in double precision for both element types
+(``lane_sum`` of ``fastopt._parallel``).
 The mean and the centered sum of squares ``M2`` come from short two-pass
 *pieces* merged in order with Chan et al.'s pairwise update::
 
@@ -39,11 +40,12 @@ Two layouts, chosen from the shape alone (never from the thread count):
   even for ``C = 1`` -- and a channel's ``K`` positions are added in order at
   the end of the tile.  Wider rows are cut into column tiles of equal width.
   Three parallel regions per call instead of one: threads are woken only for
-  eight times the usual work (64 KiB per thread).
+  twice the usual work (``ROWS_CHUNKS``).
 
 Both layouts reduce each channel in an order fixed by the shape, so results
 are the same bits for any number of threads.  As in ``fastopt._parallel``,
-small inputs run on the calling thread without an OpenMP region.
+small inputs run on the calling thread without an OpenMP region; every
+step runs through ``parallel_rows``, over channels or tiles.
 
 Element passes
 --------------
@@ -70,11 +72,11 @@ here only refuse lengths that would make a kernel read or write out of bounds.
 """
 from cpython.buffer cimport PyBUF_ANY_CONTIGUOUS, PyBuffer_Release, PyObject_GetBuffer
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 
-from fastopt._parallel cimport Split, split, team_size
+from fastopt._parallel cimport SQUARE, TIMES_Y, VALUE, Split, lane_sum, parallel_rows, split, team_size
 
 
 cdef enum:
@@ -82,8 +84,7 @@ cdef enum:
     TILE_ROW_BYTES = 256   # widest row segment of a rows-layout tile: 64 float32 or 32 float64
     TILE_MAX = 64          # TILE_ROW_BYTES / sizeof(float): sizes the tiles' stack arrays
     MIN_TILE_ROWS = 64     # rows per tile at least, so the partials stay small (<= 1/16 of x)
-    ROWS_CHUNKS = 2        # the rows layout opens three parallel regions per call, not one: it
-                           # wakes threads only for twice the usual work (512 KiB per thread)
+    ROWS_CHUNKS = 2        # a rows-layout thread gets at least twice the usual chunks (512 KiB)
 
 
 ctypedef struct Moments:
@@ -161,82 +162,19 @@ cdef inline Moments _merge(Moments a, double n, double mean, double m2) noexcept
 
 
 cdef inline double _sum(const floating* p, Py_ssize_t n) noexcept nogil:
-    """Sum in double with eight interleaved accumulators, combined pairwise."""
-    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
-    cdef Py_ssize_t i = 0
-    while i + 8 <= n:
-        s0 = s0 + p[i]
-        s1 = s1 + p[i + 1]
-        s2 = s2 + p[i + 2]
-        s3 = s3 + p[i + 3]
-        s4 = s4 + p[i + 4]
-        s5 = s5 + p[i + 5]
-        s6 = s6 + p[i + 6]
-        s7 = s7 + p[i + 7]
-        i = i + 8
-    while i < n:
-        s0 = s0 + p[i]
-        i = i + 1
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    return lane_sum(p, p, 0, n, 0.0, 1.0, VALUE, 8)
 
 
 cdef inline double _sum_sq_dev(const floating* p, Py_ssize_t n, double m) noexcept nogil:
-    """sum((p - m)**2) in double, same accumulator pattern as _sum."""
-    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
-    cdef double d0, d1, d2, d3, d4, d5, d6, d7
-    cdef Py_ssize_t i = 0
-    while i + 8 <= n:
-        d0 = p[i] - m
-        d1 = p[i + 1] - m
-        d2 = p[i + 2] - m
-        d3 = p[i + 3] - m
-        d4 = p[i + 4] - m
-        d5 = p[i + 5] - m
-        d6 = p[i + 6] - m
-        d7 = p[i + 7] - m
-        s0 = s0 + d0 * d0
-        s1 = s1 + d1 * d1
-        s2 = s2 + d2 * d2
-        s3 = s3 + d3 * d3
-        s4 = s4 + d4 * d4
-        s5 = s5 + d5 * d5
-        s6 = s6 + d6 * d6
-        s7 = s7 + d7 * d7
-        i = i + 8
-    while i < n:
-        d0 = p[i] - m
-        s0 = s0 + d0 * d0
-        i = i + 1
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    """sum((p - m)**2) in double."""
+    return lane_sum(p, p, 0, n, m, 1.0, SQUARE, 8)
 
 
 cdef inline void _grad_sums(const floating* dy, const floating* x, Py_ssize_t n, double m,
                             double* sum_dy, double* sum_dyxc) noexcept nogil:
-    """Add sum(dy) and sum(dy * (x - m)) over n elements (double, four accumulators each)."""
-    cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0
-    cdef double g0, g1, g2, g3
-    cdef Py_ssize_t i = 0
-    while i + 4 <= n:
-        g0 = dy[i]
-        g1 = dy[i + 1]
-        g2 = dy[i + 2]
-        g3 = dy[i + 3]
-        a0 = a0 + g0
-        a1 = a1 + g1
-        a2 = a2 + g2
-        a3 = a3 + g3
-        b0 = b0 + g0 * (x[i] - m)
-        b1 = b1 + g1 * (x[i + 1] - m)
-        b2 = b2 + g2 * (x[i + 2] - m)
-        b3 = b3 + g3 * (x[i + 3] - m)
-        i = i + 4
-    while i < n:
-        g0 = dy[i]
-        a0 = a0 + g0
-        b0 = b0 + g0 * (x[i] - m)
-        i = i + 1
-    sum_dy[0] = sum_dy[0] + ((a0 + a1) + (a2 + a3))
-    sum_dyxc[0] = sum_dyxc[0] + ((b0 + b1) + (b2 + b3))
+    """Add sum(dy) and sum(dy * (x - m)) over n elements (four lanes each; the second pass reads from L1)."""
+    sum_dy[0] = sum_dy[0] + lane_sum(dy, dy, 0, n, 0.0, 1.0, VALUE, 4)
+    sum_dyxc[0] = sum_dyxc[0] + lane_sum(x, dy, 0, n, m, 1.0, TIMES_Y, 4)
 
 
 cdef inline void _split_mean(double mean, floating* hi, floating* lo) noexcept nogil:
@@ -716,97 +654,120 @@ cdef inline void _rows_backward_channel(Py_ssize_t c, const Layout* L, const dou
 
 
 # --------------------------------------------------------------------------
-# Whole passes
+# Whole passes: each step runs on every channel or tile through parallel_rows
 # --------------------------------------------------------------------------
-cdef void forward_train_n(const floating* x, floating* y, const floating* w, const floating* b, double eps,
-                          double* mean, double* inv_std, double* m2, double* pmean, double* pm2,
-                          floating* coef, const Layout* L) noexcept nogil:
-    """Batch statistics and normalized output.  pmean/pm2: nrb * C scratch; coef: 4 * C scratch (rows layout)."""
-    cdef Py_ssize_t t, c
-    if not L.rows:
-        if L.team == 1:
-            for c in range(L.C):
-                _forward_channel(x, y, c, L.N, L.C, L.S, w, b, eps, mean, inv_std, m2)
-        else:
-            for c in prange(L.C, schedule="static", num_threads=L.team):
-                _forward_channel(x, y, c, L.N, L.C, L.S, w, b, eps, mean, inv_std, m2)
-        return
-    if L.team == 1:
-        for t in range(L.ntasks):
-            _rows_moments(x, L, t, pmean, pm2)
-        for c in range(L.C):
-            _rows_forward_channel(c, L, pmean, pm2, w, b, eps, mean, inv_std, m2, coef)
-        for t in range(L.ntasks):
-            _rows_affine(x, y, L, t, coef)
-        return
-    for t in prange(L.ntasks, schedule="static", num_threads=L.team):
-        _rows_moments(x, L, t, pmean, pm2)
-    for c in prange(L.C, schedule="static", num_threads=L.team):
-        _rows_forward_channel(c, L, pmean, pm2, w, b, eps, mean, inv_std, m2, coef)
-    for t in prange(L.ntasks, schedule="static", num_threads=L.team):
-        _rows_affine(x, y, L, t, coef)
+cdef enum Step:
+    FORWARD_CHANNEL      # planes layout: one channel's statistics and output
+    AFFINE_CHANNEL       # planes layout: one channel's output from given statistics
+    BACKWARD_CHANNEL     # planes layout: one channel's gradients
+    TILE_MOMENTS         # rows layout, per tile ...
+    TILE_AFFINE
+    TILE_GRAD_SUMS
+    TILE_DX
+    CHANNEL_STATISTICS   # rows layout, per channel: merge the tiles' partials
+    CHANNEL_COEFFICIENTS
+    CHANNEL_GRADIENTS
 
 
-cdef void forward_eval_n(const floating* x, floating* y, const floating* w, const floating* b,
-                         const double* mean, const double* inv_std, floating* coef, const Layout* L) noexcept nogil:
-    """Normalize with given statistics.  coef: 4 * C scratch (rows layout)."""
-    cdef Py_ssize_t t, c
+ctypedef struct Pass:
+    const Layout* L
+    Step step
+    bint single            # float32 elements, else float64
+    bint training, sums, accumulate
+    double eps
+    const void* x
+    const void* dy
+    void* out              # y, or dx
+    const void* w          # NULL: no weight
+    const void* b          # NULL: no bias
+    void* dweight          # NULL: not wanted
+    void* dbias
+    double* mean
+    double* inv_std
+    double* m2
+    double* part_a         # rows layout: per tile (row block) and channel
+    double* part_b
+    void* coef             # rows layout: per-channel coefficients of the element type
+
+
+cdef inline void _step(const Pass* a, Py_ssize_t r, floating tag) noexcept nogil:
+    """Step ``a.step`` on channel or tile ``r`` for elements of ``tag``'s type (``tag`` only selects it)."""
+    cdef const Layout* L = a.L
+    cdef const floating* x = <const floating*>a.x
+    cdef const floating* dy = <const floating*>a.dy
+    cdef floating* out = <floating*>a.out
+    cdef const floating* w = <const floating*>a.w
+    cdef const floating* b = <const floating*>a.b
+    cdef floating* coef = <floating*>a.coef
     cdef floating hi, lo
-    if not L.rows:
-        if L.team == 1:
-            for c in range(L.C):
-                _affine_channel(x, y, c, L.N, L.C, L.S, mean[c], inv_std[c], w, b)
-        else:
-            for c in prange(L.C, schedule="static", num_threads=L.team):
-                _affine_channel(x, y, c, L.N, L.C, L.S, mean[c], inv_std[c], w, b)
-        return
-    for c in range(L.C):
-        _split_mean(mean[c], &hi, &lo)
-        coef[c] = hi
-        coef[L.C + c] = lo
-        coef[2 * L.C + c] = <floating>(inv_std[c] * _weight_at(w, c))
-        coef[3 * L.C + c] = b[c] if b != NULL else 0
-    if L.team == 1:
-        for t in range(L.ntasks):
-            _rows_affine(x, y, L, t, coef)
+    if a.step == FORWARD_CHANNEL:
+        _forward_channel(x, out, r, L.N, L.C, L.S, w, b, a.eps, a.mean, a.inv_std, a.m2)
+    elif a.step == AFFINE_CHANNEL:
+        _affine_channel(x, out, r, L.N, L.C, L.S, a.mean[r], a.inv_std[r], w, b)
+    elif a.step == BACKWARD_CHANNEL:
+        _backward_channel(dy, x, out, r, L.N, L.C, L.S, w, a.mean, a.inv_std, <floating*>a.dweight,
+                          <floating*>a.dbias, a.training, a.accumulate)
+    elif a.step == TILE_MOMENTS:
+        _rows_moments(x, L, r, a.part_a, a.part_b)
+    elif a.step == TILE_AFFINE:
+        _rows_affine(x, out, L, r, coef)
+    elif a.step == TILE_GRAD_SUMS:
+        _rows_grad_sums(dy, x, L, r, a.mean, a.part_a, a.part_b)
+    elif a.step == TILE_DX:
+        _rows_dx(dy, x, out, L, r, coef, a.training)
+    elif a.step == CHANNEL_STATISTICS:
+        _rows_forward_channel(r, L, a.part_a, a.part_b, w, b, a.eps, a.mean, a.inv_std, a.m2, coef)
+    elif a.step == CHANNEL_COEFFICIENTS:
+        _split_mean(a.mean[r], &hi, &lo)
+        coef[r] = hi
+        coef[L.C + r] = lo
+        coef[2 * L.C + r] = <floating>(a.inv_std[r] * _weight_at(w, r))
+        coef[3 * L.C + r] = b[r] if b != NULL else 0
+    else:  # CHANNEL_GRADIENTS
+        _rows_backward_channel(r, L, a.part_a, a.part_b, w, a.mean, a.inv_std, <floating*>a.dweight,
+                               <floating*>a.dbias, a.training, a.sums, a.accumulate, coef)
+
+
+cdef void _task(const void* args, Py_ssize_t r) noexcept nogil:
+    cdef const Pass* a = <const Pass*>args
+    if a.single:
+        _step(a, r, <float>0)
     else:
-        for t in prange(L.ntasks, schedule="static", num_threads=L.team):
-            _rows_affine(x, y, L, t, coef)
+        _step(a, r, <double>0)
 
 
-cdef void backward_n(const floating* dy, const floating* x, floating* dx, const floating* w,
-                     const double* mean, const double* inv_std, floating* dweight, floating* dbias,
-                     bint training, bint accumulate, double* psdy, double* psdyxc, floating* coef,
-                     const Layout* L) noexcept nogil:
-    """dx, and dweight/dbias where not NULL.  psdy/psdyxc: nrb * C scratch; coef: 5 * C scratch (rows layout)."""
-    cdef Py_ssize_t t, c
-    cdef bint sums = training or dweight != NULL or dbias != NULL
+cdef inline void _run(Pass* a, Step step, Py_ssize_t count, int team) noexcept nogil:
+    a.step = step
+    parallel_rows(_task, a, count, team)
+
+
+cdef void forward_n(Pass* a) noexcept nogil:
+    """Training: batch statistics (mean, inv_std, m2) and the output; else the output from mean and inv_std.
+
+    Rows layout scratch: part_a/part_b nrb * C (training), coef 4 * C.
+    """
+    cdef const Layout* L = a.L
     if not L.rows:
-        if L.team == 1:
-            for c in range(L.C):
-                _backward_channel(dy, x, dx, c, L.N, L.C, L.S, w, mean, inv_std, dweight, dbias, training, accumulate)
-        else:
-            for c in prange(L.C, schedule="static", num_threads=L.team):
-                _backward_channel(dy, x, dx, c, L.N, L.C, L.S, w, mean, inv_std, dweight, dbias, training, accumulate)
+        _run(a, FORWARD_CHANNEL if a.training else AFFINE_CHANNEL, L.C, L.team)
         return
-    if L.team == 1:
-        if sums:
-            for t in range(L.ntasks):
-                _rows_grad_sums(dy, x, L, t, mean, psdy, psdyxc)
-        for c in range(L.C):
-            _rows_backward_channel(c, L, psdy, psdyxc, w, mean, inv_std, dweight, dbias, training, sums,
-                                   accumulate, coef)
-        for t in range(L.ntasks):
-            _rows_dx(dy, x, dx, L, t, coef, training)
+    if a.training:
+        _run(a, TILE_MOMENTS, L.ntasks, L.team)
+        _run(a, CHANNEL_STATISTICS, L.C, L.team)
+    else:
+        _run(a, CHANNEL_COEFFICIENTS, L.C, 1)
+    _run(a, TILE_AFFINE, L.ntasks, L.team)
+
+
+cdef void backward_n(Pass* a) noexcept nogil:
+    """dx, and dweight/dbias where not NULL.  Rows layout scratch: part_a/part_b nrb * C, coef 5 * C."""
+    cdef const Layout* L = a.L
+    if not L.rows:
+        _run(a, BACKWARD_CHANNEL, L.C, L.team)
         return
-    if sums:
-        for t in prange(L.ntasks, schedule="static", num_threads=L.team):
-            _rows_grad_sums(dy, x, L, t, mean, psdy, psdyxc)
-    for c in prange(L.C, schedule="static", num_threads=L.team):
-        _rows_backward_channel(c, L, psdy, psdyxc, w, mean, inv_std, dweight, dbias, training, sums,
-                               accumulate, coef)
-    for t in prange(L.ntasks, schedule="static", num_threads=L.team):
-        _rows_dx(dy, x, dx, L, t, coef, training)
+    if a.sums:
+        _run(a, TILE_GRAD_SUMS, L.ntasks, L.team)
+    _run(a, CHANNEL_GRADIENTS, L.C, L.team)
+    _run(a, TILE_DX, L.ntasks, L.team)
 
 
 # --------------------------------------------------------------------------
@@ -832,6 +793,20 @@ cdef Scratch _scratch(Py_ssize_t n_m2, Py_ssize_t n_part, Py_ssize_t n_coef, siz
     s.part_b = s.part_a + n_part
     s.coef = <void*>(s.part_b + n_part)
     return s
+
+
+cdef Pass _pass(const Layout* L, bint single, bint training, Scratch sc) noexcept:
+    """A Pass with the layout, the scratch arrays and every other pointer NULL."""
+    cdef Pass a
+    memset(&a, 0, sizeof(Pass))
+    a.L = L
+    a.single = single
+    a.training = training
+    a.m2 = sc.m2
+    a.part_a = sc.part_a
+    a.part_b = sc.part_b
+    a.coef = sc.coef
+    return a
 
 
 cdef inline void _need(Py_ssize_t got, Py_ssize_t want, str name) except *:
@@ -912,13 +887,17 @@ def forward(const floating[::1] x not None, floating[::1] y not None, const floa
     cdef Py_ssize_t c
     cdef double keep = 1.0 - momentum, unbias
     cdef Scratch sc = _scratch(C, L.nrb * C if L.rows and training else 0, 4 * C if L.rows else 0, sizeof(floating))
+    cdef Pass a = _pass(&L, floating is float, training, sc)
+    a.eps = eps
+    a.x = &x[0]
+    a.out = &y[0]
+    a.w = w
+    a.b = b
+    a.mean = &mean[0]
+    a.inv_std = &inv_std[0]
     try:
         with nogil:
-            if training:
-                forward_train_n(&x[0], &y[0], w, b, eps, &mean[0], &inv_std[0], sc.m2, sc.part_a, sc.part_b,
-                                <floating*>sc.coef, &L)
-            else:
-                forward_eval_n(&x[0], &y[0], w, b, &mean[0], &inv_std[0], <floating*>sc.coef, &L)
+            forward_n(&a)
         if training and running_mean is not None:
             unbias = 1.0 / <double>(N * S - 1)
             for c in range(C):
@@ -983,9 +962,19 @@ def backward(const floating[::1] dy not None, const floating[::1] x not None, fl
     cdef Layout L = _layout(N, C, S, sizeof(floating), num_threads)
     cdef bint sums = training or dw != NULL or db != NULL
     cdef Scratch sc = _scratch(0, L.nrb * C if L.rows and sums else 0, 5 * C if L.rows else 0, sizeof(floating))
+    cdef Pass a = _pass(&L, floating is float, training, sc)
+    a.sums = sums
+    a.accumulate = accumulate
+    a.x = &x[0]
+    a.dy = &dy[0]
+    a.out = &dx[0]
+    a.w = w
+    a.dweight = dw
+    a.dbias = db
+    a.mean = <double*>&mean[0]
+    a.inv_std = <double*>&inv_std[0]
     try:
         with nogil:
-            backward_n(&dy[0], &x[0], &dx[0], w, &mean[0], &inv_std[0], dw, db, training, accumulate,
-                       sc.part_a, sc.part_b, <floating*>sc.coef, &L)
+            backward_n(&a)
     finally:
         free(sc.block)

@@ -17,15 +17,13 @@ OpenMP-parallel over the fixed chunks of ``fastopt._parallel``:
 * :func:`clamp_`: ``g_i`` clamped into ``[lo, hi]``; NaN stays NaN.
 
 Determinism.  Every reduction computes one partial result per chunk and
-combines the partials in chunk order, and the chunks depend only on the
-array's length, so the result has the same bits for any thread count (one
-thread walks the same chunks in turn).  Within a chunk the sums use eight
-accumulators taking every eighth element, added at the end as
-``((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))``; elements past the
-last multiple of eight go to ``s0``.  With floating-point contraction off
-(see setup.py) this order is exactly what the compiled code does, and the
-eight independent sums keep the adders busy.  The general-``p`` sum uses one
-accumulator per chunk (``pow`` dominates its cost).
+combines the partials in chunk order (``ordered_reduce`` of
+``fastopt._parallel``), so the result has the same bits for any thread
+count.  Within a chunk each sum is a ``lane_sum`` of eight lanes: lane ``k``
+takes every eighth element from the ``k``-th, elements past the last
+multiple of eight go to lane 0, and the lanes are added as
+``((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))``.  The general-``p``
+sum uses one accumulator per chunk (``pow`` dominates its cost).
 
 Non-finite values.  A NaN element makes every sum NaN and makes the maximum
 NaN (it is never skipped); an infinite element makes the sum or the maximum
@@ -39,17 +37,11 @@ The Python entry points check only what keeps the kernels in bounds; the
 user-facing checks live in ``fastopt.nn.clip``.
 """
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.math cimport INFINITY, NAN, fabs, pow
 from libc.stdint cimport int32_t, int64_t
-from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
-from fastopt._parallel cimport Split, chunk_stop, split
-
-
-cdef enum:
-    LANES = 8     # running sums per chunk (see _sum_squares_range)
+from fastopt._parallel cimport ABS, SQUARE, lane_sum, ordered_reduce, parallel_for
 
 
 cdef enum Reduction:
@@ -60,64 +52,8 @@ cdef enum Reduction:
 
 
 # --------------------------------------------------------------------------
-# Element helpers
-# --------------------------------------------------------------------------
-cdef inline double _widen(floating x, double divisor, bint scaled) noexcept nogil:
-    """The element as a double, divided by ``divisor`` when ``scaled`` (a literal at every call site)."""
-    cdef double v = <double>x
-    if scaled:
-        v = v / divisor
-    return v
-
-
-# --------------------------------------------------------------------------
 # Chunk bodies: each returns the chunk's partial result as a double
 # --------------------------------------------------------------------------
-cdef inline double _sum_squares_range(const floating* g, Py_ssize_t start, Py_ssize_t stop,
-                                      double divisor, bint scaled) noexcept nogil:
-    # Eight running sums in an array, one per lane: the compiler keeps them in
-    # vector registers and vectorizes the loop without reordering any addition.
-    # (A loop over a block count: with -fwrapv, which Python's build flags add,
-    # a ``while i + LANES <= stop`` loop has no countable trip count for GCC.)
-    cdef double acc[LANES]
-    cdef double x
-    cdef int k
-    cdef Py_ssize_t b, i = start, blocks = (stop - start) // LANES
-    for k in range(LANES):
-        acc[k] = 0
-    for b in range(blocks):
-        for k in range(LANES):
-            x = _widen(g[i + k], divisor, scaled)
-            acc[k] = acc[k] + x * x
-        i = i + LANES
-    while i < stop:
-        x = _widen(g[i], divisor, scaled)
-        acc[0] = acc[0] + x * x
-        i = i + 1
-    return _lane_total(acc)
-
-
-cdef inline double _sum_abs_range(const floating* g, Py_ssize_t start, Py_ssize_t stop,
-                                  double divisor, bint scaled) noexcept nogil:
-    cdef double acc[LANES]
-    cdef int k
-    cdef Py_ssize_t b, i = start, blocks = (stop - start) // LANES
-    for k in range(LANES):
-        acc[k] = 0
-    for b in range(blocks):
-        for k in range(LANES):
-            acc[k] = acc[k] + fabs(_widen(g[i + k], divisor, scaled))
-        i = i + LANES
-    while i < stop:
-        acc[0] = acc[0] + fabs(_widen(g[i], divisor, scaled))
-        i = i + 1
-    return _lane_total(acc)
-
-
-cdef inline double _lane_total(const double* acc) noexcept nogil:
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-
-
 cdef inline double _sum_powers_range(const floating* g, Py_ssize_t start, Py_ssize_t stop,
                                      double p, double divisor) noexcept nogil:
     # With divisor = max |g_i| every quotient is in [0, 1] (a correctly rounded
@@ -168,31 +104,40 @@ cdef inline double _max_abs_range(const floating* g, Py_ssize_t start, Py_ssize_
 
 
 cdef inline double _chunk(const floating* g, Py_ssize_t start, Py_ssize_t stop, Reduction kind,
-                          double p, double divisor, bint scaled) noexcept nogil:
-    # Literal flags per call site, so each inlined loop is specialised.
+                          double p, double divisor) noexcept nogil:
+    # Literal arguments at every lane_sum call, so each inlined loop is specialised
+    # (and 8 lanes, the order tests/test_clip.py replays).
     if kind == SUM_SQUARES:
-        if scaled:
-            return _sum_squares_range(g, start, stop, divisor, True)
-        return _sum_squares_range(g, start, stop, 1.0, False)
+        if divisor != 1.0:
+            return lane_sum(g, g, start, stop, 0.0, divisor, SQUARE, 8)
+        return lane_sum(g, g, start, stop, 0.0, 1.0, SQUARE, 8)
     if kind == SUM_ABS:
-        if scaled:
-            return _sum_abs_range(g, start, stop, divisor, True)
-        return _sum_abs_range(g, start, stop, 1.0, False)
+        if divisor != 1.0:
+            return lane_sum(g, g, start, stop, 0.0, divisor, ABS, 8)
+        return lane_sum(g, g, start, stop, 0.0, 1.0, ABS, 8)
     if kind == MAX_ABS:
         return _max_abs_range(g, start, stop)
     return _sum_powers_range(g, start, stop, p, divisor)
 
 
-cdef inline double _combine(double total, double part, Reduction kind) noexcept nogil:
-    """Fold one chunk's partial result into the running total (chunk order)."""
-    if kind == MAX_ABS:
-        return part if (part > total or part != part) else total
-    return total + part
+# --------------------------------------------------------------------------
+# Whole-array passes (C level).  The drivers take untyped bodies, so each
+# body reads the element type from its arguments.
+# --------------------------------------------------------------------------
+cdef struct Pass:
+    void* g
+    bint single      # float32 elements, else float64
+    Reduction kind
+    double p, divisor, lo, hi   # lo doubles as scale_'s coefficient
 
 
-# --------------------------------------------------------------------------
-# Whole-array passes (C level)
-# --------------------------------------------------------------------------
+cdef double _reduce_chunk(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef const Pass* a = <const Pass*>args
+    if a.single:
+        return _chunk(<const float*>a.g, start, stop, a.kind, a.p, a.divisor)
+    return _chunk(<const double*>a.g, start, stop, a.kind, a.p, a.divisor)
+
+
 cdef double reduce_n(const floating* g, Py_ssize_t n, Reduction kind, double p, double divisor,
                      int num_threads) noexcept nogil:
     """The chunked reduction of ``kind`` over ``n`` elements; the same bits for any ``num_threads``.
@@ -201,24 +146,8 @@ cdef double reduce_n(const floating* g, Py_ssize_t n, Reduction kind, double p, 
     are ignored); for SUM_POWERS every element is divided by ``divisor``,
     and for the other sums only when ``divisor != 1``.
     """
-    cdef Split sp = split(n, sizeof(floating), num_threads)
-    cdef bint scaled = divisor != 1.0
-    cdef Py_ssize_t c
-    cdef double total = 0
-    cdef double* partial = NULL
-    if sp.team > 1:
-        partial = <double*>malloc(sp.nchunks * sizeof(double))
-    if partial == NULL:  # one thread (or no memory for the partials): the same chunks, in turn
-        for c in range(sp.nchunks):
-            total = _combine(total, _chunk(g, c * sp.chunk, chunk_stop(c, sp.chunk, n), kind, p, divisor, scaled),
-                             kind)
-        return total
-    for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
-        partial[c] = _chunk(g, c * sp.chunk, chunk_stop(c, sp.chunk, n), kind, p, divisor, scaled)
-    for c in range(sp.nchunks):
-        total = _combine(total, partial[c], kind)
-    free(partial)
-    return total
+    cdef Pass a = Pass(<void*>g, floating is float, kind, p, divisor, 0.0, 0.0)
+    return ordered_reduce(_reduce_chunk, &a, n, sizeof(floating), num_threads, kind == MAX_ABS)
 
 
 cdef inline void _scale_range(floating* g, Py_ssize_t start, Py_ssize_t stop, floating coef) noexcept nogil:
@@ -227,15 +156,12 @@ cdef inline void _scale_range(floating* g, Py_ssize_t start, Py_ssize_t stop, fl
         g[i] = g[i] * coef
 
 
-cdef void scale_n(floating* g, Py_ssize_t n, floating coef, int num_threads) noexcept nogil:
-    """g = g * coef in place."""
-    cdef Split sp = split(n, sizeof(floating), num_threads)
-    cdef Py_ssize_t c
-    if sp.team == 1:  # no OpenMP region for a small array
-        _scale_range(g, 0, n, coef)
-        return
-    for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
-        _scale_range(g, c * sp.chunk, chunk_stop(c, sp.chunk, n), coef)
+cdef void _scale_body(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef const Pass* a = <const Pass*>args
+    if a.single:
+        _scale_range(<float*>a.g, start, stop, <float>a.lo)
+    else:
+        _scale_range(<double*>a.g, start, stop, a.lo)
 
 
 cdef inline void _clamp_range(floating* g, Py_ssize_t start, Py_ssize_t stop, floating lo, floating hi) noexcept nogil:
@@ -248,15 +174,12 @@ cdef inline void _clamp_range(floating* g, Py_ssize_t start, Py_ssize_t stop, fl
         g[i] = v
 
 
-cdef void clamp_n(floating* g, Py_ssize_t n, floating lo, floating hi, int num_threads) noexcept nogil:
-    """g = clamp(g, lo, hi) in place; NaN stays NaN."""
-    cdef Split sp = split(n, sizeof(floating), num_threads)
-    cdef Py_ssize_t c
-    if sp.team == 1:
-        _clamp_range(g, 0, n, lo, hi)
-        return
-    for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
-        _clamp_range(g, c * sp.chunk, chunk_stop(c, sp.chunk, n), lo, hi)
+cdef void _clamp_body(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef const Pass* a = <const Pass*>args
+    if a.single:
+        _clamp_range(<float*>a.g, start, stop, <float>a.lo, <float>a.hi)
+    else:
+        _clamp_range(<double*>a.g, start, stop, a.lo, a.hi)
 
 
 # --------------------------------------------------------------------------
@@ -312,8 +235,9 @@ def scale_(floating[::1] g not None, double coef, int num_threads=1):
     cdef Py_ssize_t n = g.shape[0]
     if n == 0:
         return
+    cdef Pass a = Pass(&g[0], floating is float, SUM_SQUARES, 0.0, 1.0, coef, 0.0)
     with nogil:
-        scale_n(&g[0], n, <floating>coef, num_threads)
+        parallel_for(_scale_body, &a, n, sizeof(floating), num_threads)
 
 
 def clamp_(floating[::1] g not None, double lo, double hi, int num_threads=1):
@@ -323,5 +247,6 @@ def clamp_(floating[::1] g not None, double lo, double hi, int num_threads=1):
         raise ValueError(f"clamp_ needs lo <= hi, got lo={lo}, hi={hi}")
     if n == 0:
         return
+    cdef Pass a = Pass(&g[0], floating is float, SUM_SQUARES, 0.0, 1.0, lo, hi)
     with nogil:
-        clamp_n(&g[0], n, <floating>lo, <floating>hi, num_threads)
+        parallel_for(_clamp_body, &a, n, sizeof(floating), num_threads)

@@ -1,13 +1,10 @@
 # cython: language_level=3
 """Vector and matrix passes of the quasi-Newton methods: float64, nogil, OpenMP over fixed chunks.
 
-Every reduction (dot products) sums per-chunk partial results in chunk
-order, and chunks are fixed by the array length alone (``fastopt._parallel``),
-so results are the same bits for any thread count.  Within a chunk, four
-accumulators take every fourth element and are added in a fixed order:
-the compiler keeps the written order of floating-point operations
-(``-ffp-contract=off``, no ``-ffast-math``), and four independent sums keep
-the adder busy where one would wait on itself.
+Every reduction (dot products, maxima) folds per-chunk partial results in
+chunk order, and chunks are fixed by the array length alone
+(``fastopt._parallel``), so results are the same bits for any thread count.
+Within a chunk a dot product is a four-lane ``lane_sum``.
 
 L-BFGS keeps its history as two ``(m, n)`` C-contiguous arrays ``S`` and
 ``Y`` used as a ring buffer.  The minimizer never runs the two-loop recursion
@@ -26,43 +23,23 @@ rank-two update.
 """
 import numpy as np
 
-from cython.parallel cimport prange
 from libc.math cimport fabs
 from libc.stdlib cimport free, malloc
 
-from fastopt._parallel cimport Split, chunk_stop, split
+from fastopt._parallel cimport (TIMES_Y, chunk_length, chunk_stop, fold, lane_sum, lane_total, num_chunks, ordered_reduce,
+                               ordered_sum, parallel_for, parallel_rows, split)
+
+
+cdef enum:
+    PAIR_BLOCK_CHUNKS = 16  # lbfgs_new_pair walks the history rows over 16 chunks (64 KiB) at a time
 
 
 # --------------------------------------------------------------------------
 # Chunk bodies
 # --------------------------------------------------------------------------
-cdef enum:
-    LANES = 4  # running sums per dot product: a vector register's worth of doubles with AVX2
-    PAIR_LANES = 2  # _five_dots keeps ten running sums: with two lanes each they stay in SSE2 registers
-    PAIR_BLOCK_CHUNKS = 16  # lbfgs_new_pair walks the history rows over 16 chunks (64 KiB) at a time
-
-
-cdef inline double _lanes(const double* acc) noexcept nogil:
-    return (acc[0] + acc[1]) + (acc[2] + acc[3])
-
-
 cdef inline double _dot_range(const double* a, const double* b, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
-    # LANES running sums in an array, each taking every LANES-th element, added in a fixed order at the
-    # end: the compiler keeps them in vector registers without reordering any addition.  The loop runs
-    # over a block count: with -fwrapv (in Python's build flags) a ``while i + LANES <= stop`` loop has
-    # no trip count GCC can compute, and is not vectorized.
-    cdef double acc[LANES]
-    cdef Py_ssize_t i, blk, blocks = (stop - start) // LANES
-    cdef int j
-    for j in range(LANES):
-        acc[j] = 0
-    for blk in range(blocks):
-        i = start + blk * LANES
-        for j in range(LANES):
-            acc[j] = acc[j] + a[i + j] * b[i + j]
-    for i in range(start + blocks * LANES, stop):
-        acc[0] = acc[0] + a[i] * b[i]
-    return _lanes(acc)
+    # Four lanes: every result of the quasi-Newton methods depends on this order.
+    return lane_sum(a, b, start, stop, 0.0, 1.0, TIMES_Y, 4)
 
 
 cdef inline double _combine_range(double* q, double c, const double* x, double alpha, const double* y,
@@ -82,42 +59,17 @@ cdef inline double _combine_range(double* q, double c, const double* x, double a
 
 
 cdef inline double _max_abs_range(const double* a, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
-    cdef double m = 0, v
+    # A NaN sticks (see fold), so a non-finite gradient never passes a tolerance.
+    cdef double m = 0
     cdef Py_ssize_t i
     for i in range(start, stop):
-        v = fabs(a[i])
-        if v > m or v != v:  # a NaN sticks, so a non-finite gradient never passes a tolerance
-            m = v
+        m = fold(m, fabs(a[i]), True)
     return m
 
 
 # --------------------------------------------------------------------------
 # Whole-array passes
 # --------------------------------------------------------------------------
-ctypedef double (*chunk_fn)(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil
-
-
-cdef double _ordered_sum(chunk_fn body, const void* args, Py_ssize_t n, int num_threads) noexcept nogil:
-    """Run ``body`` over each fixed chunk of ``n`` doubles (threads take runs of chunks) and add what it
-    returns in chunk order: the same bits for any number of threads, one thread walking the same chunks."""
-    cdef Split sp = split(n, sizeof(double), num_threads)
-    cdef Py_ssize_t c
-    cdef double total = 0
-    cdef double* partial = NULL
-    if sp.team > 1:
-        partial = <double*>malloc(sp.nchunks * sizeof(double))
-    if partial == NULL:  # one thread (or no memory for the partial sums): the same chunks in turn
-        for c in range(sp.nchunks):
-            total = total + body(args, c * sp.chunk, chunk_stop(c, sp.chunk, n))
-        return total
-    for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
-        partial[c] = body(args, c * sp.chunk, chunk_stop(c, sp.chunk, n))
-    for c in range(sp.nchunks):
-        total = total + partial[c]
-    free(partial)
-    return total
-
-
 cdef struct CombineArgs:
     double* q
     double scale
@@ -136,27 +88,16 @@ cdef double combine_n(double* q, double scale, const double* x, double alpha, co
                       Py_ssize_t n, int num_threads) noexcept nogil:
     """q = scale x + alpha y (see _combine_range), then return s . q, in one pass over memory."""
     cdef CombineArgs args = CombineArgs(q, scale, x, alpha, y, s)
-    return _ordered_sum(_combine_chunk, &args, n, num_threads)
+    return ordered_sum(_combine_chunk, &args, n, sizeof(double), num_threads)
+
+
+cdef double _max_abs_chunk(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    return _max_abs_range(<const double*>args, start, stop)
 
 
 cdef double max_abs_n(const double* a, Py_ssize_t n, int num_threads) noexcept nogil:
     """max |a_i| (NaN if any element is NaN; 0 for an empty array)."""
-    cdef Split sp = split(n, sizeof(double), num_threads)
-    cdef Py_ssize_t c
-    cdef double best = 0, v
-    cdef double* partial = NULL
-    if sp.team > 1:
-        partial = <double*>malloc(sp.nchunks * sizeof(double))
-    if partial == NULL:
-        return _max_abs_range(a, 0, n)
-    for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
-        partial[c] = _max_abs_range(a, c * sp.chunk, chunk_stop(c, sp.chunk, n))
-    for c in range(sp.nchunks):
-        v = partial[c]
-        if v > best or v != v:
-            best = v
-    free(partial)
-    return best
+    return ordered_reduce(_max_abs_chunk, a, n, sizeof(double), num_threads, True)
 
 
 cdef double two_loop_n(double* d, const double* g, const double* S, const double* Y, const double* rho,
@@ -194,37 +135,39 @@ cdef double two_loop_n(double* d, const double* g, const double* S, const double
 
 cdef inline void _five_dots(const double* s_new, const double* y_new, const double* g_new, const double* sr,
                             const double* yr, Py_ssize_t start, Py_ssize_t stop, double* out) noexcept nogil:
-    """out[0:5] = s_new . yr, y_new . sr, y_new . yr, g_new . sr, g_new . yr over the range."""
-    cdef Py_ssize_t i, blk, blocks = (stop - start) // PAIR_LANES
-    cdef double sy[PAIR_LANES]
-    cdef double ys[PAIR_LANES]
-    cdef double yy[PAIR_LANES]
-    cdef double gs[PAIR_LANES]
-    cdef double gy[PAIR_LANES]
+    """out[0:5] = s_new . yr, y_new . sr, y_new . yr, g_new . sr, g_new . yr over the range.
+
+    Five two-lane sums in one pass (see lane_sum): ten running sums stay in SSE2 registers, and the
+    history rows are read once.
+    """
+    cdef Py_ssize_t i, blk, blocks = (stop - start) // 2
+    cdef double sy[2]
+    cdef double ys[2]
+    cdef double yy[2]
+    cdef double gs[2]
+    cdef double gy[2]
     cdef int j
-    for j in range(PAIR_LANES):
+    for j in range(2):
         sy[j] = ys[j] = yy[j] = gs[j] = gy[j] = 0
-    # One running sum per lane and product, in arrays: the compiler keeps them in vector registers
-    # without reordering any addition (a loop over a block count, see _dot_range).
     for blk in range(blocks):
-        i = start + blk * PAIR_LANES
-        for j in range(PAIR_LANES):
+        i = start + blk * 2
+        for j in range(2):
             sy[j] = sy[j] + s_new[i + j] * yr[i + j]
             ys[j] = ys[j] + y_new[i + j] * sr[i + j]
             yy[j] = yy[j] + y_new[i + j] * yr[i + j]
             gs[j] = gs[j] + g_new[i + j] * sr[i + j]
             gy[j] = gy[j] + g_new[i + j] * yr[i + j]
-    for i in range(start + blocks * PAIR_LANES, stop):
+    for i in range(start + blocks * 2, stop):
         sy[0] = sy[0] + s_new[i] * yr[i]
         ys[0] = ys[0] + y_new[i] * sr[i]
         yy[0] = yy[0] + y_new[i] * yr[i]
         gs[0] = gs[0] + g_new[i] * sr[i]
         gy[0] = gy[0] + g_new[i] * yr[i]
-    out[0] = sy[0] + sy[1]
-    out[1] = ys[0] + ys[1]
-    out[2] = yy[0] + yy[1]
-    out[3] = gs[0] + gs[1]
-    out[4] = gy[0] + gy[1]
+    out[0] = lane_total(sy, 2)
+    out[1] = lane_total(ys, 2)
+    out[2] = lane_total(yy, 2)
+    out[3] = lane_total(gs, 2)
+    out[4] = lane_total(gy, 2)
 
 
 cdef inline void _pair_chunks(double* s_new, double* y_new, const double* d, double stp, const double* g_new,
@@ -253,6 +196,32 @@ cdef inline void _pair_chunks(double* s_new, double* y_new, const double* d, dou
         partial[c * width + width - 1] = _max_abs_range(g_new, c * chunk, chunk_stop(c, chunk, n))
 
 
+cdef struct PairArgs:
+    double* s_new
+    double* y_new
+    const double* d
+    double stp
+    const double* g_new
+    const double* g_old
+    const double* S
+    const double* Y
+    const Py_ssize_t* rows
+    Py_ssize_t nrows
+    Py_ssize_t n
+    double* partial
+
+
+cdef void _pair_run(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    """_pair_chunks over the whole chunks of [start, stop), PAIR_BLOCK_CHUNKS at a time."""
+    cdef const PairArgs* a = <const PairArgs*>args
+    cdef Py_ssize_t chunk = chunk_length(sizeof(double))
+    cdef Py_ssize_t k, b, first = start // chunk, last = num_chunks(stop, chunk)
+    for k in range(num_chunks(last - first, PAIR_BLOCK_CHUNKS)):
+        b = first + k * PAIR_BLOCK_CHUNKS
+        _pair_chunks(a.s_new, a.y_new, a.d, a.stp, a.g_new, a.g_old, a.S, a.Y, a.rows, a.nrows, a.n, chunk, b,
+                     min(last, b + PAIR_BLOCK_CHUNKS), a.partial)
+
+
 cdef double lbfgs_new_pair_n(double* s_new, double* y_new, const double* d, double stp, const double* g_new,
                              const double* g_old, const double* S, const double* Y, const Py_ssize_t* rows,
                              Py_ssize_t nrows, double* dots, Py_ssize_t n, int num_threads) noexcept nogil:
@@ -262,32 +231,22 @@ cdef double lbfgs_new_pair_n(double* s_new, double* y_new, const double* d, doub
     pair's own row included, so s_new . y_new and y_new . y_new come out
     too).  ``dots[5 k + j]`` gets, for row ``rows[k]``: s_new . y, y_new . s,
     y_new . y, g_new . s, g_new . y.  Returns max |g_new| (NaN-sticky).
-    Per-chunk results are combined in chunk order: the same bits for any
+    Per-chunk results are folded in chunk order: the same bits for any
     thread count.  Returns -1 if scratch memory could not be allocated.
     """
-    cdef Split sp = split(n, sizeof(double), num_threads)
-    cdef Py_ssize_t b, c, j, width = 5 * nrows + 1
-    cdef Py_ssize_t nblocks = (sp.nchunks + PAIR_BLOCK_CHUNKS - 1) // PAIR_BLOCK_CHUNKS
-    cdef double v, best = 0
-    cdef double* partial = <double*>malloc(sp.nchunks * width * sizeof(double))
+    cdef Py_ssize_t c, j, width = 5 * nrows + 1, nchunks = num_chunks(n, chunk_length(sizeof(double)))
+    cdef double best = 0
+    cdef double* partial = <double*>malloc(nchunks * width * sizeof(double))
     if partial == NULL:
         return -1
-    if sp.team == 1:
-        for b in range(nblocks):
-            _pair_chunks(s_new, y_new, d, stp, g_new, g_old, S, Y, rows, nrows, n, sp.chunk, b * PAIR_BLOCK_CHUNKS,
-                         min(sp.nchunks, (b + 1) * PAIR_BLOCK_CHUNKS), partial)
-    else:
-        for b in prange(nblocks, schedule="static", num_threads=sp.team):
-            _pair_chunks(s_new, y_new, d, stp, g_new, g_old, S, Y, rows, nrows, n, sp.chunk, b * PAIR_BLOCK_CHUNKS,
-                         min(sp.nchunks, (b + 1) * PAIR_BLOCK_CHUNKS), partial)
+    cdef PairArgs args = PairArgs(s_new, y_new, d, stp, g_new, g_old, S, Y, rows, nrows, n, partial)
+    parallel_for(_pair_run, &args, n, sizeof(double), num_threads)
     for j in range(width - 1):
         dots[j] = 0
-    for c in range(sp.nchunks):
+    for c in range(nchunks):
         for j in range(width - 1):
             dots[j] = dots[j] + partial[c * width + j]
-        v = partial[c * width + width - 1]
-        if v > best or v != v:
-            best = v
+        best = fold(best, partial[c * width + width - 1], True)
     free(partial)
     return best
 
@@ -380,41 +339,42 @@ cdef double lbfgs_direction_n(double* d, const double* g, const double* S, const
     cdef double* b = scratch + k
     cdef double cg = _coefficients(SY, YY, ld, gS, gY, rho, rows, k, gamma, a, b, scratch + 2 * k)
     cdef DirectionArgs args = DirectionArgs(d, cg, g, S, Y, rows, a, b, k, n)
-    return _ordered_sum(_direction_chunk, &args, n, num_threads)
-    for c in prange(sp.nchunks, schedule="static", num_threads=sp.team):
-        partial[c] = _direction_range(d, cg, g, S, Y, rows, a, b, k, n, c * sp.chunk, chunk_stop(c, sp.chunk, n))
-    for c in range(sp.nchunks):
-        total = total + partial[c]
-    free(partial)
-    return total
+    return ordered_sum(_direction_chunk, &args, n, sizeof(double), num_threads)
+
+
+cdef struct MatrixArgs:
+    double* H
+    const double* u     # g, or s for the update
+    const double* v     # y, or Hy for the update
+    double* Hu          # Hg; NULL for the update
+    double* Hv          # Hy
+    double a, b         # the update's coefficients
+    Py_ssize_t n
+
+
+cdef void _matvecs_row(const void* args, Py_ssize_t r) noexcept nogil:
+    cdef const MatrixArgs* m = <const MatrixArgs*>args
+    m.Hu[r] = _dot_range(m.H + r * m.n, m.u, 0, m.n)
+    m.Hv[r] = _dot_range(m.H + r * m.n, m.v, 0, m.n)
 
 
 cdef void bfgs_matvecs_n(const double* H, const double* g, const double* y, double* Hg, double* Hy,
                          Py_ssize_t n, int num_threads) noexcept nogil:
     """Hg = H g and Hy = H y with one read of the symmetric n x n matrix H (row by row)."""
-    cdef Split sp = split(n * n, sizeof(double), num_threads)
-    cdef Py_ssize_t r
-    if sp.team == 1:
-        for r in range(n):
-            Hg[r] = _dot_range(H + r * n, g, 0, n)
-            Hy[r] = _dot_range(H + r * n, y, 0, n)
-        return
-    for r in prange(n, schedule="static", num_threads=sp.team):
-        Hg[r] = _dot_range(H + r * n, g, 0, n)
-        Hy[r] = _dot_range(H + r * n, y, 0, n)
+    cdef MatrixArgs args = MatrixArgs(<double*>H, g, y, Hg, Hy, 0.0, 0.0, n)
+    parallel_rows(_matvecs_row, &args, n, split(n * n, sizeof(double), num_threads).team)
+
+
+cdef void _update_row(const void* args, Py_ssize_t r) noexcept nogil:
+    cdef const MatrixArgs* m = <const MatrixArgs*>args
+    _rank2_row(m.H + r * m.n, m.u, m.v, m.a * m.u[r] - m.b * m.v[r], m.b * m.u[r], m.n)
 
 
 cdef void bfgs_update_n(double* H, const double* s, const double* Hy, double a, double b,
                         Py_ssize_t n, int num_threads) noexcept nogil:
     """H += a s s^T - b (Hy s^T + s Hy^T): the BFGS inverse update, one read-write pass over H."""
-    cdef Split sp = split(n * n, sizeof(double), num_threads)
-    cdef Py_ssize_t r
-    if sp.team == 1:
-        for r in range(n):
-            _rank2_row(H + r * n, s, Hy, a * s[r] - b * Hy[r], b * s[r], n)
-        return
-    for r in prange(n, schedule="static", num_threads=sp.team):
-        _rank2_row(H + r * n, s, Hy, a * s[r] - b * Hy[r], b * s[r], n)
+    cdef MatrixArgs args = MatrixArgs(H, s, Hy, NULL, NULL, a, b, n)
+    parallel_rows(_update_row, &args, n, split(n * n, sizeof(double), num_threads).team)
 
 
 cdef inline void _rank2_row(double* row, const double* s, const double* Hy, double coef_s, double coef_hy,
