@@ -26,11 +26,10 @@ Compiled code outside fastopt reaches the C entry points through the table
 ``fastopt.cython_kernels``, which reads that table.
 """
 from cpython.pycapsule cimport PyCapsule_New
-from cython.parallel cimport prange
 from libc.math cimport fabs, fabsf, pow, sqrt, sqrtf
 
 from fastopt._parallel cimport (
-    FASTOPT_BUILD_FLAGS, FASTOPT_SIMD_BYTES, FASTOPT_SIMD_NAME, Split, chunk_stop, parallel_for, range_fn, split,
+    FASTOPT_BUILD_FLAGS, FASTOPT_SIMD_BYTES, FASTOPT_SIMD_NAME, ordered_sum, parallel_for, range_fn,
 )
 
 from fastopt._rules import RULES
@@ -38,7 +37,7 @@ from fastopt._rules import RULES
 # What this build of the kernels targets (the same source is built once per instruction set), and the
 # digest of the rule table and templates it was generated from (see _codegen.digest).
 BUILD = {"simd": FASTOPT_SIMD_NAME.decode(), "simd_bytes": FASTOPT_SIMD_BYTES, "flags": FASTOPT_BUILD_FLAGS.decode(),
-         "source_digest": "295f955dc28aecb10f3c34d350f568cacecb01c6b3012ec0211bbc1a3526d6fe"}
+         "source_digest": "b22291a60aca692dd6e03da2102d1dad7be2f8e3e4ce6b4262e9615f74693ac0"}
 
 
 # --------------------------------------------------------------------------
@@ -1463,22 +1462,26 @@ cdef void lion_update(floating* param, const floating* grad, floating* exp_avg, 
 # --------------------------------------------------------------------------
 # Non-finite detection (for skip_nonfinite): x - x is 0 exactly when x is finite.
 # --------------------------------------------------------------------------
-cdef inline Py_ssize_t _count_nonfinite_range(const floating* x, Py_ssize_t start,
-                                              Py_ssize_t stop) noexcept nogil:
+cdef inline double _nonfinite_in(const floating* x, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t i, count = 0
     for i in range(start, stop):
         count += (x[i] - x[i]) != 0
-    return count
+    return <double>count  # exact: a chunk holds far fewer than 2**53 elements, and so does any array
+
+
+cdef double _nonfinite_in_f32(const void* x, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    return _nonfinite_in(<const float*>x, start, stop)
+
+
+cdef double _nonfinite_in_f64(const void* x, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    return _nonfinite_in(<const double*>x, start, stop)
 
 
 cdef Py_ssize_t count_nonfinite(const floating* x, Py_ssize_t n, int num_threads) noexcept nogil:
-    cdef Py_ssize_t c, total = 0
-    cdef Split s = split(n, sizeof(floating), num_threads)
-    if s.team == 1:
-        return _count_nonfinite_range(x, 0, n)
-    for c in prange(s.nchunks, schedule="static", num_threads=s.team):
-        total += _count_nonfinite_range(x, c * s.chunk, chunk_stop(c, s.chunk, n))
-    return total
+    if floating is float:
+        return <Py_ssize_t>ordered_sum(_nonfinite_in_f32, x, n, sizeof(float), num_threads)
+    else:
+        return <Py_ssize_t>ordered_sum(_nonfinite_in_f64, x, n, sizeof(double), num_threads)
 
 
 # --------------------------------------------------------------------------
