@@ -1,4 +1,4 @@
-"""The kernel layer is generated from the rule table: the checked-in and built outputs must be what it gives."""
+"""The kernel layer is generated from the rule table: the outputs on disk and the built modules must be what it gives."""
 import hashlib
 import importlib.util
 import pathlib
@@ -26,7 +26,7 @@ def codegen():
     return module
 
 
-def test_checked_in_outputs_are_what_the_table_and_templates_give(codegen):
+def test_generated_files_are_what_the_table_and_templates_give(codegen):
     assert codegen.stale(ROOT) == [], "run: python src/fastopt/_codegen.py"
 
 

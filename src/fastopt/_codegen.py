@@ -3,10 +3,11 @@
     python src/fastopt/_codegen.py            # rewrite what is out of date
     python src/fastopt/_codegen.py --check    # exit 1, naming the files, if any is out of date
 
-setup.py runs it before Cython does, and tests/test_codegen.py fails when a
-checked-in output differs from what the table and templates give.  Each
-output says at its top that it is generated; edit the table or the template,
-never the output.
+setup.py runs it before Cython does; the outputs are not kept in git (a
+repeated kernel there would be a repeat in the source), and
+tests/test_codegen.py fails when an output on disk, or a built module,
+differs from what the table and templates give.  Each output says at its top
+that it is generated; edit the table or the template, never the output.
 
 Like ``_rules.py`` this file imports nothing from fastopt (it runs before
 anything is built); it needs Cython (for Tempita), a build requirement.
@@ -125,7 +126,7 @@ def digest(root=ROOT):
     """SHA-256 of everything the outputs are made from: the table, the templates and this generator.
 
     The generated kernel module carries it (``BUILD["source_digest"]``), so a
-    test can tell a build made from other sources than the checked-in ones.
+    test can tell a build made from other sources than these.
     """
     h = hashlib.sha256()
     for path in ["src/fastopt/_rules.py", "src/fastopt/_codegen.py", *OUTPUTS]:
