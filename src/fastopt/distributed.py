@@ -84,8 +84,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 
 from fastopt._kernels import nonfinite_count
 from fastopt._threads import get_num_threads
-from fastopt._validation import FLOAT_DTYPES, check_disjoint, check_float_array, check_writeable
-from fastopt.optim._hyper import flag
+from fastopt._validation import (
+    FLOAT_DTYPES, check_disjoint, check_float_array, check_writeable, flag, int_at_least, sample_count,
+)
 from fastopt.optim._stepping import MAX_STEP
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import CACHE_LINE, ParamSet, _aligned_zeros
@@ -111,14 +112,6 @@ def _block(n, parts, index):
     base, extra = divmod(n, parts)
     start = index * base + min(index, extra)
     return start, start + base + (index < extra)
-
-
-def _count(name, value, low=0):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
 
 
 def shard_bounds(size, nranks, dtype=np.float64):
@@ -160,8 +153,8 @@ def shard_bounds(size, nranks, dtype=np.float64):
     >>> shard_bounds(10, 3, "float32")
     [(0, 10), (10, 10), (10, 10)]
     """
-    size = _count("size", size)
-    nranks = _count("nranks", nranks, low=1)
+    size = int_at_least("size", size, expected=">= 0")
+    nranks = int_at_least("nranks", nranks, 1, expected=">= 1")
     dtype = np.dtype(dtype)
     if dtype not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -201,7 +194,7 @@ def shard(n, comm=None):
     ...     opt.step()
     """
     comm = _comm(comm)
-    start, stop = _block(_count("n", n), comm.Get_size(), comm.Get_rank())
+    start, stop = _block(int_at_least("n", n, expected=">= 0"), comm.Get_size(), comm.Get_rank())
     return slice(start, stop)
 
 
@@ -369,7 +362,7 @@ def _failure(what, failed):
 
 
 def _root(comm, root):
-    rank = _count("root", root)
+    rank = int_at_least("root", root, expected=">= 0")
     if rank >= comm.Get_size():
         raise ValueError(f"root must be a rank of comm (0 to {comm.Get_size() - 1}), got {rank}")
     return rank
@@ -441,24 +434,10 @@ def _packed(arrays, operate):
             offset += array.size
 
 
-def _real_count(count):
-    if isinstance(count, (bool, np.bool_)) or not isinstance(count, (int, float, np.integer, np.floating)):
-        raise TypeError(f"count must be a number of samples, got {type(count).__name__}")
-    value = float(count)
-    if not (np.isfinite(value) and value >= 0):
-        raise ValueError(f"count must be finite and >= 0, got {count!r}")
-    return value
-
-
-def _flag(name, value):
-    """:func:`fastopt.optim._hyper.flag`, skipped for a value that is already a bool (every step checks two)."""
-    return value if value is True or value is False else flag(name, value)
-
-
 def _options(average, count):
     """Local checks of ``average`` and ``count``: (average, weight or None) and their signature pairs."""
-    average = _flag("average", average)
-    weight = None if count is None else _real_count(count)
+    average = flag("average", average)
+    weight = None if count is None else sample_count("count", count)
     if weight is not None and not average:
         raise ValueError("count weights an average; it needs average=True")
     return average, weight, _OPTIONS[average, weight is not None]
@@ -894,7 +873,7 @@ class ShardedOptimizer:
         if count is not None:
             if not (self._reduce_grads and average):
                 raise ValueError("step(count=...) needs reduce_grads=True and average=True")
-            weight = _real_count(count)
+            weight = sample_count("count", count)
             check_writeable(self.ps.grad, "ParamSet.grad")  # multiplied by the count in place
         self._check_state()
         signature = (("count given", weight is not None), ("settings", self._settings(skip, average)))
@@ -902,7 +881,7 @@ class ShardedOptimizer:
 
     def _flags(self):
         """``skip_nonfinite`` and ``average``, checked."""
-        return _flag("skip_nonfinite", self.skip_nonfinite), _flag("average", self.average)
+        return flag("skip_nonfinite", self.skip_nonfinite), flag("average", self.average)
 
     def _settings(self, skip, average):
         """Digest of what every rank's step must share, recomputed only when a group's ``version`` changed."""
@@ -1072,7 +1051,7 @@ class ShardedOptimizer:
             mine = self._shard_info()
             if saved != mine:
                 raise ValueError(f"state_dict holds the shard {saved}, but this rank's is {mine}")
-            skipped = _count("skipped_steps", state_dict.get("skipped_steps", 0))
+            skipped = int_at_least("skipped_steps", state_dict.get("skipped_steps", 0), expected=">= 0")
             previous = (self.optimizer.state_dict(), self.skipped_steps)
             self.optimizer.load_state_dict(state_dict["optimizer"])  # all checked before anything changes
             backup = previous
@@ -1203,7 +1182,7 @@ class ShardedOptimizer:
             else:
                 scalars[key] = value  # checked by the inner optimizer's load_state_dict
         groups = [dict(group) if isinstance(group, Mapping) else group for group in state_dict["param_groups"]]
-        skipped = _count("skipped_steps", state_dict.get("skipped_steps", 0))
+        skipped = int_at_least("skipped_steps", state_dict.get("skipped_steps", 0), expected=">= 0")
         return (groups, scalars, names, skipped), slot
 
     def __repr__(self):
