@@ -86,7 +86,7 @@ def check_disjoint(arrays, names, what):
 
 
 # --------------------------------------------------------------------------- flags and choices
-def flag(name, value, *, ints=True, message="{name} must be True or False, got {value!r}"):
+def flag(name, value, *, ints=int, numpy_bools=True, message="{name} must be True or False, got {value!r}"):
     """A boolean option, as a bool.
 
     Parameters
@@ -94,10 +94,15 @@ def flag(name, value, *, ints=True, message="{name} must be True or False, got {
     name : str
         The argument, as the message names it.
     value : object
-        A bool or NumPy bool; with ``ints`` also an integer equal to 0 or 1
-        (so that typos like ``"False"`` fail, while ``0`` and ``1`` pass).
-    ints : bool, default True
-        Accept the integers 0 and 1.
+        A bool or NumPy bool, or an integer of type ``ints`` equal to 0 or
+        1 (so that typos like ``"False"`` fail, while ``0`` and ``1`` pass).
+    ints : type or None, default int
+        The integers accepted as 0 and 1: ``int`` (Python ints only, as the
+        optimizers' hyperparameters), ``numbers.Integral`` (NumPy integers
+        too, as the schedules), or None for none (bools only).
+    numpy_bools : bool, default True
+        Accept ``numpy.bool_``.  The schedules do not (they take
+        ``numbers.Integral`` 0 and 1, which NumPy's bools are not).
     message : str, default "{name} must be True or False, got {value!r}"
         The TypeError's message, formatted with ``name``, ``value`` and
         ``type`` (the name of the value's type).
@@ -113,7 +118,8 @@ def flag(name, value, *, ints=True, message="{name} must be True or False, got {
     """
     if value is True or value is False:  # the common case first: a step checks its flags every time
         return value
-    if isinstance(value, (bool, np.bool_)) or (ints and isinstance(value, Integral) and value in (0, 1)):
+    if isinstance(value, (bool, np.bool_) if numpy_bools else bool) or (
+            ints is not None and isinstance(value, ints) and value in (0, 1)):
         return bool(value)
     raise TypeError(message.format(name=name, value=value, type=type(value).__name__))
 

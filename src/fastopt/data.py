@@ -92,9 +92,9 @@ def minibatches(*arrays, batch_size=32, shuffle=True, seed=None, drop_last=False
     arrays = _as_aligned_arrays(arrays, "minibatches()")
     n = len(arrays[0])
     size = _batch_size(batch_size, n)
-    shuffle = flag("shuffle", shuffle, ints=False)
-    drop_last = flag("drop_last", drop_last, ints=False)
-    reuse_buffers = flag("reuse_buffers", reuse_buffers, ints=False)
+    shuffle = flag("shuffle", shuffle, ints=None)
+    drop_last = flag("drop_last", drop_last, ints=None)
+    reuse_buffers = flag("reuse_buffers", reuse_buffers, ints=None)
     if not shuffle:
         return _sliced(arrays, size, drop_last)
     order = random_generator(seed).permutation(n)
@@ -124,7 +124,7 @@ def num_batches(n_samples, batch_size=32, *, drop_last=False):
     n = integer("n_samples", n_samples, low=1, too_small="at least 1")
     size = _batch_size(batch_size, n)
     full, rest = divmod(n, size)
-    return full + (1 if rest and not flag("drop_last", drop_last, ints=False) else 0)
+    return full + (1 if rest and not flag("drop_last", drop_last, ints=None) else 0)
 
 
 def train_test_split(*arrays, test_size=0.25, shuffle=True, seed=None, stratify=None):
@@ -168,7 +168,7 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, seed=None, stratify=
     arrays = _as_aligned_arrays(arrays, "train_test_split()")
     n = len(arrays[0])
     n_test = _test_count(test_size, n)
-    if not flag("shuffle", shuffle, ints=False):
+    if not flag("shuffle", shuffle, ints=None):
         if stratify is not None:
             raise ValueError("stratify needs shuffle=True")
         cut = n - n_test

@@ -181,7 +181,7 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     is computed in the dtype of ``x``.  See ``fastopt.nn._batchnorm``.
     """
     _check_input(x, "x")
-    training = flag("training", training, ints=False, message=_BOOL)
+    training = flag("training", training, ints=None, message=_BOOL)
     momentum = real_between("momentum", momentum, 0.0, 1.0)
     eps = real_between("eps", eps, 0.0, float("inf"))
     if eps == float("inf"):
@@ -270,7 +270,7 @@ def batch_norm_backward(dy, cache, *, dx_out=None, dweight_out=None, dbias_out=N
     if not isinstance(cache, BatchNormCache):
         raise TypeError(f"cache must be the BatchNormCache returned by batch_norm_forward, got {type(cache).__name__}")
     x = cache.x
-    accumulate = flag("accumulate", accumulate, ints=False, message=_BOOL)
+    accumulate = flag("accumulate", accumulate, ints=None, message=_BOOL)
     check_float_array(dy, "dy")
     if dy.dtype != x.dtype:
         raise TypeError(f"dy has dtype {dy.dtype} but x has dtype {x.dtype}")
@@ -382,8 +382,8 @@ class BatchNorm:
             momentum = real_between("momentum", momentum, 0.0, 1.0)
         self.momentum = momentum
         self.eps = real_between("eps", eps, 0.0, float("inf"))
-        self.affine = flag("affine", affine, ints=False, message=_BOOL)
-        self.track_running_stats = flag("track_running_stats", track_running_stats, ints=False, message=_BOOL)
+        self.affine = flag("affine", affine, ints=None, message=_BOOL)
+        self.track_running_stats = flag("track_running_stats", track_running_stats, ints=None, message=_BOOL)
         self.training = True
         self._cache = None
         shape_ref = np.empty((0, self.num_features), dtype=dtype)
@@ -426,7 +426,7 @@ class BatchNorm:
 
     def train(self, mode=True):
         """Set training mode (``mode=True``) or evaluation mode; return self."""
-        self.training = flag("mode", mode, ints=False, message=_BOOL)
+        self.training = flag("mode", mode, ints=None, message=_BOOL)
         return self
 
     def eval(self):
@@ -453,7 +453,7 @@ class BatchNorm:
         ``training`` overrides :attr:`training` for this call.  The state for
         :meth:`backward` is kept until the next forward pass.
         """
-        training = self.training if training is None else flag("training", training, ints=False, message=_BOOL)
+        training = self.training if training is None else flag("training", training, ints=None, message=_BOOL)
         use_batch = training or not self.track_running_stats
         update = training and self.track_running_stats
         momentum = self.momentum

@@ -58,7 +58,7 @@ import math
 import types
 from bisect import bisect_right
 from collections.abc import Mapping
-from numbers import Real
+from numbers import Integral, Real
 
 from fastopt._validation import (
     check_callable, choice, finite_real, flag, fractional_step, int_at_least,
@@ -691,7 +691,7 @@ class _CyclesMomentum(LRScheduler):
     """Schedules that move the momentum (or Adam's beta1) against the learning rate."""
 
     def _setup_momentum(self, optimizer, cycle_momentum, base_momentum, max_momentum):
-        self.cycle_momentum = flag("cycle_momentum", cycle_momentum)
+        self.cycle_momentum = flag("cycle_momentum", cycle_momentum, ints=Integral, numpy_bools=False)
         if not self.cycle_momentum:
             return
         groups = optimizer.param_groups
@@ -858,7 +858,7 @@ class OneCycleLR(_CyclesMomentum):
         self._lr_levels = [(start, peak, start / final_div_factor) for start, peak in zip(starts, peaks)]
         # per phase: (last step, lr from, lr to, momentum from, momentum to), as indices into the levels
         total = self.total_steps
-        if flag("three_phase", three_phase):
+        if flag("three_phase", three_phase, ints=Integral, numpy_bools=False):
             self._phases = [(float(pct_start * total) - 1, 0, 1, 0, 1), (float(2 * pct_start * total) - 2, 1, 0, 1, 0),
                             (total - 1, 0, 2, 0, 0)]
         else:
