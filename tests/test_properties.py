@@ -22,7 +22,7 @@ from test_checkpoint import assert_same_state_dict
 from test_kernels import RULES, run_and_compare
 
 import fastopt
-from fastopt.optim._hyper import any_real, betas, flag, nonnegative, unit_interval
+from fastopt._validation import any_real, betas, flag, nonnegative, unit_interval
 
 PROPERTY = settings(derandomize=True, deadline=None, database=None, max_examples=150,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -17,9 +17,9 @@ batch are gathered into a new array.  Randomness comes from a
 >>> [yb.tolist() for _, yb in minibatches(X, y, batch_size=2, shuffle=False)]
 [[0, 1], [2, 3], [4]]
 """
-from operator import index
-
 import numpy as np
+
+from fastopt._validation import flag, integer, random_generator
 
 __all__ = ["minibatches", "num_batches", "train_test_split"]
 
@@ -92,12 +92,12 @@ def minibatches(*arrays, batch_size=32, shuffle=True, seed=None, drop_last=False
     arrays = _as_aligned_arrays(arrays, "minibatches()")
     n = len(arrays[0])
     size = _batch_size(batch_size, n)
-    shuffle = _flag("shuffle", shuffle)
-    drop_last = _flag("drop_last", drop_last)
-    reuse_buffers = _flag("reuse_buffers", reuse_buffers)
+    shuffle = flag("shuffle", shuffle, ints=None)
+    drop_last = flag("drop_last", drop_last, ints=None)
+    reuse_buffers = flag("reuse_buffers", reuse_buffers, ints=None)
     if not shuffle:
         return _sliced(arrays, size, drop_last)
-    order = _rng(seed).permutation(n)
+    order = random_generator(seed).permutation(n)
     return _gathered(arrays, order, size, drop_last, reuse_buffers)
 
 
@@ -121,12 +121,10 @@ def num_batches(n_samples, batch_size=32, *, drop_last=False):
     >>> num_batches(10, 4), num_batches(10, 4, drop_last=True), num_batches(10, None)
     (3, 2, 1)
     """
-    n = _count("n_samples", n_samples)
-    if n < 1:
-        raise ValueError(f"n_samples must be at least 1, got {n}")
+    n = integer("n_samples", n_samples, low=1, too_small="at least 1")
     size = _batch_size(batch_size, n)
     full, rest = divmod(n, size)
-    return full + (1 if rest and not _flag("drop_last", drop_last) else 0)
+    return full + (1 if rest and not flag("drop_last", drop_last, ints=None) else 0)
 
 
 def train_test_split(*arrays, test_size=0.25, shuffle=True, seed=None, stratify=None):
@@ -170,12 +168,12 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, seed=None, stratify=
     arrays = _as_aligned_arrays(arrays, "train_test_split()")
     n = len(arrays[0])
     n_test = _test_count(test_size, n)
-    if not _flag("shuffle", shuffle):
+    if not flag("shuffle", shuffle, ints=None):
         if stratify is not None:
             raise ValueError("stratify needs shuffle=True")
         cut = n - n_test
         return tuple(part for a in arrays for part in (a[:cut], a[cut:]))
-    rng = _rng(seed)
+    rng = random_generator(seed)
     order = rng.permutation(n)
     if stratify is None:
         test, train = order[:n_test], order[n_test:]
@@ -239,36 +237,7 @@ def _as_aligned_arrays(arrays, where):
 def _batch_size(batch_size, n):
     if batch_size is None:
         return n
-    size = _count("batch_size", batch_size)
-    if size < 1:
-        raise ValueError(f"batch_size must be a positive integer or None, got {size}")
-    return size
-
-
-def _count(name, value):
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    try:
-        return index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
-
-
-def _flag(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def _rng(seed):
-    """A Generator from a seed, as numpy.random.default_rng, refusing booleans."""
-    if isinstance(seed, (bool, np.bool_)):
-        raise TypeError(f"seed must be None, an int, a SeedSequence or a numpy.random.Generator, got {seed!r}")
-    try:
-        return np.random.default_rng(seed)
-    except (TypeError, ValueError) as err:
-        raise TypeError("seed must be None, a non-negative int, a SeedSequence or a numpy.random.Generator, "
-                        f"got {type(seed).__name__} {seed!r} ({err})") from None
+    return integer("batch_size", batch_size, low=1, too_small="a positive integer or None")
 
 
 def _test_count(test_size, n):
@@ -278,7 +247,7 @@ def _test_count(test_size, n):
         n_test = int(np.ceil(test_size * n))
     else:
         try:
-            n_test = _count("test_size", test_size)
+            n_test = integer("test_size", test_size)
         except TypeError:
             raise TypeError(f"test_size must be a fraction (float) or a number of rows (int), "
                             f"got {test_size!r}") from None

@@ -38,12 +38,11 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field, fields
-from numbers import Real
-from operator import index
 
 import numpy as np
 
-from fastopt.data import _as_aligned_arrays, _rng, minibatches, num_batches
+from fastopt._validation import check_callable, choice, finite_float, positive_int, random_generator
+from fastopt.data import _as_aligned_arrays, minibatches, num_batches
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import ParamSet
 
@@ -230,18 +229,18 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
     """
     params = _check_model(model, validation_data is not None)
     _check_optimizer(optimizer, params)
-    epochs = _positive_int("epochs", epochs)
-    patience = None if early_stopping_patience is None else _positive_int("early_stopping_patience",
-                                                                          early_stopping_patience)
+    epochs = positive_int("epochs", epochs)
+    patience = None if early_stopping_patience is None else positive_int("early_stopping_patience",
+                                                                         early_stopping_patience)
     restore_best = _restore_best(restore_best, patience, validation_data)
-    min_delta = _nonnegative("min_delta", min_delta)
-    max_norm = None if clip_grad_norm is None else _positive("clip_grad_norm", clip_grad_norm)
+    min_delta = finite_float("min_delta", min_delta, sign="non-negative")
+    max_norm = None if clip_grad_norm is None else finite_float("clip_grad_norm", clip_grad_norm, sign="positive")
     wants_metric, per_batch = _check_scheduler(scheduler, scheduler_interval)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    if callback is not None:
+        check_callable("callback", callback)
     data = _as_aligned_arrays((X,) if y is None else (X, y), "fit()")
     X_val, y_val = _check_validation(validation_data)
-    rng = _rng(seed)
+    rng = random_generator(seed)
     n_batches = num_batches(len(data[0]), batch_size, drop_last=drop_last)
     if n_batches == 0:
         raise ValueError(f"drop_last=True with batch_size={batch_size} larger than the {len(data[0])} "
@@ -376,8 +375,7 @@ def _check_validation(validation_data):
 
 def _check_scheduler(scheduler, interval):
     """Whether the scheduler wants a metric, and whether to step it per batch."""
-    if interval not in ("epoch", "batch"):
-        raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', got {interval!r}")
+    choice("scheduler_interval", interval, ("epoch", "batch"), expected="'epoch' or 'batch'")
     if scheduler is None:
         return False, False
     if not callable(getattr(scheduler, "step", None)):
@@ -407,41 +405,6 @@ def _restore_best(restore_best, patience, validation_data):
     return bool(restore_best)
 
 
-def _positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    try:
-        value = index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__} {value!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return value
-
-
-def _real(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-def _positive(name, value):
-    value = _real(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _nonnegative(name, value):
-    value = _real(name, value)
-    if value < 0:
-        raise ValueError(f"{name} must be non-negative, got {value}")
-    return value
-
-
 def _clipper():
     try:
         from fastopt.nn.clip import clip_grad_norm_
@@ -464,8 +427,7 @@ class _Progress:
     """Shows epochs on stderr: a tqdm bar, plain lines, or nothing."""
 
     def __init__(self, progress, epochs):
-        if progress not in (True, False, "tqdm", "print"):
-            raise ValueError(f"progress must be True, False, 'tqdm' or 'print', got {progress!r}")
+        choice("progress", progress, (True, False, "tqdm", "print"), expected="True, False, 'tqdm' or 'print'")
         self.mode = "print" if progress else None
         self.bar = None
         if progress in (True, "tqdm"):

@@ -32,16 +32,18 @@ Non-finite values propagate: a NaN or infinity in a channel of ``x`` makes
 that channel's batch statistics NaN in training mode, and with them its whole
 output, gradients and running statistics, as in torch.
 """
-from numbers import Real
 from typing import NamedTuple, Optional
 
 import numpy as np
 
 from fastopt._threads import get_num_threads
-from fastopt._validation import FLOAT_DTYPES, check_float_array, check_grad
+from fastopt._validation import FLOAT_DTYPES, check_float_array, check_grad, flag, real_between
 from fastopt.nn import _batchnorm
 
 __all__ = ["BatchNorm", "BatchNormCache", "batch_norm_backward", "batch_norm_forward"]
+
+#: How a refused boolean argument is reported (bools only here: no 0 or 1).
+_BOOL = "{name} must be a bool, got {type}"
 
 
 class BatchNormCache(NamedTuple):
@@ -114,21 +116,6 @@ def _check_separate(written, others):
         raise ValueError(f"{name} and {other} share memory; {name} must be a separate array")
 
 
-def _check_fraction(value, name, low, high):
-    if type(value) is not float and (isinstance(value, bool) or not isinstance(value, Real)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not low <= value <= high:  # also refuses NaN
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return bool(value)
-
-
 def _ncs(shape):
     n, c = shape[0], shape[1]
     s = 1
@@ -194,9 +181,9 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     is computed in the dtype of ``x``.  See ``fastopt.nn._batchnorm``.
     """
     _check_input(x, "x")
-    training = _check_bool(training, "training")
-    momentum = _check_fraction(momentum, "momentum", 0.0, 1.0)
-    eps = _check_fraction(eps, "eps", 0.0, float("inf"))
+    training = flag("training", training, ints=None, message=_BOOL)
+    momentum = real_between("momentum", momentum, 0.0, 1.0)
+    eps = real_between("eps", eps, 0.0, float("inf"))
     if eps == float("inf"):
         raise ValueError("eps must be finite")
     if weight is not None:
@@ -283,7 +270,7 @@ def batch_norm_backward(dy, cache, *, dx_out=None, dweight_out=None, dbias_out=N
     if not isinstance(cache, BatchNormCache):
         raise TypeError(f"cache must be the BatchNormCache returned by batch_norm_forward, got {type(cache).__name__}")
     x = cache.x
-    accumulate = _check_bool(accumulate, "accumulate")
+    accumulate = flag("accumulate", accumulate, ints=None, message=_BOOL)
     check_float_array(dy, "dy")
     if dy.dtype != x.dtype:
         raise TypeError(f"dy has dtype {dy.dtype} but x has dtype {x.dtype}")
@@ -392,11 +379,11 @@ class BatchNorm:
         self.num_features = int(num_features)
         self.dtype = dtype
         if momentum is not None:
-            momentum = _check_fraction(momentum, "momentum", 0.0, 1.0)
+            momentum = real_between("momentum", momentum, 0.0, 1.0)
         self.momentum = momentum
-        self.eps = _check_fraction(eps, "eps", 0.0, float("inf"))
-        self.affine = _check_bool(affine, "affine")
-        self.track_running_stats = _check_bool(track_running_stats, "track_running_stats")
+        self.eps = real_between("eps", eps, 0.0, float("inf"))
+        self.affine = flag("affine", affine, ints=None, message=_BOOL)
+        self.track_running_stats = flag("track_running_stats", track_running_stats, ints=None, message=_BOOL)
         self.training = True
         self._cache = None
         shape_ref = np.empty((0, self.num_features), dtype=dtype)
@@ -439,7 +426,7 @@ class BatchNorm:
 
     def train(self, mode=True):
         """Set training mode (``mode=True``) or evaluation mode; return self."""
-        self.training = _check_bool(mode, "mode")
+        self.training = flag("mode", mode, ints=None, message=_BOOL)
         return self
 
     def eval(self):
@@ -466,7 +453,7 @@ class BatchNorm:
         ``training`` overrides :attr:`training` for this call.  The state for
         :meth:`backward` is kept until the next forward pass.
         """
-        training = self.training if training is None else _check_bool(training, "training")
+        training = self.training if training is None else flag("training", training, ints=None, message=_BOOL)
         use_batch = training or not self.track_running_stats
         update = training and self.track_running_stats
         momentum = self.momentum

@@ -55,7 +55,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastopt._threads import get_num_threads
-from fastopt._validation import check_disjoint, check_param
+from fastopt._validation import check_disjoint, check_param, positive_or_inf
 from fastopt.nn import _clip
 from fastopt.paramset import ParamSelection, ParamSet
 
@@ -147,8 +147,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     >>> np.round(g[0], 6), np.round(g[1], 6)
     (array([0.6, 0. ]), array([0.8]))
     """
-    max_norm = _real(max_norm, "max_norm", allow_zero=False)
-    p = _norm_type(norm_type)
+    max_norm = positive_or_inf("max_norm", max_norm)
+    p = positive_or_inf("norm_type", norm_type, expected="a real number or inf", bound="> 0 or inf")
     source = _Source(grads)
     threads = get_num_threads()
     total = _norm(source.arrays, p, threads)
@@ -198,8 +198,8 @@ def clip_grad_norm_per_array_(grads, max_norm, norm_type=2.0, error_if_nonfinite
     >>> np.round(g["a"], 6), g["b"]
     (array([0.6, 0.8]), array([0.5]))
     """
-    max_norm = _real(max_norm, "max_norm", allow_zero=False)
-    p = _norm_type(norm_type)
+    max_norm = positive_or_inf("max_norm", max_norm)
+    p = positive_or_inf("norm_type", norm_type, expected="a real number or inf", bound="> 0 or inf")
     source = _Source(grads, per_tensor=True)
     threads = get_num_threads()
     norms = [_norm([array], p, threads) for array in source.arrays]
@@ -244,7 +244,7 @@ def clip_grad_value_(grads, clip_value):
     >>> g
     array([-1.  ,  0.25,   nan,  1.  ])
     """
-    clip_value = _real(clip_value, "clip_value", allow_zero=True)
+    clip_value = positive_or_inf("clip_value", clip_value, allow_zero=True)
     source = _Source(grads)
     threads = get_num_threads()
     for array in source.arrays:
@@ -398,35 +398,6 @@ def _combine(values, p):
     for v in values:
         total += v
     return total
-
-
-# --------------------------------------------------------------------------
-# Argument checks
-# --------------------------------------------------------------------------
-def _real(value, name, allow_zero):
-    """``value`` as a float: a real number, not NaN, >= 0 (> 0 unless ``allow_zero``); inf allowed."""
-    if isinstance(value, (bool, np.bool_, str, bytes)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-    if number != number or number < 0 or (number == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound} (inf allowed), got {value!r}")
-    return number
-
-
-def _norm_type(norm_type):
-    if isinstance(norm_type, (bool, np.bool_, str, bytes)):
-        raise TypeError(f"norm_type must be a real number or inf, got {type(norm_type).__name__}")
-    try:
-        p = float(norm_type)
-    except (TypeError, ValueError):
-        raise TypeError(f"norm_type must be a real number or inf, got {type(norm_type).__name__}") from None
-    if not p > 0:
-        raise ValueError(f"norm_type must be > 0 or inf, got {norm_type!r}")
-    return p
 
 
 def _nonfinite_message(norm, p, what):

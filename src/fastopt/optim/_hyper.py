@@ -1,55 +1,11 @@
-"""Hyperparameters: validation rules and the parameter-group dict that applies them."""
+"""The parameter-group dict that applies the hyperparameter rules, and the fixed-length list of groups.
+
+The rules themselves (``real``, ``flag``, ``betas``, ``nonnegative``, ...)
+live in :mod:`fastopt._validation` with fastopt's other argument checks.
+"""
 import itertools
-import math
-from numbers import Real
-
-import numpy as np
-
-from fastopt._validation import as_float
 
 _VERSIONS = itertools.count()
-
-# How torch.optim names a hyperparameter in its "Invalid ..." messages.
-_LABELS = {"lr": "learning rate", "eps": "epsilon value"}
-
-
-def _label(name):
-    return _LABELS.get(name, f"{name} value")
-
-
-def real(low=0.0, high=math.inf, *, high_open=False):
-    """Validator for a finite real number in [low, high] (or [low, high) with ``high_open``)."""
-
-    def check(name, value):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
-            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-        value = as_float(value)
-        ok = math.isfinite(value) and low <= value and (value < high if high_open else value <= high)
-        if not ok:
-            right = ")" if high_open else "]"
-            raise ValueError(f"Invalid {_label(name)}: {value} (expected a finite value in [{low}, {high}{right})")
-        return value
-
-    return check
-
-
-def flag(name, value):
-    """Validator for a boolean option (bools and 0/1 only, so typos like "False" fail)."""
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, int) and value in (0, 1)):
-        return bool(value)
-    raise TypeError(f"{name} must be True or False, got {value!r}")
-
-
-def betas(name, value):
-    """Validator for a pair of decay rates, each in [0, 1)."""
-    try:
-        pair = tuple(value)
-    except TypeError:
-        pair = ()
-    if len(pair) != 2:
-        raise TypeError(f"{name} must be a pair of floats, got {value!r}")
-    unit = real(0.0, 1.0, high_open=True)
-    return tuple(unit(f"beta parameter at index {i}", b) for i, b in enumerate(pair))
 
 
 class ParamGroup(dict):
@@ -115,12 +71,6 @@ class ParamGroup(dict):
 
     def __reduce__(self):  # copies and pickles of a group are plain dicts
         return dict, (dict(self),)
-
-
-# Validators shared by the optimizers.
-nonnegative = real()
-any_real = real(-math.inf, math.inf)
-unit_interval = real(0.0, 1.0)
 
 
 class FixedList(list):

@@ -1,5 +1,5 @@
 """Adadelta."""
-from fastopt.optim._hyper import flag, nonnegative, unit_interval
+from fastopt._validation import flag, nonnegative, unit_interval
 from fastopt.optim.optimizer import Optimizer
 
 

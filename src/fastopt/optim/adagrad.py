@@ -1,7 +1,7 @@
 """Adagrad."""
 import numpy as np
 
-from fastopt.optim._hyper import flag, nonnegative
+from fastopt._validation import flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
 

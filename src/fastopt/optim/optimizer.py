@@ -9,7 +9,8 @@ import numpy as np
 from fastopt._kernels import BoundStep, nonfinite_count
 from fastopt._locks import holding
 from fastopt._threads import get_num_threads
-from fastopt.optim._hyper import FixedList, ParamGroup, flag
+from fastopt._validation import flag, step_count
+from fastopt.optim._hyper import FixedList, ParamGroup
 from fastopt.optim._params import ParamLayout
 from fastopt.optim._stepping import same_arrays, step_slots
 
@@ -335,7 +336,7 @@ class Optimizer:
             if not isinstance(saved, Mapping):
                 raise TypeError(f"state for slot {index} in the state_dict must be a dict, got {type(saved).__name__}")
             new_state[index] = self._checked_state(index, saved, new_groups[self._slot_group[index]])
-        skipped = _count("skipped_steps", state_dict.get("skipped_steps", 0))
+        skipped = step_count("skipped_steps", state_dict.get("skipped_steps", 0))
         self._set_groups(new_groups, new_state)
         self.skipped_steps = skipped
 
@@ -402,7 +403,7 @@ class Optimizer:
                                      f"state_dict, expected {slot.param.dtype}{list(slot.param.shape)}")
                 state[key] = array.copy()
             elif key == "step" and key in scalars:
-                state[key] = _count(f"state 'step' of {slot.name}", value)  # up to MAX_STEP, a count one can reach
+                state[key] = step_count(f"state 'step' of {slot.name}", value)  # up to MAX_STEP, a count one can reach
             elif key in scalars:
                 scalar = np.asarray(value)
                 low, high = SCALAR_RANGES.get(key, (-math.inf, math.inf))
@@ -424,11 +425,3 @@ class Optimizer:
         lines.append(")")
         return "\n".join(lines)
 
-
-def _count(what, value):
-    """A non-negative integer count below 2**63 from a state_dict (a Python or NumPy integer)."""
-    scalar = np.asarray(value)
-    if scalar.shape != () or scalar.dtype.kind not in "iu" or not 0 <= int(scalar) < 2**63:
-        shown = int(scalar) if scalar.shape == () and scalar.dtype.kind in "iu" else value
-        raise ValueError(f"{what} must be a non-negative integer below 2**63, got {shown!r}")
-    return int(scalar)

@@ -1,5 +1,5 @@
 """RAdam."""
-from fastopt.optim._hyper import betas, flag, nonnegative
+from fastopt._validation import betas, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
 

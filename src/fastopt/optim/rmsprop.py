@@ -1,5 +1,5 @@
 """RMSprop."""
-from fastopt.optim._hyper import flag, nonnegative
+from fastopt._validation import flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
 

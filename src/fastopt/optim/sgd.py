@@ -1,7 +1,7 @@
 """Stochastic gradient descent with momentum and Nesterov momentum."""
 import numpy as np
 
-from fastopt.optim._hyper import any_real, flag, nonnegative
+from fastopt._validation import any_real, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
 

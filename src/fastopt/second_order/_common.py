@@ -1,13 +1,10 @@
 """What every minimizer shares: options, stopping tests, the callback, and the result."""
 import inspect
-import math
-import numbers
 from collections.abc import Mapping
 
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from fastopt._validation import as_float
 from fastopt.second_order._linesearch import strong_wolfe
 
 # Status codes of the result (``success`` is True only for CONVERGED).
@@ -18,37 +15,6 @@ LINE_SEARCH_FAILED = 3
 NOT_FINITE = 4        # f or the gradient not finite at x0, or no descent direction (non-finite H, g.d >= 0)
 NOT_POSITIVE = 5      # (Newton-CG) the Hessian showed negative curvature along the gradient at the start
 CALLBACK_STOP = 99    # the callback raised StopIteration (SciPy's code)
-
-
-def positive(name, value, *, integer=False, allow_zero=False, unlimited=False):
-    """A validated option: a positive (or non-negative) real or integer.
-
-    Real numbers only: ``bool``, strings, complex numbers and None are a
-    TypeError (``"1e-5"`` is not read as a number).  An integer option takes
-    a whole float (``100.0``) but refuses ``2.5`` (TypeError).  NaN and
-    negative values are a ValueError, and so is infinity, except that an
-    ``unlimited`` option (``maxiter``, ``maxfun``) takes ``inf`` for "no
-    limit", as SciPy users write it, and returns ``math.inf``.
-    """
-    kind = "integer" if integer else "number"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"option {name} must be a real {kind}, got {type(value).__name__} {value!r}")
-    if value != value:  # NaN (also a NaN of a numbers.Real type NumPy does not know)
-        raise ValueError(f"option {name} must be a number, got {value!r}")
-    if not integer:
-        value = as_float(value)  # an int beyond float's range (10**400) is as infinite as inf
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok:
-        raise ValueError(f"option {name} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
-    if value in (math.inf, -math.inf):  # (a huge int count is not a float, and stays a count)
-        if unlimited:
-            return math.inf
-        raise ValueError(f"option {name} must be finite, got {value!r}")
-    if integer:
-        if int(value) != value:
-            raise TypeError(f"option {name} must be an integer, got {value!r}")
-        return int(value)
-    return float(value)
 
 
 def take_options(options, defaults, method):

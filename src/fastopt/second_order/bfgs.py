@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from fastopt._threads import get_num_threads
+from fastopt._validation import positive_option
 from fastopt.second_order import _common as C
 from fastopt.second_order._vectors import bfgs_matvecs, bfgs_update, max_abs
 
@@ -22,11 +23,11 @@ def minimize_bfgs(objective, x0, *, callback, gtol, maxiter, maxfun, maxls, disp
     SciPy's BFGS forms two n x n matrix products (O(n^3)) instead.
     """
     n = x0.size
-    gtol = C.positive("gtol", gtol, allow_zero=True)
-    maxiter = 200 * n if maxiter is None else C.positive("maxiter", maxiter, integer=True, allow_zero=True,
-                                                         unlimited=True)
-    maxfun = math.inf if maxfun is None else C.positive("maxfun", maxfun, integer=True, unlimited=True)
-    maxls = C.positive("maxls", maxls, integer=True)
+    gtol = positive_option("gtol", gtol, allow_zero=True)
+    maxiter = 200 * n if maxiter is None else positive_option("maxiter", maxiter, integer=True,
+                                                                allow_zero=True, unlimited=True)
+    maxfun = math.inf if maxfun is None else positive_option("maxfun", maxfun, integer=True, unlimited=True)
+    maxls = positive_option("maxls", maxls, integer=True)
     threads = get_num_threads()
 
     H = np.eye(n)

@@ -3,6 +3,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from fastopt._threads import get_num_threads
+from fastopt._validation import positive_option
 from fastopt.second_order import _common as C
 from fastopt.second_order._vectors import combine, dot, lbfgs_direction, lbfgs_new_pair, max_abs, two_loop
 
@@ -131,12 +132,12 @@ class _History:
 
 def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxfun, maxls, disp):
     """Minimize ``objective`` from ``x0``; see :func:`fastopt.minimize` for the options and the result."""
-    m = C.positive("maxcor", maxcor, integer=True)
-    gtol = C.positive("gtol", gtol, allow_zero=True)
-    ftol = C.positive("ftol", ftol, allow_zero=True)
-    maxiter = C.positive("maxiter", maxiter, integer=True, allow_zero=True, unlimited=True)
-    maxfun = C.positive("maxfun", maxfun, integer=True, unlimited=True)
-    maxls = C.positive("maxls", maxls, integer=True)
+    m = positive_option("maxcor", maxcor, integer=True)
+    gtol = positive_option("gtol", gtol, allow_zero=True)
+    ftol = positive_option("ftol", ftol, allow_zero=True)
+    maxiter = positive_option("maxiter", maxiter, integer=True, allow_zero=True, unlimited=True)
+    maxfun = positive_option("maxfun", maxfun, integer=True, unlimited=True)
+    maxls = positive_option("maxls", maxls, integer=True)
     threads = get_num_threads()
     n = x0.size
 

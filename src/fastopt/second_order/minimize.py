@@ -1,6 +1,7 @@
 """``fastopt.minimize``: the call of ``scipy.optimize.minimize``, with fastopt's second-order methods."""
 import numpy as np
 
+from fastopt._validation import positive_option
 from fastopt.second_order import _common as C
 from fastopt.second_order._objective import Objective, real_array
 from fastopt.second_order.bfgs import DEFAULTS as BFGS_DEFAULTS, minimize_bfgs
@@ -151,7 +152,7 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
     x = _start_point(x0)
     opts = C.take_options(options, defaults, name)
     if tol is not None:
-        tol = C.positive("tol", tol, allow_zero=True)
+        tol = positive_option("tol", tol, allow_zero=True)
         for key in tol_sets:
             if (options or {}).get(key) is None:  # not given, or None (keep the default): tol sets it
                 opts[key] = tol

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from fastopt._validation import positive_option
 from fastopt.second_order import _common as C
 from fastopt.second_order._cholesky import cholesky_in_place, cholesky_solve
 
@@ -41,9 +42,9 @@ def minimize_newton(objective, x0, *, callback, gtol, maxiter, maxls, disp):
     from one iteration to the next.  The step length comes from the same
     Moré–Thuente line search as L-BFGS, tried first at 1.
     """
-    gtol = C.positive("gtol", gtol, allow_zero=True)
-    maxiter = C.positive("maxiter", maxiter, integer=True, allow_zero=True, unlimited=True)
-    maxls = C.positive("maxls", maxls, integer=True)
+    gtol = positive_option("gtol", gtol, allow_zero=True)
+    maxiter = positive_option("maxiter", maxiter, integer=True, allow_zero=True, unlimited=True)
+    maxls = positive_option("maxls", maxls, integer=True)
     return _newton_loop(objective, x0, callback, gtol, maxiter, maxls, disp,
                         lambda x, g: _cholesky_direction(objective, x, g))
 
@@ -57,12 +58,12 @@ def minimize_newton_cg(objective, x0, *, callback, gtol, maxiter, cg_maxiter, ma
     (or -g when that happens at once).
     """
     n = x0.size
-    gtol = C.positive("gtol", gtol, allow_zero=True)
-    maxiter = 200 * n if maxiter is None else C.positive("maxiter", maxiter, integer=True, allow_zero=True,
-                                                         unlimited=True)
+    gtol = positive_option("gtol", gtol, allow_zero=True)
+    maxiter = 200 * n if maxiter is None else positive_option("maxiter", maxiter, integer=True,
+                                                                allow_zero=True, unlimited=True)
     # No "unlimited" here: CG on an ill-conditioned Hessian may never meet its tolerance.
-    cg_maxiter = 20 * n if cg_maxiter is None else C.positive("cg_maxiter", cg_maxiter, integer=True)
-    maxls = C.positive("maxls", maxls, integer=True)
+    cg_maxiter = 20 * n if cg_maxiter is None else positive_option("cg_maxiter", cg_maxiter, integer=True)
+    maxls = positive_option("maxls", maxls, integer=True)
 
     return _newton_loop(objective, x0, callback, gtol, maxiter, maxls, disp,
                         lambda x, g: (_cg_direction(objective, x, g, cg_maxiter), None))
