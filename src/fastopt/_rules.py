@@ -156,6 +156,15 @@ _L2 = ("l2", "h.weight_decay")
 _L2_OR_DECOUPLED = (("l2", "0 if h.decoupled_weight_decay else h.weight_decay"),
                     ("decay", "(1.0 - h.lr * h.weight_decay) if h.decoupled_weight_decay else 1"))
 _MOMENTS = (("w1", "1.0 - h.beta1"), ("beta2", "h.beta2"), ("one_minus_beta2", "1.0 - h.beta2"))
+# ... and how Adam, NAdam and RAdam start each element: decay, direction, both moments (with their scalars).
+_ADAM_MOMENTS = """
+pi = _decayed(p[i], decay)
+d = _direction(g[i], pi, sign, l2)
+mi = _lerp(exp_avg[i], d, w1)
+vi = exp_avg_sq[i] * beta2 + (one_minus_beta2 * d) * d
+exp_avg[i] = mi
+exp_avg_sq[i] = vi
+"""
 
 RULES = {rule.name: rule for rule in (
     Rule(
@@ -244,13 +253,7 @@ step_size = lr / (1 - beta1 ** t), bias_correction2 = 1 - beta2 ** t""",
         flags=(("amsgrad", "h.amsgrad"),),
         specialize=("amsgrad",),
         locals="pi, d, mi, vi",
-        body="""
-pi = _decayed(p[i], decay)
-d = _direction(g[i], pi, sign, l2)
-mi = _lerp(exp_avg[i], d, w1)
-vi = exp_avg_sq[i] * beta2 + (one_minus_beta2 * d) * d
-exp_avg[i] = mi
-exp_avg_sq[i] = vi
+        body=_ADAM_MOMENTS + """\
 if amsgrad:
     vi = _maximum(max_exp_avg_sq[i], vi)
     max_exp_avg_sq[i] = vi
@@ -294,13 +297,7 @@ cdef double mu_product_next = mu_product[0] * mu_next""",
                  ("c_grad", "-h.lr * (1.0 - mu) / (1.0 - mu_product[0])"),
                  ("c_avg", "(-h.lr * mu_next) / (1.0 - mu_product_next)")),
         locals="pi, d, mi, vi, denom",
-        body="""
-pi = _decayed(p[i], decay)
-d = _direction(g[i], pi, sign, l2)
-mi = _lerp(exp_avg[i], d, w1)
-vi = exp_avg_sq[i] * beta2 + (one_minus_beta2 * d) * d
-exp_avg[i] = mi
-exp_avg_sq[i] = vi
+        body=_ADAM_MOMENTS + """\
 denom = _sqrt(vi / bc2) + eps
 pi = pi + (c_grad * d) / denom
 p[i] = pi + (c_avg * mi) / denom
@@ -328,13 +325,7 @@ if rho_t > 5.0:
                  ("bc2_sqrt", "pow(bc2, 0.5)"), ("eps", "h.eps"), ("rect", "rect")),
         flags=(("rectify", "rho_t > 5.0"),),
         locals="pi, d, mi, vi, u",
-        body="""
-pi = _decayed(p[i], decay)
-d = _direction(g[i], pi, sign, l2)
-mi = _lerp(exp_avg[i], d, w1)
-vi = exp_avg_sq[i] * beta2 + (one_minus_beta2 * d) * d
-exp_avg[i] = mi
-exp_avg_sq[i] = vi
+        body=_ADAM_MOMENTS + """\
 u = (mi / bc1) * lr
 if rectify:
     u = (u * (bc2_sqrt / (_sqrt(vi) + eps))) * rect
