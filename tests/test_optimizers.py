@@ -1,7 +1,7 @@
 """The optimizers' bookkeeping: params structures, parameter groups, lr, skipping, state dicts."""
 import numpy as np
 import pytest
-from test_kernels import RULES, assert_bitwise_equal
+from test_kernels import OPTIMIZERS, assert_bitwise_equal
 
 import fastopt
 import reference
@@ -264,9 +264,9 @@ def test_bad_hyperparameters(cls, kwargs, error, match):
         cls([np.zeros(2)], **kwargs)
 
 
-@pytest.mark.parametrize("name", RULES)
+@pytest.mark.parametrize("name", OPTIMIZERS)
 def test_state_dict_round_trip_resumes_bit_exactly(name, dtype, rng):
-    cls, _, configs, _ = RULES[name]
+    cls, _, configs, _ = OPTIMIZERS[name]
     config = configs[-1]
     init = rng.standard_normal(64).astype(dtype)
     grads = [rng.standard_normal(64).astype(dtype) for _ in range(8)]
