@@ -11,7 +11,7 @@ from fastopt._locks import holding
 from fastopt._threads import get_num_threads
 from fastopt.optim._hyper import FixedList, ParamGroup, flag
 from fastopt.optim._params import ParamLayout
-from fastopt.optim._stepping import same_arrays, step_slots
+from fastopt.optim._stepping import SlotBinding, step_slots
 
 # Group keys that are not hyperparameters but are accepted, as torch does, to label a group.
 GROUP_LABELS = ("name",)
@@ -29,9 +29,10 @@ class Optimizer:
     their validators in ``rules`` and its state arrays in ``state_arrays``,
     and passes its defaults to ``__init__``; ``_needed`` and ``_new_state``
     say which state arrays a group uses and how they start.  Each slot's
-    kernel is bound once to its arrays (a ``BoundStep``) and re-bound only
-    when its group's hyperparameters or its gradient array change, so a
-    step on a ParamSet costs a few microseconds of Python.
+    kernel is bound once to its arrays (a ``BoundStep``, recorded in a
+    ``SlotBinding``) and re-bound only when its group's hyperparameters or
+    its gradient array change, so a step on a ParamSet costs a few
+    microseconds of Python.
     The base class resolves ``params`` into slots (one contiguous array per
     kernel call; a whole ParamSet is one slot), keeps torch.optim-style
     ``param_groups`` and per-slot ``state``, checks each step's gradients,
@@ -117,8 +118,7 @@ class Optimizer:
         self._groups, self._states = groups, state  # plain lists for the compiled step loop
         self._param_groups = FixedList(groups, "param_groups", _GROUPS_HINT)  # the same entries, guarded
         self._state = FixedList(state, "the optimizer's state list", _STATE_HINT)
-        # per slot: (BoundStep, group version, grad array, ((state name, array), ...)) -- what it is bound to
-        self._bound = [None] * len(state)
+        self._bound = [None] * len(state)  # per slot: a SlotBinding (what its kernel is bound to), or None
         self._slot_group = [s.group for s in self._layout.slots]
 
     @property
@@ -211,19 +211,19 @@ class Optimizer:
         state = self.state[index]
         group = self.param_groups[self._slot_group[index]]
         bound = self._bound[index]
-        if bound is None or not same_arrays(state, bound[3]):
+        if bound is None or not bound.holds(state):
             return self._bind(index, grad, state, group)
-        kernel = bound[0]
-        if bound[1] == group.version and bound[2] is grad:  # the common case: nothing changed
+        kernel = bound.kernel
+        if bound.version == group.version and bound.grad is grad:  # the common case: nothing changed
             return kernel, None
-        if bound[1] != group.version:  # new hyperparameters (a schedule's lr, say): same arrays if they suffice
+        if bound.version != group.version:  # new hyperparameters (a schedule's lr, say): same arrays if they suffice
             try:
                 kernel.set_hyper(group.kernel_hyper())
             except ValueError:  # a state array the new settings need is not bound (amsgrad switched on, say)
                 return self._bind(index, grad, state, group)
-        if bound[2] is not grad:
+        if bound.grad is not grad:
             kernel.set_grad(grad)
-        self._bound[index] = (kernel, group.version, grad, bound[3])
+        self._bound[index] = SlotBinding(kernel, group.version, grad, bound.arrays)
         return kernel, None
 
     def _bind(self, index, grad, state, group):
@@ -238,7 +238,7 @@ class Optimizer:
             arrays.append(array)
         kernel = BoundStep(self.rule, param, grad, tuple(arrays), group.kernel_hyper())
         used = tuple((name, array) for name, array in zip(self.state_arrays, arrays) if array is not None)
-        self._bound[index] = (kernel, group.version, grad, used)
+        self._bound[index] = SlotBinding(kernel, group.version, grad, used)
         return kernel, new_arrays
 
     def _needed(self, group):
