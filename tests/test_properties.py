@@ -50,7 +50,7 @@ def _valid_value(kind):
 @st.composite
 def configs(draw, name):
     cls = OPTIMIZERS[name][0]
-    config = {key: draw(_valid_value(_kind(rule))) for key, rule in cls.rules.items()
+    config = {key: draw(_valid_value(_kind(validator))) for key, validator in cls.validators.items()
               if not (cls is fastopt.AdamW and key == "decoupled_weight_decay")}
     if name == "SGD" and config["nesterov"]:
         config["momentum"] = draw(st.floats(0.01, 1.0))
@@ -121,10 +121,10 @@ def _is_valid(kind, value):
 @given(name=st.sampled_from(NAMES), data=st.data(), value=ANYTHING)
 def test_a_hyperparameter_is_accepted_exactly_when_valid(name, data, value):
     cls = OPTIMIZERS[name][0]
-    key = data.draw(st.sampled_from(sorted(cls.rules)), label="key")
+    key = data.draw(st.sampled_from(sorted(cls.validators)), label="key")
     assume(not (cls is fastopt.AdamW and key == "decoupled_weight_decay"))
     assume(key != "nesterov")  # valid or not also depends on momentum and dampening
-    valid = _is_valid(_kind(cls.rules[key]), value)
+    valid = _is_valid(_kind(cls.validators[key]), value)
     w = np.zeros(3)
     try:
         opt = cls([w], **{key: value})
