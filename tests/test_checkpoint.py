@@ -1,7 +1,7 @@
 """fastopt.save / fastopt.load: pickle-free .npz checkpoints that resume bit-exactly."""
 import numpy as np
 import pytest
-from test_kernels import RULES, assert_bitwise_equal
+from test_kernels import OPTIMIZERS, assert_bitwise_equal
 
 import fastopt
 
@@ -20,9 +20,9 @@ def train(ps, opt, steps, seed):
         opt.step()
 
 
-@pytest.mark.parametrize("name", RULES)
+@pytest.mark.parametrize("name", OPTIMIZERS)
 def test_resume_from_checkpoint_is_bit_exact(name, dtype, tmp_path):
-    cls, _, configs, _ = RULES[name]
+    cls, _, configs, _ = OPTIMIZERS[name]
     straight = model(dtype)
     opt = cls(straight, **configs[-1])
     train(straight, opt, 6, seed=1)

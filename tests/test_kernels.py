@@ -12,7 +12,7 @@ from conftest import SIZES, THREADS
 import fastopt
 import reference
 from fastopt import _kernels
-from fastopt._rules import RULES as KERNELS
+from fastopt._rules import RULES
 from fastopt._update_rules import BoundStep, nonfinite_count
 
 
@@ -87,8 +87,8 @@ def _lion(p, g, st, step, h):
     return p, {"exp_avg": m, "step": step}
 
 
-# (optimizer, reference step, configs covering every branch, steps to run)
-RULES = {
+# Each optimizer class, by name: (class, reference step, configs covering every branch, steps to run)
+OPTIMIZERS = {
     "SGD": (fastopt.SGD, _sgd, [
         dict(lr=0.05), dict(lr=0.05, momentum=0.9, weight_decay=0.01),
         dict(lr=0.01, momentum=0.9, nesterov=True, maximize=True), dict(lr=0.1, momentum=0.5, dampening=0.3),
@@ -122,13 +122,13 @@ RULES = {
 }
 
 CASES = [pytest.param(name, config, id=f"{name}-{config}")
-         for name, (_, _, configs, _) in RULES.items() for config in configs]
+         for name, (_, _, configs, _) in OPTIMIZERS.items() for config in configs]
 
 
 def run_and_compare(name, config, p0, grads, threads, compare=None):
     """Step ``cls([p])`` and the reference side by side; ``compare`` checks each array (default: same bits)."""
     compare = compare or assert_bitwise_equal
-    cls, ref_step, _, _ = RULES[name]
+    cls, ref_step, _, _ = OPTIMIZERS[name]
     p = p0.copy()
     opt = cls([p], **config)
     hyper = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
@@ -152,15 +152,15 @@ def run_and_compare(name, config, p0, grads, threads, compare=None):
 @pytest.mark.parametrize("name, config", CASES)
 def test_rule_matches_reference(name, config, dtype, n, threads, rng):
     p0 = rng.standard_normal(n).astype(dtype)
-    grads = [rng.standard_normal(n).astype(dtype) for _ in range(RULES[name][3])]
+    grads = [rng.standard_normal(n).astype(dtype) for _ in range(OPTIMIZERS[name][3])]
     with np.errstate(all="ignore"):  # betas=(0, 0) with eps=0 may divide 0 by 0, in kernel and reference alike
         run_and_compare(name, config, p0, grads, threads)
 
 
-@pytest.mark.parametrize("name", RULES)
+@pytest.mark.parametrize("name", OPTIMIZERS)
 @pytest.mark.parametrize("n", [3 * 2**16 + 5, 5000, 3073])
 def test_results_do_not_depend_on_thread_count(name, n, dtype, rng):
-    cls, _, configs, _ = RULES[name]
+    cls, _, configs, _ = OPTIMIZERS[name]
     p0 = rng.standard_normal(n).astype(dtype)
     grads = [rng.standard_normal(n).astype(dtype) for _ in range(3)]
     results = []
@@ -178,9 +178,9 @@ def test_results_do_not_depend_on_thread_count(name, n, dtype, rng):
                 assert_bitwise_equal(value, results[0][1][key], key)
 
 
-@pytest.mark.parametrize("name", RULES)
+@pytest.mark.parametrize("name", OPTIMIZERS)
 def test_nonfinite_gradients_propagate_like_the_formula(name, dtype):
-    cls, ref_step, _, _ = RULES[name]
+    cls, ref_step, _, _ = OPTIMIZERS[name]
     g = np.array([np.nan, np.inf, -np.inf, 1.0], dtype=dtype)
     p = np.ones(4, dtype=dtype)
     opt = cls([p], lr=0.1)
@@ -224,7 +224,7 @@ def test_binding_refuses_what_would_go_out_of_bounds():
         BoundStep("adam", a, a.copy(), (a.copy(),), hyper(fastopt.Adam))
     with pytest.raises(ValueError, match="unknown rule"):
         BoundStep("adamz", a, a.copy(), (), {})
-    assert set(KERNELS) == {cls.rule for cls, _, _, _ in RULES.values()}
+    assert set(RULES) == {cls.rule for cls, _, _, _ in OPTIMIZERS.values()}
 
 
 @pytest.mark.parametrize("rule, cls, kwargs, missing", [
@@ -235,7 +235,7 @@ def test_binding_refuses_what_would_go_out_of_bounds():
 ])
 def test_binding_refuses_missing_state_arrays(rule, cls, kwargs, missing):
     a = np.zeros(4)
-    names = KERNELS[rule].state_names
+    names = RULES[rule].state_names
     state = tuple(None if name == missing else a.copy() for name in names)
     with pytest.raises(ValueError, match=f"needs a {missing} array"):
         BoundStep(rule, a, a.copy(), state, hyper(cls, **kwargs))
@@ -244,12 +244,12 @@ def test_binding_refuses_missing_state_arrays(rule, cls, kwargs, missing):
         bound.set_hyper(hyper(cls, **kwargs))
 
 
-@pytest.mark.parametrize("name", RULES)
+@pytest.mark.parametrize("name", OPTIMIZERS)
 def test_instruction_set_builds_agree_bit_for_bit(name, dtype, rng):
     builds = _kernels.available()
     if len(builds) < 2:
         pytest.skip("only the baseline build of the kernels exists here")
-    cls, _, configs, _ = RULES[name]
+    cls, _, configs, _ = OPTIMIZERS[name]
     config = configs[-1]
     opt = cls([np.zeros(1, dtype)], **config)
     group = opt.param_groups[0]
@@ -258,7 +258,7 @@ def test_instruction_set_builds_agree_bit_for_bit(name, dtype, rng):
     outputs = []
     for build in builds:
         p = p0.copy()
-        names, needed = KERNELS[cls.rule].state_names, opt._needed(group)
+        names, needed = RULES[cls.rule].state_names, opt._needed(group)
         state = tuple(np.full_like(p, 0.25) if use else None for use in needed)
         assert len(state) == len(names)
         bound = _kernels.load(build).BoundStep(cls.rule, p, g, state, group.kernel_hyper())

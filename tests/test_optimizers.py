@@ -1,7 +1,7 @@
 """The optimizers' bookkeeping: params structures, parameter groups, lr, skipping, state dicts."""
 import numpy as np
 import pytest
-from test_kernels import RULES, assert_bitwise_equal
+from test_kernels import OPTIMIZERS, assert_bitwise_equal
 
 import fastopt
 import reference
@@ -264,9 +264,9 @@ def test_bad_hyperparameters(cls, kwargs, error, match):
         cls([np.zeros(2)], **kwargs)
 
 
-@pytest.mark.parametrize("name", RULES)
+@pytest.mark.parametrize("name", OPTIMIZERS)
 def test_state_dict_round_trip_resumes_bit_exactly(name, dtype, rng):
-    cls, _, configs, _ = RULES[name]
+    cls, _, configs, _ = OPTIMIZERS[name]
     config = configs[-1]
     init = rng.standard_normal(64).astype(dtype)
     grads = [rng.standard_normal(64).astype(dtype) for _ in range(8)]
@@ -311,3 +311,27 @@ def test_load_state_dict_checks_everything_first():
         assert other.lr == 0.5 and other.state == [{}]
     other.load_state_dict(good)
     assert other.lr == 1e-3 and other.state[0]["step"] == 1
+
+
+def test_each_slot_records_its_binding():
+    from fastopt.optim._stepping import SlotBinding
+    w, g = np.zeros(4), np.ones(4)
+    opt = fastopt.Adam([w])
+    assert opt._bound == [None]
+    opt.step([g])
+    bound = opt._bound[0]
+    assert isinstance(bound, SlotBinding)
+    assert bound.grad is g and bound.version == opt.param_groups[0].version
+    assert [name for name, _ in bound.arrays] == ["exp_avg", "exp_avg_sq"]  # no max_exp_avg_sq without amsgrad
+    assert all(array is opt.state[0][name] for name, array in bound.arrays)
+    assert bound.holds(opt.state[0])
+    with pytest.raises(AttributeError):
+        bound.grad = g.copy()
+    opt.param_groups[0]["lr"] = 0.5  # new hyperparameters: the same kernel and arrays, a new record
+    opt.step([g])
+    assert opt._bound[0] is not bound and opt._bound[0].kernel is bound.kernel
+    assert opt._bound[0].arrays == bound.arrays
+    opt.state[0]["exp_avg"] = opt.state[0]["exp_avg"].copy()  # a replaced array: bound afresh
+    assert not opt._bound[0].holds(opt.state[0])
+    opt.step([g])
+    assert opt._bound[0].kernel is not bound.kernel and opt._bound[0].arrays[0][1] is opt.state[0]["exp_avg"]

@@ -19,14 +19,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays as arrays_of
 from test_checkpoint import assert_same_state_dict
-from test_kernels import RULES, run_and_compare
+from test_kernels import OPTIMIZERS, run_and_compare
 
 import fastopt
 from fastopt._validation import any_real, betas, flag, nonnegative, unit_interval
 
 PROPERTY = settings(derandomize=True, deadline=None, database=None, max_examples=150,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-NAMES = sorted(RULES)
+NAMES = sorted(OPTIMIZERS)
 DTYPES = [np.float32, np.float64]
 
 
@@ -49,8 +49,8 @@ def _valid_value(kind):
 
 @st.composite
 def configs(draw, name):
-    cls = RULES[name][0]
-    config = {key: draw(_valid_value(_kind(rule))) for key, rule in cls.rules.items()
+    cls = OPTIMIZERS[name][0]
+    config = {key: draw(_valid_value(_kind(validator))) for key, validator in cls.validators.items()
               if not (cls is fastopt.AdamW and key == "decoupled_weight_decay")}
     if name == "SGD" and config["nesterov"]:
         config["momentum"] = draw(st.floats(0.01, 1.0))
@@ -99,7 +99,10 @@ def _is_valid(kind, value):
     if kind == "betas":  # any pair of numbers in [0, 1)
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
             return False
-        items = list(value)
+        try:
+            items = list(value)
+        except TypeError:  # iterable in name only: a 0-d NumPy array
+            return False
         return len(items) == 2 and all(_is_valid("unit_open", b) for b in items)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         return False
@@ -117,11 +120,11 @@ def _is_valid(kind, value):
 @settings(PROPERTY, max_examples=500)
 @given(name=st.sampled_from(NAMES), data=st.data(), value=ANYTHING)
 def test_a_hyperparameter_is_accepted_exactly_when_valid(name, data, value):
-    cls = RULES[name][0]
-    key = data.draw(st.sampled_from(sorted(cls.rules)), label="key")
+    cls = OPTIMIZERS[name][0]
+    key = data.draw(st.sampled_from(sorted(cls.validators)), label="key")
     assume(not (cls is fastopt.AdamW and key == "decoupled_weight_decay"))
     assume(key != "nesterov")  # valid or not also depends on momentum and dampening
-    valid = _is_valid(_kind(cls.rules[key]), value)
+    valid = _is_valid(_kind(cls.validators[key]), value)
     w = np.zeros(3)
     try:
         opt = cls([w], **{key: value})
@@ -167,7 +170,7 @@ def _bad_gradient(kind, p):
                              "strided", "the param", "a view of the param", "list", "scalar", "string"]),
        position=st.integers(0, 1), warm=st.booleans())
 def test_a_bad_gradient_is_refused_and_changes_nothing(name, dtype, n, kind, position, warm):
-    cls = RULES[name][0]
+    cls = OPTIMIZERS[name][0]
     params = [np.linspace(-1, 1, n).astype(dtype), np.linspace(2, 3, n).astype(dtype)]
     opt = cls(params, lr=0.1)
     good = [np.full(n, 0.5, dtype), np.full(n, -0.5, dtype)]
@@ -195,7 +198,7 @@ ODD_VALUES = st.one_of(st.integers(-3, 2**64), st.floats(allow_nan=True), st.sam
 @settings(PROPERTY, max_examples=300)
 @given(name=st.sampled_from(NAMES), data=st.data(), mutation=st.sampled_from(MUTATIONS), value=ODD_VALUES)
 def test_a_changed_state_dict_is_refused_whole_or_taken_whole(name, data, mutation, value):
-    cls, _, configs_, _ = RULES[name]
+    cls, _, configs_, _ = OPTIMIZERS[name]
     config = configs_[-1]
     params = [np.linspace(-1, 1, 4), np.linspace(1, 2, 3)]
     opt = cls([{"params": [params[0]]}, {"params": [params[1]], "lr": 0.05}], **config)

@@ -283,10 +283,10 @@ class ShardedOptimizer:
         pairs = [] if count_given is None else [("count given", count_given)]
         pairs += [("skip_nonfinite", skip), ("average", average)]
         groups = self.optimizer.param_groups
-        rules = self.optimizer.rules
+        validators = self.optimizer.validators
         pairs.append(("number of parameter groups", len(groups)))
         for g, group in enumerate(groups):
-            pairs += [(f"param_groups[{g}][{key!r}]", group[key]) for key in sorted(group) if key in rules]
+            pairs += [(f"param_groups[{g}][{key!r}]", group[key]) for key in sorted(group) if key in validators]
         return tuple(pairs)
 
     def _check_state(self):

@@ -1,6 +1,6 @@
-"""The parameter-group dict that applies the hyperparameter rules, and the fixed-length list of groups.
+"""The parameter-group dict that applies the hyperparameter validators, and the fixed-length list of groups.
 
-The rules themselves (``real``, ``flag``, ``betas``, ``nonnegative``, ...)
+The validators themselves (``real``, ``flag``, ``betas``, ``nonnegative``, ...)
 live in :mod:`fastopt._validation` with fastopt's other argument checks.
 """
 import itertools
@@ -18,17 +18,17 @@ class ParamGroup(dict):
     (such as a scheduler's ``"initial_lr"``) are stored as given.
     """
 
-    def __init__(self, rules, values):
+    def __init__(self, validators, values):
         super().__init__()
-        self._rules = rules
+        self._validators = validators
         self._kernel_hyper = None
         self.version = next(_VERSIONS)  # new on every change, unique across groups: cached bindings refresh
         for key, value in values.items():
             self._store(key, value)
 
     def _store(self, key, value):
-        rule = self._rules.get(key)
-        dict.__setitem__(self, key, value if rule is None else rule(key, value))
+        check = self._validators.get(key)
+        dict.__setitem__(self, key, value if check is None else check(key, value))
         self._kernel_hyper = None
         self.version = next(_VERSIONS)
 
@@ -38,7 +38,7 @@ class ParamGroup(dict):
         self._store(key, value)
 
     def __delitem__(self, key):
-        if key in self._rules:
+        if key in self._validators:
             raise TypeError(f"hyperparameter {key!r} cannot be removed from a parameter group")
         dict.__delitem__(self, key)
 
@@ -63,7 +63,7 @@ class ParamGroup(dict):
     def kernel_hyper(self):
         """The hyperparameters as the kernels take them (``betas`` split), cached until a change."""
         if self._kernel_hyper is None:
-            hyper = {k: v for k, v in self.items() if k in self._rules}
+            hyper = {k: v for k, v in self.items() if k in self._validators}
             if "betas" in hyper:
                 hyper["beta1"], hyper["beta2"] = hyper.pop("betas")
             self._kernel_hyper = hyper

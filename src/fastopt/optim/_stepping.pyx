@@ -5,15 +5,42 @@ kernel (re-binding through ``Optimizer._prepare`` when anything changed),
 then run the kernels and count the steps.  Compiled because, for an
 in-cache array, this loop costs as much as the update itself.
 """
+cimport cython
 
 
-cpdef bint same_arrays(dict state, tuple bound_arrays):
-    """True while ``state`` still holds the very arrays a kernel was bound to."""
-    cdef tuple pair
-    for pair in bound_arrays:
-        if state.get(pair[0]) is not pair[1]:
-            return False
-    return True
+@cython.final
+cdef class SlotBinding:
+    """What one slot's kernel is bound to: ``Optimizer._bound`` holds one per slot (None before its first step).
+
+    ``kernel`` is the slot's ``BoundStep``; ``version`` the ``ParamGroup.version``
+    of its group when the kernel took the group's hyperparameters; ``grad``
+    the gradient array the kernel reads; ``arrays`` the state arrays it
+    updates, as ``((state name, array), ...)`` (those the settings use).
+    Read-only: ``Optimizer._prepare`` makes a new one when anything changes.
+    Typed fields, so that the step loop below reads them as C struct fields.
+    """
+    cdef readonly object kernel
+    cdef readonly object version
+    cdef readonly object grad
+    cdef readonly tuple arrays
+
+    def __init__(self, kernel, version, grad, tuple arrays not None):
+        self.kernel = kernel
+        self.version = version
+        self.grad = grad
+        self.arrays = arrays
+
+    cpdef bint holds(self, dict state):
+        """True while ``state`` still holds the very arrays the kernel was bound to."""
+        cdef tuple pair
+        for pair in self.arrays:
+            if state.get(pair[0]) is not pair[1]:
+                return False
+        return True
+
+    def __repr__(self):
+        return (f"SlotBinding({self.kernel.rule_name}, version {self.version}, "
+                f"arrays {[name for name, _ in self.arrays]})")
 
 
 # The largest step count a slot can hold: the kernels take the step as a C long long.
@@ -36,7 +63,7 @@ def step_slots(optimizer, list grads, int num_threads):
     cdef bint tracks_mu = optimizer._tracks_mu_product
     cdef Py_ssize_t index, n = len(grads)
     cdef list ready = []
-    cdef tuple entry
+    cdef SlotBinding entry
     cdef dict state, new_arrays
     cdef object step
     cdef double mu_product
@@ -54,10 +81,10 @@ def step_slots(optimizer, list grads, int num_threads):
         step += 1
         mu_product = state.get("mu_product", 1.0)
         entry = bound[index]
-        if (entry is not None and entry[2] is grad
-                and entry[1] == groups[slot_group[index]].version
-                and same_arrays(state, entry[3])):
-            ready.append((index, entry[0], None, step, mu_product))  # the common case: nothing changed
+        if (entry is not None and entry.grad is grad
+                and entry.version == groups[slot_group[index]].version
+                and entry.holds(state)):
+            ready.append((index, entry.kernel, None, step, mu_product))  # the common case: nothing changed
         else:
             kernel, new_arrays = optimizer._prepare(index, grad)
             ready.append((index, kernel, new_arrays or None, step, mu_product))

@@ -1,5 +1,4 @@
 """Adadelta."""
-from fastopt._validation import flag, nonnegative, unit_interval
 from fastopt.optim.optimizer import Optimizer
 
 
@@ -29,8 +28,6 @@ class Adadelta(Optimizer):
     """
 
     rule = "adadelta"
-    rules = dict(lr=nonnegative, rho=unit_interval, eps=nonnegative, weight_decay=nonnegative, maximize=flag)
-    state_arrays = ("square_avg", "acc_delta")
     state_scalars = ("step",)
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False,

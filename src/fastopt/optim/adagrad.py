@@ -1,7 +1,6 @@
 """Adagrad."""
 import numpy as np
 
-from fastopt._validation import flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
 
@@ -36,9 +35,6 @@ class Adagrad(Optimizer):
     """
 
     rule = "adagrad"
-    rules = dict(lr=nonnegative, lr_decay=nonnegative, weight_decay=nonnegative,
-                 initial_accumulator_value=nonnegative, eps=nonnegative, maximize=flag)
-    state_arrays = ("sum",)
     state_scalars = ("step",)
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,

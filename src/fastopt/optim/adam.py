@@ -1,5 +1,4 @@
 """Adam, AMSGrad and AdamW."""
-from fastopt._validation import betas, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
 
@@ -46,20 +45,13 @@ class Adam(Optimizer):
     """
 
     rule = "adam"
-    rules = dict(lr=nonnegative, betas=betas, eps=nonnegative, weight_decay=nonnegative, amsgrad=flag,
-                 maximize=flag, decoupled_weight_decay=flag)
-    state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     state_scalars = ("step",)
-    switchable_state = ("max_exp_avg_sq",)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
                  maximize=False, decoupled_weight_decay=False, skip_nonfinite=False):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize, decoupled_weight_decay=decoupled_weight_decay),
                          skip_nonfinite=skip_nonfinite)
-
-    def _needed(self, group):
-        return True, True, group["amsgrad"]
 
 
 class AdamW(Adam):

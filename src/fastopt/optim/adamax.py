@@ -1,5 +1,4 @@
 """Adamax."""
-from fastopt._validation import betas, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
 
@@ -29,8 +28,6 @@ class Adamax(Optimizer):
     """
 
     rule = "adamax"
-    rules = dict(lr=nonnegative, betas=betas, eps=nonnegative, weight_decay=nonnegative, maximize=flag)
-    state_arrays = ("exp_avg", "exp_inf")
     state_scalars = ("step",)
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *, maximize=False,

@@ -1,5 +1,4 @@
 """Lion."""
-from fastopt._validation import betas, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
 
@@ -33,8 +32,6 @@ class Lion(Optimizer):
     """
 
     rule = "lion"
-    rules = dict(lr=nonnegative, betas=betas, weight_decay=nonnegative, maximize=flag)
-    state_arrays = ("exp_avg",)
     state_scalars = ("step",)
 
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False,

@@ -1,5 +1,4 @@
 """NAdam."""
-from fastopt._validation import betas, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
 
@@ -37,9 +36,6 @@ class NAdam(Optimizer):
     """
 
     rule = "nadam"
-    rules = dict(lr=nonnegative, betas=betas, eps=nonnegative, weight_decay=nonnegative,
-                 momentum_decay=nonnegative, decoupled_weight_decay=flag, maximize=flag)
-    state_arrays = ("exp_avg", "exp_avg_sq")
     state_scalars = ("step", "mu_product")
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,

@@ -3,16 +3,18 @@ import contextlib
 import math
 import operator
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import numpy as np
 
 from fastopt._kernels import BoundStep, nonfinite_count
 from fastopt._locks import holding
+from fastopt._rules import RULES
 from fastopt._threads import get_num_threads
-from fastopt._validation import flag, step_count
+from fastopt._validation import any_real, betas, flag, nonnegative, step_count, unit_interval
 from fastopt.optim._hyper import FixedList, ParamGroup
 from fastopt.optim._params import ParamLayout
-from fastopt.optim._stepping import same_arrays, step_slots
+from fastopt.optim._stepping import SlotBinding, step_slots
 
 # Group keys that are not hyperparameters but are accepted, as torch does, to label a group.
 GROUP_LABELS = ("name",)
@@ -22,17 +24,46 @@ _GROUPS_HINT = ("add a group with add_param_group(), or change a group's hyperpa
 SCALAR_RANGES = {"mu_product": (0.0, 1.0)}  # NAdam's product of momentum factors, each in [0, 1)
 _STATE_HINT = "it holds one dict per slot; clear a slot's dict (state[i].clear()) to restart its state"
 
+# The validator of each ``check`` of fastopt._rules.Hyper; "beta" validates beta1 and beta2 together, as ``betas``.
+CHECKS = {"nonnegative": nonnegative, "real": any_real, "unit": unit_interval, "beta": betas, "flag": flag}
+# What a subclass takes from its rule's entry in fastopt._rules.RULES, never states itself.
+_DERIVED = ("validators", "state_arrays", "switchable_state")
+
+
+def validators_of(rule):
+    """``{hyperparameter: validator}`` of the optimizer of ``rule`` (a fastopt._rules.Rule), in the table's order.
+
+    The names are the Python optimizer's: ``beta1`` and ``beta2`` are one
+    hyperparameter, ``betas``; those the kernel never sees are included.
+    """
+    validators = {}
+    beta_names = tuple(h.name for h in rule.hyper if h.check == "beta")
+    if beta_names not in ((), ("beta1", "beta2")):
+        raise TypeError(f"rule {rule.name!r}: the 'beta' check is for beta1 and beta2 together, got {beta_names}")
+    for hyper in rule.hyper:
+        if hyper.check not in CHECKS:
+            raise TypeError(f"rule {rule.name!r}: {hyper.name} has check {hyper.check!r}; known: {sorted(CHECKS)}")
+        validators["betas" if hyper.check == "beta" else hyper.name] = CHECKS[hyper.check]
+    return validators
+
 
 class Optimizer:
     """Base class of fastopt's optimizers.
 
-    A subclass names its kernel (``rule``), lists its hyperparameters and
-    their validators in ``rules`` and its state arrays in ``state_arrays``,
-    and passes its defaults to ``__init__``; ``_needed`` and ``_new_state``
-    say which state arrays a group uses and how they start.  Each slot's
-    kernel is bound once to its arrays (a ``BoundStep``) and re-bound only
-    when its group's hyperparameters or its gradient array change, so a
-    step on a ParamSet costs a few microseconds of Python.
+    A subclass names its update rule (``rule``, a key of
+    ``fastopt._rules.RULES``) and passes its defaults to ``__init__`` (they
+    stay in its signature, as torch's do).  Everything else the kernel
+    contract needs comes from that rule's entry in the table, once per class
+    (``__init_subclass__``): ``validators`` (hyperparameter -> validator,
+    from each ``Hyper.check`` through :data:`CHECKS`), ``state_arrays`` (in
+    the kernel's order), ``switchable_state`` (those only some settings use)
+    and :meth:`_needed` (which of them a group's settings use).  A subclass
+    adds only what the table does not say: ``_new_state`` (how a state
+    array starts), ``_check_group`` (checks across hyperparameters),
+    ``counts_steps`` and ``state_scalars``.  Each slot's kernel is bound
+    once to its arrays (a ``BoundStep``, recorded in a ``SlotBinding``) and
+    re-bound only when its group's hyperparameters or its gradient array
+    change, so a step on a ParamSet costs a few microseconds of Python.
     The base class resolves ``params`` into slots (one contiguous array per
     kernel call; a whole ParamSet is one slot), keeps torch.optim-style
     ``param_groups`` and per-slot ``state``, checks each step's gradients,
@@ -84,15 +115,32 @@ class Optimizer:
     which differs only where ``p`` is infinite or NaN.
     """
 
-    rule = None          # the kernel: a key of fastopt._update_rules.RULES
-    rules = {}           # hyperparameter -> validator
-    state_arrays = ()    # the kernel's state arrays, in its order
+    rule = None          # the update rule's name: a key of fastopt._rules.RULES (set by each subclass)
     state_scalars = ()   # per-slot numbers kept in ``state``
-    switchable_state = ()  # state arrays that settings switch on (amsgrad's, say): created when first used
     counts_steps = True  # keep state["step"]
+    # Derived from RULES[rule] by __init_subclass__ (empty here):
+    validators = MappingProxyType({})  # hyperparameter -> validator (``betas`` for beta1 and beta2)
+    state_arrays = ()    # the kernel's state arrays, in its order
+    switchable_state = ()  # state arrays that settings switch on (amsgrad's, say): created when first used
+    _rule_entry = None   # the fastopt._rules.Rule itself
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        stated = [name for name in _DERIVED if name in cls.__dict__]
+        if stated:
+            raise TypeError(f"{cls.__name__} sets {stated}: they come from fastopt._rules.RULES[{cls.rule!r}]")
+        if cls.rule is None:
+            return
+        if cls.rule not in RULES:
+            raise ValueError(f"{cls.__name__}.rule is {cls.rule!r}, not a rule of fastopt._rules.RULES "
+                             f"({sorted(RULES)})")
+        entry = cls._rule_entry = RULES[cls.rule]
+        cls.validators = MappingProxyType(validators_of(entry))
+        cls.state_arrays = entry.state_names
+        cls.switchable_state = entry.switchable
 
     def __init__(self, params, defaults, *, skip_nonfinite=False):
-        self.defaults = ParamGroup(self.rules, defaults)
+        self.defaults = ParamGroup(self.validators, defaults)
         self._layout = ParamLayout(params)
         groups = [self._new_group(g, options) for g, options in enumerate(self._layout.group_options)]
         for i, slot in enumerate(self._layout.slots):
@@ -105,10 +153,10 @@ class Optimizer:
 
     def _new_group(self, g, options):
         """A validated ParamGroup for group ``g``: the defaults overridden by ``options``; no slots yet."""
-        unknown = sorted(set(options) - set(self.rules) - set(GROUP_LABELS))
+        unknown = sorted(set(options) - set(self.validators) - set(GROUP_LABELS))
         if unknown:
             raise ValueError(f"param_groups[{g}] sets {unknown}, which {type(self).__name__} does not take")
-        group = ParamGroup(self.rules, {**self.defaults, **options})
+        group = ParamGroup(self.validators, {**self.defaults, **options})
         dict.__setitem__(group, "params", [])
         self._check_group(group)
         return group
@@ -118,8 +166,7 @@ class Optimizer:
         self._groups, self._states = groups, state  # plain lists for the compiled step loop
         self._param_groups = FixedList(groups, "param_groups", _GROUPS_HINT)  # the same entries, guarded
         self._state = FixedList(state, "the optimizer's state list", _STATE_HINT)
-        # per slot: (BoundStep, group version, grad array, ((state name, array), ...)) -- what it is bound to
-        self._bound = [None] * len(state)
+        self._bound = [None] * len(state)  # per slot: a SlotBinding (what its kernel is bound to), or None
         self._slot_group = [s.group for s in self._layout.slots]
 
     @property
@@ -212,19 +259,19 @@ class Optimizer:
         state = self.state[index]
         group = self.param_groups[self._slot_group[index]]
         bound = self._bound[index]
-        if bound is None or not same_arrays(state, bound[3]):
+        if bound is None or not bound.holds(state):
             return self._bind(index, grad, state, group)
-        kernel = bound[0]
-        if bound[1] == group.version and bound[2] is grad:  # the common case: nothing changed
+        kernel = bound.kernel
+        if bound.version == group.version and bound.grad is grad:  # the common case: nothing changed
             return kernel, None
-        if bound[1] != group.version:  # new hyperparameters (a schedule's lr, say): same arrays if they suffice
+        if bound.version != group.version:  # new hyperparameters (a schedule's lr, say): same arrays if they suffice
             try:
                 kernel.set_hyper(group.kernel_hyper())
             except ValueError:  # a state array the new settings need is not bound (amsgrad switched on, say)
                 return self._bind(index, grad, state, group)
-        if bound[2] is not grad:
+        if bound.grad is not grad:
             kernel.set_grad(grad)
-        self._bound[index] = (kernel, group.version, grad, bound[3])
+        self._bound[index] = SlotBinding(kernel, group.version, grad, bound.arrays)
         return kernel, None
 
     def _bind(self, index, grad, state, group):
@@ -239,12 +286,12 @@ class Optimizer:
             arrays.append(array)
         kernel = BoundStep(self.rule, param, grad, tuple(arrays), group.kernel_hyper())
         used = tuple((name, array) for name, array in zip(self.state_arrays, arrays) if array is not None)
-        self._bound[index] = (kernel, group.version, grad, used)
+        self._bound[index] = SlotBinding(kernel, group.version, grad, used)
         return kernel, new_arrays
 
     def _needed(self, group):
-        """Which of ``state_arrays`` the group's hyperparameters use (all, by default)."""
-        return (True,) * len(self.state_arrays)
+        """Which of ``state_arrays`` the group's hyperparameters use: the rule's ``Rule.needed``."""
+        return self._rule_entry.needed(group.kernel_hyper())
 
     def _new_state(self, name, like, group):
         """A state array at its first use: zeros unless a subclass says otherwise."""
@@ -274,7 +321,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
-        value = self.rules["lr"]("lr", value)
+        value = self.validators["lr"]("lr", value)
         for group in self.param_groups:
             group["lr"] = value
 
@@ -318,10 +365,10 @@ class Optimizer:
             if list(saved.get("params", ())) != mine["params"]:
                 raise ValueError(f"param_groups[{g}] holds slots {saved.get('params')} in the state_dict but "
                                  f"{mine['params']} here; was the optimizer built on the same parameters?")
-            missing = sorted(set(self.rules) - set(saved))
+            missing = sorted(set(self.validators) - set(saved))
             if missing:
                 raise ValueError(f"param_groups[{g}] in the state_dict lacks {missing}")
-            group = ParamGroup(self.rules, {k: v for k, v in saved.items() if k != "params"})
+            group = ParamGroup(self.validators, {k: v for k, v in saved.items() if k != "params"})
             dict.__setitem__(group, "params", list(mine["params"]))
             new_groups.append(group)
         for group in new_groups:

@@ -1,5 +1,4 @@
 """RAdam."""
-from fastopt._validation import betas, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
 
@@ -38,9 +37,6 @@ class RAdam(Optimizer):
     """
 
     rule = "radam"
-    rules = dict(lr=nonnegative, betas=betas, eps=nonnegative, weight_decay=nonnegative,
-                 decoupled_weight_decay=flag, maximize=flag)
-    state_arrays = ("exp_avg", "exp_avg_sq")
     state_scalars = ("step",)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,

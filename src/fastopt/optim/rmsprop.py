@@ -1,5 +1,4 @@
 """RMSprop."""
-from fastopt._validation import flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
 
@@ -39,16 +38,9 @@ class RMSprop(Optimizer):
     """
 
     rule = "rmsprop"
-    rules = dict(lr=nonnegative, alpha=nonnegative, eps=nonnegative, weight_decay=nonnegative,
-                 momentum=nonnegative, centered=flag, maximize=flag)
-    state_arrays = ("square_avg", "momentum_buffer", "grad_avg")
     state_scalars = ("step",)
-    switchable_state = ("momentum_buffer", "grad_avg")
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
                  maximize=False, *, skip_nonfinite=False):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                                       centered=centered, maximize=maximize), skip_nonfinite=skip_nonfinite)
-
-    def _needed(self, group):
-        return True, group["momentum"] > 0, group["centered"]

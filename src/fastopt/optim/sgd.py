@@ -1,7 +1,6 @@
 """Stochastic gradient descent with momentum and Nesterov momentum."""
 import numpy as np
 
-from fastopt._validation import any_real, flag, nonnegative
 from fastopt.optim.optimizer import Optimizer
 
 
@@ -57,11 +56,7 @@ class SGD(Optimizer):
     """
 
     rule = "sgd"
-    rules = dict(lr=nonnegative, momentum=nonnegative, dampening=any_real, weight_decay=nonnegative,
-                 nesterov=flag, maximize=flag)
-    state_arrays = ("momentum_buffer",)
     counts_steps = False  # torch's SGD keeps no step count
-    switchable_state = ("momentum_buffer",)
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
                  maximize=False, skip_nonfinite=False):
@@ -71,9 +66,6 @@ class SGD(Optimizer):
     def _check_group(self, group):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-
-    def _needed(self, group):
-        return (group["momentum"] != 0,)
 
     def _new_state(self, name, like, group):
         return np.empty_like(like)  # torch clones the first gradient into the buffer: the kernel fills it
