@@ -55,4 +55,84 @@ def test_table_marks_missing_implementations():
     result = {"shape": "s", "rule": "adam", "elements": 1 << 30, "bytes_per_element": 28,
               "roofline_seconds": 0.9, "seconds": {"fastopt": 1.0, "numpy-inplace": 4.0}}
     text = report.table([result], ["fastopt", "numpy-inplace", "torch-fused"])
-    assert "| 90% |" in text and "4.0x" in text and "| - |" in text
+    assert "| 90% |" in text and "4.00x" in text and "| - |" in text  # speed-ups to 1%
+
+
+@pytest.fixture
+def no_deepspeed(monkeypatch):
+    """deepspeed made unimportable (a None in sys.modules makes ``import`` raise ImportError)."""
+    import sys
+
+    for name in ("deepspeed", "deepspeed.ops", "deepspeed.ops.adam", "deepspeed.ops.op_builder"):
+        monkeypatch.setitem(sys.modules, name, None)
+    cases._missing_deepspeed.cache_clear()
+    yield
+    cases._missing_deepspeed.cache_clear()
+
+
+def test_deepspeed_is_skipped_cleanly_when_missing(no_deepspeed, tmp_path, monkeypatch):
+    assert "deepspeed" in cases.IMPLEMENTATIONS
+    assert "not importable" in cases.unavailable("deepspeed") and "pip install deepspeed" in cases.unavailable(
+        "deepspeed")
+    assert cases.build("deepspeed", "adam", [(10,)]) is None
+    monkeypatch.setitem(cases.SHAPES, "tiny", [(300,)])
+    monkeypatch.setattr(bench.roofline, "measure_bandwidth", lambda threads: 10.0)
+    lines = []
+    payload = bench.run(rules=["adam"], shapes=["tiny"], implementations=["fastopt", "deepspeed"], num_threads=1,
+                        repeats=1, json_path=None, echo=lines.append)
+    text = "\n".join(lines)
+    assert "note: deepspeed skipped: deepspeed is not importable" in text
+    assert not any("deepspeed" in line for line in lines if line.startswith("|"))  # no column for it
+    assert list(payload["results"][0]["seconds"]) == ["fastopt"]
+    assert "deepspeed" in payload["skipped"]
+
+
+def test_deepspeed_offers_adam_and_adamw_only():
+    assert set(cases.DEEPSPEED_RULES) == {"adam", "adamw"}
+    assert cases.build("deepspeed", "rmsprop", [(10,)]) is None  # whether or not deepspeed is installed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("written", [1, 2, 3, 4])
+def test_same_stream_kernel_updates_every_written_array(dtype, written):
+    from fastopt._stream import stream
+
+    n = 70_000 + 3  # several chunks, a ragged tail; two threads take part
+    read = np.arange(n, dtype=dtype)
+    targets = [np.full(n, k, dtype) for k in range(written)]
+    stream(read, targets, 0.5, 2)
+    for k, w in enumerate(targets):
+        np.testing.assert_array_equal(w, np.full(n, k, dtype) + dtype(0.5) * read)
+
+
+def test_same_stream_kernel_refuses_bad_arrays():
+    from fastopt._stream import stream
+
+    a32 = np.ones(8, np.float32)
+    with pytest.raises(ValueError):
+        stream(a32, [])
+    with pytest.raises(ValueError):
+        stream(a32, [a32.copy() for _ in range(5)])
+    with pytest.raises(ValueError):
+        stream(a32, [np.ones(9, np.float32)])
+    with pytest.raises(ValueError):
+        stream(a32, [np.ones(8)])  # float64 target for a float32 read
+    with pytest.raises(TypeError):
+        stream(np.ones(8, np.int32), [np.ones(8, np.int32)])
+
+
+@pytest.mark.parametrize("rule", cases.RULES)
+def test_same_stream_roofline_moves_the_rules_bytes(rule):
+    states = cases.RULES[rule][2]
+    assert bench.roofline.same_stream_bytes(states) == cases.bytes_per_element(rule)
+    assert bench.roofline.same_stream_arrays(2) == (4, 3)  # Adam: reads p, g, m, v; writes p, m, v
+    step = bench.roofline.same_stream_step(1000, states, 1)
+    step()
+
+
+def test_table_shows_the_same_stream_share():
+    result = {"shape": "s", "rule": "adam", "elements": 1 << 30, "bytes_per_element": 28, "roofline_seconds": 0.9,
+              "same_stream": {"read": 4, "written": 3, "seconds": 0.95, "bandwidth_gbs": 1.0},
+              "seconds": {"fastopt": 1.0, "deepspeed": 1.1}}
+    text = report.table([result], ["fastopt", "deepspeed"])
+    assert "| 95% |" in text and "| 90% |" in text and "1.10x" in text

@@ -48,11 +48,13 @@ def build_parser():
     info.add_argument("--json", action="store_true", help="print a JSON object instead of text")
     info.set_defaults(run=_info)
 
-    bench = commands.add_parser("bench", help="time the update rules against NumPy, torch.optim and the "
-                                              "memory-bandwidth roofline")
+    bench = commands.add_parser("bench", help="time the update rules against NumPy, torch.optim, DeepSpeed's CPU "
+                                              "Adam (when installed) and the memory-bandwidth rooflines")
     bench.add_argument("--rules", help="comma-separated subset of: sgd-momentum,adagrad,rmsprop,adam,adamw")
     bench.add_argument("--shapes", help="comma-separated subset of: 1x16M,1000x10K,2000x64,1x10K")
-    bench.add_argument("--impl", help="comma-separated subset of the implementations (default: all available)")
+    bench.add_argument("--impl", help="comma-separated subset of: fastopt,fastopt-list,numpy-textbook,"
+                       "numpy-inplace,torch-forloop,torch-foreach,torch-fused,deepspeed (default: all; those not "
+                       "installed are skipped, with a note)")
     bench.add_argument("--threads", type=int, default=None, help="threads for fastopt and torch (default: fastopt's)")
     bench.add_argument("--repeats", type=int, default=7, help="interleaved repeats per case (median is reported)")
     bench.add_argument("--json", default="fastopt-bench.json", help="where to write the results")

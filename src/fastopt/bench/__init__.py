@@ -8,12 +8,24 @@ the medians are compared:
 * ``fastopt``: the optimizer on a ParamSet holding all tensors (one kernel call);
 * ``fastopt-list``: the optimizer on the list of arrays (one call per tensor);
 * ``numpy-textbook`` and ``numpy-inplace`` (see :mod:`fastopt.bench.numpy_rules`);
-* ``torch-forloop``, ``torch-foreach``, ``torch-fused`` when torch is installed.
+* ``torch-forloop``, ``torch-foreach``, ``torch-fused`` when torch is installed;
+* ``deepspeed``: DeepSpeedCPUAdam (Adam and AdamW) when DeepSpeed is installed
+  (``pip install deepspeed ninja py-cpuinfo``; it compiles its op on first use).
 
-The roofline is the time the step's bytes (:func:`cases.bytes_per_element`)
-take at the bandwidth of an in-place axpy (``a += s*b``, the access pattern
-of every update rule) over as many elements, timed by the runner itself
-within each case, interleaved with the implementations.
+A peer that is not installed is skipped, with a note saying why.
+
+Two rooflines, both timed by the runner itself within each case, interleaved
+with the implementations:
+
+* the same-stream roofline: for each rule, a STREAM-style kernel that reads and
+  writes as many arrays of the same element type as the rule does (Adam
+  float32: reads 4, writes 3, 28 bytes per element) with trivial math, over
+  the same elements (:func:`roofline.same_stream_step`); a rule cannot beat
+  it by much, in or out of cache;
+* the axpy roofline: the step's bytes (:func:`cases.bytes_per_element`) at
+  the bandwidth of an in-place axpy (``a += s*b``) over as many elements,
+  only for cases larger than the caches.  Two streams draw less bandwidth
+  than seven, so this one can read over 100%.
 """
 import os
 import platform
@@ -23,6 +35,7 @@ import fastopt
 from fastopt.bench import cases, report, roofline, runner
 
 YARDSTICK = "axpy"
+SAME_STREAM = "same-stream"
 
 
 def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats=7, json_path=None,
@@ -40,16 +53,22 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
     except ImportError:
         torch_version = None
 
+    skipped = {impl: cases.unavailable(impl) for impl in implementations}
+    skipped = {impl: why for impl, why in skipped.items() if why}
+    implementations = [impl for impl in implementations if impl not in skipped]
+
     with fastopt.threads(num_threads):
         bandwidth = roofline.measure_bandwidth(num_threads)
         policy = fastopt._threads.WAIT_POLICY
         echo(f"fastopt {fastopt.__version__}, {num_threads} threads, float32, medians of {repeats} "
              f"interleaved repeats; axpy bandwidth {bandwidth:.1f} GB/s; torch {torch_version or 'not installed'}; "
              f"OMP_WAIT_POLICY {policy}")
-        if torch_version and policy == "PASSIVE" and any(i.startswith("torch") for i in implementations):
-            echo("note: torch's OpenMP runtime is the one fastopt loaded, so torch's idle threads sleep too and its "
-                 "small steps are slower than with its default; for torch as its users run it, "
-                 "use OMP_WAIT_POLICY=ACTIVE python -m fastopt bench")
+        for impl, why in skipped.items():
+            echo(f"note: {impl} skipped: {why}")
+        if torch_version and policy == "PASSIVE" and any(i.startswith(("torch", "deepspeed")) for i in implementations):
+            echo("note: torch's OpenMP runtime is the one fastopt loaded, so torch's (and DeepSpeed's) idle threads "
+                 "sleep too and their small steps are slower than with their default; for torch as its users run "
+                 "it, use OMP_WAIT_POLICY=ACTIVE python -m fastopt bench")
         echo(report.table([], implementations))
         results = []
         for shape in shapes:
@@ -61,15 +80,21 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
             for rule in rules:
                 steps = {impl: cases.build(impl, rule, cases.SHAPES[shape]) for impl in implementations}
                 steps = {k: v for k, v in steps.items() if v is not None}
+                states = cases.RULES[rule][2]
+                steps[SAME_STREAM] = roofline.same_stream_step(elements, states, num_threads)
                 if yardstick is not None:
                     steps[YARDSTICK] = yardstick
                 seconds = runner.time_interleaved(steps, repeats)
                 bpe = cases.bytes_per_element(rule)
                 axpy_seconds = seconds.pop(YARDSTICK, None)
+                stream_seconds = seconds.pop(SAME_STREAM)
                 case_bandwidth = roofline.AXPY_BYTES * elements / axpy_seconds / 1e9 if axpy_seconds else None
+                read, written = roofline.same_stream_arrays(states)
                 result = {"shape": shape, "rule": rule, "elements": elements, "bytes_per_element": bpe,
                           "bandwidth_gbs": case_bandwidth,
                           "roofline_seconds": roofline.roofline_seconds(bpe, elements, case_bandwidth or bandwidth),
+                          "same_stream": {"read": read, "written": written, "seconds": stream_seconds,
+                                          "bandwidth_gbs": bpe * elements / stream_seconds / 1e9},
                           "seconds": seconds}
                 results.append(result)
                 echo(report.table([result], implementations).splitlines()[-1])
@@ -78,6 +103,7 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
         "fastopt": fastopt.__version__, "torch": torch_version, "threads": num_threads,
         "bandwidth_gbs": bandwidth, "machine": platform.platform(), "processor": platform.processor(),
         "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "repeats": repeats,
+        "skipped": skipped,
         "build": fastopt.build_info(), "results": results,
     }
     if json_path:

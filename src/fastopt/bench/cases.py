@@ -1,4 +1,6 @@
 """What ``python -m fastopt bench`` times: rules, shapes, and each implementation's step."""
+import functools
+
 import numpy as np
 
 import fastopt
@@ -22,7 +24,51 @@ SHAPES = {
 }
 
 IMPLEMENTATIONS = ["fastopt", "fastopt-list", "numpy-textbook", "numpy-inplace",
-                   "torch-forloop", "torch-foreach", "torch-fused"]
+                   "torch-forloop", "torch-foreach", "torch-fused", "deepspeed"]
+
+# Optional peers: implementation -> the rules it offers (None: all of them)
+DEEPSPEED_RULES = {"adam": False, "adamw": True}  # rule -> DeepSpeedCPUAdam's adamw_mode
+DEEPSPEED_INSTALL = "pip install deepspeed ninja py-cpuinfo"
+
+
+def unavailable(impl):
+    """Why ``impl`` cannot run on this machine (a sentence), or None when it can.
+
+    torch and DeepSpeed are optional: the benchmark skips what is missing and
+    says so.  DeepSpeed's CPU Adam is a C++ op it compiles on first use (with
+    ninja and a C++ compiler, a minute, cached afterwards); that happens here,
+    before any timing, and a failed build is reported like a missing package.
+    """
+    if impl.startswith("torch"):
+        return _missing_torch()
+    if impl == "deepspeed":
+        return _missing_deepspeed()
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _missing_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "torch is not installed"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _missing_deepspeed():
+    if _missing_torch():
+        return "it needs torch, which is not installed"
+    try:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam  # noqa: F401
+        from deepspeed.ops.op_builder import CPUAdamBuilder
+    except Exception as exc:  # ImportError, or deepspeed failing at import on this machine
+        return f"deepspeed is not importable ({type(exc).__name__}: {exc}); {DEEPSPEED_INSTALL}"
+    try:
+        CPUAdamBuilder().load(verbose=False)
+    except Exception as exc:  # no ninja, no compiler, a failed build
+        return f"deepspeed's CPU Adam op did not build ({type(exc).__name__}: {exc})"
+    return None
 
 
 def bytes_per_element(rule, itemsize=4):
@@ -55,6 +101,8 @@ def build(impl, rule, shapes, seed=0):
         return lambda: opt.step(grads)
     if impl.startswith("numpy"):
         return numpy_step(impl, rule, params, grads, hyper)
+    if impl == "deepspeed":
+        return _deepspeed_step(rule, hyper, params, grads)
     return _torch_step(impl, cls_name, hyper, params, grads)
 
 
@@ -95,4 +143,21 @@ def _torch_step(impl, cls_name, hyper, params, grads):
         opt.step()  # fused is refused at construction or at the first step where torch lacks it
     except (RuntimeError, TypeError, ValueError):
         return None
+    return opt.step
+
+
+def _deepspeed_step(rule, hyper, params, grads):
+    """DeepSpeedCPUAdam's step (Adam and AdamW only), or None where it has no such rule or is missing."""
+    if rule not in DEEPSPEED_RULES or unavailable("deepspeed"):
+        return None
+    import torch
+    from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+    tensors = [torch.from_numpy(p) for p in params]
+    for t, g in zip(tensors, grads):
+        t.grad = torch.from_numpy(g)
+    hyper = dict(hyper)
+    hyper.setdefault("weight_decay", 0.0)
+    # its threads: the OpenMP runtime's default team, which torch.set_num_threads sets
+    opt = DeepSpeedCPUAdam(tensors, adamw_mode=DEEPSPEED_RULES[rule], **hyper)
     return opt.step

@@ -17,9 +17,14 @@ def _fmt(seconds):
 
 
 def table(results, implementations):
-    """Markdown table: one row per (shape, rule), step times, fastopt's speed-up and roofline share."""
+    """Markdown table: one row per (shape, rule), step times, fastopt's speed-up and roofline shares.
+
+    "% of same-stream" is the same-stream kernel's time (the rule's arrays, trivial math) over
+    fastopt's; "% of axpy roofline" is the step's bytes at the axpy bandwidth over fastopt's time.
+    """
     others = [i for i in implementations if i != "fastopt"]
-    head = ["shape", "rule", "fastopt", "% of axpy roofline"] + others + [f"x vs {i}" for i in others]
+    head = (["shape", "rule", "fastopt", "same-stream", "% of same-stream", "% of axpy roofline"] + others
+            + [f"x vs {i}" for i in others])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         t = r["seconds"]
@@ -28,8 +33,11 @@ def table(results, implementations):
             share = "in cache"  # the DRAM roofline does not bound a step that never leaves the caches
         else:
             share = f"{100 * r['roofline_seconds'] / fast:.0f}%" if fast else "-"
-        speedups = [f"{t[i] / fast:.1f}x" if fast and t.get(i) else "-" for i in others]
-        row = [r["shape"], r["rule"], _fmt(fast), share] + [_fmt(t.get(i)) for i in others] + speedups
+        stream = (r.get("same_stream") or {}).get("seconds")
+        stream_share = f"{100 * stream / fast:.0f}%" if fast and stream else "-"
+        speedups = [f"{t[i] / fast:.2f}x" if fast and t.get(i) else "-" for i in others]
+        row = ([r["shape"], r["rule"], _fmt(fast), _fmt(stream), stream_share, share] + [_fmt(t.get(i)) for i in others]
+               + speedups)
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
