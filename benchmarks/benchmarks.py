@@ -11,7 +11,7 @@ from fastopt.bench import cases, roofline
 class OptimizerStep:
     """One optimizer step per rule, shape and implementation (float32)."""
 
-    params = (list(cases.RULES), list(cases.SHAPES), list(cases.IMPLEMENTATIONS))
+    params = (list(cases.CONFIGS), list(cases.SHAPES), list(cases.IMPLEMENTATIONS))
     param_names = ["rule", "shape", "implementation"]
     timeout = 300
 

@@ -9,11 +9,11 @@ from fastopt import bench
 from fastopt.bench import cases, numpy_rules, report
 
 
-@pytest.mark.parametrize("rule", cases.RULES)
+@pytest.mark.parametrize("rule", cases.CONFIGS)
 @pytest.mark.parametrize("style", ["textbook", "inplace"])
 def test_numpy_baselines_agree_with_fastopt(rule, style):
     shapes = [(37,), (5,)]
-    cls_name, hyper, nstate = cases.RULES[rule]
+    cls_name, hyper, nstate = cases.CONFIGS[rule]
     params, grads = cases._data(shapes, seed=3)
     ours = [p.copy() for p in params]
     opt = getattr(fastopt, cls_name)(ours, **hyper)
@@ -88,7 +88,7 @@ def test_deepspeed_is_skipped_cleanly_when_missing(no_deepspeed, tmp_path, monke
 
 
 def test_deepspeed_offers_adam_and_adamw_only():
-    assert set(cases.DEEPSPEED_RULES) == {"adam", "adamw"}
+    assert set(cases.DEEPSPEED_MODES) == {"adam", "adamw"}
     assert cases.build("deepspeed", "rmsprop", [(10,)]) is None  # whether or not deepspeed is installed
 
 
@@ -121,9 +121,9 @@ def test_same_stream_kernel_refuses_bad_arrays():
         stream(np.ones(8, np.int32), [np.ones(8, np.int32)])
 
 
-@pytest.mark.parametrize("rule", cases.RULES)
+@pytest.mark.parametrize("rule", cases.CONFIGS)
 def test_same_stream_roofline_moves_the_rules_bytes(rule):
-    states = cases.RULES[rule][2]
+    states = cases.CONFIGS[rule][2]
     assert bench.roofline.same_stream_bytes(states) == cases.bytes_per_element(rule)
     assert bench.roofline.same_stream_arrays(2) == (4, 3)  # Adam: reads p, g, m, v; writes p, m, v
     step = bench.roofline.same_stream_step(1000, states, 1)

@@ -23,7 +23,7 @@ def _bench(args):
             raise SystemExit(f"unknown {what} {unknown}; choose from {list(known)}")
         return chosen
 
-    bench.run(rules=choose(args.rules, cases.RULES, "rules"), shapes=choose(args.shapes, cases.SHAPES, "shapes"),
+    bench.run(rules=choose(args.rules, cases.CONFIGS, "rules"), shapes=choose(args.shapes, cases.SHAPES, "shapes"),
               implementations=choose(args.impl, cases.IMPLEMENTATIONS, "implementations"),
               num_threads=args.threads, repeats=args.repeats, json_path=args.json, png_path=args.png)
     return 0

@@ -41,7 +41,7 @@ SAME_STREAM = "same-stream"
 def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats=7, json_path=None,
         png_path=None, echo=print):
     """Run the benchmark; return its results as a dict (also written to ``json_path`` / ``png_path``)."""
-    rules = rules or list(cases.RULES)
+    rules = rules or list(cases.CONFIGS)
     shapes = shapes or list(cases.SHAPES)
     implementations = implementations or list(cases.IMPLEMENTATIONS)
     num_threads = num_threads or fastopt.get_num_threads()
@@ -80,7 +80,7 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
             for rule in rules:
                 steps = {impl: cases.build(impl, rule, cases.SHAPES[shape]) for impl in implementations}
                 steps = {k: v for k, v in steps.items() if v is not None}
-                states = cases.RULES[rule][2]
+                states = cases.CONFIGS[rule][2]
                 steps[SAME_STREAM] = roofline.same_stream_step(elements, states, num_threads)
                 if yardstick is not None:
                     steps[YARDSTICK] = yardstick

@@ -6,8 +6,8 @@ import numpy as np
 import fastopt
 from fastopt.bench import numpy_rules
 
-# name -> (fastopt/torch class, hyperparameters, state arrays per parameter)
-RULES = {
+# The benchmarked configurations: name -> (fastopt/torch class, hyperparameters, state arrays per parameter)
+CONFIGS = {
     "sgd-momentum": ("SGD", dict(lr=1e-3, momentum=0.9), 1),
     "adagrad": ("Adagrad", dict(lr=1e-2, eps=1e-10), 1),
     "rmsprop": ("RMSprop", dict(lr=1e-2, alpha=0.99, eps=1e-8), 1),
@@ -26,8 +26,8 @@ SHAPES = {
 IMPLEMENTATIONS = ["fastopt", "fastopt-list", "numpy-textbook", "numpy-inplace",
                    "torch-forloop", "torch-foreach", "torch-fused", "deepspeed"]
 
-# Optional peers: implementation -> the rules it offers (None: all of them)
-DEEPSPEED_RULES = {"adam": False, "adamw": True}  # rule -> DeepSpeedCPUAdam's adamw_mode
+# The configurations DeepSpeedCPUAdam runs: name -> its adamw_mode
+DEEPSPEED_MODES = {"adam": False, "adamw": True}
 DEEPSPEED_INSTALL = "pip install deepspeed ninja py-cpuinfo"
 
 
@@ -73,7 +73,7 @@ def _missing_deepspeed():
 
 def bytes_per_element(rule, itemsize=4):
     """Bytes a fused step moves per element: read param, grad and each state; write param and each state."""
-    return itemsize * (3 + 2 * RULES[rule][2])
+    return itemsize * (3 + 2 * CONFIGS[rule][2])
 
 
 def _data(shapes, seed):
@@ -89,7 +89,7 @@ def build(impl, rule, shapes, seed=0):
     Every implementation starts from the same parameters and gradients; the
     gradients stay fixed, so a step's cost does not depend on its inputs.
     """
-    cls_name, hyper, _ = RULES[rule]
+    cls_name, hyper, _ = CONFIGS[rule]
     params, grads = _data(shapes, seed)
     if impl == "fastopt":
         ps = fastopt.ParamSet([(f"t{i}", p) for i, p in enumerate(params)], dtype=np.float32)
@@ -112,7 +112,7 @@ def numpy_step(impl, rule, params, grads, hyper):
     ``impl`` is "numpy-textbook" or "numpy-inplace" (see ``numpy_rules``); the
     optimizer state starts at zero and the step count at 1.
     """
-    state = [[np.zeros_like(p) for _ in range(RULES[rule][2])] for p in params]
+    state = [[np.zeros_like(p) for _ in range(CONFIGS[rule][2])] for p in params]
     counter = [0]
     if impl == "numpy-textbook":
         def step():
@@ -148,7 +148,7 @@ def _torch_step(impl, cls_name, hyper, params, grads):
 
 def _deepspeed_step(rule, hyper, params, grads):
     """DeepSpeedCPUAdam's step (Adam and AdamW only), or None where it has no such rule or is missing."""
-    if rule not in DEEPSPEED_RULES or unavailable("deepspeed"):
+    if rule not in DEEPSPEED_MODES or unavailable("deepspeed"):
         return None
     import torch
     from deepspeed.ops.adam import DeepSpeedCPUAdam
@@ -159,5 +159,5 @@ def _deepspeed_step(rule, hyper, params, grads):
     hyper = dict(hyper)
     hyper.setdefault("weight_decay", 0.0)
     # its threads: the OpenMP runtime's default team, which torch.set_num_threads sets
-    opt = DeepSpeedCPUAdam(tensors, adamw_mode=DEEPSPEED_RULES[rule], **hyper)
+    opt = DeepSpeedCPUAdam(tensors, adamw_mode=DEEPSPEED_CONFIGS[rule], **hyper)
     return opt.step
