@@ -159,5 +159,5 @@ def _deepspeed_step(rule, hyper, params, grads):
     hyper = dict(hyper)
     hyper.setdefault("weight_decay", 0.0)
     # its threads: the OpenMP runtime's default team, which torch.set_num_threads sets
-    opt = DeepSpeedCPUAdam(tensors, adamw_mode=DEEPSPEED_CONFIGS[rule], **hyper)
+    opt = DeepSpeedCPUAdam(tensors, adamw_mode=DEEPSPEED_MODES[rule], **hyper)
     return opt.step
