@@ -136,20 +136,28 @@ def digest(root=ROOT):
 
 
 def abi_layout():
-    """The C API as a text: every struct's fields and every table entry's signature, in order.
+    """The C API as lines, one per table entry in table order: its signatures and hyperparameter struct.
 
-    Any change to it must come with a new ``ABI_VERSION`` (tests/test_codegen.py holds the layout of each).
+    Appending a rule appends a line; any other change to the lines must come
+    with a new ``ABI_VERSION`` (tests/test_codegen.py holds each version's lines).
     """
-    view = _view(_load_rules())
+    table = _load_rules()
+    view = _view(table)
+    missing = set(table.RULES) - set(table.C_API)
+    if missing:
+        raise ValueError(f"rules missing from _rules.C_API: {sorted(missing)} (append them)")
     by_name = {r.name: r for r in view.rules}
-    lines = [f"struct {r.c_struct}: {', '.join(c + ' ' + name for name, _, c in r.fields)}" for r in view.rules]
+    lines = []
     for entry in view.c_api:
-        for T, sfx in DTYPES:
-            if entry == "count_nonfinite":
-                lines.append(f"count_nonfinite_{sfx}(const {T} *x, Py_ssize_t n, int num_threads)")
-            else:
-                lines.append(f"{entry}_update_{sfx}({', '.join(by_name[entry].c_signature[sfx])})")
-    return "\n".join(lines)
+        if entry == "count_nonfinite":
+            lines.append("; ".join(f"count_nonfinite_{sfx}(const {T} *x, Py_ssize_t n, int num_threads)"
+                                   for T, sfx in DTYPES))
+            continue
+        r = by_name[entry]
+        struct = f"struct {r.c_struct} {{{'; '.join(c + ' ' + name for name, _, c in r.fields)}}}"
+        lines.append("; ".join([struct] + [f"{entry}_update_{sfx}({', '.join(r.c_signature[sfx])})"
+                                           for _, sfx in DTYPES]))
+    return lines
 
 
 def render(root=ROOT):

@@ -367,8 +367,9 @@ exp_avg[i] = mi * beta2 + one_minus_beta2 * d
 """),
 )}
 
-# The C API table's entries, in table order: append only (a change to an entry raises ABI_VERSION).
-C_API = (*RULES, "count_nonfinite")
+# The C API table's entries in table order (csrc/fastopt.h): a new rule is appended here, never inserted, so
+# that modules compiled against an older header keep working; a change to an entry raises ABI_VERSION.
+C_API = ("sgd", "adagrad", "rmsprop", "adam", "adamax", "nadam", "radam", "adadelta", "lion", "count_nonfinite")
 
 
 def struct_name(rule):
