@@ -23,6 +23,7 @@ extensions and decides how to build them:
 """
 
 import copy
+import filecmp
 import os
 import platform
 import shutil
@@ -200,14 +201,22 @@ def build_signature(compiler, compile_args, link_args):
     return commands + list(compile_args) + list(link_args)
 
 
-def compiles(compiler, compile_args):
-    """True when ``compiler`` accepts ``compile_args`` for a trivial C file."""
+# A file that needs each variant's instructions, so that a compiler (or assembler) that takes the flags
+# but cannot emit the code drops the variant instead of failing the build.
+VARIANT_PROBES = {
+    "avx2": "#include <immintrin.h>\n__m256 fastopt_probe(__m256 a, __m256 b) { return _mm256_fmadd_ps(a, b, b); }\n",
+    "avx512": "#include <immintrin.h>\n__m512 fastopt_probe(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }\n",
+}
+
+
+def compiles(compiler, compile_args, source="int fastopt_probe(int x) { return x + 1; }\n"):
+    """True when ``compiler`` compiles the C ``source`` with ``compile_args``."""
     tmp = tempfile.mkdtemp(prefix="fastopt-flags-")
     try:
-        source = os.path.join(tmp, "flags.c")
-        with open(source, "w") as fh:
-            fh.write("int fastopt_probe(int x) { return x + 1; }\n")
-        compiler.compile([source], output_dir=tmp, extra_postargs=compile_args)
+        path = os.path.join(tmp, "flags.c")
+        with open(path, "w") as fh:
+            fh.write(source)
+        compiler.compile([path], output_dir=tmp, extra_postargs=compile_args)
         return True
     except Exception:
         return False
@@ -237,7 +246,7 @@ class BuildExt(build_ext):
 
         for ext in list(self.extensions):
             isa = getattr(ext, "fastopt_isa", None)
-            if isa and not compiles(self.compiler, compile_args + ext.extra_compile_args):
+            if isa and not compiles(self.compiler, compile_args + ext.extra_compile_args, VARIANT_PROBES[isa]):
                 warnings.warn(f"fastopt: the compiler cannot target {isa}; building only the baseline kernels")
                 self.extensions.remove(ext)
         built = {ext.name for ext in self.extensions}
@@ -256,8 +265,6 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-# Instruction-set variants of the update rules: the same source, compiled again with these
-# flags under another module name; fastopt._kernels picks one at import.
 class BuildPy(build_py):
     """build_py that also ships the C header csrc/fastopt.h as fastopt/include/fastopt.h.
 
@@ -280,6 +287,8 @@ class BuildPy(build_py):
             os.path.join(target, os.path.basename(h)) for h in self.HEADERS]
 
 
+# Instruction-set variants of the update rules: the same source, compiled again with these
+# flags under another module name; fastopt._kernels picks one at import.
 KERNEL_VARIANTS = {
     "avx2": ["-mavx2", "-mfma"],
     "avx512": ["-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mprefer-vector-width=512"],
@@ -299,7 +308,9 @@ def kernel_variant_sources(build_dir=VARIANTS_DIR):
         os.makedirs(folder, exist_ok=True)
         for ext in ("pyx", "pxd"):
             target = os.path.join(folder, f"_update_rules_{isa}.{ext}")
-            shutil.copyfile(f"src/fastopt/_update_rules.{ext}", target)
+            source = f"src/fastopt/_update_rules.{ext}"
+            if not (os.path.exists(target) and filecmp.cmp(source, target, shallow=False)):
+                shutil.copyfile(source, target)  # only when changed: a copy is newer than the build's outputs
         out[isa] = os.path.join(folder, f"_update_rules_{isa}.pyx")
     return out
 

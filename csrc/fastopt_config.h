@@ -43,18 +43,34 @@ static inline int omp_get_num_procs(void) { return 1; }
 #define FASTOPT_SIMD_NAME "none"
 #endif
 
-/* Whether this CPU (and its OS) runs the code of each instruction-set build of
+/* Whether this CPU and its OS run the code of each instruction-set build of
  * the update rules (see src/fastopt/_kernels.py, which picks one at import):
- * AVX2 + FMA, and AVX-512 F/BW/DQ/VL on top of those.  GCC's and Clang's
- * __builtin_cpu_supports also check that the OS saves the vector registers. */
+ * AVX2 + FMA, and AVX-512 F/BW/DQ/VL on top of those.  The CPU's feature bits
+ * are not enough: the OS must also save the wider registers on a context
+ * switch (XCR0: SSE and AVX state for AVX2; opmask and both halves of the
+ * zmm registers as well for AVX-512), which older GCCs' __builtin_cpu_supports
+ * does not check, so XCR0 is read here. */
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+
+static inline unsigned long long fastopt_xcr0(void) {
+    unsigned int eax, ebx, ecx, edx, lo, hi;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & bit_OSXSAVE)) {
+        return 0;  /* no XGETBV: the OS manages no extended state */
+    }
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+
 static inline int fastopt_cpu_has_avx2(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return (fastopt_xcr0() & 0x6) == 0x6 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
+
 static inline int fastopt_cpu_has_avx512(void) {
-    return fastopt_cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    return fastopt_cpu_has_avx2() && (fastopt_xcr0() & 0xe6) == 0xe6 && __builtin_cpu_supports("avx512f")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512vl");
 }
 #else
 static inline int fastopt_cpu_has_avx2(void) { return 0; }

@@ -5,6 +5,8 @@ and must agree with ``reference.py`` bit for bit, parameters and state
 alike; agreeing for every thread count proves the results do not depend on
 it.
 """
+import itertools
+
 import numpy as np
 import pytest
 from conftest import SIZES, THREADS
@@ -250,27 +252,25 @@ def test_instruction_set_builds_agree_bit_for_bit(name, dtype, rng):
     if len(builds) < 2:
         pytest.skip("only the baseline build of the kernels exists here")
     cls, _, configs, _ = OPTIMIZERS[name]
-    config = configs[-1]
-    opt = cls([np.zeros(1, dtype)], **config)
-    group = opt.param_groups[0]
-    n = 3 * 2**12 + 7
+    n = 3 * 2**16 + 5  # enough chunks for 1, 2 and 3 threads to cut it differently
     p0, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
-    outputs = []
-    for build in builds:
-        p = p0.copy()
-        names, needed = RULES[cls.rule].state_names, opt._needed(group)
-        state = tuple(np.full_like(p, 0.25) if use else None for use in needed)
-        assert len(state) == len(names)
-        bound = _kernels.load(build).BoundStep(cls.rule, p, g, state, group.kernel_hyper())
-        mu = bound.run(3, 0.5, False, 2)
-        outputs.append((p, state, mu))
-    p_a, s_a, mu_a = outputs[0]
-    for p_b, s_b, mu_b in outputs[1:]:
-        assert_bitwise_equal(p_a, p_b)
-        for a, b in zip(s_a, s_b):
-            if a is not None:
-                assert_bitwise_equal(a, b)
-        assert mu_a == mu_b
+    for config in configs:  # each specialized copy of the loop
+        group = cls([np.zeros(1, dtype)], **config).param_groups[0]
+        needed = _kernels.needed(cls.rule, group.kernel_hyper())
+        outputs = []
+        for build, threads in itertools.product(builds, (1, 2, 3)):
+            p = p0.copy()
+            state = tuple(np.full_like(p, 0.25) if use else None for use in needed)
+            bound = _kernels.load(build).BoundStep(cls.rule, p, g, state, group.kernel_hyper())
+            mu = bound.run(3, 0.5, False, threads)
+            outputs.append((p, state, mu))
+        p_a, s_a, mu_a = outputs[0]
+        for p_b, s_b, mu_b in outputs[1:]:
+            assert_bitwise_equal(p_a, p_b)
+            for a, b in zip(s_a, s_b):
+                if a is not None:
+                    assert_bitwise_equal(a, b)
+            assert mu_a == mu_b
 
 
 def test_kernel_build_choice(monkeypatch):

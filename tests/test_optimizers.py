@@ -6,8 +6,7 @@ from test_kernels import OPTIMIZERS, assert_bitwise_equal
 import fastopt
 import reference
 
-ALL = [fastopt.SGD, fastopt.Adagrad, fastopt.RMSprop, fastopt.Adam, fastopt.AdamW, fastopt.Adamax,
-       fastopt.NAdam, fastopt.RAdam, fastopt.Adadelta, fastopt.Lion]
+ALL = [cls for cls, _, _, _ in OPTIMIZERS.values()]
 
 
 def make_params(rng, dtype):
@@ -209,6 +208,7 @@ def test_zero_grad():
         fastopt.SGD([np.zeros(2)]).zero_grad()
 
 
+# Each optimizer's defaults, as torch.optim's (or, for a rule torch lacks, its paper's).
 TORCH_DEFAULTS = {
     fastopt.SGD: dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False),
     fastopt.Adagrad: dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastopt
+from fastopt import _kernels
 from fastopt._rules import RULES
 from fastopt.optim import optimizer as optimizer_module
 from fastopt._validation import any_real, betas, flag, nonnegative, unit_interval
@@ -76,7 +77,7 @@ def test_init_takes_every_hyperparameter_of_the_table(cls):
 def test_needed_is_the_tables(cls):
     opt = cls([np.zeros(3)])
     group = opt.param_groups[0]
-    assert opt._needed(group) == RULES[cls.rule].needed(group.kernel_hyper())
+    assert opt._needed(group) == _kernels.needed(cls.rule, group.kernel_hyper())
     assert len(opt._needed(group)) == len(cls.state_arrays)
 
 
@@ -86,7 +87,7 @@ def test_checks_map_every_check_of_the_table():
 
 
 def test_a_subclass_cannot_restate_what_the_table_says():
-    for attribute in ("validators", "state_arrays", "switchable_state"):
+    for attribute in ("validators", "rules", "state_arrays", "switchable_state"):
         with pytest.raises(TypeError, match="come from fastopt._rules.RULES"):
             type("Restated", (Optimizer,), {"rule": "adam", attribute: ()})
     with pytest.raises(ValueError, match="not a rule of fastopt._rules.RULES"):

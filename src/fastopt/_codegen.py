@@ -15,6 +15,7 @@ anything is built); it needs Cython (for Tempita), a build requirement.
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 import textwrap
 from types import SimpleNamespace
@@ -58,7 +59,7 @@ def _signature(rule, table, T):
     """The kernel's C-level parameters for element type ``T`` (a Cython type name)."""
     pointers = [f"{T}* param", f"const {T}* grad"] + [f"{T}* {s.arg}" for s in rule.state]
     extra = [table.ARGS[a].cython for a in rule.args]
-    return pointers + ["Py_ssize_t n", f"const {table.struct_name(rule)}* h"] + extra + ["int num_threads"]
+    return pointers + ["Py_ssize_t n", f"const {rule.label}Hyper* hyper"] + extra + ["int num_threads"]
 
 
 def _c_signature(rule, table, T):
@@ -85,8 +86,29 @@ def _wrap(words, lead, width=110, closing=""):
 def _notes(rule, table):
     """What a caller must know about the kernel's arguments beyond their names, one line each."""
     notes = [f"{s.arg} may be NULL {s.when[1]}." for s in rule.state if s.when is not None]
-    notes += [f"{a}: {table.ARGS[a].doc}." for a in rule.args if a != "step"]
+    notes += [f"{a}: {table.ARGS[a].doc}." for a in rule.args if table.ARGS[a].doc]
     return [line for note in notes for line in textwrap.wrap(note, 90, subsequent_indent="  ")]
+
+
+# Names the generated code gives its own variables; a rule's state, scalars, flags and locals must not take them.
+RESERVED = {"p", "g", "i", "a", "h", "n", "hyper", "param", "grad", "start", "stop", "body", "num_threads"}
+
+
+def _check_names(rule, table):
+    """Refuse a rule whose names would clash in the generated code, or whose state depends on no flag."""
+    flags = dict(rule.flags)
+    names = ([s.arg for s in rule.state] + [n for n, _ in rule.scalars] + list(flags)
+             + [n.strip() for n in rule.locals.split(",")])
+    clash = sorted(RESERVED.intersection(names) | {n for n in names if names.count(n) > 1})
+    if clash:
+        raise ValueError(f"{rule.name}: names {clash} clash in the generated kernel")
+    for s in rule.state:
+        if s.when is not None and (s.when[0] not in flags or any(a in flags[s.when[0]] for a in table.ARGS)):
+            raise ValueError(f"{rule.name}: {s.name} is used when {s.when[0]!r}, which must be one of the "
+                             f"rule's flags and depend on the hyperparameters only")
+    unknown = set(rule.specialize) - set(flags)
+    if unknown:
+        raise ValueError(f"{rule.name}: specialize names {sorted(unknown)}, which are not flags")
 
 
 def _view(table):
@@ -95,13 +117,11 @@ def _view(table):
     for number, rule in enumerate(table.RULES.values()):
         runtime = [name for name, _ in rule.flags if name not in rule.specialize]
         flag_exprs = dict(rule.flags)
-        unknown = set(rule.specialize) - set(flag_exprs)
-        if unknown:
-            raise ValueError(f"{rule.name}: specialize names {sorted(unknown)}, which are not flags")
+        _check_names(rule, table)
         view = SimpleNamespace(
-            rule=rule, name=rule.name, number=number, title=rule.title,
+            name=rule.name, number=number, title=f"{rule.label} {rule.origin}",
             formula=rule.formula.splitlines(),
-            struct=table.struct_name(rule), c_struct=f"fastopt_{rule.name}_hyper",
+            struct=f"{rule.label}Hyper", c_struct=f"fastopt_{rule.name}_hyper",
             fields=[(h.name, "bint" if h.is_flag else "double", "int" if h.is_flag else "double")
                     for h in rule.kernel_hyper],
             states=[s.arg for s in rule.state],
@@ -111,61 +131,73 @@ def _view(table):
             combos=_combos(rule.specialize), locals=rule.locals,
             body=textwrap.indent(rule.body.strip(), " " * 8),
             notes=_notes(rule, table),
+            needs=["True" if st.when is None else f"({flag_exprs[st.when[0]]})" for st in rule.state],
             bound_args=[table.ARGS[a].bound for a in rule.args],
         )
         view.signature = {T: _signature(rule, table, T) for T, _ in DTYPES}
         view.fused = _signature(rule, table, "floating")
         view.c_signature = {sfx: _c_signature(rule, table, T) for T, sfx in DTYPES}
-        view.names = [p.split()[-1].lstrip("*") for p in view.fused]
+        view.names = [p.split()[-1].lstrip("*") for p in view.fused]  # the parameters' names, to pass them on
+        view.types = {T: [p.rsplit(" ", 1)[0] for p in view.signature[T]] for T, _ in DTYPES}  # ... and types
         rules.append(view)
     return SimpleNamespace(rules=rules, dtypes=DTYPES, abi_version=table.ABI_VERSION, c_api=table.C_API,
                            max_state=max(len(r.states) for r in rules), wrap=_wrap)
 
 
 def digest(root=ROOT):
-    """SHA-256 of everything the outputs are made from: the table, the templates and this generator.
+    """SHA-256 of the generated files (with this digest itself left out).
 
     The generated kernel module carries it (``BUILD["source_digest"]``), so a
-    test can tell a build made from other sources than these.
+    test can tell a module built from other sources than the ones on disk; an
+    edit to the table or a template that leaves the output alone changes
+    nothing.  (``_parallel.pxd``, ``fastopt_config.h`` and the compiler flags
+    are not generated, so the digest does not cover them.)
     """
     h = hashlib.sha256()
-    for path in ["src/fastopt/_rules.py", "src/fastopt/_codegen.py", *OUTPUTS]:
-        with open(os.path.join(root, path), "rb") as fh:
-            h.update(path.encode() + b"\0" + fh.read() + b"\0")
+    for target, text in sorted(_render(root, "").items()):
+        h.update(target.encode() + b"\0" + text.encode() + b"\0")
     return h.hexdigest()
 
 
-def abi_layout():
-    """The C API as lines, one per table entry in table order: its signatures and hyperparameter struct.
+def _c_types(params):
+    """The types of a C parameter list ("float *param, int n" -> ["float *", "int"])."""
+    return [re.sub(r"\s*\b\w+$", "", p.strip()).replace(" *", " *").strip() for p in params.split(",")]
 
-    Appending a rule appends a line; any other change to the lines must come
-    with a new ``ABI_VERSION`` (tests/test_codegen.py holds each version's lines).
+
+def abi_layout(root=ROOT):
+    """The C API as the generated ``fastopt.h`` declares it: one line per member of the table, in order.
+
+    Each line gives the member's type with the kernel signature and the
+    hyperparameter struct's field types spelled out (names left out: renaming
+    a parameter breaks no caller), after a first line for the capsule name
+    and the table's header members.  Appending a rule appends lines; any
+    other change must come with a new ``ABI_VERSION`` (tests/test_codegen.py
+    holds each version's lines).
     """
-    table = _load_rules()
-    view = _view(table)
-    missing = set(table.RULES) - set(table.C_API)
-    if missing:
-        raise ValueError(f"rules missing from _rules.C_API: {sorted(missing)} (append them)")
-    by_name = {r.name: r for r in view.rules}
-    lines = []
-    for entry in view.c_api:
-        if entry == "count_nonfinite":
-            lines.append("; ".join(f"count_nonfinite_{sfx}(const {T} *x, Py_ssize_t n, int num_threads)"
-                                   for T, sfx in DTYPES))
-            continue
-        r = by_name[entry]
-        struct = f"struct {r.c_struct} {{{'; '.join(c + ' ' + name for name, _, c in r.fields)}}}"
-        lines.append("; ".join([struct] + [f"{entry}_update_{sfx}({', '.join(r.c_signature[sfx])})"
-                                           for _, sfx in DTYPES]))
+    header = render(root)["csrc/fastopt.h"]
+    structs = {name: [f.strip().rsplit(" ", 1)[0] for f in body.split(";") if f.strip()]
+               for name, body in re.findall(r"typedef struct (fastopt_\w+_hyper) \{(.*?)\} \1;", header, re.S)}
+    functions = {}
+    for ret, name, params in re.findall(r"typedef (\w[\w ]*?) \(\*(fastopt_\w+_fn)\)\((.*?)\);", header, re.S):
+        types = []
+        for t in _c_types(params):
+            struct = re.search(r"fastopt_\w+_hyper", t)
+            types.append(t.replace(struct.group(0), "{" + ", ".join(structs[struct.group(0)]) + "}") if struct else t)
+        functions[name] = f"{ret}({', '.join(types)})"
+    table = re.search(r"typedef struct fastopt_api \{(.*?)\} fastopt_api;", header, re.S).group(1)
+    members = [line.split("/*")[0].strip().rstrip(";") for line in table.splitlines() if line.strip()]
+    capsule = re.search(r'#define FASTOPT_CAPSULE_NAME (".*?")', header).group(1)
+    members = [re.match(r"(.*?)(\w+)$", m).groups() for m in members]  # (type, name)
+    lines = [capsule + "; " + "; ".join(kind.strip() for kind, _ in members[:3])]
+    lines += [f"{name}: {functions.get(kind.strip(), kind.strip())}" for kind, name in members[3:]]
     return lines
 
 
-def render(root=ROOT):
-    """{output path (relative to ``root``): text} for every generated file."""
+def _render(root, source_digest):
     from Cython.Tempita import Template
 
     view = _view(_load_rules())
-    view.digest = digest(root)
+    view.digest = source_digest
     out = {}
     for template, target in OUTPUTS.items():
         with open(os.path.join(root, template)) as fh:
@@ -174,6 +206,11 @@ def render(root=ROOT):
         text = Template(source, name=template).substitute(v=view)
         out[target] = (banner.replace("#", "//") if target.endswith(".h") else banner) + text
     return out
+
+
+def render(root=ROOT):
+    """{output path (relative to ``root``): text} for every generated file."""
+    return _render(root, digest(root))
 
 
 GENERATED = ("# Generated by src/fastopt/_codegen.py from src/fastopt/_rules.py and {template}.\n"

@@ -32,26 +32,28 @@ def available():
                 load(build)
                 out.append(build)
         except ImportError:
-            pass  # not compiled here (non-x86 machine, old compiler)
+            pass  # not compiled here: a non-x86 machine, FASTOPT_MARCH, or a compiler that cannot target it
     return out
 
 
 def _choose():
     wanted = os.environ.get("FASTOPT_KERNELS", "auto").strip().lower() or "auto"
-    if wanted not in ("auto",) + BUILDS:
-        raise ImportError(f"FASTOPT_KERNELS must be auto, {', '.join(BUILDS[::-1])}; not {wanted!r}")
     if wanted == "auto":
-        for build in BUILDS:
-            if cpu_runs(build):
-                try:
-                    return build, load(build)
-                except ImportError:
-                    continue
+        build = available()[0]  # the baseline build is always there
+        return build, load(build)
+    if wanted not in BUILDS:
+        raise ImportError(f"FASTOPT_KERNELS must be auto, baseline, avx2 or avx512, not {wanted!r}")
     if not cpu_runs(wanted):
         raise ImportError(f"FASTOPT_KERNELS={wanted}, but this CPU does not run {wanted} code")
-    return wanted, load(wanted)
+    try:
+        return wanted, load(wanted)
+    except ImportError as exc:
+        raise ImportError(f"FASTOPT_KERNELS={wanted}, but this installation has no {wanted} build of the "
+                          "kernels (built with FASTOPT_MARCH, on a machine other than x86-64, or by a compiler "
+                          f"that cannot target {wanted}): {exc}") from exc
 
 
 NAME, kernels = _choose()
 BoundStep = kernels.BoundStep
+needed = kernels.needed
 nonfinite_count = kernels.nonfinite_count

@@ -10,8 +10,9 @@ its element-wise body.  Everything else is derived from this table:
   and the C header ``csrc/fastopt.h`` (structs, signatures, the C API
   table) from the templates beside them;
 * at run time, the optimizers in ``fastopt.optim`` take their state arrays
-  and hyperparameter checks from here, and ``BoundStep`` asks
-  :meth:`Rule.needed` which state arrays a setting uses.
+  and hyperparameter checks from here; which optional state arrays a setting
+  uses is decided by the generated ``needed()`` (and ``BoundStep``) with the
+  very flag expressions the kernels branch on.
 
 This module is plain Python with no imports from fastopt, so that setup.py
 can load it before anything is compiled.
@@ -37,8 +38,8 @@ kernel is compiled once per combination of those flags, so every copy of
 the loop is free of that branch and vectorizes (GCC does not unswitch loops
 this large by itself).
 """
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Tuple
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 # The C API's version: raise it whenever an entry already in the table changes (see csrc/fastopt.h).
 ABI_VERSION = 1
@@ -69,14 +70,15 @@ class Hyper:
 class State:
     """A state array, as large as the parameter; ``c_name`` is its argument name in C where that differs.
 
-    ``when`` is None for an array every step uses, else ``(test, text)``:
-    ``test(hyper)`` says whether the kernel hyperparameters ``hyper`` (a
-    mapping) use the array, and ``text`` says so in the documentation;
-    kernels accept NULL for an array the settings do not use.
+    ``when`` is None for an array every step uses, else ``(flag, text)``:
+    the array is used exactly when the rule's flag ``flag`` is true (the
+    kernels and ``BoundStep`` evaluate the same expression), and ``text``
+    says when it is not, for the documentation; kernels accept NULL for an
+    array the settings do not use.
     """
 
     name: str
-    when: Optional[Tuple[Callable[[Mapping], bool], str]] = None
+    when: Optional[Tuple[str, str]] = None
     c_name: str = ""
 
     @property
@@ -91,7 +93,7 @@ class Arg:
     cython: str    # its declaration in Cython
     c: str         # ... and in C
     bound: str     # what BoundStep.run passes for it
-    doc: str
+    doc: str       # what a caller must know about it, for the generated comments ("" if its name says it)
 
 
 ARGS = {
@@ -99,7 +101,7 @@ ARGS = {
         "bint momentum_buffer_is_new", "int momentum_buffer_is_new", "fresh",
         "the buffer holds garbage and is set to the gradient (plus weight decay), as on the first step with "
         "momentum (torch.optim.SGD clones the gradient into a missing buffer)"),
-    "step": Arg("long long step", "long long step", "step", "the step being taken, counting from 1"),
+    "step": Arg("long long step", "long long step", "step", ""),  # counts from 1: fastopt.h says so for all
     "mu_product": Arg(
         "double* mu_product", "double *mu_product", "mu_product",
         "the running product of the momentum coefficients, 1.0 before the first step; updated in place"),
@@ -111,7 +113,8 @@ class Rule:
     """One update rule: see the module docstring for how the fields are used."""
 
     name: str
-    title: str            # what it is, after whom: the first line of its comments
+    label: str            # its display name, as in the optimizer's class name; its struct is <label>Hyper
+    origin: str           # where it comes from (the torch class or the paper), for the generated comments
     formula: str          # the update, one step per line, for the generated code's comments
     hyper: Tuple[Hyper, ...]
     state: Tuple[State, ...]
@@ -122,8 +125,6 @@ class Rule:
     scalars: Tuple[Tuple[str, str], ...] = ()
     flags: Tuple[Tuple[str, str], ...] = ()
     specialize: Tuple[str, ...] = ()
-    struct: str = ""      # the hyperparameter struct's Cython name; default: <Title>Hyper
-    notes: str = field(default="", compare=False)
 
     @property
     def state_names(self):
@@ -132,10 +133,6 @@ class Rule:
     @property
     def kernel_hyper(self):
         return tuple(h for h in self.hyper if h.kernel)
-
-    def needed(self, hyper):
-        """Which state arrays the kernel hyperparameters ``hyper`` (a mapping) use, in ``state`` order."""
-        return tuple(s.when is None or bool(s.when[0](hyper)) for s in self.state)
 
     @property
     def switchable(self):
@@ -168,13 +165,13 @@ exp_avg_sq[i] = vi
 
 RULES = {rule.name: rule for rule in (
     Rule(
-        "sgd", "SGD (torch.optim.SGD)",
+        "sgd", "SGD", "(torch.optim.SGD)",
         """d = ±g + wd p
 b = d on the buffer's first use, else momentum b + (1 - dampening) d
 d = d + momentum b (nesterov) or b
 p = p + (-lr) d""",
         hyper=(_LR, Hyper("momentum"), Hyper("dampening", "real"), _WD, Hyper("nesterov", "flag"), _MAXIMIZE),
-        state=(State("momentum_buffer", (lambda h: h["momentum"] != 0, "when momentum is 0")),),
+        state=(State("momentum_buffer", ("use_momentum", "when momentum is 0")),),
         args=("momentum_buffer_is_new",),
         scalars=(_SIGN, _L2, ("momentum", "h.momentum"), ("one_minus_dampening", "1.0 - h.dampening"),
                  ("neg_lr", "-h.lr")),
@@ -191,7 +188,7 @@ if use_momentum:
 p[i] = p[i] + neg_lr * d
 """),
     Rule(
-        "adagrad", "Adagrad (torch.optim.Adagrad)",
+        "adagrad", "Adagrad", "(torch.optim.Adagrad)",
         """d = ±g + wd p ;  s = s + d d ;  p = p + (-clr d) / (sqrt(s) + eps)
 clr = lr / (1 + (t - 1) lr_decay)""",
         hyper=(_LR, Hyper("lr_decay"), _WD, _EPS, _MAXIMIZE, Hyper("initial_accumulator_value", kernel=False)),
@@ -206,14 +203,14 @@ state_sum[i] = si
 p[i] = p[i] + (neg_clr * d) / (_sqrt(si) + eps)
 """),
     Rule(
-        "rmsprop", "RMSprop (torch.optim.RMSprop)",
+        "rmsprop", "RMSprop", "(torch.optim.RMSprop)",
         """d = ±g + wd p ;  v = alpha v + ((1 - alpha) d) d
 centered: a = lerp(a, d, 1 - alpha), avg = sqrt(v - a a) + eps ; else avg = sqrt(v) + eps
 momentum: b = momentum b + d / avg, p = p + (-lr) b ; else p = p + (-lr d) / avg""",
         hyper=(_LR, Hyper("alpha"), _EPS, _WD, Hyper("momentum"), Hyper("centered", "flag"), _MAXIMIZE),
         state=(State("square_avg"),
-               State("momentum_buffer", (lambda h: h["momentum"] > 0, "when momentum is 0")),
-               State("grad_avg", (lambda h: h["centered"], "when not centered"))),
+               State("momentum_buffer", ("use_momentum", "when momentum is 0")),
+               State("grad_avg", ("centered", "when not centered"))),
         scalars=(_SIGN, _L2, ("alpha", "h.alpha"), ("one_minus_alpha", "1.0 - h.alpha"), ("eps", "h.eps"),
                  ("momentum", "h.momentum"), ("neg_lr", "-h.lr")),
         flags=(("use_momentum", "h.momentum > 0"), ("centered", "h.centered")),
@@ -237,7 +234,7 @@ else:
     p[i] = p[i] + (neg_lr * d) / avg
 """),
     Rule(
-        "adam", "Adam / AdamW (torch.optim.Adam; decoupled_weight_decay=True is AdamW)",
+        "adam", "Adam", "/ AdamW (torch.optim.Adam; decoupled_weight_decay=True is AdamW)",
         """p = p (1 - lr wd) (decoupled) ;  d = ±g + wd p (otherwise)
 m = lerp(m, d, 1 - beta1) ;  v = beta2 v + ((1 - beta2) d) d
 vmax = maximum(vmax, v) (amsgrad, used in place of v below)
@@ -245,7 +242,7 @@ p = p + (-step_size m) / (sqrt(v) * bias_correction2 ** -0.5 + eps)
 step_size = lr / (1 - beta1 ** t), bias_correction2 = 1 - beta2 ** t""",
         hyper=(_LR, *_BETAS, _EPS, _WD, Hyper("amsgrad", "flag"), _MAXIMIZE, _DECOUPLED),
         state=(State("exp_avg"), State("exp_avg_sq"),
-               State("max_exp_avg_sq", (lambda h: h["amsgrad"], "without amsgrad"))),
+               State("max_exp_avg_sq", ("amsgrad", "without amsgrad"))),
         args=("step",),
         setup="cdef double t = <double>step",
         scalars=(_SIGN, *_L2_OR_DECOUPLED, *_MOMENTS, ("inv_bc2_sqrt", "pow(1.0 - pow(h.beta2, t), -0.5)"),
@@ -260,7 +257,7 @@ if amsgrad:
 p[i] = pi + (neg_step_size * mi) / (_sqrt(vi) * inv_bc2_sqrt + eps)
 """),
     Rule(
-        "adamax", "Adamax (torch.optim.Adamax)",
+        "adamax", "Adamax", "(torch.optim.Adamax)",
         """d = ±g + wd p ;  m = lerp(m, d, 1 - beta1) ;  u = maximum(beta2 u, |d| + eps)
 p = p + (-clr m) / u,  clr = lr / (1 - beta1 ** t)""",
         hyper=(_LR, *_BETAS, _EPS, _WD, _MAXIMIZE),
@@ -278,7 +275,7 @@ exp_inf[i] = ui
 p[i] = p[i] + (neg_clr * mi) / ui
 """),
     Rule(
-        "nadam", "NAdam (torch.optim.NAdam)",
+        "nadam", "NAdam", "(torch.optim.NAdam)",
         """p = p (1 - lr wd) (decoupled) ;  d = ±g + wd p (otherwise)
 m = lerp(m, d, 1 - beta1) ;  v = beta2 v + ((1 - beta2) d) d
 denom = sqrt(v / (1 - beta2 ** t)) + eps
@@ -303,7 +300,7 @@ pi = pi + (c_grad * d) / denom
 p[i] = pi + (c_avg * mi) / denom
 """),
     Rule(
-        "radam", "RAdam (torch.optim.RAdam)",
+        "radam", "RAdam", "(torch.optim.RAdam)",
         """p = p (1 - lr wd) (decoupled) ;  d = ±g + wd p (otherwise)
 m = lerp(m, d, 1 - beta1) ;  v = beta2 v + ((1 - beta2) d) d
 u = (m / (1 - beta1 ** t)) lr
@@ -332,7 +329,7 @@ if rectify:
 p[i] = pi - u
 """),
     Rule(
-        "adadelta", "Adadelta (torch.optim.Adadelta)",
+        "adadelta", "Adadelta", "(torch.optim.Adadelta)",
         """d = ±g + wd p ;  v = rho v + ((1 - rho) d) d
 delta = (sqrt(a + eps) / sqrt(v + eps)) d ;  a = rho a + ((1 - rho) delta) delta
 p = p + (-lr) delta""",
@@ -350,7 +347,7 @@ acc_delta[i] = acc_delta[i] * rho + (one_minus_rho * delta) * delta
 p[i] = p[i] + neg_lr * delta
 """),
     Rule(
-        "lion", 'Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms")',
+        "lion", "Lion", '(Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms")',
         """p = p (1 - lr wd) ;  d = ±g
 p = p + (-lr) sign(beta1 m + (1 - beta1) d) ;  m = beta2 m + (1 - beta2) d""",
         hyper=(_LR, *_BETAS, _WD, _MAXIMIZE),
@@ -370,8 +367,3 @@ exp_avg[i] = mi * beta2 + one_minus_beta2 * d
 # The C API table's entries in table order (csrc/fastopt.h): a new rule is appended here, never inserted, so
 # that modules compiled against an older header keep working; a change to an entry raises ABI_VERSION.
 C_API = ("sgd", "adagrad", "rmsprop", "adam", "adamax", "nadam", "radam", "adadelta", "lion", "count_nonfinite")
-
-
-def struct_name(rule):
-    """The hyperparameter struct's Cython name (``AdamHyper``); in C it is ``fastopt_<rule>_hyper``."""
-    return rule.struct or rule.title.split()[0] + "Hyper"

@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from fastopt._kernels import BoundStep, nonfinite_count
+from fastopt._kernels import BoundStep, needed, nonfinite_count
 from fastopt._locks import holding
 from fastopt._rules import RULES
 from fastopt._threads import get_num_threads
@@ -27,7 +27,7 @@ _STATE_HINT = "it holds one dict per slot; clear a slot's dict (state[i].clear()
 # The validator of each ``check`` of fastopt._rules.Hyper; "beta" validates beta1 and beta2 together, as ``betas``.
 CHECKS = {"nonnegative": nonnegative, "real": any_real, "unit": unit_interval, "beta": betas, "flag": flag}
 # What a subclass takes from its rule's entry in fastopt._rules.RULES, never states itself.
-_DERIVED = ("validators", "state_arrays", "switchable_state")
+_DERIVED = ("validators", "rules", "state_arrays", "switchable_state")
 
 
 def validators_of(rule):
@@ -290,8 +290,8 @@ class Optimizer:
         return kernel, new_arrays
 
     def _needed(self, group):
-        """Which of ``state_arrays`` the group's hyperparameters use: the rule's ``Rule.needed``."""
-        return self._rule_entry.needed(group.kernel_hyper())
+        """Which of ``state_arrays`` the group's hyperparameters use (decided as the kernel decides it)."""
+        return needed(self.rule, group.kernel_hyper())
 
     def _new_state(self, name, like, group):
         """A state array at its first use: zeros unless a subclass says otherwise."""
