@@ -112,9 +112,10 @@ def test_shard_bounds_examples_and_errors(dist):
 
 @needs_mpi4py
 def test_block_partition_of_samples(dist):
+    from fastopt.distributed._partition import _block
     for n in (0, 1, 5, 10, 11):
         for parts in (1, 2, 3, 4, 12):
-            blocks = [dist._block(n, parts, r) for r in range(parts)]
+            blocks = [_block(n, parts, r) for r in range(parts)]
             assert blocks[0][0] == 0 and blocks[-1][1] == n
             assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
             sizes = [b - a for a, b in blocks]

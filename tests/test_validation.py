@@ -133,3 +133,48 @@ def test_byte_span_matches_the_array_interface():
     assert byte_span(np.zeros((2, 3)).T)[1] - byte_span(np.zeros((2, 3)).T)[0] == 48  # F-contiguous
     with pytest.raises((ValueError, BufferError)):
         byte_span(np.zeros((4, 4))[:, ::2])
+
+
+def test_huge_ints_are_value_errors_not_overflow_errors():
+    """An int beyond float's range counts as infinite: a ValueError, never OverflowError."""
+    import math
+
+    from fastopt._validation import bounded_real
+    from fastopt.nn.batchnorm import BatchNorm
+    from fastopt.nn.clip import clip_grad_norm_
+    from fastopt.optim import lr_scheduler as S
+
+    huge = 10**400
+    for call in (lambda: S.StepLR(0.1, 3)(huge),
+                 lambda: S.StepLR(0.1, 3, gamma=huge),
+                 lambda: clip_grad_norm_(np.ones(3), -huge),
+                 lambda: clip_grad_norm_(np.ones(3), 1.0, norm_type=-huge),
+                 lambda: BatchNorm(3, momentum=huge),
+                 lambda: bounded_real("min_delta", huge, 0.0)):
+        with pytest.raises((ValueError, TypeError)) as info:
+            call()
+        assert not isinstance(info.value, OverflowError)
+    assert clip_grad_norm_(np.ones(3), huge) == math.sqrt(3.0)  # as max_norm=inf: no clipping
+
+
+def test_schedules_take_numpy_bools_like_the_optimizers():
+    from fastopt.optim import lr_scheduler as S
+
+    S.OneCycleLR(0.1, 0.1, 10, three_phase=np.True_, cycle_momentum=np.False_)  # refused before
+    S.OneCycleLR(0.1, 0.1, 10, three_phase=np.int64(1), cycle_momentum=False)
+
+
+def test_batchnorm_num_features_of_the_wrong_type_is_a_type_error():
+    from fastopt.nn.batchnorm import BatchNorm
+
+    for bad in (3.0, "3", True, None):
+        with pytest.raises(TypeError, match="num_features"):
+            BatchNorm(bad)
+    with pytest.raises(ValueError, match="num_features"):
+        BatchNorm(-1)
+    assert BatchNorm(np.int64(3)).num_features == 3
+
+
+def test_hyperparameter_messages_name_betas_as_torch_does():
+    with pytest.raises(ValueError, match=r"Invalid beta parameter at index 0: 1\.0 "):
+        fastopt.Adam([np.zeros(3)], betas=(1.0, 0.9))

@@ -13,7 +13,6 @@ per Python thread.
 import os
 import warnings
 from contextlib import contextmanager
-from operator import index
 
 
 def _load_openmp_runtime():
@@ -44,6 +43,7 @@ def _load_openmp_runtime():
 WAIT_POLICY = _load_openmp_runtime()
 
 from fastopt._openmp_helpers import openmp_enabled, runtime_max_threads  # noqa: E402
+from fastopt._validation import integer  # noqa: E402
 
 _OPENMP = openmp_enabled()
 MAX_THREADS = 2**31 - 1  # the kernels take a C int
@@ -72,12 +72,7 @@ def set_num_threads(n):
         If ``n`` is less than 1.
     """
     global _num_threads
-    if isinstance(n, bool):
-        raise TypeError("set_num_threads: n must be an int, not bool")
-    try:
-        n = index(n)
-    except TypeError:
-        raise TypeError(f"set_num_threads: n must be an int, not {type(n).__name__}") from None
+    n = integer("set_num_threads: n", n, expected="an int")
     if not 1 <= n <= MAX_THREADS:
         raise ValueError(f"set_num_threads: n must be between 1 and {MAX_THREADS}, got {n}")
     previous = _num_threads

@@ -5,16 +5,22 @@ Arrays
     parameter or gradient behind the user's back: an array that is not
     exactly what a kernel needs is refused with an error naming it
     (:func:`check_float_array`, :func:`check_param`, :func:`check_grad`,
-    :func:`check_disjoint`).
+    :func:`check_disjoint`).  These return the array checked, except
+    :func:`check_writeable`, which returns None, and :func:`check_disjoint`,
+    which returns the arrays' byte spans.
 
 Scalars
-    Every public function checks its scalar arguments (flags, counts, real
-    numbers in a range, choices) with the validators below, each of which
-    returns the cleaned value or raises TypeError (wrong kind of value) or
-    ValueError (right kind, out of range).  Modules word their messages
-    differently (torch's "Invalid learning rate" for the optimizers, SciPy's
-    "option ..." for the minimizers); the validators take that wording as
-    arguments, so one implementation serves each kind of check.
+    Every public function checks its scalar arguments with one validator
+    per kind of value: :func:`flag`, :func:`choice`, :func:`check_callable`,
+    :func:`integer`, :func:`step_count` (a count read back from a
+    state_dict), :func:`real_number` (the type check) and
+    :func:`bounded_real` (a real number in a range, finite unless told).
+    Each returns the cleaned value or raises TypeError (wrong type) or
+    ValueError (wrong value), never OverflowError.  The few wrappers serve
+    callers whose rules really differ: SciPy's options
+    (:func:`positive_option`), torch.optim's "Invalid ..." hyperparameter
+    rules (:func:`real_in_range`, :func:`betas`) and a schedule's step
+    (:func:`fractional_step`).
 """
 import math
 from numbers import Integral, Real
@@ -49,6 +55,7 @@ def check_float_array(arr, name):
 
 
 def check_writeable(arr, name):
+    """Raise ValueError unless ``arr`` is writeable; returns None."""
     if not arr.flags.writeable:
         raise ValueError(f"{name} is read-only; fastopt updates parameters in place")
 
@@ -86,30 +93,29 @@ def check_disjoint(arrays, names, what):
 
 
 # --------------------------------------------------------------------------- flags and choices
-def flag(name, value, *, ints=int, numpy_bools=True, message="{name} must be True or False, got {value!r}"):
-    """A boolean option, as a bool.
+def flag(name, value, *, ints=int, message="{name} must be True or False, got {value!r}", numpy_bools=None):
+    """A boolean option, as a bool: ``True``, ``False``, a NumPy bool, or an integer 0 or 1 of type ``ints``.
 
     Parameters
     ----------
     name : str
         The argument, as the message names it.
     value : object
-        A bool or NumPy bool, or an integer of type ``ints`` equal to 0 or
-        1 (so that typos like ``"False"`` fail, while ``0`` and ``1`` pass).
     ints : type or None, default int
-        The integers accepted as 0 and 1: ``int`` (Python ints only, as the
-        optimizers' hyperparameters), ``numbers.Integral`` (NumPy integers
-        too, as the schedules), or None for none (bools only).
-    numpy_bools : bool, default True
-        Accept ``numpy.bool_``.  The schedules do not (they take
-        ``numbers.Integral`` 0 and 1, which NumPy's bools are not).
+        Which integers stand for False and True (so that typos like
+        ``"False"`` fail while ``0`` and ``1`` pass).  This is one policy
+        with three settings, because the callers really differ: ``int``
+        (Python ints, as torch's optimizer flags), ``numbers.Integral``
+        (NumPy integers too: the schedules, whose arguments often come from
+        NumPy arithmetic), or None (bools only: the data and batchnorm
+        functions, where ``shuffle=1`` is more likely a misplaced argument).
     message : str, default "{name} must be True or False, got {value!r}"
         The TypeError's message, formatted with ``name``, ``value`` and
         ``type`` (the name of the value's type).
-
-    Returns
-    -------
-    bool
+    numpy_bools : ignored
+        Accepted only because ``optim/lr_scheduler.py`` still passes
+        ``numpy_bools=False``; NumPy bools are always accepted.  To be
+        removed with that argument.
 
     Raises
     ------
@@ -118,29 +124,16 @@ def flag(name, value, *, ints=int, numpy_bools=True, message="{name} must be Tru
     """
     if value is True or value is False:  # the common case first: a step checks its flags every time
         return value
-    if isinstance(value, (bool, np.bool_) if numpy_bools else bool) or (
-            ints is not None and isinstance(value, ints) and value in (0, 1)):
+    if isinstance(value, (bool, np.bool_)) or (ints is not None and isinstance(value, ints) and value in (0, 1)):
         return bool(value)
     raise TypeError(message.format(name=name, value=value, type=type(value).__name__))
 
 
 def choice(name, value, options, *, expected=None):
-    """One of ``options``, returned as given.
+    """One of ``options`` (compared with ``in``), returned as given; else ValueError.
 
-    Parameters
-    ----------
-    name : str
-    value : object
-    options : sequence
-        The values allowed (compared with ``in``).
-    expected : str, optional
-        What the message says ``name`` must be; by default "one of " and
-        the options' reprs.
-
-    Raises
-    ------
-    ValueError
-        When ``value`` is not one of ``options``.
+    ``expected`` is what the message says ``name`` must be; by default
+    "one of " and the options' reprs.
     """
     if value not in options:
         expected = expected or f"one of {', '.join(map(repr, options))}"
@@ -156,8 +149,8 @@ def check_callable(name, value):
 
 
 # --------------------------------------------------------------------------- integers
-def integer(name, value, *, low=None, expected="an integer", too_small=None):
-    """An integer: anything with ``__index__`` (Python and NumPy integers) but a bool, as an int.
+def integer(name, value, low=None, *, expected="an integer", too_small=None):
+    """An integer (anything with ``__index__``: Python and NumPy integers, not a bool) >= ``low``, as an int.
 
     Parameters
     ----------
@@ -169,14 +162,16 @@ def integer(name, value, *, low=None, expected="an integer", too_small=None):
         What the TypeError says ``name`` must be.
     too_small : str, optional
         What the ValueError for a value below ``low`` says it must be;
-        defaults to ``expected``.
+        defaults to ``"an integer >= <low>"`` (to ``expected`` when that is
+        not the default, e.g. "a positive integer").
 
     Raises
     ------
     TypeError
-        For a bool or a value without ``__index__`` (floats, strings).
+        ``"<name> must be <expected>, got <type> <repr>"`` for a bool or a
+        value without ``__index__`` (floats, strings).
     ValueError
-        For a value below ``low``.
+        ``"<name> must be <too_small>, got <value>"`` below ``low``.
     """
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be {expected}, got {value!r}")
@@ -185,52 +180,28 @@ def integer(name, value, *, low=None, expected="an integer", too_small=None):
     except TypeError:
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}") from None
     if low is not None and value < low:
-        raise ValueError(f"{name} must be {too_small or expected}, got {value}")
+        too_small = too_small or (f"an integer >= {low}" if expected == "an integer" else expected)
+        raise ValueError(f"{name} must be {too_small}, got {value}")
     return value
 
 
-def positive_int(name, value):
-    """:func:`integer` >= 1, with the message ``"<name> must be a positive integer, got ..."``."""
-    return integer(name, value, low=1, expected="a positive integer")
-
-
-def int_at_least(name, value, low=0, *, expected=None):
-    """An integer (``numbers.Integral``: Python and NumPy integers, not bool) >= ``low``, as an int.
-
-    Parameters
-    ----------
-    name : str
-    value : object
-    low : int, default 0
-    expected : str, optional
-        What the ValueError says ``name`` must be; defaults to
-        ``"an integer >= <low>"``.
-
-    Raises
-    ------
-    TypeError
-        ``"<name> must be an integer, got <type>"`` for anything else.
-    ValueError
-        For a value below ``low``.
-    """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be {expected or f'an integer >= {low}'}, got {value}")
-    return int(value)
+def int_at_least(name, value, low=0):
+    """:func:`integer` >= ``low`` (default 0): the name and signature ``optim/lr_scheduler.py`` imports."""
+    return integer(name, value, low)
 
 
 def step_count(what, value):
-    """A step count read back from a state_dict: a non-negative integer below 2**63, as an int.
+    """A step count (``step``, ``skipped_steps``) read back from a state_dict: a non-negative integer below 2**63.
 
-    Python and NumPy integers (and 0-d integer arrays) only; the largest
-    value is one an optimizer's counter can reach.
+    Python and NumPy integers (and 0-d integer arrays) only, returned as an
+    int; the largest value is one an optimizer's counter can reach.
 
     Raises
     ------
     ValueError
         ``"<what> must be a non-negative integer below 2**63, got ..."`` for
-        anything else (a float, a bool, a negative or too large count).
+        anything else (a float, a bool, a negative or too large count): a
+        state_dict holding one is corrupt, not of the wrong type.
     """
     scalar = np.asarray(value)
     if scalar.shape != () or scalar.dtype.kind not in "iu" or not 0 <= int(scalar) < 2**63:
@@ -240,133 +211,102 @@ def step_count(what, value):
 
 
 # --------------------------------------------------------------------------- real numbers
-def real_number(name, value, *, expected="a real number", show_value=False):
-    """``value`` itself if it is a real number (``numbers.Real``, not a bool), else TypeError.
+def real_number(name, value, *, expected="a real number"):
+    """``value`` itself if it is a real number (``numbers.Real``, not a bool); else TypeError.
 
-    Parameters
-    ----------
-    name : str
-    value : object
-    expected : str, default "a real number"
-        What the message says ``name`` must be.
-    show_value : bool, default False
-        End the message with the value's repr, after its type.
+    The message is ``"<name> must be <expected>, got <type> <repr>"``.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
-        shown = f" {value!r}" if show_value else ""
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}{shown}")
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
     return value
 
 
-def _within(value, low, high, low_open, high_open):
-    """Whether the float ``value`` is finite and within the bounds."""
-    above = low < value if low_open else low <= value
-    below = value < high if high_open else value <= high
-    return math.isfinite(value) and above and below
+def _in_range(number, low, high, low_open, high_open, allow_inf):
+    """Whether the float ``number`` is within the bounds (and finite unless ``allow_inf``); NaN never is."""
+    above = low < number if low_open else low <= number
+    below = number < high if high_open else number <= high
+    return (allow_inf or math.isfinite(number)) and above and below
 
 
-def finite_real(name, value, low=-math.inf, high=math.inf, *, low_open=False, high_open=False):
-    """A finite real number within ``[low, high]`` (either end open on request), as a float.
+def bounded_real(name, value, low=-math.inf, high=math.inf, *, low_open=False, high_open=False,
+                 allow_inf=False, float_like=False, expected="a real number", must=None):
+    """A real number within ``[low, high]`` (either end open on request), as a float: the one range check.
 
-    Ints beyond float's range count as infinite (:func:`as_float`).
-
-    Raises
-    ------
-    TypeError
-        For anything but a real number (:func:`real_number`).
-    ValueError
-        ``"<name> must be a finite number >= <low> and <= <high>, got ..."``
-        (only the finite bounds named, ``>``/``<`` for open ones).
-    """
-    value = as_float(real_number(name, value))
-    if not _within(value, low, high, low_open, high_open):
-        bounds = [f" {'>' if low_open else '>='} {low:g}"] if low > -math.inf else []
-        bounds += [f" {'<' if high_open else '<='} {high:g}"] if high < math.inf else []
-        raise ValueError(f"{name} must be a finite number{' and'.join(bounds)}, got {value}")
-    return value
-
-
-def finite_float(name, value, *, sign=None):
-    """A finite real number, as ``float(value)``, optionally ``"positive"`` or ``"non-negative"``.
-
-    Raises
-    ------
-    TypeError
-        ``"<name> must be a real number, got <type> <repr>"`` for anything
-        but a real number.
-    ValueError
-        ``"<name> must be finite, got ..."``, or ``"<name> must be <sign>,
-        got ..."`` for a value of the wrong sign.
-    OverflowError
-        For an int beyond float's range.
-    """
-    value = float(real_number(name, value, show_value=True))
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if (sign == "positive" and value <= 0) or (sign == "non-negative" and value < 0):
-        raise ValueError(f"{name} must be {sign}, got {value}")
-    return value
-
-
-def real_between(name, value, low, high):
-    """A real number in ``[low, high]`` (NaN refused; an infinite bound lets infinity in), as a float.
-
-    Raises
-    ------
-    TypeError
-        For anything but a real number (:func:`real_number`).
-    ValueError
-        ``"<name> must be between <low> and <high>, got ..."``.
-    """
-    value = float(real_number(name, value))
-    if not low <= value <= high:  # also refuses NaN
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def positive_or_inf(name, value, *, allow_zero=False, expected="a real number", bound=None):
-    """Anything ``float()`` takes (but bools and strings) that is > 0 (>= 0 with ``allow_zero``), inf included.
+    NaN is always refused, infinity unless ``allow_inf``; an int beyond
+    float's range counts as infinite (:func:`as_float`), so no value raises
+    OverflowError.
 
     Parameters
     ----------
     name : str
     value : object
-        A real number, or an object with ``__float__`` (a 0-d array).
-    allow_zero : bool, default False
+    low, high : float, default -inf and inf
+    low_open, high_open : bool, default False
+        Exclude the bound itself.
+    allow_inf : bool, default False
+        Accept an infinity within the bounds (``high=inf`` and ``allow_inf``
+        lets ``inf`` in).
+    float_like : bool, default False
+        Accept anything ``float()`` converts (a 0-d array, as torch's clip
+        functions take a 0-d tensor), not only ``numbers.Real``; strings,
+        bytes and bools are still refused.
     expected : str, default "a real number"
         What the TypeError says ``name`` must be.
-    bound : str, optional
-        What the ValueError says it must be; defaults to ``"> 0 (inf
-        allowed)"`` (``">= 0 (inf allowed)"`` with ``allow_zero``).
+    must : str, optional
+        What the ValueError says it must be; by default "a finite number"
+        followed by the finite bounds (``"a finite number > 0 and <= 1"``),
+        or, with ``allow_inf``, just the bounds and "(inf allowed)".
 
     Raises
     ------
     TypeError
-        For a bool, a string, or a value ``float()`` refuses.
+        ``"<name> must be <expected>, got <type> <repr>"``.
     ValueError
-        For NaN and values below the bound; the message shows the value's repr.
+        ``"<name> must be <must>, got <value>"``.
     """
-    if isinstance(value, (bool, np.bool_, str, bytes)):
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}") from None
-    if not (number >= 0 if allow_zero else number > 0):  # NaN fails both
-        bound = bound or (">= 0 (inf allowed)" if allow_zero else "> 0 (inf allowed)")
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    if not float_like:
+        number = as_float(real_number(name, value, expected=expected))
+    elif isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    else:
+        try:
+            number = as_float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be {expected}, got {type(value).__name__}") from None
+    if not _in_range(number, low, high, low_open, high_open, allow_inf):
+        if must is None:
+            bounds = [f"{'>' if low_open else '>='} {low:g}"] if low > -math.inf else []
+            bounds += [f"{'<' if high_open else '<='} {high:g}"] if high < math.inf else []
+            must = (f"{' and '.join(bounds)} (inf allowed)" if allow_inf
+                    else f"a finite number{' and'.join(' ' + b for b in bounds)}")
+        raise ValueError(f"{name} must be {must}, got {number}")
     return number
+
+
+#: The name ``optim/lr_scheduler.py`` imports: :func:`bounded_real` (finite by default).
+finite_real = bounded_real
+
+
+def fractional_step(t):
+    """The argument of a schedule's ``sched(t)``: a finite step count >= 0, fractional steps allowed.
+
+    Returns an int for an integer ``t``, else a float; errors as
+    :func:`bounded_real`, about "the step count t".
+    """
+    number = bounded_real("the step count t", t, 0.0, must="finite and >= 0")
+    return index(t) if isinstance(t, Integral) else number
 
 
 def positive_option(name, value, *, integer=False, allow_zero=False, unlimited=False):
     """A minimizer's option: a positive (or non-negative) real number or integer; messages say ``option <name>``.
 
-    Real numbers only: ``bool``, strings, complex numbers and None are a
-    TypeError (``"1e-5"`` is not read as a number).  An integer option takes
-    a whole float (``100.0``) but refuses ``2.5`` (TypeError).  NaN and
-    negative values are a ValueError, and so is infinity, except that an
-    ``unlimited`` option (``maxiter``, ``maxfun``) takes ``inf`` for "no
-    limit", as SciPy users write it, and returns ``math.inf``.
+    Kept apart from :func:`bounded_real` because SciPy's options differ:
+    an integer option takes a whole float (``100.0``) but refuses ``2.5``
+    (TypeError), and an ``unlimited`` option (``maxiter``, ``maxfun``) takes
+    ``inf`` for "no limit", as SciPy users write it, and returns
+    ``math.inf``.  Real numbers only: ``bool``, strings (``"1e-5"`` is not
+    read as a number), complex numbers and None are a TypeError; NaN,
+    negative values and (unless ``unlimited``) infinity a ValueError.
 
     Parameters
     ----------
@@ -384,7 +324,7 @@ def positive_option(name, value, *, integer=False, allow_zero=False, unlimited=F
     float, int or math.inf
     """
     label = f"option {name}"
-    real_number(label, value, expected=f"a real {'integer' if integer else 'number'}", show_value=True)
+    real_number(label, value, expected=f"a real {'integer' if integer else 'number'}")
     if value != value:  # NaN (also a NaN of a numbers.Real type NumPy does not know)
         raise ValueError(f"{label} must be a number, got {value!r}")
     if not integer:
@@ -401,42 +341,6 @@ def positive_option(name, value, *, integer=False, allow_zero=False, unlimited=F
             raise TypeError(f"{label} must be an integer, got {value!r}")
         return int(value)
     return float(value)
-
-
-def sample_count(name, value):
-    """A number of samples: a finite int or float >= 0 (Python or NumPy, not bool), as a float.
-
-    Raises
-    ------
-    TypeError
-        ``"<name> must be a number of samples, got <type>"``.
-    ValueError
-        ``"<name> must be finite and >= 0, got ..."``.
-    """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number of samples, got {type(value).__name__}")
-    number = float(value)
-    if not (np.isfinite(number) and number >= 0):
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-    return number
-
-
-def fractional_step(t):
-    """The argument of a schedule's ``sched(t)``: a step count >= 0, fractional steps allowed.
-
-    Returns an int for an integer ``t``, else a float.
-
-    Raises
-    ------
-    TypeError
-        ``"the step count t must be a real number, got <type>"``.
-    ValueError
-        ``"the step count t must be finite and >= 0, got ..."``.
-    """
-    real_number("the step count t", t)
-    if not (math.isfinite(t) and t >= 0):
-        raise ValueError(f"the step count t must be finite and >= 0, got {t}")
-    return int(t) if isinstance(t, Integral) else float(t)
 
 
 def random_generator(seed):
@@ -465,30 +369,28 @@ _LABELS = {"lr": "learning rate", "eps": "epsilon value"}
 
 
 def _label(name):
+    if name.startswith("beta parameter"):  # betas' entries: torch's "Invalid beta parameter at index 0: ..."
+        return name
     return _LABELS.get(name, f"{name} value")
 
 
-def real(low=0.0, high=math.inf, *, high_open=False):
-    """A hyperparameter rule for a finite real number in ``[low, high]`` (``[low, high)`` with ``high_open``).
-
-    Parameters
-    ----------
-    low, high : float, default 0 and inf
-    high_open : bool, default False
+def real_in_range(low=0.0, high=math.inf, *, high_open=False):
+    """Make a hyperparameter rule for a finite real number in ``[low, high]`` (``[low, high)`` with ``high_open``).
 
     Returns
     -------
     callable
         ``check(name, value)``: the value as a float, or TypeError (not a
-        real number) or ValueError ``"Invalid <label>: <value> (expected a
-        finite value in [<low>, <high>])"``, where the label of ``lr`` is
-        "learning rate", of ``eps`` "epsilon value", and of any other
+        real number, :func:`real_number`) or ValueError ``"Invalid <label>:
+        <value> (expected a finite value in [<low>, <high>])"``, where the
+        label of ``lr`` is "learning rate", of ``eps`` "epsilon value", of a
+        name starting "beta parameter" the name itself, and of any other
         ``name`` "<name> value", as torch.optim words it.
     """
 
     def check(name, value):
         value = as_float(real_number(name, value))
-        if not _within(value, low, high, False, high_open):
+        if not _in_range(value, low, high, False, high_open, False):
             right = ")" if high_open else "]"
             raise ValueError(f"Invalid {_label(name)}: {value} (expected a finite value in [{low}, {high}{right})")
         return value
@@ -504,7 +406,8 @@ def betas(name, value):
     TypeError
         When ``value`` is not a pair, or an entry is not a real number.
     ValueError
-        ``"Invalid beta parameter at index <i>: ..."`` for an entry outside [0, 1).
+        ``"Invalid beta parameter at index <i>: <value> (expected a finite
+        value in [0.0, 1.0))"`` for an entry outside [0, 1).
     """
     try:
         pair = tuple(value)
@@ -516,7 +419,7 @@ def betas(name, value):
 
 
 #: Rules shared by the optimizers: a real number >= 0, any finite real number, one in [0, 1], one in [0, 1).
-nonnegative = real()
-any_real = real(-math.inf, math.inf)
-unit_interval = real(0.0, 1.0)
-_unit_open = real(0.0, 1.0, high_open=True)
+nonnegative = real_in_range()
+any_real = real_in_range(-math.inf, math.inf)
+unit_interval = real_in_range(0.0, 1.0)
+_unit_open = real_in_range(0.0, 1.0, high_open=True)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from fastopt._validation import check_callable, choice, finite_float, positive_int, random_generator
+from fastopt._validation import bounded_real, check_callable, choice, flag, integer, random_generator
 from fastopt.data import _as_aligned_arrays, minibatches, num_batches
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import ParamSet
@@ -229,12 +229,12 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
     """
     params = _check_model(model, validation_data is not None)
     _check_optimizer(optimizer, params)
-    epochs = positive_int("epochs", epochs)
-    patience = None if early_stopping_patience is None else positive_int("early_stopping_patience",
-                                                                         early_stopping_patience)
+    epochs = integer("epochs", epochs, 1, expected="a positive integer")
+    patience = None if early_stopping_patience is None else integer("early_stopping_patience", early_stopping_patience,
+                                                                         1, expected="a positive integer")
     restore_best = _restore_best(restore_best, patience, validation_data)
-    min_delta = finite_float("min_delta", min_delta, sign="non-negative")
-    max_norm = None if clip_grad_norm is None else finite_float("clip_grad_norm", clip_grad_norm, sign="positive")
+    min_delta = bounded_real("min_delta", min_delta, 0.0)
+    max_norm = None if clip_grad_norm is None else bounded_real("clip_grad_norm", clip_grad_norm, 0.0, low_open=True)
     wants_metric, per_batch = _check_scheduler(scheduler, scheduler_interval)
     if callback is not None:
         check_callable("callback", callback)
@@ -398,11 +398,10 @@ def _restore_best(restore_best, patience, validation_data):
         raise ValueError("early_stopping_patience watches the validation loss: pass validation_data too")
     if restore_best is None:
         return patience is not None
-    if not isinstance(restore_best, (bool, np.bool_)):
-        raise TypeError(f"restore_best must be True, False or None, got {restore_best!r}")
+    restore_best = flag("restore_best", restore_best, ints=None, message="restore_best must be True, False or None, got {value!r}")
     if restore_best and validation_data is None:
         raise ValueError("restore_best picks the epoch with the lowest validation loss: pass validation_data too")
-    return bool(restore_best)
+    return restore_best
 
 
 def _clipper():

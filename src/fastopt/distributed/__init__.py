@@ -1,6 +1,6 @@
 """Training on several processes over MPI: gradient averaging and a sharded optimizer.
 
-This module needs mpi4py and an MPI library (``pip install "fastopt[mpi]"``
+This package needs mpi4py and an MPI library (``pip install "fastopt[mpi]"``
 plus, where no system MPI is installed, ``pip install mpich``); the rest of
 fastopt never imports it.  Launch a script on every rank with ``mpiexec``::
 
@@ -75,8 +75,10 @@ The names above are all importable from here; they live in
 cross-rank checks every collective starts with) and ``_comm`` (mpi4py,
 communicators, buffers and the averaging options).
 """
+#: Lists of arrays smaller than this many bytes travel packed (a copy of ``_comm.PACK_BYTES``:
+#: read-only, since changing it here changes nothing).
 from fastopt.distributed._comm import PACK_BYTES
-from fastopt.distributed._partition import _block, shard, shard_bounds
+from fastopt.distributed._partition import shard, shard_bounds
 from fastopt.distributed.data_parallel import DataParallel, allreduce_grads, broadcast_params
 from fastopt.distributed.sharded import ShardedOptimizer
 

@@ -1,8 +1,8 @@
 """Cross-rank agreement: every collective's checks pass on all ranks, or every rank raises the same error.
 
-See "Collectives and errors" in :mod:`fastopt.distributed`.  :func:`_agree`
+See "Collectives and errors" in :mod:`fastopt.distributed`.  :func:`agree`
 is the quick exchange every collective starts with; :func:`_disagree`,
-the slow path, works out what went wrong; :func:`_failure` words one
+the slow path, works out what went wrong; :func:`failure` words one
 rank's error as every rank raises it.
 """
 import functools
@@ -18,7 +18,7 @@ def _short(value, limit=120):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _digest(value):
+def digest(value):
     """A 62-bit digest of ``repr(value)``: the same on every rank and in every run (unlike ``hash``)."""
     raw = hashlib.blake2b(repr(value).encode(), digest_size=8).digest()
     return int.from_bytes(raw, "little") >> 2
@@ -26,11 +26,11 @@ def _digest(value):
 
 @functools.lru_cache(maxsize=512)
 def _cached_digest(value):
-    return _digest(value)
+    return digest(value)
 
 
 def _signature_digest(signature):
-    """:func:`_digest` of a signature, from a cache when the signature is hashable.
+    """:func:`digest` of a signature, from a cache when the signature is hashable.
 
     The cache is keyed by equality, so it needs the values of a field to
     have one type (``("average", True)`` never ``("average", 1)``): the
@@ -39,16 +39,16 @@ def _signature_digest(signature):
     try:
         return _cached_digest(signature)
     except TypeError:  # unhashable (a list of dict keys, say)
-        return _digest(signature)
+        return digest(signature)
 
 
 #: Error classes kept when one rank's error is raised on all; others become RuntimeError.
 _ERRORS = {"TypeError": TypeError, "ValueError": ValueError}
-#: One rank's part of the quick exchange in :func:`_agree`: failed, call digest, signature digest, value to sum.
+#: One rank's part of the quick exchange in :func:`agree`: failed, call digest, signature digest, value to sum.
 _VOTE = struct.Struct("=qqqd")
 
 
-def _agree(comm, what, build, *, details=None, total=False):
+def agree(comm, what, build, *, details=None, total=False):
     """Run the local checks ``build()`` on every rank; go on only if all ranks passed them and agree.
 
     Every collective here starts with this call, before any data moves.
@@ -120,17 +120,17 @@ def _agree(comm, what, build, *, details=None, total=False):
 
 
 def _disagree(comm, what, error, signature):
-    """The slow path of :func:`_agree`: find out what went wrong on which rank and raise it everywhere."""
+    """The slow path of :func:`agree`: find out what went wrong on which rank and raise it everywhere."""
     report = None if error is None else (type(error).__name__, str(error))
     if report is None and callable(signature):
         try:
             signature = signature()
-        except Exception as exc:  # noqa: BLE001 - as in _agree
+        except Exception as exc:  # noqa: BLE001 - as in agree
             error, report = exc, (type(exc).__name__, str(exc))
     gathered = comm.allgather((what, report, tuple(signature) if report is None else ()))
     failed = [(rank, r) for rank, (_, r, _) in enumerate(gathered) if r is not None]
     if failed:
-        cls, message = _failure(what, failed)
+        cls, message = failure(what, failed)
         raise cls(message) from error
     calls = [call for call, _, _ in gathered]
     if len(set(calls)) > 1:
@@ -157,7 +157,7 @@ def _by_value(values, show):
                      for value, ranks in groups.values())
 
 
-def _failure(what, failed):
+def failure(what, failed):
     """(class, message) for the errors ``[(rank, (class name, message)), ...]`` of the failing ranks."""
     groups = {}
     for rank, report in failed:

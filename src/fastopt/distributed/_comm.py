@@ -1,7 +1,7 @@
 """The MPI side of fastopt.distributed: mpi4py, communicators, buffers and what a collective moves.
 
-Nothing here communicates but :func:`_packed`'s ``operate``; the checks
-(:func:`_comm`, :func:`_root`, :func:`_buffers`, :func:`_options`) run on
+Nothing here communicates but :func:`packed_collective`'s ``operate``; the checks
+(:func:`communicator`, :func:`root_rank`, :func:`checked_buffers`, :func:`averaging_options`) run on
 one rank, inside the ``build`` of :func:`fastopt.distributed._agreement._agree`.
 """
 from collections.abc import Mapping
@@ -17,18 +17,24 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     ) from exc
 
 from fastopt._validation import (
-    check_disjoint, check_float_array, check_writeable, flag, int_at_least, sample_count,
+    bounded_real, check_disjoint, check_float_array, check_writeable, flag, integer,
 )
 from fastopt.paramset import ParamSet
+
+
+def sample_count(count):
+    """A ``count`` of samples: a finite real number >= 0, as a float."""
+    return bounded_real("count", count, 0.0, expected="a number of samples", must="finite and >= 0")
+
 
 #: Arrays of a list smaller than this many bytes travel packed together (one message per dtype).
 PACK_BYTES = 1 << 20
 
-_MPI_TYPES = {np.dtype(np.float32): MPI.FLOAT, np.dtype(np.float64): MPI.DOUBLE}
+MPI_TYPES = {np.dtype(np.float32): MPI.FLOAT, np.dtype(np.float64): MPI.DOUBLE}
 
 
 # --------------------------------------------------------------------------- communicators
-def _comm(comm):
+def communicator(comm):
     if comm is None:
         return MPI.COMM_WORLD
     if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
@@ -36,21 +42,21 @@ def _comm(comm):
     return comm
 
 
-def _root(comm, root):
-    rank = int_at_least("root", root, expected=">= 0")
+def root_rank(comm, root):
+    rank = integer("root", root, 0)
     if rank >= comm.Get_size():
         raise ValueError(f"root must be a rank of comm (0 to {comm.Get_size() - 1}), got {rank}")
     return rank
 
 
 # --------------------------------------------------------------------------- buffers
-def _paramset_signature(ps):
+def paramset_signature(ps):
     layout = tuple((name, tuple(int(d) for d in ps.shapes[name]), ps.slices[name].start) for name in ps.names)
     return (("ParamSet size", ps.size), ("ParamSet dtype", ps.dtype.name),
             ("ParamSet tensors (names, shapes, offsets)", layout))
 
 
-def _buffers(obj, what, attr, layout=True):
+def checked_buffers(obj, what, attr, layout=True):
     """1-D views of the arrays ``obj`` names (``ps.<attr>`` for a ParamSet) and their signature.
 
     With ``layout`` the signature has the ParamSet's tensors, or the
@@ -61,7 +67,7 @@ def _buffers(obj, what, attr, layout=True):
         flat = getattr(obj, attr)
         check_writeable(flat, f"ParamSet.{attr}")
         if layout:
-            return [flat], _paramset_signature(obj)
+            return [flat], paramset_signature(obj)
         return [flat], (("buffers (elements, dtype)", ((obj.size, obj.dtype.name),)),)
     if isinstance(obj, np.ndarray):
         items, kind = [(None, obj)], "ndarray"
@@ -88,7 +94,7 @@ def _buffers(obj, what, attr, layout=True):
                    ("shapes and dtypes", shapes))
 
 
-def _packed(arrays, operate):
+def packed_collective(arrays, operate):
     """Apply ``operate`` (in place, on a 1-D buffer) to every array; small arrays go packed per dtype."""
     small = {}
     for array in arrays:
@@ -111,10 +117,10 @@ def _packed(arrays, operate):
 
 
 # --------------------------------------------------------------------------- averaging options
-def _options(average, count):
+def averaging_options(average, count):
     """Local checks of ``average`` and ``count``: (average, weight or None) and their signature pairs."""
     average = flag("average", average)
-    weight = None if count is None else sample_count("count", count)
+    weight = None if count is None else sample_count(count)
     if weight is not None and not average:
         raise ValueError("count weights an average; it needs average=True")
     return average, weight, _OPTIONS[average, weight is not None]
@@ -123,7 +129,7 @@ def _options(average, count):
 _OPTIONS = {(a, c): (("average", a), ("count given", c)) for a in (False, True) for c in (False, True)}
 
 
-def _check_total(total):
+def check_total(total):
     """The summed count, refused (on every rank alike: they hold the same sum) when it is 0."""
     if not total > 0:
         raise ValueError("count is 0 on every rank: there is no sample to average over")

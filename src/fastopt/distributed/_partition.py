@@ -5,8 +5,8 @@ or only their arguments.
 """
 import numpy as np
 
-from fastopt._validation import FLOAT_DTYPES, int_at_least
-from fastopt.distributed._comm import _comm
+from fastopt._validation import FLOAT_DTYPES, integer
+from fastopt.distributed._comm import communicator
 from fastopt.paramset import CACHE_LINE
 
 
@@ -56,8 +56,8 @@ def shard_bounds(size, nranks, dtype=np.float64):
     >>> shard_bounds(10, 3, "float32")
     [(0, 10), (10, 10), (10, 10)]
     """
-    size = int_at_least("size", size, expected=">= 0")
-    nranks = int_at_least("nranks", nranks, 1, expected=">= 1")
+    size = integer("size", size, 0)
+    nranks = integer("nranks", nranks, 1)
     dtype = np.dtype(dtype)
     if dtype not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -96,6 +96,6 @@ def shard(n, comm=None):
     ...     allreduce_grads(ps, comm, count=len(yb[part]))
     ...     opt.step()
     """
-    comm = _comm(comm)
-    start, stop = _block(int_at_least("n", n, expected=">= 0"), comm.Get_size(), comm.Get_rank())
+    comm = communicator(comm)
+    start, stop = _block(integer("n", n, 0), comm.Get_size(), comm.Get_rank())
     return slice(start, stop)

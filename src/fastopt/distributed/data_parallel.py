@@ -2,9 +2,10 @@
 import numpy as np
 
 from fastopt._validation import check_writeable, flag
-from fastopt.distributed._agreement import _agree
+from fastopt.distributed._agreement import agree
 from fastopt.distributed._comm import (
-    _MPI_TYPES, MPI, _buffers, _check_total, _comm, _options, _packed, _paramset_signature, _root,
+    MPI, MPI_TYPES, averaging_options, check_total, checked_buffers, communicator, packed_collective,
+    paramset_signature, root_rank,
 )
 from fastopt.distributed._partition import shard
 from fastopt.paramset import ParamSet
@@ -54,31 +55,31 @@ def allreduce_grads(grads, comm=None, *, average=True, count=None, check=True):
     RuntimeError
         On every rank, when the ranks are in different collective calls.
     """
-    comm = _comm(comm)
+    comm = communicator(comm)
 
     def build():
         check_ = flag("check", check)
-        arrays, signature = _buffers(grads, "grads", "grad", layout=check_)
-        average_, weight, options = _options(average, count)
+        arrays, signature = checked_buffers(grads, "grads", "grad", layout=check_)
+        average_, weight, options = averaging_options(average, count)
         return (arrays, average_, weight), (("check", check_),) + signature + options, weight or 0.0
 
-    (arrays, average_, weight), total = _agree(comm, "allreduce_grads", build, total=True)
+    (arrays, average_, weight), total = agree(comm, "allreduce_grads", build, total=True)
     _allreduce(comm, arrays, average_, weight, total)
 
 
 def _allreduce(comm, arrays, average, weight, total):
     divisor = comm.Get_size() if average else 1
     if weight is not None:
-        divisor = _check_total(total)
+        divisor = check_total(total)
         for array in arrays:
             np.multiply(array, weight, out=array)
 
     def operate(buffer):
-        comm.Allreduce(MPI.IN_PLACE, [buffer, _MPI_TYPES[buffer.dtype]], op=MPI.SUM)
+        comm.Allreduce(MPI.IN_PLACE, [buffer, MPI_TYPES[buffer.dtype]], op=MPI.SUM)
         if divisor != 1:
             np.divide(buffer, divisor, out=buffer)
 
-    _packed(arrays, operate)
+    packed_collective(arrays, operate)
 
 
 def broadcast_params(params, comm=None, root=0, *, check=True):
@@ -105,16 +106,16 @@ def broadcast_params(params, comm=None, root=0, *, check=True):
         On every rank, before any parameter changes, as for
         :func:`allreduce_grads`.
     """
-    comm = _comm(comm)
+    comm = communicator(comm)
 
     def build():
         check_ = flag("check", check)
-        arrays, signature = _buffers(params, "params", "data", layout=check_)
-        rank = _root(comm, root)
+        arrays, signature = checked_buffers(params, "params", "data", layout=check_)
+        rank = root_rank(comm, root)
         return (arrays, rank), (("check", check_),) + signature + (("root", rank),)
 
-    arrays, rank = _agree(comm, "broadcast_params", build)
-    _packed(arrays, lambda buffer: comm.Bcast([buffer, _MPI_TYPES[buffer.dtype]], root=rank))
+    arrays, rank = agree(comm, "broadcast_params", build)
+    packed_collective(arrays, lambda buffer: comm.Bcast([buffer, MPI_TYPES[buffer.dtype]], root=rank))
 
 
 class DataParallel:
@@ -157,23 +158,23 @@ class DataParallel:
     """
 
     def __init__(self, ps, comm=None, *, root=0, broadcast=True):
-        self.comm = _comm(comm)
+        self.comm = communicator(comm)
 
         def build():
             if not isinstance(ps, ParamSet):
                 raise TypeError(f"DataParallel needs a ParamSet, got {type(ps).__name__}")
-            rank = _root(self.comm, root)
+            rank = root_rank(self.comm, root)
             broadcast_ = flag("broadcast", broadcast)
             if broadcast_:
                 check_writeable(ps.data, "ParamSet.data")
-            unchecked = (("check", False),) + _buffers(ps, "grads", "grad", layout=False)[1]  # may refuse ps.grad
-            return (rank, broadcast_, unchecked), _paramset_signature(ps) + (("root", rank), ("broadcast", broadcast_))
+            unchecked = (("check", False),) + checked_buffers(ps, "grads", "grad", layout=False)[1]  # may refuse ps.grad
+            return (rank, broadcast_, unchecked), paramset_signature(ps) + (("root", rank), ("broadcast", broadcast_))
 
-        root, broadcast, self._unchecked = _agree(self.comm, "DataParallel", build)
+        root, broadcast, self._unchecked = agree(self.comm, "DataParallel", build)
         self.ps = ps
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         if broadcast:
-            self.comm.Bcast([ps.data, _MPI_TYPES[ps.dtype]], root=root)
+            self.comm.Bcast([ps.data, MPI_TYPES[ps.dtype]], root=root)
 
     def allreduce_grads(self, *, average=True, count=None):
         """Average (or sum) ``ps.grad`` over the ranks in place: :func:`allreduce_grads` with ``check=False``.
@@ -186,10 +187,10 @@ class DataParallel:
         def build():  # what allreduce_grads(ps, check=False) checks, with its signature: they may be mixed
             if not grad.flags.writeable:
                 check_writeable(grad, "ParamSet.grad")
-            average_, weight, options = _options(average, count)
+            average_, weight, options = averaging_options(average, count)
             return (average_, weight), self._unchecked + options, weight or 0.0
 
-        (average, weight), total = _agree(self.comm, "allreduce_grads", build, total=True)
+        (average, weight), total = agree(self.comm, "allreduce_grads", build, total=True)
         _allreduce(self.comm, [grad], average, weight, total)
 
     def broadcast_params(self, root=0):

@@ -5,9 +5,11 @@ import numpy as np
 
 from fastopt._kernels import nonfinite_count
 from fastopt._threads import get_num_threads
-from fastopt._validation import check_writeable, flag, int_at_least, sample_count
-from fastopt.distributed._agreement import _agree, _digest, _failure
-from fastopt.distributed._comm import _MPI_TYPES, MPI, _check_total, _comm, _paramset_signature, _root
+from fastopt._validation import check_writeable, flag, step_count
+from fastopt.distributed._agreement import agree, digest, failure
+from fastopt.distributed._comm import (
+    MPI, MPI_TYPES, check_total, communicator, paramset_signature, root_rank, sample_count,
+)
 from fastopt.distributed._partition import shard_bounds
 from fastopt.optim._stepping import MAX_STEP
 from fastopt.optim.optimizer import Optimizer
@@ -111,10 +113,10 @@ class ShardedOptimizer:
 
     def __init__(self, optimizer_class, ps, comm=None, *, reduce_grads=True, average=True, broadcast=True,
                  **hyper):
-        self.comm = comm = _comm(comm)
+        self.comm = comm = communicator(comm)
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         options = (reduce_grads, average, broadcast)
-        inner, bounds, skip, (reduce_grads, average, broadcast) = _agree(
+        inner, bounds, skip, (reduce_grads, average, broadcast) = agree(
             comm, "ShardedOptimizer", lambda: self._build(optimizer_class, ps, hyper, options))
         self.optimizer_class = optimizer_class
         self.ps = ps
@@ -125,7 +127,7 @@ class ShardedOptimizer:
         self.average = average
         self.skip_nonfinite = skip
         self.skipped_steps = 0
-        self._type = _MPI_TYPES[ps.dtype]
+        self._type = MPI_TYPES[ps.dtype]
         self._counts = [hi - lo for lo, hi in bounds]
         self._displs = [lo for lo, _ in bounds]
         if reduce_grads:
@@ -150,7 +152,7 @@ class ShardedOptimizer:
         lo, hi = bounds[self.rank]
         inner = optimizer_class([ps.data[lo:hi]], **hyper)
         hyperparameters = tuple(sorted((k, repr(v)) for k, v in inner.defaults.items()))
-        signature = _paramset_signature(ps) + (
+        signature = paramset_signature(ps) + (
             ("optimizer class", f"{optimizer_class.__module__}.{optimizer_class.__qualname__}"),
             ("hyperparameters", hyperparameters), ("skip_nonfinite", skip),
             ("reduce_grads, average, broadcast", options))
@@ -204,7 +206,7 @@ class ShardedOptimizer:
             return self._step(count)
 
     def _step(self, count):
-        (weight, skip, average), total = _agree(self.comm, "ShardedOptimizer.step", lambda: self._step_checks(count),
+        (weight, skip, average), total = agree(self.comm, "ShardedOptimizer.step", lambda: self._step_checks(count),
                                                 details=lambda: self._settings_pairs(count_given=count is not None),
                                                 total=True)
         if self._reduce_grads:
@@ -226,7 +228,7 @@ class ShardedOptimizer:
         grad = self.ps.grad
         divisor = self.size if average else 1
         if weight is not None:
-            divisor = _check_total(total)
+            divisor = check_total(total)
             np.multiply(grad, weight, out=grad)
         self.comm.Reduce_scatter([grad, self._type], [self.grad_shard, self._type],
                                  recvcounts=self._counts, op=MPI.SUM)
@@ -250,7 +252,7 @@ class ShardedOptimizer:
         if count is not None:
             if not (self._reduce_grads and average):
                 raise ValueError("step(count=...) needs reduce_grads=True and average=True")
-            weight = sample_count("count", count)
+            weight = sample_count(count)
             check_writeable(self.ps.grad, "ParamSet.grad")  # multiplied by the count in place
         self._check_state()
         signature = (("count given", weight is not None), ("settings", self._settings(skip, average)))
@@ -269,7 +271,7 @@ class ShardedOptimizer:
         else:
             key += (skip, average)
         if key is None or key != self._settings_key:
-            self._settings_code = _digest(self._settings_pairs(skip, average))
+            self._settings_code = digest(self._settings_pairs(skip, average))
             self._settings_key = key
         return self._settings_code
 
@@ -430,7 +432,7 @@ class ShardedOptimizer:
             mine = self._shard_info()
             if saved != mine:
                 raise ValueError(f"state_dict holds the shard {saved}, but this rank's is {mine}")
-            skipped = int_at_least("skipped_steps", state_dict.get("skipped_steps", 0), expected=">= 0")
+            skipped = step_count("skipped_steps", state_dict.get("skipped_steps", 0))
             previous = (self.optimizer.state_dict(), self.skipped_steps)
             self.optimizer.load_state_dict(state_dict["optimizer"])  # all checked before anything changes
             backup = previous
@@ -440,9 +442,9 @@ class ShardedOptimizer:
         self._agree_or_restore("ShardedOptimizer.load_state_dict", build, lambda: backup)
 
     def _agree_or_restore(self, what, build, backup):
-        """:func:`_agree` on a ``build`` that loads state; on any rank's error every rank restores ``backup()``."""
+        """:func:`agree` on a ``build`` that loads state; on any rank's error every rank restores ``backup()``."""
         try:
-            _agree(self.comm, what, build, details=self._state_details)
+            agree(self.comm, what, build, details=self._state_details)
         except BaseException:
             saved = backup()
             if saved is not None:
@@ -465,12 +467,12 @@ class ShardedOptimizer:
         comm = self.comm
 
         def build():
-            rank = _root(comm, root)
+            rank = root_rank(comm, root)
             state = self.optimizer.state[0]
             arrays = tuple(name for name in self.optimizer.state_arrays if name in state)
             return (rank, arrays), (("root", rank), ("state arrays", arrays)) + self._state_signature()
 
-        root, arrays = _agree(comm, "ShardedOptimizer.consolidated_state_dict", build,
+        root, arrays = agree(comm, "ShardedOptimizer.consolidated_state_dict", build,
                               details=lambda: build()[1][:-1] + self._settings_pairs())
         full = self._gather_state(arrays, root)
         if self.rank != root:
@@ -506,10 +508,10 @@ class ShardedOptimizer:
         comm, what = self.comm, "ShardedOptimizer.load_consolidated_state_dict"
 
         def check_root():
-            rank = _root(comm, root)
+            rank = root_rank(comm, root)
             return rank, (("root", rank),)
 
-        root = _agree(comm, what, check_root)
+        root = agree(comm, what, check_root)
         (groups, scalars, names, skipped), slot = self._broadcast_header(what, state_dict, root)
         shards = self._scatter_state(names, slot, root)
         mine = {"state": {0: {**scalars, **shards}} if (scalars or shards) else {},
@@ -543,7 +545,7 @@ class ShardedOptimizer:
         if report is not None:
             if self.size == 1:
                 raise error
-            cls, message = _failure(what, [(root, report)])
+            cls, message = failure(what, [(root, report)])
             raise cls(message) from error
         return header, slot
 
@@ -580,7 +582,7 @@ class ShardedOptimizer:
             else:
                 scalars[key] = value  # checked by the inner optimizer's load_state_dict
         groups = [dict(group) if isinstance(group, Mapping) else group for group in state_dict["param_groups"]]
-        skipped = int_at_least("skipped_steps", state_dict.get("skipped_steps", 0), expected=">= 0")
+        skipped = step_count("skipped_steps", state_dict.get("skipped_steps", 0))
         return (groups, scalars, names, skipped), slot
 
     def __repr__(self):

@@ -37,7 +37,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from fastopt._threads import get_num_threads
-from fastopt._validation import FLOAT_DTYPES, check_float_array, check_grad, flag, real_between
+from fastopt._validation import FLOAT_DTYPES, check_float_array, check_grad, bounded_real, flag, integer
 from fastopt.nn import _batchnorm
 
 __all__ = ["BatchNorm", "BatchNormCache", "batch_norm_backward", "batch_norm_forward"]
@@ -182,8 +182,8 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     """
     _check_input(x, "x")
     training = flag("training", training, ints=None, message=_BOOL)
-    momentum = real_between("momentum", momentum, 0.0, 1.0)
-    eps = real_between("eps", eps, 0.0, float("inf"))
+    momentum = bounded_real("momentum", momentum, 0.0, 1.0, must="between 0.0 and 1.0")
+    eps = bounded_real("eps", eps, 0.0, allow_inf=True)
     if eps == float("inf"):
         raise ValueError("eps must be finite")
     if weight is not None:
@@ -371,17 +371,16 @@ class BatchNorm:
 
     def __init__(self, num_features, *, momentum=0.1, eps=1e-5, affine=True, track_running_stats=True,
                  dtype=np.float32, weight=None, bias=None, dweight=None, dbias=None):
-        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 0:
-            raise ValueError(f"num_features must be a non-negative int, got {num_features!r}")
+        num_features = integer("num_features", num_features, 0, expected="a non-negative int")
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        self.num_features = int(num_features)
+        self.num_features = num_features
         self.dtype = dtype
         if momentum is not None:
-            momentum = real_between("momentum", momentum, 0.0, 1.0)
+            momentum = bounded_real("momentum", momentum, 0.0, 1.0, must="between 0.0 and 1.0")
         self.momentum = momentum
-        self.eps = real_between("eps", eps, 0.0, float("inf"))
+        self.eps = bounded_real("eps", eps, 0.0, allow_inf=True)
         self.affine = flag("affine", affine, ints=None, message=_BOOL)
         self.track_running_stats = flag("track_running_stats", track_running_stats, ints=None, message=_BOOL)
         self.training = True

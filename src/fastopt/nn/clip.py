@@ -55,7 +55,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastopt._threads import get_num_threads
-from fastopt._validation import check_disjoint, check_param, positive_or_inf
+from fastopt._validation import bounded_real, check_disjoint, check_param
 from fastopt.nn import _clip
 from fastopt.paramset import ParamSelection, ParamSet
 
@@ -75,6 +75,17 @@ class NonFiniteNormError(RuntimeError):
 # --------------------------------------------------------------------------
 # Public functions
 # --------------------------------------------------------------------------
+def _max_norm(value):
+    """``max_norm``: a number > 0, ``inf`` for no clipping; like torch, anything ``float()`` takes (a 0-d array)."""
+    return bounded_real("max_norm", value, 0.0, low_open=True, allow_inf=True, float_like=True)
+
+
+def _norm_type(value):
+    """``norm_type`` (the p of the p-norm): a number > 0, or ``inf`` for the largest magnitude."""
+    return bounded_real("norm_type", value, 0.0, low_open=True, allow_inf=True, float_like=True,
+                        expected="a real number or inf")
+
+
 def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     """Scale gradients in place so that their total norm is at most ``max_norm``.
 
@@ -147,8 +158,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     >>> np.round(g[0], 6), np.round(g[1], 6)
     (array([0.6, 0. ]), array([0.8]))
     """
-    max_norm = positive_or_inf("max_norm", max_norm)
-    p = positive_or_inf("norm_type", norm_type, expected="a real number or inf", bound="> 0 or inf")
+    max_norm = _max_norm(max_norm)
+    p = _norm_type(norm_type)
     source = _Source(grads)
     threads = get_num_threads()
     total = _norm(source.arrays, p, threads)
@@ -198,8 +209,8 @@ def clip_grad_norm_per_array_(grads, max_norm, norm_type=2.0, error_if_nonfinite
     >>> np.round(g["a"], 6), g["b"]
     (array([0.6, 0.8]), array([0.5]))
     """
-    max_norm = positive_or_inf("max_norm", max_norm)
-    p = positive_or_inf("norm_type", norm_type, expected="a real number or inf", bound="> 0 or inf")
+    max_norm = _max_norm(max_norm)
+    p = _norm_type(norm_type)
     source = _Source(grads, per_tensor=True)
     threads = get_num_threads()
     norms = [_norm([array], p, threads) for array in source.arrays]
@@ -244,7 +255,7 @@ def clip_grad_value_(grads, clip_value):
     >>> g
     array([-1.  ,  0.25,   nan,  1.  ])
     """
-    clip_value = positive_or_inf("clip_value", clip_value, allow_zero=True)
+    clip_value = bounded_real("clip_value", clip_value, 0.0, allow_inf=True, float_like=True)
     source = _Source(grads)
     threads = get_num_threads()
     for array in source.arrays:
