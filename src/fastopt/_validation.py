@@ -93,7 +93,7 @@ def check_disjoint(arrays, names, what):
 
 
 # --------------------------------------------------------------------------- flags and choices
-def flag(name, value, *, ints=int, message="{name} must be True or False, got {value!r}", numpy_bools=None):
+def flag(name, value, *, ints=int, message="{name} must be True or False, got {value!r}"):
     """A boolean option, as a bool: ``True``, ``False``, a NumPy bool, or an integer 0 or 1 of type ``ints``.
 
     Parameters
@@ -112,10 +112,6 @@ def flag(name, value, *, ints=int, message="{name} must be True or False, got {v
     message : str, default "{name} must be True or False, got {value!r}"
         The TypeError's message, formatted with ``name``, ``value`` and
         ``type`` (the name of the value's type).
-    numpy_bools : ignored
-        Accepted only because ``optim/lr_scheduler.py`` still passes
-        ``numpy_bools=False``; NumPy bools are always accepted.  To be
-        removed with that argument.
 
     Raises
     ------
@@ -183,11 +179,6 @@ def integer(name, value, low=None, *, expected="an integer", too_small=None):
         too_small = too_small or (f"an integer >= {low}" if expected == "an integer" else expected)
         raise ValueError(f"{name} must be {too_small}, got {value}")
     return value
-
-
-def int_at_least(name, value, low=0):
-    """:func:`integer` >= ``low`` (default 0): the name and signature ``optim/lr_scheduler.py`` imports."""
-    return integer(name, value, low)
 
 
 def step_count(what, value):
@@ -284,9 +275,6 @@ def bounded_real(name, value, low=-math.inf, high=math.inf, *, low_open=False, h
 
 
 #: The name ``optim/lr_scheduler.py`` imports: :func:`bounded_real` (finite by default).
-finite_real = bounded_real
-
-
 def fractional_step(t):
     """The argument of a schedule's ``sched(t)``: a finite step count >= 0, fractional steps allowed.
 

@@ -61,7 +61,7 @@ from collections.abc import Mapping
 from numbers import Integral, Real
 
 from fastopt._validation import (
-    check_callable, choice, finite_real, flag, fractional_step, int_at_least,
+    check_callable, choice, bounded_real, flag, fractional_step, integer,
 )
 
 __all__ = [
@@ -76,7 +76,7 @@ def _milestones(name, value, low):
     """A strictly increasing list of integers >= low."""
     if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
         raise TypeError(f"{name} must be a list of integers, got {type(value).__name__}")
-    steps = [int_at_least(f"{name}[{i}]", m, low) for i, m in enumerate(value)]
+    steps = [integer(f"{name}[{i}]", m, low) for i, m in enumerate(value)]
     if any(a >= b for a, b in zip(steps, steps[1:])):
         raise ValueError(f"{name} must be strictly increasing, got {steps}")
     return steps
@@ -108,10 +108,10 @@ class _Rates:
 def _target(optimizer):
     """What a schedule writes to: the optimizer, or groups made for a float learning rate (or a list)."""
     if isinstance(optimizer, Real) and not isinstance(optimizer, bool):
-        return _Rates([finite_real("lr", optimizer, 0.0)])
+        return _Rates([bounded_real("lr", optimizer, 0.0)])
     if isinstance(optimizer, (list, tuple)) and optimizer and all(
             isinstance(lr, Real) and not isinstance(lr, bool) for lr in optimizer):
-        return _Rates([finite_real(f"lr[{i}]", lr, 0.0) for i, lr in enumerate(optimizer)])
+        return _Rates([bounded_real(f"lr[{i}]", lr, 0.0) for i, lr in enumerate(optimizer)])
     groups = getattr(optimizer, "param_groups", None)
     if not (isinstance(groups, list) and groups and all(isinstance(g, Mapping) and "lr" in g for g in groups)):
         raise TypeError("a schedule needs an optimizer (an object whose param_groups is a non-empty list of "
@@ -179,7 +179,7 @@ class LRScheduler:
 
     def __init__(self, optimizer, last_epoch=-1, *, initial_lrs=None):
         self.optimizer = _target(optimizer)
-        last_epoch = int_at_least("last_epoch", last_epoch, -1)
+        last_epoch = integer("last_epoch", last_epoch, -1)
         groups = self.optimizer.param_groups
         if initial_lrs is not None:  # the schedule says where it starts (CyclicLR, OneCycleLR)
             for group, lr in zip(groups, initial_lrs):
@@ -432,8 +432,8 @@ class StepLR(LRScheduler):
     """
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        self.step_size = int_at_least("step_size", step_size, 1)
-        self.gamma = finite_real("gamma", gamma, 0.0, low_open=True)
+        self.step_size = integer("step_size", step_size, 1)
+        self.gamma = bounded_real("gamma", gamma, 0.0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
     def _lr(self, i, t):
@@ -463,7 +463,7 @@ class MultiStepLR(LRScheduler):
 
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
         self.milestones = _milestones("milestones", milestones, 0)
-        self.gamma = finite_real("gamma", gamma, 0.0, low_open=True)
+        self.gamma = bounded_real("gamma", gamma, 0.0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
     def _lr(self, i, t):
@@ -492,8 +492,8 @@ class ConstantLR(LRScheduler):
     """
 
     def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
-        self.factor = finite_real("factor", factor, 0.0, 1.0, low_open=True)
-        self.total_iters = int_at_least("total_iters", total_iters, 1)
+        self.factor = bounded_real("factor", factor, 0.0, 1.0, low_open=True)
+        self.total_iters = integer("total_iters", total_iters, 1)
         super().__init__(optimizer, last_epoch)
 
     def _lr(self, i, t):
@@ -528,9 +528,9 @@ class LinearLR(LRScheduler):
     """
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
-        self.start_factor = finite_real("start_factor", start_factor, 0.0, 1.0, low_open=True)
-        self.end_factor = finite_real("end_factor", end_factor, 0.0, 1.0)
-        self.total_iters = int_at_least("total_iters", total_iters, 1)
+        self.start_factor = bounded_real("start_factor", start_factor, 0.0, 1.0, low_open=True)
+        self.end_factor = bounded_real("end_factor", end_factor, 0.0, 1.0)
+        self.total_iters = integer("total_iters", total_iters, 1)
         super().__init__(optimizer, last_epoch)
 
     def _lr(self, i, t):
@@ -560,7 +560,7 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
-        self.gamma = finite_real("gamma", gamma, 0.0, low_open=True)
+        self.gamma = bounded_real("gamma", gamma, 0.0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
     def _lr(self, i, t):
@@ -590,8 +590,8 @@ class PolynomialLR(LRScheduler):
     """
 
     def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
-        self.total_iters = int_at_least("total_iters", total_iters, 1)
-        self.power = finite_real("power", power, 0.0)
+        self.total_iters = integer("total_iters", total_iters, 1)
+        self.power = bounded_real("power", power, 0.0)
         super().__init__(optimizer, last_epoch)
 
     def _lr(self, i, t):
@@ -626,8 +626,8 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        self.T_max = int_at_least("T_max", T_max, 1)
-        self.eta_min = finite_real("eta_min", eta_min, 0.0)
+        self.T_max = integer("T_max", T_max, 1)
+        self.eta_min = bounded_real("eta_min", eta_min, 0.0)
         super().__init__(optimizer, last_epoch)
 
     def _lr(self, i, t):
@@ -667,9 +667,9 @@ class CosineAnnealingWarmRestarts(LRScheduler):
     """
 
     def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):
-        self.T_0 = int_at_least("T_0", T_0, 1)
-        self.T_mult = int_at_least("T_mult", T_mult, 1)
-        self.eta_min = finite_real("eta_min", eta_min, 0.0)
+        self.T_0 = integer("T_0", T_0, 1)
+        self.T_mult = integer("T_mult", T_mult, 1)
+        self.eta_min = bounded_real("eta_min", eta_min, 0.0)
         super().__init__(optimizer, last_epoch)
 
     def _cycle(self, t):
@@ -691,7 +691,7 @@ class _CyclesMomentum(LRScheduler):
     """Schedules that move the momentum (or Adam's beta1) against the learning rate."""
 
     def _setup_momentum(self, optimizer, cycle_momentum, base_momentum, max_momentum):
-        self.cycle_momentum = flag("cycle_momentum", cycle_momentum, ints=Integral, numpy_bools=False)
+        self.cycle_momentum = flag("cycle_momentum", cycle_momentum, ints=Integral)
         if not self.cycle_momentum:
             return
         groups = optimizer.param_groups
@@ -701,8 +701,8 @@ class _CyclesMomentum(LRScheduler):
             raise ValueError("cycle_momentum=True needs an optimizer with 'momentum' or 'betas' in every parameter "
                              f"group ({type(optimizer).__name__} has neither); pass cycle_momentum=False")
         count = len(groups)
-        self.base_momentums = _per_group("base_momentum", base_momentum, count, finite_real, 0.0)
-        self.max_momentums = _per_group("max_momentum", max_momentum, count, finite_real, 0.0)
+        self.base_momentums = _per_group("base_momentum", base_momentum, count, bounded_real, 0.0)
+        self.max_momentums = _per_group("max_momentum", max_momentum, count, bounded_real, 0.0)
 
     def _write(self, t, lrs):
         if self.cycle_momentum:
@@ -761,14 +761,14 @@ class CyclicLR(_CyclesMomentum):
                  max_momentum=0.9, last_epoch=-1):
         optimizer = _target(optimizer)
         count = len(optimizer.param_groups)
-        bases = _per_group("base_lr", base_lr, count, finite_real, 0.0)
-        self.max_lrs = _per_group("max_lr", max_lr, count, finite_real, 0.0)
-        up = finite_real("step_size_up", step_size_up, 0.0, low_open=True)
-        down = up if step_size_down is None else finite_real("step_size_down", step_size_down, 0.0, low_open=True)
+        bases = _per_group("base_lr", base_lr, count, bounded_real, 0.0)
+        self.max_lrs = _per_group("max_lr", max_lr, count, bounded_real, 0.0)
+        up = bounded_real("step_size_up", step_size_up, 0.0, low_open=True)
+        down = up if step_size_down is None else bounded_real("step_size_down", step_size_down, 0.0, low_open=True)
         self.total_size = up + down
         self.step_ratio = up / self.total_size
         self.mode = choice("mode", mode, ("triangular", "triangular2", "exp_range"))
-        self.gamma = finite_real("gamma", gamma, 0.0, low_open=True)
+        self.gamma = bounded_real("gamma", gamma, 0.0, low_open=True)
         self.scale_fn = None if scale_fn is None else check_callable("scale_fn", scale_fn)
         self.scale_mode = choice("scale_mode", scale_mode, ("cycle", "iterations"))
         self._setup_momentum(optimizer, cycle_momentum, base_momentum, max_momentum)
@@ -843,22 +843,22 @@ class OneCycleLR(_CyclesMomentum):
                  div_factor=25.0, final_div_factor=1e4, three_phase=False, last_epoch=-1):
         optimizer = _target(optimizer)
         if total_steps is not None:
-            self.total_steps = int_at_least("total_steps", total_steps, 1)
+            self.total_steps = integer("total_steps", total_steps, 1)
         elif epochs is not None and steps_per_epoch is not None:
-            self.total_steps = int_at_least("epochs", epochs, 1) * int_at_least("steps_per_epoch", steps_per_epoch, 1)
+            self.total_steps = integer("epochs", epochs, 1) * integer("steps_per_epoch", steps_per_epoch, 1)
         else:
             raise ValueError("OneCycleLR needs total_steps, or both epochs and steps_per_epoch")
-        pct_start = finite_real("pct_start", pct_start, 0.0, 1.0)
+        pct_start = bounded_real("pct_start", pct_start, 0.0, 1.0)
         self.anneal_strategy = choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
-        div_factor = finite_real("div_factor", div_factor, 0.0, low_open=True)
-        final_div_factor = finite_real("final_div_factor", final_div_factor, 0.0, low_open=True)
-        peaks = _per_group("max_lr", max_lr, len(optimizer.param_groups), finite_real, 0.0)
+        div_factor = bounded_real("div_factor", div_factor, 0.0, low_open=True)
+        final_div_factor = bounded_real("final_div_factor", final_div_factor, 0.0, low_open=True)
+        peaks = _per_group("max_lr", max_lr, len(optimizer.param_groups), bounded_real, 0.0)
         starts = [peak / div_factor for peak in peaks]
         # per group: the learning rates a phase runs between (start, peak, end) and the momenta (high, low)
         self._lr_levels = [(start, peak, start / final_div_factor) for start, peak in zip(starts, peaks)]
         # per phase: (last step, lr from, lr to, momentum from, momentum to), as indices into the levels
         total = self.total_steps
-        if flag("three_phase", three_phase, ints=Integral, numpy_bools=False):
+        if flag("three_phase", three_phase, ints=Integral):
             self._phases = [(float(pct_start * total) - 1, 0, 1, 0, 1), (float(2 * pct_start * total) - 2, 1, 0, 1, 0),
                             (total - 1, 0, 2, 0, 0)]
         else:
@@ -955,7 +955,7 @@ class SequentialLR(_Composite):
         if len(self.milestones) != len(self._schedulers) - 1:
             raise ValueError(f"SequentialLR needs one milestone fewer than schedules: got {len(self._schedulers)} "
                              f"schedules and {len(self.milestones)} milestones")
-        self.last_epoch = int_at_least("last_epoch", last_epoch, -1) + 1
+        self.last_epoch = integer("last_epoch", last_epoch, -1) + 1
         for group in self.optimizer.param_groups:  # undo what building the schedules did to the rates
             group["lr"] = group["initial_lr"]
         active, t = self._locate(self.last_epoch)
@@ -1069,14 +1069,14 @@ class ReduceLROnPlateau(LRScheduler):
                  cooldown=0, min_lr=0, eps=1e-8):
         self.optimizer = _target(optimizer)
         self.mode = choice("mode", mode, ("min", "max"))
-        self.factor = finite_real("factor", factor, 0.0, 1.0, high_open=True)
-        self.patience = int_at_least("patience", patience)
-        self.threshold = finite_real("threshold", threshold, 0.0)
+        self.factor = bounded_real("factor", factor, 0.0, 1.0, high_open=True)
+        self.patience = integer("patience", patience, 0)
+        self.threshold = bounded_real("threshold", threshold, 0.0)
         self.threshold_mode = choice("threshold_mode", threshold_mode, ("rel", "abs"))
-        self.cooldown = int_at_least("cooldown", cooldown)
+        self.cooldown = integer("cooldown", cooldown, 0)
         self._group_count = len(self.optimizer.param_groups)
-        self.min_lrs = _per_group("min_lr", min_lr, self._group_count, finite_real, 0.0)
-        self.eps = finite_real("eps", eps, 0.0)
+        self.min_lrs = _per_group("min_lr", min_lr, self._group_count, bounded_real, 0.0)
+        self.eps = bounded_real("eps", eps, 0.0)
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
