@@ -123,7 +123,10 @@ def test_same_stream_kernel_refuses_bad_arrays():
 
 @pytest.mark.parametrize("rule", cases.CONFIGS)
 def test_same_stream_roofline_moves_the_rules_bytes(rule):
-    states = cases.CONFIGS[rule][2]
+    cls_name, hyper, states = cases.CONFIGS[rule]
+    opt = getattr(fastopt, cls_name)([np.zeros(3, np.float32)], **hyper)
+    opt.step([np.ones(3, np.float32)])
+    assert states == sum(isinstance(v, np.ndarray) for v in opt.state[0].values())  # the arrays a step keeps
     assert bench.roofline.same_stream_bytes(states) == cases.bytes_per_element(rule)
     assert bench.roofline.same_stream_arrays(2) == (4, 3)  # Adam: reads p, g, m, v; writes p, m, v
     step = bench.roofline.same_stream_step(1000, states, 1)

@@ -48,14 +48,26 @@ def build_parser():
     info.add_argument("--json", action="store_true", help="print a JSON object instead of text")
     info.set_defaults(run=_info)
 
-    bench = commands.add_parser("bench", help="time the update rules against NumPy, torch.optim, DeepSpeed's CPU "
-                                              "Adam (when installed) and the memory-bandwidth rooflines")
-    bench.add_argument("--rules", help="comma-separated subset of: sgd-momentum,adagrad,rmsprop,adam,adamw")
-    bench.add_argument("--shapes", help="comma-separated subset of: 1x16M,1000x10K,2000x64,1x10K")
-    bench.add_argument("--impl", help="comma-separated subset of: fastopt,fastopt-list,numpy-textbook,"
-                       "numpy-inplace,torch-forloop,torch-foreach,torch-fused,deepspeed (default: all; those not "
-                       "installed are skipped, with a note)")
-    bench.add_argument("--threads", type=int, default=None, help="threads for fastopt and torch (default: fastopt's)")
+    from fastopt.bench import cases
+
+    bench = commands.add_parser(
+        "bench", help="time the update rules against NumPy, torch.optim, DeepSpeed's CPU Adam (when installed) "
+                      "and the memory-bandwidth rooflines",
+        description="Time one float32 step of each update rule on each shape, every implementation interleaved "
+                    "repeat after repeat, and report medians and speed-ups.",
+        epilog="Columns: 'same-stream' is a STREAM-style kernel that reads and writes as many arrays as the rule "
+               "(Adam: 4 read, 3 written, 28 B/element), with the rule's chunking and threads: the honest bound "
+               "for a memory-bound step; '% of same-stream' is its time over fastopt's. '% of axpy roofline' "
+               "prices the rule's bytes at an in-place axpy's speed (a yardstick: more streams get more memory "
+               "parallelism). Optional peers are skipped with a note when missing: torch "
+               "(pip install torch), and DeepSpeed's DeepSpeedCPUAdam for adam and adamw "
+               "(pip install deepspeed ninja py-cpuinfo; it compiles its op on first use).")
+    bench.add_argument("--rules", help="comma-separated subset of: " + ",".join(cases.CONFIGS))
+    bench.add_argument("--shapes", help="comma-separated subset of: " + ",".join(cases.SHAPES))
+    bench.add_argument("--impl", help="comma-separated subset of: " + ",".join(cases.IMPLEMENTATIONS)
+                       + " (default: all; those not installed are skipped, with a note)")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="threads for fastopt, torch and DeepSpeed (default: fastopt's)")
     bench.add_argument("--repeats", type=int, default=7, help="interleaved repeats per case (median is reported)")
     bench.add_argument("--json", default="fastopt-bench.json", help="where to write the results")
     bench.add_argument("--png", default="fastopt-bench.png", help="where to write the chart (needs matplotlib)")
