@@ -48,7 +48,7 @@ def _combos(flags):
     out = []
     for bits in range(2 ** len(flags) - 1, -1, -1):
         on = [bits >> (len(flags) - 1 - k) & 1 for k in range(len(flags))]
-        suffix = "".join(f"_{f}" for f, b in zip(flags, on) if b) or "_plain"
+        suffix = "".join(f"_{f}" for f, b in zip(flags, on) if b) or ("_plain" if flags else "")
         condition = " and ".join(f if b else f"not {f}" for f, b in zip(flags, on))
         literals = "".join(f", {bool(b)}" for b in on)
         out.append(SimpleNamespace(suffix=suffix, condition=condition, literals=literals))
