@@ -122,7 +122,6 @@ class Optimizer:
     validators = MappingProxyType({})  # hyperparameter -> validator (``betas`` for beta1 and beta2)
     state_arrays = ()    # the kernel's state arrays, in its order
     switchable_state = ()  # state arrays that settings switch on (amsgrad's, say): created when first used
-    _rule_entry = None   # the fastopt._rules.Rule itself
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -134,7 +133,7 @@ class Optimizer:
         if cls.rule not in RULES:
             raise ValueError(f"{cls.__name__}.rule is {cls.rule!r}, not a rule of fastopt._rules.RULES "
                              f"({sorted(RULES)})")
-        entry = cls._rule_entry = RULES[cls.rule]
+        entry = RULES[cls.rule]
         cls.validators = MappingProxyType(validators_of(entry))
         cls.state_arrays = entry.state_names
         cls.switchable_state = entry.switchable
