@@ -103,8 +103,8 @@ cdef inline double _max_abs_range(const floating* g, Py_ssize_t start, Py_ssize_
         return d
 
 
-cdef inline double _chunk(const floating* g, Py_ssize_t start, Py_ssize_t stop, Reduction kind,
-                          double p, double divisor) noexcept nogil:
+cdef inline double _reduce_range(const floating* g, Py_ssize_t start, Py_ssize_t stop, Reduction kind,
+                                 double p, double divisor) noexcept nogil:
     # Literal arguments at every lane_sum call, so each inlined loop is specialised
     # (and 8 lanes, the order tests/test_clip.py replays).
     if kind == SUM_SQUARES:
@@ -134,8 +134,8 @@ cdef struct Pass:
 cdef double _reduce_chunk(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef const Pass* a = <const Pass*>args
     if a.single:
-        return _chunk(<const float*>a.g, start, stop, a.kind, a.p, a.divisor)
-    return _chunk(<const double*>a.g, start, stop, a.kind, a.p, a.divisor)
+        return _reduce_range(<const float*>a.g, start, stop, a.kind, a.p, a.divisor)
+    return _reduce_range(<const double*>a.g, start, stop, a.kind, a.p, a.divisor)
 
 
 cdef double reduce_n(const floating* g, Py_ssize_t n, Reduction kind, double p, double divisor,
