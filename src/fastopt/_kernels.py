@@ -23,23 +23,26 @@ def load(build):
     return importlib.import_module(f"fastopt._update_rules{suffix}")
 
 
+def _runnable():
+    """The builds this installation has and this CPU runs, widest first, each imported as it is found."""
+    for build in BUILDS:
+        if cpu_runs(build):
+            try:
+                load(build)
+            except ImportError:
+                continue  # not compiled here: a non-x86 machine, FASTOPT_MARCH, or a compiler that cannot target it
+            yield build
+
+
 def available():
     """The builds this installation has and this CPU runs, widest first."""
-    out = []
-    for build in BUILDS:
-        try:
-            if cpu_runs(build):
-                load(build)
-                out.append(build)
-        except ImportError:
-            pass  # not compiled here: a non-x86 machine, FASTOPT_MARCH, or a compiler that cannot target it
-    return out
+    return list(_runnable())
 
 
 def _choose():
     wanted = os.environ.get("FASTOPT_KERNELS", "auto").strip().lower() or "auto"
     if wanted == "auto":
-        build = available()[0]  # the baseline build is always there
+        build = next(_runnable())  # the widest only: the others are not imported (the baseline is always there)
         return build, load(build)
     if wanted not in BUILDS:
         raise ImportError(f"FASTOPT_KERNELS must be auto, baseline, avx2 or avx512, not {wanted!r}")
