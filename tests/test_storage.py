@@ -43,8 +43,8 @@ def block_data(n, kind, rng, low=-140):
     """float32 data for int8 tests: blocks of scales 2**low .. 2**120 (low -140: absmax subnormal, 1/absmax
     infinite), zeros, -0.0.
 
-    ``kind``: "normal"; "zeros" / "negzero" (every element +0.0 / -0.0); "nonfinite" (NaN, +inf or -inf in
-    two blocks of every three, the third left finite).
+    ``kind``: "normal"; "zeros" / "negzero" (every element +0.0 / -0.0); "nonfinite" (NaN in blocks 0, 3, 6, ...;
+    +inf in blocks 1, 4, ...; -inf in blocks 4, 7, ...; blocks 2, 5, ... left finite).
     """
     if kind in ("zeros", "negzero"):
         return np.full(n, -0.0 if kind == "negzero" else 0.0, np.float32)
@@ -53,8 +53,8 @@ def block_data(n, kind, rng, low=-140):
     x[rng.random(n) < 0.05] = 0.0
     x[rng.random(n) < 0.05] = -0.0
     if kind == "nonfinite":
-        for start, value in ((0, np.nan), (BLOCK, np.inf), (4 * BLOCK, -np.inf)):
-            x[start + 7::3 * BLOCK] = value
+        for start, value in ((0, np.nan), (BLOCK + 7, np.inf), (4 * BLOCK + 9, -np.inf)):
+            x[start::3 * BLOCK] = value  # (even a 1-element array gets its NaN)
     return x
 
 
