@@ -67,6 +67,15 @@ class ParamSet(Mapping):
     >>> ps = ParamSet({"W": (3, 2), "b": np.ones(2, dtype=np.float32)})
     >>> ps["W"].shape, ps.grads["b"].shape, ps.data.shape, ps.dtype
     ((3, 2), (2,), (8,), dtype('float32'))
+
+    In bfloat16, two bytes an element (``ml_dtypes.bfloat16``, NumPy's
+    bfloat16 type):
+
+    >>> import ml_dtypes
+    >>> half = ParamSet({"W": (3, 2)}, dtype=ml_dtypes.bfloat16)
+    >>> half["W"] = [[1.0, 2.0], [3.0, 4.0], [5.0, 1.00390625]]  # rounded to nearest even
+    >>> half.dtype, half.nbytes, float(half["W"][2, 1])
+    (dtype(bfloat16), 12, 1.0)
     """
 
     def __init__(self, tensors, dtype=None, *, align=False):
