@@ -31,6 +31,7 @@ import sys
 import time
 import uuid
 
+import ml_dtypes
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
@@ -218,6 +219,8 @@ def test_argument_errors_on_one_rank(dist):
         dist.ShardedOptimizer(fastopt.SGD, ps, betas=(0.9, 0.99))
     with pytest.raises(TypeError, match="float32 or float64"):
         dist.allreduce_grads([np.zeros(3, dtype=np.int64)])
+    with pytest.raises(TypeError, match="ParamSet.grad must have dtype float32 or float64, got bfloat16"):
+        dist.allreduce_grads(fastopt.ParamSet({"w": 4}, dtype=ml_dtypes.bfloat16))
     with pytest.raises(ValueError, match="C-contiguous"):
         dist.allreduce_grads(np.zeros((3, 4))[:, ::2])
     with pytest.raises(ValueError, match="share memory"):

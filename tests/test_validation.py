@@ -1,4 +1,5 @@
 """Bad input is refused with an error naming the array, and nothing is updated."""
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -12,7 +13,7 @@ def optimizer(request):
 
 @pytest.mark.parametrize("bad, error, match", [
     (np.zeros((4, 4))[:, ::2], ValueError, r"params\[1\] must be C-contiguous"),
-    (np.zeros(3, dtype=np.float16), TypeError, r"params\[1\] must have dtype float32 or float64"),
+    (np.zeros(3, dtype=np.float16), TypeError, r"params\[1\] must have dtype float32, float64 or bfloat16"),
     (np.zeros(3, dtype=np.int64), TypeError, r"params\[1\] must have dtype"),
     ([0.0, 1.0], TypeError, r"params\[1\] must be a numpy.ndarray, got list"),
     (np.zeros((3, 3)).T, ValueError, "C-contiguous"),
@@ -178,3 +179,31 @@ def test_batchnorm_num_features_of_the_wrong_type_is_a_type_error():
 def test_hyperparameter_messages_name_betas_as_torch_does():
     with pytest.raises(ValueError, match=r"Invalid beta parameter at index 0: 1\.0 "):
         fastopt.Adam([np.zeros(3)], betas=(1.0, 0.9))
+
+
+# --------------------------------------------------------------------------- bfloat16
+def test_bfloat16_parameters_and_gradients_pass_the_layout_checks():
+    from fastopt.optim._params import ParamLayout
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    w = np.zeros(3, bf16)
+    layout = ParamLayout({"w": w})
+    (grad,) = layout.gradients({"w": np.ones(3, bf16)})
+    assert grad.dtype == bf16
+    with pytest.raises(TypeError, match=r"grads\['w'\] has dtype float32 but params\['w'\] has dtype bfloat16"):
+        layout.gradients({"w": np.ones(3, np.float32)})
+    ps = fastopt.ParamSet({"a": 3}, dtype=bf16)
+    layout = ParamLayout(ps)
+    assert layout.gradients(None)[0].dtype == bf16
+    with pytest.raises(TypeError, match="grads has dtype float32 but ParamSet.data has dtype bfloat16"):
+        layout.gradients(np.zeros(3, np.float32))
+
+
+def test_float_only_code_refuses_bfloat16_by_name():
+    from fastopt.nn import batch_norm_forward, clip_grad_norm_
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    with pytest.raises(TypeError, match=r"grads\[0\] must have dtype float32 or float64, got bfloat16"):
+        clip_grad_norm_([np.ones(3, bf16)], 1.0)
+    with pytest.raises(TypeError, match="ParamSet.grad must have dtype float32 or float64, got bfloat16"):
+        clip_grad_norm_(fastopt.ParamSet({"a": 3}, dtype=bf16), 1.0)
+    with pytest.raises(TypeError, match="x must have dtype float32 or float64, got bfloat16"):
+        batch_norm_forward(np.ones((4, 2), bf16), np.ones(2, np.float32), np.zeros(2, np.float32))

@@ -5,7 +5,10 @@ Arrays
     parameter or gradient behind the user's back: an array that is not
     exactly what a kernel needs is refused with an error naming it
     (:func:`check_float_array`, :func:`check_param`, :func:`check_grad`,
-    :func:`check_disjoint`).  These return the array checked, except
+    :func:`check_disjoint`).  Parameters and gradients may be float32,
+    float64 or bfloat16; the float-only code (batch norm, clipping, the
+    minimizers, distributed buffers) takes :data:`FLOAT_DTYPES` and refuses
+    bfloat16.  These return the array checked, except
     :func:`check_writeable`, which returns None, and :func:`check_disjoint`,
     which returns the arrays' byte spans.
 
@@ -29,7 +32,10 @@ from operator import index
 import numpy as np
 
 from fastopt._memory import byte_span
+from fastopt._storage import PARAM_DTYPES, dtype_name
 
+#: What the float-only code takes (batch norm, the minimizers, distributed buffers); optimizer parameters and
+#: their gradients may also be bfloat16 (:data:`fastopt._storage.PARAM_DTYPES`).
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -41,12 +47,18 @@ def as_float(value):
         return math.inf if value > 0 else -math.inf
 
 
-def check_float_array(arr, name):
-    """Require a C-contiguous float32/float64 ndarray; return it unchanged."""
+def dtype_names(dtypes):
+    """``"float32 or float64"``, ``"float32, float64 or bfloat16"``: ``dtypes`` as a message lists them."""
+    names = [dtype_name(d) for d in dtypes]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def check_float_array(arr, name, dtypes=FLOAT_DTYPES):
+    """Require a C-contiguous ndarray of one of ``dtypes`` (by default float32 or float64); return it unchanged."""
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(arr).__name__}")
-    if arr.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
+    if arr.dtype not in dtypes:
+        raise TypeError(f"{name} must have dtype {dtype_names(dtypes)}, got {arr.dtype}")
     if not arr.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous (fastopt updates arrays in place and never copies them)")
     if not arr.flags.aligned:
@@ -60,16 +72,16 @@ def check_writeable(arr, name):
         raise ValueError(f"{name} is read-only; fastopt updates parameters in place")
 
 
-def check_param(arr, name):
-    """A parameter: a writeable C-contiguous float32/float64 ndarray."""
-    check_float_array(arr, name)
+def check_param(arr, name, dtypes=PARAM_DTYPES):
+    """A parameter: a writeable C-contiguous ndarray of one of ``dtypes`` (float32, float64 or bfloat16)."""
+    check_float_array(arr, name, dtypes)
     check_writeable(arr, name)
     return arr
 
 
-def check_grad(grad, param, grad_name, param_name):
-    """A gradient matching ``param`` in dtype and shape (overlap is checked by the caller)."""
-    check_float_array(grad, grad_name)
+def check_grad(grad, param, grad_name, param_name, dtypes=PARAM_DTYPES):
+    """A gradient of one of ``dtypes`` matching ``param`` in dtype and shape (overlap is checked by the caller)."""
+    check_float_array(grad, grad_name, dtypes)
     if grad.dtype != param.dtype:
         raise TypeError(f"{grad_name} has dtype {grad.dtype} but {param_name} has dtype {param.dtype}")
     if grad.shape != param.shape:

@@ -3,7 +3,13 @@
 The file is a zip archive of uncompressed ``.npy`` members, as
 :func:`numpy.savez` writes them, so ``numpy.load(path, allow_pickle=False)``
 reads it.  Each entry below is the member ``<entry>.npy`` and holds one plain
-array; strings are 0-d unicode arrays:
+array; strings are 0-d unicode arrays, and a bfloat16 array (parameter or
+state) is stored as its uint16 bit patterns (``array.view(numpy.uint16)``;
+``numpy.save`` would write bfloat16 as ``|V2`` and lose the type), which
+:func:`load` restores bit for bit where the parameter, or the optimizer's
+state layout, is bfloat16, and refuses, as any other dtype, elsewhere (the
+file does not tell bfloat16 bits from a uint16 array saved as such, so the
+latter too reads into a bfloat16 target bit for bit):
 
 * ``format``: ``"fastopt-checkpoint-2"``;
 * ``params/<name>``: each parameter (ParamSet tensor names, dict keys, or
@@ -11,10 +17,16 @@ array; strings are 0-d unicode arrays:
 * ``optimizer/class``: the optimizer's class name;
 * ``optimizer/param_groups``: the groups' hyperparameters and slot indices, as JSON;
 * ``optimizer/skipped_steps``: steps refused for non-finite gradients (0-d integer);
+* ``optimizer/seed`` (only where the optimizer's state_dict has a ``"seed"``,
+  as with stochastic rounding): its seed, a 0-d uint64;
 * ``optimizer/state/<slot>/<key>``: each state array or scalar; ``<slot>`` is
-  the slot's index in decimal, ``<key>`` one of the optimizer's state names
-  (a state array is 1-D, shaped and typed like the slot's parameter; ``step``
-  and the other scalars are 0-d);
+  the slot's index in decimal, ``<key>`` one of the optimizer's state keys.
+  A state array is 1-D, shaped and typed as the optimizer's
+  ``state_layout(slot)`` says (an optimizer without that method: like the
+  slot's parameter): like the parameter, or in the storage ``state_dtype=``
+  chose (uint8 codes ``<key>`` with a float32 ``<key>_absmax``, bfloat16, or
+  float32), and ``master_param``, the float32 master copy of bfloat16
+  parameters.  ``step`` and the other scalars are 0-d;
 * ``checksum``: the SHA-256, in 64 lower-case hex digits, of every other
   entry: for each in the order of their names (by code point), the length
   of the name in UTF-8 as 8 little-endian bytes, the name in UTF-8, and the
@@ -56,6 +68,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastopt._locks import holding
+from fastopt._storage import BFLOAT16
+from fastopt._validation import integer
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import ParamSet
 
@@ -77,6 +91,8 @@ _SMALL = 1 << 16        # data of at most this many bytes is read with its heade
 _NPY_MAGIC = b"\x93NUMPY"
 _SLOT_KEY = re.compile(r"optimizer/state/(0|[1-9][0-9]{0,17})/([A-Za-z_][A-Za-z0-9_]{0,63})")
 _OPTIMIZER_ENTRIES = ("optimizer/class", "optimizer/param_groups", "optimizer/skipped_steps")
+_SEED = "optimizer/seed"  # optional, with the other optimizer entries
+_BITS = np.dtype(np.uint16)  # how a bfloat16 array is stored
 
 
 class CheckpointError(ValueError):
@@ -149,22 +165,32 @@ def _entries(params, optimizer):
     """{entry name: array} of a checkpoint, without ``checksum``."""
     entries = {"format": np.array(FORMAT)}
     for name, array in _named(params).items():
-        entries[f"params/{name}"] = np.asarray(array)
+        entries[f"params/{name}"] = _stored(np.asarray(array))
     if optimizer is not None:
         snapshot = optimizer.state_dict()
         entries["optimizer/class"] = np.array(type(optimizer).__name__)
         entries["optimizer/param_groups"] = np.array(json.dumps(snapshot["param_groups"]))
         entries["optimizer/skipped_steps"] = np.asarray(snapshot["skipped_steps"])
+        if "seed" in snapshot:
+            entries[_SEED] = np.array(_seed(snapshot["seed"]), np.uint64)
         for index, state in snapshot["state"].items():
             for key, value in state.items():
                 name = f"optimizer/state/{index}/{key}"
                 if not _SLOT_KEY.fullmatch(name):
                     raise ValueError(f"state {key!r} of slot {index} has a name a checkpoint cannot hold")
-                entries[name] = np.asarray(value)
+                entries[name] = _stored(np.asarray(value))
     for name, cap in _MAX_CHARS.items():
         if name in entries and len(str(entries[name])) > cap:
             raise ValueError(f"{name} takes {len(str(entries[name]))} characters; a checkpoint holds at most {cap}")
     return entries
+
+
+def _seed(value):
+    """The optimizer's seed as an int in [0, 2**64); ValueError (or TypeError) for anything else."""
+    seed = integer("the optimizer's seed", value, 0)
+    if seed >= 2**64:
+        raise ValueError(f"the optimizer's seed must be below 2**64, got {seed}")
+    return seed
 
 
 def _write_archive(fh, entries):
@@ -338,7 +364,10 @@ def load(path, params, optimizer=None):
         Names, shapes and dtypes must be those saved.
     optimizer : fastopt.optim.Optimizer, optional
         Built on the same parameters, of the class saved.  Without it, the
-        file's optimizer entries (if any) are checked but not used.
+        file's optimizer entries (if any) are checked but not used.  Its
+        state arrays are checked against its ``state_layout(slot)`` where it
+        has that method; the file's seed, if any, is passed to
+        ``load_state_dict`` as ``"seed"`` (an int).
 
     Raises
     ------
@@ -382,7 +411,7 @@ def load(path, params, optimizer=None):
             except Exception as exc:  # noqa: BLE001 -- the snapshot is the file's alone: any refusal is the file's
                 raise CheckpointError(f"{path}: the optimizer refuses its state: {exc}") from exc
         for name, array in arrays.items():
-            np.copyto(targets[name], array)
+            np.copyto(_stored(targets[name]), _stored(array))  # bfloat16 as its bits: exactly those saved
 
 
 def _describe(exc):
@@ -417,11 +446,29 @@ class _Source:
         return True
 
 
+def _stored_dtype(dtype):
+    """The dtype a checkpoint holds an array of ``dtype`` in: uint16 for bfloat16 (its bit patterns), else ``dtype``."""
+    return _BITS if dtype == BFLOAT16 else dtype
+
+
+def _stored(array):
+    """``array`` as a checkpoint holds it: a view in :func:`_stored_dtype` (no copy)."""
+    return array.view(_stored_dtype(array.dtype))
+
+
 class _Spec:
-    """What an entry must hold: an exact array, a count, a number, text, or (unknown layout) 1-D floats or a number."""
+    """What an entry must hold: an exact array, a count, a number, text, or (unknown layout) a 1-D array or a number.
+
+    The ``dtype`` of an exact array is the one it is loaded as; a bfloat16
+    array is held as uint16 (see :func:`_stored` and :meth:`restore`).
+    """
 
     def __init__(self, kind, shape=None, dtype=None, chars=None):
         self.kind, self.shape, self.dtype, self.chars = kind, shape, dtype, chars
+
+    def restore(self, value):
+        """The array read for this entry, as it is loaded: a bfloat16 entry's uint16 bits viewed as bfloat16."""
+        return value.view(BFLOAT16) if self.kind == "array" and self.dtype == BFLOAT16 else value
 
     def check(self, name, shape, dtype):
         """Refuse a header that does not fit; the error names what was expected."""
@@ -429,9 +476,10 @@ class _Spec:
         if dtype.hasobject or dtype.itemsize == 0 and kind != "array" or any(n < 0 for n in shape):
             return f"{name} holds {dtype}{list(shape)}, which a checkpoint never does"
         if kind == "array":
-            if shape != self.shape or dtype != self.dtype:
+            if shape != self.shape or dtype != _stored_dtype(self.dtype):
+                bits = " (stored as uint16 bits)" if self.dtype == BFLOAT16 else ""
                 return (f"{_what(name)} is {dtype}{list(shape)} in the checkpoint "
-                        f"but {self.dtype}{list(self.shape)} here")
+                        f"but {self.dtype}{list(self.shape)}{bits} here")
         elif kind == "text":
             if shape != () or dtype.kind != "U" or dtype.itemsize // 4 > self.chars:
                 return f"{name} must be a string of at most {self.chars} characters, not {dtype}{list(shape)}"
@@ -440,9 +488,24 @@ class _Spec:
             if shape != () or dtype.kind not in kinds or dtype.itemsize > 8:
                 return f"{name} must be a single {'integer' if kind == 'count' else 'number'}, not {dtype}{list(shape)}"
         elif not ((shape == () and dtype.kind in "iuf" and dtype.itemsize <= 8)
-                  or (len(shape) == 1 and dtype.kind == "f" and dtype.itemsize <= 8)):  # kind "state"
-            return f"{name} must be a number or a 1-D float array, not {dtype}{list(shape)}"
+                  or (len(shape) == 1 and (dtype.kind == "f" and dtype.itemsize <= 8
+                                           or dtype in (_BITS, np.dtype(np.uint8))))):  # kind "state"
+            return (f"{name} must be a number or a 1-D float, uint8 (int8 codes) or uint16 (bfloat16) array, "
+                    f"not {dtype}{list(shape)}")
         return None
+
+
+def _state_arrays(optimizer, index, param):
+    """{key: (shape, dtype)} of every state array slot ``index`` (parameter ``param``) of ``optimizer`` may hold.
+
+    As the optimizer's ``state_layout(index)`` gives them (codes, absmax,
+    bfloat16 state, the master copy); for an optimizer without that method,
+    each of its ``state_arrays`` shaped and typed like the parameter.
+    """
+    state_layout = getattr(optimizer, "state_layout", None)
+    if state_layout is None:
+        return dict.fromkeys(optimizer.state_arrays, (param.shape, param.dtype))
+    return {key: (tuple(shape), np.dtype(dtype)) for key, (shape, dtype) in state_layout(index).items()}
 
 
 def _some(names, shown=10):
@@ -483,7 +546,7 @@ class _Reader:
                 digest = hashlib.sha256()
                 value = self._data(name, digest, name in keep or name == "checksum")
                 if value is not None:
-                    values[name] = value
+                    values[name] = specs[name].restore(value)
                 if name != "checksum":
                     records.append((name, digest.digest()))
         if version != "fastopt-checkpoint-1" and _text(values["checksum"]) != _checksum(records):
@@ -497,7 +560,10 @@ class _Reader:
             if match:
                 state.setdefault(int(match[1]), {})[match[2]] = value
         groups = json.loads(_text(values["optimizer/param_groups"]))
-        return arrays, {"state": state, "param_groups": groups, "skipped_steps": values["optimizer/skipped_steps"]}
+        snapshot = {"state": state, "param_groups": groups, "skipped_steps": values["optimizer/skipped_steps"]}
+        if _SEED in values:
+            snapshot["seed"] = int(values[_SEED][()])
+        return arrays, snapshot
 
     # -- directory: names, member types and sizes, before any member is opened
     def _directory(self):
@@ -550,6 +616,10 @@ class _Reader:
         for key, target in self.targets.items():
             specs[f"params/{key}"] = _Spec("array", target.shape, target.dtype)
         names -= {f"params/{key}" for key in saved}
+        seed = _SEED in names
+        if seed:
+            names.discard(_SEED)
+            specs[_SEED] = _Spec("array", (), np.dtype(np.uint64))
         slots = {}
         for name in names:
             match = _SLOT_KEY.fullmatch(name)
@@ -558,7 +628,7 @@ class _Reader:
             elif name not in _OPTIMIZER_ENTRIES:
                 self.fail(f"the file holds {name!r}, which is not an entry of a fastopt checkpoint")
         present = [name for name in _OPTIMIZER_ENTRIES if name in names]
-        if present and len(present) != len(_OPTIMIZER_ENTRIES) or slots and not present:
+        if present and len(present) != len(_OPTIMIZER_ENTRIES) or (slots or seed) and not present:
             lacking = sorted(set(_OPTIMIZER_ENTRIES) - set(present))
             self.fail(f"the file is damaged: it holds optimizer state but no {', '.join(lacking)}")
         if not present:
@@ -586,10 +656,10 @@ class _Reader:
         for index, keys in sorted(slots.items()):
             if index >= len(layout):
                 self.fail(f"it holds state for slot {index}, but this {cls} has {len(layout)} slots")
-            param = layout[index].param
+            arrays = _state_arrays(optimizer, index, layout[index].param)
             for key, name in keys:
-                if key in optimizer.state_arrays:
-                    specs[name] = _Spec("array", param.shape, param.dtype)
+                if key in arrays:
+                    specs[name] = _Spec("array", *arrays[key])
                 elif key == "step":
                     specs[name] = _Spec("count")
                 elif key in optimizer.state_scalars:

@@ -5,7 +5,8 @@ from operator import index
 import numpy as np
 
 from fastopt._openmp_helpers import build_info
-from fastopt._validation import FLOAT_DTYPES
+from fastopt._storage import BFLOAT16, PARAM_DTYPES, dtype_name
+from fastopt._validation import dtype_names
 
 CACHE_LINE = build_info()["cache_line_bytes"]
 
@@ -24,12 +25,14 @@ class ParamSet(Mapping):
         Each value is either a shape (an int or a tuple of ints), giving a
         tensor of zeros, or an array (anything ``numpy.asarray`` accepts),
         whose values are copied in.
-    dtype : {None, numpy.float32, numpy.float64}, optional
+    dtype : {None, numpy.float32, numpy.float64, ml_dtypes.bfloat16}, optional
         Element type of both buffers.  By default the common dtype of the
-        given arrays, which must all be float32 or all float64; float64 (as in
-        NumPy) when only shapes are given.  With an explicit dtype, integer
-        and other-precision float arrays are converted; complex, boolean and
-        non-numeric arrays are refused.
+        given arrays, which must all be float32, all float64 or all bfloat16;
+        float64 (as in NumPy) when only shapes are given.  With an explicit
+        dtype, integer and other-precision float arrays are converted (to
+        bfloat16 by rounding to nearest even, as ``astype`` does); complex,
+        boolean and non-numeric arrays are refused.  Assigning to a tensor
+        (``ps["W"] = value``) converts the same way.
     align : bool, default False
         Start every tensor on a 64-byte cache-line boundary.  The padding
         between tensors starts at zero in both buffers; no view exposes it,
@@ -64,6 +67,15 @@ class ParamSet(Mapping):
     >>> ps = ParamSet({"W": (3, 2), "b": np.ones(2, dtype=np.float32)})
     >>> ps["W"].shape, ps.grads["b"].shape, ps.data.shape, ps.dtype
     ((3, 2), (2,), (8,), dtype('float32'))
+
+    In bfloat16, two bytes an element (``ml_dtypes.bfloat16``, NumPy's
+    bfloat16 type):
+
+    >>> import ml_dtypes
+    >>> half = ParamSet({"W": (3, 2)}, dtype=ml_dtypes.bfloat16)
+    >>> half["W"] = [[1.0, 2.0], [3.0, 4.0], [5.0, 1.00390625]]  # rounded to nearest even
+    >>> half.dtype, half.nbytes, float(half["W"][2, 1])
+    (dtype(bfloat16), 12, 1.0)
     """
 
     def __init__(self, tensors, dtype=None, *, align=False):
@@ -106,7 +118,8 @@ class ParamSet(Mapping):
     def __reduce__(self):
         """Copies and pickles rebuild the arena, so views and buffers stay one memory."""
         layout = [(n, self.shapes[n]) for n in self.names]
-        return _rebuild, (layout, self.dtype.str, self.align, self._data, self._grad)
+        # By name: bfloat16's dtype.str is "<V2", a plain void type.
+        return _rebuild, (layout, dtype_name(self.dtype), self.align, self._data, self._grad)
 
     # Mapping protocol: name -> parameter view
     def __getitem__(self, name):
@@ -146,11 +159,15 @@ class ParamSet(Mapping):
 
     def __repr__(self):
         body = ", ".join(f"{n!r}: {self.shapes[n]}" for n in self.names)
-        return f"ParamSet({{{body}}}, dtype={self.dtype.name}, size={self.size})"
+        return f"ParamSet({{{body}}}, dtype={dtype_name(self.dtype)}, size={self.size})"
+
+
+_DTYPES_BY_NAME = {dtype_name(d): d for d in PARAM_DTYPES}
 
 
 def _rebuild(layout, dtype, align, data, grad):
-    ps = ParamSet(layout, dtype=dtype, align=align)
+    """A pickled ParamSet; ``dtype`` is a name of PARAM_DTYPES (or, from older pickles, a ``dtype.str``)."""
+    ps = ParamSet(layout, dtype=_DTYPES_BY_NAME.get(dtype, dtype), align=align)
     ps.data[:] = data
     ps.grad[:] = grad
     return ps
@@ -290,9 +307,9 @@ def _as_numeric_array(value, name):
         array = np.asarray(value)
     except Exception as exc:
         raise TypeError(f"ParamSet tensor {name!r}: cannot make an array from {type(value).__name__}: {exc}") from None
-    if array.dtype.kind not in "iuf":
+    if array.dtype.kind not in "iuf" and array.dtype != BFLOAT16:
         raise TypeError(
-            f"ParamSet tensor {name!r} must be real numbers (int or float), got dtype {array.dtype}"
+            f"ParamSet tensor {name!r} must be real numbers (int, float or bfloat16), got dtype {array.dtype}"
         )
     return array
 
@@ -300,17 +317,16 @@ def _as_numeric_array(value, name):
 def _resolve_dtype(entries, dtype):
     if dtype is not None:
         dtype = np.dtype(dtype)
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"ParamSet dtype must be float32 or float64, got {dtype}")
+        if dtype not in PARAM_DTYPES:
+            raise TypeError(f"ParamSet dtype must be {dtype_names(PARAM_DTYPES)}, got {dtype}")
         return dtype
     found = {name: a.dtype for name, _, a in entries if a is not None}
     if not found:
         return np.dtype(np.float64)
     for name, dt in found.items():
-        if dt not in FLOAT_DTYPES:
-            raise TypeError(
-                f"ParamSet tensor {name!r} has dtype {dt}; pass dtype=numpy.float32 or numpy.float64 to convert it"
-            )
+        if dt not in PARAM_DTYPES:
+            raise TypeError(f"ParamSet tensor {name!r} has dtype {dt}; pass dtype=numpy.float32, numpy.float64 "
+                            "or ml_dtypes.bfloat16 to convert it")
     kinds = sorted(set(found.values()), key=str)
     if len(kinds) > 1:
         detail = ", ".join(f"{n}: {d}" for n, d in found.items())

@@ -65,6 +65,7 @@ def checked_buffers(obj, what, attr, layout=True):
     """
     if isinstance(obj, ParamSet):
         flat = getattr(obj, attr)
+        check_float_array(flat, f"ParamSet.{attr}")  # a bfloat16 ParamSet: MPI has no type for it
         check_writeable(flat, f"ParamSet.{attr}")
         if layout:
             return [flat], paramset_signature(obj)

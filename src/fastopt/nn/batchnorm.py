@@ -101,7 +101,7 @@ def _check_channel_array(arr, name, x, *, writeable=False, why="", x_name="x"):
 
 
 def _check_output(arr, name, like, like_name):
-    check_grad(arr, like, name, like_name)  # a float array with like's dtype and shape
+    check_grad(arr, like, name, like_name, FLOAT_DTYPES)  # a float array with like's dtype and shape
     if not arr.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return arr

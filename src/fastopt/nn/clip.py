@@ -55,7 +55,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastopt._threads import get_num_threads
-from fastopt._validation import bounded_real, check_disjoint, check_param
+from fastopt._validation import FLOAT_DTYPES, bounded_real, check_disjoint, check_param
 from fastopt.nn import _clip
 from fastopt.paramset import ParamSelection, ParamSet
 
@@ -301,7 +301,7 @@ class _Source:
             if g is None and self.kind != "single":
                 self.slots.append(None)
                 continue
-            check_param(g, label)
+            check_param(g, label, FLOAT_DTYPES)  # the clipping kernels take no bfloat16 (yet)
             self.slots.append(len(self.arrays))
             # view(np.ndarray): a subclass may not reshape to 1-D; the memory is the same.
             self.arrays.append(g.view(np.ndarray).reshape(-1))
@@ -311,7 +311,7 @@ class _Source:
 
     def _from_paramset(self, grads, per_tensor):
         ps = grads.paramset if isinstance(grads, ParamSelection) else grads
-        check_param(ps.grad, "ParamSet.grad")
+        check_param(ps.grad, "ParamSet.grad", FLOAT_DTYPES)
         names = grads.names if isinstance(grads, ParamSelection) else ps.names
         self.kind = "dict"
         if per_tensor:
