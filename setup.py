@@ -266,13 +266,14 @@ class BuildExt(build_ext):
 
 
 class BuildPy(build_py):
-    """build_py that also ships the C header csrc/fastopt.h as fastopt/include/fastopt.h.
+    """build_py that also ships the C headers csrc/fastopt.h and the fastopt_storage.h it includes
+    as fastopt/include/.
 
-    csrc/ stays the header's only copy in the source tree; fastopt.get_include()
-    finds it in either place.
+    csrc/ stays the headers' only copy in the source tree; fastopt.get_include()
+    finds them in either place.
     """
 
-    HEADERS = [os.path.join("csrc", "fastopt.h")]
+    HEADERS = [os.path.join("csrc", "fastopt.h"), os.path.join("csrc", "fastopt_storage.h")]
 
     def run(self):
         super().run()

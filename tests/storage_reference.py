@@ -104,7 +104,8 @@ def quantize_blockwise(x, signed):
     """Spec "Int8 blockwise" encode: (codes uint8 (n,), absmax float32 (ceil(n/256),)).
 
     Blocks of 256 from index 0, the last one possibly shorter; a block whose absmax is not finite stores
-    absmax NaN and codes 0; ``signed`` picks the first-moment map (sign bit + 7 bits), else the unsigned map.
+    absmax NaN and codes 0, one whose absmax is below 2**-126 (zeros and subnormals) absmax 0 and codes 0;
+    ``signed`` picks the first-moment map (sign bit + 7 bits), else the unsigned map.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, nb = x.size, _blocks(x.size)
@@ -112,7 +113,8 @@ def quantize_blockwise(x, signed):
     mag[:n] = np.abs(x)
     absmax = mag.reshape(nb, BLOCK).max(axis=1) if nb else np.zeros(0, np.float32)
     bad = ~np.isfinite(absmax)
-    absmax = np.where(bad, np.float32(np.nan), absmax).astype(np.float32)
+    tiny = absmax < np.float32(2.0 ** -126)
+    absmax = np.where(bad, np.float32(np.nan), np.where(tiny, np.float32(0), absmax)).astype(np.float32)
     with np.errstate(all="ignore"):
         inv = np.where(absmax > 0, np.float32(1) / absmax, np.float32(0)).astype(np.float32)
         a = mag[:n] * np.repeat(inv, BLOCK)[:n]
@@ -122,7 +124,7 @@ def quantize_blockwise(x, signed):
         code = np.where(c - 896 >= 1, c - 896, 0) | (np.signbit(x).astype(np.int32) << 7)
     else:
         code = np.where(c - 768 >= 1, c - 768, (a > 0).astype(np.int32))
-    code[np.repeat(bad, BLOCK)[:n]] = 0
+    code[np.repeat(bad | tiny, BLOCK)[:n]] = 0
     return code.astype(np.uint8), absmax
 
 

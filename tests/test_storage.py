@@ -235,7 +235,7 @@ def test_int8_reference_special_blocks(signed, rng):
     np.testing.assert_array_equal(codes[5 * BLOCK:], 0)
     y = sr.dequantize_blockwise(codes, absmax, signed)
     assert np.all(np.isnan(y[BLOCK:4 * BLOCK])) and np.all(np.isnan(y[5 * BLOCK:]))
-    assert_bitwise_equal(y[4 * BLOCK:5 * BLOCK], x[4 * BLOCK:5 * BLOCK])  # zeros, -0.0 kept
+    assert_bitwise_equal(y[4 * BLOCK:5 * BLOCK], np.zeros(BLOCK, np.float32))  # no value >= 2**-126: +0.0
     assert_bitwise_equal(y[:BLOCK], x[:BLOCK])
     assert sr.quantize_blockwise(np.zeros(0, np.float32), signed)[1].shape == (0,)
 
@@ -376,7 +376,8 @@ class Mirror:
     def check(self, opt, p, what):
         assert_bitwise_equal(p, self.p, f"param {what}")
         state = opt.state[0]
-        assert set(state) == set(self.state), what
+        counted = {"step"} if self.seed is not None and self.steps else set()  # stochastic rounding counts steps
+        assert set(state) == set(self.state) | counted, what
         layout = opt.state_layout(0)
         for key, value in self.state.items():
             if isinstance(value, np.ndarray):

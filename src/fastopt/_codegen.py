@@ -69,6 +69,35 @@ def _c_signature(rule, table, T):
     return out + [table.ARGS[a].c for a in rule.args] + ["int num_threads"]
 
 
+def _stored_signature(rule, table, c=False):
+    """The parameters of the rule's stored-update entry point (arrays in any storage types), in Cython or C."""
+    if c:
+        return (["const fastopt_storage *storage", "Py_ssize_t n", f"const fastopt_{rule.name}_hyper *hyper"]
+                + [table.ARGS[a].c for a in rule.args] + ["int num_threads"])
+    return (["const fastopt_storage* storage", "Py_ssize_t n", f"const {rule.label}Hyper* hyper"]
+            + [table.ARGS[a].cython for a in rule.args] + ["int num_threads"])
+
+
+def _c_api(table, rules):
+    """The C API table's members, in table order: (member, Cython return type, Cython parameter types, source)."""
+    members, by_name = [], {r.name: r for r in rules}
+    for member in table.C_API:
+        if member.startswith("count_nonfinite_"):
+            T = {"f32": "float", "f64": "double"}[member.rsplit("_", 1)[1]]
+            members.append((member, "Py_ssize_t", [f"const {T}*", "Py_ssize_t", "int"], f"count_nonfinite[{T}]"))
+            continue
+        rule, kind = member.split("_update_")
+        types = by_name[rule].stored_types if kind == "stored" else by_name[rule].types[dict(
+            (s, T) for T, s in DTYPES)[kind]]
+        members.append((member, "void", types, member))
+    expected = {f"{r.name}_update_{k}" for r in rules for k in ("f32", "f64", "stored")}
+    expected |= {"count_nonfinite_f32", "count_nonfinite_f64"}
+    if set(table.C_API) != expected or len(set(table.C_API)) != len(table.C_API):
+        raise ValueError(f"C_API must list each of {sorted(expected)} once; missing "
+                         f"{sorted(expected - set(table.C_API))}, unknown {sorted(set(table.C_API) - expected)}")
+    return members
+
+
 def _wrap(words, lead, width=110, closing=""):
     """``lead`` followed by ``words`` joined by ", ", wrapped under the opening parenthesis."""
     lines, line = [], lead
@@ -91,7 +120,8 @@ def _notes(rule, table):
 
 
 # Names the generated code gives its own variables; a rule's state, scalars, flags and locals must not take them.
-RESERVED = {"p", "g", "i", "a", "h", "n", "hyper", "param", "grad", "start", "stop", "body", "num_threads"}
+RESERVED = {"p", "g", "i", "a", "h", "n", "hyper", "param", "grad", "start", "stop", "body", "num_threads",
+            "storage"}
 
 
 def _check_names(rule, table):
@@ -139,8 +169,15 @@ def _view(table):
         view.c_signature = {sfx: _c_signature(rule, table, T) for T, sfx in DTYPES}
         view.names = [p.split()[-1].lstrip("*") for p in view.fused]  # the parameters' names, to pass them on
         view.types = {T: [p.rsplit(" ", 1)[0] for p in view.signature[T]] for T, _ in DTYPES}  # ... and types
+        view.prepare = {T: [f"const {rule.label}Hyper* hyper", f"_{rule.name}_args_{sfx}* a"]
+                        + [table.ARGS[a].cython for a in rule.args] for T, sfx in DTYPES}
+        view.arg_names = [table.ARGS[a].cython.split()[-1].lstrip("*") for a in rule.args]
+        view.stored = _stored_signature(rule, table)
+        view.stored_types = [p.rsplit(" ", 1)[0] for p in view.stored]
+        view.c_stored = _stored_signature(rule, table, c=True)
+        view.signed_mask = sum(1 << k for k, s in enumerate(rule.state) if s.signed)
         rules.append(view)
-    return SimpleNamespace(rules=rules, dtypes=DTYPES, abi_version=table.ABI_VERSION, c_api=table.C_API,
+    return SimpleNamespace(rules=rules, dtypes=DTYPES, abi_version=table.ABI_VERSION, c_api=_c_api(table, rules),
                            max_state=max(len(r.states) for r in rules), wrap=_wrap)
 
 

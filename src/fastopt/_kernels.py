@@ -60,3 +60,9 @@ NAME, kernels = _choose()
 BoundStep = kernels.BoundStep
 needed = kernels.needed
 nonfinite_count = kernels.nonfinite_count
+# The storage conversions the stored kernels use (csrc/fastopt_storage.h), on whole arrays.
+bf16_round = kernels.bf16_round
+bf16_widen = kernels.bf16_widen
+quantize_blockwise = kernels.quantize_blockwise
+dequantize_blockwise = kernels.dequantize_blockwise
+rounding_key = kernels.rounding_key

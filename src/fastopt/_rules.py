@@ -70,6 +70,10 @@ class Hyper:
 class State:
     """A state array, as large as the parameter; ``c_name`` is its argument name in C where that differs.
 
+    ``signed`` says whether it holds values of either sign (momenta) or only
+    non-negative ones (second moments); int8 storage codes each with its own
+    map (csrc/fastopt_storage.h).
+
     ``when`` is None for an array every step uses, else ``(flag, text)``:
     the array is used exactly when the rule's flag ``flag`` is true (the
     kernels and ``BoundStep`` evaluate the same expression), and ``text``
@@ -80,6 +84,7 @@ class State:
     name: str
     when: Optional[Tuple[str, str]] = None
     c_name: str = ""
+    signed: bool = False  # takes negative values (a first moment), which int8 storage codes with a sign bit
 
     @property
     def arg(self):
@@ -146,6 +151,7 @@ _EPS = Hyper("eps")
 _BETAS = (Hyper("beta1", "beta"), Hyper("beta2", "beta"))
 _MAXIMIZE = Hyper("maximize", "flag")
 _DECOUPLED = Hyper("decoupled_weight_decay", "flag")
+_EXP_AVG = State("exp_avg", signed=True)
 
 # The direction and the decay every rule with both kinds of weight decay derives the same way.
 _SIGN = ("sign", "-1 if h.maximize else 1")
@@ -171,7 +177,7 @@ b = d on the buffer's first use, else momentum b + (1 - dampening) d
 d = d + momentum b (nesterov) or b
 p = p + (-lr) d""",
         hyper=(_LR, Hyper("momentum"), Hyper("dampening", "real"), _WD, Hyper("nesterov", "flag"), _MAXIMIZE),
-        state=(State("momentum_buffer", ("use_momentum", "when momentum is 0")),),
+        state=(State("momentum_buffer", ("use_momentum", "when momentum is 0"), signed=True),),
         args=("momentum_buffer_is_new",),
         scalars=(_SIGN, _L2, ("momentum", "h.momentum"), ("one_minus_dampening", "1.0 - h.dampening"),
                  ("neg_lr", "-h.lr")),
@@ -209,8 +215,8 @@ centered: a = lerp(a, d, 1 - alpha), avg = sqrt(v - a a) + eps ; else avg = sqrt
 momentum: b = momentum b + d / avg, p = p + (-lr) b ; else p = p + (-lr d) / avg""",
         hyper=(_LR, Hyper("alpha"), _EPS, _WD, Hyper("momentum"), Hyper("centered", "flag"), _MAXIMIZE),
         state=(State("square_avg"),
-               State("momentum_buffer", ("use_momentum", "when momentum is 0")),
-               State("grad_avg", ("centered", "when not centered"))),
+               State("momentum_buffer", ("use_momentum", "when momentum is 0"), signed=True),
+               State("grad_avg", ("centered", "when not centered"), signed=True)),
         scalars=(_SIGN, _L2, ("alpha", "h.alpha"), ("one_minus_alpha", "1.0 - h.alpha"), ("eps", "h.eps"),
                  ("momentum", "h.momentum"), ("neg_lr", "-h.lr")),
         flags=(("use_momentum", "h.momentum > 0"), ("centered", "h.centered")),
@@ -241,8 +247,7 @@ vmax = maximum(vmax, v) (amsgrad, used in place of v below)
 p = p + (-step_size m) / (sqrt(v) * bias_correction2 ** -0.5 + eps)
 step_size = lr / (1 - beta1 ** t), bias_correction2 = 1 - beta2 ** t""",
         hyper=(_LR, *_BETAS, _EPS, _WD, Hyper("amsgrad", "flag"), _MAXIMIZE, _DECOUPLED),
-        state=(State("exp_avg"), State("exp_avg_sq"),
-               State("max_exp_avg_sq", ("amsgrad", "without amsgrad"))),
+        state=(_EXP_AVG, State("exp_avg_sq"), State("max_exp_avg_sq", ("amsgrad", "without amsgrad"))),
         args=("step",),
         setup="cdef double t = <double>step",
         scalars=(_SIGN, *_L2_OR_DECOUPLED, *_MOMENTS, ("inv_bc2_sqrt", "pow(1.0 - pow(h.beta2, t), -0.5)"),
@@ -261,7 +266,7 @@ p[i] = pi + (neg_step_size * mi) / (_sqrt(vi) * inv_bc2_sqrt + eps)
         """d = ±g + wd p ;  m = lerp(m, d, 1 - beta1) ;  u = maximum(beta2 u, |d| + eps)
 p = p + (-clr m) / u,  clr = lr / (1 - beta1 ** t)""",
         hyper=(_LR, *_BETAS, _EPS, _WD, _MAXIMIZE),
-        state=(State("exp_avg"), State("exp_inf")),
+        state=(_EXP_AVG, State("exp_inf")),
         args=("step",),
         scalars=(_SIGN, _L2, ("w1", "1.0 - h.beta1"), ("beta2", "h.beta2"), ("eps", "h.eps"),
                  ("neg_clr", "-(h.lr / (1.0 - pow(h.beta1, <double>step)))")),
@@ -283,7 +288,7 @@ p = p + (c_grad d) / denom ;  p = p + (c_avg m) / denom
 mu_t = beta1 (1 - 0.5 * 0.96 ** (t momentum_decay)), mu_product *= mu_t,
 c_grad = -lr (1 - mu_t) / (1 - mu_product), c_avg = -lr mu_{t+1} / (1 - mu_product mu_{t+1})""",
         hyper=(_LR, *_BETAS, _EPS, _WD, Hyper("momentum_decay"), _DECOUPLED, _MAXIMIZE),
-        state=(State("exp_avg"), State("exp_avg_sq")),
+        state=(_EXP_AVG, State("exp_avg_sq")),
         args=("step", "mu_product"),
         setup="""cdef double t = <double>step
 cdef double mu = h.beta1 * (1.0 - 0.5 * pow(0.96, t * h.momentum_decay))
@@ -309,7 +314,7 @@ p = p - u
 rho_inf = 2 / (1 - beta2) - 1, rho_t = rho_inf - 2 t beta2 ** t / bias_correction2,
 rect = ((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t)) ** 0.5""",
         hyper=(_LR, *_BETAS, _EPS, _WD, _DECOUPLED, _MAXIMIZE),
-        state=(State("exp_avg"), State("exp_avg_sq")),
+        state=(_EXP_AVG, State("exp_avg_sq")),
         args=("step",),
         setup="""cdef double t = <double>step
 cdef double bc2 = 1.0 - pow(h.beta2, t)
@@ -351,7 +356,7 @@ p[i] = p[i] + neg_lr * delta
         """p = p (1 - lr wd) ;  d = ±g
 p = p + (-lr) sign(beta1 m + (1 - beta1) d) ;  m = beta2 m + (1 - beta2) d""",
         hyper=(_LR, *_BETAS, _WD, _MAXIMIZE),
-        state=(State("exp_avg"),),
+        state=(_EXP_AVG,),
         scalars=(_SIGN, ("decay", "1.0 - h.lr * h.weight_decay"), ("beta1", "h.beta1"),
                  ("one_minus_beta1", "1.0 - h.beta1"), ("beta2", "h.beta2"), ("one_minus_beta2", "1.0 - h.beta2"),
                  ("neg_lr", "-h.lr")),
@@ -364,6 +369,10 @@ exp_avg[i] = mi * beta2 + one_minus_beta2 * d
 """),
 )}
 
-# The C API table's entries in table order (csrc/fastopt.h): a new rule is appended here, never inserted, so
-# that modules compiled against an older header keep working; a change to an entry raises ABI_VERSION.
-C_API = ("sgd", "adagrad", "rmsprop", "adam", "adamax", "nadam", "radam", "adadelta", "lion", "count_nonfinite")
+# The C API table's members in table order (csrc/fastopt.h): a new rule's three entry points (float32, float64,
+# and stored: any storage types, csrc/fastopt_storage.h) are appended here, never inserted, so that modules
+# compiled against an older header keep working; a change to a member raises ABI_VERSION.
+_VERSION_1 = ("sgd", "adagrad", "rmsprop", "adam", "adamax", "nadam", "radam", "adadelta", "lion")
+C_API = (*(f"{rule}_update_{dtype}" for rule in _VERSION_1 for dtype in ("f32", "f64")),
+         "count_nonfinite_f32", "count_nonfinite_f64",
+         *(f"{rule}_update_stored" for rule in _VERSION_1))

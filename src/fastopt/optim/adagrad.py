@@ -1,6 +1,4 @@
 """Adagrad."""
-import numpy as np
-
 from fastopt.optim.optimizer import Optimizer
 
 
@@ -29,7 +27,10 @@ class Adagrad(Optimizer):
     initial_accumulator_value : float, default 0
     eps : float, default 1e-10
     maximize : bool, default False
-    skip_nonfinite : bool, default False
+    **options
+        Storage and safety options, the same for every optimizer: ``skip_nonfinite``,
+        ``state_dtype``, ``master_weights``, ``stochastic_rounding``, ``seed`` (see
+        :class:`~fastopt.optim.Optimizer`).
 
     State per slot: ``step``, ``sum``.
     """
@@ -38,10 +39,10 @@ class Adagrad(Optimizer):
     state_scalars = ("step",)
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
-                 *, maximize=False, skip_nonfinite=False):
+                 *, maximize=False, **options):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, eps=eps,
-                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+                                      maximize=maximize), **options)
 
-    def _new_state(self, name, like, group):
-        return np.full_like(like, group["initial_accumulator_value"])
+    def _initial_value(self, name, group):
+        return group["initial_accumulator_value"]

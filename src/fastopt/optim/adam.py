@@ -39,7 +39,10 @@ class Adam(Optimizer):
     amsgrad : bool, default False
     maximize : bool, default False
     decoupled_weight_decay : bool, default False
-    skip_nonfinite : bool, default False
+    **options
+        Storage and safety options, the same for every optimizer: ``skip_nonfinite``,
+        ``state_dtype``, ``master_weights``, ``stochastic_rounding``, ``seed`` (see
+        :class:`~fastopt.optim.Optimizer`).
 
     State per slot: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad).
     """
@@ -48,10 +51,10 @@ class Adam(Optimizer):
     state_scalars = ("step",)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
-                 maximize=False, decoupled_weight_decay=False, skip_nonfinite=False):
+                 maximize=False, decoupled_weight_decay=False, **options):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize, decoupled_weight_decay=decoupled_weight_decay),
-                         skip_nonfinite=skip_nonfinite)
+                         **options)
 
 
 class AdamW(Adam):
@@ -64,6 +67,6 @@ class AdamW(Adam):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
-                 maximize=False, skip_nonfinite=False):
+                 maximize=False, **options):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         decoupled_weight_decay=True, skip_nonfinite=skip_nonfinite)
+                         decoupled_weight_decay=True, **options)

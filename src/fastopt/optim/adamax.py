@@ -22,7 +22,10 @@ class Adamax(Optimizer):
     eps : float, default 1e-8
     weight_decay : float, default 0
     maximize : bool, default False
-    skip_nonfinite : bool, default False
+    **options
+        Storage and safety options, the same for every optimizer: ``skip_nonfinite``,
+        ``state_dtype``, ``master_weights``, ``stochastic_rounding``, ``seed`` (see
+        :class:`~fastopt.optim.Optimizer`).
 
     State per slot: ``step``, ``exp_avg``, ``exp_inf``.
     """
@@ -31,6 +34,6 @@ class Adamax(Optimizer):
     state_scalars = ("step",)
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *, maximize=False,
-                 skip_nonfinite=False):
+                 **options):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize),
-                         skip_nonfinite=skip_nonfinite)
+                         **options)

@@ -26,7 +26,10 @@ class Lion(Optimizer):
     weight_decay : float, default 0
         Decoupled, as in AdamW.
     maximize : bool, default False
-    skip_nonfinite : bool, default False
+    **options
+        Storage and safety options, the same for every optimizer: ``skip_nonfinite``,
+        ``state_dtype``, ``master_weights``, ``stochastic_rounding``, ``seed`` (see
+        :class:`~fastopt.optim.Optimizer`).
 
     State per slot: ``step``, ``exp_avg``.
     """
@@ -35,6 +38,6 @@ class Lion(Optimizer):
     state_scalars = ("step",)
 
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False,
-                 skip_nonfinite=False):
+                 **options):
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize),
-                         skip_nonfinite=skip_nonfinite)
+                         **options)

@@ -30,7 +30,10 @@ class NAdam(Optimizer):
     momentum_decay : float, default 4e-3
     decoupled_weight_decay : bool, default False
     maximize : bool, default False
-    skip_nonfinite : bool, default False
+    **options
+        Storage and safety options, the same for every optimizer: ``skip_nonfinite``,
+        ``state_dtype``, ``master_weights``, ``stochastic_rounding``, ``seed`` (see
+        :class:`~fastopt.optim.Optimizer`).
 
     State per slot: ``step``, ``mu_product`` (a float), ``exp_avg``, ``exp_avg_sq``.
     """
@@ -39,7 +42,7 @@ class NAdam(Optimizer):
     state_scalars = ("step", "mu_product")
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
-                 decoupled_weight_decay=False, *, maximize=False, skip_nonfinite=False):
+                 decoupled_weight_decay=False, *, maximize=False, **options):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
-                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+                                      maximize=maximize), **options)

@@ -7,11 +7,12 @@ from types import MappingProxyType
 
 import numpy as np
 
+from fastopt import _storage
 from fastopt._kernels import BoundStep, needed, nonfinite_count
 from fastopt._locks import holding
 from fastopt._rules import RULES
 from fastopt._threads import get_num_threads
-from fastopt._validation import any_real, betas, flag, nonnegative, step_count, unit_interval
+from fastopt._validation import any_real, betas, flag, integer, nonnegative, step_count, unit_interval
 from fastopt.optim._hyper import FixedList, ParamGroup
 from fastopt.optim._params import ParamLayout
 from fastopt.optim._stepping import SlotBinding, step_slots
@@ -26,8 +27,17 @@ _STATE_HINT = "it holds one dict per slot; clear a slot's dict (state[i].clear()
 
 # The validator of each ``check`` of fastopt._rules.Hyper; "beta" validates beta1 and beta2 together, as ``betas``.
 CHECKS = {"nonnegative": nonnegative, "real": any_real, "unit": unit_interval, "beta": betas, "flag": flag}
+# The keyword options every optimizer takes (Optimizer.__init__), which copies and pickles carry.
+_OPTIONS = ("skip_nonfinite", "state_dtype", "master_weights", "stochastic_rounding", "seed")
 # What a subclass takes from its rule's entry in fastopt._rules.RULES, never states itself.
 _DERIVED = ("validators", "rules", "state_arrays", "switchable_state")
+
+
+def _seed(value):
+    seed = integer("seed", value, 0)
+    if seed >= 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return seed
 
 
 def validators_of(rule):
@@ -81,7 +91,33 @@ class Optimizer:
         parameter and all optimizer state untouched, returns False, and is
         counted in ``skipped_steps``.  If False (torch.optim's behaviour),
         non-finite values propagate through the update formula into the
-        parameters and state.
+        parameters and state (with int8 state, into the state of the whole
+        block of 256 elements: see below).
+    state_dtype : {None, "float32", "float64", "bfloat16", "int8"}, default None
+        How the state arrays are stored; None keeps them in the parameters'
+        dtype (as torch.optim does).  float32 and bfloat16 parameters take
+        "float32", "bfloat16" or "int8", float64 parameters only "float64".
+        ``"int8"`` is blockwise 8-bit quantization (Dettmers et al., 2022):
+        one byte per element and one float32 ``absmax`` per block of 256, so
+        Adam's state takes about 2 bytes per parameter instead of 8; a state
+        array ``exp_avg`` is then held as ``exp_avg`` (uint8 codes) and
+        ``exp_avg_absmax`` (float32).  Every step computes in float32 and
+        converts on load and store within its one pass over memory.
+    master_weights : bool, default False
+        bfloat16 parameters only: keep a float32 copy of them
+        (``state[i]["master_param"]``, made at a slot's first step), update
+        it, and write the parameters as its rounding to nearest, so they
+        follow float32 training to bfloat16 rounding.  Writing the
+        parameters yourself afterwards does not reach the copy.
+    stochastic_rounding : bool, default False
+        bfloat16 parameters without a master copy: round each updated value
+        up or down at random, with probability by its distance, so updates
+        smaller than bfloat16's resolution are not lost on average.  The
+        random bits are a hash of (``seed``, the slot, the step, the
+        element's index): the same for any thread count, and the same again
+        after resuming from a checkpoint.
+    seed : int, default 0
+        The stochastic rounding seed, in [0, 2**64); kept in ``state_dict()``.
 
     Attributes
     ----------
@@ -96,6 +132,8 @@ class Optimizer:
         slot.
     skipped_steps : int
         Steps skipped for non-finite gradients.
+    state_dtype, master_weights, stochastic_rounding, seed
+        The storage options, as given (``state_dtype`` as a name or None).
 
     Notes
     -----
@@ -138,9 +176,20 @@ class Optimizer:
         cls.state_arrays = entry.state_names
         cls.switchable_state = entry.switchable
 
-    def __init__(self, params, defaults, *, skip_nonfinite=False):
+    def __init__(self, params, defaults, *, skip_nonfinite=False, state_dtype=None, master_weights=False,
+                 stochastic_rounding=False, seed=0):
         self.defaults = ParamGroup(self.validators, defaults)
+        self.state_dtype = _storage.state_dtype_option(state_dtype)
+        self.master_weights = flag("master_weights", master_weights)
+        self.stochastic_rounding = flag("stochastic_rounding", stochastic_rounding)
+        if self.master_weights and self.stochastic_rounding:
+            raise ValueError("master_weights and stochastic_rounding exclude each other: with a master copy the "
+                             "bfloat16 parameters are its rounding to nearest")
+        self.seed = _seed(seed)
+        if self.stochastic_rounding:
+            self.counts_steps = True  # the rounding key takes the step (SGD counts none otherwise)
         self._layout = ParamLayout(params)
+        self._check_storage(self._layout.slots)
         groups = [self._new_group(g, options) for g, options in enumerate(self._layout.group_options)]
         for i, slot in enumerate(self._layout.slots):
             groups[slot.group]["params"].append(i)
@@ -167,6 +216,33 @@ class Optimizer:
         self._state = FixedList(state, "the optimizer's state list", _STATE_HINT)
         self._bound = [None] * len(state)  # per slot: a SlotBinding (what its kernel is bound to), or None
         self._slot_group = [s.group for s in self._layout.slots]
+        self._slot_storage = [self._storage_of(s) for s in self._layout.slots]
+
+    def _storage_of(self, slot):
+        """How ``slot``'s state arrays are stored: a key of fastopt._storage.STATE_DTYPES."""
+        return _storage.resolve_state_dtype(self.state_dtype, slot.param.dtype, slot.name)
+
+    def _check_storage(self, slots):
+        """Refuse storage options that ``slots`` cannot take, before anything is built on them."""
+        for slot in slots:
+            self._storage_of(slot)
+            if (self.master_weights or self.stochastic_rounding) and slot.param.dtype != _storage.BFLOAT16:
+                option = "master_weights" if self.master_weights else "stochastic_rounding"
+                raise ValueError(f"{option}=True is for bfloat16 parameters; {slot.name} is {slot.param.dtype}")
+
+    def state_layout(self, index):
+        """``{key: (shape, dtype)}`` of every state array slot ``index`` may hold, as its storage keeps it.
+
+        The rule's state arrays (an int8 one as its codes and its
+        ``<name>_absmax``), and ``master_param`` with ``master_weights``.
+        """
+        n = self._layout.slots[index].param.size
+        layout = {}
+        for name in self.state_arrays:
+            layout.update(_storage.state_layout(name, n, self._slot_storage[index]))
+        if self.master_weights:
+            layout[_storage.MASTER] = ((n,), _storage.FLOAT32)
+        return layout
 
     @property
     def param_groups(self):
@@ -200,6 +276,7 @@ class Optimizer:
         with self._exclusive():
             group = self._new_group(len(self._param_groups), {k: v for k, v in param_group.items() if k != "params"})
             first = len(self._layout.slots)
+            self._check_storage(ParamLayout(param_group["params"]).slots)  # before the layout changes
             new_slots = self._layout.add_group(param_group)  # checks, then changes the layout
             dict.__setitem__(group, "params", list(range(first, first + len(new_slots))))
             bound = self._bound
@@ -276,25 +353,49 @@ class Optimizer:
     def _bind(self, index, grad, state, group):
         """Bind slot ``index``'s kernel afresh; state arrays it needs but lacks are created, not yet stored."""
         param = self._layout.slots[index].param
+        storage = self._slot_storage[index]
         new_arrays = {}
-        arrays = []
+        arrays, used = [], []
         for name, needed in zip(self.state_arrays, self._needed(group)):
-            array = state.get(name) if needed else None
-            if needed and array is None:
-                array = new_arrays[name] = self._new_state(name, param, group)
-            arrays.append(array)
-        kernel = BoundStep(self.rule, param, grad, tuple(arrays), group.kernel_hyper())
-        used = tuple((name, array) for name, array in zip(self.state_arrays, arrays) if array is not None)
-        self._bound[index] = SlotBinding(kernel, group.version, grad, used)
+            keys = (name, name + _storage.ABSMAX_SUFFIX) if storage == "int8" else (name,)
+            held = tuple(state.get(key) for key in keys) if needed else None
+            if needed and held[0] is None:
+                held = self._new_state(name, param.size, storage, self._initial_value(name, group))
+                new_arrays.update(zip(keys, held))
+            if held is not None:
+                used += zip(keys, held)
+            arrays.append(held if held is None or storage == "int8" else held[0])
+        master = None
+        if self.master_weights:
+            master = state.get(_storage.MASTER)
+            if master is None:
+                master = new_arrays[_storage.MASTER] = param.astype(np.float32)
+            used.append((_storage.MASTER, master))
+        kernel = BoundStep(self.rule, param, grad, tuple(arrays), group.kernel_hyper(), master=master,
+                           stochastic_rounding=self.stochastic_rounding, seed=self.seed, stream=index)
+        self._bound[index] = SlotBinding(kernel, group.version, grad, tuple(used))
         return kernel, new_arrays
 
     def _needed(self, group):
         """Which of ``state_arrays`` the group's hyperparameters use (decided as the kernel decides it)."""
         return needed(self.rule, group.kernel_hyper())
 
-    def _new_state(self, name, like, group):
-        """A state array at its first use: zeros unless a subclass says otherwise."""
-        return np.zeros_like(like)
+    def _initial_value(self, name, group):
+        """The value every element of state array ``name`` starts from: 0 unless a subclass says otherwise."""
+        return 0.0
+
+    def _new_state(self, name, n, storage, value):
+        """State array ``name`` of ``n`` elements at its first use, every element ``value``, in ``storage``:
+        a tuple with the array, or for int8 the codes and their absmax (each block encodes ``value`` as the
+        block's largest element, which it holds exactly, without a float32 array of the full size)."""
+        if storage != "int8":
+            return (np.full(n, value, dtype=_storage.state_layout(name, n, storage)[name][1]),)
+        magnitude = np.float32(abs(value))
+        absmax = np.full(_storage.absmax_length(n), magnitude if magnitude >= 2.0 ** -126 else 0, np.float32)
+        signed = next(s.signed for s in RULES[self.rule].state if s.name == name)
+        top = (120 | (128 if value < 0 else 0)) if signed else 248  # the code of 1, the block's largest value
+        codes = np.full(n, top if absmax.size and absmax[0] else 0, np.uint8)
+        return codes, absmax
 
     def _check_group(self, group):
         """Checks that involve several hyperparameters of a group (none by default)."""
@@ -339,6 +440,7 @@ class Optimizer:
                           for i, s in enumerate(self.state) if s},
                 "param_groups": [{**group, "params": list(group["params"])} for group in self.param_groups],
                 "skipped_steps": self.skipped_steps,
+                **({"seed": self.seed} if self.stochastic_rounding else {}),
             }
 
     def load_state_dict(self, state_dict):
@@ -383,8 +485,9 @@ class Optimizer:
                 raise TypeError(f"state for slot {index} in the state_dict must be a dict, got {type(saved).__name__}")
             new_state[index] = self._checked_state(index, saved, new_groups[self._slot_group[index]])
         skipped = step_count("skipped_steps", state_dict.get("skipped_steps", 0))
+        seed = _seed(state_dict.get("seed", self.seed))
         self._set_groups(new_groups, new_state)
-        self.skipped_steps = skipped
+        self.skipped_steps, self.seed = skipped, seed
 
     # --------------------------------------------------------- copy, pickle
     def __getstate__(self):
@@ -396,10 +499,10 @@ class Optimizer:
         copy together with any ParamSet the caller copies alongside.
         """
         return {"params": self._layout.params, "defaults": dict(self.defaults),
-                "skip_nonfinite": self.skip_nonfinite, "state_dict": self.state_dict()}
+                "options": {name: getattr(self, name) for name in _OPTIONS}, "state_dict": self.state_dict()}
 
     def __setstate__(self, saved):
-        Optimizer.__init__(self, saved["params"], saved["defaults"], skip_nonfinite=saved["skip_nonfinite"])
+        Optimizer.__init__(self, saved["params"], saved["defaults"], **saved["options"])
         self.load_state_dict(saved["state_dict"])
 
     def _slot_index(self, key):
@@ -432,21 +535,26 @@ class Optimizer:
         next step is refused (before any kernel runs).
         """
         slot = self._layout.slots[index]
+        layout = self.state_layout(index)
         scalars = (("step",) if self.counts_steps else ()) + tuple(k for k in self.state_scalars if k != "step")
         if saved:
-            needed = [name for name, use in zip(self.state_arrays, self._needed(group))
-                      if use and name not in self.switchable_state]
+            needed = [key for name, use in zip(self.state_arrays, self._needed(group))
+                      if use and name not in self.switchable_state
+                      for key in _storage.state_layout(name, 0, self._slot_storage[index])]
+            needed += [_storage.MASTER] if self.master_weights else []  # made with the slot's first state
             missing = [key for key in scalars + tuple(needed) if key not in saved]
             if missing:
                 raise ValueError(f"state of {slot.name} in the state_dict lacks {missing}: a slot's state must "
                                  f"be empty or complete ({', '.join(scalars + tuple(needed))})")
         state = {}
         for key, value in saved.items():
-            if key in self.state_arrays:
+            if key in layout:
                 array = np.asarray(value)
-                if array.dtype != slot.param.dtype or array.shape != slot.param.shape:
+                shape, dtype = layout[key]
+                if array.dtype != dtype or array.shape != shape:
                     raise ValueError(f"state {key!r} of {slot.name} is {array.dtype}{list(array.shape)} in the "
-                                     f"state_dict, expected {slot.param.dtype}{list(slot.param.shape)}")
+                                     f"state_dict, expected {dtype}{list(shape)} (state_dtype="
+                                     f"{self._slot_storage[index]!r})")
                 state[key] = array.copy()
             elif key == "step" and key in scalars:
                 state[key] = step_count(f"state 'step' of {slot.name}", value)  # up to MAX_STEP, a count one can reach

@@ -31,7 +31,10 @@ class RAdam(Optimizer):
     weight_decay : float, default 0
     decoupled_weight_decay : bool, default False
     maximize : bool, default False
-    skip_nonfinite : bool, default False
+    **options
+        Storage and safety options, the same for every optimizer: ``skip_nonfinite``,
+        ``state_dtype``, ``master_weights``, ``stochastic_rounding``, ``seed`` (see
+        :class:`~fastopt.optim.Optimizer`).
 
     State per slot: ``step``, ``exp_avg``, ``exp_avg_sq``.
     """
@@ -40,7 +43,7 @@ class RAdam(Optimizer):
     state_scalars = ("step",)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 decoupled_weight_decay=False, *, maximize=False, skip_nonfinite=False):
+                 decoupled_weight_decay=False, *, maximize=False, **options):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       decoupled_weight_decay=decoupled_weight_decay, maximize=maximize),
-                         skip_nonfinite=skip_nonfinite)
+                         **options)

@@ -31,7 +31,10 @@ class RMSprop(Optimizer):
     centered : bool, default False
         Normalise by an estimate of the gradient's variance instead of its second moment.
     maximize : bool, default False
-    skip_nonfinite : bool, default False
+    **options
+        Storage and safety options, the same for every optimizer: ``skip_nonfinite``,
+        ``state_dtype``, ``master_weights``, ``stochastic_rounding``, ``seed`` (see
+        :class:`~fastopt.optim.Optimizer`).
 
     State per slot: ``step``, ``square_avg``, ``momentum_buffer`` (with
     momentum), ``grad_avg`` (centered).
@@ -41,6 +44,6 @@ class RMSprop(Optimizer):
     state_scalars = ("step",)
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
-                 maximize=False, *, skip_nonfinite=False):
+                 maximize=False, **options):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                                      centered=centered, maximize=maximize), skip_nonfinite=skip_nonfinite)
+                                      centered=centered, maximize=maximize), **options)

@@ -39,7 +39,10 @@ class SGD(Optimizer):
         Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
     maximize : bool, default False
         Ascend the objective instead of descending it.
-    skip_nonfinite : bool, default False
+    **options
+        Storage and safety options, the same for every optimizer: ``skip_nonfinite``,
+        ``state_dtype``, ``master_weights``, ``stochastic_rounding``, ``seed`` (see
+        :class:`~fastopt.optim.Optimizer`).
         See :class:`fastopt.optim.Optimizer`.
 
     State per slot: ``momentum_buffer`` (only with momentum).
@@ -56,16 +59,13 @@ class SGD(Optimizer):
     """
 
     rule = "sgd"
-    counts_steps = False  # torch's SGD keeps no step count
+    counts_steps = False  # torch's SGD keeps no step count (but stochastic_rounding does: its key takes the step)
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
-                 maximize=False, skip_nonfinite=False):
+                 maximize=False, **options):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                      nesterov=nesterov, maximize=maximize), skip_nonfinite=skip_nonfinite)
+                                      nesterov=nesterov, maximize=maximize), **options)
 
     def _check_group(self, group):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-
-    def _new_state(self, name, like, group):
-        return np.empty_like(like)  # torch clones the first gradient into the buffer: the kernel fills it
