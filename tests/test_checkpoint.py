@@ -216,7 +216,11 @@ class CompressedAdam(fastopt.Adam):
     master weights and a seed, as ``state_layout`` and ``state_dict`` describe them.  ``state_dict`` returns
     :attr:`fake_state` ({slot: state}); ``load_state_dict`` records what it is given in :attr:`loaded`."""
 
-    fake_state, seed, loaded = {}, 2**64 - 1, None
+    fake_state, loaded = {}, None
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.seed = 2**64 - 1
 
     def state_layout(self, index):
         n = self._layout.slots[index].param.size

@@ -58,4 +58,5 @@ def test_the_c_api_layout_changes_only_with_its_version(codegen):
 
 
 def test_the_c_api_table_has_every_rule_once():
-    assert sorted(_rules.C_API) == sorted([*_rules.RULES, "count_nonfinite"])
+    expected = [f"{rule}_update_{kind}" for rule in _rules.RULES for kind in ("f32", "f64", "stored")]
+    assert sorted(_rules.C_API) == sorted(expected + ["count_nonfinite_f32", "count_nonfinite_f64"])

@@ -210,7 +210,7 @@ def hyper(cls, **kwargs):
 
 def test_binding_refuses_what_would_go_out_of_bounds():
     a, b = np.zeros(4), np.zeros(5)
-    with pytest.raises(ValueError, match="grad has 5 elements, the parameter 4"):
+    with pytest.raises(ValueError, match="grad has 5 elements, 4 expected"):
         BoundStep("sgd", a, b, (None,), hyper(fastopt.SGD))
     with pytest.raises(ValueError, match="max_exp_avg_sq has 5 elements"):
         BoundStep("adam", a, a.copy(), (a.copy(), a.copy(), b), hyper(fastopt.Adam))

@@ -276,7 +276,11 @@ class Optimizer:
         with self._exclusive():
             group = self._new_group(len(self._param_groups), {k: v for k, v in param_group.items() if k != "params"})
             first = len(self._layout.slots)
-            self._check_storage(ParamLayout(param_group["params"]).slots)  # before the layout changes
+            try:  # the storage options, before the layout changes (add_group reports bad params itself)
+                new = ParamLayout(param_group["params"]).slots
+            except (KeyError, TypeError, ValueError):
+                new = ()
+            self._check_storage(new)
             new_slots = self._layout.add_group(param_group)  # checks, then changes the layout
             dict.__setitem__(group, "params", list(range(first, first + len(new_slots))))
             bound = self._bound
