@@ -1,10 +1,16 @@
 """The kernel layer is generated from the rule table: the outputs on disk and the built modules must be what it gives."""
+import ast
 import hashlib
 import importlib.util
+import os
 import pathlib
+import re
+import shutil
+import sysconfig
 
 import pytest
 
+import fastopt
 from fastopt import _kernels, _rules
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -58,5 +64,139 @@ def test_the_c_api_layout_changes_only_with_its_version(codegen):
 
 
 def test_the_c_api_table_has_every_rule_once():
+    # Each rule's float32, float64 and stored kernels, and count_nonfinite's two, once each (their order is
+    # the ABI's, which test_the_c_api_layout_changes_only_with_its_version holds).
     expected = [f"{rule}_update_{kind}" for rule in _rules.RULES for kind in ("f32", "f64", "stored")]
     assert sorted(_rules.C_API) == sorted(expected + ["count_nonfinite_f32", "count_nonfinite_f64"])
+    assert len(set(_rules.C_API)) == len(_rules.C_API)
+
+
+# --------------------------------------------------------------------------
+# The generated header, and the hand-written fastopt_storage.h it includes
+# --------------------------------------------------------------------------
+HEADER = ROOT / "csrc" / "fastopt.h"
+
+
+def _table_members():
+    """[(type, name), ...] of struct fastopt_api in the generated fastopt.h, in order."""
+    table = re.search(r"typedef struct fastopt_api \{(.*?)\} fastopt_api;", HEADER.read_text(), re.S).group(1)
+    lines = [line.split("/*")[0].strip() for line in table.splitlines()]
+    return [re.fullmatch(r"(.*?)\s*\b(\w+);", line).groups() for line in lines if line]
+
+
+def test_the_generated_table_has_every_rules_stored_member():
+    text = HEADER.read_text()
+    members = _table_members()
+    assert [name for _, name in members[:3]] == ["abi_version", "size", "simd"]
+    assert [name for _, name in members[3:]] == list(_rules.C_API), "the header's table is not _rules.C_API's"
+    kinds = dict((name, kind) for kind, name in members)
+    first_stored = [name for _, name in members].index("count_nonfinite_f64") + 1
+    assert [name for _, name in members[first_stored:]] == [f"{r}_update_stored" for r in _rules.RULES]
+    for rule in _rules.RULES:
+        name = f"{rule}_update_stored"
+        assert kinds[name] == f"fastopt_{name}_fn"
+        # Its signature takes the storage, n and the rule's own hyperparameter struct first ...
+        signature = re.search(rf"typedef void \(\*fastopt_{name}_fn\)\((.*?)\);", text, re.S)
+        assert signature, name
+        params = [" ".join(p.split()) for p in signature.group(1).split(",")]
+        assert params[:3] == ["const fastopt_storage *storage", "Py_ssize_t n", f"const fastopt_{rule}_hyper *hyper"]
+        assert params[-1] == "int num_threads"
+        # ... and it is reachable by name, as the other kernels are.
+        assert f"#define fastopt_{name} (fastopt_capi->{name})" in text
+
+
+def _setup_py_headers():
+    """setup.py's BuildPy.HEADERS (the headers an installed fastopt ships as fastopt/include/), read, not run."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    build_py = next(node for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and node.name == "BuildPy")
+    value = next(node.value for node in build_py.body if isinstance(node, ast.Assign)
+                 and any(getattr(t, "id", None) == "HEADERS" for t in node.targets))
+    paths = []
+    for item in value.elts:  # os.path.join("csrc", "<name>.h")
+        assert isinstance(item, ast.Call) and all(isinstance(a, ast.Constant) for a in item.args)
+        paths.append(os.path.join(*(a.value for a in item.args)))
+    return paths
+
+
+def _local_includes(path):
+    """The headers ``path`` includes with quotes (found next to it)."""
+    return re.findall(r'^\s*#\s*include\s+"([^"]+)"', path.read_text(), re.M)
+
+
+def test_fastopt_h_includes_only_headers_that_are_shipped_next_to_it():
+    assert "fastopt_storage.h" in _local_includes(HEADER)
+    shipped = _setup_py_headers()
+    assert os.path.join("csrc", "fastopt.h") in shipped
+    names = {os.path.basename(p) for p in shipped}
+    header_dir = pathlib.Path(fastopt.get_include()[1])
+    seen, todo = set(), ["fastopt.h"]
+    while todo:  # fastopt.h and every header it reaches by quoted includes
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        assert name in names, f"{name} is included by the shipped headers but not in setup.py's BuildPy.HEADERS"
+        assert (ROOT / "csrc" / name).is_file()
+        assert (header_dir / name).is_file(), f"fastopt.get_include() does not give a directory holding {name}"
+        todo += _local_includes(ROOT / "csrc" / name)
+    assert "fastopt_storage.h" in seen
+
+
+INCLUDE_ONLY_FASTOPT_H = r"""
+#include "fastopt.h"
+
+/* Everything a stored-update caller needs comes from fastopt.h alone. */
+uint64_t probe_key(uint64_t seed) { return fastopt_rounding_key(seed, 1, 2); }
+
+void probe(float *p, uint16_t *p16, uint8_t *codes, float *absmax, Py_ssize_t n)
+{
+    fastopt_storage s;
+    fastopt_adam_hyper h = {1e-3, 0.9, 0.999, 1e-8, 0.0, 0, 0, 0};
+    memset(&s, 0, sizeof s);
+    s.param.dtype = FASTOPT_BFLOAT16;
+    s.param.data = p16;
+    s.grad = s.param;
+    s.master = p;
+    s.state[0].dtype = FASTOPT_INT8;
+    s.state[0].data = codes;
+    s.state[0].absmax = absmax;
+    s.state[1].dtype = FASTOPT_FLOAT32;
+    s.state[1].data = p;
+    (void)(FASTOPT_BLOCK + FASTOPT_MAX_STATE);
+    if (fastopt_import() == 0) {
+        fastopt_adam_update_stored(&s, n, &h, 1, 1);
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("layout", ["get_include", "installed"])
+def test_a_c_file_including_only_fastopt_h_compiles(tmp_path, layout):
+    """fastopt.h pulls in fastopt_storage.h: from get_include()'s directory, and from an include directory
+    holding just setup.py's BuildPy.HEADERS (an installed fastopt's fastopt/include/)."""
+    pytest.importorskip("setuptools")
+    from distutils.ccompiler import new_compiler
+    from distutils.errors import DistutilsError
+    from distutils.sysconfig import customize_compiler
+
+    if layout == "get_include":
+        include = fastopt.get_include()[1]
+    else:
+        include = tmp_path / "include"
+        include.mkdir()
+        for header in _setup_py_headers():
+            shutil.copy(ROOT / header, include)
+        include = str(include)
+    source = tmp_path / "only_fastopt_h.c"
+    source.write_text(INCLUDE_ONLY_FASTOPT_H)
+    cc = new_compiler()
+    customize_compiler(cc)
+    flags = ["-Wall", "-Wextra", "-Werror"] if cc.compiler_type in ("unix", "mingw32", "cygwin") else []
+    try:  # the compiler's own probe: skip where there is none that can build Python extensions
+        probe = tmp_path / "probe.c"
+        probe.write_text("#include <Python.h>\n")
+        cc.compile([str(probe)], output_dir=str(tmp_path / "probe"), include_dirs=[sysconfig.get_paths()["include"]])
+    except (DistutilsError, OSError) as exc:
+        pytest.skip(f"no C compiler that can build Python extensions: {exc}")
+    cc.compile([str(source)], output_dir=str(tmp_path / "out"),
+               include_dirs=[sysconfig.get_paths()["include"], include], extra_postargs=flags)

@@ -5,7 +5,11 @@ fastopt being tested, with nothing but ``fastopt.get_include()`` to find it:
 one in Cython (``cimport fastopt.cython_kernels``, calls inside
 ``with nogil:``) and one in C (``#include "fastopt.h"``, ``fastopt_import()``).
 Their results must be the Python API's, bit for bit, and the hyperparameter
-structs must have one layout whether C or Cython looks at them.
+structs must have one layout whether C or Cython looks at them.  Both also
+call a stored update (a ``fastopt_storage``: int8 or bfloat16 state, bfloat16
+parameters with a float32 master copy or stochastic rounding keyed by
+``fastopt_rounding_key``), checked against ``fastopt.Adam(state_dtype=...)``
+and ``BoundStep``.
 """
 import importlib.util
 import os
@@ -20,7 +24,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _kernels, _update_rules
+from fastopt import _kernels, _storage, _update_rules
 
 PXD_ROOT, HEADER_DIR = fastopt.get_include()
 HEADER = pathlib.Path(HEADER_DIR) / "fastopt.h"
@@ -48,6 +52,7 @@ C_SOURCE = r"""
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stddef.h>
+#include <string.h>
 #include "fastopt.h"
 
 typedef struct { const char *type, *field; size_t offset, size, type_size; } member;
@@ -180,11 +185,134 @@ static PyObject *nadam(PyObject *self, PyObject *args)
     return PyFloat_FromDouble(mu_product);
 }
 
+/* The buffer of obj, C-contiguous, of count elements of itemsize bytes, as views[*taken] (then counted). */
+static int view_of(PyObject *obj, Py_buffer *views, int *taken, Py_ssize_t itemsize, Py_ssize_t count,
+                   int writable, void **data)
+{
+    Py_buffer *v = &views[*taken];
+    if (PyObject_GetBuffer(obj, v, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0) {
+        return -1;
+    }
+    (*taken)++;
+    if (v->itemsize != itemsize || v->len != count * itemsize) {
+        PyErr_Format(PyExc_ValueError, "expected %zd elements of %zd bytes, got %zd bytes of %zd-byte items",
+                     count, itemsize, v->len, v->itemsize);
+        return -1;
+    }
+    *data = v->buf;
+    return 0;
+}
+
+/* adam_stored(param, grads[steps, n], (exp_avg, exp_avg_sq, max_exp_avg_sq), master or None,
+ *             (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled), (seed, stream) or None,
+ *             num_threads)
+ * param and grads: float32, or bfloat16 as their uint16 bits (told apart by item size); each state: None, a
+ * float32 or bfloat16-bits array, or an int8 pair (uint8 codes, float32 absmax).  A (seed, stream) pair rounds
+ * stochastically, step t keyed by fastopt_rounding_key(seed, stream, t). */
+static PyObject *adam_stored(PyObject *self, PyObject *args)
+{
+    PyObject *param, *grads, *states, *master, *key, *item;
+    Py_buffer v[2 + 1 + 2 * 3];
+    int taken = 0, k, num_threads;
+    fastopt_adam_hyper h;
+    fastopt_storage s;
+    unsigned long long seed = 0, stream = 0;
+    Py_ssize_t n, size, steps, t, rows;
+    void *grad0 = NULL;
+    (void)self;
+    memset(&s, 0, sizeof s);
+    if (!PyArg_ParseTuple(args, "OOO!O(dddddppp)Oi", &param, &grads, &PyTuple_Type, &states, &master,
+                          &h.lr, &h.beta1, &h.beta2, &h.eps, &h.weight_decay, &h.amsgrad, &h.maximize,
+                          &h.decoupled_weight_decay, &key, &num_threads)) {
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(states) != 3) {
+        PyErr_SetString(PyExc_ValueError, "adam has three state arrays");
+        return NULL;
+    }
+    if (key != Py_None && !PyArg_ParseTuple(key, "KK", &seed, &stream)) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(param, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+        return NULL;
+    }
+    taken = 1;
+    size = v[0].itemsize;
+    n = v[0].len / size;
+    s.param.dtype = size == 4 ? FASTOPT_FLOAT32 : FASTOPT_BFLOAT16;
+    s.param.data = v[0].buf;
+    s.grad.dtype = s.param.dtype;
+    rows = PyObject_Length(grads);
+    if (rows < 0 || view_of(grads, v, &taken, size, rows * n, 0, &grad0) < 0) {
+        goto fail;
+    }
+    steps = rows;
+    if (master != Py_None && view_of(master, v, &taken, 4, n, 1, (void **)&s.master) < 0) {
+        goto fail;
+    }
+    for (k = 0; k < 3; k++) {
+        item = PyTuple_GET_ITEM(states, k);
+        if (item == Py_None) {
+            continue;
+        }
+        if (PyTuple_Check(item)) {
+            s.state[k].dtype = FASTOPT_INT8;
+            if (PyTuple_GET_SIZE(item) != 2
+                    || view_of(PyTuple_GET_ITEM(item, 0), v, &taken, 1, n, 1, &s.state[k].data) < 0
+                    || view_of(PyTuple_GET_ITEM(item, 1), v, &taken, 4, (n + FASTOPT_BLOCK - 1) / FASTOPT_BLOCK, 1,
+                               (void **)&s.state[k].absmax) < 0) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "an int8 state is (codes, absmax)");
+                goto fail;
+            }
+        } else {
+            Py_ssize_t state_size = 4;
+            Py_buffer probe;
+            if (PyObject_GetBuffer(item, &probe, PyBUF_C_CONTIGUOUS) == 0) {
+                state_size = probe.itemsize;
+                PyBuffer_Release(&probe);
+            } else {
+                PyErr_Clear();
+            }
+            s.state[k].dtype = state_size == 4 ? FASTOPT_FLOAT32 : FASTOPT_BFLOAT16;
+            if (view_of(item, v, &taken, state_size, n, 1, &s.state[k].data) < 0) {
+                goto fail;
+            }
+        }
+    }
+    s.stochastic_rounding = key != Py_None;
+    Py_BEGIN_ALLOW_THREADS
+    for (t = 0; t < steps; t++) {
+        s.grad.data = (char *)grad0 + t * n * size;
+        if (s.stochastic_rounding) {
+            s.rounding_key = fastopt_rounding_key(seed, stream, (uint64_t)(t + 1));
+        }
+        fastopt_adam_update_stored(&s, n, &h, t + 1, num_threads);
+    }
+    Py_END_ALLOW_THREADS
+    give_back(v, taken);
+    Py_RETURN_NONE;
+fail:
+    give_back(v, taken);
+    return NULL;
+}
+
+static PyObject *rounding_key(PyObject *self, PyObject *args)
+{
+    unsigned long long seed, stream, step;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KKK", &seed, &stream, &step)) {
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(fastopt_rounding_key(seed, stream, step));
+}
+
 static PyMethodDef methods[] = {
     {"layout", layout, METH_NOARGS, NULL},
     {"simd", simd, METH_NOARGS, NULL},
     {"adam", adam, METH_VARARGS, NULL},
     {"nadam", nadam, METH_VARARGS, NULL},
+    {"adam_stored", adam_stored, METH_VARARGS, NULL},
+    {"rounding_key", rounding_key, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -205,7 +333,14 @@ from cython cimport floating
 from libc.string cimport memset
 
 from fastopt.cython_kernels cimport @STRUCTS@
+from libc.stdint cimport uint64_t
 from fastopt.cython_kernels cimport AdamHyper, LionHyper, adam_update, count_nonfinite, lion_update
+from fastopt.cython_kernels cimport adam_update_stored, fastopt_storage
+# The storage constants and the key function come from the header (cython_kernels.pxd does not re-export them).
+from fastopt._update_rules cimport FASTOPT_BFLOAT16, FASTOPT_FLOAT32, FASTOPT_INT8
+
+cdef extern from "fastopt_storage.h" nogil:
+    uint64_t fastopt_rounding_key(uint64_t seed, uint64_t stream, uint64_t step)
 from fastopt._update_rules cimport adam_update as baseline_adam_update
 
 
@@ -232,6 +367,49 @@ def lion(floating[::1] param, const floating[:, ::1] grads, floating[::1] exp_av
     with nogil:
         for t in range(grads.shape[0]):
             lion_update(&param[0], &grads[t, 0], &exp_avg[0], param.shape[0], &h, num_threads)
+
+
+cdef void* _data(a):
+    # The first element of numpy array a (the caller keeps it alive): any dtype, bfloat16 included.
+    return <void*><size_t>a.ctypes.data
+
+
+cdef int _dtype_of(a) except -1:
+    return FASTOPT_FLOAT32 if a.dtype.itemsize == 4 else FASTOPT_BFLOAT16
+
+
+def adam_stored(param, grads, tuple states, master, dict hyper, key, int num_threads):
+    # As linkcheck_c.adam_stored, with numpy arrays: float32 or bfloat16 (ml_dtypes) param, grads and state.
+    cdef AdamHyper h = hyper
+    cdef fastopt_storage s
+    cdef Py_ssize_t n = param.shape[0], t, steps = grads.shape[0], row = grads.strides[0]
+    cdef uint64_t seed = 0, stream = 0
+    cdef char* grad0 = <char*>_data(grads)
+    memset(&s, 0, sizeof(s))
+    s.param.dtype = _dtype_of(param)
+    s.param.data = _data(param)
+    s.grad.dtype = s.param.dtype
+    if master is not None:
+        s.master = <float*>_data(master)
+    for k, array in enumerate(states):
+        if array is None:
+            continue
+        if isinstance(array, tuple):
+            s.state[k].dtype = FASTOPT_INT8
+            s.state[k].data = _data(array[0])
+            s.state[k].absmax = <float*>_data(array[1])
+        else:
+            s.state[k].dtype = _dtype_of(array)
+            s.state[k].data = _data(array)
+    if key is not None:
+        s.stochastic_rounding = 1
+        seed, stream = key
+    with nogil:
+        for t in range(steps):
+            s.grad.data = grad0 + t * row
+            if s.stochastic_rounding:
+                s.rounding_key = fastopt_rounding_key(seed, stream, t + 1)
+            adam_update_stored(&s, n, &h, t + 1, num_threads)
 
 
 def nonfinite(const floating[::1] x):
@@ -474,3 +652,114 @@ def test_c_nadam_matches_python_api(c_module, dtype):
     assert_same_bits(v, state["exp_avg_sq"])
     assert mu_product == state["mu_product"]
 
+
+
+# --------------------------------------------------------------------------
+# Stored updates: other storage types than the parameters' own (issue 14)
+# --------------------------------------------------------------------------
+BF16 = _storage.BFLOAT16
+ADAM_STATE = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+# (name, parameter dtype, optimizer storage options, n, num_threads): float32 parameters with int8 state;
+# bfloat16 parameters with bfloat16 state and a float32 master copy; bfloat16 parameters with int8 state,
+# rounded stochastically.  Sizes with a short last int8 block; the long one is split between two threads.
+STORED_CASES = [
+    ("f32-int8", np.float32, dict(state_dtype="int8"), 1000, 1),
+    ("f32-int8-2threads", np.float32, dict(state_dtype="int8"), 300_000 + 17, 2),
+    ("bf16-bf16-master", BF16, dict(state_dtype="bfloat16", master_weights=True), 1000, 1),
+    ("bf16-bf16-master-2threads", BF16, dict(state_dtype="bfloat16", master_weights=True), 300_000 + 17, 2),
+    ("bf16-int8-stochastic", BF16, dict(state_dtype="int8", stochastic_rounding=True, seed=2**63 + 12345), 1000, 1),
+]
+
+
+def stored_problem(dtype, n, steps=5):
+    param, grads = problem(np.float32, n, steps)
+    return param.astype(dtype), grads.astype(dtype)
+
+
+def fresh_state(storage, n, bits):
+    """Zeroed Adam state in ``storage`` (as the optimizer starts it); bfloat16 as its uint16 bits if ``bits``."""
+    def one():
+        if storage == "int8":
+            return np.zeros(n, np.uint8), np.zeros(_storage.absmax_length(n), np.float32)
+        if storage == "bfloat16":
+            return np.zeros(n, np.uint16 if bits else BF16)
+        return np.zeros(n, np.float32)
+    return tuple(one() for _ in ADAM_STATE)
+
+
+def assert_same_state(states, expected, storage):
+    for name, held in zip(ADAM_STATE, states):
+        if storage == "int8":
+            assert_same_bits(held[0], expected[name])
+            assert_same_bits(held[1], expected[name + _storage.ABSMAX_SUFFIX])
+        else:
+            np.testing.assert_array_equal(held.view(np.uint16 if held.itemsize == 2 else np.uint32),
+                                          expected[name].view(np.uint16 if held.itemsize == 2 else np.uint32))
+
+
+def call_stored(module, param, grads, options, num_threads, bits):
+    """The compiled module's stored Adam steps on copies: (param, state arrays, master)."""
+    n = param.shape[0]
+    states = fresh_state(options["state_dtype"], n, bits)
+    master = param.astype(np.float32) if options.get("master_weights") else None
+    key = (options["seed"], 0) if options.get("stochastic_rounding") else None  # the optimizer's stream: slot 0
+    p, g = param.copy(), grads.copy()
+    if bits and p.dtype == BF16:
+        p, g = p.view(np.uint16), g.view(np.uint16)
+    hyper = tuple(ADAM_HYPER.values()) if module.__name__ == "linkcheck_c" else ADAM_HYPER
+    module.adam_stored(p, g, states, master, hyper, key, num_threads)
+    return p.view(param.dtype), states, master
+
+
+@pytest.mark.parametrize("module_name", ["c", "cython"])
+@pytest.mark.parametrize("name, dtype, options, n, num_threads", STORED_CASES, ids=[c[0] for c in STORED_CASES])
+def test_stored_adam_matches_python_api(request, module_name, name, dtype, options, n, num_threads):
+    module = request.getfixturevalue(f"{module_name}_module")
+    param, grads = stored_problem(dtype, n)
+    expected, state = python_steps(fastopt.Adam, param, grads, **ADAM, **options)
+    # C gets bfloat16 as uint16 bits through the buffer protocol; Cython takes the ml_dtypes arrays themselves.
+    p, states, master = call_stored(module, param, grads, options, num_threads, bits=module_name == "c")
+    assert_same_bits(p, expected)
+    assert_same_state(states, state, options["state_dtype"])
+    if master is not None:
+        assert_same_bits(master, state[_storage.MASTER])
+        assert_same_bits(p, master.astype(BF16))  # the parameters are the master copy rounded to nearest
+
+
+@pytest.mark.parametrize("module_name", ["c", "cython"])
+def test_stored_adam_stochastic_rounding_matches_bound_step(request, module_name):
+    """Another stream than the optimizer's 0, the key computed by the header's fastopt_rounding_key."""
+    module = request.getfixturevalue(f"{module_name}_module")
+    seed, stream, n = 99, 7, 777
+    param, grads = stored_problem(BF16, n)
+    states = fresh_state("float32", n, bits=False)
+    p = param.copy()
+    step = _kernels.BoundStep("adam", p, grads[0], states, ADAM_HYPER, stochastic_rounding=True, seed=seed,
+                              stream=stream)
+    for t, g in enumerate(grads):
+        step.set_grad(g)
+        step.run(t + 1)
+    mine = fresh_state("float32", n, bits=False)
+    q = param.copy()
+    if module_name == "c":
+        module.adam_stored(q.view(np.uint16), grads.view(np.uint16), mine, None, tuple(ADAM_HYPER.values()),
+                           (seed, stream), 1)
+    else:
+        module.adam_stored(q, grads, mine, None, ADAM_HYPER, (seed, stream), 1)
+    assert_same_bits(q, p)
+    for a, b in zip(mine, states):
+        assert_same_bits(a, b)
+    # Stochastic: the result is not simply the float32 result rounded to nearest.
+    nearest = param.copy()
+    module_states = fresh_state("float32", n, bits=False)
+    if module_name == "c":
+        module.adam_stored(nearest.view(np.uint16), grads.view(np.uint16), module_states, None,
+                           tuple(ADAM_HYPER.values()), None, 1)
+    else:
+        module.adam_stored(nearest, grads, module_states, None, ADAM_HYPER, None, 1)
+    assert not np.array_equal(nearest.view(np.uint16), q.view(np.uint16))
+
+
+def test_c_rounding_key_is_the_python_api_key(c_module):
+    for seed, stream, step in [(0, 0, 0), (1, 2, 3), (2**64 - 1, 2**63, 2**40 + 5), (12345, 0, 1)]:
+        assert c_module.rounding_key(seed, stream, step) == _kernels.kernels.rounding_key(seed, stream, step)
