@@ -18,14 +18,18 @@
  *
  * The int8 code maps are 8-bit floats relative to the block's absmax: with a
  * = |x| / absmax in [0, 1],
- *   signed (first moments):    sign bit, 4-bit exponent, 3-bit mantissa:
- *                              magnitudes 1.125 * 2^-15 to 1; smaller ones
+ *   signed (first moments):    sign bit, 5-bit exponent, 2-bit mantissa:
+ *                              magnitudes 1.25 * 2^-31 to 1; smaller ones
  *                              become 0;
- *   unsigned (second moments): 5-bit exponent, 3-bit mantissa: 1.125 * 2^-31
+ *   unsigned (second moments): 6-bit exponent, 2-bit mantissa: 1.25 * 2^-63
  *                              to 1; a positive value never becomes 0 (it
  *                              becomes the smallest code), so the denominator
  *                              of an Adam-type update never collapses.
- * Each code is the float32 bit pattern of a rounded to 3 mantissa bits (to
+ * The range is what a block needs when its gradients span many orders of
+ * magnitude (9 decades of first moments, 19 of second moments, i.e. of
+ * squared gradients); the price is a relative rounding error of at most 1/8
+ * (the update's denominator, a square root, sees half of it).
+ * Each code is the float32 bit pattern of a rounded to 2 mantissa bits (to
  * nearest, ties away from zero) and rebased, so encoding and decoding are a
  * few integer operations that vectorize, with no table search; a NumPy
  * reference reproduces them bit for bit (tests/storage_reference.py).  A
@@ -45,9 +49,19 @@
 #ifndef FASTOPT_STORAGE_H
 #define FASTOPT_STORAGE_H
 
+#include <float.h>
 #include <stdint.h>
 #include <string.h>
 #include <Python.h>
+
+/* With AVX-512 F/BW the conversions below take explicit vector loops (GCC's own vectorization of the narrowing
+ * stores costs several shuffles per vector); they compute exactly what the portable loops do, which finish the
+ * last few elements.  (AVX-512 BF16's vcvtneps2bf16 is not used: it flushes subnormals and drops NaN payloads,
+ * so its bits would differ from ml_dtypes' and from the other builds'.) */
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define FASTOPT_STORAGE_AVX512 1
+#endif
 
 #define FASTOPT_BLOCK 256
 #define FASTOPT_MAX_STATE 8  /* state arrays a fastopt_storage describes: fixed, it is part of the C API */
@@ -118,11 +132,32 @@ static inline uint16_t fastopt_bf16_nearest(float x) {
 }
 
 static inline void fastopt_widen_bf16(const uint16_t *src, float *dst, Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i++) dst[i] = fastopt_bf16_widen(src[i]);
+    Py_ssize_t i = 0;
+#ifdef FASTOPT_STORAGE_AVX512
+    for (; i + 16 <= n; i += 16) {
+        __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + i)));
+        _mm512_storeu_si512((void *)(dst + i), _mm512_slli_epi32(h, 16));
+    }
+#endif
+    for (; i < n; i++) dst[i] = fastopt_bf16_widen(src[i]);
 }
 
 static inline void fastopt_round_bf16(const float *src, uint16_t *dst, Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i++) dst[i] = fastopt_bf16_nearest(src[i]);
+    Py_ssize_t i = 0;
+#ifdef FASTOPT_STORAGE_AVX512
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff);
+    const __m512i sign = _mm512_set1_epi32(0x8000), quiet = _mm512_set1_epi32(0x7fc0);
+    for (; i + 16 <= n; i += 16) {
+        __m512i b = _mm512_loadu_si512((const void *)(src + i));
+        __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), one);
+        __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(half, lsb)), 16);
+        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(b, magnitude), inf);
+        __m512i q = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(b, 16), sign), quiet);
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, q)));
+    }
+#endif
+    for (; i < n; i++) dst[i] = fastopt_bf16_nearest(src[i]);
 }
 
 /* Stochastic rounding of src[0..n) as the elements first, first + 1, ... of the array keyed by key. */
@@ -144,14 +179,26 @@ static inline void fastopt_round_bf16_stochastic(const float *src, uint16_t *dst
 /* ------------------------------------------------------------------------
  * Blockwise int8
  * ------------------------------------------------------------------------ */
-/* Exponent rebasing of each map: code = (rounded bits >> 20) - base. */
-#define FASTOPT_SIGNED_BASE 896u    /* (127 - 15) << 3 */
-#define FASTOPT_UNSIGNED_BASE 768u  /* (127 - 31) << 3 */
+/* Each map keeps 2 mantissa bits: code = (rounded bits >> FASTOPT_CODE_SHIFT) - base, where the base moves
+ * the smallest binade to 1. */
+#define FASTOPT_CODE_SHIFT 21                        /* 23 float32 mantissa bits - 2 kept */
+#define FASTOPT_CODE_ROUND (1u << (FASTOPT_CODE_SHIFT - 1))
+#define FASTOPT_SIGNED_BASE ((127u - 31u) << 2)      /* 384: 5-bit exponent, binades 2^-31 .. 2^-1, and 1 */
+#define FASTOPT_UNSIGNED_BASE ((127u - 63u) << 2)    /* 256: 6-bit exponent, binades 2^-63 .. 2^-1, and 1 */
 
 /* The largest |x| of a block, or NaN if any of its values is not finite. */
 static inline float fastopt_block_absmax(const float *x, Py_ssize_t n) {
     uint32_t top = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
+    Py_ssize_t i = 0;
+#ifdef FASTOPT_STORAGE_AVX512
+    __m512i vtop = _mm512_setzero_si512();
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+    for (; i + 16 <= n; i += 16) {
+        vtop = _mm512_max_epu32(vtop, _mm512_and_si512(_mm512_loadu_si512((const void *)(x + i)), magnitude));
+    }
+    top = _mm512_reduce_max_epu32(vtop);
+#endif
+    for (; i < n; i++) {
         uint32_t a = fastopt_bits(x[i]) & 0x7fffffffu;  /* non-negative floats order as their bits do */
         top = a > top ? a : top;
     }
@@ -161,33 +208,67 @@ static inline float fastopt_block_absmax(const float *x, Py_ssize_t n) {
 static inline void fastopt_encode_block_as(const float *x, uint8_t *q, float *absmax, Py_ssize_t n,
                                            const int is_signed) {
     float top = fastopt_block_absmax(x, n);
-    if (!(top >= 0x1p-126f)) {  /* NaN, or nothing above the subnormals (whose reciprocal overflows) */
+    if (!(top >= FLT_MIN)) {  /* NaN, or nothing above the subnormals (whose reciprocal overflows) */
         *absmax = top == top ? 0.0f : top;
         memset(q, 0, (size_t)n);
         return;
     }
     *absmax = top;
     float inv = 1.0f / top;
-    for (Py_ssize_t i = 0; i < n; i++) {
+    Py_ssize_t i = 0;
+#ifdef FASTOPT_STORAGE_AVX512
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff), round = _mm512_set1_epi32(FASTOPT_CODE_ROUND);
+    const __m512i base = _mm512_set1_epi32(is_signed ? FASTOPT_SIGNED_BASE : FASTOPT_UNSIGNED_BASE);
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1), sign = _mm512_set1_epi32(0x80);
+    const __m512 vinv = _mm512_set1_ps(inv), vone = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= n; i += 16) {
+        __m512i b = _mm512_loadu_si512((const void *)(x + i));
+        __m512 a = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_and_si512(b, magnitude)), vinv);
+        a = _mm512_min_ps(a, vone);  /* a is finite here: min_ps is a < 1 ? a : 1 */
+        __m512i ab = _mm512_castps_si512(a);
+        __m512i c = _mm512_sub_epi32(_mm512_srli_epi32(_mm512_add_epi32(ab, round), FASTOPT_CODE_SHIFT), base);
+        if (is_signed) {
+            c = _mm512_or_si512(_mm512_max_epi32(c, zero), _mm512_and_si512(_mm512_srli_epi32(b, 24), sign));
+        } else {
+            c = _mm512_max_epi32(c, _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(ab, ab), one));
+        }
+        _mm_storeu_si128((__m128i *)(q + i), _mm512_cvtepi32_epi8(c));
+    }
+#endif
+    for (; i < n; i++) {
         uint32_t b = fastopt_bits(x[i]);
         float a = fastopt_float(b & 0x7fffffffu) * inv;
         a = a < 1.0f ? a : 1.0f;
-        uint32_t rounded = (fastopt_bits(a) + 0x80000u) >> 20;
+        uint32_t rounded = (fastopt_bits(a) + FASTOPT_CODE_ROUND) >> FASTOPT_CODE_SHIFT;
         if (is_signed) {
             int32_t c = (int32_t)rounded - (int32_t)FASTOPT_SIGNED_BASE;
             q[i] = (uint8_t)(((b >> 24) & 0x80u) | (uint32_t)(c > 0 ? c : 0));
         } else {
             int32_t c = (int32_t)rounded - (int32_t)FASTOPT_UNSIGNED_BASE;
-            q[i] = (uint8_t)(c > 0 ? c : (a > 0.0f));
+            q[i] = (uint8_t)(c > 0 ? (uint32_t)c : (uint32_t)(fastopt_bits(a) != 0));  /* a >= 0: bits 0 iff 0 */
         }
     }
 }
 
 static inline void fastopt_decode_block_as(const uint8_t *q, float absmax, float *x, Py_ssize_t n,
                                            const int is_signed) {
-    for (Py_ssize_t i = 0; i < n; i++) {
+    Py_ssize_t i = 0;
+#ifdef FASTOPT_STORAGE_AVX512
+    const __m512i base = _mm512_set1_epi32(is_signed ? FASTOPT_SIGNED_BASE : FASTOPT_UNSIGNED_BASE);
+    const __m512i low = _mm512_set1_epi32(0x7f), sign = _mm512_set1_epi32(0x80);
+    const __m512 scale = _mm512_set1_ps(absmax);
+    for (; i + 16 <= n; i += 16) {
+        __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + i)));
+        __m512i m = is_signed ? _mm512_and_si512(c, low) : c;
+        __m512i mag = _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(m, m),
+                                             _mm512_slli_epi32(_mm512_add_epi32(m, base), FASTOPT_CODE_SHIFT));
+        if (is_signed) mag = _mm512_or_si512(mag, _mm512_slli_epi32(_mm512_and_si512(c, sign), 24));
+        _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_castsi512_ps(mag), scale));
+    }
+#endif
+    for (; i < n; i++) {
         uint32_t m = is_signed ? (q[i] & 0x7fu) : q[i];
-        uint32_t mag = m ? (m + (is_signed ? FASTOPT_SIGNED_BASE : FASTOPT_UNSIGNED_BASE)) << 20 : 0u;
+        uint32_t mag = m ? (m + (is_signed ? FASTOPT_SIGNED_BASE : FASTOPT_UNSIGNED_BASE)) << FASTOPT_CODE_SHIFT : 0u;
         x[i] = fastopt_float(mag | (is_signed ? (uint32_t)(q[i] & 0x80u) << 24 : 0u)) * absmax;
     }
 }
@@ -201,6 +282,21 @@ static inline void fastopt_encode_block(const float *x, uint8_t *q, float *absma
 static inline void fastopt_decode_block(const uint8_t *q, float absmax, float *x, Py_ssize_t n, int is_signed) {
     if (is_signed) fastopt_decode_block_as(q, absmax, x, n, 1);
     else fastopt_decode_block_as(q, absmax, x, n, 0);
+}
+
+/* n elements from a block boundary (whole blocks, the last one possibly short): absmax has one per block. */
+static inline void fastopt_encode(const float *x, uint8_t *q, float *absmax, Py_ssize_t n, int is_signed) {
+    for (Py_ssize_t first = 0; first < n; first += FASTOPT_BLOCK) {
+        Py_ssize_t m = n - first < FASTOPT_BLOCK ? n - first : FASTOPT_BLOCK;
+        fastopt_encode_block(x + first, q + first, absmax + first / FASTOPT_BLOCK, m, is_signed);
+    }
+}
+
+static inline void fastopt_decode(const uint8_t *q, const float *absmax, float *x, Py_ssize_t n, int is_signed) {
+    for (Py_ssize_t first = 0; first < n; first += FASTOPT_BLOCK) {
+        Py_ssize_t m = n - first < FASTOPT_BLOCK ? n - first : FASTOPT_BLOCK;
+        fastopt_decode_block(q + first, absmax[first / FASTOPT_BLOCK], x + first, m, is_signed);
+    }
 }
 
 #endif /* FASTOPT_STORAGE_H */

@@ -100,6 +100,11 @@ def _blocks(n):
     return -(-n // BLOCK)
 
 
+# Code = (float32 bits of |x|/absmax, rounded to 2 mantissa bits) >> 21, minus the map's base
+# (csrc/fastopt_storage.h): signed 1 + 5 + 2 bits, unsigned 6 + 2 bits.
+SIGNED_BASE, UNSIGNED_BASE = (127 - 31) << 2, (127 - 63) << 2
+
+
 def quantize_blockwise(x, signed):
     """Spec "Int8 blockwise" encode: (codes uint8 (n,), absmax float32 (ceil(n/256),)).
 
@@ -119,11 +124,11 @@ def quantize_blockwise(x, signed):
         inv = np.where(absmax > 0, np.float32(1) / absmax, np.float32(0)).astype(np.float32)
         a = mag[:n] * np.repeat(inv, BLOCK)[:n]
     a = np.where(np.isnan(a), np.float32(0), np.minimum(a, np.float32(1)))
-    c = ((_bits(a) + U32(0x80000)) >> U32(20)).astype(np.int32)
+    c = ((_bits(a) + U32(1 << 20)) >> U32(21)).astype(np.int32)
     if signed:
-        code = np.where(c - 896 >= 1, c - 896, 0) | (np.signbit(x).astype(np.int32) << 7)
+        code = np.where(c - SIGNED_BASE >= 1, c - SIGNED_BASE, 0) | (np.signbit(x).astype(np.int32) << 7)
     else:
-        code = np.where(c - 768 >= 1, c - 768, (a > 0).astype(np.int32))
+        code = np.where(c - UNSIGNED_BASE >= 1, c - UNSIGNED_BASE, (a > 0).astype(np.int32))
     code[np.repeat(bad | tiny, BLOCK)[:n]] = 0
     return code.astype(np.uint8), absmax
 
@@ -133,7 +138,7 @@ def dequantize_blockwise(codes, absmax, signed):
     q = np.ascontiguousarray(codes, dtype=np.uint8).astype(U32)
     scale = np.repeat(np.asarray(absmax, np.float32), BLOCK)[:q.size]
     m = q & U32(127) if signed else q
-    mag = np.where(m == 0, U32(0), (m + U32(896 if signed else 768)) << U32(20)).astype(U32).view(np.float32)
+    mag = np.where(m == 0, U32(0), (m + U32(SIGNED_BASE if signed else UNSIGNED_BASE)) << U32(21)).astype(U32).view(np.float32)
     if signed:
         mag = np.where(q & U32(128), -mag, mag)
     return mag * scale

@@ -8,7 +8,7 @@ from types import MappingProxyType
 import numpy as np
 
 from fastopt import _storage
-from fastopt._kernels import BoundStep, needed, nonfinite_count
+from fastopt._kernels import BoundStep, needed, nonfinite_count, quantize_blockwise
 from fastopt._locks import holding
 from fastopt._rules import RULES
 from fastopt._threads import get_num_threads
@@ -394,12 +394,10 @@ class Optimizer:
         block's largest element, which it holds exactly, without a float32 array of the full size)."""
         if storage != "int8":
             return (np.full(n, value, dtype=_storage.state_layout(name, n, storage)[name][1]),)
-        magnitude = np.float32(abs(value))
-        absmax = np.full(_storage.absmax_length(n), magnitude if magnitude >= 2.0 ** -126 else 0, np.float32)
         signed = next(s.signed for s in RULES[self.rule].state if s.name == name)
-        top = (120 | (128 if value < 0 else 0)) if signed else 248  # the code of 1, the block's largest value
-        codes = np.full(n, top if absmax.size and absmax[0] else 0, np.uint8)
-        return codes, absmax
+        code, top = np.zeros(1, np.uint8), np.zeros(1, np.float32)
+        quantize_blockwise(np.array([value], np.float32), code, top, signed)  # a block of one: its largest value
+        return np.full(n, code[0], np.uint8), np.full(_storage.absmax_length(n), top[0], np.float32)
 
     def _check_group(self, group):
         """Checks that involve several hyperparameters of a group (none by default)."""
