@@ -25,6 +25,24 @@ class OptimizerStep:
         self.step()
 
 
+class StorageStep:
+    """One step of each rule of ``cases.STORAGE_RULES`` in each storage type (params/state), per shape
+    and implementation that offers it."""
+
+    params = (list(cases.STORAGE_RULES), list(cases.STORAGES), list(cases.SHAPES), list(cases.STORAGE_IMPLEMENTATIONS))
+    param_names = ["rule", "storage", "shape", "implementation"]
+    timeout = 300
+
+    def setup(self, rule, storage, shape, implementation):
+        self.step = cases.build(implementation, rule, cases.SHAPES[shape], storage=storage)
+        if self.step is None:
+            raise NotImplementedError(f"{implementation} has no {rule} in {storage}")
+        self.step()
+
+    def time_step(self, rule, storage, shape, implementation):
+        self.step()
+
+
 class Bandwidth:
     """The in-place axpy bandwidth the roofline is drawn from."""
 

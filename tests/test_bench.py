@@ -40,7 +40,7 @@ def test_tiny_run_writes_json_and_table(tmp_path, monkeypatch):
     lines = []
     payload = bench.run(rules=["adam", "rmsprop"], shapes=["tiny"], implementations=["fastopt", "numpy-inplace",
                         "torch-fused"], num_threads=1, repeats=2, json_path=tmp_path / "b.json",
-                        png_path=tmp_path / "b.png", echo=lines.append)
+                        png_path=tmp_path / "b.png", echo=lines.append, storages=[cases.FLOAT32])
     saved = json.loads((tmp_path / "b.json").read_text())
     assert saved["bandwidth_gbs"] == 10.0 and len(saved["results"]) == 2
     for r in payload["results"]:
@@ -56,6 +56,7 @@ def test_table_marks_missing_implementations():
               "roofline_seconds": 0.9, "seconds": {"fastopt": 1.0, "numpy-inplace": 4.0}}
     text = report.table([result], ["fastopt", "numpy-inplace", "torch-fused"])
     assert "| 90% |" in text and "4.00x" in text and "| - |" in text  # speed-ups to 1%
+    assert "| f32/f32 | 28 |" in text and text.rstrip().endswith("| - |")  # no peer ran: no fastest peer
 
 
 @pytest.fixture
@@ -139,3 +140,141 @@ def test_table_shows_the_same_stream_share():
               "seconds": {"fastopt": 1.0, "deepspeed": 1.1}}
     text = report.table([result], ["fastopt", "deepspeed"])
     assert "| 95% |" in text and "| 90% |" in text and "1.10x" in text
+
+
+def _real_step_bytes(rule, storage, n):
+    """Bytes one real fastopt step moves, from the arrays it keeps: param and grad nbytes, and each
+    array of opt.state[0] (the master copy and int8 absmax included) read and written."""
+    step = cases.build("fastopt", rule, [(n,)], storage=storage)
+    step()
+    opt = step.__self__
+    arrays = [v for v in opt.state[0].values() if isinstance(v, np.ndarray)]
+    param = opt._layout.slots[0].param
+    assert param.dtype == (fastopt._storage.BFLOAT16 if cases.STORAGES[storage].params == "bfloat16"
+                           else np.float32)
+    return param.nbytes * 3 + sum(2 * a.nbytes for a in arrays), opt
+
+
+@pytest.mark.parametrize("storage", cases.STORAGES)
+def test_same_stream_roofline_moves_the_storage_rows_bytes(storage):
+    n = 4096 + 512  # whole int8 blocks and float32 stream elements
+    real, opt = _real_step_bytes("adam", storage, n)
+    arrays = cases.step_arrays("adam", storage, n)
+    assert cases.moved_bytes(arrays) == real
+    assert bench.roofline.layout_stream_bytes(arrays) == real  # the roofline stream moves the step's bytes
+    assert cases.storage_bytes_per_element("adam", storage, n) == real / n
+    # ... through as many arrays of the same sizes as the step keeps
+    kept = sorted([a.nbytes for a in opt.state[0].values() if isinstance(a, np.ndarray)]
+                  + [opt._layout.slots[0].param.nbytes] * 2)
+    calls = bench.roofline.layout_stream_calls(arrays)
+    streamed = sorted([nbytes for nbytes, read, written in calls if read] +
+                      [nbytes for nbytes, read, written in calls for _ in written])
+    assert streamed == kept
+    bench.roofline.layout_stream_step(arrays, 2)()
+
+
+def test_storage_bytes_per_element_budget():
+    n = 1 << 24
+    got = {s: cases.storage_bytes_per_element("adam", s, n) for s in cases.STORAGES}
+    assert got["f32/f32"] == 28 and got["f32/bf16"] == 20 and got["bf16/bf16"] == 14
+    assert got["f32/int8"] == 16 + 4 * 4 / 256 and got["bf16/int8"] == 10 + 4 * 4 / 256
+    assert got["bf16/bf16+master"] == 14 + 8 and got["bf16/int8+master"] == got["bf16/int8"] + 8
+    assert got["bf16/bf16+sr"] == got["bf16/bf16"] and got["bf16/int8+sr"] == got["bf16/int8"]
+    assert all(cases.storage_bytes_per_element(r, cases.FLOAT32, n) == cases.bytes_per_element(r)
+               for r in cases.CONFIGS)
+
+
+def test_float32_stream_plan_is_the_rules_single_pass():
+    calls = bench.roofline.layout_stream_calls(cases.step_arrays("adam", cases.FLOAT32, 1000))
+    assert calls == [(4000, "grad", ["param", "state0", "state1"])]  # reads 4 arrays, writes 3, one call
+
+
+def test_storage_rows_run_tiny(tmp_path, monkeypatch):
+    monkeypatch.setitem(cases.SHAPES, "tiny", [(600,), (40,)])
+    monkeypatch.setattr(bench.roofline, "measure_bandwidth", lambda threads: 10.0)
+    lines = []
+    payload = bench.run(rules=["adam", "rmsprop"], shapes=["tiny"], implementations=["fastopt", "fastopt-list",
+                        "numpy-inplace", "torch-fused"], num_threads=1, repeats=2, json_path=tmp_path / "b.json",
+                        echo=lines.append)
+    rows = [(r["rule"], r["storage"]) for r in payload["results"]]
+    assert rows == cases.rows(["adam", "rmsprop"]) and len(rows) == len(cases.STORAGES) + 1
+    for r in payload["results"]:
+        assert r["seconds"]["fastopt"] > 0 and r["seconds"]["fastopt-list"] > 0 and r["same_stream"]["seconds"] > 0
+        assert r["bytes_per_element"] == cases.storage_bytes_per_element(r["rule"], r["storage"], 640)
+        assert ("numpy-inplace" in r["seconds"]) == (r["storage"] == cases.FLOAT32)
+    text = "\n".join(lines)
+    assert f"| tiny | adam | bf16/int8+master | {18 + 2 * 2 * 4 * 3 / 640:.4g} |" in text  # 3 absmax blocks
+    saved = json.loads((tmp_path / "b.json").read_text())
+    assert {r["storage"] for r in saved["results"]} == set(cases.STORAGES)
+
+
+def test_storage_subset_and_builds():
+    assert cases.rows(["rmsprop", "adam"], ["f32/int8"]) == [("adam", "f32/int8")]
+    assert cases.build("numpy-inplace", "adam", [(10,)], storage="bf16/int8") is None
+    assert cases.build("bnb-adam8bit", "adam", [(10,)], storage="f32/f32") is None  # int8 rows only
+    for storage in cases.STORAGES:
+        cases.build("fastopt-list", "adam", [(300,), (7,)], storage=storage)()
+
+
+@pytest.fixture
+def no_bitsandbytes(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    cases._missing_bitsandbytes.cache_clear()
+    yield
+    cases._missing_bitsandbytes.cache_clear()
+
+
+def test_bitsandbytes_is_skipped_cleanly_when_missing(no_bitsandbytes, monkeypatch):
+    assert "pip install bitsandbytes" in cases.unavailable("bnb-adam8bit")
+    assert cases.build("bnb-adam8bit", "adam", [(10,)], storage="f32/int8") is None
+    monkeypatch.setitem(cases.SHAPES, "tiny", [(300,)])
+    monkeypatch.setattr(bench.roofline, "measure_bandwidth", lambda threads: 10.0)
+    lines = []
+    payload = bench.run(rules=["adam"], shapes=["tiny"], storages=["f32/int8"],
+                        implementations=["fastopt", "bnb-adam8bit"], num_threads=1, repeats=1, echo=lines.append)
+    assert any(line.startswith("note: bnb-adam8bit skipped") for line in lines)
+    assert not any("bnb" in line for line in lines if line.startswith("|"))
+    assert list(payload["results"][0]["seconds"]) == ["fastopt"]
+
+
+def test_bitsandbytes_peer_runs_when_installed(monkeypatch):
+    if cases.unavailable("bnb-adam8bit"):
+        pytest.skip(cases.unavailable("bnb-adam8bit"))
+    step = cases.build("bnb-adam8bit", "adam", [(512,), (300,)], storage="f32/int8")
+    step()
+    opt = step.__self__
+    import torch
+
+    assert all(s["state1"].dtype == torch.uint8 for s in opt.state.values())  # 8-bit, min_8bit_size=0
+    monkeypatch.setitem(cases.SHAPES, "tiny", [(512,)])
+    monkeypatch.setattr(bench.roofline, "measure_bandwidth", lambda threads: 10.0)
+    lines = []
+    payload = bench.run(rules=["adam"], shapes=["tiny"], storages=["f32/int8"],
+                        implementations=["fastopt", "bnb-adam8bit"], num_threads=1, repeats=5, echo=lines.append)
+    assert payload["results"][0]["seconds"]["bnb-adam8bit"] > 0
+    assert "(bnb-adam8bit) |" in lines[-1]  # the only peer is the fastest one
+    assert any("sampled in 3 of the 5 repeats" in line for line in lines)
+
+
+def test_slow_implementations_are_sampled_in_few_rounds():
+    from fastopt.bench import runner
+
+    assert runner.sampled_rounds(7, 3) == {0, 3, 6} and runner.sampled_rounds(2, 3) == {0, 1}
+    calls = {"fast": 0, "slow": 0}
+    runner.time_interleaved({"fast": lambda: calls.__setitem__("fast", calls["fast"] + 1),
+                             "slow": lambda: calls.__setitem__("slow", calls["slow"] + 1)}, 7, {"slow": 3})
+    assert calls["slow"] == 1 + 3  # warm-up, then one step in each of 3 rounds (no calibration)
+
+
+def test_help_lists_come_from_the_tables(capsys):
+    from fastopt.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in list(cases.STORAGES) + list(cases.OPTIONAL_PEERS) + cases.PEERS:
+        assert name.replace("/", "/ ") in text.replace("/", "/ ").replace("- ", "-") or name in text
+    for _, _, install in cases.OPTIONAL_PEERS.values():
+        assert install in text

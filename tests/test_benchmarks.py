@@ -24,3 +24,14 @@ def test_asv_classes_set_up_and_time():
     bench.time_step("adam", "1x10K", "fastopt")
     with pytest.raises(NotImplementedError):
         bench.setup("rmsprop", "1x10K", "torch-fused")  # torch has none (or is not installed)
+
+
+@pytest.mark.skipif(not BENCHMARKS.exists(), reason="needs the source tree")
+def test_asv_storage_classes_set_up_and_time():
+    module = runpy.run_path(str(BENCHMARKS / "benchmarks.py"), run_name="benchmark")
+    bench = module["StorageStep"]()
+    for storage in module["StorageStep"].params[1]:
+        bench.setup("adam", storage, "1x10K", "fastopt")
+        bench.time_step("adam", storage, "1x10K", "fastopt")
+    with pytest.raises(NotImplementedError):
+        bench.setup("adam", "f32/f32", "1x10K", "bnb-adam8bit")  # int8 rows only

@@ -25,7 +25,7 @@ def _bench(args):
 
     bench.run(rules=choose(args.rules, cases.CONFIGS, "rules"), shapes=choose(args.shapes, cases.SHAPES, "shapes"),
               implementations=choose(args.impl, cases.IMPLEMENTATIONS, "implementations"),
-              num_threads=args.threads, repeats=args.repeats, json_path=args.json, png_path=args.png)
+              storages=choose(args.storage, cases.STORAGES, "storages"), num_threads=args.threads, repeats=args.repeats, json_path=args.json, png_path=args.png)
     return 0
 
 
@@ -50,24 +50,34 @@ def build_parser():
 
     from fastopt.bench import cases
 
+    peers = "; ".join(f"{what}, for {' and '.join(rules)} ({install})"
+                      for what, rules, install in cases.OPTIONAL_PEERS.values())
     bench = commands.add_parser(
-        "bench", help="time the update rules against NumPy, torch.optim, DeepSpeed's CPU Adam (when installed) "
-                      "and the memory-bandwidth rooflines",
-        description="Time one float32 step of each update rule on each shape, every implementation interleaved "
+        "bench", help="time the update rules against NumPy, torch.optim, "
+                      + ", ".join(what.split(" (")[0] for what, _, _ in cases.OPTIONAL_PEERS.values())
+                      + " (when installed) and the memory-bandwidth rooflines",
+        description="Time one step of each update rule on each shape (float32; "
+                    + " and ".join(cases.STORAGE_RULES) + " also in every storage type: "
+                    + ", ".join(cases.STORAGES) + ", as params/state), every implementation interleaved "
                     "repeat after repeat, and report medians and speed-ups.",
-        epilog="Columns: 'same-stream' is a STREAM-style kernel that reads and writes as many arrays as the rule "
+        epilog="Columns: 'B/elem' is the bytes a step moves per element, counted from its storage (float32 "
+               "Adam: 28; float32 params with int8 state: 16.06). 'same-stream' is a STREAM-style kernel that "
+               "reads and writes as many arrays, of the same sizes, as the rule "
                "(Adam: 4 read, 3 written, 28 B/element), with the rule's chunking and threads: the honest bound "
                "for a memory-bound step; '% of same-stream' is its time over fastopt's. '% of axpy roofline' "
                "prices the rule's bytes at an in-place axpy's speed (a yardstick: more streams get more memory "
-               "parallelism). Optional peers are skipped with a note when missing: torch "
-               "(pip install torch), and DeepSpeed's DeepSpeedCPUAdam for adam and adamw "
-               "(pip install deepspeed ninja py-cpuinfo; it compiles its op on first use).")
+               "parallelism). 'x vs fastest peer' is the fastest of " + ", ".join(cases.PEERS)
+               + " in the row over fastopt. Optional peers are skipped with a note when missing: torch "
+               "(pip install torch), " + peers + ".")
     bench.add_argument("--rules", help="comma-separated subset of: " + ",".join(cases.CONFIGS))
     bench.add_argument("--shapes", help="comma-separated subset of: " + ",".join(cases.SHAPES))
     bench.add_argument("--impl", help="comma-separated subset of: " + ",".join(cases.IMPLEMENTATIONS)
                        + " (default: all; those not installed are skipped, with a note)")
+    bench.add_argument("--storage", help="comma-separated subset of: " + ",".join(cases.STORAGES)
+                       + " (params/state; default: all; rules other than " + ",".join(cases.STORAGE_RULES)
+                       + " run in " + cases.FLOAT32 + " only)")
     bench.add_argument("--threads", type=int, default=None,
-                       help="threads for fastopt, torch and DeepSpeed (default: fastopt's)")
+                       help="threads for fastopt and the peers (default: fastopt's)")
     bench.add_argument("--repeats", type=int, default=7, help="interleaved repeats per case (median is reported)")
     bench.add_argument("--json", default="fastopt-bench.json", help="where to write the results")
     bench.add_argument("--png", default="fastopt-bench.png", help="where to write the chart (needs matplotlib)")

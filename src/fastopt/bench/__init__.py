@@ -11,6 +11,16 @@ the medians are compared:
 * ``torch-forloop``, ``torch-foreach``, ``torch-fused`` when torch is installed;
 * ``deepspeed``: DeepSpeedCPUAdam (Adam and AdamW) when DeepSpeed is installed
   (``pip install deepspeed ninja py-cpuinfo``; it compiles its op on first use).
+* ``bnb-adam8bit``: bitsandbytes' 8-bit Adam on the CPU (int8 rows only) when
+  bitsandbytes is installed; about a second per 16M step, so it is sampled in
+  a few of the repeats only (``cases.MOST_REPEATS``).
+
+Adam also gets a row for each storage type of ``cases.STORAGES`` (float32
+parameters with bfloat16 or int8 state; bfloat16 parameters with bfloat16 or
+int8 state, plain, with a float32 master copy, or rounded stochastically) on
+the same shapes: fastopt and fastopt-list step in that storage, the peers run
+their own float32 (or 8-bit) step.  Each row has its bytes per element, counted
+from the storage (``cases.step_arrays``), and its ratio to the fastest peer.
 
 A peer that is not installed is skipped, with a note saying why.
 
@@ -39,9 +49,14 @@ SAME_STREAM = "same-stream"
 
 
 def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats=7, json_path=None,
-        png_path=None, echo=print):
-    """Run the benchmark; return its results as a dict (also written to ``json_path`` / ``png_path``)."""
+        png_path=None, echo=print, storages=None):
+    """Run the benchmark; return its results as a dict (also written to ``json_path`` / ``png_path``).
+
+    ``storages``: names of ``cases.STORAGES`` (default: all); a rule of ``cases.STORAGE_RULES`` gets a
+    row for each, every other rule its float32 row only.
+    """
     rules = rules or list(cases.CONFIGS)
+    storages = storages or list(cases.STORAGES)
     shapes = shapes or list(cases.SHAPES)
     implementations = implementations or list(cases.IMPLEMENTATIONS)
     num_threads = num_threads or fastopt.get_num_threads()
@@ -60,11 +75,14 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
     with fastopt.threads(num_threads):
         bandwidth = roofline.measure_bandwidth(num_threads)
         policy = fastopt._threads.WAIT_POLICY
-        echo(f"fastopt {fastopt.__version__}, {num_threads} threads, float32, medians of {repeats} "
+        echo(f"fastopt {fastopt.__version__}, {num_threads} threads, storage params/state, medians of {repeats} "
              f"interleaved repeats; axpy bandwidth {bandwidth:.1f} GB/s; torch {torch_version or 'not installed'}; "
              f"OMP_WAIT_POLICY {policy}")
         for impl, why in skipped.items():
             echo(f"note: {impl} skipped: {why}")
+        for impl, most in cases.MOST_REPEATS.items():
+            if impl in implementations and most < repeats:
+                echo(f"note: {impl} is slow: sampled in {most} of the {repeats} repeats, one step each")
         if torch_version and policy == "PASSIVE" and any(i.startswith(("torch", "deepspeed")) for i in implementations):
             echo("note: torch's OpenMP runtime is the one fastopt loaded, so torch's (and DeepSpeed's) idle threads "
                  "sleep too and their small steps are slower than with their default; for torch as its users run "
@@ -77,23 +95,27 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
             # implementations, so machine noise cannot tilt the roofline share.
             heaviest = max(cases.bytes_per_element(rule) for rule in rules)  # the table's own in-cache test
             yardstick = roofline.axpy_step(elements, num_threads) if not report.in_cache(heaviest * elements) else None
-            for rule in rules:
-                steps = {impl: cases.build(impl, rule, cases.SHAPES[shape]) for impl in implementations}
+            for rule, storage in cases.rows(rules, storages):
+                steps = {impl: cases.build(impl, rule, cases.SHAPES[shape], storage=storage)
+                         for impl in implementations}
                 steps = {k: v for k, v in steps.items() if v is not None}
-                states = cases.CONFIGS[rule][2]
-                steps[SAME_STREAM] = roofline.same_stream_step(elements, states, num_threads)
+                arrays = cases.step_arrays(rule, storage, elements)
+                steps[SAME_STREAM] = roofline.layout_stream_step(arrays, num_threads)
                 if yardstick is not None:
                     steps[YARDSTICK] = yardstick
-                seconds = runner.time_interleaved(steps, repeats)
-                bpe = cases.bytes_per_element(rule)
+                seconds = runner.time_interleaved(steps, repeats, cases.MOST_REPEATS)
+                bpe = cases.moved_bytes(arrays) / elements
                 axpy_seconds = seconds.pop(YARDSTICK, None)
                 stream_seconds = seconds.pop(SAME_STREAM)
                 case_bandwidth = roofline.AXPY_BYTES * elements / axpy_seconds / 1e9 if axpy_seconds else None
-                read, written = roofline.same_stream_arrays(states)
-                result = {"shape": shape, "rule": rule, "elements": elements, "bytes_per_element": bpe,
-                          "bandwidth_gbs": case_bandwidth,
+                calls = roofline.layout_stream_calls(arrays)
+                read = sum((r is not None) + len(w) for _, r, w in calls)  # the written arrays are read too
+                written = sum(len(w) for _, r, w in calls)
+                result = {"shape": shape, "rule": rule, "storage": storage, "elements": elements,
+                          "bytes_per_element": bpe, "bandwidth_gbs": case_bandwidth,
                           "roofline_seconds": roofline.roofline_seconds(bpe, elements, case_bandwidth or bandwidth),
                           "same_stream": {"read": read, "written": written, "seconds": stream_seconds,
+                                          "calls": [[nbytes, len(w), r is not None] for nbytes, r, w in calls],
                                           "bandwidth_gbs": bpe * elements / stream_seconds / 1e9},
                           "seconds": seconds}
                 results.append(result)

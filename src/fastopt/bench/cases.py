@@ -1,9 +1,11 @@
-"""What ``python -m fastopt bench`` times: rules, shapes, and each implementation's step."""
+"""What ``python -m fastopt bench`` times: rules, shapes, storage types, and each implementation's step."""
+import collections
 import functools
 
 import numpy as np
 
 import fastopt
+from fastopt import _storage
 from fastopt.bench import numpy_rules
 
 # The benchmarked configurations: name -> (fastopt/torch class, hyperparameters, state arrays per parameter)
@@ -24,11 +26,69 @@ SHAPES = {
 }
 
 IMPLEMENTATIONS = ["fastopt", "fastopt-list", "numpy-textbook", "numpy-inplace",
-                   "torch-forloop", "torch-foreach", "torch-fused", "deepspeed"]
+                   "torch-forloop", "torch-foreach", "torch-fused", "deepspeed", "bnb-adam8bit"]
+
+# The other libraries (the "fastest peer" of a row is the fastest of these that ran in it)
+PEERS = ["torch-forloop", "torch-foreach", "torch-fused", "deepspeed", "bnb-adam8bit"]
+
+# How a step's arrays are stored: parameters (and gradients) and state, master weights, stochastic rounding
+Storage = collections.namedtuple("Storage", "params state_dtype master_weights stochastic_rounding")
+FLOAT32 = "f32/f32"  # the float32 rows every rule has
+STORAGES = {
+    FLOAT32: Storage("float32", None, False, False),
+    "f32/bf16": Storage("float32", "bfloat16", False, False),
+    "f32/int8": Storage("float32", "int8", False, False),
+    "bf16/bf16": Storage("bfloat16", "bfloat16", False, False),
+    "bf16/int8": Storage("bfloat16", "int8", False, False),
+    "bf16/bf16+master": Storage("bfloat16", "bfloat16", True, False),
+    "bf16/int8+master": Storage("bfloat16", "int8", True, False),
+    "bf16/bf16+sr": Storage("bfloat16", "bfloat16", False, True),
+    "bf16/int8+sr": Storage("bfloat16", "int8", False, True),
+}
+# The rules that also get a row for every other storage (each timed on the same shapes as in float32)
+STORAGE_RULES = ("adam",)
+# What runs in a row of another storage than float32: fastopt with that storage, and the peers' own
+# steps (float32 parameters; bitsandbytes' 8-bit Adam keeps int8 state, so it joins the int8 rows only)
+STORAGE_IMPLEMENTATIONS = ("fastopt", "fastopt-list", "torch-fused", "deepspeed", "bnb-adam8bit")
+INT8_ONLY = ("bnb-adam8bit",)
+
+# Implementations whose step takes about a second on 16M elements: sampled in at most this many of the
+# interleaved repeats (spread over them), one step per sample
+MOST_REPEATS = {"bnb-adam8bit": 3}
 
 # The configurations DeepSpeedCPUAdam runs: name -> its adamw_mode
 DEEPSPEED_MODES = {"adam": False, "adamw": True}
 DEEPSPEED_INSTALL = "pip install deepspeed ninja py-cpuinfo"
+BNB_INSTALL = "pip install bitsandbytes"
+
+# The optional peers, for the notes and the --help text: name -> (what it is, the rules it offers, install)
+OPTIONAL_PEERS = {
+    "deepspeed": ("DeepSpeed's DeepSpeedCPUAdam (float32; it compiles its op on first use)", tuple(DEEPSPEED_MODES),
+                  DEEPSPEED_INSTALL),
+    "bnb-adam8bit": ("bitsandbytes' 8-bit Adam on the CPU (bnb.optim.Adam8bit, float32 parameters, blockwise "
+                     "int8 state; int8 rows only; about a second per 16M step, so sampled "
+                     f"{MOST_REPEATS['bnb-adam8bit']} times)", ("adam",), BNB_INSTALL),
+}
+
+
+def offers(impl, rule, storage=FLOAT32):
+    """Whether ``impl`` has a column in the row of ``rule`` in ``storage`` (it may still be missing here)."""
+    if impl in OPTIONAL_PEERS and rule not in OPTIONAL_PEERS[impl][1]:
+        return False
+    if impl in INT8_ONLY:
+        return STORAGES[storage].state_dtype == "int8"
+    return storage == FLOAT32 or impl in STORAGE_IMPLEMENTATIONS
+
+
+def rows(rules, storages=None):
+    """The (rule, storage) rows of a run, in table order: each rule in float32, then its other storages."""
+    storages = list(STORAGES) if storages is None else storages
+    out = []
+    for rule in rules:
+        for storage in storages:
+            if storage == FLOAT32 or rule in STORAGE_RULES:
+                out.append((rule, storage))
+    return out
 
 
 def unavailable(impl):
@@ -43,6 +103,8 @@ def unavailable(impl):
         return _missing_torch()
     if impl == "deepspeed":
         return _missing_deepspeed()
+    if impl == "bnb-adam8bit":
+        return _missing_bitsandbytes()
     return None
 
 
@@ -71,38 +133,101 @@ def _missing_deepspeed():
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _missing_bitsandbytes():
+    if _missing_torch():
+        return "it needs torch, which is not installed"
+    try:
+        import torch
+        import bitsandbytes as bnb
+
+        p = torch.zeros(512)
+        p.grad = torch.ones(512)
+        bnb.optim.Adam8bit([p], lr=1e-3, min_8bit_size=0).step()  # its CPU backend, once
+    except Exception as exc:  # ImportError, no CPU backend in this version, ...
+        return f"bitsandbytes' 8-bit Adam does not run here ({type(exc).__name__}: {exc}); {BNB_INSTALL}"
+    return None
+
+
 def bytes_per_element(rule, itemsize=4):
     """Bytes a fused step moves per element: read param, grad and each state; write param and each state."""
     return itemsize * (3 + 2 * CONFIGS[rule][2])
 
 
-def _data(shapes, seed):
+def step_arrays(rule, storage, n):
+    """``[(key, nbytes, written)]``: the arrays one fastopt step of ``rule`` over ``n`` elements (one slot,
+    as a ParamSet holds them) moves in ``storage``, counted from the storage layout.
+
+    The gradient is read; the parameter and every state array (an int8 one: its codes and its absmax)
+    are read and written.  With master weights the float32 master copy is read and written too; the
+    kernel then only stores the bfloat16 parameter, but a store reads its cache line for ownership
+    first, so the parameter still costs a read and a write of memory traffic.
+    """
+    st = STORAGES[storage]
+    pdtype = _storage.BFLOAT16 if st.params == "bfloat16" else _storage.FLOAT32
+    state_dtype = _storage.resolve_state_dtype(st.state_dtype, pdtype, "bench")
+    arrays = [("grad", n * pdtype.itemsize, False), ("param", n * pdtype.itemsize, True)]
+    if st.master_weights:
+        arrays.append((_storage.MASTER, 4 * n, True))
+    for k in range(CONFIGS[rule][2]):
+        for key, (shape, dtype) in _storage.state_layout(f"state{k}", n, state_dtype).items():
+            arrays.append((key, int(np.prod(shape)) * dtype.itemsize, True))
+    return arrays
+
+
+def moved_bytes(arrays):
+    """Bytes moved by a step over ``arrays`` (see :func:`step_arrays`): written ones twice."""
+    return sum(nbytes * (2 if written else 1) for _, nbytes, written in arrays)
+
+
+def storage_bytes_per_element(rule, storage, n):
+    """Bytes a fastopt step of ``rule`` in ``storage`` moves per element, over one slot of ``n`` elements
+    (float32 Adam: 28; float32 parameters and int8 state: 16 + 16/256)."""
+    return moved_bytes(step_arrays(rule, storage, n)) / n
+
+
+def _data(shapes, seed, dtype=np.float32):
     rng = np.random.default_rng(seed)
-    params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    params = [rng.standard_normal(s).astype(np.float32).astype(dtype) for s in shapes]
+    grads = [rng.standard_normal(s).astype(np.float32).astype(dtype) for s in shapes]
     return params, grads
 
 
-def build(impl, rule, shapes, seed=0):
-    """A zero-argument callable doing one optimizer step, or None where ``impl`` does not offer ``rule``.
+def storage_options(storage):
+    """The optimizer options of ``storage`` (state_dtype, master_weights, stochastic_rounding)."""
+    st = STORAGES[storage]
+    return dict(state_dtype=st.state_dtype, master_weights=st.master_weights,
+                stochastic_rounding=st.stochastic_rounding)
+
+
+def build(impl, rule, shapes, seed=0, storage=FLOAT32):
+    """A zero-argument callable doing one optimizer step, or None where ``impl`` does not offer ``rule``
+    (in ``storage``: fastopt steps in it; the peers run their own float32 or 8-bit step).
 
     Every implementation starts from the same parameters and gradients; the
     gradients stay fixed, so a step's cost does not depend on its inputs.
     """
+    if not offers(impl, rule, storage):
+        return None
     cls_name, hyper, _ = CONFIGS[rule]
-    params, grads = _data(shapes, seed)
-    if impl == "fastopt":
-        ps = fastopt.ParamSet([(f"t{i}", p) for i, p in enumerate(params)], dtype=np.float32)
-        for i, g in enumerate(grads):
-            ps.grads[f"t{i}"] = g
-        return getattr(fastopt, cls_name)(ps, **hyper).step
-    if impl == "fastopt-list":
-        opt = getattr(fastopt, cls_name)(params, **hyper)
+    if impl.startswith("fastopt"):
+        dtype = _storage.BFLOAT16 if STORAGES[storage].params == "bfloat16" else np.float32
+        params, grads = _data(shapes, seed, dtype)
+        options = storage_options(storage) if storage != FLOAT32 else {}
+        if impl == "fastopt":
+            ps = fastopt.ParamSet([(f"t{i}", p) for i, p in enumerate(params)], dtype=dtype)
+            for i, g in enumerate(grads):
+                ps.grads[f"t{i}"] = g
+            return getattr(fastopt, cls_name)(ps, **hyper, **options).step
+        opt = getattr(fastopt, cls_name)(params, **hyper, **options)
         return lambda: opt.step(grads)
+    params, grads = _data(shapes, seed)
     if impl.startswith("numpy"):
         return numpy_step(impl, rule, params, grads, hyper)
     if impl == "deepspeed":
         return _deepspeed_step(rule, hyper, params, grads)
+    if impl == "bnb-adam8bit":
+        return _bnb_step(rule, hyper, params, grads)
     return _torch_step(impl, cls_name, hyper, params, grads)
 
 
@@ -160,4 +285,18 @@ def _deepspeed_step(rule, hyper, params, grads):
     hyper.setdefault("weight_decay", 0.0)
     # its threads: the OpenMP runtime's default team, which torch.set_num_threads sets
     opt = DeepSpeedCPUAdam(tensors, adamw_mode=DEEPSPEED_MODES[rule], **hyper)
+    return opt.step
+
+
+def _bnb_step(rule, hyper, params, grads):
+    """bitsandbytes' 8-bit Adam on the CPU (float32 tensors, every tensor in 8 bits), or None where missing."""
+    if rule not in OPTIONAL_PEERS["bnb-adam8bit"][1] or unavailable("bnb-adam8bit"):
+        return None
+    import torch
+    import bitsandbytes as bnb
+
+    tensors = [torch.from_numpy(p) for p in params]
+    for t, g in zip(tensors, grads):
+        t.grad = torch.from_numpy(g)
+    opt = bnb.optim.Adam8bit(tensors, min_8bit_size=0, **hyper)
     return opt.step

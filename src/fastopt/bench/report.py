@@ -1,6 +1,8 @@
 """Tables, JSON and an optional chart for benchmark results."""
 import json
 
+from fastopt.bench import cases
+
 IN_CACHE_BYTES = 64 << 20  # working sets below this may stay in this machine's 32 MiB L3 and 1 MiB L2s
 
 
@@ -21,10 +23,12 @@ def table(results, implementations):
 
     "% of same-stream" is the same-stream kernel's time (the rule's arrays, trivial math) over
     fastopt's; "% of axpy roofline" is the step's bytes at the axpy bandwidth over fastopt's time.
+    "storage" is params/state (``cases.STORAGES``), "B/elem" the bytes fastopt's step moves per element,
+    "x vs fastest peer" the fastest other library's time in the row (``cases.PEERS``) over fastopt's.
     """
     others = [i for i in implementations if i != "fastopt"]
-    head = (["shape", "rule", "fastopt", "same-stream", "% of same-stream", "% of axpy roofline"] + others
-            + [f"x vs {i}" for i in others])
+    head = (["shape", "rule", "storage", "B/elem", "fastopt", "same-stream", "% of same-stream",
+             "% of axpy roofline"] + others + [f"x vs {i}" for i in others] + ["x vs fastest peer"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         t = r["seconds"]
@@ -36,8 +40,12 @@ def table(results, implementations):
         stream = (r.get("same_stream") or {}).get("seconds")
         stream_share = f"{100 * stream / fast:.0f}%" if fast and stream else "-"
         speedups = [f"{t[i] / fast:.2f}x" if fast and t.get(i) else "-" for i in others]
-        row = ([r["shape"], r["rule"], _fmt(fast), _fmt(stream), stream_share, share] + [_fmt(t.get(i)) for i in others]
-               + speedups)
+        peers = {i: t[i] for i in cases.PEERS if t.get(i)}
+        best = min(peers, key=peers.get) if peers else None
+        vs_best = f"{peers[best] / fast:.2f}x ({best})" if fast and best else "-"
+        bpe = r["bytes_per_element"]
+        row = ([r["shape"], r["rule"], r.get("storage", cases.FLOAT32), f"{bpe:.4g}", _fmt(fast), _fmt(stream),
+                stream_share, share] + [_fmt(t.get(i)) for i in others] + speedups + [vs_best])
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -56,19 +64,19 @@ def write_png(path, results, implementations):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    cases = [f"{r['rule']}\n{r['shape']}" for r in results]
+    labels = [f"{r['rule']} {r.get('storage', cases.FLOAT32)}\n{r['shape']}" for r in results]
     width = 0.8 / len(implementations)
-    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(cases)), 5))
+    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(labels)), 5))
     for k, impl in enumerate(implementations):
         xs = [i + k * width for i, r in enumerate(results) if r["seconds"].get(impl)]
         ys = [r["seconds"][impl] * 1e3 for r in results if r["seconds"].get(impl)]
         ax.bar(xs, ys, width, label=impl)
     ax.set_yscale("log")
     ax.set_ylabel("ms per step (log)")
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cases))])
-    ax.set_xticklabels(cases, fontsize=7)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))])
+    ax.set_xticklabels(labels, fontsize=7)
     ax.legend(fontsize=7, ncol=4)
-    ax.set_title("fastopt bench: time per optimizer step, float32")
+    ax.set_title("fastopt bench: time per optimizer step (storage: params/state)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

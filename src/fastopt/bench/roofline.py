@@ -8,6 +8,15 @@ Two yardsticks, both from :mod:`fastopt._stream` and driven like the update rule
   math; its time over the rule's elements is that rule's honest roofline.  More streams in
   flight draw more bandwidth than the axpy's two, so the axpy roofline flatters a rule with
   state (Adam reads 4 and writes 3 arrays).
+
+Other storage types (bfloat16 parameters, bfloat16 or int8 state, a float32 master copy) move
+arrays of several sizes.  :func:`layout_stream_step` takes the step's own arrays
+(``cases.step_arrays``: each one's bytes, and whether it is written) and streams over arrays of
+exactly those byte sizes, as float32 elements: one stream call per size, reading the gradient (or,
+where a size has no read-only array, its first written array in place of it: ``w += s * w`` reads
+and writes ``w`` once) and writing the others.  It moves the step's bytes through the same number
+of arrays, but the sizes run one after the other, each with fewer streams in flight than the
+rule's single pass.
 """
 import time
 
@@ -59,3 +68,40 @@ def same_stream_step(elements, states, num_threads, dtype=np.float32):
     read = np.ones(elements, dtype)
     targets = [np.zeros(elements, dtype) for _ in range(written)]  # first touch: by the kernel's threads
     return lambda: stream(read, targets, 1e-3, num_threads)
+
+
+def layout_stream_calls(arrays):
+    """How :func:`layout_stream_step` streams over ``arrays`` (``[(key, nbytes, written)]``):
+    ``[(nbytes, read_key or None, [written keys])]``, one stream call each (read None: the first
+    written array is read in place of a read-only one)."""
+    sizes = {}
+    for key, nbytes, written in arrays:
+        sizes.setdefault(nbytes, ([], []))[1 if written else 0].append(key)
+    calls = []
+    for nbytes, (read, written) in sizes.items():
+        if len(read) > 1 or not written:
+            raise ValueError(f"no stream call reads {read} and writes {written}")
+        for k in range(0, len(written), 4):  # the kernel writes 1 to 4 arrays a call
+            calls.append((nbytes, read[0] if read and k == 0 else None, written[k:k + 4]))
+    return calls
+
+
+def layout_stream_bytes(arrays):
+    """Bytes the calls of :func:`layout_stream_calls` move: each read array once, each written one twice."""
+    return sum(nbytes * ((1 if read else 0) + 2 * len(written))
+               for nbytes, read, written in layout_stream_calls(arrays))
+
+
+def layout_stream_step(arrays, num_threads):
+    """A zero-argument callable streaming over float32 arrays of the byte sizes of ``arrays`` (see
+    :func:`layout_stream_calls`), one stream call per size."""
+    plan = []
+    for nbytes, read, written in layout_stream_calls(arrays):
+        n = -(-nbytes // 4)
+        targets = [np.zeros(n, np.float32) for _ in written]  # first touch: by the kernel's threads
+        plan.append((np.ones(n, np.float32) if read else targets[0], targets))
+
+    def step():
+        for r, targets in plan:
+            stream(r, targets, 1e-3, num_threads)
+    return step

@@ -13,21 +13,35 @@ def calibrate(step, target_seconds=2e-3, most=10_000):
     return int(min(most, max(1, target_seconds / once)))
 
 
-def time_interleaved(steps, repeats):
+def sampled_rounds(repeats, most):
+    """The rounds (of ``repeats``) in which an implementation sampled at most ``most`` times is timed:
+    spread over the run, first and last included."""
+    if most is None or most >= repeats:
+        return set(range(repeats))
+    return {int(round(x)) for x in np.linspace(0, repeats - 1, max(1, most)).tolist()}
+
+
+def time_interleaved(steps, repeats, most_repeats=None):
     """Median seconds per step for each callable in ``steps`` (a dict), sampled round-robin.
 
     Round-robin sampling means a noisy stretch of the machine hits every
     implementation alike, so the ratios between them stay meaningful.
+    ``most_repeats`` (name -> count) caps the samples of slow implementations:
+    one step per sample, in rounds spread over the run.
     """
+    most_repeats = most_repeats or {}
     for step in steps.values():  # warm-up: first-touch page faults, lazy state, thread pools
         step()
-    inner = {name: calibrate(step) for name, step in steps.items()}
+    inner = {name: 1 if name in most_repeats else calibrate(step) for name, step in steps.items()}
+    rounds = {name: sampled_rounds(repeats, most_repeats.get(name)) for name in steps}
     samples = {name: [] for name in steps}
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(repeats):
+        for k in range(repeats):
             for name, step in steps.items():
+                if k not in rounds[name]:
+                    continue
                 n = inner[name]
                 start = time.perf_counter()
                 for _ in range(n):
