@@ -13,6 +13,14 @@ on held-out test digits, and the time of one optimizer step next to that of
 the same update rule written in NumPy (``fastopt.bench.numpy_rules.inplace``:
 the tuned version, in place, tensor by tensor), timed interleaved on copies
 of the trained model.  With matplotlib installed it saves the loss curves.
+
+:func:`run_storage` (``python -m fastopt demo --storage ...``) trains the
+same model with each storage choice of :data:`STORAGES` (bfloat16 or int8
+optimizer state, bfloat16 parameters with float32 master weights or
+stochastic rounding) and prints the final losses, the test accuracy and
+the bytes of optimizer state per parameter.  :func:`run_second_moment`
+is a regression whose gradients span many orders of magnitude within one
+quantization block, the case where the second moment's precision matters.
 """
 import copy
 import time
@@ -20,6 +28,7 @@ import time
 import numpy as np
 
 import fastopt
+from fastopt._storage import BFLOAT16
 from fastopt.bench.cases import numpy_step
 from fastopt.bench.runner import time_interleaved
 from fastopt.nn import BatchNorm
@@ -33,6 +42,18 @@ OPTIMIZERS = {
     "adam": ("Adam", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8), "adam"),
     "adamw": ("AdamW", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), "adamw"),
 }
+
+# name -> (parameter dtype, the optimizer's storage options)
+STORAGES = {
+    "float32": (np.float32, {}),
+    "state-bf16": (np.float32, dict(state_dtype="bfloat16")),
+    "state-int8": (np.float32, dict(state_dtype="int8")),
+    "bf16-master": (BFLOAT16, dict(master_weights=True)),
+    "bf16-master-int8": (BFLOAT16, dict(master_weights=True, state_dtype="int8")),
+    "bf16-stochastic": (BFLOAT16, dict(stochastic_rounding=True, seed=0)),
+    "bf16": (BFLOAT16, {}),
+}
+STORAGE_OPTIMIZERS = ("adam", "adamw", "sgd-momentum")  # run_storage()'s default
 
 
 class MLP:
@@ -106,9 +127,8 @@ def run(optimizers=tuple(OPTIMIZERS), *, epochs=30, batch_size=64, hidden=128, s
     unknown = sorted(set(optimizers) - set(OPTIMIZERS))
     if unknown:
         raise ValueError(f"unknown optimizers {unknown}; choose from {list(OPTIMIZERS)}")
-    X, y = fastopt.datasets.load_digits()
-    X /= 16.0
-    X_train, X_test, y_train, y_test = fastopt.train_test_split(X, y, test_size=0.25, seed=seed, stratify=y)
+    X_train, X_test, y_train, y_test = _digits(seed)
+    X = X_train
     out(f"UCI digits: {len(X_train)} training and {len(X_test)} test images; MLP 64-{hidden}-BN-ReLU-10 (float32); "
         f"{epochs} epochs of batches of {batch_size}; warmup + cosine schedule; gradient norm clipped at 5")
     out("| optimizer | train loss | test loss | test accuracy | step (fastopt) | step (NumPy) | speed-up |")
@@ -133,6 +153,113 @@ def run(optimizers=tuple(OPTIMIZERS), *, epochs=30, batch_size=64, hidden=128, s
             f"{r['numpy_step'] / r['fastopt_step']:.1f}x |")
     if png:
         _plot(results, png, out)
+    return results
+
+
+def _digits(seed):
+    X, y = fastopt.datasets.load_digits()
+    X /= 16.0
+    return fastopt.train_test_split(X, y, test_size=0.25, seed=seed, stratify=y)
+
+
+class StoredIn:
+    """A float32 model whose parameters are *stored* in another dtype (bfloat16): what the optimizer steps.
+
+    ``fastopt.nn.clip_grad_norm_`` and :class:`~fastopt.nn.BatchNorm` take no
+    bfloat16 arrays, and NumPy has no bfloat16 matrix product worth using, so
+    the model itself stays float32: it computes on a float32 copy of the
+    parameters and this wrapper is the bridge.  ``params`` is a bfloat16
+    ParamSet with the same tensors (the parameters of record, those the
+    optimizer updates and the evaluation uses); each call widens them into
+    the float32 model (exactly: every bfloat16 is a float32), runs the
+    float32 forward and backward, clips the float32 gradients, and rounds
+    them into ``params.grad`` (to nearest even), which is what a bf16
+    training framework hands the optimizer.  The optimizer then keeps its
+    own float32 master copy or not (``master_weights=``).  Gradient clipping
+    happens here, so :func:`fastopt.fit` gets ``clip_grad_norm=None``.
+    """
+
+    def __init__(self, model, dtype=BFLOAT16, clip_grad_norm=None):
+        self.model = model
+        self.clip_grad_norm = clip_grad_norm
+        self.params = fastopt.ParamSet(dict(model.params.items()), dtype=dtype, align=True)  # rounded to nearest
+        self._widen()  # the float32 model starts from the rounded values too
+
+    def _widen(self):
+        self.model.params.data[...] = self.params.data
+
+    def loss_and_grad(self, X, y):
+        self._widen()
+        self.model.params.zero_grad()
+        loss = self.model.loss_and_grad(X, y)
+        if self.clip_grad_norm is not None:
+            fastopt.nn.clip_grad_norm_(self.model.params, self.clip_grad_norm)
+        self.params.grad[...] = self.model.params.grad
+        return loss
+
+    def loss(self, X, y):
+        self._widen()
+        return self.model.loss(X, y)
+
+    def accuracy(self, X, y):
+        self._widen()
+        return self.model.accuracy(X, y)
+
+
+def state_bytes(opt, params):
+    """(bytes of optimizer state per parameter, bytes of parameters + gradients + state per parameter).
+
+    Counted from the arrays ``opt`` really holds (``opt.state``: moments,
+    int8 codes and their absmax, master copies; scalars such as the step
+    count are left out) and ``params``' two buffers (padding included), over
+    the number of parameters (the tensors' elements, padding excluded).
+    """
+    state = sum(v.nbytes for slot in opt.state for v in slot.values() if isinstance(v, np.ndarray) and v.ndim)
+    n = sum(v.size for v in params.values())
+    return state / n, (state + params.data.nbytes + params.grad.nbytes) / n
+
+
+def run_storage(optimizers=STORAGE_OPTIMIZERS, storages=tuple(STORAGES), *, epochs=30, batch_size=64, hidden=128,
+                seed=0, out=print):
+    """Train the digits MLP with each optimizer in each storage choice; print a table; return {(opt, storage): dict}.
+
+    Every run starts from the same initial model (rounded to bfloat16 for
+    bfloat16 parameters) and sees the same batches and schedule as
+    :func:`run`; the result dicts hold ``train_loss``, ``test_loss``,
+    ``test_accuracy``, ``history``, ``state_bytes`` and ``total_bytes`` (per
+    parameter, see :func:`state_bytes`).
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    for given, known, what in ((optimizers, OPTIMIZERS, "optimizers"), (storages, STORAGES, "storages")):
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {what} {unknown}; choose from {list(known)}")
+    X_train, X_test, y_train, y_test = _digits(seed)
+    out(f"UCI digits: {len(X_train)} training and {len(X_test)} test images; MLP 64-{hidden}-BN-ReLU-10 computed in "
+        f"float32; {epochs} epochs of batches of {batch_size}; warmup + cosine schedule; gradient norm clipped at 5")
+    out("| optimizer | storage | state B/param | params+grads+state B/param | train loss | test loss | "
+        "test accuracy |")
+    out("|---|---|---|---|---|---|---|")
+    results = {}
+    for name in optimizers:
+        cls_name, hyper, _ = OPTIMIZERS[name]
+        for storage in storages:
+            dtype, options = STORAGES[storage]
+            model = MLP(X_train.shape[1], hidden, 10, seed=seed)
+            clip = 5.0
+            if dtype != np.float32:
+                model, clip = StoredIn(model, dtype, clip_grad_norm=clip), None
+            opt = getattr(fastopt, cls_name)(model.params, **hyper, **options)
+            history = fastopt.fit(model, opt, X_train, y_train, epochs=epochs, batch_size=batch_size,
+                                  scheduler=_schedule(opt, epochs), clip_grad_norm=clip,
+                                  validation_data=(X_test, y_test), seed=seed, progress=False)
+            per_state, per_total = state_bytes(opt, model.params)
+            r = results[name, storage] = dict(train_loss=history.train_loss[-1], test_loss=model.loss(X_test, y_test),
+                                              test_accuracy=model.accuracy(X_test, y_test), history=history,
+                                              state_bytes=per_state, total_bytes=per_total)
+            out(f"| {name} | {storage} | {per_state:.2f} | {per_total:.2f} | {r['train_loss']:.4f} | "
+                f"{r['test_loss']:.4f} | {100 * r['test_accuracy']:.1f}% |")
     return results
 
 
@@ -179,3 +306,119 @@ def _plot(results, path, out):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     out(f"loss curves saved to {path}")
+
+
+class UnitsRegression:
+    """Linear regression onto targets measured in units many orders of magnitude apart: ``Y ~ (X W + b) * units``.
+
+    Trained on the plain squared error in those units (summed over targets,
+    averaged over rows), so the gradient of target k's column of ``W`` scales
+    like ``units[k] ** 2``: with units from 1e-4 to 1e4 the gradients, and so
+    Adam's moments, span 16 orders of magnitude inside every 256-element
+    block of ``W`` (row-major, all targets side by side).  In float32 Adam's
+    per-element normalization makes the units irrelevant; a blockwise-int8
+    state shares one scale per block.  :meth:`relative_error` is the
+    scale-free yardstick: each target's mean squared error over its units
+    squared, averaged over targets (the noise floor is ``noise ** 2``).
+    """
+
+    def __init__(self, n_in, units):
+        self.units = np.asarray(units, dtype=np.float32)
+        self.params = fastopt.ParamSet({"W": np.zeros((n_in, len(units))), "b": np.zeros(len(units))},
+                                       dtype=np.float32, align=True)
+
+    def predict(self, X):
+        return (X @ self.params["W"] + self.params["b"]) * self.units
+
+    def loss_and_grad(self, X, y):
+        r = self.predict(X) - y
+        dr = r * (2 * self.units / len(y))
+        np.matmul(X.T, dr, out=self.params.grads["W"])
+        np.sum(dr, axis=0, out=self.params.grads["b"])
+        return float(np.mean(np.sum(r * r, axis=1)))
+
+    def loss(self, X, y):
+        r = self.predict(X) - y
+        return float(np.mean(np.sum(r * r, axis=1)))
+
+    def relative_error(self, X, y):
+        r = (self.predict(X) - y) / self.units
+        return float(np.mean(r * r))
+
+
+def units_data(decades, *, n_in=32, n_out=8, n=3000, noise=0.1, seed=0):
+    """Inputs, targets and units for :class:`UnitsRegression`: units log-spaced over ``decades`` around 1."""
+    rng = np.random.default_rng(seed)
+    units = 10.0 ** np.linspace(-decades / 2, decades / 2, n_out)
+    X = rng.standard_normal((n, n_in))
+    A = rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
+    Y = (X @ A + noise * rng.standard_normal((n, n_out))) * units
+    return X.astype(np.float32), Y.astype(np.float32), units
+
+
+def run_second_moment(storages=("float32", "state-bf16", "state-int8"), decades=(2, 4, 8), *, epochs=30, lr=1e-2,
+                      batch_size=50, seed=0, out=print):
+    """Adam on :class:`UnitsRegression` for each span of units and storage; print a table; return {(decades, storage): dict}.
+
+    Each dict holds ``train_error`` and ``test_error`` (relative errors, see
+    :meth:`UnitsRegression.relative_error`), the per-target ``test_errors``,
+    and ``history`` (the raw training losses).  2000 rows train, 1000 test.
+    """
+    unknown = sorted(set(storages) - {k for k, (dtype, _) in STORAGES.items() if dtype == np.float32})
+    if unknown:
+        raise ValueError(f"unknown storages {unknown} for float32 parameters; choose from "
+                         f"{[k for k, (dtype, _) in STORAGES.items() if dtype == np.float32]}")
+    out(f"Regression onto 8 targets in units spread over D decades (W: 32x8, one 256-element block); squared error "
+        f"in those units; Adam lr={lr}, {epochs} epochs of batches of {batch_size}, cosine schedule; "
+        "relative error = mean over targets of MSE / unit**2 (noise floor 0.0100)")
+    out("| units span | storage | train relative error | test relative error | test error per target (smallest unit first) |")
+    out("|---|---|---|---|---|")
+    results = {}
+    for span in decades:
+        X, Y, units = units_data(span, seed=seed)
+        X_train, X_test, Y_train, Y_test = X[:2000], X[2000:], Y[:2000], Y[2000:]
+        for storage in storages:
+            model = UnitsRegression(X.shape[1], units)
+            opt = fastopt.Adam(model.params, lr=lr, **STORAGES[storage][1])
+            history = fastopt.fit(model, opt, X_train, Y_train, epochs=epochs, batch_size=batch_size,
+                                  scheduler=lr_scheduler.CosineAnnealingLR(opt, T_max=epochs), seed=seed,
+                                  progress=False)
+            r = (model.predict(X_test) - Y_test) / units
+            r = results[span, storage] = dict(train_error=model.relative_error(X_train, Y_train),
+                                              test_error=model.relative_error(X_test, Y_test),
+                                              test_errors=np.mean(r * r, axis=0), history=history)
+            per_target = " ".join(f"{e:.3f}" for e in r["test_errors"])
+            out(f"| 1e{-span / 2:+g}..1e{span / 2:+g} | {storage} | {r['train_error']:.4f} | {r['test_error']:.4f} | "
+                f"{per_target} |")
+    return results
+
+
+def main(argv=None):
+    """``python -m fastopt.demo --storage LIST``: :func:`run_storage`, then :func:`run_second_moment`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m fastopt.demo",
+        description="Train the digits MLP with each storage choice (state and parameter dtypes), then Adam on a "
+                    "regression whose gradients span many orders of magnitude (float32, bf16 and int8 state).")
+    parser.add_argument("--storage", default="all",
+                        help="comma-separated subset of: " + ",".join(STORAGES) + " (default: all)")
+    parser.add_argument("--optimizers", default=",".join(STORAGE_OPTIMIZERS),
+                        help="comma-separated subset of: " + ",".join(OPTIMIZERS))
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-second-moment", action="store_true", help="skip the wide-gradient regression")
+    args = parser.parse_args(argv)
+    storages = tuple(STORAGES) if args.storage == "all" else tuple(args.storage.split(","))
+    try:
+        run_storage(tuple(args.optimizers.split(",")), storages, epochs=args.epochs, seed=args.seed)
+        if not args.no_second_moment:
+            print()
+            run_second_moment(tuple(s for s in storages if STORAGES[s][0] == np.float32), seed=args.seed)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
