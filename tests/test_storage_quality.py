@@ -61,28 +61,31 @@ def test_state_bytes_per_parameter_come_from_the_arrays_held(adam_runs):
 
 @pytest.fixture(scope="module")
 def second_moment():
-    return demo.run_second_moment(decades=(2, 8), out=lambda line: None)
+    return demo.run_second_moment(decades=(2, 4, 8), out=lambda line: None)
 
 
 def test_second_moment_task_float32_and_bf16_state_reach_the_noise_floor(second_moment):
     # noise 0.1 on the standardized targets: relative error floor 0.01 (measured 0.0099 train, 0.0103 test)
-    for span in (2, 8):
+    for span in (2, 4, 8):
         for storage in ("float32", "state-bf16"):
             r = second_moment[span, storage]
             assert r["test_error"] < 0.0115 and r["train_error"] < 0.0115, (span, storage, r["test_error"])
 
 
-def test_second_moment_task_int8_state_within_5_percent_over_two_decades_of_units(second_moment):
-    # units 0.1..10 (gradients over 4 decades): int8 matches float32 (measured: equal to 4 digits)
-    f32, int8 = second_moment[2, "float32"], second_moment[2, "state-int8"]
+@pytest.mark.parametrize("span", [2, 4])
+def test_second_moment_task_int8_state_within_5_percent_up_to_four_decades_of_units(second_moment, span):
+    # units 0.1..10 and 0.01..100 (gradients over 4 and 8 decades): int8 matches float32 (measured: equal to
+    # 4 digits)
+    f32, int8 = second_moment[span, "float32"], second_moment[span, "state-int8"]
     assert int8["test_error"] <= 1.05 * f32["test_error"]
     assert int8["train_error"] <= 1.05 * f32["train_error"]
 
 
 def test_second_moment_task_int8_state_loses_the_small_units_over_eight_decades(second_moment):
     """The documented limit: units 1e-4..1e4 put gradients 16 decades apart in one block; int8 codes cover
-    2**-15 (signed, the first moment) of the block's absmax, so the small-unit targets' moments are 0 and
-    their weights never move.  Measured: relative error 0.66 vs 0.0103; the three largest units still fit."""
+    2**-31 (signed, the first moment: about 9 decades) of the block's absmax, so the small-unit targets'
+    moments are 0 and their weights never move.  Measured: relative error 0.43 vs 0.0103; the five largest
+    units still fit."""
     f32, int8 = second_moment[8, "float32"], second_moment[8, "state-int8"]
     assert int8["test_error"] > 10 * f32["test_error"]
     assert np.all(int8["test_errors"][-3:] < 0.0115)  # the largest units are unharmed

@@ -32,8 +32,14 @@ def _bench(args):
 def _demo(args):
     from fastopt import demo
 
-    optimizers = args.optimizers.split(",") if args.optimizers else tuple(demo.OPTIMIZERS)
     try:
+        if args.storage:  # the storage tables: each storage choice, then the wide-gradient regression
+            optimizers = args.optimizers.split(",") if args.optimizers else demo.STORAGE_OPTIMIZERS
+            storages = tuple(demo.STORAGES) if args.storage == "all" else args.storage.split(",")
+            demo.run_storage(optimizers, storages, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+            demo.run_second_moment(seed=args.seed)
+            return 0
+        optimizers = args.optimizers.split(",") if args.optimizers else tuple(demo.OPTIMIZERS)
         demo.run(optimizers, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                  png=None if args.no_png else args.png)
     except ValueError as exc:
@@ -89,6 +95,9 @@ def build_parser():
     demo.add_argument("--epochs", type=int, default=30)
     demo.add_argument("--batch-size", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--storage", help="instead, compare storage choices: 'all' or a comma-separated subset of: "
+                      "float32,state-bf16,state-int8,bf16-master,bf16-master-int8,bf16-stochastic,bf16 "
+                      "(then the wide-gradient regression with float32, bf16 and int8 state)")
     demo.add_argument("--png", default="fastopt-demo.png", help="where to save the loss curves (needs matplotlib)")
     demo.add_argument("--no-png", action="store_true", help="do not save the loss curves")
     demo.set_defaults(run=_demo)
