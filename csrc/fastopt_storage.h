@@ -19,12 +19,13 @@
  * The int8 code maps are 8-bit floats relative to the block's absmax: with a
  * = |x| / absmax in [0, 1],
  *   signed (first moments):    sign bit, 5-bit exponent, 2-bit mantissa:
- *                              magnitudes 1.25 * 2^-31 to 1; smaller ones
- *                              become 0;
+ *                              magnitudes 1.25 * 2^-31 to 1 (those below
+ *                              1.125 * 2^-31 become 0);
  *   unsigned (second moments): 6-bit exponent, 2-bit mantissa: 1.25 * 2^-63
- *                              to 1; a positive value never becomes 0 (it
+ *                              to 1; a nonzero value never becomes 0 (it
  *                              becomes the smallest code), so the denominator
  *                              of an Adam-type update never collapses.
+ * (Codes above 1, signed 125-127 and unsigned 253-255, are never written.)
  * The range is what a block needs when its gradients span many orders of
  * magnitude (9 decades of first moments, 19 of second moments, i.e. of
  * squared gradients); the price is a relative rounding error of at most 1/8
@@ -38,7 +39,8 @@
  * or more (all zeros or float32 subnormals) stores absmax = 0 and codes 0.
  *
  * Stochastic rounding adds 16 random bits below a float32's bfloat16 part
- * before truncating, so the rounded value is unbiased.  The bits come from a
+ * before truncating, so the rounded value is unbiased (a value beyond
+ * bfloat16's largest finite one becomes inf, as it does rounded to nearest).  The bits come from a
  * counter-based hash of the element index and a 64-bit key
  * (fastopt_rounding_key(seed, stream, step)): the same for any thread count,
  * and reproducible from a checkpoint.
@@ -49,10 +51,9 @@
 #ifndef FASTOPT_STORAGE_H
 #define FASTOPT_STORAGE_H
 
-#include <float.h>
+#include <Python.h>  /* first, as Python asks */
 #include <stdint.h>
 #include <string.h>
-#include <Python.h>
 
 /* With AVX-512 F/BW the conversions below take explicit vector loops (GCC's own vectorization of the narrowing
  * stores costs several shuffles per vector); they compute exactly what the portable loops do, which finish the
@@ -183,11 +184,11 @@ static inline void fastopt_round_bf16_stochastic(const float *src, uint16_t *dst
  * the smallest binade to 1. */
 #define FASTOPT_CODE_SHIFT 21                        /* 23 float32 mantissa bits - 2 kept */
 #define FASTOPT_CODE_ROUND (1u << (FASTOPT_CODE_SHIFT - 1))
-#define FASTOPT_SIGNED_BASE ((127u - 31u) << 2)      /* 384: 5-bit exponent, binades 2^-31 .. 2^-1, and 1 */
-#define FASTOPT_UNSIGNED_BASE ((127u - 63u) << 2)    /* 256: 6-bit exponent, binades 2^-63 .. 2^-1, and 1 */
+#define FASTOPT_SIGNED_BASE ((127u - 31u) << 2)      /* 384: code 1 is 1.25 * 2^-31 (code 0 is zero) */
+#define FASTOPT_UNSIGNED_BASE ((127u - 63u) << 2)    /* 256: code 1 is 1.25 * 2^-63 */
 
-/* The largest |x| of a block, or NaN if any of its values is not finite. */
-static inline float fastopt_block_absmax(const float *x, Py_ssize_t n) {
+/* The bits of the largest |x| of a block (non-negative floats order as their bits do, NaN above inf). */
+static inline uint32_t fastopt_block_top(const float *x, Py_ssize_t n) {
     uint32_t top = 0;
     Py_ssize_t i = 0;
 #ifdef FASTOPT_STORAGE_AVX512
@@ -199,53 +200,56 @@ static inline float fastopt_block_absmax(const float *x, Py_ssize_t n) {
     top = _mm512_reduce_max_epu32(vtop);
 #endif
     for (; i < n; i++) {
-        uint32_t a = fastopt_bits(x[i]) & 0x7fffffffu;  /* non-negative floats order as their bits do */
+        uint32_t a = fastopt_bits(x[i]) & 0x7fffffffu;
         top = a > top ? a : top;
     }
-    return top >= 0x7f800000u ? fastopt_float(0x7fc00000u) : fastopt_float(top);
+    return top;
 }
 
+/* Every decision below is on bits, not float compares, so that a caller compiled with -ffast-math gets the
+ * same codes.  (Under flush-to-zero, a block whose absmax is 2^126 or more would lose its subnormal
+ * ratios: fastopt never turns flush-to-zero on.) */
 static inline void fastopt_encode_block_as(const float *x, uint8_t *q, float *absmax, Py_ssize_t n,
                                            const int is_signed) {
-    float top = fastopt_block_absmax(x, n);
-    if (!(top >= FLT_MIN)) {  /* NaN, or nothing above the subnormals (whose reciprocal overflows) */
-        *absmax = top == top ? 0.0f : top;
+    uint32_t top = fastopt_block_top(x, n);
+    if (top >= 0x7f800000u || top < 0x00800000u) {  /* not finite; or zeros and subnormals (1/top overflows) */
+        *absmax = fastopt_float(top >= 0x7f800000u ? 0x7fc00000u : 0u);
         memset(q, 0, (size_t)n);
         return;
     }
-    *absmax = top;
-    float inv = 1.0f / top;
+    *absmax = fastopt_float(top);
+    float inv = 1.0f / fastopt_float(top);
     Py_ssize_t i = 0;
 #ifdef FASTOPT_STORAGE_AVX512
     const __m512i magnitude = _mm512_set1_epi32(0x7fffffff), round = _mm512_set1_epi32(FASTOPT_CODE_ROUND);
     const __m512i base = _mm512_set1_epi32(is_signed ? FASTOPT_SIGNED_BASE : FASTOPT_UNSIGNED_BASE);
     const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1), sign = _mm512_set1_epi32(0x80);
-    const __m512 vinv = _mm512_set1_ps(inv), vone = _mm512_set1_ps(1.0f);
+    const __m512i unit = _mm512_set1_epi32(0x3f800000);
+    const __m512 vinv = _mm512_set1_ps(inv);
     for (; i + 16 <= n; i += 16) {
         __m512i b = _mm512_loadu_si512((const void *)(x + i));
-        __m512 a = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_and_si512(b, magnitude)), vinv);
-        a = _mm512_min_ps(a, vone);  /* a is finite here: min_ps is a < 1 ? a : 1 */
-        __m512i ab = _mm512_castps_si512(a);
+        __m512i mag = _mm512_and_si512(b, magnitude);
+        __m512i ab = _mm512_min_epu32(_mm512_castps_si512(_mm512_mul_ps(_mm512_castsi512_ps(mag), vinv)), unit);
         __m512i c = _mm512_sub_epi32(_mm512_srli_epi32(_mm512_add_epi32(ab, round), FASTOPT_CODE_SHIFT), base);
         if (is_signed) {
             c = _mm512_or_si512(_mm512_max_epi32(c, zero), _mm512_and_si512(_mm512_srli_epi32(b, 24), sign));
         } else {
-            c = _mm512_max_epi32(c, _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(ab, ab), one));
+            c = _mm512_max_epi32(c, _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(mag, mag), one));
         }
         _mm_storeu_si128((__m128i *)(q + i), _mm512_cvtepi32_epi8(c));
     }
 #endif
     for (; i < n; i++) {
-        uint32_t b = fastopt_bits(x[i]);
-        float a = fastopt_float(b & 0x7fffffffu) * inv;
-        a = a < 1.0f ? a : 1.0f;
-        uint32_t rounded = (fastopt_bits(a) + FASTOPT_CODE_ROUND) >> FASTOPT_CODE_SHIFT;
+        uint32_t b = fastopt_bits(x[i]), mag = b & 0x7fffffffu;
+        uint32_t ab = fastopt_bits(fastopt_float(mag) * inv);
+        ab = ab < 0x3f800000u ? ab : 0x3f800000u;  /* a = min(|x| / absmax, 1), on its bits */
+        uint32_t rounded = (ab + FASTOPT_CODE_ROUND) >> FASTOPT_CODE_SHIFT;
         if (is_signed) {
             int32_t c = (int32_t)rounded - (int32_t)FASTOPT_SIGNED_BASE;
             q[i] = (uint8_t)(((b >> 24) & 0x80u) | (uint32_t)(c > 0 ? c : 0));
         } else {
             int32_t c = (int32_t)rounded - (int32_t)FASTOPT_UNSIGNED_BASE;
-            q[i] = (uint8_t)(c > 0 ? (uint32_t)c : (uint32_t)(fastopt_bits(a) != 0));  /* a >= 0: bits 0 iff 0 */
+            q[i] = (uint8_t)(c > 0 ? (uint32_t)c : (uint32_t)(mag != 0));  /* a nonzero x never becomes 0 */
         }
     }
 }

@@ -128,7 +128,7 @@ def quantize_blockwise(x, signed):
     if signed:
         code = np.where(c - SIGNED_BASE >= 1, c - SIGNED_BASE, 0) | (np.signbit(x).astype(np.int32) << 7)
     else:
-        code = np.where(c - UNSIGNED_BASE >= 1, c - UNSIGNED_BASE, (a > 0).astype(np.int32))
+        code = np.where(c - UNSIGNED_BASE >= 1, c - UNSIGNED_BASE, (mag[:n] > 0).astype(np.int32))  # x != 0
     code[np.repeat(bad | tiny, BLOCK)[:n]] = 0
     return code.astype(np.uint8), absmax
 

@@ -200,3 +200,23 @@ def test_a_c_file_including_only_fastopt_h_compiles(tmp_path, layout):
         pytest.skip(f"no C compiler that can build Python extensions: {exc}")
     cc.compile([str(source)], output_dir=str(tmp_path / "out"),
                include_dirs=[sysconfig.get_paths()["include"], include], extra_postargs=flags)
+
+
+# fastopt_storage.h's structs, storage types and int8 code-map constants, as of each ABI_VERSION: the stored
+# kernels take the structs, and checkpoints hold codes made with the maps.
+STORAGE_ABI = {1: [
+    'fastopt_buffer: int dtype; void *data; float *absmax',
+    'fastopt_storage: fastopt_buffer param; fastopt_buffer grad; float *master; int stochastic_rounding; uint64_t rounding_key; fastopt_buffer state[FASTOPT_MAX_STATE]',
+    'enum: FASTOPT_FLOAT32 = 0, FASTOPT_BFLOAT16 = 1, FASTOPT_INT8 = 2',
+    'FASTOPT_BLOCK = 256',
+    'FASTOPT_MAX_STATE = 8',
+    'FASTOPT_CODE_SHIFT = 21',
+    'FASTOPT_SIGNED_BASE = ((127u - 31u) << 2)',
+    'FASTOPT_UNSIGNED_BASE = ((127u - 63u) << 2)',
+]}
+
+
+def test_the_storage_header_changes_only_with_the_abi_version(codegen):
+    assert codegen.storage_abi(ROOT) == STORAGE_ABI[_rules.ABI_VERSION], (
+        "csrc/fastopt_storage.h's structs or code maps changed: they are part of the C API (raise "
+        "_rules.ABI_VERSION and record the new lines) and of the checkpoint format")

@@ -217,6 +217,9 @@ def test_argument_errors_on_one_rank(dist):
         dist.ShardedOptimizer(fastopt.Adam, {"w": np.zeros(3)})
     with pytest.raises(TypeError, match="does not take|unexpected keyword"):
         dist.ShardedOptimizer(fastopt.SGD, ps, betas=(0.9, 0.99))
+    for option in (dict(state_dtype="int8"), dict(master_weights=True), dict(stochastic_rounding=True, seed=1)):
+        with pytest.raises(ValueError, match="keeps the state in the parameters' dtype"):
+            dist.ShardedOptimizer(fastopt.Adam, ps, **option)
     with pytest.raises(TypeError, match="float32 or float64"):
         dist.allreduce_grads([np.zeros(3, dtype=np.int64)])
     with pytest.raises(TypeError, match="ParamSet.grad must have dtype float32 or float64, got bfloat16"):

@@ -513,3 +513,29 @@ def test_state_dtype_may_be_a_dtype(spelling, rng):
     assert_bitwise_equal(a, b)
     assert {k: v.dtype for k, v in opt_a.state[0].items() if isinstance(v, np.ndarray)} == \
         {k: v.dtype for k, v in opt_b.state[0].items() if isinstance(v, np.ndarray)}
+
+
+# ------------------------------------------------------------- state dicts and pickles
+def test_an_int8_state_array_comes_with_its_absmax_or_is_refused(rng):
+    p = rng.standard_normal(300).astype(np.float32)
+    opt = fastopt.Adam([p], amsgrad=True, state_dtype="int8")
+    opt.step([np.ones_like(p)])
+    saved = opt.state_dict()
+    for missing in ("exp_avg_absmax", "max_exp_avg_sq_absmax", "max_exp_avg_sq"):
+        broken = {**saved, "state": {0: {k: v for k, v in saved["state"][0].items() if k != missing}}}
+        with pytest.raises(ValueError, match="lacks"):
+            fastopt.Adam([p.copy()], amsgrad=True, state_dtype="int8").load_state_dict(broken)
+
+
+def test_an_optimizer_pickled_before_the_storage_options_still_loads():
+    import pickle
+    p = np.ones(4, np.float32)
+    opt = fastopt.Adam([p], lr=0.1)
+    opt.step([np.ones_like(p)])
+    state = opt.__getstate__()
+    old = {"params": state["params"], "defaults": state["defaults"], "skip_nonfinite": True,
+           "state_dict": state["state_dict"]}  # the layout of __getstate__ before state_dtype and friends
+    restored = fastopt.Adam.__new__(fastopt.Adam)
+    restored.__setstate__(old)
+    assert restored.skip_nonfinite and restored.state_dtype is None and restored.state[0]["step"] == 1
+    assert pickle.loads(pickle.dumps(fastopt.Adam([p], state_dtype="int8"))).state_dtype == "int8"

@@ -34,10 +34,8 @@ def _demo(args):
 
     try:
         if args.storage:  # the storage tables: each storage choice, then the wide-gradient regression
-            optimizers = args.optimizers.split(",") if args.optimizers else demo.STORAGE_OPTIMIZERS
-            storages = tuple(demo.STORAGES) if args.storage == "all" else args.storage.split(",")
-            demo.run_storage(optimizers, storages, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
-            demo.run_second_moment(seed=args.seed)
+            demo.storage_tables(args.optimizers or ",".join(demo.STORAGE_OPTIMIZERS), args.storage,
+                                epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
             return 0
         optimizers = args.optimizers.split(",") if args.optimizers else tuple(demo.OPTIMIZERS)
         demo.run(optimizers, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,

@@ -230,6 +230,25 @@ def abi_layout(root=ROOT):
     return lines
 
 
+def storage_abi(root=ROOT):
+    """The part of the C API that ``csrc/fastopt_storage.h`` (hand-written) declares, one line per item.
+
+    Its structs (field types and names, in order), its storage-type values and
+    the constants of the int8 code maps: the stored kernels take these
+    structs, and checkpoints hold codes made with these maps, so a change to
+    any line needs a new ``ABI_VERSION`` (tests/test_codegen.py holds them).
+    """
+    with open(os.path.join(root, "csrc", "fastopt_storage.h")) as fh:
+        header = re.sub(r"/\*.*?\*/", "", fh.read(), flags=re.S)
+    lines = [f"{name}: " + "; ".join(" ".join(f.split()) for f in body.split(";") if f.strip())
+             for name, body in re.findall(r"typedef struct (\w+) \{(.*?)\} \1;", header, re.S)]
+    lines.append("enum: " + " ".join(re.search(r"enum \{(.*?)\};", header, re.S).group(1).split()))
+    constants = "BLOCK|MAX_STATE|CODE_SHIFT|SIGNED_BASE|UNSIGNED_BASE"
+    lines += [f"{name} = {value.strip()}"
+              for name, value in re.findall(rf"#define (FASTOPT_(?:{constants})) (.*)$", header, re.M)]
+    return lines
+
+
 def _render(root, source_digest):
     from Cython.Tempita import Template
 

@@ -45,7 +45,10 @@ def absmax_length(n):
 
 
 def state_layout(name, n, state_dtype):
-    """``{key: (shape, dtype)}``: how a state array ``name`` of ``n`` elements is held in ``state_dtype``."""
+    """``{key: (shape, dtype)}``: how a state array ``name`` of ``n`` elements is held in ``state_dtype``
+    (a key of STATE_DTYPES: resolved, not None)."""
+    if state_dtype not in STATE_DTYPES:
+        raise ValueError(f"state_dtype must be one of {sorted(STATE_DTYPES)} here, got {state_dtype!r}")
     if state_dtype == "int8":
         return {name: ((n,), UINT8), name + ABSMAX_SUFFIX: ((absmax_length(n),), FLOAT32)}
     return {name: ((n,), BFLOAT16 if state_dtype == "bfloat16" else np.dtype(state_dtype))}

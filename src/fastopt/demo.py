@@ -186,7 +186,8 @@ class StoredIn:
         self._widen()  # the float32 model starts from the rounded values too
 
     def _widen(self):
-        self.model.params.data[...] = self.params.data
+        for name in self.params.names:  # tensor by tensor: the two arenas pad differently
+            self.model.params[name][...] = self.params[name]
 
     def loss_and_grad(self, X, y):
         self._widen()
@@ -194,7 +195,8 @@ class StoredIn:
         loss = self.model.loss_and_grad(X, y)
         if self.clip_grad_norm is not None:
             fastopt.nn.clip_grad_norm_(self.model.params, self.clip_grad_norm)
-        self.params.grad[...] = self.model.params.grad
+        for name in self.params.names:
+            self.params.grads[name][...] = self.model.params.grads[name]
         return loss
 
     def loss(self, X, y):
@@ -409,15 +411,25 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-second-moment", action="store_true", help="skip the wide-gradient regression")
     args = parser.parse_args(argv)
-    storages = tuple(STORAGES) if args.storage == "all" else tuple(args.storage.split(","))
     try:
-        run_storage(tuple(args.optimizers.split(",")), storages, epochs=args.epochs, seed=args.seed)
-        if not args.no_second_moment:
-            print()
-            run_second_moment(tuple(s for s in storages if STORAGES[s][0] == np.float32), seed=args.seed)
+        storage_tables(args.optimizers, args.storage, epochs=args.epochs, seed=args.seed,
+                       second_moment=not args.no_second_moment)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     return 0
+
+
+def storage_tables(optimizers=",".join(STORAGE_OPTIMIZERS), storages="all", *, epochs=30, batch_size=64, seed=0,
+                   second_moment=True):
+    """The storage tables (``python -m fastopt demo --storage`` and ``python -m fastopt.demo``):
+    :func:`run_storage` for the comma-separated ``optimizers`` and ``storages`` ("all": every one), then
+    :func:`run_second_moment` for those of them with float32 parameters."""
+    storages = tuple(STORAGES) if storages == "all" else tuple(storages.split(","))
+    run_storage(tuple(optimizers.split(",")), storages, epochs=epochs, batch_size=batch_size, seed=seed)
+    float32 = tuple(s for s in storages if STORAGES[s][0] == np.float32)
+    if second_moment and float32:
+        print()
+        run_second_moment(float32, seed=seed)
 
 
 if __name__ == "__main__":

@@ -192,7 +192,9 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
         stopping and to False otherwise; needs ``validation_data``.  Only
         the parameters are restored: the optimizer's state (momentum,
         moment estimates, step counts) and the scheduler stay as they are
-        after the last epoch.
+        after the last epoch; an optimizer with ``master_weights`` keeps its
+        float32 copy of the last epoch, which its next step would write back
+        (clear its state to continue from the restored parameters).
     callback : callable, optional
         Called as ``callback(epoch, history)`` after each epoch (``epoch``
         counts from 0), e.g. to save a checkpoint.  Returning True stops

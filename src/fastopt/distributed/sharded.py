@@ -146,6 +146,10 @@ class ShardedOptimizer:
         _check_arguments(optimizer_class, ps)
         check_writeable(ps.data, "ParamSet.data")
         hyper = dict(hyper)
+        storage = sorted(k for k in ("state_dtype", "master_weights", "stochastic_rounding", "seed") if k in hyper)
+        if storage:  # int8 blocks would start at each rank's slice, so results would depend on the rank count
+            raise ValueError(f"ShardedOptimizer keeps the state in the parameters' dtype; {storage} are for "
+                             "single-process optimizers")
         skip = flag("skip_nonfinite", hyper.pop("skip_nonfinite", False))
         options = tuple(flag(name, value) for name, value in zip(("reduce_grads", "average", "broadcast"), options))
         bounds = shard_bounds(ps.size, self.size, ps.dtype)

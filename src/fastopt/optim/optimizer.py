@@ -107,8 +107,12 @@ class Optimizer:
         bfloat16 parameters only: keep a float32 copy of them
         (``state[i]["master_param"]``, made at a slot's first step), update
         it, and write the parameters as its rounding to nearest, so they
-        follow float32 training to bfloat16 rounding.  Writing the
-        parameters yourself afterwards does not reach the copy.
+        follow float32 training to bfloat16 rounding (the moments stay in
+        ``state_dtype``: pass ``"float32"`` for DeepSpeed's layout).  The copy
+        is the truth: parameters written from outside afterwards (a
+        ``fastopt.load`` of parameters alone, ``fit(restore_best=True)``) are
+        overwritten by the next step; clear the slot's state
+        (``opt.state[i].clear()``) to start the copy again from them.
     stochastic_rounding : bool, default False
         bfloat16 parameters without a master copy: round each updated value
         up or down at random, with probability by its distance, so updates
@@ -118,6 +122,7 @@ class Optimizer:
         after resuming from a checkpoint.
     seed : int, default 0
         The stochastic rounding seed, in [0, 2**64); kept in ``state_dict()``.
+        Without ``stochastic_rounding`` nothing uses it.
 
     Attributes
     ----------
@@ -504,7 +509,8 @@ class Optimizer:
                 "options": {name: getattr(self, name) for name in _OPTIONS}, "state_dict": self.state_dict()}
 
     def __setstate__(self, saved):
-        Optimizer.__init__(self, saved["params"], saved["defaults"], **saved["options"])
+        options = saved.get("options", {"skip_nonfinite": saved.get("skip_nonfinite", False)})  # older pickles
+        Optimizer.__init__(self, saved["params"], saved["defaults"], **options)
         self.load_state_dict(saved["state_dict"])
 
     def _slot_index(self, key):
@@ -545,6 +551,11 @@ class Optimizer:
                       for key in _storage.state_layout(name, 0, self._slot_storage[index])]
             needed += [_storage.MASTER] if self.master_weights else []  # made with the slot's first state
             missing = [key for key in scalars + tuple(needed) if key not in saved]
+            missing += [f"{name}{_storage.ABSMAX_SUFFIX}" for name in self.state_arrays  # int8: codes and absmax
+                        if self._slot_storage[index] == "int8" and name in saved
+                        and f"{name}{_storage.ABSMAX_SUFFIX}" not in saved]
+            missing += [name for name in self.state_arrays
+                        if f"{name}{_storage.ABSMAX_SUFFIX}" in saved and name not in saved]
             if missing:
                 raise ValueError(f"state of {slot.name} in the state_dict lacks {missing}: a slot's state must "
                                  f"be empty or complete ({', '.join(scalars + tuple(needed))})")

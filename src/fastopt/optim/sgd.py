@@ -43,7 +43,6 @@ class SGD(Optimizer):
         Storage and safety options, the same for every optimizer: ``skip_nonfinite``,
         ``state_dtype``, ``master_weights``, ``stochastic_rounding``, ``seed`` (see
         :class:`~fastopt.optim.Optimizer`).
-        See :class:`fastopt.optim.Optimizer`.
 
     State per slot: ``momentum_buffer`` (only with momentum).
 
