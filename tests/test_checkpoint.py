@@ -303,13 +303,19 @@ def test_a_seed_a_checkpoint_cannot_hold_is_refused_by_save(seed, error, tmp_pat
     assert not list(tmp_path.iterdir())
 
 
-def test_seed_entry_is_checked(tmp_path):
-    from test_checkpoint_faults import members, write  # (that module imports this one)
+def adam_checkpoint_entries(tmp_path):
+    """{entry: array} of a checkpoint of model() and an Adam stepped once, saved as tmp_path/a.npz."""
+    from test_checkpoint_faults import members  # (that module imports this one)
     ps = model()
     opt = fastopt.Adam(ps)
     train(ps, opt, 1, seed=0)
     fastopt.save(tmp_path / "a.npz", ps, opt)
-    entries = members(tmp_path / "a.npz")
+    return members(tmp_path / "a.npz")
+
+
+def test_seed_entry_is_checked(tmp_path):
+    from test_checkpoint_faults import write  # (that module imports this one)
+    entries = adam_checkpoint_entries(tmp_path)
     for extra, match in [
         ({"optimizer/seed": np.array(5)}, r"optimizer/seed is int64\[\] in the checkpoint but uint64\[\] here"),
         ({"optimizer/seed": np.array([5], np.uint64)}, r"uint64\[1\]"),
@@ -324,12 +330,8 @@ def test_seed_entry_is_checked(tmp_path):
 
 
 def test_without_the_optimizer_compressed_state_entries_are_accepted_by_kind(tmp_path):
-    from test_checkpoint_faults import members, write  # (that module imports this one)
-    ps = model()
-    opt = fastopt.Adam(ps)
-    train(ps, opt, 1, seed=0)
-    fastopt.save(tmp_path / "a.npz", ps, opt)
-    entries = members(tmp_path / "a.npz")
+    from test_checkpoint_faults import write  # (that module imports this one)
+    entries = adam_checkpoint_entries(tmp_path)
     state = {"optimizer/state/0/exp_avg": np.zeros(28, np.uint8), "optimizer/state/0/exp_avg_absmax": np.ones(1),
              "optimizer/state/0/exp_avg_sq": np.zeros(28, np.uint16)}
     write(tmp_path / "ok.npz", {**entries, **state})

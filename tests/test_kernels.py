@@ -165,10 +165,15 @@ def test_results_do_not_depend_on_thread_count(name, n, dtype, rng):
     cls, _, configs, _ = OPTIMIZERS[name]
     p0 = rng.standard_normal(n).astype(dtype)
     grads = [rng.standard_normal(n).astype(dtype) for _ in range(3)]
+    assert_same_on_any_thread_count(lambda p: cls([p], **configs[-1]), p0, grads, (1, 2, 3, 4, 7))
+
+
+def assert_same_on_any_thread_count(make, p0, grads, thread_counts):
+    """``make([copy of p0])`` stepped through ``grads`` on each thread count: the same parameter and state bits."""
     results = []
-    for threads in (1, 2, 3, 4, 7):
+    for threads in thread_counts:
         p = p0.copy()
-        opt = cls([p], **configs[-1])
+        opt = make(p)
         with fastopt.threads(threads):
             for g in grads:
                 opt.step([g])

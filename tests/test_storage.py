@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 import pytest
-from test_kernels import OPTIMIZERS, assert_bitwise_equal
+from test_kernels import OPTIMIZERS, assert_bitwise_equal, assert_same_on_any_thread_count
 
 import fastopt
 import storage_reference as sr
@@ -421,19 +421,9 @@ def test_storage_step_matches_mixed_reference_large(name, config, storage, threa
 
 def test_storage_step_does_not_depend_on_threads(rng):
     p0, grads = start(3 * 2**16 + 5, "bfloat16", 3, rng)
-    results = []
-    for threads in (1, 2, 3, 4):
-        p = p0.copy()
-        opt = fastopt.Adam([p], lr=0.01, state_dtype="int8", stochastic_rounding=True, seed=9)
-        with fastopt.threads(threads):
-            for g in grads:
-                opt.step([g])
-        results.append((p, opt.state[0]))
-    for p, state in results[1:]:
-        assert_bitwise_equal(p, results[0][0])
-        for key, value in state.items():
-            if isinstance(value, np.ndarray):
-                assert_bitwise_equal(value, results[0][1][key], key)
+    assert_same_on_any_thread_count(
+        lambda p: fastopt.Adam([p], lr=0.01, state_dtype="int8", stochastic_rounding=True, seed=9), p0, grads,
+        (1, 2, 3, 4))
 
 
 # ------------------------------------------------------------------------- resume
