@@ -6,6 +6,7 @@ from fastopt.second_order import _common as C
 from fastopt.second_order._objective import Objective, real_array
 from fastopt.second_order.bfgs import DEFAULTS as BFGS_DEFAULTS, minimize_bfgs
 from fastopt.second_order.lbfgs import DEFAULTS as LBFGS_DEFAULTS, minimize_lbfgs
+from fastopt.second_order.lbfgsb import minimize_lbfgsb, parse_bounds
 from fastopt.second_order.newton import (DEFAULTS as NEWTON_DEFAULTS, NEWTON_CG_DEFAULTS, minimize_newton,
                                          minimize_newton_cg)
 
@@ -17,10 +18,11 @@ METHODS = {
     "Newton-CG": (minimize_newton_cg, NEWTON_CG_DEFAULTS, ("gtol",)),
 }
 _ALIASES = {name.lower().replace("-", ""): name for name in METHODS}
+_ALIASES["lbfgsb"] = "L-BFGS"  # SciPy's name: fastopt's L-BFGS takes bounds
 
 
-def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None, tol=None, callback=None,
-             options=None):
+def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None, bounds=None, constraints=(),
+             tol=None, callback=None, options=None):
     """Minimize a scalar function of one or more variables, as ``scipy.optimize.minimize`` does.
 
     Parameters
@@ -160,7 +162,17 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         raise ValueError("method 'Newton' needs hess (a function returning the n x n Hessian)")
     if name == "Newton-CG" and hess is None and hessp is None:
         raise ValueError("method 'Newton-CG' needs hessp (or hess)")
+    if constraints not in (None, (), []):
+        raise ValueError("fastopt.minimize takes no constraints (only bounds, with method 'L-BFGS-B'); "
+                         "use scipy.optimize.minimize with method 'SLSQP' or 'trust-constr' for them")
+    box = parse_bounds(bounds, x.size)  # None when there are no bounds or every bound is infinite
+    if box is not None:
+        if name != "L-BFGS":
+            raise ValueError(f"method {name!r} takes no bounds; use method 'L-BFGS-B'")
+        driver = minimize_lbfgsb
     objective = Objective(fun, jac, hess, hessp, args, x.size)
+    if box is not None:
+        return driver(objective, x, box, callback=callback, **opts)
     return driver(objective, x, callback=callback, **opts)
 
 
