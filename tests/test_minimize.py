@@ -316,7 +316,7 @@ def test_a_stop_on_ftol_is_reported_but_not_called_success():
 def test_finite_difference_gradient_and_args():
     res = minimize(lambda x, c: np.sum((x - c) ** 2), np.zeros(3), args=(np.array([1.0, 2.0, 3.0]),))
     np.testing.assert_allclose(res.x, [1, 2, 3], atol=1e-5)
-    assert res.nfev > res.njev == 0
+    assert res.nfev > res.njev > 0  # as SciPy: a finite-difference gradient counts in njev
 
 
 def test_x0_is_not_modified_and_fun_gets_fresh_read_only_points():
@@ -408,14 +408,14 @@ def test_callback_forms_and_stop_iteration():
 def test_unknown_method_option_and_missing_hessian():
     with pytest.raises(ValueError, match="unknown method 'nelder-mead'"):
         minimize(_rosen, [0.0, 0.0], method="nelder-mead")
-    with pytest.raises(ValueError, match=r"no option\(s\) \['xtol'\]"):
-        minimize(_rosen, [0.0, 0.0], jac=True, options=dict(xtol=1.0))
+    with pytest.raises(ValueError, match=r"no option\(s\) \['xrtol'\]"):
+        minimize(_rosen, [0.0, 0.0], jac=True, options=dict(xrtol=1.0))
     with pytest.raises(ValueError, match="needs hess"):
         minimize(_rosen, [0.0, 0.0], jac=True, method="Newton")
     with pytest.raises(ValueError, match="maxcor must be positive"):
         minimize(_rosen, [0.0, 0.0], jac=True, options=dict(maxcor=0))
-    with pytest.raises(TypeError, match="jac must be callable"):
-        minimize(_rosen, [0.0, 0.0], jac="2-point")
+    with pytest.raises(TypeError, match="jac must be callable, True"):
+        minimize(_rosen, [0.0, 0.0], jac="4-point")
     reference = minimize(_rosen, [-1.2, 1.0], jac=True, method="L-BFGS")
     for spelling in ("lbfgs", "l-bfgs", "L_BFGS"):  # case, hyphens and underscores do not matter
         res = minimize(_rosen, [-1.2, 1.0], jac=True, method=spelling)
@@ -472,8 +472,6 @@ def test_tol_sets_an_option_given_as_none():
 
 @pytest.mark.parametrize("value, error, match", [
     (np.nan, ValueError, "must be a number, got nan"),  # was int(nan): "cannot convert float NaN to integer"
-    (-np.inf, ValueError, "non-negative"),
-    (-1, ValueError, "non-negative"),
     (2.5, TypeError, "must be an integer, got 2.5"),
     ("100", TypeError, "must be a real integer, got str"),
     (True, TypeError, "got bool"),
@@ -483,6 +481,13 @@ def test_bad_maxiter(value, error, match):
     for method in METHOD_NAMES:
         with pytest.raises(error, match=match):
             minimize(_quad, [1.0, 2.0], method=method, options=dict(maxiter=value), **QUAD_HESS)
+
+
+@pytest.mark.parametrize("value", [-1, -np.inf, 0])
+def test_a_negative_maxiter_means_no_iteration_as_in_scipy(value):
+    for method in METHOD_NAMES:
+        res = minimize(_quad, [1.0, 2.0], method=method, options=dict(maxiter=value), **QUAD_HESS)
+        assert res.nit == 0 and res.status == 1 and not res.success
 
 
 def test_none_keeps_an_options_default():
@@ -721,6 +726,8 @@ def _option_verdict(name, value):
         return None  # the default
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         return TypeError
+    if name == "maxiter" and value < 0:
+        return None  # SciPy's reading: no iteration
     if math.isnan(value) or value < 0 or (value == 0 and not zero_ok):
         return ValueError
     if math.isinf(value):

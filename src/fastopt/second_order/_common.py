@@ -1,11 +1,16 @@
 """What every minimizer shares: options, stopping tests, the callback, and the result."""
 import inspect
+import warnings
 from collections.abc import Mapping
 
-import numpy as np
-from scipy.optimize import OptimizeResult
+from numbers import Real
 
-from fastopt.second_order._linesearch import strong_wolfe
+import numpy as np
+from scipy.optimize import OptimizeResult, OptimizeWarning
+
+from fastopt._validation import positive_option
+
+from fastopt.second_order._linesearch import LineSearchResult, strong_wolfe
 
 # Status codes of the result (``success`` is True only for CONVERGED).
 CONVERGED = 0         # ||g||_inf <= gtol
@@ -15,6 +20,9 @@ LINE_SEARCH_FAILED = 3
 NOT_FINITE = 4        # f or the gradient not finite at x0, or no descent direction (non-finite H, g.d >= 0)
 NOT_POSITIVE = 5      # (Newton-CG) the Hessian showed negative curvature along the gradient at the start
 CALLBACK_STOP = 99    # the callback raised StopIteration (SciPy's code)
+
+CALLBACK_MESSAGE = "`callback` raised `StopIteration`."  # SciPy's wording
+UNBOUNDED_MESSAGE = "stopped: f is -inf at x: the objective is unbounded below"
 
 
 def take_options(options, defaults, method):
@@ -33,6 +41,16 @@ def take_options(options, defaults, method):
     return {**defaults, **{key: value for key, value in options.items() if value is not None}}
 
 
+def iteration_limit(maxiter, default=None):
+    """``maxiter`` as SciPy reads it: None keeps ``default``, ``inf`` is no limit, a negative whole number
+    (or -inf) means no iteration at all; otherwise a non-negative whole number (errors as positive_option)."""
+    if maxiter is None:
+        return default
+    if isinstance(maxiter, Real) and not isinstance(maxiter, (bool, np.bool_)) and maxiter < 0:
+        return 0
+    return positive_option("maxiter", maxiter, integer=True, allow_zero=True, unlimited=True)
+
+
 def relative_decrease(f_old, f_new):
     """(f_old - f_new) / max(|f_old|, |f_new|, 1): the ftol test of SciPy's L-BFGS-B."""
     return (f_old - f_new) / max(abs(f_old), abs(f_new), 1.0)
@@ -42,9 +60,10 @@ class Callback:
     """The user's callback, called once per iteration; True when it asks to stop.
 
     As in SciPy, a callback whose only parameter is named
-    ``intermediate_result`` receives an OptimizeResult with ``x`` and
-    ``fun``; any other callback receives a copy of ``x``.  Raising
-    ``StopIteration`` ends the run with status 99.
+    ``intermediate_result`` (positional or keyword-only) is called as
+    ``callback(intermediate_result=OptimizeResult(x=..., fun=...))``; any
+    other callback receives a copy of ``x``.  Raising ``StopIteration`` ends
+    the run with status 99.
     """
 
     def __init__(self, callback):
@@ -54,7 +73,7 @@ class Callback:
         self.wants_result = False
         if callback is not None:
             try:
-                self.wants_result = list(inspect.signature(callback).parameters) == ["intermediate_result"]
+                self.wants_result = set(inspect.signature(callback).parameters) == {"intermediate_result"}
             except (TypeError, ValueError):  # builtins without a signature
                 pass
 
@@ -63,7 +82,7 @@ class Callback:
             return False
         try:
             if self.wants_result:
-                self.callback(OptimizeResult(x=np.array(x), fun=f))
+                self.callback(intermediate_result=OptimizeResult(x=np.array(x), fun=f))
             else:
                 self.callback(np.array(x))
         except StopIteration:
@@ -71,7 +90,12 @@ class Callback:
         return False
 
 
-def search_line(objective, point_at, slope_of, f, slope, step0, g_trial, *, ftol, xtol, maxfev):
+class _Unbounded(Exception):
+    """phi reached -inf: the search ends there (the objective has no minimum along the line)."""
+
+
+def search_line(objective, point_at, slope_of, f, slope, step0, g_trial, *, ftol, xtol, maxfev, gtol=0.9,
+                stpmax=1e10):
     """Moré–Thuente strong-Wolfe search from f (slope ``slope``) along the points ``point_at(stp)``.
 
     ``point_at(stp)`` returns a new array, x + stp d, which is made read-only
@@ -79,6 +103,13 @@ def search_line(objective, point_at, slope_of, f, slope, step0, g_trial, *, ftol
     ``g_trial`` and ``slope_of(g_trial)`` is its directional derivative.
     Returns the search result and the last point tried, which is the one
     accepted when the search succeeds (its gradient is then in ``g_trial``).
+
+    ``ftol`` and ``gtol`` are the Wolfe constants (SciPy's ``c1``, ``c2``).
+    A search that ends on a warning (the step at ``stpmax``, the interval
+    too short, rounding, ``maxfev``) but whose last point lowered f by the
+    sufficient-decrease rule counts as a success, as L-BFGS-B and SciPy's
+    fallback searches accept it.  Where f is -inf the search stops at once
+    and succeeds: the objective is unbounded below along the line.
     """
     last = [None]
 
@@ -86,14 +117,36 @@ def search_line(objective, point_at, slope_of, f, slope, step0, g_trial, *, ftol
         xt = point_at(stp)
         xt.flags.writeable = False
         last[0] = xt
-        return objective.value_and_grad(xt, g_trial), slope_of(g_trial)
+        value = objective.value_and_grad(xt, g_trial)
+        if value == -np.inf:
+            raise _Unbounded(stp)
+        return value, slope_of(g_trial)
 
-    search = strong_wolfe(phi, f, slope, step0, ftol=ftol, gtol=0.9, xtol=xtol, stpmax=1e10, maxfev=maxfev)
+    try:
+        search = strong_wolfe(phi, f, slope, step0, ftol=ftol, gtol=gtol, xtol=xtol, stpmax=stpmax,
+                              maxfev=maxfev)
+    except _Unbounded as end:
+        return LineSearchResult(stp=end.args[0], f=-np.inf, g=-np.inf, nfev=0, success=True,
+                                status="unbounded", message="f is -inf"), last[0]
+    if not search.success and np.isfinite(search.g) and search.f <= f + ftol * search.stp * slope \
+            and search.f < f:
+        search = LineSearchResult(stp=search.stp, f=search.f, g=search.g, nfev=search.nfev, success=True,
+                                  status=search.status, message=search.message)
     return search, last[0]
 
 
-def finish(x, f, g, nit, objective, status, message, **extra):
-    """The OptimizeResult every method returns (``x`` and ``jac`` are the caller's to keep)."""
+def finish(x, f, g, nit, objective, status, message, disp=False, **extra):
+    """The OptimizeResult every method returns (``x`` and ``jac`` are the caller's to keep).
+
+    With ``disp``, a run that did not converge warns with SciPy's OptimizeWarning, as SciPy does;
+    a converged one prints its message.
+    """
+    if disp:
+        if status == CONVERGED:
+            print(message)
+        else:
+            warnings.warn(message, OptimizeWarning, stacklevel=4)
+    objective.close()
     return OptimizeResult(
         x=x, fun=f, jac=g, nit=nit, nfev=objective.nfev, njev=objective.njev, nhev=objective.nhev,
         status=status, success=status == CONVERGED, message=message, **extra)
@@ -104,9 +157,11 @@ def stop_reason(gnorm, gtol, nit, maxiter, nfev=0, maxfun=None):
     if gnorm <= gtol:
         return CONVERGED, f"converged: ||g||_inf = {gnorm:.3g} <= gtol = {gtol:.3g}"
     if nit >= maxiter:
-        return LIMIT, f"stopped: maxiter = {maxiter} iterations reached; ||g||_inf = {gnorm:.3g}"
+        return LIMIT, (f"Maximum number of iterations has been exceeded: maxiter = {maxiter} reached; "
+                       f"||g||_inf = {gnorm:.3g}")
     if maxfun is not None and nfev >= maxfun:
-        return LIMIT, f"stopped: maxfun = {maxfun} evaluations reached; ||g||_inf = {gnorm:.3g}"
+        return LIMIT, (f"Maximum number of function evaluations has been exceeded: maxfun = {maxfun} "
+                       f"reached; ||g||_inf = {gnorm:.3g}")
     return None
 
 

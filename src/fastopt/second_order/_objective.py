@@ -3,8 +3,10 @@ import math
 import numbers
 
 import numpy as np
+from scipy.optimize import HessianUpdateStrategy
 
 from fastopt._validation import as_float
+from fastopt.second_order import _differences
 
 
 def _describe(value):
@@ -122,19 +124,43 @@ class Objective:
         Number of variables.
     """
 
-    def __init__(self, fun, jac, hess, hessp, args, n):
+    def __init__(self, fun, jac, hess, hessp, args, n, *, eps=None, finite_diff_rel_step=None, workers=None,
+                 box=None):
         if not callable(fun):
             raise TypeError(f"fun must be callable, got {type(fun).__name__}")
-        for name, value in (("hess", hess), ("hessp", hessp)):
-            if value is not None and not callable(value):
-                raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
-        if not (jac is None or jac is True or callable(jac)):
-            raise TypeError("jac must be callable, True (fun returns (f, g)) or None (finite differences); "
-                            f"got {jac!r}")
+        if hessp is not None and not callable(hessp):
+            raise TypeError(f"hessp must be callable or None, got {type(hessp).__name__}")
+        if not (hess is None or callable(hess) or hess in _differences.METHODS
+                or isinstance(hess, HessianUpdateStrategy)):
+            raise TypeError("hess must be callable, one of '2-point', '3-point', 'cs', a "
+                            f"scipy.optimize.HessianUpdateStrategy (BFGS(), SR1()) or None; got {hess!r}")
+        if jac is False:  # SciPy reads a false jac as "not given"
+            jac = None
+        if not (jac is None or jac is True or callable(jac) or jac in _differences.METHODS):
+            raise TypeError("jac must be callable, True (fun returns (f, g)), '2-point', '3-point', 'cs' or None "
+                            f"(finite differences); got {jac!r}")
+        if workers is None or (isinstance(workers, int) and not isinstance(workers, bool) and workers == 1):
+            self.evaluate = map
+        elif callable(workers):
+            self.evaluate = workers
+        else:
+            raise ValueError(f"workers must be a map-like callable (e.g. multiprocessing.Pool(k).map) or None; "
+                             f"got {workers!r}")
         self.fun, self.jac, self.hess_fun, self.hessp_fun = fun, jac, hess, hessp
         self.args = args if isinstance(args, tuple) else (args,)
         self.n = n
+        self.eps, self.rel_step, self.box = eps, finite_diff_rel_step, box
         self.nfev = self.njev = self.nhev = 0
+        if isinstance(hess, HessianUpdateStrategy):
+            hess.initialize(n, "hess")
+
+    @property
+    def has_hessian(self):
+        """Whether a Hessian (or its products) can be had: given, or by finite differences or updates."""
+        return self.hess_fun is not None or self.hessp_fun is not None
+
+    def close(self):
+        """Nothing to release today; the minimizers call it once at the end of a run."""
 
     def value_and_grad(self, x, grad_out):
         """f(x), with the gradient at ``x`` written into ``grad_out``.  ``x`` must be read-only."""
@@ -153,8 +179,8 @@ class Objective:
             self._store_gradient("fun (its gradient, with jac=True)", g, grad_out)
             return f
         f = self.value(x)
-        if self.jac is None:
-            self._forward_differences(x, f, grad_out)
+        if self.jac is None or isinstance(self.jac, str):
+            self._finite_differences(x, f, grad_out)
             return f
         self.njev += 1
         self._store_gradient("jac", self.jac(x, *self.args), grad_out)
@@ -167,6 +193,10 @@ class Objective:
     def hess(self, x):
         """The Hessian at ``x`` as a C-contiguous float64 ``(n, n)`` array the caller may overwrite."""
         self.nhev += 1
+        if not callable(self.hess_fun):
+            if isinstance(self.hess_fun, str):
+                return _differences.jacobian(self._gradient_at, x, self.hess_fun, rel_step=self.rel_step)
+            return np.array(self.hess_fun.get_matrix(), dtype=np.float64, order="C")
         h = self.hess_fun(x, *self.args)
         if hasattr(h, "toarray"):  # a sparse matrix
             h = h.toarray()
@@ -197,16 +227,76 @@ class Objective:
                              "(one entry per variable)")
         np.copyto(grad_out, g)
 
-    def _forward_differences(self, x, f, grad_out):
-        """Forward differences with step sqrt(eps) * max(1, |x_i|), each step exactly representable.
+    def _finite_differences(self, x, f, grad_out):
+        """The gradient by ``jac``'s scheme (``None``: 2-point with the method's absolute step ``eps``).
 
-        Each probe is a new read-only copy of ``x``, as every point ``fun`` is given.
+        Each probe is a new read-only copy of ``x``, as every point ``fun`` is
+        given; evaluations go through ``workers`` when one is given.  Counts
+        as one gradient (``njev``) and one evaluation per probe (``nfev``).
         """
-        root_eps = math.sqrt(np.finfo(np.float64).eps)
-        for i in range(self.n):
-            probe = np.array(x, dtype=np.float64)
-            xi = probe[i]
-            probe[i] = xi + root_eps * max(1.0, abs(xi))
-            step = probe[i] - xi
-            probe.flags.writeable = False
-            grad_out[i] = (self.value(probe) - f) / step
+        method = "2-point" if self.jac is None else self.jac
+        abs_step = self.eps if self.jac is None else None
+        complex_step = method == "cs"
+
+        def value_of(point):
+            result = self.fun(point, *self.args)
+            return complex(np.asarray(result).reshape(())) if complex_step else real_number("fun", result)
+
+        before = self.nfev
+        g = _differences.gradient(value_of, x, f, method, rel_step=self.rel_step, abs_step=abs_step, box=self.box,
+                                  evaluate=self.evaluate)
+        self.nfev = before + (self.n * (2 if method == "3-point" else 1))
+        self.njev += 1
+        np.copyto(grad_out, g)
+
+    def _call_jac(self, x, g):
+        self.njev += 1
+        self._store_gradient("jac", self.jac(x, *self.args), g)
+
+    def hessian_product(self, x, g):
+        """A function ``p -> H(x) p`` for Newton-CG, from whatever ``hess``/``hessp`` the user gave.
+
+        ``hessp``: the user's product; ``hess`` callable: the matrix, formed once
+        per point; ``'2-point'``/``'3-point'``/``'cs'``: the matrix by finite
+        differences of the gradient, once per point; a HessianUpdateStrategy:
+        its current approximation; neither: SciPy's default, a forward
+        difference of the gradient along ``p``, (g(x + e p) - g(x)) / e with
+        e = sqrt(machine epsilon).
+        """
+        if self.hessp_fun is not None:
+            return lambda p: self.hessp(x, p)
+        if callable(self.hess_fun):
+            h = self.hess(x)
+            return lambda p: h @ p
+        if isinstance(self.hess_fun, HessianUpdateStrategy):
+            return lambda p: self.hess_fun.dot(p)
+        if isinstance(self.hess_fun, str):
+            self.nhev += 1
+            h = _differences.jacobian(self._gradient_at, x, self.hess_fun, rel_step=self.rel_step)
+            return lambda p: h @ p
+        e = math.sqrt(np.finfo(np.float64).eps)
+
+        def product(p):
+            point = np.array(x + e * p)
+            point.flags.writeable = False
+            return (self._gradient_at(point) - g) / e
+        return product
+
+    def _gradient_at(self, point):
+        """The gradient at a probe point of a Hessian estimate (complex for the complex step)."""
+        if np.iscomplexobj(point):
+            if not callable(self.jac) or self.jac is True:
+                raise ValueError("hess='cs' needs jac as a function that takes complex points")
+            self.njev += 1
+            return np.asarray(self.jac(point, *self.args), dtype=np.complex128).reshape(self.n)
+        g = np.empty(self.n)
+        if callable(self.jac) and self.jac is not True:
+            self._call_jac(point, g)
+        else:
+            self.value_and_grad(point, g)
+        return g
+
+    def observe_step(self, s, y):
+        """Feed an accepted step and the change of gradient to a HessianUpdateStrategy (else nothing)."""
+        if isinstance(self.hess_fun, HessianUpdateStrategy):
+            self.hess_fun.update(s, y)

@@ -8,10 +8,12 @@ from fastopt._validation import positive_option
 from fastopt.second_order import _common as C
 from fastopt.second_order._vectors import bfgs_matvecs, bfgs_update, max_abs
 
-DEFAULTS = dict(gtol=1e-5, maxiter=None, maxfun=None, maxls=20, disp=False)
+DEFAULTS = dict(gtol=1e-5, norm=np.inf, maxiter=None, maxfun=None, maxls=20, c1=1e-4, c2=0.9, hess_inv0=None,
+                xrtol=0.0, return_all=False, disp=False)
 
 
-def minimize_bfgs(objective, x0, *, callback, gtol, maxiter, maxfun, maxls, disp):
+def minimize_bfgs(objective, x0, *, callback, gtol, norm, maxiter, maxfun, maxls, c1, c2, hess_inv0, xrtol,
+                  return_all, disp):
     """Minimize ``objective`` from ``x0``; see :func:`fastopt.minimize` for the options and the result.
 
     The inverse Hessian H starts as the identity and is rescaled by
@@ -21,30 +23,52 @@ def minimize_bfgs(objective, x0, *, callback, gtol, maxiter, maxfun, maxls, disp
     with H' = H + a s s^T - b (Hy s^T + s Hy^T),
     H' g = Hg + a (s.g) s - b ((s.g) Hy + (Hy.g) s).
     SciPy's BFGS forms two n x n matrix products (O(n^3)) instead.
+
+    SciPy's options: ``c1``, ``c2`` (Wolfe constants, 0 < c1 < c2 < 1),
+    ``hess_inv0`` (the first H, symmetric positive definite; then it is not
+    rescaled), ``xrtol`` (stop when the step is below ``xrtol`` times
+    ``||x||``, status 0), ``norm`` (of the gradient test; default inf),
+    ``return_all`` (``res.allvecs``: x at every iteration).  The first step
+    moves ``x`` by 1.01 in the 2-norm along -g when H is the identity (as
+    SciPy's), whatever the units of f.
     """
     n = x0.size
     gtol = positive_option("gtol", gtol, allow_zero=True)
-    maxiter = 200 * n if maxiter is None else positive_option("maxiter", maxiter, integer=True,
-                                                                allow_zero=True, unlimited=True)
+    maxiter = C.iteration_limit(maxiter, 200 * n)
     maxfun = math.inf if maxfun is None else positive_option("maxfun", maxfun, integer=True, unlimited=True)
     maxls = positive_option("maxls", maxls, integer=True)
+    xrtol = positive_option("xrtol", xrtol, allow_zero=True)
+    if not 0 < c1 < c2 < 1:
+        raise ValueError("'c1' and 'c2' do not satisfy '0 < c1 < c2 < 1'.")
     threads = get_num_threads()
 
-    H = np.eye(n)
-    scaled = False
+    if hess_inv0 is None:
+        H = np.eye(n)
+        scaled = False
+    else:
+        H = np.array(hess_inv0, dtype=np.float64, order="C")
+        if H.shape != (n, n):
+            raise ValueError(f"hess_inv0 must have shape {(n, n)}, got {H.shape}")
+        if not (np.allclose(H, H.T) and np.all(np.linalg.eigvalsh(0.5 * (H + H.T)) > 0)):
+            raise ValueError("'hess_inv0' matrix isn't positive definite.")
+        scaled = True
+    allvecs = [np.array(x0)] if return_all else None
+
+    def gradient_norm(g):
+        return max_abs(g, threads) if norm == np.inf else float(np.linalg.norm(g, ord=norm))
     x = x0
     x.flags.writeable = False
     g, g_trial = np.empty(n), np.empty(n)
     f = objective.value_and_grad(x, g)
-    Hg = g.copy()
+    Hg = H @ g
     Hy, Hg_trial = np.empty(n), np.empty(n)
-    gnorm = max_abs(g, threads)
+    gnorm = gradient_norm(g)
     nit = 0
 
     def result(status, message):
-        if disp:
-            print(message)
-        return C.finish(np.array(x), f, g.copy(), nit, objective, status, message, hess_inv=H.copy())
+        extra = {"allvecs": allvecs} if return_all else {}
+        return C.finish(np.array(x), f, g.copy(), nit, objective, status, message, disp, hess_inv=H.copy(),
+                        **extra)
 
     if not (np.isfinite(f) and np.isfinite(gnorm)):
         return result(C.NOT_FINITE, "stopped: f or the gradient is not finite at x0")
@@ -56,6 +80,7 @@ def minimize_bfgs(objective, x0, *, callback, gtol, maxiter, maxfun, maxls, disp
         d = -Hg
         slope = float(g @ d)
         if not slope < 0 and scaled:  # H lost positive definiteness to rounding: start again from the identity
+            Hg = g.copy()
             H[...] = np.eye(n)
             scaled = False
             d = -g
@@ -63,10 +88,14 @@ def minimize_bfgs(objective, x0, *, callback, gtol, maxiter, maxfun, maxls, disp
         if not slope < 0:
             return result(C.NOT_FINITE, f"stopped: no descent direction (g.d = {slope:.3g}); "
                           f"||g||_inf = {gnorm:.3g}")
-        step0 = 1.0 if scaled else min(1.0, 1.0 / np.sqrt(-slope))
+        # With H = I the first trial moves x by 1.01 (SciPy's choice), in any units of f.
+        step0 = 1.0 if scaled else min(1.0, 1.01 / np.sqrt(-slope))
         fev = min(maxls, max(1, maxfun - objective.nfev))
         search, x_new = C.search_line(objective, lambda stp: x + stp * d, lambda gt: float(gt @ d), f, slope,
-                                      step0, g_trial, ftol=1e-4, xtol=1e-14, maxfev=fev)
+                                      step0, g_trial, ftol=c1, gtol=c2, xtol=1e-14, maxfev=fev)
+        if search.f == -np.inf:
+            x, f = x_new, search.f
+            return result(C.NOT_FINITE, C.UNBOUNDED_MESSAGE)
         if not search.success:
             return result(C.LINE_SEARCH_FAILED, f"stopped: the line search failed ({search.message}); "
                           f"||g||_inf = {gnorm:.3g}")
@@ -89,7 +118,12 @@ def minimize_bfgs(objective, x0, *, callback, gtol, maxiter, maxfun, maxls, disp
         x = x_new
         g, g_trial = g_trial, g
         Hg, Hg_trial = Hg_trial, Hg
-        gnorm = max_abs(g, threads)
+        gnorm = gradient_norm(g)
         nit += 1
+        if return_all:
+            allvecs.append(np.array(x))
         if stop(x, f):
-            return result(C.CALLBACK_STOP, "stopped: the callback raised StopIteration")
+            return result(C.CALLBACK_STOP, C.CALLBACK_MESSAGE)
+        if xrtol and np.linalg.norm(s) <= xrtol * (xrtol + np.linalg.norm(x)):
+            return result(C.CONVERGED, f"converged: the step fell below xrtol = {xrtol:.3g} relative to x; "
+                          f"||g|| = {gnorm:.3g}")

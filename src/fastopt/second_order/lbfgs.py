@@ -8,7 +8,7 @@ from fastopt.second_order import _common as C
 from fastopt.second_order._vectors import combine, dot, lbfgs_direction, lbfgs_new_pair, max_abs, two_loop
 
 DEFAULTS = dict(maxcor=10, gtol=1e-5, ftol=2.220446049250313e-09, maxiter=15000, maxfun=15000, maxls=20,
-                disp=False)
+                iprint=None, disp=False)
 
 
 class LbfgsInverseHessian(LinearOperator):
@@ -130,12 +130,12 @@ class _History:
         return LbfgsInverseHessian(self.S, self.Y, self.rho, self.oldest, self.count, self.gamma)
 
 
-def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxfun, maxls, disp):
+def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxfun, maxls, iprint, disp):
     """Minimize ``objective`` from ``x0``; see :func:`fastopt.minimize` for the options and the result."""
     m = positive_option("maxcor", maxcor, integer=True)
     gtol = positive_option("gtol", gtol, allow_zero=True)
     ftol = positive_option("ftol", ftol, allow_zero=True)
-    maxiter = positive_option("maxiter", maxiter, integer=True, allow_zero=True, unlimited=True)
+    maxiter = C.iteration_limit(maxiter)
     maxfun = positive_option("maxfun", maxfun, integer=True, unlimited=True)
     maxls = positive_option("maxls", maxls, integer=True)
     threads = get_num_threads()
@@ -150,9 +150,7 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
     nit = 0
 
     def result(status, message):
-        if disp:
-            print(message)
-        return C.finish(np.array(x), f, g.copy(), nit, objective, status, message,
+        return C.finish(np.array(x), f, g.copy(), nit, objective, status, message, disp,
                         hess_inv=history.inverse_hessian())
 
     if not (np.isfinite(f) and np.isfinite(gnorm)):
@@ -194,7 +192,7 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
         g, g_trial = g_trial, g
         nit += 1
         if stop(x, f):
-            return result(C.CALLBACK_STOP, "stopped: the callback raised StopIteration")
+            return result(C.CALLBACK_STOP, C.CALLBACK_MESSAGE)
         if gnorm > gtol and C.relative_decrease(f_old, f) <= ftol:
             return result(C.STALLED, C.stalled_message(gnorm, gtol, ftol))
 

@@ -10,6 +10,13 @@ from fastopt.second_order.lbfgsb import minimize_lbfgsb, parse_bounds
 from fastopt.second_order.newton import (DEFAULTS as NEWTON_DEFAULTS, NEWTON_CG_DEFAULTS, minimize_newton,
                                          minimize_newton_cg)
 
+# Options every method takes that shape the objective, not the method: finite differences and their map.
+_SQRT_EPS = float(np.sqrt(np.finfo(np.float64).eps))
+OBJECTIVE_OPTIONS = {"L-BFGS": dict(eps=1e-8, finite_diff_rel_step=None, workers=None),
+                     "BFGS": dict(eps=_SQRT_EPS, finite_diff_rel_step=None, workers=None),
+                     "Newton": dict(eps=_SQRT_EPS, finite_diff_rel_step=None, workers=None),
+                     "Newton-CG": dict(eps=_SQRT_EPS, finite_diff_rel_step=None, workers=None)}
+
 # canonical name -> (driver, default options, options that ``tol`` sets)
 METHODS = {
     "L-BFGS": (minimize_lbfgs, LBFGS_DEFAULTS, ("gtol", "ftol")),
@@ -152,7 +159,8 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         raise ValueError(f"unknown method {method!r}; fastopt.minimize offers {list(METHODS)}")
     driver, defaults, tol_sets = METHODS[name]
     x = _start_point(x0)
-    opts = C.take_options(options, defaults, name)
+    opts = C.take_options(options, {**defaults, **OBJECTIVE_OPTIONS[name]}, name)
+    fd = {key: opts.pop(key) for key in OBJECTIVE_OPTIONS[name]}
     if tol is not None:
         tol = positive_option("tol", tol, allow_zero=True)
         for key in tol_sets:
@@ -160,8 +168,6 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
                 opts[key] = tol
     if name == "Newton" and hess is None:
         raise ValueError("method 'Newton' needs hess (a function returning the n x n Hessian)")
-    if name == "Newton-CG" and hess is None and hessp is None:
-        raise ValueError("method 'Newton-CG' needs hessp (or hess)")
     if constraints not in (None, (), []):
         raise ValueError("fastopt.minimize takes no constraints (only bounds, with method 'L-BFGS-B'); "
                          "use scipy.optimize.minimize with method 'SLSQP' or 'trust-constr' for them")
@@ -170,7 +176,8 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         if name != "L-BFGS":
             raise ValueError(f"method {name!r} takes no bounds; use method 'L-BFGS-B'")
         driver = minimize_lbfgsb
-    objective = Objective(fun, jac, hess, hessp, args, x.size)
+    objective = Objective(fun, jac, hess, hessp, args, x.size, eps=fd["eps"],
+                          finite_diff_rel_step=fd["finite_diff_rel_step"], workers=fd["workers"], box=box)
     if box is not None:
         return driver(objective, x, box, callback=callback, **opts)
     return driver(objective, x, callback=callback, **opts)
@@ -178,7 +185,10 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
 
 def _start_point(x0):
     """x0 as a new float64 array of shape (n,): the caller's x0 is never written or kept."""
-    x = np.array(real_array("x0", "the starting point", x0, verb="holds"), dtype=np.float64).reshape(-1)  # a copy, even when x0 is already float64
+    x = np.array(real_array("x0", "the starting point", x0, verb="holds"), dtype=np.float64)  # a copy, always
+    if x.ndim > 1:
+        raise ValueError("'x0' must only have one dimension.")
+    x = x.reshape(-1)
     if x.size == 0:
         raise ValueError("x0 is empty: there is nothing to minimize")
     bad = np.flatnonzero(~np.isfinite(x))

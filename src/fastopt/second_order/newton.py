@@ -8,7 +8,8 @@ from fastopt.second_order import _common as C
 from fastopt.second_order._cholesky import cholesky_in_place, cholesky_solve
 
 DEFAULTS = dict(gtol=1e-8, maxiter=200, maxls=20, disp=False)
-NEWTON_CG_DEFAULTS = dict(gtol=1e-5, maxiter=None, cg_maxiter=None, maxls=20, disp=False)
+NEWTON_CG_DEFAULTS = dict(gtol=1e-5, xtol=0.0, maxiter=None, cg_maxiter=None, maxls=20, c1=1e-4, c2=0.9,
+                          return_all=False, disp=False)
 
 
 def modified_cholesky(h, beta=1e-3):
@@ -43,30 +44,40 @@ def minimize_newton(objective, x0, *, callback, gtol, maxiter, maxls, disp):
     Moré–Thuente line search as L-BFGS, tried first at 1.
     """
     gtol = positive_option("gtol", gtol, allow_zero=True)
-    maxiter = positive_option("maxiter", maxiter, integer=True, allow_zero=True, unlimited=True)
+    maxiter = C.iteration_limit(maxiter)
     maxls = positive_option("maxls", maxls, integer=True)
     return _newton_loop(objective, x0, callback, gtol, maxiter, maxls, disp,
                         lambda x, g: _cholesky_direction(objective, x, g))
 
 
-def minimize_newton_cg(objective, x0, *, callback, gtol, maxiter, cg_maxiter, maxls, disp):
+def minimize_newton_cg(objective, x0, *, callback, gtol, xtol, maxiter, cg_maxiter, maxls, c1, c2, return_all, disp):
     """Truncated Newton (Nocedal & Wright, Algorithm 7.1): CG on H p = -g, Hessian-free with ``hessp``.
 
     CG stops when the residual falls below min(0.5, sqrt(||g||)) ||g||
     (superlinear convergence), at ``cg_maxiter`` iterations, or at the
     first direction of non-positive curvature, keeping the last iterate
-    (or -g when that happens at once).
+    (or -g when that happens at once).  The Hessian products come from
+    ``hessp``, ``hess`` (a function, ``'2-point'``/``'3-point'``/``'cs'``, or a
+    ``scipy.optimize.HessianUpdateStrategy``), or, with neither, from forward
+    differences of the gradient, as SciPy's.  ``xtol`` > 0 also stops the run
+    (status 2, not success: the gradient test did not pass) when the step's
+    mean absolute size falls to it; SciPy's default, 1e-5, calls that
+    convergence, fastopt's default 0 leaves it off.  A negative ``maxiter`` stops at
+    once (status 1), as SciPy.
     """
     n = x0.size
     gtol = positive_option("gtol", gtol, allow_zero=True)
-    maxiter = 200 * n if maxiter is None else positive_option("maxiter", maxiter, integer=True,
-                                                                allow_zero=True, unlimited=True)
+    xtol = positive_option("xtol", xtol, allow_zero=True)
+    if not 0 < c1 < c2 < 1:
+        raise ValueError("'c1' and 'c2' do not satisfy '0 < c1 < c2 < 1'.")
+    maxiter = C.iteration_limit(maxiter, 200 * n)
     # No "unlimited" here: CG on an ill-conditioned Hessian may never meet its tolerance.
     cg_maxiter = 20 * n if cg_maxiter is None else positive_option("cg_maxiter", cg_maxiter, integer=True)
     maxls = positive_option("maxls", maxls, integer=True)
 
     return _newton_loop(objective, x0, callback, gtol, maxiter, maxls, disp,
-                        lambda x, g: (_cg_direction(objective, x, g, cg_maxiter), None))
+                        lambda x, g: (_cg_direction(objective, x, g, cg_maxiter), None), c1=c1, c2=c2, xtol=xtol,
+                        return_all=return_all)
 
 
 def _cholesky_direction(objective, x, g):
@@ -84,7 +95,7 @@ def _cholesky_direction(objective, x, g):
 
 
 def _cg_direction(objective, x, g, cg_maxiter):
-    hessp = objective.hessp if objective.hessp_fun is not None else (lambda x, v: objective.hess(x) @ v)
+    product = objective.hessian_product(x, g)
     gnorm = math.sqrt(float(g @ g))
     tolerance = min(0.5, math.sqrt(gnorm)) * gnorm
     z = np.zeros_like(g)
@@ -92,7 +103,7 @@ def _cg_direction(objective, x, g, cg_maxiter):
     d = -r
     rr = float(r @ r)
     for j in range(cg_maxiter):
-        hd = hessp(x, d)
+        hd = product(d)
         curvature = float(d @ hd)
         if not curvature > 0:
             return -g if j == 0 else z
@@ -107,7 +118,8 @@ def _cg_direction(objective, x, g, cg_maxiter):
     return z
 
 
-def _newton_loop(objective, x, callback, gtol, maxiter, maxls, disp, direction):
+def _newton_loop(objective, x, callback, gtol, maxiter, maxls, disp, direction, c1=1e-4, c2=0.9, xtol=0.0,
+                 return_all=False):
     """The outer loop both Newton methods share: direction, line search from a unit step, stopping tests."""
     x.flags.writeable = False
     g, g_trial = np.empty(x.size), np.empty(x.size)
@@ -115,10 +127,11 @@ def _newton_loop(objective, x, callback, gtol, maxiter, maxls, disp, direction):
     nit = 0
     gnorm = float(np.max(np.abs(g)))
 
+    allvecs = [np.array(x)] if return_all else None
+
     def result(status, message):
-        if disp:
-            print(message)
-        return C.finish(np.array(x), f, g.copy(), nit, objective, status, message)
+        extra = {"allvecs": allvecs} if return_all else {}
+        return C.finish(np.array(x), f, g.copy(), nit, objective, status, message, disp, **extra)
 
     if not (math.isfinite(f) and math.isfinite(gnorm)):
         return result(C.NOT_FINITE, "stopped: f or the gradient is not finite at x0")
@@ -135,14 +148,24 @@ def _newton_loop(objective, x, callback, gtol, maxiter, maxls, disp, direction):
             return result(C.NOT_FINITE, f"stopped: no descent direction (g.p = {slope:.3g}); "
                           f"||g||_inf = {gnorm:.3g}")
         search, x_new = C.search_line(objective, lambda stp: x + stp * p, lambda gt: float(gt @ p), f, slope,
-                                      1.0, g_trial, ftol=1e-4, xtol=1e-14, maxfev=maxls)
+                                      1.0, g_trial, ftol=c1, gtol=c2, xtol=1e-14, maxfev=maxls)
+        if search.f == -np.inf:
+            x, f = x_new, search.f
+            return result(C.NOT_FINITE, C.UNBOUNDED_MESSAGE)
         if not search.success:
             return result(C.LINE_SEARCH_FAILED, f"stopped: the line search failed ({search.message}); "
                           f"||g||_inf = {gnorm:.3g}")
+        step = x_new - x
+        objective.observe_step(step, g_trial - g)
         f = search.f
         x = x_new
         g, g_trial = g_trial, g
         gnorm = float(np.max(np.abs(g)))
         nit += 1
+        if return_all:
+            allvecs.append(np.array(x))
         if stop(x, f):
-            return result(C.CALLBACK_STOP, "stopped: the callback raised StopIteration")
+            return result(C.CALLBACK_STOP, C.CALLBACK_MESSAGE)
+        if xtol and gnorm > gtol and float(np.mean(np.abs(step))) <= xtol:
+            return result(C.STALLED, f"stopped: the mean |step| fell to xtol = {xtol:.3g}, but ||g||_inf = "
+                          f"{gnorm:.3g} > gtol = {gtol:.3g}")

@@ -1,0 +1,113 @@
+"""Finite differences as SciPy takes them: ``"2-point"``, ``"3-point"`` and ``"cs"``, absolute or relative steps.
+
+Steps follow ``scipy.optimize.approx_derivative``: a relative step ``r``
+(``finite_diff_rel_step``, default sqrt(eps) for 2-point and complex step,
+eps**(1/3) for 3-point) gives ``h_i = r * sign(x_i) * max(1, |x_i|)``; an
+absolute step (the methods' ``eps`` option, used for ``jac=None``) is taken
+as it is unless it vanishes against ``x_i``, where the relative rule takes
+over.  Every step is rounded to what ``x + h`` represents.  Within bounds, a
+step that would leave the box goes the other way (2-point) or becomes
+one-sided (3-point), so ``fun`` is only evaluated inside the box.
+"""
+import math
+
+import numpy as np
+
+EPS = np.finfo(np.float64).eps
+METHODS = ("2-point", "3-point", "cs")
+_DEFAULT_REL_STEP = {"2-point": math.sqrt(EPS), "3-point": EPS ** (1 / 3), "cs": math.sqrt(EPS)}
+
+
+def steps(x, method, rel_step=None, abs_step=None):
+    """The step h_i for each variable, as ``scipy.optimize.approx_derivative`` chooses it."""
+    sign = np.where(x >= 0, 1.0, -1.0)
+    if rel_step is None:
+        rel_step = _DEFAULT_REL_STEP[method]
+    relative = np.asarray(rel_step, dtype=np.float64) * sign * np.maximum(1.0, np.abs(x))
+    if abs_step is None:
+        h = relative
+    else:
+        h = np.broadcast_to(np.asarray(abs_step, dtype=np.float64), x.shape) * 1.0
+        h = np.where((x + h) - x == 0, _DEFAULT_REL_STEP[method] * sign * np.maximum(1.0, np.abs(x)), h)
+    return h
+
+
+def _probe(x, i, h):
+    p = np.array(x, dtype=np.float64)
+    p[i] += h
+    p.flags.writeable = False
+    return p
+
+
+def gradient(value_of, x, f0, method, *, rel_step=None, abs_step=None, box=None, evaluate=map):
+    """The gradient of ``value_of`` at ``x`` (``f0 = value_of(x)``) by ``method``.
+
+    ``evaluate(value_of, points)`` evaluates a batch of points (``map`` by
+    default; SciPy's ``workers``).  Each point is a new read-only array.
+    Complex step: the points are complex, and ``value_of`` must return the
+    complex value (its imaginary part carries the derivative).
+    """
+    n = x.size
+    h = steps(x, method, rel_step, abs_step)
+    lower, upper = (None, None) if box is None else box
+    if method == "cs":
+        points = []
+        for i in range(n):
+            p = x.astype(np.complex128)
+            p[i] += 1j * h[i]
+            p.flags.writeable = False
+            points.append(p)
+        return np.array([complex(v).imag for v in evaluate(value_of, points)]) / h
+    if method == "2-point":
+        if box is not None:  # a forward step out of the box goes backwards instead
+            h = np.where(((x + h) > upper) | ((x + h) < lower), -h, h)
+        points = [_probe(x, i, h[i]) for i in range(n)]
+        values = list(evaluate(value_of, points))
+        dx = np.array([points[i][i] - x[i] for i in range(n)])
+        return (np.array(values, dtype=np.float64) - f0) / dx
+    # 3-point: central where both sides are inside the box, else one-sided with two points on one side
+    if box is None:
+        one_sided = np.zeros(n, dtype=bool)
+    else:
+        central_ok = ((x + h) <= upper) & ((x - h) >= lower)
+        forward_ok = (x + 2 * h) <= upper
+        h = np.where(~central_ok & ~forward_ok, -h, h)
+        one_sided = ~central_ok
+    points = []
+    for i in range(n):
+        if one_sided[i]:
+            points += [_probe(x, i, h[i]), _probe(x, i, 2 * h[i])]
+        else:
+            points += [_probe(x, i, h[i]), _probe(x, i, -h[i])]
+    values = np.array(list(evaluate(value_of, points)), dtype=np.float64).reshape(n, 2)
+    g = np.empty(n)
+    for i in range(n):
+        a, b = points[2 * i][i] - x[i], points[2 * i + 1][i] - x[i]
+        if one_sided[i]:
+            g[i] = (-3 * f0 + 4 * values[i, 0] - values[i, 1]) / b
+        else:
+            g[i] = (values[i, 0] - values[i, 1]) / (a - b)
+    return g
+
+
+def jacobian(gradient_of, x, method, *, rel_step=None):
+    """The Hessian as the finite-difference Jacobian of ``gradient_of`` (``"2-point"``, ``"3-point"``, ``"cs"``),
+    symmetrized."""
+    n = x.size
+    h = steps(x, method, rel_step)
+    H = np.empty((n, n))
+    if method == "2-point":
+        g0 = gradient_of(x)
+    for i in range(n):
+        if method == "cs":
+            p = x.astype(np.complex128)
+            p[i] += 1j * h[i]
+            p.flags.writeable = False
+            H[i] = np.imag(gradient_of(p)) / h[i]
+        elif method == "2-point":
+            p = _probe(x, i, h[i])
+            H[i] = (gradient_of(p) - g0) / (p[i] - x[i])
+        else:
+            p, q = _probe(x, i, h[i]), _probe(x, i, -h[i])
+            H[i] = (gradient_of(p) - gradient_of(q)) / (p[i] - q[i])
+    return 0.5 * (H + H.T)
