@@ -62,8 +62,8 @@ def _bound_array(values, side, n):
     if a.size == 1 and n != 1:
         a = np.full(n, a[0])
     if a.size != n:
-        raise ValueError(f"bounds: {a.size} {side} bounds for {n} variables (the length of x0); "
-                         "the bounds must have one entry per variable")
+        raise ValueError(f"The number of bounds is not compatible with the length of `x0`: {a.size} {side} "
+                         f"bounds for {n} variables (the bounds must have one entry per variable)")
     return a
 
 
@@ -86,8 +86,8 @@ def parse_bounds(bounds, n):
             raise TypeError(f"bounds must be a scipy.optimize.Bounds or a sequence of (low, high) pairs, "
                             f"got {type(bounds).__name__}")
         if len(bounds) != n:
-            raise ValueError(f"bounds: {len(bounds)} (low, high) pairs for {n} variables (the length of x0); "
-                             "the length of bounds must equal the length of x0")
+            raise ValueError(f"The number of bounds is not compatible with the length of `x0`: {len(bounds)} "
+                             f"(low, high) pairs for {n} variables (one pair per variable)")
         lower, upper = np.empty(n), np.empty(n)
         for i, pair in enumerate(bounds):
             try:
@@ -102,8 +102,8 @@ def parse_bounds(bounds, n):
     bad = np.flatnonzero(lower > upper)
     if bad.size:
         i = bad[0]
-        raise ValueError(f"bounds: the lower bound of variable {i} ({lower[i]}) is above its upper bound "
-                         f"({upper[i]}); each lower bound must be <= its upper bound")
+        raise ValueError(f"An upper bound is less than the corresponding lower bound: variable {i} has lower "
+                         f"bound {lower[i]} and upper bound {upper[i]}")
     bad = np.flatnonzero((lower == math.inf) | (upper == -math.inf))
     if bad.size:
         i = bad[0]
