@@ -25,12 +25,13 @@ from fastopt._threads import get_num_threads
 from fastopt._validation import positive_option
 from fastopt.second_order import _common as C
 from fastopt.second_order._bounds import breakpoints, cauchy_walk, max_step, project, projected_gradient_norm
-from fastopt.second_order._linesearch import strong_wolfe
+from fastopt.second_order._linesearch import ROUNDING, STPMAX, STPMIN, XTOL, strong_wolfe
 from fastopt.second_order._vectors import dot
 from fastopt.second_order.lbfgs import LbfgsInverseHessian
 
 _EPS = np.finfo(np.float64).eps
 _BIG = 1e10  # L-BFGS-B's largest step
+_WARNINGS = frozenset({STPMAX, XTOL, ROUNDING, STPMIN})
 # Options SciPy's L-BFGS-B takes that this driver may be given and has no use for (the FD step belongs to the
 # objective; printing goes through ``disp``).
 _IGNORED = frozenset({"eps", "iprint", "finite_diff_rel_step", "workers"})
@@ -393,10 +394,10 @@ def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter
             return result(C.NOT_FINITE, f"stopped: no descent direction (g.d = {slope:.3g}); "
                           f"||proj g||_inf = {pgnorm:.3g}")
         d_step = direction
-        if nit == 0:  # L-BFGS-B's first step: the Cauchy step, shortened unless every variable is boxed
+        if nit == 0:  # L-BFGS-B's first step: no farther than the Cauchy point, shortened unless all is boxed
             stpmax = 1.0
             step0 = 1.0 if boxed else min(1.0, 1.0 / math.sqrt(dot(d_step, d_step, threads)))
-        else:
+        else:  # as L-BFGS-B: a unit step (also after a reset), no farther than the box allows
             stpmax = max_step(x, d_step, lower, upper, _BIG, threads)
             step0 = min(1.0, stpmax)
         if not stpmax > 0:
@@ -416,7 +417,10 @@ def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter
 
         search = strong_wolfe(phi, f, slope, step0, ftol=1e-3, gtol=0.9, xtol=0.1, stpmax=stpmax,
                               maxfev=min(maxls, max(1, maxfun - objective.nfev)))
-        if not search.success:
+        # As in L-BFGS-B, a search that ended on a warning (the step at stpmax -- the box --, or an interval
+        # too short to shrink further) keeps its last step when that step lowered f.
+        accepted = search.success or (search.status in _WARNINGS and search.f < f)
+        if not accepted:
             if memory.count:  # forget the pairs and try once more from the Cauchy step, as L-BFGS-B does
                 memory.forget()
                 continue
