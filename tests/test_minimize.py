@@ -472,7 +472,6 @@ def test_tol_sets_an_option_given_as_none():
 
 @pytest.mark.parametrize("value, error, match", [
     (np.nan, ValueError, "must be a number, got nan"),  # was int(nan): "cannot convert float NaN to integer"
-    (2.5, TypeError, "must be an integer, got 2.5"),
     ("100", TypeError, "must be a real integer, got str"),
     (True, TypeError, "got bool"),
     (1 + 0j, TypeError, "got complex"),
@@ -732,6 +731,8 @@ def _option_verdict(name, value):
         return ValueError
     if math.isinf(value):
         return None if unlimited else ValueError
+    if name == "maxiter":
+        return None  # SciPy's reading: a fractional maxiter is rounded down
     return TypeError if integer and value != int(value) else None
 
 

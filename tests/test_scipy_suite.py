@@ -15,6 +15,7 @@ another suite.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,8 +33,36 @@ PLUGIN_DIR = Path(__file__).parent / "scipy_suite"
 STRICT_SUCCESS = "fastopt's success needs the gradient test (README, second order: differences from SciPy)"
 INTERNALS = "inspects SciPy internals that fastopt does not have"
 
+COUNTS = "pins SciPy's exact evaluation counts from SciPy 0.7 (fastopt needs fewer: BFGS 7 calls for 10, Newton-CG 6 for 7)"
+BEYOND_GTOL = "asks for x to 1e-7 where the gradient test (gtol = 1e-5) it runs with stops fastopt a few 1e-6 away"
+
+# Node ids of routed SciPy tests that cannot pass, and why; "*" matches anything (brackets are literal).
 CANNOT_PASS = {
+    # 36 cases: fixed variables on Rosenbrock; SciPy and fastopt both stop on ftol at the same f (|proj g| ~ 6e-3)
+    "test_optimize::test_equal_bounds[*-L-BFGS-B]": STRICT_SUCCESS,
+    "test_optimize::TestOptimizeSimple::test_bfgs_nan_return": (
+        "expects res.fun to be the NaN met along the line; fastopt's x and fun are the best point accepted"),
+    "test_optimize::test_x_overwritten_user_function": "writes into x inside fun; fastopt's x is read-only",
+    "test_lbfgsb_hessinv::test_3": INTERNALS + " (LbfgsInvHessProduct.sk, .yk, .n_corrs, .rho)",
+    "test_optimize::TestOptimizeSimple::test_l_bfgs_b_maxiter": (
+        "pins the Fortran message 'STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT'; fastopt words its own"),
+    "test_optimize::TestOptimize*Wrapper*::test_bfgs": COUNTS,
+    "test_optimize::TestOptimize*Wrapper*::test_ncg": COUNTS,
+    "test_optimize::TestOptimize*Wrapper*::test_bfgs_c1": (
+        "expects c1 = 1e-8 to cost more evaluations than c1 = 0.1 (a SciPy precision-loss regression); fastopt "
+        "takes the same 630 on that problem with both"),
+    "test_optimize::TestOptimize*Wrapper*::test_ncg_zero_xtol": BEYOND_GTOL,
+    "test_optimize::TestOptimizeSimple::test_minimize_automethod": BEYOND_GTOL,
 }
+
+
+def _matches(key, pattern):
+    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), key) is not None
+
+
+def cannot_pass(key):
+    """The reason a routed SciPy test cannot pass, or None."""
+    return next((why for pattern, why in CANNOT_PASS.items() if _matches(key, pattern)), None)
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +93,13 @@ def test_the_router_reaches_fastopt(outcomes):
 
 def test_every_routed_scipy_test_passes(outcomes):
     reached, log = outcomes
-    failed = sorted(key for key, outcome in reached.items() if outcome == "failed" and key not in CANNOT_PASS)
+    failed = sorted(key for key, outcome in reached.items() if outcome == "failed" and cannot_pass(key) is None)
     assert not failed, f"{len(failed)} SciPy tests fail with fastopt:\n" + "\n".join(failed) + "\n" + log[-6000:]
 
 
 def test_the_list_of_tests_that_cannot_pass_is_true(outcomes):
     reached, _ = outcomes
-    stale = sorted(key for key in CANNOT_PASS if reached.get(key) != "failed")
+    stale = sorted(pattern for pattern in CANNOT_PASS
+                   if not any(outcome == "failed" and _matches(key, pattern) for key, outcome in reached.items()))
+    stale += sorted(key for key, outcome in reached.items() if outcome != "failed" and cannot_pass(key) is not None)
     assert not stale, f"listed in CANNOT_PASS but not failing (or no longer reaching fastopt): {stale}"

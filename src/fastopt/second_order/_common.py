@@ -1,5 +1,6 @@
 """What every minimizer shares: options, stopping tests, the callback, and the result."""
 import inspect
+import math
 import warnings
 from collections.abc import Mapping
 
@@ -8,7 +9,7 @@ from numbers import Real
 import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning
 
-from fastopt._validation import positive_option
+from fastopt._validation import as_float, positive_option
 
 from fastopt.second_order._linesearch import LineSearchResult, strong_wolfe
 
@@ -42,12 +43,16 @@ def take_options(options, defaults, method):
 
 
 def iteration_limit(maxiter, default=None):
-    """``maxiter`` as SciPy reads it: None keeps ``default``, ``inf`` is no limit, a negative whole number
-    (or -inf) means no iteration at all; otherwise a non-negative whole number (errors as positive_option)."""
+    """``maxiter`` as SciPy reads it: None keeps ``default``, ``inf`` is no limit, a negative number (or -inf)
+    means no iteration at all, a fractional one is rounded down (SciPy takes ``100.1``); not a real number
+    (a string, a bool, complex) is a TypeError and NaN a ValueError, as for every option."""
     if maxiter is None:
         return default
-    if isinstance(maxiter, Real) and not isinstance(maxiter, (bool, np.bool_)) and maxiter < 0:
-        return 0
+    if isinstance(maxiter, Real) and not isinstance(maxiter, (bool, np.bool_)):
+        if maxiter < 0:
+            return 0
+        if math.isfinite(as_float(maxiter)) and maxiter != int(maxiter):
+            maxiter = int(maxiter)
     return positive_option("maxiter", maxiter, integer=True, allow_zero=True, unlimited=True)
 
 

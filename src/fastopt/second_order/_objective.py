@@ -89,8 +89,21 @@ def real_number(who, value):
         return as_float(value)  # an int beyond float's range is as non-finite as an infinity
     a = real_array(who, "the value of f", value)
     if a.size != 1:
-        raise ValueError(f"{who} must return a scalar, got an array of shape {a.shape}")
+        raise ValueError(f"The user-provided objective function must return a scalar value: {who} returned an "
+                         f"array of shape {a.shape}")
     return as_float(a.reshape(())[()])
+
+
+class _ValueAt:
+    """``fun(point, *args)`` checked as f (complex for the complex step); a class so that a process pool
+    given as ``workers`` can pickle it."""
+
+    def __init__(self, fun, args, complex_step):
+        self.fun, self.args, self.complex_step = fun, args, complex_step
+
+    def __call__(self, point):
+        result = self.fun(point, *self.args)
+        return complex(np.asarray(result).reshape(())) if self.complex_step else real_number("fun", result)
 
 
 class Objective:
@@ -236,12 +249,7 @@ class Objective:
         """
         method = "2-point" if self.jac is None else self.jac
         abs_step = self.eps if self.jac is None else None
-        complex_step = method == "cs"
-
-        def value_of(point):
-            result = self.fun(point, *self.args)
-            return complex(np.asarray(result).reshape(())) if complex_step else real_number("fun", result)
-
+        value_of = _ValueAt(self.fun, self.args, method == "cs")
         before = self.nfev
         g = _differences.gradient(value_of, x, f, method, rel_step=self.rel_step, abs_step=abs_step, box=self.box,
                                   evaluate=self.evaluate)

@@ -89,10 +89,11 @@ def minimize_bfgs(objective, x0, *, callback, gtol, norm, maxiter, maxfun, maxls
             return result(C.NOT_FINITE, f"stopped: no descent direction (g.d = {slope:.3g}); "
                           f"||g||_inf = {gnorm:.3g}")
         # With H = I the first trial moves x by 1.01 (SciPy's choice), in any units of f.
-        step0 = 1.0 if scaled else min(1.0, 1.01 / np.sqrt(-slope))
+        step0 = 1.0 if scaled else 1.01 / np.sqrt(-slope)
         fev = min(maxls, max(1, maxfun - objective.nfev))
         search, x_new = C.search_line(objective, lambda stp: x + stp * d, lambda gt: float(gt @ d), f, slope,
-                                      step0, g_trial, ftol=c1, gtol=c2, xtol=1e-14, maxfev=fev)
+                                      step0, g_trial, ftol=c1, gtol=c2, xtol=1e-14, maxfev=fev,
+                                      stpmax=1e100)  # SciPy's bound: a tiny gradient may need a huge step
         if search.f == -np.inf:
             x, f = x_new, search.f
             return result(C.NOT_FINITE, C.UNBOUNDED_MESSAGE)
@@ -102,7 +103,8 @@ def minimize_bfgs(objective, x0, *, callback, gtol, norm, maxiter, maxfun, maxls
         s = search.stp * d
         y = g_trial - g
         sy = float(s @ y)
-        if sy > np.finfo(np.float64).eps * float(y @ y):
+        # Positive curvature, relative to |s| |y| so that the test does not depend on the units of f.
+        if sy > np.finfo(np.float64).eps * float(np.linalg.norm(s) * np.linalg.norm(y)):
             if not scaled:  # H = (y.s / y.y) I before the first update (Nocedal & Wright, eq. 6.20)
                 H *= sy / float(y @ y)
                 scaled = True

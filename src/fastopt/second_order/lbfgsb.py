@@ -32,9 +32,6 @@ from fastopt.second_order.lbfgs import LbfgsInverseHessian
 _EPS = np.finfo(np.float64).eps
 _BIG = 1e10  # L-BFGS-B's largest step
 _WARNINGS = frozenset({STPMAX, XTOL, ROUNDING, STPMIN})
-# Options SciPy's L-BFGS-B takes that this driver may be given and has no use for (the FD step belongs to the
-# objective; printing goes through ``disp``).
-_IGNORED = frozenset({"eps", "iprint", "finite_diff_rel_step", "workers"})
 
 
 # --------------------------------------------------------------------------
@@ -314,19 +311,16 @@ def _project_message(message):
     return message.replace("||g||_inf", "||proj g||_inf")
 
 
-def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter, maxfun, maxls, disp, **other):
+def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter, maxfun, maxls, iprint, disp):
     """Minimize ``objective`` from ``x0`` within ``box = (lower, upper)``; options and result as :func:`fastopt.minimize`.
 
     ``x0`` is projected into the box first; ``res.jac`` is the gradient (not
     its projection) and ``success`` means ``||proj g||_inf <= gtol``.
     """
-    unknown = sorted(set(other) - _IGNORED)
-    if unknown:
-        raise TypeError(f"minimize_lbfgsb got unexpected option(s) {unknown}")
     m = positive_option("maxcor", maxcor, integer=True)
     gtol = positive_option("gtol", gtol, allow_zero=True)
     ftol = positive_option("ftol", ftol, allow_zero=True)
-    maxiter = positive_option("maxiter", maxiter, integer=True, allow_zero=True, unlimited=True)
+    maxiter = C.iteration_limit(maxiter)
     maxfun = positive_option("maxfun", maxfun, integer=True, unlimited=True)
     maxls = positive_option("maxls", maxls, integer=True)
     threads = get_num_threads()
@@ -336,10 +330,6 @@ def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter
     fixed = lower_all == upper_all
     stop = C.Callback(callback)
 
-    def report(message):
-        if disp:
-            print(message)
-
     if fixed.all():  # nothing to minimize: one evaluation, as SciPy
         start.flags.writeable = False
         g = np.full(n_all, np.nan)
@@ -348,8 +338,7 @@ def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter
         else:
             f = objective.value_and_grad(start, g)
         message = "All independent variables were fixed by bounds."
-        report(message)
-        return C.finish(np.array(start), f, g, 0, objective, C.CONVERGED, message,
+        return C.finish(np.array(start), f, g, 0, objective, C.CONVERGED, message, disp,
                         hess_inv=_Memory(1, n_all).inverse_hessian())
 
     free_idx = np.flatnonzero(~fixed) if fixed.any() else None
@@ -373,11 +362,10 @@ def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter
     nit = 0
 
     def result(status, message):
-        report(message)
         h = memory.inverse_hessian()
         if free_idx is not None:
             h = _FullInverseHessian(h, free_idx, n_all)
-        return C.finish(np.array(fun.full(x)), f, full_g.copy(), nit, objective, status, message, hess_inv=h)
+        return C.finish(np.array(fun.full(x)), f, full_g.copy(), nit, objective, status, message, disp, hess_inv=h)
 
     if not (np.isfinite(f) and np.isfinite(pgnorm)):
         return result(C.NOT_FINITE, "stopped: f or the gradient is not finite at x0")
@@ -440,7 +428,7 @@ def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter
         pgnorm = projected_gradient_norm(x, g, lower, upper, threads)
         nit += 1
         if stop(fun.full(x), f):
-            return result(C.CALLBACK_STOP, "stopped: the callback raised StopIteration")
+            return result(C.CALLBACK_STOP, C.CALLBACK_MESSAGE)
         if pgnorm > gtol and C.relative_decrease(f_old, f) <= ftol:
             return result(C.STALLED, _project_message(C.stalled_message(pgnorm, gtol, ftol)))
 

@@ -56,7 +56,7 @@ def minimize_newton_cg(objective, x0, *, callback, gtol, xtol, maxiter, cg_maxit
     CG stops when the residual falls below min(0.5, sqrt(||g||)) ||g||
     (superlinear convergence), at ``cg_maxiter`` iterations, or at the
     first direction of non-positive curvature, keeping the last iterate
-    (or -g when that happens at once).  The Hessian products come from
+    (or, when that happens at once, -g scaled by g.g / |g.Hg|).  The Hessian products come from
     ``hessp``, ``hess`` (a function, ``'2-point'``/``'3-point'``/``'cs'``, or a
     ``scipy.optimize.HessianUpdateStrategy``), or, with neither, from forward
     differences of the gradient, as SciPy's.  ``xtol`` > 0 also stops the run
@@ -106,7 +106,11 @@ def _cg_direction(objective, x, g, cg_maxiter):
         hd = product(d)
         curvature = float(d @ hd)
         if not curvature > 0:
-            return -g if j == 0 else z
+            if j > 0:
+                return z
+            # Negative curvature along -g at once: a steepest-descent step scaled by |g.g / d.Hd| (SciPy's), so
+            # its length follows the curvature and the line search does not start far past a nearby minimum.
+            return (rr / -curvature) * d if curvature < 0 else -g
         alpha = rr / curvature
         z += alpha * d
         r += alpha * hd
@@ -148,7 +152,8 @@ def _newton_loop(objective, x, callback, gtol, maxiter, maxls, disp, direction, 
             return result(C.NOT_FINITE, f"stopped: no descent direction (g.p = {slope:.3g}); "
                           f"||g||_inf = {gnorm:.3g}")
         search, x_new = C.search_line(objective, lambda stp: x + stp * p, lambda gt: float(gt @ p), f, slope,
-                                      1.0, g_trial, ftol=c1, gtol=c2, xtol=1e-14, maxfev=maxls)
+                                      1.0, g_trial, ftol=c1, gtol=c2, xtol=1e-14, maxfev=maxls,
+                                      stpmax=50.0)  # SciPy's bound for Newton steps: 50 times the Newton step
         if search.f == -np.inf:
             x, f = x_new, search.f
             return result(C.NOT_FINITE, C.UNBOUNDED_MESSAGE)
