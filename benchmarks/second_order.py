@@ -1,6 +1,6 @@
 """fastopt.minimize against scipy.optimize.minimize: wall time per iteration, the user's function apart.
 
-    python benchmarks/second_order.py [--repeats 3] [--quick]
+    python benchmarks/second_order.py [--repeats 3] [--quick] [--peers-only] [--peer-iters 60]
 
 Each case runs both libraries for the same number of iterations from the
 same start, interleaved, ``--repeats`` times, and reports medians of:
@@ -13,7 +13,14 @@ what the libraries differ in.  Cases:
   extended Rosenbrock function, n = 10**4;
 * dense BFGS vs SciPy's BFGS on the extended Rosenbrock function, n = 1000;
 * Newton vs SciPy's trust-exact (both given the exact, dense Hessian) on the
-  extended Rosenbrock function, n = 1000.
+  extended Rosenbrock function, n = 1000;
+* L-BFGS peers on the quadratic, n = 10**6, m = 10, ``--peer-iters``
+  iterations each: fastopt, SciPy's L-BFGS-B and liblbfgs (the PyLBFGS
+  package, module ``lbfgs``; skipped with a note when it is not
+  installed), interleaved.  liblbfgs's function writes the gradient into
+  the array it is given (its API); the others return a new one.  ``nit``
+  and ``nfev`` are reported for each (liblbfgs's iterations are counted
+  by its progress callback).
 
 The user's functions call BLAS (``x @ y``), whose worker threads keep
 spinning for about 0.1 s after each call and compete with the minimizers'
@@ -25,6 +32,7 @@ import argparse
 import os
 import statistics
 import time
+import warnings
 
 import numpy as np
 from scipy import optimize
@@ -94,6 +102,61 @@ def run(library, method, problem, iters):
     return dict(total=total, user=user, nit=max(res.nit, 1), nfev=res.nfev, fun=res.fun)
 
 
+def run_liblbfgs(n, iters, m=10):
+    """liblbfgs (PyLBFGS) on the quadratic for ``iters`` iterations; None when it is not installed."""
+    try:
+        import lbfgs
+    except ImportError:
+        return None
+    d = np.logspace(0, 4, n)
+    seconds, counts = [0.0], dict(nfev=0, nit=0)
+
+    def fun(x, g):
+        start = time.perf_counter()
+        np.multiply(d, x, out=g)
+        f = 0.5 * float(x @ g)
+        seconds[0] += time.perf_counter() - start
+        counts["nfev"] += 1
+        return f
+
+    def progress(x, g, fx, xnorm, gnorm, step, k, ls):
+        counts["nit"] = k
+        counts["fun"] = fx
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "reaches the maximum number of iterations"
+        lbfgs.fmin_lbfgs(fun, np.ones(n), progress=progress, m=m, epsilon=0.0, max_iterations=iters)
+    total = time.perf_counter() - start
+    return dict(total=total, user=seconds[0], nit=max(counts["nit"], 1), nfev=counts["nfev"], fun=counts["fun"])
+
+
+def peers(n, iters, repeats):
+    """fastopt, SciPy and liblbfgs interleaved on the quadratic; a table of medians per iteration."""
+    problem = quadratic(n)
+    samples = {"fastopt": [], "SciPy L-BFGS-B": [], "liblbfgs": []}
+    for _ in range(repeats):
+        samples["fastopt"].append(run("fastopt", "L-BFGS", problem, iters))
+        samples["SciPy L-BFGS-B"].append(run("scipy", "L-BFGS-B", problem, iters))
+        peer = run_liblbfgs(n, iters)
+        if peer is not None:
+            samples["liblbfgs"].append(peer)
+    if not samples["liblbfgs"]:
+        print("(liblbfgs skipped: the PyLBFGS package, module `lbfgs`, is not installed)")
+        del samples["liblbfgs"]
+    med = {lib: {k: statistics.median(s[k] / s["nit"] for s in runs) for k in ("total", "user")}
+           for lib, runs in samples.items()}
+    ours = med["fastopt"]["total"] - med["fastopt"]["user"]
+    print(f"\nL-BFGS peers, quadratic n={n}, m=10, {iters} iterations asked; medians of {repeats} interleaved runs, "
+          "per iteration")
+    print("| library | nit | nfev | total | in user's function | overhead | overhead / fastopt's |")
+    print("|---|---|---|---|---|---|---|")
+    for lib, runs in samples.items():
+        over = med[lib]["total"] - med[lib]["user"]
+        print(f"| {lib} | {runs[0]['nit']} | {runs[0]['nfev']} | {_ms(med[lib]['total'])} | {_ms(med[lib]['user'])} | "
+              f"{_ms(over)} | {over / max(ours, 1e-9):.2f}x |")
+
+
 CASES = [
     ("quadratic n=1e6", lambda: quadratic(10 ** 6), ("L-BFGS", "L-BFGS-B"), 30),
     ("ext. Rosenbrock n=1e4", lambda: extended_rosenbrock(10 ** 4), ("L-BFGS", "L-BFGS-B"), 100),
@@ -106,10 +169,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller problems, for a smoke test")
+    parser.add_argument("--peers-only", action="store_true", help="only the L-BFGS peers table")
+    parser.add_argument("--peer-iters", type=int, default=60, help="iterations of the L-BFGS peers case")
     args = parser.parse_args(argv)
     print(f"fastopt {fastopt.__version__}, {fastopt.get_num_threads()} threads; medians of {args.repeats} "
           "interleaved runs; times per iteration; OPENBLAS_THREAD_TIMEOUT="
           f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset)')}")
+    if args.peers_only:
+        peers(1000 if args.quick else 10 ** 6, 3 if args.quick else args.peer_iters, args.repeats)
+        return
     print("| problem | fastopt | SciPy | iterations | fastopt total | SciPy total | in user's function "
           "(fastopt / SciPy) | overhead fastopt | overhead SciPy | overhead ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -129,6 +197,7 @@ def main(argv=None):
         print(f"| {label} | {ours} | {theirs} | {nit} | {_ms(med['fastopt']['total'])} | "
               f"{_ms(med['scipy']['total'])} | {_ms(med['fastopt']['user'])} / {_ms(med['scipy']['user'])} | "
               f"{_ms(over['fastopt'])} | {_ms(over['scipy'])} | {over['scipy'] / max(over['fastopt'], 1e-9):.1f}x |")
+    peers(1000 if args.quick else 10 ** 6, 3 if args.quick else args.peer_iters, args.repeats)
 
 
 def _ms(seconds):
