@@ -52,25 +52,33 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         Extra arguments to ``fun``, ``jac``, ``hess`` and ``hessp``.  As in
         SciPy, anything but a tuple is a single extra argument (a list is
         passed as one argument, not spread).
-    method : {"L-BFGS", "BFGS", "Newton", "Newton-CG"} or None, default "L-BFGS"
+    method : {"L-BFGS", "L-BFGS-B", "BFGS", "Newton", "Newton-CG"} or None, default "L-BFGS"
         Case, hyphens and underscores do not matter; None is "L-BFGS".
 
-        * ``"L-BFGS"``: limited-memory BFGS (``maxcor`` pairs, default 10)
-          with a Moré–Thuente strong-Wolfe line search; the vector work runs
-          in fastopt's nogil, OpenMP kernels.
+        * ``"L-BFGS"`` (also ``"L-BFGS-B"``): limited-memory BFGS
+          (``maxcor`` pairs, default 10) with a Moré–Thuente strong-Wolfe
+          line search; with ``bounds``, L-BFGS-B.  The vector work runs in
+          fastopt's nogil, OpenMP kernels.
         * ``"BFGS"``: dense inverse-Hessian BFGS, O(n^2) work per iteration.
         * ``"Newton"``: Newton's method with the Hessian ``hess``, solved by
           Cholesky; where the Hessian is not positive definite, a multiple
           of the identity is added until it is (modified Newton); a line
           search on every step.
-        * ``"Newton-CG"``: truncated Newton, Hessian-free with ``hessp``
-          (or ``hess``), conjugate gradients for each step.
-    jac : callable, True or None, optional
+        * ``"Newton-CG"``: truncated Newton, conjugate gradients for each
+          step on products with the Hessian from ``hessp`` or ``hess``, or,
+          with neither, forward differences of the gradient.
+    jac : callable, True, False, {"2-point", "3-point", "cs"} or None, optional
         The gradient ``jac(x, *args) -> ndarray (n,)``; ``True`` if ``fun``
-        returns it with the value; ``None`` for forward differences (n
-        extra evaluations per gradient, each at a new read-only point).
-    hess : callable, optional
-        ``hess(x, *args) -> (n, n) array`` (dense, or sparse with ``toarray``).
+        returns it with the value; a finite-difference scheme (relative
+        steps, ``finite_diff_rel_step``); ``None`` or ``False`` for forward
+        differences with the method's absolute step ``eps``.  Each
+        estimated gradient counts in ``njev``, its evaluations in ``nfev``;
+        every probe is a new read-only point.
+    hess : callable, {"2-point", "3-point", "cs"}, HessianUpdateStrategy, optional
+        ``hess(x, *args) -> (n, n) array`` (dense, or sparse with
+        ``toarray``); or, for Newton-CG and Newton, a finite-difference
+        scheme on the gradient, or a ``scipy.optimize.BFGS()``/``SR1()``
+        updated after every iteration (Newton-CG).
     hessp : callable, optional
         ``hessp(x, p, *args) -> ndarray (n,)``: the Hessian times ``p``.
         Gradients, Hessians and products must be real numbers (as ``f``:
@@ -78,21 +86,37 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         shape is a ValueError (for ``n = 1`` any size-1 result is taken).
         ``x`` and ``p`` are read-only, as for ``fun``: no user function can
         change the minimizer's state through its arguments.
+    bounds : scipy.optimize.Bounds or sequence of (low, high), optional
+        Box constraints for ``"L-BFGS"``/``"L-BFGS-B"`` (None or +-inf: no
+        bound); a start outside the box is projected into it.  Other
+        methods refuse finite bounds (ValueError).
+    constraints : empty, optional
+        Accepted only empty: fastopt has no constrained method (ValueError).
     tol : float, optional
         Sets ``gtol`` (and, for L-BFGS, ``ftol``) unless ``options`` sets them.
     callback : callable, optional
         Called after every iteration with a copy of ``x``, or, if its only
-        parameter is named ``intermediate_result``, with an OptimizeResult
-        holding ``x`` and ``fun``.  Raising ``StopIteration`` stops the run
-        (status 99).
+        parameter is named ``intermediate_result`` (positional or
+        keyword-only), as ``callback(intermediate_result=res)`` with an
+        OptimizeResult holding ``x`` and ``fun``.  Raising ``StopIteration``
+        stops the run (status 99).
     options : dict, optional
-        L-BFGS: ``maxcor`` (10), ``gtol`` (1e-5), ``ftol`` (2.2e-9),
-        ``maxiter`` (15000), ``maxfun`` (15000), ``maxls`` (20), ``disp``.
-        BFGS: ``gtol`` (1e-5), ``maxiter`` (200 n), ``maxfun`` (None: no
-        limit), ``maxls`` (20), ``disp``.
-        Newton: ``gtol`` (1e-8), ``maxiter`` (200), ``maxls`` (20), ``disp``.
-        Newton-CG: ``gtol`` (1e-5), ``maxiter`` (200 n), ``cg_maxiter``
-        (20 n), ``maxls`` (20), ``disp``.
+        Every method: ``eps`` (the absolute finite-difference step for
+        ``jac=None``: 1e-8 for L-BFGS, sqrt(machine eps) otherwise, as
+        SciPy), ``finite_diff_rel_step``, ``workers`` (a map-like callable
+        for the difference evaluations), ``disp`` (print the message; warn
+        with ``OptimizeWarning`` when the run did not converge).
+        L-BFGS: ``maxcor`` (10), ``gtol`` (1e-5, on the projected gradient
+        with bounds), ``ftol`` (2.2e-9), ``maxiter`` (15000), ``maxfun``
+        (15000), ``maxls`` (20), ``iprint`` (accepted, unused).
+        BFGS: ``gtol`` (1e-5), ``norm`` (inf), ``maxiter`` (200 n),
+        ``maxfun`` (None: no limit), ``maxls`` (20), ``c1`` (1e-4), ``c2``
+        (0.9), ``hess_inv0`` (the identity), ``xrtol`` (0), ``return_all``.
+        Newton: ``gtol`` (1e-8), ``maxiter`` (200), ``maxls`` (20).
+        Newton-CG: ``gtol`` (1e-5), ``xtol`` (0: off), ``maxiter`` (200 n),
+        ``cg_maxiter`` (20 n), ``maxls`` (20), ``c1``, ``c2``,
+        ``return_all``.  ``maxiter`` reads as SciPy: negative means no
+        iteration, a fraction is rounded down.
         Values must be real numbers (a string such as ``"1e-5"`` is a
         TypeError, so is a bool); counts must be whole numbers, and
         ``maxiter`` and ``maxfun`` also take ``np.inf`` for "no limit"
