@@ -116,7 +116,7 @@ def minimize_bfgs(objective, x0, *, callback, gtol, norm, maxiter, maxfun, maxls
             bfgs_update(H, s, Hy, a, b, threads)
         else:  # no positive curvature along s: keep H
             Hg_trial[...] = H @ g_trial
-        f_old, f = f, search.f
+        f = search.f
         x = x_new
         g, g_trial = g_trial, g
         Hg, Hg_trial = Hg_trial, Hg

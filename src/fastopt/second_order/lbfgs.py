@@ -130,14 +130,17 @@ class _History:
         return LbfgsInverseHessian(self.S, self.Y, self.rho, self.oldest, self.count, self.gamma)
 
 
+def checked_options(maxcor, gtol, ftol, maxiter, maxfun, maxls):
+    """The L-BFGS(-B) options, validated: (m, gtol, ftol, maxiter, maxfun, maxls)."""
+    return (positive_option("maxcor", maxcor, integer=True), positive_option("gtol", gtol, allow_zero=True),
+            positive_option("ftol", ftol, allow_zero=True), C.iteration_limit(maxiter),
+            positive_option("maxfun", maxfun, integer=True, unlimited=True),
+            positive_option("maxls", maxls, integer=True))
+
+
 def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxfun, maxls, iprint, disp):
     """Minimize ``objective`` from ``x0``; see :func:`fastopt.minimize` for the options and the result."""
-    m = positive_option("maxcor", maxcor, integer=True)
-    gtol = positive_option("gtol", gtol, allow_zero=True)
-    ftol = positive_option("ftol", ftol, allow_zero=True)
-    maxiter = C.iteration_limit(maxiter)
-    maxfun = positive_option("maxfun", maxfun, integer=True, unlimited=True)
-    maxls = positive_option("maxls", maxls, integer=True)
+    m, gtol, ftol, maxiter, maxfun, maxls = checked_options(maxcor, gtol, ftol, maxiter, maxfun, maxls)
     threads = get_num_threads()
     n = x0.size
 

@@ -22,12 +22,11 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from fastopt._threads import get_num_threads
-from fastopt._validation import positive_option
 from fastopt.second_order import _common as C
 from fastopt.second_order._bounds import breakpoints, cauchy_walk, max_step, project, projected_gradient_norm
 from fastopt.second_order._linesearch import ROUNDING, STPMAX, STPMIN, XTOL, strong_wolfe
 from fastopt.second_order._vectors import dot
-from fastopt.second_order.lbfgs import LbfgsInverseHessian
+from fastopt.second_order.lbfgs import LbfgsInverseHessian, checked_options
 
 _EPS = np.finfo(np.float64).eps
 _BIG = 1e10  # L-BFGS-B's largest step
@@ -235,7 +234,7 @@ class _Memory:
 
     def gram_free(self, free_mask, nfree):
         """W_Z^T W_Z (2k x 2k) over the free variables."""
-        k, rows = self.count, self.rows
+        rows = self.rows
         if nfree == self.n:
             ys, ss, yy = self.SY[np.ix_(rows, rows)].T, self.SS[np.ix_(rows, rows)], self.YY[np.ix_(rows, rows)]
         elif nfree <= self.n - nfree:
@@ -317,12 +316,7 @@ def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter
     ``x0`` is projected into the box first; ``res.jac`` is the gradient (not
     its projection) and ``success`` means ``||proj g||_inf <= gtol``.
     """
-    m = positive_option("maxcor", maxcor, integer=True)
-    gtol = positive_option("gtol", gtol, allow_zero=True)
-    ftol = positive_option("ftol", ftol, allow_zero=True)
-    maxiter = C.iteration_limit(maxiter)
-    maxfun = positive_option("maxfun", maxfun, integer=True, unlimited=True)
-    maxls = positive_option("maxls", maxls, integer=True)
+    m, gtol, ftol, maxiter, maxfun, maxls = checked_options(maxcor, gtol, ftol, maxiter, maxfun, maxls)
     threads = get_num_threads()
     lower_all, upper_all = (np.ascontiguousarray(b, dtype=np.float64) for b in box)
     n_all = x0.size
