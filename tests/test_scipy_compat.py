@@ -182,3 +182,39 @@ def test_scipys_refusals():
         minimize(rosen, X0, constraints=[{"type": "ineq", "fun": rosen}])
     with pytest.raises(ValueError, match="takes no bounds"):
         minimize(rosen, X0, method="BFGS", bounds=[(0, 1)] * 3)
+
+
+@pytest.mark.parametrize("bounds", [None, [(-5, 5)] * 2])
+def test_lbfgs_ends_at_minus_infinity_with_and_without_bounds(bounds):
+    def f(x):
+        return (float(np.sum((x - 3) ** 2)) if x[0] < 2 else -np.inf), 2 * (x - 3) + 0.3
+
+    res = minimize(f, np.zeros(2), jac=True, bounds=bounds)
+    assert res.fun == -np.inf and res.status == 4 and not res.success and "unbounded below" in res.message
+
+
+@pytest.mark.parametrize("jac", [None, "2-point", "3-point"])
+def test_every_probe_stays_in_a_tight_box_and_fixed_variables_are_not_differenced(jac):
+    lower, upper = np.array([0.0, -1.0, 2.0]), np.array([1e-9, 1.0, 2.0])
+    seen = []
+
+    def f(x):
+        seen.append(np.array(x))
+        return float(np.sum(np.cos(3 * x)) + x @ x)
+
+    res = minimize(f, [5e-10, 0.3, 2.0], method="L-BFGS-B", jac=jac, bounds=list(zip(lower, upper)))
+    assert res.success and all(np.all(p >= lower) and np.all(p <= upper) for p in seen)
+    assert np.isnan(res.jac[2]) and res.njev > 0
+
+
+def test_bounded_forward_differences_use_eps_and_workers():
+    calls = []
+
+    def mapper(fun, points):
+        calls.append(1)
+        return list(map(fun, points))
+
+    f = lambda x: float(np.sum(np.cos(3 * x)) + x @ x)  # noqa: E731
+    free = minimize(f, [0.3, 0.7], options={"eps": 0.1, "maxiter": 1, "workers": mapper})
+    boxed = minimize(f, [0.3, 0.7], bounds=[(-5, 5)] * 2, options={"eps": 0.1, "maxiter": 1, "workers": mapper})
+    assert calls and boxed.njev == free.njev > 0 and boxed.nfev == free.nfev

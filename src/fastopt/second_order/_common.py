@@ -116,9 +116,10 @@ def search_line(objective, point_at, slope_of, f, slope, step0, g_trial, *, ftol
     fallback searches accept it.  Where f is -inf the search stops at once
     and succeeds: the objective is unbounded below along the line.
     """
-    last = [None]
+    last, calls = [None], [0]
 
     def phi(stp):
+        calls[0] += 1
         xt = point_at(stp)
         xt.flags.writeable = False
         last[0] = xt
@@ -131,7 +132,7 @@ def search_line(objective, point_at, slope_of, f, slope, step0, g_trial, *, ftol
         search = strong_wolfe(phi, f, slope, step0, ftol=ftol, gtol=gtol, xtol=xtol, stpmax=stpmax,
                               maxfev=maxfev)
     except _Unbounded as end:
-        return LineSearchResult(stp=end.args[0], f=-np.inf, g=-np.inf, nfev=0, success=True,
+        return LineSearchResult(stp=end.args[0], f=-np.inf, g=-np.inf, nfev=calls[0], success=True,
                                 status="unbounded", message="f is -inf"), last[0]
     if not search.success and np.isfinite(search.g) and search.f <= f + ftol * search.stp * slope \
             and search.f < f:
@@ -151,7 +152,6 @@ def finish(x, f, g, nit, objective, status, message, disp=False, **extra):
             print(message)
         else:
             warnings.warn(message, OptimizeWarning, stacklevel=4)
-    objective.close()
     return OptimizeResult(
         x=x, fun=f, jac=g, nit=nit, nfev=objective.nfev, njev=objective.njev, nhev=objective.nhev,
         status=status, success=status == CONVERGED, message=message, **extra)

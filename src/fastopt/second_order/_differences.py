@@ -6,8 +6,10 @@ eps**(1/3) for 3-point) gives ``h_i = r * sign(x_i) * max(1, |x_i|)``; an
 absolute step (the methods' ``eps`` option, used for ``jac=None``) is taken
 as it is unless it vanishes against ``x_i``, where the relative rule takes
 over.  Every step is rounded to what ``x + h`` represents.  Within bounds, a
-step that would leave the box goes the other way (2-point) or becomes
-one-sided (3-point), so ``fun`` is only evaluated inside the box.
+step that would leave the box goes the other way, or, where that leaves it
+too, into the wider side's room (2-point); a central difference that would
+leave it becomes one-sided (3-point): ``fun`` is only evaluated inside the
+box.  A variable fixed by equal bounds is not differenced (its entry is NaN).
 """
 import math
 
@@ -59,34 +61,46 @@ def gradient(value_of, x, f0, method, *, rel_step=None, abs_step=None, box=None,
             points.append(p)
         return np.array([complex(v).imag for v in evaluate(value_of, points)]) / h
     if method == "2-point":
-        if box is not None:  # a forward step out of the box goes backwards instead
-            h = np.where(((x + h) > upper) | ((x + h) < lower), -h, h)
-        points = [_probe(x, i, h[i]) for i in range(n)]
-        values = list(evaluate(value_of, points))
-        dx = np.array([points[i][i] - x[i] for i in range(n)])
-        return (np.array(values, dtype=np.float64) - f0) / dx
-    # 3-point: central where both sides are inside the box, else one-sided with two points on one side
-    if box is None:
-        one_sided = np.zeros(n, dtype=bool)
-    else:
-        central_ok = ((x + h) <= upper) & ((x - h) >= lower)
-        forward_ok = (x + 2 * h) <= upper
-        h = np.where(~central_ok & ~forward_ok, -h, h)
+        fixed = np.zeros(n, dtype=bool)
+        if box is not None:  # stay in the box: backwards where forward leaves it, else into the wider side
+            fixed = lower == upper
+            outside = ((x + h) > upper) | ((x + h) < lower)
+            back_ok = ((x - h) <= upper) & ((x - h) >= lower)
+            room_up, room_down = upper - x, x - lower
+            wider = np.where(room_up >= room_down, room_up, -room_down)
+            h = np.where(outside, np.where(back_ok, -h, wider), h)
+        free = np.flatnonzero(~fixed)
+        points = [_probe(x, i, h[i]) for i in free]
+        values = np.array(list(evaluate(value_of, points)), dtype=np.float64)
+        g = np.full(n, np.nan)  # a variable fixed by equal bounds has no derivative to take
+        g[free] = (values - f0) / np.array([p[i] - x[i] for p, i in zip(points, free)])
+        return g
+    # 3-point: central where both sides are inside the box, else one-sided (two points on the side with room)
+    one_sided = np.zeros(n, dtype=bool)
+    fixed = np.zeros(n, dtype=bool)
+    if box is not None:
+        fixed = lower == upper
+        inside = lambda p: (p <= upper) & (p >= lower)  # noqa: E731
+        central_ok = inside(x + h) & inside(x - h)
+        room_up, room_down = upper - x, x - lower
+        wider = np.where(room_up >= room_down, room_up, -room_down) / 2
+        h = np.where(central_ok | inside(x + 2 * h), h, np.where(inside(x - 2 * h), -h, wider))
         one_sided = ~central_ok
+    free = np.flatnonzero(~fixed)
     points = []
-    for i in range(n):
+    for i in free:
         if one_sided[i]:
             points += [_probe(x, i, h[i]), _probe(x, i, 2 * h[i])]
         else:
             points += [_probe(x, i, h[i]), _probe(x, i, -h[i])]
-    values = np.array(list(evaluate(value_of, points)), dtype=np.float64).reshape(n, 2)
-    g = np.empty(n)
-    for i in range(n):
-        a, b = points[2 * i][i] - x[i], points[2 * i + 1][i] - x[i]
+    values = np.array(list(evaluate(value_of, points)), dtype=np.float64).reshape(-1, 2)
+    g = np.full(n, np.nan)
+    for j, i in enumerate(free):
+        a, b = points[2 * j][i] - x[i], points[2 * j + 1][i] - x[i]
         if one_sided[i]:
-            g[i] = (-3 * f0 + 4 * values[i, 0] - values[i, 1]) / b
+            g[i] = (-3 * f0 + 4 * values[j, 0] - values[j, 1]) / b
         else:
-            g[i] = (values[i, 0] - values[i, 1]) / (a - b)
+            g[i] = (values[j, 0] - values[j, 1]) / (a - b)
     return g
 
 

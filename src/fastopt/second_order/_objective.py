@@ -167,14 +167,6 @@ class Objective:
         if isinstance(hess, HessianUpdateStrategy):
             hess.initialize(n, "hess")
 
-    @property
-    def has_hessian(self):
-        """Whether a Hessian (or its products) can be had: given, or by finite differences or updates."""
-        return self.hess_fun is not None or self.hessp_fun is not None
-
-    def close(self):
-        """Nothing to release today; the minimizers call it once at the end of a run."""
-
     def value_and_grad(self, x, grad_out):
         """f(x), with the gradient at ``x`` written into ``grad_out``.  ``x`` must be read-only."""
         if self.jac is True:
@@ -253,7 +245,8 @@ class Objective:
         before = self.nfev
         g = _differences.gradient(value_of, x, f, method, rel_step=self.rel_step, abs_step=abs_step, box=self.box,
                                   evaluate=self.evaluate)
-        self.nfev = before + (self.n * (2 if method == "3-point" else 1))
+        free = self.n if self.box is None else int(np.count_nonzero(self.box[0] != self.box[1]))
+        self.nfev = before + free * (2 if method == "3-point" else 1)
         self.njev += 1
         np.copyto(grad_out, g)
 

@@ -27,7 +27,7 @@ def minimize_bfgs(objective, x0, *, callback, gtol, norm, maxiter, maxfun, maxls
     SciPy's options: ``c1``, ``c2`` (Wolfe constants, 0 < c1 < c2 < 1),
     ``hess_inv0`` (the first H, symmetric positive definite; then it is not
     rescaled), ``xrtol`` (stop when the step is below ``xrtol`` times
-    ``||x||``, status 0), ``norm`` (of the gradient test; default inf),
+    ``||x||``: status 2, not success, unless the gradient test passed), ``norm`` (of the gradient test; default inf),
     ``return_all`` (``res.allvecs``: x at every iteration).  The first step
     moves ``x`` by 1.01 in the 2-norm along -g when H is the identity (as
     SciPy's), whatever the units of f.
@@ -96,6 +96,7 @@ def minimize_bfgs(objective, x0, *, callback, gtol, norm, maxiter, maxfun, maxls
                                       stpmax=1e100)  # SciPy's bound: a tiny gradient may need a huge step
         if search.f == -np.inf:
             x, f = x_new, search.f
+            g[...] = np.nan  # the gradient at a point where f is -inf means nothing
             return result(C.NOT_FINITE, C.UNBOUNDED_MESSAGE)
         if not search.success:
             return result(C.LINE_SEARCH_FAILED, f"stopped: the line search failed ({search.message}); "
@@ -126,6 +127,6 @@ def minimize_bfgs(objective, x0, *, callback, gtol, norm, maxiter, maxfun, maxls
             allvecs.append(np.array(x))
         if stop(x, f):
             return result(C.CALLBACK_STOP, C.CALLBACK_MESSAGE)
-        if xrtol and np.linalg.norm(s) <= xrtol * (xrtol + np.linalg.norm(x)):
-            return result(C.CONVERGED, f"converged: the step fell below xrtol = {xrtol:.3g} relative to x; "
-                          f"||g|| = {gnorm:.3g}")
+        if xrtol and gnorm > gtol and np.linalg.norm(s) <= xrtol * (xrtol + np.linalg.norm(x)):
+            return result(C.STALLED, f"stopped: the step fell below xrtol = {xrtol:.3g} relative to x, but "
+                          f"||g|| = {gnorm:.3g} > gtol = {gtol:.3g}")

@@ -181,6 +181,10 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
         search, x_new = C.search_line(objective, point_at, lambda gt: dot(gt, d, threads), f, slope, step0,
                                       g_trial, ftol=1e-3, xtol=0.1,
                                       maxfev=min(maxls, max(1, maxfun - objective.nfev)))
+        if search.f == -np.inf:
+            x, f = x_new, search.f
+            g[...] = np.nan  # the gradient at a point where f is -inf means nothing
+            return result(C.NOT_FINITE, C.UNBOUNDED_MESSAGE)
         if not search.success:
             if history.count:  # forget the history and try once more along -g, as L-BFGS-B does
                 history.forget()

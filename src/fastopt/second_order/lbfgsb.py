@@ -118,16 +118,16 @@ class _BoxObjective:
     """``objective`` seen from the free variables (fixed ones at their bound), gradients taken inside the box.
 
     Keeps the whole gradient of the last evaluation in ``full_grad``.
-    With ``jac=None`` the forward-difference step goes backwards where a
-    forward one would leave the box (SciPy does the same), and fixed
-    variables are not differenced (their entries of the gradient are NaN,
-    as in SciPy's result).
+    Finite differences (the objective's, which knows the box) step backwards
+    where a forward step would leave the box, as SciPy's, and do not
+    difference fixed variables (their entries of the gradient are NaN, as in
+    SciPy's result).
     """
 
     def __init__(self, objective, template, free, lower, upper):
         self.objective, self.template, self.free = objective, template, free
         self.lower, self.upper = lower, upper  # of the free variables
-        self.full_grad = np.full(template.size, np.nan) if objective.jac is None else np.empty(template.size)
+        self.full_grad = np.empty(template.size)
 
     def full(self, x):
         if self.free is None:
@@ -138,30 +138,10 @@ class _BoxObjective:
         return xf
 
     def value_and_grad(self, x, grad_out):
-        xf = self.full(x)
-        if self.objective.jac is not None:
-            f = self.objective.value_and_grad(xf, self.full_grad)
-            np.copyto(grad_out, self.full_grad if self.free is None else self.full_grad[self.free])
-            return f
-        f = self.objective.value(xf)
-        root_eps = math.sqrt(_EPS)
-        index = range(x.size) if self.free is None else self.free
-        for j, i in enumerate(index):
-            probe = np.array(xf)
-            xi = probe[i]
-            h = root_eps * max(1.0, abs(xi))
-            if xi + h > self.upper[j]:  # stay in the box: step backwards (or to the wider side)
-                h = -h if xi - h >= self.lower[j] or xi - self.lower[j] > self.upper[j] - xi else self.upper[j] - xi
-                if h == 0.0:
-                    h = self.lower[j] - xi
-            probe[i] = xi + h
-            step = probe[i] - xi
-            probe.flags.writeable = False
-            grad_out[j] = (self.objective.value(probe) - f) / step if step != 0.0 else 0.0
-        if self.free is None:
-            np.copyto(self.full_grad, grad_out)
-        else:
-            self.full_grad[self.free] = grad_out
+        """f at the full point; the free variables' gradient into ``grad_out`` (estimated ones stay in the box:
+        the objective was given the box)."""
+        f = self.objective.value_and_grad(self.full(x), self.full_grad)
+        np.copyto(grad_out, self.full_grad if self.free is None else self.full_grad[self.free])
         return f
 
 
@@ -395,10 +375,18 @@ def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter
             project(xt, x, lower, upper, stp, d_step, threads)
             xt.flags.writeable = False
             last[0] = xt
-            return fun.value_and_grad(xt, g_trial), dot(g_trial, d_step, threads)
+            value = fun.value_and_grad(xt, g_trial)
+            if value == -np.inf:
+                raise _Unbounded
+            return value, dot(g_trial, d_step, threads)
 
-        search = strong_wolfe(phi, f, slope, step0, ftol=1e-3, gtol=0.9, xtol=0.1, stpmax=stpmax,
-                              maxfev=min(maxls, max(1, maxfun - objective.nfev)))
+        try:
+            search = strong_wolfe(phi, f, slope, step0, ftol=1e-3, gtol=0.9, xtol=0.1, stpmax=stpmax,
+                                  maxfev=min(maxls, max(1, maxfun - objective.nfev)))
+        except _Unbounded:
+            x, f = last[0], -np.inf
+            full_g[...] = np.nan  # the gradient at a point where f is -inf means nothing
+            return result(C.NOT_FINITE, C.UNBOUNDED_MESSAGE)
         # As in L-BFGS-B, a search that ended on a warning (the step at stpmax -- the box --, or an interval
         # too short to shrink further) keeps its last step when that step lowered f.
         accepted = search.success or (search.status in _WARNINGS and search.f < f)
@@ -427,6 +415,10 @@ def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter
             return result(C.STALLED, _project_message(C.stalled_message(pgnorm, gtol, ftol)))
 
 
+class _Unbounded(Exception):
+    """f reached -inf along the line: the objective has no minimum in the box."""
+
+
 def _search_direction(memory, x, g, lower, upper, t, d, xcp, r, threads):
     """The L-BFGS-B direction from x: (subspace minimizer, in the box) - x; None if the model is unusable."""
     n = x.size
@@ -446,8 +438,7 @@ def _search_direction(memory, x, g, lower, upper, t, d, xcp, r, threads):
     cand = cand[t[cand] > 0]
     order = np.ascontiguousarray(cand[np.argsort(t[cand], kind="stable")], dtype=np.intp)
     c = np.zeros(2 * k)
-    S, Y = (memory.S, memory.Y)
-    tsum, passed = cauchy_walk(order, t, d, x, lower, upper, S, Y, memory.rows, M if k else np.zeros((0, 0)),
+    tsum, passed = cauchy_walk(order, t, d, x, lower, upper, memory.S, memory.Y, memory.rows, M,
                                theta, p, c, f1, f2, nmoving)
     project(xcp, x, lower, upper, tsum, d, threads)
     hit = order[:passed]

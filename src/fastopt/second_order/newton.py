@@ -156,6 +156,7 @@ def _newton_loop(objective, x, callback, gtol, maxiter, maxls, disp, direction, 
                                       stpmax=50.0)  # SciPy's bound for Newton steps: 50 times the Newton step
         if search.f == -np.inf:
             x, f = x_new, search.f
+            g[...] = np.nan  # the gradient at a point where f is -inf means nothing
             return result(C.NOT_FINITE, C.UNBOUNDED_MESSAGE)
         if not search.success:
             return result(C.LINE_SEARCH_FAILED, f"stopped: the line search failed ({search.message}); "
