@@ -10,6 +10,14 @@ SIZES = [0, 1, 7, 2**20 + 3]
 THREADS = [1, 2, 3]
 
 
+def same_for_all_threads(compute, thread_counts=THREADS):
+    """``compute(threads)`` for each thread count; every result must have the same bits.  Returns the first."""
+    results = [compute(t) for t in thread_counts]
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    return results[0]
+
+
 @pytest.fixture(params=DTYPES, ids=lambda d: np.dtype(d).name)
 def dtype(request):
     return np.dtype(request.param)

@@ -6,6 +6,7 @@ from scipy.optimize import Bounds, rosen, rosen_der
 
 import fastopt
 import mgh
+from conftest import same_for_all_threads
 from fastopt.second_order._bounds import breakpoints, cauchy_walk, max_step, project, projected_gradient_norm
 from fastopt.second_order.lbfgsb import parse_bounds
 
@@ -28,13 +29,6 @@ def _box(rng, n):
     return x, lower, upper
 
 
-def _same_for_all_threads(compute):
-    results = [compute(t) for t in THREADS]
-    for other in results[1:]:
-        np.testing.assert_array_equal(other, results[0])
-    return results[0]
-
-
 # --------------------------------------------------------------------------
 # Kernels
 # --------------------------------------------------------------------------
@@ -49,7 +43,7 @@ def test_project(n):
             project(out, x, lower, upper, stp, dd, t)
             return out
         expected = np.clip(x if dd is None else x + stp * dd, lower, upper)
-        np.testing.assert_array_equal(_same_for_all_threads(run), expected)
+        np.testing.assert_array_equal(same_for_all_threads(run, THREADS), expected)
     inplace = x + 5.0
     project(inplace, inplace, lower, upper)
     np.testing.assert_array_equal(inplace, np.clip(x + 5.0, lower, upper))
@@ -61,7 +55,7 @@ def test_projected_gradient_norm(n):
     x, lower, upper = _box(rng, n)
     g = rng.standard_normal(n) * 2
     expected = np.abs(np.clip(x - g, lower, upper) - x).max() if n else 0.0
-    got = _same_for_all_threads(lambda t: projected_gradient_norm(x, g, lower, upper, t))
+    got = same_for_all_threads(lambda t: projected_gradient_norm(x, g, lower, upper, t), THREADS)
     assert got == pytest.approx(expected, rel=1e-15, abs=0)
     if n:
         g[n // 2] = np.nan
@@ -80,7 +74,7 @@ def test_breakpoints(n):
         dd = breakpoints(t, d, x, g, lower, upper, th)
         return np.concatenate([t, d, [dd]])
 
-    out = _same_for_all_threads(run)
+    out = same_for_all_threads(run, THREADS)
     t, d, dd = out[:n], out[n:2 * n], out[-1]
     with np.errstate(divide="ignore", invalid="ignore"):
         expected_t = np.where(g < 0, (x - upper) / g, np.where(g > 0, (x - lower) / g, np.inf))
@@ -99,7 +93,7 @@ def test_max_step(n):
     with np.errstate(divide="ignore", invalid="ignore"):
         steps = np.where(d > 0, (upper - x) / d, np.where(d < 0, (lower - x) / d, np.inf))
     expected = min(1e10, steps.min()) if n else 1e10
-    assert _same_for_all_threads(lambda t: max_step(x, d, lower, upper, 1e10, t)) == expected
+    assert same_for_all_threads(lambda t: max_step(x, d, lower, upper, 1e10, t), THREADS) == expected
 
 
 def test_cauchy_walk_without_memory_is_the_projected_path_minimizer():

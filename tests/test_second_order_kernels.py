@@ -2,25 +2,18 @@
 import numpy as np
 import pytest
 
-from conftest import SIZES, THREADS
+from conftest import SIZES, same_for_all_threads
 from fastopt.second_order._cholesky import cholesky_in_place, cholesky_solve
 from fastopt.second_order._vectors import (bfgs_matvecs, bfgs_update, combine, dot, lbfgs_direction, lbfgs_new_pair,
                                           max_abs, two_loop)
 
 
-def _same_for_all_threads(compute):
-    results = [compute(t) for t in THREADS]
-    for other in results[1:]:
-        np.testing.assert_array_equal(other, results[0])
-    return results[0]
-
-
 @pytest.mark.parametrize("n", SIZES)
 def test_dot_and_max_abs(n, rng):
     a, b = rng.standard_normal(n), rng.standard_normal(n)
-    total = _same_for_all_threads(lambda t: dot(a, b, t))
+    total = same_for_all_threads(lambda t: dot(a, b, t))
     assert total == pytest.approx(float(a @ b), rel=1e-12, abs=1e-12)
-    assert _same_for_all_threads(lambda t: max_abs(a, t)) == (np.abs(a).max() if n else 0.0)
+    assert same_for_all_threads(lambda t: max_abs(a, t)) == (np.abs(a).max() if n else 0.0)
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -32,7 +25,7 @@ def test_combine(n, rng):
         d = combine(out, 0.5, x, -2.0, y, dot_with=s, num_threads=t)
         return np.append(out, d)
 
-    got = _same_for_all_threads(run)
+    got = same_for_all_threads(run)
     np.testing.assert_array_equal(got[:n], 0.5 * x + -2.0 * y)  # the same two roundings as NumPy
     assert got[n] == pytest.approx(float(s @ got[:n]), rel=1e-12, abs=1e-12)
     q = x.copy()
@@ -79,7 +72,7 @@ def test_two_loop_is_the_lbfgs_matrix(n, stored, rng):
         two_loop(d, g, S, Y, rho, oldest, count, gamma, t)
         return d
 
-    d = _same_for_all_threads(run)
+    d = same_for_all_threads(run)
     expected = -_dense_lbfgs_inverse(pairs[len(pairs) - count:], gamma, n) @ g
     np.testing.assert_allclose(d, expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
 
@@ -112,7 +105,7 @@ def test_lbfgs_direction_is_the_two_loop_recursion(n, stored, rng):
         slope = lbfgs_direction(d, g, S, Y, rho, SY, YY, gS, gY, rows, 0.7, t)
         return np.append(d, slope)
 
-    got = _same_for_all_threads(run)
+    got = same_for_all_threads(run)
     expected = np.empty(n)
     expected_slope = two_loop(expected, g, S, Y, rho, oldest, count, 0.7)
     scale = np.abs(expected).max() if n else 1.0
@@ -136,7 +129,7 @@ def test_lbfgs_new_pair(n, rng):
         gmax = lbfgs_new_pair(S, Y, new, rows, d, 0.25, g_new, g_old, dots, t)
         return np.concatenate([S.ravel(), Y.ravel(), dots.ravel(), [gmax]])
 
-    got = _same_for_all_threads(run)
+    got = same_for_all_threads(run)
     size = S0.size
     S, Y = got[:size].reshape(S0.shape), got[size:2 * size].reshape(S0.shape)
     dots, gmax = got[2 * size:-1].reshape(5, len(rows)), got[-1]
@@ -166,7 +159,7 @@ def test_bfgs_kernels(n, rng):
         bfgs_matvecs(h0, g, y, hg, hy, t)
         return np.concatenate([hg, hy])
 
-    got = _same_for_all_threads(products)
+    got = same_for_all_threads(products)
     np.testing.assert_allclose(got, np.concatenate([h0 @ g, h0 @ y]), rtol=1e-12, atol=1e-12)
     hy = h0 @ y
 
@@ -175,7 +168,7 @@ def test_bfgs_kernels(n, rng):
         bfgs_update(h, s, hy, 0.3, 0.2, t)
         return h
 
-    h = _same_for_all_threads(update)
+    h = same_for_all_threads(update)
     np.testing.assert_allclose(h, h0 + 0.3 * np.outer(s, s) - 0.2 * (np.outer(hy, s) + np.outer(s, hy)),
                                rtol=1e-12, atol=1e-12)
 
