@@ -148,6 +148,29 @@ def test_lbfgs_new_pair(n, rng):
                                        np.empty((5, len(rows))), 2))
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 64, 511])
+def test_lbfgs_new_pair_sums_in_two_lanes(n, rng):
+    """Within a chunk each product is two running sums, even and odd elements (an odd last element joins
+    the even one), added at the end: the order csrc/fastopt_pair_dots.h promises on every compiler."""
+    S, Y = rng.standard_normal((2, n)), rng.standard_normal((2, n))
+    d, g_new, g_old = (rng.standard_normal(n) for _ in range(3))
+    dots = np.empty((5, 1))
+    lbfgs_new_pair(S, Y, 1, np.array([0], dtype=np.intp), d, 0.5, g_new, g_old, dots, 1)
+    s, y = 0.5 * d, g_new - g_old
+
+    def two_lanes(a, b):
+        lanes = [0.0, 0.0]
+        for i in range(n - n % 2):
+            lanes[i % 2] += float(a[i]) * float(b[i])
+        if n % 2:
+            lanes[0] += float(a[n - 1]) * float(b[n - 1])
+        return lanes[0] + lanes[1]
+
+    expected = [two_lanes(s, Y[0]), two_lanes(y, S[0]), two_lanes(y, Y[0]), two_lanes(g_new, S[0]),
+                two_lanes(g_new, Y[0])]
+    assert dots[:, 0].tolist() == expected
+
+
 @pytest.mark.parametrize("n", [0, 1, 7, 200])
 def test_bfgs_kernels(n, rng):
     a = rng.standard_normal((n, n))

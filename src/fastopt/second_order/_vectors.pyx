@@ -4,7 +4,8 @@
 Every reduction (dot products, maxima) folds per-chunk partial results in
 chunk order, and chunks are fixed by the array length alone
 (``fastopt._parallel``), so results are the same bits for any thread count.
-Within a chunk a dot product is a four-lane ``lane_sum``.
+Within a chunk a dot product is a four-lane ``lane_sum``; the new-pair pass sums its five products
+in two lanes (``csrc/fastopt_pair_dots.h``).
 
 L-BFGS keeps its history as two ``(m, n)`` C-contiguous arrays ``S`` and
 ``Y`` used as a ring buffer.  The minimizer never runs the two-loop recursion
@@ -26,12 +27,18 @@ import numpy as np
 from libc.math cimport fabs
 from libc.stdlib cimport free, malloc
 
-from fastopt._parallel cimport (TIMES_Y, chunk_length, chunk_stop, fold, lane_sum, lane_total, num_chunks, ordered_reduce,
+from fastopt._parallel cimport (TIMES_Y, chunk_length, chunk_stop, fold, lane_sum, num_chunks, ordered_reduce,
                                ordered_sum, parallel_for, parallel_rows, split)
 
 
+cdef extern from "fastopt_pair_dots.h" nogil:
+    # out[0:5] = s_new . yr, y_new . sr, y_new . yr, g_new . sr, g_new . yr over [start, stop), in one pass.
+    void fastopt_five_dots(const double* s_new, const double* y_new, const double* g_new, const double* sr,
+                           const double* yr, Py_ssize_t start, Py_ssize_t stop, double* out)
+
+
 cdef enum:
-    PAIR_BLOCK_CHUNKS = 16  # lbfgs_new_pair walks the history rows over 16 chunks (64 KiB) at a time
+    PAIR_BLOCK_CHUNKS = 16  # the history passes walk the rows over 16 chunks (64 KiB) at a time
 
 
 # --------------------------------------------------------------------------
@@ -133,49 +140,12 @@ cdef double two_loop_n(double* d, const double* g, const double* S, const double
     return dot_next
 
 
-cdef inline void _five_dots(const double* s_new, const double* y_new, const double* g_new, const double* sr,
-                            const double* yr, Py_ssize_t start, Py_ssize_t stop, double* out) noexcept nogil:
-    """out[0:5] = s_new . yr, y_new . sr, y_new . yr, g_new . sr, g_new . yr over the range.
-
-    Five two-lane sums in one pass (see lane_sum): ten running sums stay in SSE2 registers, and the
-    history rows are read once.
-    """
-    cdef Py_ssize_t i, blk, blocks = (stop - start) // 2
-    cdef double sy[2]
-    cdef double ys[2]
-    cdef double yy[2]
-    cdef double gs[2]
-    cdef double gy[2]
-    cdef int j
-    for j in range(2):
-        sy[j] = ys[j] = yy[j] = gs[j] = gy[j] = 0
-    for blk in range(blocks):
-        i = start + blk * 2
-        for j in range(2):
-            sy[j] = sy[j] + s_new[i + j] * yr[i + j]
-            ys[j] = ys[j] + y_new[i + j] * sr[i + j]
-            yy[j] = yy[j] + y_new[i + j] * yr[i + j]
-            gs[j] = gs[j] + g_new[i + j] * sr[i + j]
-            gy[j] = gy[j] + g_new[i + j] * yr[i + j]
-    for i in range(start + blocks * 2, stop):
-        sy[0] = sy[0] + s_new[i] * yr[i]
-        ys[0] = ys[0] + y_new[i] * sr[i]
-        yy[0] = yy[0] + y_new[i] * yr[i]
-        gs[0] = gs[0] + g_new[i] * sr[i]
-        gy[0] = gy[0] + g_new[i] * yr[i]
-    out[0] = lane_total(sy, 2)
-    out[1] = lane_total(ys, 2)
-    out[2] = lane_total(yy, 2)
-    out[3] = lane_total(gs, 2)
-    out[4] = lane_total(gy, 2)
-
-
 cdef inline void _pair_chunks(double* s_new, double* y_new, const double* d, double stp, const double* g_new,
                               const double* g_old, const double* S, const double* Y, const Py_ssize_t* rows,
                               Py_ssize_t nrows, Py_ssize_t n, Py_ssize_t chunk, Py_ssize_t first, Py_ssize_t last,
                               double* partial) noexcept nogil:
     """For chunks first..last-1: store s_new = stp d and y_new = g_new - g_old, then write each chunk's
-    products with every history row r (see _five_dots) to partial[c * width + 5 k ...] and its
+    products with every history row r (see fastopt_pair_dots.h) to partial[c * width + 5 k ...] and its
     max |g_new| (NaN-sticky) to partial[c * width + 5 nrows], width = 5 nrows + 1.
 
     The products with g_new are computed, not derived from g_old's (g_old . s + y . s): when the
@@ -190,7 +160,7 @@ cdef inline void _pair_chunks(double* s_new, double* y_new, const double* d, dou
         y_new[i] = g_new[i] - g_old[i]
     for k in range(nrows):
         for c in range(first, last):
-            _five_dots(s_new, y_new, g_new, S + rows[k] * n, Y + rows[k] * n, c * chunk, chunk_stop(c, chunk, n),
+            fastopt_five_dots(s_new, y_new, g_new, S + rows[k] * n, Y + rows[k] * n, c * chunk, chunk_stop(c, chunk, n),
                        partial + c * width + 5 * k)
     for c in range(first, last):
         partial[c * width + width - 1] = _max_abs_range(g_new, c * chunk, chunk_stop(c, chunk, n))
@@ -251,26 +221,6 @@ cdef double lbfgs_new_pair_n(double* s_new, double* y_new, const double* d, doub
     return best
 
 
-cdef inline double _direction_range(double* d, double cg, const double* g, const double* S, const double* Y,
-                                    const Py_ssize_t* rows, const double* a, const double* b, Py_ssize_t k,
-                                    Py_ssize_t n, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
-    """d = cg g + sum_j (a_j y_j + b_j s_j) over the range (rows in the given order); return g . d there."""
-    cdef Py_ssize_t i, j
-    cdef const double* sr
-    cdef const double* yr
-    cdef double aj, bj
-    for i in range(start, stop):
-        d[i] = cg * g[i]
-    for j in range(k):
-        sr = S + rows[j] * n
-        yr = Y + rows[j] * n
-        aj = a[j]
-        bj = b[j]
-        for i in range(start, stop):
-            d[i] = d[i] + aj * yr[i] + bj * sr[i]
-    return _dot_range(g, d, start, stop)
-
-
 cdef struct DirectionArgs:
     double* d
     double cg
@@ -282,11 +232,39 @@ cdef struct DirectionArgs:
     const double* b
     Py_ssize_t k
     Py_ssize_t n
+    double* partial
 
 
-cdef double _direction_chunk(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+cdef void _direction_run(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    """d = cg g + sum_j (a_j y_j + b_j s_j) over the whole chunks of [start, stop), rows in the given order,
+    and each chunk's g . d to partial[c].
+
+    Like the new-pair pass it goes PAIR_BLOCK_CHUNKS chunks at a time, reading each history row across the
+    block (long sequential streams) while the block's d stays in cache; each element's sum is formed in
+    the same order whichever block holds it.
+    """
     cdef const DirectionArgs* p = <const DirectionArgs*>args
-    return _direction_range(p.d, p.cg, p.g, p.S, p.Y, p.rows, p.a, p.b, p.k, p.n, start, stop)
+    cdef Py_ssize_t chunk = chunk_length(sizeof(double))
+    cdef Py_ssize_t i, j, c, k, b, e, lo, hi, first = start // chunk, last = num_chunks(stop, chunk)
+    cdef const double* sr
+    cdef const double* yr
+    cdef double aj, bj
+    for k in range(num_chunks(last - first, PAIR_BLOCK_CHUNKS)):
+        b = first + k * PAIR_BLOCK_CHUNKS
+        e = min(last, b + PAIR_BLOCK_CHUNKS)
+        lo = b * chunk
+        hi = chunk_stop(e - 1, chunk, p.n)
+        for i in range(lo, hi):
+            p.d[i] = p.cg * p.g[i]
+        for j in range(p.k):
+            sr = p.S + p.rows[j] * p.n
+            yr = p.Y + p.rows[j] * p.n
+            aj = p.a[j]
+            bj = p.b[j]
+            for i in range(lo, hi):
+                p.d[i] = p.d[i] + aj * yr[i] + bj * sr[i]
+        for c in range(b, e):
+            p.partial[c] = _dot_range(p.g, p.d, c * chunk, chunk_stop(c, chunk, p.n))
 
 
 cdef double _coefficients(const double* SY, const double* YY, Py_ssize_t ld, const double* gS, const double* gY,
@@ -332,14 +310,20 @@ cdef double lbfgs_direction_n(double* d, const double* g, const double* S, const
                               Py_ssize_t n, int num_threads) noexcept nogil:
     """d = -H g from the stored products (see _coefficients) and one pass over the history; returns g . d.
 
-    ``scratch`` holds 3 k numbers.  The slope g . d is summed per chunk in
-    chunk order from the d actually stored.
+    ``scratch`` holds 3 k numbers and then one per chunk of n.  The slope g . d is summed per chunk, in
+    chunk order, from the d actually stored.
     """
     cdef double* a = scratch
     cdef double* b = scratch + k
     cdef double cg = _coefficients(SY, YY, ld, gS, gY, rho, rows, k, gamma, a, b, scratch + 2 * k)
-    cdef DirectionArgs args = DirectionArgs(d, cg, g, S, Y, rows, a, b, k, n)
-    return ordered_sum(_direction_chunk, &args, n, sizeof(double), num_threads)
+    cdef double* partial = scratch + 3 * k
+    cdef Py_ssize_t c, nchunks = num_chunks(n, chunk_length(sizeof(double)))
+    cdef double total = 0
+    cdef DirectionArgs args = DirectionArgs(d, cg, g, S, Y, rows, a, b, k, n, partial)
+    parallel_for(_direction_run, &args, n, sizeof(double), num_threads)
+    for c in range(nchunks):
+        total = total + partial[c]
+    return total
 
 
 cdef struct MatrixArgs:
@@ -508,7 +492,7 @@ def lbfgs_direction(double[::1] d not None, const double[::1] g not None, const 
             raise ValueError(f"rows[{j}]={rows[j]} is not a row of the history ({m} rows)")
     if n == 0:
         return 0.0
-    cdef double[::1] scratch = _scratch(3 * k + 1)
+    cdef double[::1] scratch = _scratch(3 * k + num_chunks(n, chunk_length(sizeof(double))))
     cdef double slope
     with nogil:
         slope = lbfgs_direction_n(&d[0], &g[0], &S[0, 0] if m else NULL, &Y[0, 0] if m else NULL,
