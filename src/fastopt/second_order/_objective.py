@@ -1,6 +1,7 @@
 """The user's objective, as the minimizers call it: counted, checked, and copied into owned buffers."""
 import math
 import numbers
+import time
 
 import numpy as np
 from scipy.optimize import HessianUpdateStrategy
@@ -164,11 +165,22 @@ class Objective:
         self.n = n
         self.eps, self.rel_step, self.box = eps, finite_diff_rel_step, box
         self.nfev = self.njev = self.nhev = 0
+        self.seconds = 0.0  # in value_and_grad
         if isinstance(hess, HessianUpdateStrategy):
             hess.initialize(n, "hess")
 
     def value_and_grad(self, x, grad_out):
-        """f(x), with the gradient at ``x`` written into ``grad_out``.  ``x`` must be read-only."""
+        """f(x), with the gradient at ``x`` written into ``grad_out``.  ``x`` must be read-only.
+
+        The time spent here is added to ``seconds``.
+        """
+        start = time.perf_counter()
+        try:
+            return self._value_and_grad(x, grad_out)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _value_and_grad(self, x, grad_out):
         if self.jac is True:
             self.nfev += 1
             self.njev += 1

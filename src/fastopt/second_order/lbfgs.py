@@ -1,14 +1,17 @@
 """L-BFGS: limited-memory BFGS with a Moré–Thuente line search (Nocedal & Wright, Algorithm 7.5)."""
+import time
+
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from fastopt._threads import get_num_threads
 from fastopt._validation import positive_option
 from fastopt.second_order import _common as C
+from fastopt.second_order._blas import BlasThreads, checked_policy, passes_are_parallel
 from fastopt.second_order._vectors import combine, dot, lbfgs_direction, lbfgs_new_pair, max_abs, two_loop
 
 DEFAULTS = dict(maxcor=10, gtol=1e-5, ftol=2.220446049250313e-09, maxiter=15000, maxfun=15000, maxls=20,
-                iprint=None, disp=False)
+                iprint=None, disp=False, blas_threads="auto")
 
 
 class LbfgsInverseHessian(LinearOperator):
@@ -138,10 +141,16 @@ def checked_options(maxcor, gtol, ftol, maxiter, maxfun, maxls):
             positive_option("maxls", maxls, integer=True))
 
 
-def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxfun, maxls, iprint, disp):
+def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxfun, maxls, iprint, disp,
+                   blas_threads):
     """Minimize ``objective`` from ``x0``; see :func:`fastopt.minimize` for the options and the result."""
     m, gtol, ftol, maxiter, maxfun, maxls = checked_options(maxcor, gtol, ftol, maxiter, maxfun, maxls)
     threads = get_num_threads()
+    with BlasThreads(checked_policy(blas_threads), passes_are_parallel(x0.size, threads)) as blas:
+        return _solve(objective, x0, callback, m, gtol, ftol, maxiter, maxfun, maxls, disp, threads, blas)
+
+
+def _solve(objective, x0, callback, m, gtol, ftol, maxiter, maxfun, maxls, disp, threads, blas):
     n = x0.size
 
     history = _History(m, n)
@@ -160,6 +169,7 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
         return result(C.NOT_FINITE, "stopped: f or the gradient is not finite at x0")
     stop = C.Callback(callback)
     while True:
+        started, inside = time.perf_counter(), objective.seconds
         reason = C.stop_reason(gnorm, gtol, nit, maxiter, objective.nfev, maxfun)
         if reason:
             return result(*reason)
@@ -198,6 +208,7 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
         x = x_new
         g, g_trial = g_trial, g
         nit += 1
+        blas.iteration(time.perf_counter() - started, objective.seconds - inside)
         if stop(x, f):
             return result(C.CALLBACK_STOP, C.CALLBACK_MESSAGE)
         if gnorm > gtol and C.relative_decrease(f_old, f) <= ftol:

@@ -23,6 +23,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from fastopt._threads import get_num_threads
 from fastopt.second_order import _common as C
+from fastopt.second_order._blas import BlasThreads, checked_policy
 from fastopt.second_order._bounds import breakpoints, cauchy_walk, max_step, project, projected_gradient_norm
 from fastopt.second_order._linesearch import ROUNDING, STPMAX, STPMIN, XTOL, strong_wolfe
 from fastopt.second_order._vectors import dot
@@ -290,13 +291,22 @@ def _project_message(message):
     return message.replace("||g||_inf", "||proj g||_inf")
 
 
-def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter, maxfun, maxls, iprint, disp):
+def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter, maxfun, maxls, iprint, disp,
+                    blas_threads):
     """Minimize ``objective`` from ``x0`` within ``box = (lower, upper)``; options and result as :func:`fastopt.minimize`.
 
     ``x0`` is projected into the box first; ``res.jac`` is the gradient (not
     its projection) and ``success`` means ``||proj g||_inf <= gtol``.
+    ``blas_threads`` as an integer limits BLAS for the solve; ``"auto"``
+    leaves it alone here, since the compact form's products are BLAS calls
+    of this method's own (see ``_blas``).
     """
     m, gtol, ftol, maxiter, maxfun, maxls = checked_options(maxcor, gtol, ftol, maxiter, maxfun, maxls)
+    with BlasThreads(checked_policy(blas_threads), parallel=False):
+        return _solve(objective, x0, box, callback, m, gtol, ftol, maxiter, maxfun, maxls, disp)
+
+
+def _solve(objective, x0, box, callback, m, gtol, ftol, maxiter, maxfun, maxls, disp):
     threads = get_num_threads()
     lower_all, upper_all = (np.ascontiguousarray(b, dtype=np.float64) for b in box)
     n_all = x0.size

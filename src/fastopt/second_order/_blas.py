@@ -1,0 +1,98 @@
+"""The objective's BLAS threads and L-BFGS's own threads, on the same cores.
+
+NumPy's BLAS keeps its worker threads spinning after each call in case more
+work comes (OpenBLAS for about 0.1 s, MKL for 0.2 s).  An L-BFGS iteration
+calls the objective, whose ``x @ y`` wakes them, and then at once runs
+fastopt's passes over the history on a team of threads: on a machine with
+few cores the spinning threads take cores from the team, which waits for its
+slowest member (at n = 10**6 on 2 cores, the peers case of
+benchmarks/second_order.py, 31.5 ms per iteration instead of 24.9).
+
+When those passes are what an iteration costs, one BLAS thread costs the
+objective little and ends the contention.  So with ``blas_threads="auto"``
+(the default) L-BFGS watches its first ``WATCHED`` iterations and, if its
+time outside the objective was at least ``RATIO`` times the time inside,
+limits BLAS to one thread for the rest of the solve; with an integer it
+limits BLAS to that many threads from the start; with False it leaves BLAS
+alone.  The limit is set through threadpoolctl, which knows OpenBLAS, MKL and
+BLIS, and the previous limits come back when the solve ends, however it
+ends.  The limit is process-wide while it lasts: BLAS calls made by other
+Python threads, or by the callback, run on one thread too.
+
+Nothing is limited when the history passes run on one thread anyway (small
+n, or ``fastopt.set_num_threads(1)``): a spinning thread then has a core of
+its own to spin on.
+"""
+from numbers import Integral
+
+from fastopt._openmp_helpers import build_info
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # a core dependency, but the solve must not need it
+    threadpool_limits = None
+
+WATCHED = 10  # iterations timed before "auto" decides
+RATIO = 4.0   # "auto" limits BLAS when time outside the objective >= RATIO x time inside it
+
+_INFO = build_info()
+
+
+def checked_policy(value):
+    """``blas_threads`` validated: "auto", False, or a positive int."""
+    if value == "auto" or value is False:
+        return value
+    if isinstance(value, Integral) and not isinstance(value, bool) and value >= 1:
+        if threadpool_limits is None:
+            raise ImportError(f"blas_threads={value} needs threadpoolctl (pip install threadpoolctl)")
+        return int(value)
+    raise ValueError(f"blas_threads must be 'auto', False or a positive integer; got {value!r}")
+
+
+def passes_are_parallel(n, threads):
+    """Whether a pass over n float64 elements runs on more than one thread (fastopt._parallel's rule)."""
+    chunks = -(-8 * n // _INFO["chunk_bytes"])
+    return threads > 1 and chunks // _INFO["min_chunks_per_thread"] > 1
+
+
+class BlasThreads:
+    """The BLAS thread limit of one solve (see the module docstring); a context manager.
+
+    Call :meth:`iteration` once per iteration with the iteration's wall time
+    and the part of it spent in the objective.  ``limited`` is the limit in
+    force (None: BLAS left as it was).
+    """
+
+    def __init__(self, policy, parallel):
+        self.policy = policy
+        self.limited = None
+        self._limiter = None
+        self._inside = self._outside = 0.0
+        self._seen = 0
+        self._watching = policy == "auto" and parallel and threadpool_limits is not None
+
+    def __enter__(self):
+        if self.policy is not False and self.policy != "auto":
+            self._limit(self.policy)
+        return self
+
+    def __exit__(self, *exc):
+        if self._limiter is not None:
+            self._limiter.restore_original_limits()
+            self._limiter = None
+        return False
+
+    def iteration(self, seconds, objective_seconds):
+        if not self._watching:
+            return
+        self._inside += objective_seconds
+        self._outside += seconds - objective_seconds
+        self._seen += 1
+        if self._seen >= WATCHED:
+            self._watching = False
+            if self._outside >= RATIO * self._inside:
+                self._limit(1)
+
+    def _limit(self, threads):
+        self._limiter = threadpool_limits(limits=threads, user_api="blas")
+        self.limited = threads
