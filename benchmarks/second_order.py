@@ -15,7 +15,9 @@ what the libraries differ in.  Cases:
 * Newton vs SciPy's trust-exact (both given the exact, dense Hessian) on the
   extended Rosenbrock function, n = 1000;
 * L-BFGS peers on the quadratic, n = 10**6, m = 10, ``--peer-iters``
-  iterations each: fastopt, SciPy's L-BFGS-B and liblbfgs (the PyLBFGS
+  iterations each: fastopt as it runs by default, fastopt with
+  ``blas_threads=False`` (without its remedy for the BLAS threads, below),
+  SciPy's L-BFGS-B and liblbfgs (the PyLBFGS
   package, module ``lbfgs``; skipped with a note when it is not
   installed), interleaved.  liblbfgs's function writes the gradient into
   the array it is given (its API); the others return a new one.  ``nit``
@@ -25,7 +27,10 @@ what the libraries differ in.  Cases:
 The user's functions call BLAS (``x @ y``), whose worker threads keep
 spinning for about 0.1 s after each call and compete with the minimizers'
 own threads (both libraries' BLAS calls and fastopt's OpenMP kernels) on a
-machine with few cores.  Run it twice to see both sides: as is, and with
+machine with few cores.  fastopt's L-BFGS sees this by itself: when its own
+passes dominate the first 10 iterations it limits BLAS to one thread for the
+rest of the solve (option ``blas_threads``; the peers table shows it with and
+without).  Run it twice to see the environment's side too: as is, and with
 ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment (see the README, "Threads").
 """
 import argparse
@@ -85,12 +90,12 @@ class Timed:
             self.seconds += time.perf_counter() - start
 
 
-def run(library, method, problem, iters):
+def run(library, method, problem, iters, **extra):
     fun, x0, hess = problem
     timed = Timed(fun)
     timed_hess = Timed(hess) if hess is not None else None
     if library == "fastopt":
-        options = dict(maxiter=iters, gtol=0.0) | (dict(ftol=0.0) if method == "L-BFGS" else {})
+        options = dict(maxiter=iters, gtol=0.0) | (dict(ftol=0.0) if method == "L-BFGS" else {}) | extra
         call = lambda: fastopt.minimize(timed, x0, jac=True, hess=timed_hess, method=method, options=options)
     else:
         options = dict(maxiter=iters, gtol=0.0) | (dict(ftol=0.0, maxfun=10 ** 9) if method == "L-BFGS-B" else {})
@@ -134,9 +139,10 @@ def run_liblbfgs(n, iters, m=10):
 def peers(n, iters, repeats):
     """fastopt, SciPy and liblbfgs interleaved on the quadratic; a table of medians per iteration."""
     problem = quadratic(n)
-    samples = {"fastopt": [], "SciPy L-BFGS-B": [], "liblbfgs": []}
+    samples = {"fastopt": [], "fastopt, BLAS left alone": [], "SciPy L-BFGS-B": [], "liblbfgs": []}
     for _ in range(repeats):
         samples["fastopt"].append(run("fastopt", "L-BFGS", problem, iters))
+        samples["fastopt, BLAS left alone"].append(run("fastopt", "L-BFGS", problem, iters, blas_threads=False))
         samples["SciPy L-BFGS-B"].append(run("scipy", "L-BFGS-B", problem, iters))
         peer = run_liblbfgs(n, iters)
         if peer is not None:
