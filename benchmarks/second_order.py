@@ -139,10 +139,10 @@ def run_liblbfgs(n, iters, m=10):
 def peers(n, iters, repeats):
     """fastopt, SciPy and liblbfgs interleaved on the quadratic; a table of medians per iteration."""
     problem = quadratic(n)
-    samples = {"fastopt": [], "fastopt, BLAS left alone": [], "SciPy L-BFGS-B": [], "liblbfgs": []}
+    samples = {"fastopt": [], "fastopt, BLAS left alone (blas_threads=False)": [], "SciPy L-BFGS-B": [], "liblbfgs": []}
     for _ in range(repeats):
         samples["fastopt"].append(run("fastopt", "L-BFGS", problem, iters))
-        samples["fastopt, BLAS left alone"].append(run("fastopt", "L-BFGS", problem, iters, blas_threads=False))
+        samples["fastopt, BLAS left alone (blas_threads=False)"].append(run("fastopt", "L-BFGS", problem, iters, blas_threads=False))
         samples["SciPy L-BFGS-B"].append(run("scipy", "L-BFGS-B", problem, iters))
         peer = run_liblbfgs(n, iters)
         if peer is not None:

@@ -14,9 +14,10 @@
  * spills, which makes the pass compute-bound at about a third of memory
  * speed.  Here each sum is one two-lane vector (GCC/Clang vector extensions:
  * SSE2 on x86-64, NEON on AArch64), one load, multiply and add per operand
- * pair.  Other compilers get the same lanes as scalars; every lane does the
- * same additions in the same order either way (setup.py turns floating-point
- * contraction off), so both give the same bits.
+ * pair.  Other compilers (or FASTOPT_PAIR_DOTS_SCALAR defined) get the same
+ * lanes as scalars; every lane does the same additions in the same order
+ * either way (setup.py turns floating-point contraction off), so both give the
+ * same bits (tests/test_second_order_kernels.py compiles both and compares).
  */
 #ifndef FASTOPT_PAIR_DOTS_H
 #define FASTOPT_PAIR_DOTS_H
@@ -24,7 +25,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(FASTOPT_PAIR_DOTS_SCALAR)
 typedef double fastopt_v2 __attribute__((vector_size(16)));
 
 static inline fastopt_v2 fastopt_v2_load(const double* p)

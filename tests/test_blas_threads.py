@@ -6,13 +6,23 @@ relying on how fast this machine is.
 """
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastopt
 from fastopt.second_order import _blas, lbfgs
 
 pytestmark = pytest.mark.skipif(not any(p["user_api"] == "blas" for p in threadpool_info()),
                                 reason="threadpoolctl sees no BLAS library in this process")
+
+
+@pytest.fixture(autouse=True)
+def two_blas_threads():
+    """BLAS on two threads during each test, whatever the machine or environment set (OMP_NUM_THREADS=1...),
+    so that a limit to one thread is visible."""
+    with threadpool_limits(limits=2, user_api="blas"):
+        if max(blas_threads_now()) < 2:
+            pytest.skip("this BLAS cannot be given a second thread")
+        yield
 
 
 def blas_threads_now():
@@ -80,32 +90,70 @@ def test_an_integer_limits_blas_for_the_whole_solve(bounds):
     assert blas_threads_now() == before
 
 
-def test_the_limit_is_undone_when_the_objective_raises(parallel_passes):
-    before = blas_threads_now()
+def test_the_limit_is_undone_when_the_objective_raises():
+    before, calls = blas_threads_now(), []
 
     def failing(x):
-        if blas_threads_now() != before:
+        calls.append(blas_threads_now())
+        if len(calls) == 3:
             raise RuntimeError("boom")
         return quadratic(x)
 
     with pytest.raises(RuntimeError, match="boom"):
         fastopt.minimize(failing, np.ones(50), jac=True, options=dict(blas_threads=1))
+    assert calls == [[1] * len(before)] * 3
     assert blas_threads_now() == before
 
 
-def test_auto_on_a_real_solve_reaches_the_same_point(parallel_passes, monkeypatch):
-    """Limiting BLAS changes where the time goes, not the iterates: the same bits with and without it."""
+def test_concurrent_solves_leave_no_limit_behind(parallel_passes, monkeypatch):
+    """A solve that starts while another holds the limit leaves BLAS alone, so the two restores cannot
+    leave one thread behind (threadpoolctl restores what it saw when it limited)."""
     monkeypatch.setattr(_blas, "RATIO", 0.0)
-    _, limited = solve_and_watch()
-    _, alone = solve_and_watch(blas_threads=False)
-    np.testing.assert_array_equal(limited.x, alone.x)
-    assert limited.nfev == alone.nfev
+    before = blas_threads_now()
+    inner = []
+
+    def callback(x):
+        if not inner:  # in the outer solve's first iteration: a whole solve, as another thread might run it
+            inner.append(solve_and_watch()[0])
+
+    with _blas.BlasThreads(1, parallel=True) as outer:
+        assert outer.limited == 1
+        fastopt.minimize(quadratic, np.ones(200), jac=True, callback=callback, options=dict(maxiter=2))
+        assert blas_threads_now() == [1] * len(before)  # the inner solve did not restore the outer's limit
+    assert inner[0] == [[1] * len(before)] * len(inner[0])
+    assert blas_threads_now() == before
 
 
-@pytest.mark.parametrize("value", ["yes", 0, -1, 1.5, True])
-def test_bad_values_are_refused(value):
-    with pytest.raises(ValueError, match="blas_threads must be 'auto', False or a positive integer"):
+def test_the_limit_changes_no_iterate_of_its_own(parallel_passes, monkeypatch):
+    """fastopt's own arithmetic does not depend on BLAS: with an objective that does not call BLAS (whose
+    values then cannot change with its thread count), limiting it gives the same bits."""
+    monkeypatch.setattr(_blas, "RATIO", 0.0)
+    weights = np.arange(1.0, 201.0)
+
+    def no_blas(x):
+        g = weights * x
+        return 0.5 * float(np.sum(g * x)), g
+
+    runs = [fastopt.minimize(no_blas, np.ones(200), jac=True, options=dict(gtol=0.0, ftol=0.0, maxiter=14,
+                                                                            blas_threads=policy))
+            for policy in ("auto", False)]
+    np.testing.assert_array_equal(runs[0].x, runs[1].x)
+    assert runs[0].nfev == runs[1].nfev
+
+
+@pytest.mark.parametrize("value, error", [("yes", ValueError), ("AUTO", ValueError), (0, ValueError),
+                                          (-1, ValueError), (1.5, TypeError), (True, TypeError),
+                                          (np.array(["auto"]), TypeError), (np.nan, ValueError)])
+def test_bad_values_are_refused(value, error):
+    with pytest.raises(error, match="blas_threads"):
         fastopt.minimize(quadratic, np.ones(3), jac=True, options=dict(blas_threads=value))
+
+
+@pytest.mark.parametrize("value, policy", [("auto", "auto"), (False, False), (np.False_, False), (2, 2),
+                                           (2.0, 2), (np.int64(3), 3)])
+def test_accepted_values(value, policy):
+    assert _blas.checked_policy(value) == policy
+    fastopt.minimize(quadratic, np.ones(3), jac=True, options=dict(blas_threads=value))
 
 
 def test_the_rule_in_numbers(monkeypatch):

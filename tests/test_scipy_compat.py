@@ -128,6 +128,15 @@ def test_disp_warns_with_scipys_warning_class():
         minimize(optimize.rosen, [0, 0], jac=optimize.rosen_der, method="BFGS", options={"maxiter": 3})
 
 
+@pytest.mark.parametrize("method, bounds", [("BFGS", None), ("L-BFGS", None), ("L-BFGS-B", [(-2, 2)] * 2),
+                                           ("Newton-CG", None)])
+def test_disp_warning_points_at_the_users_call(method, bounds):
+    with pytest.warns(optimize.OptimizeWarning) as caught:
+        minimize(optimize.rosen, [0, 0], jac=optimize.rosen_der, method=method, bounds=bounds,
+                 options={"disp": True, "maxiter": 2})
+    assert caught[0].filename == __file__
+
+
 def test_bfgs_options():
     base = dict(fun=optimize.rosen, x0=X0, jac=optimize.rosen_der, method="BFGS")
     with pytest.raises(ValueError, match="'c1' and 'c2' do not satisfy"):

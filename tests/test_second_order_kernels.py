@@ -227,3 +227,55 @@ def test_cholesky(rng):
     np.testing.assert_allclose(spd @ x, b, rtol=1e-10)
     indefinite = np.diag([1.0, -1.0, 2.0])
     assert cholesky_in_place(indefinite) == 2  # LAPACK's info: the failing leading minor
+
+
+_PAIR_DOTS_PROGRAM = r"""
+#include <stdio.h>
+#include "fastopt_pair_dots.h"
+static double next(unsigned long long* state)
+{
+    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(*state >> 11) / 4503599627370496.0 - 1.0;  /* 53 random bits, in [-1, 1) */
+}
+int main(void)
+{
+    static double v[5][600];
+    unsigned long long state = 42;
+    const ptrdiff_t sizes[] = {1, 2, 7, 64, 511};
+    for (int k = 0; k < 5; k++)
+        for (int i = 0; i < 600; i++)
+            v[k][i] = next(&state) * (k + 1) * 1e3;
+    for (int s = 0; s < 5; s++) {
+        double out[5];
+        fastopt_five_dots(v[0], v[1], v[2], v[3], v[4], 3, 3 + sizes[s], out);
+        printf("%a %a %a %a %a\n", out[0], out[1], out[2], out[3], out[4]);
+    }
+    return 0;
+}
+"""
+
+
+def test_pair_dots_vector_and_scalar_paths_give_the_same_bits(tmp_path):
+    """csrc/fastopt_pair_dots.h has a vector path (GCC/Clang) and a scalar one (other compilers): compiled
+    with the build's floating-point flags, both must print the same sums."""
+    import shutil
+    import subprocess
+    import sysconfig
+    from pathlib import Path
+
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C compiler ({compiler}) here")
+    include = Path(__file__).resolve().parents[1] / "csrc"
+    if not (include / "fastopt_pair_dots.h").exists():
+        pytest.skip("csrc/ is not beside the tests (an installed copy)")
+    source = tmp_path / "pair_dots.c"
+    source.write_text(_PAIR_DOTS_PROGRAM)
+    outputs = []
+    for extra in ([], ["-DFASTOPT_PAIR_DOTS_SCALAR"]):
+        binary = tmp_path / f"pair_dots{len(outputs)}"
+        subprocess.run([compiler, "-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c99", f"-I{include}", *extra,
+                        str(source), "-o", str(binary)], check=True)
+        outputs.append(subprocess.run([str(binary)], check=True, capture_output=True, text=True).stdout)
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0].splitlines()) == 5

@@ -6,26 +6,42 @@ calls the objective, whose ``x @ y`` wakes them, and then at once runs
 fastopt's passes over the history on a team of threads: on a machine with
 few cores the spinning threads take cores from the team, which waits for its
 slowest member (at n = 10**6 on 2 cores, the peers case of
-benchmarks/second_order.py, 31.5 ms per iteration instead of 24.9).
+benchmarks/second_order.py, 31.5 ms of overhead per iteration instead of
+24.9).
 
 When those passes are what an iteration costs, one BLAS thread costs the
 objective little and ends the contention.  So with ``blas_threads="auto"``
 (the default) L-BFGS watches its first ``WATCHED`` iterations and, if its
-time outside the objective was at least ``RATIO`` times the time inside,
-limits BLAS to one thread for the rest of the solve; with an integer it
-limits BLAS to that many threads from the start; with False it leaves BLAS
-alone.  The limit is set through threadpoolctl, which knows OpenBLAS, MKL and
-BLIS, and the previous limits come back when the solve ends, however it
-ends.  The limit is process-wide while it lasts: BLAS calls made by other
-Python threads, or by the callback, run on one thread too.
+time outside the objective was at least ``RATIO`` times the time inside (the
+objective took at most a fifth of the iteration), limits BLAS to one thread
+for the rest of the solve; with an integer it limits BLAS to that many
+threads from the start; with False it leaves BLAS alone.  The limit is set
+through threadpoolctl, which knows OpenBLAS, MKL and BLIS, and the previous
+limits come back when the solve ends, however it ends.
+
+Three consequences, documented where the option is:
+
+* the limit is process-wide while it lasts: BLAS calls made by other Python
+  threads, or by the callback, run on one thread too; of solves running at
+  the same time in several threads only the first to limit BLAS does so (the
+  others leave it alone), so that their restores cannot leave a limit behind;
+* BLAS's own reductions (``x @ y``) round differently on another number of
+  threads, so once "auto" limits BLAS the objective's values may change in
+  their last bits, and whether it does depends on measured times: for runs
+  that repeat bit for bit, pass False or an integer;
+* L-BFGS-B (with bounds) does not watch: its compact-form products are BLAS
+  calls of its own, which one thread would slow; an integer limits it too.
 
 Nothing is limited when the history passes run on one thread anyway (small
 n, or ``fastopt.set_num_threads(1)``): a spinning thread then has a core of
 its own to spin on.
 """
-from numbers import Integral
+import threading
+
+import numpy as np
 
 from fastopt._openmp_helpers import build_info
+from fastopt._validation import positive_option
 
 try:
     from threadpoolctl import threadpool_limits
@@ -36,17 +52,22 @@ WATCHED = 10  # iterations timed before "auto" decides
 RATIO = 4.0   # "auto" limits BLAS when time outside the objective >= RATIO x time inside it
 
 _INFO = build_info()
+_lock = threading.Lock()
+_holder = None  # the BlasThreads whose limit is in force, if any
 
 
 def checked_policy(value):
-    """``blas_threads`` validated: "auto", False, or a positive int."""
-    if value == "auto" or value is False:
+    """``blas_threads`` validated: "auto", False, or a positive integer (as every count option is checked)."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"option blas_threads must be 'auto', False or a positive integer; got {value!r}")
         return value
-    if isinstance(value, Integral) and not isinstance(value, bool) and value >= 1:
-        if threadpool_limits is None:
-            raise ImportError(f"blas_threads={value} needs threadpoolctl (pip install threadpoolctl)")
-        return int(value)
-    raise ValueError(f"blas_threads must be 'auto', False or a positive integer; got {value!r}")
+    if value is False or value is np.False_:
+        return False
+    threads = positive_option("blas_threads", value, integer=True)
+    if threadpool_limits is None:
+        raise ImportError(f"blas_threads={threads} needs threadpoolctl (pip install threadpoolctl)")
+    return threads
 
 
 def passes_are_parallel(n, threads):
@@ -77,9 +98,12 @@ class BlasThreads:
         return self
 
     def __exit__(self, *exc):
+        global _holder
         if self._limiter is not None:
-            self._limiter.restore_original_limits()
-            self._limiter = None
+            with _lock:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+                _holder = None
         return False
 
     def iteration(self, seconds, objective_seconds):
@@ -94,5 +118,10 @@ class BlasThreads:
                 self._limit(1)
 
     def _limit(self, threads):
-        self._limiter = threadpool_limits(limits=threads, user_api="blas")
-        self.limited = threads
+        global _holder
+        with _lock:
+            if _holder is not None:  # another solve holds a limit: leave BLAS to it (module docstring)
+                return
+            self._limiter = threadpool_limits(limits=threads, user_api="blas")
+            self.limited = threads
+            _holder = self

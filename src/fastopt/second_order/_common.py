@@ -1,6 +1,7 @@
 """What every minimizer shares: options, stopping tests, the callback, and the result."""
 import inspect
 import math
+import sys
 import warnings
 from collections.abc import Mapping
 
@@ -151,10 +152,19 @@ def finish(x, f, g, nit, objective, status, message, disp=False, **extra):
         if status == CONVERGED:
             print(message)
         else:
-            warnings.warn(message, OptimizeWarning, stacklevel=4)
+            warnings.warn(message, OptimizeWarning, stacklevel=_outside_fastopt())
     return OptimizeResult(
         x=x, fun=f, jac=g, nit=nit, nfev=objective.nfev, njev=objective.njev, nhev=objective.nhev,
         status=status, success=status == CONVERGED, message=message, **extra)
+
+
+def _outside_fastopt():
+    """The ``stacklevel`` that points a warning raised by our caller at the first frame outside fastopt
+    (the user's call of ``fastopt.minimize``), however deep the method's own calls go."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("fastopt."):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def stop_reason(gnorm, gtol, nit, maxiter, nfev=0, maxfun=None):

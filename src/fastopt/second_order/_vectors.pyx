@@ -245,12 +245,12 @@ cdef void _direction_run(const void* args, Py_ssize_t start, Py_ssize_t stop) no
     """
     cdef const DirectionArgs* p = <const DirectionArgs*>args
     cdef Py_ssize_t chunk = chunk_length(sizeof(double))
-    cdef Py_ssize_t i, j, c, k, b, e, lo, hi, first = start // chunk, last = num_chunks(stop, chunk)
+    cdef Py_ssize_t i, j, c, blk, b, e, lo, hi, first = start // chunk, last = num_chunks(stop, chunk)
     cdef const double* sr
     cdef const double* yr
     cdef double aj, bj
-    for k in range(num_chunks(last - first, PAIR_BLOCK_CHUNKS)):
-        b = first + k * PAIR_BLOCK_CHUNKS
+    for blk in range(num_chunks(last - first, PAIR_BLOCK_CHUNKS)):
+        b = first + blk * PAIR_BLOCK_CHUNKS
         e = min(last, b + PAIR_BLOCK_CHUNKS)
         lo = b * chunk
         hi = chunk_stop(e - 1, chunk, p.n)

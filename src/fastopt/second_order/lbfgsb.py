@@ -298,8 +298,7 @@ def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter
     ``x0`` is projected into the box first; ``res.jac`` is the gradient (not
     its projection) and ``success`` means ``||proj g||_inf <= gtol``.
     ``blas_threads`` as an integer limits BLAS for the solve; ``"auto"``
-    leaves it alone here, since the compact form's products are BLAS calls
-    of this method's own (see ``_blas``).
+    leaves it alone here (see ``_blas``).
     """
     m, gtol, ftol, maxiter, maxfun, maxls = checked_options(maxcor, gtol, ftol, maxiter, maxfun, maxls)
     with BlasThreads(checked_policy(blas_threads), parallel=False):

@@ -117,7 +117,9 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
         one thread for the rest of the solve, with threadpoolctl, and
         restores it at the end; False leaves BLAS alone, an integer limits
         it to that many threads for the whole solve (with bounds, "auto"
-        leaves BLAS alone).
+        leaves BLAS alone).  The limit is process-wide while it lasts, and
+        BLAS's reductions round differently on fewer threads: for runs that
+        repeat bit for bit, pass False or an integer (README, "Threads").
         BFGS: ``gtol`` (1e-5), ``norm`` (inf), ``maxiter`` (200 n),
         ``maxfun`` (None: no limit), ``maxls`` (20), ``c1`` (1e-4), ``c2``
         (0.9), ``hess_inv0`` (the identity), ``xrtol`` (0), ``return_all``.
