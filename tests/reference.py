@@ -8,6 +8,8 @@ disables floating-point contraction.  Scalars computed in double precision
 as the kernels do once per call.  Each takes the state as arrays and returns
 new arrays; nothing is modified in place.
 """
+import math
+
 import numpy as np
 
 
@@ -165,3 +167,44 @@ def lion(p, g, m, *, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=Fals
     sign = np.where(np.isnan(c), c, (c > 0).astype(p.dtype) - (c < 0).astype(p.dtype))
     p = _decayed(p, lr, weight_decay) + t(-lr) * sign
     return p, m * t(beta2) + t(1.0 - beta2) * d
+
+
+def adopt(p, g, m, v, step, *, lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, weight_decay=0.0, decouple=False,
+          clip=True, maximize=False):
+    """(param, exp_avg, exp_avg_sq) after step ``step`` (from 1), after Taniguchi et al. (2024)'s reference code."""
+    t = p.dtype.type
+    beta1, beta2 = betas
+    d = _direction(g, p, 0.0 if decouple else weight_decay, maximize)
+    if step == 1:
+        return p, m, v + d * d
+    n = d / np.maximum(np.sqrt(v), t(eps))
+    if clip:
+        c = t((step - 1.0) ** 0.25)
+        n = np.where(n < -c, -c, np.where(n > c, c, n))  # torch.clamp: NaN stays NaN
+    m = _lerp(m, n, 1.0 - beta1)
+    if decouple and t(-lr * weight_decay) != 0:
+        p = p + t(-lr * weight_decay) * p  # the reference's p.add_(p, alpha=-lr * weight_decay)
+    return p + t(-lr) * m, m, v * t(beta2) + (t(1.0 - beta2) * d) * d
+
+
+def ademamix(p, g, m1, m2, v, step, *, lr=1e-3, betas=(0.9, 0.999, 0.9999), alpha=2.0, beta3_warmup=0,
+             alpha_warmup=0, eps=1e-8, weight_decay=0.0, maximize=False):
+    """(param, exp_avg_fast, exp_avg_slow, exp_avg_sq) after step ``step`` (from 1), after Pagliardini et al.
+    (2024)'s reference code, its warm-up schedulers included."""
+    t = p.dtype.type
+    beta1, beta2, beta3 = betas
+    if step < (alpha_warmup or 0):
+        alpha = (step / alpha_warmup) * alpha
+    if step < (beta3_warmup or 0):
+        w = step / beta3_warmup
+        half_life = ((1.0 - w) * (math.log(0.5) / math.log(beta1 + 1e-8) - 1.0)
+                     + w * (math.log(0.5) / math.log(beta3 + 1e-8) - 1.0))  # libm's log, as the kernel's
+        beta3 = 0.5 ** (1.0 / (half_life + 1.0))
+    d = -g if maximize else g
+    m1 = m1 * t(beta1) + t(1.0 - beta1) * d
+    m2 = m2 * t(beta3) + t(1.0 - beta3) * d
+    v = v * t(beta2) + (t(1.0 - beta2) * d) * d
+    u = (m1 / t(1.0 - beta1 ** step) + t(alpha) * m2) / (np.sqrt(v) / t(np.sqrt(1.0 - beta2 ** step)) + t(eps))
+    if t(weight_decay) != 0:
+        u = u + t(weight_decay) * p
+    return p + t(-lr) * u, m1, m2, v

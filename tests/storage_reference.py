@@ -12,7 +12,7 @@ from fastopt._storage import ABSMAX_SUFFIX, BFLOAT16, BLOCK, MASTER
 U32, U64 = np.uint32, np.uint64
 # Which code map a state array uses (spec: "signed (first moments)" / "unsigned (second moments)"),
 # as fixed by State.signed in fastopt._rules.
-SIGNED = frozenset({"exp_avg", "momentum_buffer", "grad_avg"})
+SIGNED = frozenset({"exp_avg", "momentum_buffer", "grad_avg", "exp_avg_fast", "exp_avg_slow"})
 UNSIGNED = frozenset({"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc_delta"})
 
 

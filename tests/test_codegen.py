@@ -90,8 +90,8 @@ def test_the_generated_table_has_every_rules_stored_member():
     assert [name for _, name in members[:3]] == ["abi_version", "size", "simd"]
     assert [name for _, name in members[3:]] == list(_rules.C_API), "the header's table is not _rules.C_API's"
     kinds = dict((name, kind) for kind, name in members)
-    first_stored = [name for _, name in members].index("count_nonfinite_f64") + 1
-    assert [name for _, name in members[first_stored:]] == [f"{r}_update_stored" for r in _rules.RULES]
+    stored = [name for _, name in members if name.endswith("_update_stored")]
+    assert stored == [f"{r}_update_stored" for r in _rules.RULES]
     for rule in _rules.RULES:
         name = f"{rule}_update_stored"
         assert kinds[name] == f"fastopt_{name}_fn"

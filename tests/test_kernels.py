@@ -89,6 +89,19 @@ def _lion(p, g, st, step, h):
     return p, {"exp_avg": m, "step": step}
 
 
+def _adopt(p, g, st, step, h):
+    zeros = np.zeros_like(p)
+    p, m, v = reference.adopt(p, g, st.get("exp_avg", zeros), st.get("exp_avg_sq", zeros), step, **h)
+    return p, {"exp_avg": m, "exp_avg_sq": v, "step": step}
+
+
+def _ademamix(p, g, st, step, h):
+    zeros = np.zeros_like(p)
+    p, m1, m2, v = reference.ademamix(p, g, st.get("exp_avg_fast", zeros), st.get("exp_avg_slow", zeros),
+                                      st.get("exp_avg_sq", zeros), step, **h)
+    return p, {"exp_avg_fast": m1, "exp_avg_slow": m2, "exp_avg_sq": v, "step": step}
+
+
 # Each optimizer class, by name: (class, reference step, configs covering every branch, steps to run)
 OPTIMIZERS = {
     "SGD": (fastopt.SGD, _sgd, [
@@ -121,6 +134,14 @@ OPTIMIZERS = {
     ], 7),
     "Adadelta": (fastopt.Adadelta, _adadelta, [dict(), dict(weight_decay=0.1, maximize=True, rho=0.5)], 3),
     "Lion": (fastopt.Lion, _lion, [dict(), dict(lr=0.01, weight_decay=0.1, maximize=True)], 3),
+    "ADOPT": (fastopt.ADOPT, _adopt, [  # 4 steps: the moment-only first step, then clamps at 1, 2**0.25, 3**0.25
+        dict(), dict(lr=0.01, weight_decay=0.1, decouple=True, maximize=True),
+        dict(weight_decay=0.05, clip=False, betas=(0.3, 0.9), eps=1e-3),
+    ], 4),
+    "AdEMAMix": (fastopt.AdEMAMix, _ademamix, [  # 4 steps: the warm-ups of 3 end after step 2
+        dict(), dict(lr=0.01, weight_decay=0.1, maximize=True, alpha=5.0),
+        dict(beta3_warmup=3, alpha_warmup=3, betas=(0.3, 0.9, 0.99)), dict(betas=(0.0, 0.5, 0.9), beta3_warmup=3),
+    ], 4),
 }
 
 CASES = [pytest.param(name, config, id=f"{name}-{config}")
@@ -191,11 +212,13 @@ def test_nonfinite_gradients_propagate_like_the_formula(name, dtype):
     g = np.array([np.nan, np.inf, -np.inf, 1.0], dtype=dtype)
     p = np.ones(4, dtype=dtype)
     opt = cls([p], lr=0.1)
-    opt.step([g])
     hyper = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
-    with np.errstate(all="ignore"):
-        expected, _ = ref_step(np.ones(4, dtype=dtype), g, {}, 1, hyper)
-    assert_bitwise_equal(p, expected)
+    expected, state = np.ones(4, dtype=dtype), {}
+    for step in (1, 2):  # two steps: ADOPT's first only fills its second moment
+        opt.step([g])
+        with np.errstate(all="ignore"):
+            expected, state = ref_step(expected, g, state, step, hyper)
+        assert_bitwise_equal(p, expected)
     assert np.isnan(p[0]) and np.isfinite(p[3])
 
 

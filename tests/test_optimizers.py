@@ -226,6 +226,10 @@ TORCH_DEFAULTS = {
                         maximize=False),
     fastopt.Adadelta: dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False),
     fastopt.Lion: dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False),
+    fastopt.ADOPT: dict(lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, weight_decay=0.0, decouple=False, clip=True,
+                        maximize=False),
+    fastopt.AdEMAMix: dict(lr=1e-3, betas=(0.9, 0.999, 0.9999), alpha=2.0, beta3_warmup=0, alpha_warmup=0,
+                           eps=1e-8, weight_decay=0.0, maximize=False),
 }
 
 
@@ -257,6 +261,13 @@ def test_defaults_follow_torch(cls):
     (fastopt.NAdam, dict(momentum_decay=-1), ValueError, "momentum_decay"),
     (fastopt.Adadelta, dict(rho=1.5), ValueError, "rho"),
     (fastopt.Lion, dict(betas=(0.9, 1.0)), ValueError, "index 1"),
+    (fastopt.ADOPT, dict(eps=-1.0), ValueError, "Invalid epsilon value"),
+    (fastopt.ADOPT, dict(clip="yes"), TypeError, "True or False"),
+    (fastopt.AdEMAMix, dict(betas=(0.9, 0.999)), TypeError, "sequence of 3 floats"),
+    (fastopt.AdEMAMix, dict(betas=(0.9, 0.999, 1.0)), ValueError, "beta parameter at index 2"),
+    (fastopt.AdEMAMix, dict(alpha_warmup=2.5), TypeError, "None or an integer"),
+    (fastopt.AdEMAMix, dict(beta3_warmup=-1), ValueError, "beta3_warmup"),
+    (fastopt.AdEMAMix, dict(alpha=-1.0), ValueError, "alpha"),
     (fastopt.Adam, dict(skip_nonfinite="yes"), TypeError, "skip_nonfinite"),
 ])
 def test_bad_hyperparameters(cls, kwargs, error, match):

@@ -22,7 +22,7 @@ from test_checkpoint import assert_same_state_dict
 from test_kernels import OPTIMIZERS, run_and_compare
 
 import fastopt
-from fastopt._validation import any_real, betas, flag, nonnegative, unit_interval
+from fastopt._validation import any_real, beta_triple, betas, flag, nonnegative, unit_interval, warmup_steps
 
 PROPERTY = settings(derandomize=True, deadline=None, database=None, max_examples=150,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -32,7 +32,7 @@ DTYPES = [np.float32, np.float64]
 
 def _kind(validator):
     return {id(nonnegative): "nonnegative", id(any_real): "real", id(unit_interval): "unit",
-            id(flag): "flag", id(betas): "betas"}[id(validator)]
+            id(flag): "flag", id(betas): "betas", id(beta_triple): "betas3", id(warmup_steps): "steps"}[id(validator)]
 
 
 def _valid_value(kind):
@@ -44,6 +44,8 @@ def _valid_value(kind):
         "unit": st.floats(0.0, 1.0),
         "flag": st.sampled_from([True, False, 0, 1, np.True_, np.False_]),
         "betas": st.tuples(unit_open, unit_open) | st.lists(unit_open, min_size=2, max_size=2),
+        "betas3": st.tuples(unit_open, unit_open, unit_open) | st.lists(unit_open, min_size=3, max_size=3),
+        "steps": st.none() | st.integers(0, 6) | st.sampled_from([np.int64(2)]),
     }[kind]
 
 
@@ -96,14 +98,22 @@ def _is_valid(kind, value):
     """The documented domain of each kind of hyperparameter, written independently of the validators."""
     if kind == "flag":  # bools, and the ints 0 and 1
         return isinstance(value, (bool, np.bool_)) or (isinstance(value, int) and value in (0, 1))
-    if kind == "betas":  # any pair of numbers in [0, 1)
+    if kind in ("betas", "betas3"):  # any pair (triple) of numbers in [0, 1)
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
             return False
         try:
             items = list(value)
         except TypeError:  # iterable in name only: a 0-d NumPy array
             return False
-        return len(items) == 2 and all(_is_valid("unit_open", b) for b in items)
+        return len(items) == (2 if kind == "betas" else 3) and all(_is_valid("unit_open", b) for b in items)
+    if kind == "steps":  # None, or a whole number (a Python or NumPy integer, not a bool; a whole float) in [0, 2**63)
+        if value is None:
+            return True
+        if isinstance(value, (bool, np.bool_)):
+            return False
+        if isinstance(value, (float, np.floating)):
+            return bool(np.isfinite(value)) and value == int(value) and 0 <= value < 2**63
+        return isinstance(value, (int, np.integer)) and 0 <= value < 2**63
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         return False
     try:

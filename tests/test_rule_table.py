@@ -8,7 +8,7 @@ import fastopt
 from fastopt import _kernels
 from fastopt._rules import RULES
 from fastopt.optim import optimizer as optimizer_module
-from fastopt._validation import any_real, betas, flag, nonnegative, unit_interval
+from fastopt._validation import any_real, beta_triple, betas, flag, nonnegative, unit_interval, warmup_steps
 from fastopt.optim.optimizer import CHECKS, Optimizer, validators_of
 
 
@@ -27,10 +27,10 @@ FIXED = {fastopt.AdamW: {"decoupled_weight_decay"}}
 
 
 def _python_names(rule):
-    """The Python optimizer's hyperparameters of ``rule``: ``betas`` for beta1 and beta2, in the table's order."""
+    """The Python optimizer's hyperparameters of ``rule``: ``betas`` for beta1, beta2 (, beta3), in the table's order."""
     names = []
     for hyper in rule.hyper:
-        name = "betas" if hyper.name in ("beta1", "beta2") else hyper.name
+        name = "betas" if hyper.name in ("beta1", "beta2", "beta3") else hyper.name
         if name not in names:
             names.append(name)
     return names
@@ -52,7 +52,9 @@ def test_every_rule_has_exactly_one_optimizer(rule):
 def test_validators_and_state_arrays_are_the_tables(cls):
     rule = RULES[cls.rule]
     assert list(cls.validators) == _python_names(rule)
-    expected = {"nonnegative": nonnegative, "real": any_real, "unit": unit_interval, "beta": betas, "flag": flag}
+    three = any(h.name == "beta3" for h in rule.hyper)
+    expected = {"nonnegative": nonnegative, "real": any_real, "unit": unit_interval,
+                "beta": beta_triple if three else betas, "flag": flag, "steps": warmup_steps}
     for hyper in rule.hyper:
         name = "betas" if hyper.check == "beta" else hyper.name
         assert cls.validators[name] is expected[hyper.check], (cls, hyper)
@@ -98,7 +100,7 @@ def test_validators_of_refuses_a_lone_beta():
     rule = RULES["adam"]
     lone = type(rule)(**{**{f: getattr(rule, f) for f in rule.__dataclass_fields__},
                          "hyper": tuple(h for h in rule.hyper if h.name != "beta2")})
-    with pytest.raises(TypeError, match="beta1 and beta2 together"):
+    with pytest.raises(TypeError, match=r"beta1, beta2 \(and beta3\) together"):
         validators_of(lone)
 
 

@@ -344,6 +344,9 @@ STORAGE_CASES = [
     ("NAdam", dict(lr=0.01)),
     ("RAdam", dict(lr=0.01)),
     ("Adadelta", dict()),
+    ("ADOPT", dict(lr=0.01, weight_decay=0.1, decouple=True)),
+    ("ADOPT", dict(lr=0.01, clip=False)),
+    ("AdEMAMix", dict(lr=0.01, beta3_warmup=3, alpha_warmup=3, weight_decay=0.1)),
 ]
 
 

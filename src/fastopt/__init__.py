@@ -23,7 +23,7 @@ from fastopt.checkpoint import CheckpointError, load, save
 from fastopt import datasets
 from fastopt.data import minibatches, num_batches, train_test_split
 from fastopt.optim import (
-    SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam, RMSprop,
+    ADOPT, SGD, AdEMAMix, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam, RMSprop,
 )
 from fastopt.paramset import ParamSelection, ParamSet
 from fastopt.second_order import minimize
@@ -35,6 +35,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = [
+    "ADOPT",
+    "AdEMAMix",
     "Adadelta",
     "Adagrad",
     "Adam",

@@ -24,8 +24,8 @@ reads and writes ``p[i]`` (the parameter), reads ``g[i]`` (the gradient),
 and reads and writes the state arrays by their names (``exp_avg[i]``...).
 It may use the rule's scalars and flags by name, its ``locals`` (all of the
 element type), and the element helpers of ``_update_rules.pyx.tp``
-(``_sqrt``, ``_abs``, ``_maximum``, ``_sign``, ``_lerp``, ``_direction``,
-``_decayed``).  Each body performs torch.optim's operations (its
+(``_sqrt``, ``_abs``, ``_maximum``, ``_clamp``, ``_sign``, ``_lerp``,
+``_direction``, ``_decayed``).  Each body performs torch.optim's operations (its
 single-tensor path) in the same order and in the parameter's precision; with
 floating-point contraction off, kernel and NumPy reference
 (``tests/reference.py``) agree bit for bit.
@@ -51,8 +51,10 @@ class Hyper:
 
     ``check`` names its domain, as the Python optimizers validate it:
     "nonnegative" (a finite real >= 0), "real" (any finite real), "unit"
-    (in [0, 1]), "beta" (in [0, 1): ``beta1`` and ``beta2`` together are the
-    optimizer's ``betas``), or "flag" (a bool; an ``int`` in C).  With
+    (in [0, 1]), "beta" (in [0, 1): ``beta1``, ``beta2`` and, if there is
+    one, ``beta3`` together are the optimizer's ``betas``), "steps" (a count
+    of steps: an integer >= 0, or None, stored as 0), or "flag" (a bool; an
+    ``int`` in C).  With
     ``kernel=False`` it is checked but the kernel never sees it (Adagrad's
     ``initial_accumulator_value`` fills the state array once).
     """
@@ -367,12 +369,89 @@ mi = exp_avg[i]
 p[i] = _decayed(p[i], decay) + neg_lr * _sign(mi * beta1 + one_minus_beta1 * d)
 exp_avg[i] = mi * beta2 + one_minus_beta2 * d
 """),
+    Rule(
+        "adopt", "ADOPT", '(Taniguchi et al., 2024, "ADOPT: Modified Adam Can Converge with Any beta2 with the '
+        'Optimal Rate", and its reference code)',
+        """d = ±g + wd p (unless decoupled)
+t = 1:  v = v + d d  (p and m unchanged)
+t > 1:  n = d / maximum(sqrt(v), eps), clamped to ±(t - 1) ** 0.25 (clip) ;  m = lerp(m, n, 1 - beta1)
+        p = p + (-lr wd) p (decoupled) ;  p = p + (-lr) m ;  v = beta2 v + ((1 - beta2) d) d""",
+        hyper=(_LR, *_BETAS, _EPS, _WD, Hyper("decouple", "flag"), Hyper("clip", "flag"), _MAXIMIZE),
+        state=(_EXP_AVG, State("exp_avg_sq")),
+        args=("step",),
+        setup="cdef double t = <double>step",
+        scalars=(_SIGN, ("l2", "0 if h.decouple else h.weight_decay"),
+                 ("neg_lr_wd", "-h.lr * h.weight_decay if h.decouple else 0"), ("w1", "1.0 - h.beta1"),
+                 ("beta2", "h.beta2"), ("one_minus_beta2", "1.0 - h.beta2"), ("eps", "h.eps"),
+                 ("clip", "pow(t - 1.0, 0.25)"), ("neg_clip", "-pow(t - 1.0, 0.25)"), ("neg_lr", "-h.lr")),
+        flags=(("first", "step == 1"), ("clipped", "h.clip")),
+        specialize=("first", "clipped"),
+        locals="pi, d, vi, ni, mi",
+        body="""
+d = _direction(g[i], p[i], sign, l2)
+vi = exp_avg_sq[i]
+if first:
+    exp_avg_sq[i] = vi + d * d
+else:
+    pi = p[i]
+    if neg_lr_wd != 0:  # the reference's p.add_(p, alpha=-lr * weight_decay)
+        pi = pi + neg_lr_wd * pi
+    ni = d / _maximum(_sqrt(vi), eps)
+    if clipped:
+        ni = _clamp(ni, neg_clip, clip)
+    mi = _lerp(exp_avg[i], ni, w1)
+    exp_avg[i] = mi
+    p[i] = pi + neg_lr * mi
+    exp_avg_sq[i] = vi * beta2 + (one_minus_beta2 * d) * d
+"""),
+    Rule(
+        "ademamix", "AdEMAMix", '(Pagliardini et al., 2024, "The AdEMAMix Optimizer: Better, Faster, Older", and '
+        'its reference code)',
+        """d = ±g ;  m1 = beta1 m1 + (1 - beta1) d ;  m2 = beta3_t m2 + (1 - beta3_t) d
+v = beta2 v + ((1 - beta2) d) d
+u = (m1 / (1 - beta1 ** t) + alpha_t m2) / (sqrt(v) / sqrt(1 - beta2 ** t) + eps) + wd p ;  p = p + (-lr) u
+alpha_t = (t / alpha_warmup) alpha and beta3_t = 0.5 ** (1 / (lerp(h(beta1), h(beta3), t / beta3_warmup) + 1)),
+h(b) = log(0.5) / log(b + 1e-8) - 1 (the half-life), during their warm-ups (0: none); alpha and beta3 after""",
+        hyper=(_LR, *_BETAS, Hyper("beta3", "beta"), Hyper("alpha"), Hyper("beta3_warmup", "steps"),
+               Hyper("alpha_warmup", "steps"), _EPS, _WD, _MAXIMIZE),
+        state=(State("exp_avg_fast", signed=True), State("exp_avg_slow", signed=True), State("exp_avg_sq")),
+        args=("step",),
+        setup="""cdef double t = <double>step
+cdef double alpha_t = h.alpha
+cdef double beta3_t = h.beta3
+cdef double w
+if t < h.alpha_warmup:
+    alpha_t = (t / h.alpha_warmup) * h.alpha
+if t < h.beta3_warmup:
+    w = t / h.beta3_warmup
+    beta3_t = pow(0.5, 1.0 / ((1.0 - w) * (log(0.5) / log(h.beta1 + 1e-8) - 1.0)
+                               + w * (log(0.5) / log(h.beta3 + 1e-8) - 1.0) + 1.0))""",
+        scalars=(_SIGN, ("beta1", "h.beta1"), ("one_minus_beta1", "1.0 - h.beta1"), ("beta3", "beta3_t"),
+                 ("one_minus_beta3", "1.0 - beta3_t"), ("beta2", "h.beta2"), ("one_minus_beta2", "1.0 - h.beta2"),
+                 ("bc1", "1.0 - pow(h.beta1, t)"), ("bc2_sqrt", "sqrt(1.0 - pow(h.beta2, t))"), ("alpha", "alpha_t"),
+                 ("eps", "h.eps"), ("wd", "h.weight_decay"), ("neg_lr", "-h.lr")),
+        locals="d, m1, m2, vi, u",
+        body="""
+d = sign * g[i]
+m1 = exp_avg_fast[i] * beta1 + one_minus_beta1 * d
+m2 = exp_avg_slow[i] * beta3 + one_minus_beta3 * d
+vi = exp_avg_sq[i] * beta2 + (one_minus_beta2 * d) * d
+exp_avg_fast[i] = m1
+exp_avg_slow[i] = m2
+exp_avg_sq[i] = vi
+u = (m1 / bc1 + alpha * m2) / (_sqrt(vi) / bc2_sqrt + eps)
+if wd != 0:  # a decay that rounds to 0 in the element type is none
+    u = u + wd * p[i]
+p[i] = p[i] + neg_lr * u
+"""),
 )}
 
 # The C API table's members in table order (csrc/fastopt.h): a new rule's three entry points (float32, float64,
 # and stored: any storage types, csrc/fastopt_storage.h) are appended here, never inserted, so that modules
 # compiled against an older header keep working; a change to a member raises ABI_VERSION.
 _VERSION_1 = ("sgd", "adagrad", "rmsprop", "adam", "adamax", "nadam", "radam", "adadelta", "lion")
+_APPENDED = ("adopt", "ademamix")  # rules added since version 1, in the order they came
 C_API = (*(f"{rule}_update_{dtype}" for rule in _VERSION_1 for dtype in ("f32", "f64")),
          "count_nonfinite_f32", "count_nonfinite_f64",
-         *(f"{rule}_update_stored" for rule in _VERSION_1))
+         *(f"{rule}_update_stored" for rule in _VERSION_1),
+         *(f"{rule}_update_{kind}" for rule in _APPENDED for kind in ("f32", "f64", "stored")))

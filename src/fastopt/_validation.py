@@ -398,24 +398,44 @@ def real_in_range(low=0.0, high=math.inf, *, high_open=False):
     return check
 
 
-def betas(name, value):
-    """A hyperparameter rule for a pair of decay rates, each in [0, 1): returns a tuple of two floats.
+def betas(name, value, count=2):
+    """A hyperparameter rule for ``count`` decay rates (a pair; AdEMAMix has three), each in [0, 1):
+    returns a tuple of floats.
 
     Raises
     ------
     TypeError
-        When ``value`` is not a pair, or an entry is not a real number.
+        When ``value`` is not a sequence of ``count``, or an entry is not a real number.
     ValueError
         ``"Invalid beta parameter at index <i>: <value> (expected a finite
         value in [0.0, 1.0))"`` for an entry outside [0, 1).
     """
     try:
-        pair = tuple(value)
+        entries = tuple(value)
     except TypeError:
-        pair = ()
-    if len(pair) != 2:
-        raise TypeError(f"{name} must be a pair of floats, got {value!r}")
-    return tuple(_unit_open(f"beta parameter at index {i}", b) for i, b in enumerate(pair))
+        entries = ()
+    if len(entries) != count:
+        what = "a pair of" if count == 2 else f"a sequence of {count}"
+        raise TypeError(f"{name} must be {what} floats, got {value!r}")
+    return tuple(_unit_open(f"beta parameter at index {i}", b) for i, b in enumerate(entries))
+
+
+def beta_triple(name, value):
+    """:func:`betas` for three decay rates (AdEMAMix's)."""
+    return betas(name, value, count=3)
+
+
+def warmup_steps(name, value):
+    """A hyperparameter rule for a number of warm-up steps: None (no warm-up, stored as 0) or an integer in
+    [0, 2**63) (a whole float, ``100.0``, is taken as its integer)."""
+    if value is None:
+        return 0
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value):
+        value = int(value)  # 100.0, as the reference takes it
+    value = integer(name, value, 0, expected="None or an integer", too_small="None or an integer >= 0")
+    if value >= 2**63:
+        raise ValueError(f"{name} must be below 2**63, got {value}")
+    return value
 
 
 #: Rules shared by the optimizers: a real number >= 0, any finite real number, one in [0, 1], one in [0, 1).

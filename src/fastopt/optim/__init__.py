@@ -7,6 +7,8 @@ from fastopt.optim.adadelta import Adadelta
 from fastopt.optim.adagrad import Adagrad
 from fastopt.optim.adam import Adam, AdamW
 from fastopt.optim.adamax import Adamax
+from fastopt.optim.ademamix import AdEMAMix
+from fastopt.optim.adopt import ADOPT
 from fastopt.optim.lion import Lion
 from fastopt.optim.nadam import NAdam
 from fastopt.optim.optimizer import Optimizer
@@ -14,4 +16,4 @@ from fastopt.optim.radam import RAdam
 from fastopt.optim.rmsprop import RMSprop
 from fastopt.optim.sgd import SGD
 
-__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "Optimizer", "RAdam", "RMSprop", "SGD", "lr_scheduler"]
+__all__ = ["ADOPT", "AdEMAMix", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "Optimizer", "RAdam", "RMSprop", "SGD", "lr_scheduler"]

@@ -61,11 +61,11 @@ class ParamGroup(dict):
     popitem = clear = pop
 
     def kernel_hyper(self):
-        """The hyperparameters as the kernels take them (``betas`` split), cached until a change."""
+        """The hyperparameters as the kernels take them (``betas`` split: beta1, beta2, ...), cached until a change."""
         if self._kernel_hyper is None:
             hyper = {k: v for k, v in self.items() if k in self._validators}
             if "betas" in hyper:
-                hyper["beta1"], hyper["beta2"] = hyper.pop("betas")
+                hyper.update((f"beta{i}", beta) for i, beta in enumerate(hyper.pop("betas"), 1))
             self._kernel_hyper = hyper
         return self._kernel_hyper
 

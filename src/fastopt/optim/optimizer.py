@@ -12,7 +12,8 @@ from fastopt._kernels import BoundStep, needed, nonfinite_count, quantize_blockw
 from fastopt._locks import holding
 from fastopt._rules import RULES
 from fastopt._threads import get_num_threads
-from fastopt._validation import any_real, betas, flag, integer, nonnegative, step_count, unit_interval
+from fastopt._validation import (any_real, beta_triple, betas, flag, integer, nonnegative, step_count,
+                                 unit_interval, warmup_steps)
 from fastopt.optim._hyper import FixedList, ParamGroup
 from fastopt.optim._params import ParamLayout
 from fastopt.optim._stepping import SlotBinding, step_slots
@@ -25,8 +26,10 @@ _GROUPS_HINT = ("add a group with add_param_group(), or change a group's hyperpa
 SCALAR_RANGES = {"mu_product": (0.0, 1.0)}  # NAdam's product of momentum factors, each in [0, 1)
 _STATE_HINT = "it holds one dict per slot; clear a slot's dict (state[i].clear()) to restart its state"
 
-# The validator of each ``check`` of fastopt._rules.Hyper; "beta" validates beta1 and beta2 together, as ``betas``.
-CHECKS = {"nonnegative": nonnegative, "real": any_real, "unit": unit_interval, "beta": betas, "flag": flag}
+# The validator of each ``check`` of fastopt._rules.Hyper; "beta" validates beta1, beta2 (and beta3) together, as
+# ``betas``.
+CHECKS = {"nonnegative": nonnegative, "real": any_real, "unit": unit_interval, "beta": betas, "flag": flag,
+          "steps": warmup_steps}
 # The keyword options every optimizer takes (Optimizer.__init__), which copies and pickles carry.
 _OPTIONS = ("skip_nonfinite", "state_dtype", "master_weights", "stochastic_rounding", "seed")
 # What a subclass takes from its rule's entry in fastopt._rules.RULES, never states itself.
@@ -43,17 +46,22 @@ def _seed(value):
 def validators_of(rule):
     """``{hyperparameter: validator}`` of the optimizer of ``rule`` (a fastopt._rules.Rule), in the table's order.
 
-    The names are the Python optimizer's: ``beta1`` and ``beta2`` are one
-    hyperparameter, ``betas``; those the kernel never sees are included.
+    The names are the Python optimizer's: ``beta1``, ``beta2`` (and
+    ``beta3``) are one hyperparameter, ``betas``; those the kernel never sees
+    are included.
     """
     validators = {}
     beta_names = tuple(h.name for h in rule.hyper if h.check == "beta")
-    if beta_names not in ((), ("beta1", "beta2")):
-        raise TypeError(f"rule {rule.name!r}: the 'beta' check is for beta1 and beta2 together, got {beta_names}")
+    if beta_names not in ((), ("beta1", "beta2"), ("beta1", "beta2", "beta3")):
+        raise TypeError(f"rule {rule.name!r}: the 'beta' check is for beta1, beta2 (and beta3) together, got "
+                        f"{beta_names}")
     for hyper in rule.hyper:
         if hyper.check not in CHECKS:
             raise TypeError(f"rule {rule.name!r}: {hyper.name} has check {hyper.check!r}; known: {sorted(CHECKS)}")
-        validators["betas" if hyper.check == "beta" else hyper.name] = CHECKS[hyper.check]
+        if hyper.check == "beta":
+            validators["betas"] = betas if len(beta_names) == 2 else beta_triple
+        else:
+            validators[hyper.name] = CHECKS[hyper.check]
     return validators
 
 
@@ -162,7 +170,7 @@ class Optimizer:
     state_scalars = ()   # per-slot numbers kept in ``state``
     counts_steps = True  # keep state["step"]
     # Derived from RULES[rule] by __init_subclass__ (empty here):
-    validators = MappingProxyType({})  # hyperparameter -> validator (``betas`` for beta1 and beta2)
+    validators = MappingProxyType({})  # hyperparameter -> validator (``betas`` for beta1, beta2, ...)
     state_arrays = ()    # the kernel's state arrays, in its order
     switchable_state = ()  # state arrays that settings switch on (amsgrad's, say): created when first used
 
