@@ -20,6 +20,22 @@ def test_adam_reaches_95_percent_on_the_test_digits():
     assert any(line.startswith("| adam |") for line in lines)
 
 
+@pytest.mark.parametrize("name", ["adopt", "ademamix"])
+def test_the_rules_without_a_numpy_version_reach_95_percent(name):
+    """ADOPT and AdEMAMix at the demo's documented hyperparameters; their NumPy step column is "-"."""
+    lines = []
+    result = demo.run((name,), png=None, repeats=1, out=lines.append)[name]
+    assert result["test_accuracy"] >= 0.95
+    assert result["numpy_step"] is None and result["fastopt_step"] > 0
+    assert any(line.startswith(f"| {name} |") and line.endswith("| - | - |") for line in lines)
+
+
+def test_the_command_line_help_lists_every_demo_optimizer():
+    out = subprocess.run([sys.executable, "-m", "fastopt", "demo", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert ",".join(demo.OPTIMIZERS) in "".join(out.stdout.split())  # argparse wraps lines, even at a hyphen
+
+
 def test_mlp_gradients_match_finite_differences():
     X, y = fastopt.datasets.load_digits(dtype=np.float64)
     X, y = X[:12] / 16, y[:12]

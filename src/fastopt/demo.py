@@ -34,13 +34,16 @@ from fastopt.bench.runner import time_interleaved
 from fastopt.nn import BatchNorm
 from fastopt.optim import lr_scheduler
 
-# name -> (optimizer class, hyperparameters, the rule's name in fastopt.bench.numpy_rules)
+# name -> (optimizer class, hyperparameters, the rule's name in fastopt.bench.numpy_rules, or None where that
+# has no NumPy version to time against)
 OPTIMIZERS = {
     "sgd-momentum": ("SGD", dict(lr=0.05, momentum=0.9), "sgd-momentum"),
     "adagrad": ("Adagrad", dict(lr=0.05, eps=1e-10), "adagrad"),
     "rmsprop": ("RMSprop", dict(lr=1e-3, alpha=0.99, eps=1e-8), "rmsprop"),
     "adam": ("Adam", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8), "adam"),
     "adamw": ("AdamW", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), "adamw"),
+    "adopt": ("ADOPT", dict(lr=3e-3), None),
+    "ademamix": ("AdEMAMix", dict(lr=3e-3), None),
 }
 
 # name -> (parameter dtype, the optimizer's storage options)
@@ -148,9 +151,10 @@ def run(optimizers=tuple(OPTIMIZERS), *, epochs=30, batch_size=64, hidden=128, s
                              test_accuracy=model.accuracy(X_test, y_test), history=history, seconds=seconds,
                              **step_seconds)
         r = results[name]
+        numpy_cells = ("-", "-") if r["numpy_step"] is None else (
+            f"{r['numpy_step'] * 1e6:.1f} us", f"{r['numpy_step'] / r['fastopt_step']:.1f}x")
         out(f"| {name} | {r['train_loss']:.4f} | {r['test_loss']:.4f} | {100 * r['test_accuracy']:.1f}% | "
-            f"{r['fastopt_step'] * 1e6:.1f} us | {r['numpy_step'] * 1e6:.1f} us | "
-            f"{r['numpy_step'] / r['fastopt_step']:.1f}x |")
+            f"{r['fastopt_step'] * 1e6:.1f} us | {numpy_cells[0]} | {numpy_cells[1]} |")
     if png:
         _plot(results, png, out)
     return results
@@ -275,13 +279,16 @@ def _schedule(opt, epochs):
 
 
 def _step_times(model, opt, rule, hyper, repeats):
-    """Median seconds per step of fastopt's optimizer and of the NumPy rule, interleaved, on copies."""
+    """Median seconds per step of fastopt's optimizer and of the NumPy rule (None: no NumPy version),
+    interleaved, on copies."""
     _, fast = copy.deepcopy((model.params, opt))  # copied together (fast steps the copy); they carry the last batch's gradients
     fast.lr = hyper["lr"]  # the schedule ended at 0; time both at the base rate
-    twin = copy.deepcopy(model.params)
-    numpy = numpy_step("numpy-inplace", rule, list(twin.values()), list(twin.grads.values()), hyper)
-    times = time_interleaved({"fastopt": fast.step, "numpy": numpy}, repeats)
-    return {"fastopt_step": times["fastopt"], "numpy_step": times["numpy"]}
+    steps = {"fastopt": fast.step}
+    if rule is not None:
+        twin = copy.deepcopy(model.params)
+        steps["numpy"] = numpy_step("numpy-inplace", rule, list(twin.values()), list(twin.grads.values()), hyper)
+    times = time_interleaved(steps, repeats)
+    return {"fastopt_step": times["fastopt"], "numpy_step": times.get("numpy")}
 
 
 def _plot(results, path, out):
