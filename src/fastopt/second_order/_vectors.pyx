@@ -38,7 +38,25 @@ cdef extern from "fastopt_pair_dots.h" nogil:
 
 
 cdef enum:
-    PAIR_BLOCK_CHUNKS = 16  # the history passes walk the rows over 16 chunks (64 KiB) at a time
+    HISTORY_BLOCK_CHUNKS = 16  # the history passes walk the rows over 16 chunks (64 KiB) at a time
+
+
+# A history pass's work on chunks [first, last) (chunk indices, one block).
+ctypedef void (*block_fn)(const void* args, Py_ssize_t first, Py_ssize_t last) noexcept nogil
+
+
+cdef inline void _by_blocks(block_fn body, const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    """``body`` over the whole chunks of [start, stop), HISTORY_BLOCK_CHUNKS at a time.
+
+    Why blocks: each history row is then read as a long sequential stream (which the prefetchers follow)
+    while the block's own vectors stay in cache.  Element-wise results and per-chunk sums do not depend
+    on which block holds a chunk, so the result does not depend on the thread count.
+    """
+    cdef Py_ssize_t chunk = chunk_length(sizeof(double))
+    cdef Py_ssize_t k, b, first = start // chunk, last = num_chunks(stop, chunk)
+    for k in range(num_chunks(last - first, HISTORY_BLOCK_CHUNKS)):
+        b = first + k * HISTORY_BLOCK_CHUNKS
+        body(args, b, min(last, b + HISTORY_BLOCK_CHUNKS))
 
 
 # --------------------------------------------------------------------------
@@ -150,9 +168,7 @@ cdef inline void _pair_chunks(double* s_new, double* y_new, const double* d, dou
 
     The products with g_new are computed, not derived from g_old's (g_old . s + y . s): when the
     gradient shrinks by orders of magnitude in a step, that sum cancels and loses them.  Rows are read
-    one after the other across the whole block of chunks (long sequential streams the prefetchers
-    follow) while the block's s_new, y_new and g_new stay in cache; each chunk's sums are the same
-    whichever block holds it, so the result does not depend on the thread count.
+    one after the other across the block (see _by_blocks).
     """
     cdef Py_ssize_t i, k, c, width = 5 * nrows + 1
     for i in range(first * chunk, chunk_stop(last - 1, chunk, n)):
@@ -160,8 +176,8 @@ cdef inline void _pair_chunks(double* s_new, double* y_new, const double* d, dou
         y_new[i] = g_new[i] - g_old[i]
     for k in range(nrows):
         for c in range(first, last):
-            fastopt_five_dots(s_new, y_new, g_new, S + rows[k] * n, Y + rows[k] * n, c * chunk, chunk_stop(c, chunk, n),
-                       partial + c * width + 5 * k)
+            fastopt_five_dots(s_new, y_new, g_new, S + rows[k] * n, Y + rows[k] * n, c * chunk,
+                              chunk_stop(c, chunk, n), partial + c * width + 5 * k)
     for c in range(first, last):
         partial[c * width + width - 1] = _max_abs_range(g_new, c * chunk, chunk_stop(c, chunk, n))
 
@@ -181,15 +197,14 @@ cdef struct PairArgs:
     double* partial
 
 
-cdef void _pair_run(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
-    """_pair_chunks over the whole chunks of [start, stop), PAIR_BLOCK_CHUNKS at a time."""
+cdef void _pair_block(const void* args, Py_ssize_t first, Py_ssize_t last) noexcept nogil:
     cdef const PairArgs* a = <const PairArgs*>args
-    cdef Py_ssize_t chunk = chunk_length(sizeof(double))
-    cdef Py_ssize_t k, b, first = start // chunk, last = num_chunks(stop, chunk)
-    for k in range(num_chunks(last - first, PAIR_BLOCK_CHUNKS)):
-        b = first + k * PAIR_BLOCK_CHUNKS
-        _pair_chunks(a.s_new, a.y_new, a.d, a.stp, a.g_new, a.g_old, a.S, a.Y, a.rows, a.nrows, a.n, chunk, b,
-                     min(last, b + PAIR_BLOCK_CHUNKS), a.partial)
+    _pair_chunks(a.s_new, a.y_new, a.d, a.stp, a.g_new, a.g_old, a.S, a.Y, a.rows, a.nrows, a.n,
+                 chunk_length(sizeof(double)), first, last, a.partial)
+
+
+cdef void _pair_run(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    _by_blocks(_pair_block, args, start, stop)
 
 
 cdef double lbfgs_new_pair_n(double* s_new, double* y_new, const double* d, double stp, const double* g_new,
@@ -235,36 +250,30 @@ cdef struct DirectionArgs:
     double* partial
 
 
-cdef void _direction_run(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
-    """d = cg g + sum_j (a_j y_j + b_j s_j) over the whole chunks of [start, stop), rows in the given order,
-    and each chunk's g . d to partial[c].
-
-    Like the new-pair pass it goes PAIR_BLOCK_CHUNKS chunks at a time, reading each history row across the
-    block (long sequential streams) while the block's d stays in cache; each element's sum is formed in
-    the same order whichever block holds it.
-    """
+cdef void _direction_block(const void* args, Py_ssize_t first, Py_ssize_t last) noexcept nogil:
+    """d = cg g + sum_j (a_j y_j + b_j s_j) over chunks [first, last), rows in the given order, and each
+    chunk's g . d to partial[c]."""
     cdef const DirectionArgs* p = <const DirectionArgs*>args
     cdef Py_ssize_t chunk = chunk_length(sizeof(double))
-    cdef Py_ssize_t i, j, c, blk, b, e, lo, hi, first = start // chunk, last = num_chunks(stop, chunk)
+    cdef Py_ssize_t i, j, c, lo = first * chunk, hi = chunk_stop(last - 1, chunk, p.n)
     cdef const double* sr
     cdef const double* yr
     cdef double aj, bj
-    for blk in range(num_chunks(last - first, PAIR_BLOCK_CHUNKS)):
-        b = first + blk * PAIR_BLOCK_CHUNKS
-        e = min(last, b + PAIR_BLOCK_CHUNKS)
-        lo = b * chunk
-        hi = chunk_stop(e - 1, chunk, p.n)
+    for i in range(lo, hi):
+        p.d[i] = p.cg * p.g[i]
+    for j in range(p.k):
+        sr = p.S + p.rows[j] * p.n
+        yr = p.Y + p.rows[j] * p.n
+        aj = p.a[j]
+        bj = p.b[j]
         for i in range(lo, hi):
-            p.d[i] = p.cg * p.g[i]
-        for j in range(p.k):
-            sr = p.S + p.rows[j] * p.n
-            yr = p.Y + p.rows[j] * p.n
-            aj = p.a[j]
-            bj = p.b[j]
-            for i in range(lo, hi):
-                p.d[i] = p.d[i] + aj * yr[i] + bj * sr[i]
-        for c in range(b, e):
-            p.partial[c] = _dot_range(p.g, p.d, c * chunk, chunk_stop(c, chunk, p.n))
+            p.d[i] = p.d[i] + aj * yr[i] + bj * sr[i]
+    for c in range(first, last):
+        p.partial[c] = _dot_range(p.g, p.d, c * chunk, chunk_stop(c, chunk, p.n))
+
+
+cdef void _direction_run(const void* args, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    _by_blocks(_direction_block, args, start, stop)
 
 
 cdef double _coefficients(const double* SY, const double* YY, Py_ssize_t ld, const double* gS, const double* gY,
