@@ -3,7 +3,7 @@ from fastopt._parallel cimport (
     FASTOPT_BUILD_FLAGS, FASTOPT_CACHE_LINE, FASTOPT_CHUNK_BYTES, FASTOPT_COMPILER,
     FASTOPT_MIN_CHUNKS_PER_THREAD,
     FASTOPT_OPENMP_VERSION, FASTOPT_SIMD_BYTES, FASTOPT_SIMD_NAME,
-    fastopt_cpu_has_avx2, fastopt_cpu_has_avx512, omp_get_max_threads, omp_get_num_procs,
+    fastopt_cpu_has_avx2, fastopt_cpu_has_avx512, omp_get_max_threads, omp_get_num_procs, split,
 )
 
 
@@ -22,6 +22,12 @@ def cpu_runs(str isa):
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
     return FASTOPT_OPENMP_VERSION != 0
+
+
+def team_size(Py_ssize_t n, Py_ssize_t itemsize, int requested):
+    """The threads a kernel over ``n`` elements of ``itemsize`` bytes runs on when given ``requested``
+    (``fastopt._parallel.split``'s rule: small arrays run on the calling thread alone)."""
+    return split(n, itemsize, requested).team
 
 
 def runtime_max_threads():

@@ -40,7 +40,7 @@ import threading
 
 import numpy as np
 
-from fastopt._openmp_helpers import build_info
+from fastopt._openmp_helpers import team_size
 from fastopt._validation import positive_option
 
 try:
@@ -51,7 +51,6 @@ except ImportError:  # a core dependency, but the solve must not need it
 WATCHED = 10  # iterations timed before "auto" decides
 RATIO = 4.0   # "auto" limits BLAS when time outside the objective >= RATIO x time inside it
 
-_INFO = build_info()
 _lock = threading.Lock()
 _holder = None  # the BlasThreads whose limit is in force, if any
 
@@ -71,9 +70,8 @@ def checked_policy(value):
 
 
 def passes_are_parallel(n, threads):
-    """Whether a pass over n float64 elements runs on more than one thread (fastopt._parallel's rule)."""
-    chunks = -(-8 * n // _INFO["chunk_bytes"])
-    return threads > 1 and chunks // _INFO["min_chunks_per_thread"] > 1
+    """Whether a pass over n float64 elements runs on more than one thread."""
+    return team_size(n, 8, threads) > 1
 
 
 class BlasThreads:
