@@ -96,8 +96,8 @@ class Callback:
         return False
 
 
-class _Unbounded(Exception):
-    """phi reached -inf: the search ends there (the objective has no minimum along the line)."""
+class Unbounded(Exception):
+    """f reached -inf along a line search: the search ends there (the objective has no minimum along the line)."""
 
 
 def search_line(objective, point_at, slope_of, f, slope, step0, g_trial, *, ftol, xtol, maxfev, gtol=0.9,
@@ -126,13 +126,13 @@ def search_line(objective, point_at, slope_of, f, slope, step0, g_trial, *, ftol
         last[0] = xt
         value = objective.value_and_grad(xt, g_trial)
         if value == -np.inf:
-            raise _Unbounded(stp)
+            raise Unbounded(stp)
         return value, slope_of(g_trial)
 
     try:
         search = strong_wolfe(phi, f, slope, step0, ftol=ftol, gtol=gtol, xtol=xtol, stpmax=stpmax,
                               maxfev=maxfev)
-    except _Unbounded as end:
+    except Unbounded as end:
         return LineSearchResult(stp=end.args[0], f=-np.inf, g=-np.inf, nfev=calls[0], success=True,
                                 status="unbounded", message="f is -inf"), last[0]
     if not search.success and np.isfinite(search.g) and search.f <= f + ftol * search.stp * slope \

@@ -34,6 +34,16 @@ def steps(x, method, rel_step=None, abs_step=None):
     return h
 
 
+def _inside(p, lower, upper):
+    return (p <= upper) & (p >= lower)
+
+
+def _wider_room(x, lower, upper):
+    """The signed distance from x to the farther bound: where a step goes when neither direction fits."""
+    room_up, room_down = upper - x, x - lower
+    return np.where(room_up >= room_down, room_up, -room_down)
+
+
 def _probe(x, i, h):
     p = np.array(x, dtype=np.float64)
     p[i] += h
@@ -64,11 +74,8 @@ def gradient(value_of, x, f0, method, *, rel_step=None, abs_step=None, box=None,
         fixed = np.zeros(n, dtype=bool)
         if box is not None:  # stay in the box: backwards where forward leaves it, else into the wider side
             fixed = lower == upper
-            outside = ((x + h) > upper) | ((x + h) < lower)
-            back_ok = ((x - h) <= upper) & ((x - h) >= lower)
-            room_up, room_down = upper - x, x - lower
-            wider = np.where(room_up >= room_down, room_up, -room_down)
-            h = np.where(outside, np.where(back_ok, -h, wider), h)
+            h = np.where(_inside(x + h, lower, upper), h,
+                         np.where(_inside(x - h, lower, upper), -h, _wider_room(x, lower, upper)))
         free = np.flatnonzero(~fixed)
         points = [_probe(x, i, h[i]) for i in free]
         values = np.array(list(evaluate(value_of, points)), dtype=np.float64)
@@ -80,11 +87,9 @@ def gradient(value_of, x, f0, method, *, rel_step=None, abs_step=None, box=None,
     fixed = np.zeros(n, dtype=bool)
     if box is not None:
         fixed = lower == upper
-        inside = lambda p: (p <= upper) & (p >= lower)  # noqa: E731
-        central_ok = inside(x + h) & inside(x - h)
-        room_up, room_down = upper - x, x - lower
-        wider = np.where(room_up >= room_down, room_up, -room_down) / 2
-        h = np.where(central_ok | inside(x + 2 * h), h, np.where(inside(x - 2 * h), -h, wider))
+        central_ok = _inside(x + h, lower, upper) & _inside(x - h, lower, upper)
+        h = np.where(central_ok | _inside(x + 2 * h, lower, upper), h,
+                     np.where(_inside(x - 2 * h, lower, upper), -h, _wider_room(x, lower, upper) / 2))
         one_sided = ~central_ok
     free = np.flatnonzero(~fixed)
     points = []

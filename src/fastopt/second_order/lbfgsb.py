@@ -386,13 +386,13 @@ def _solve(objective, x0, box, callback, m, gtol, ftol, maxiter, maxfun, maxls, 
             last[0] = xt
             value = fun.value_and_grad(xt, g_trial)
             if value == -np.inf:
-                raise _Unbounded
+                raise C.Unbounded(stp)
             return value, dot(g_trial, d_step, threads)
 
         try:
             search = strong_wolfe(phi, f, slope, step0, ftol=1e-3, gtol=0.9, xtol=0.1, stpmax=stpmax,
                                   maxfev=min(maxls, max(1, maxfun - objective.nfev)))
-        except _Unbounded:
+        except C.Unbounded:
             x, f = last[0], -np.inf
             full_g[...] = np.nan  # the gradient at a point where f is -inf means nothing
             return result(C.NOT_FINITE, C.UNBOUNDED_MESSAGE)
@@ -422,10 +422,6 @@ def _solve(objective, x0, box, callback, m, gtol, ftol, maxiter, maxfun, maxls, 
             return result(C.CALLBACK_STOP, C.CALLBACK_MESSAGE)
         if pgnorm > gtol and C.relative_decrease(f_old, f) <= ftol:
             return result(C.STALLED, _project_message(C.stalled_message(pgnorm, gtol, ftol)))
-
-
-class _Unbounded(Exception):
-    """f reached -inf along the line: the objective has no minimum in the box."""
 
 
 def _search_direction(memory, x, g, lower, upper, t, d, xcp, r, threads):
