@@ -29,7 +29,7 @@ def _decayed(p, lr, weight_decay):
 def _lerp(start, end, weight):
     """torch.lerp with a scalar weight."""
     w = start.dtype.type(weight)
-    if w < 0.5:
+    if abs(w) < 0.5:
         return start + w * (end - start)
     return end - (end - start) * (start.dtype.type(1) - w)
 
@@ -208,3 +208,37 @@ def ademamix(p, g, m1, m2, v, step, *, lr=1e-3, betas=(0.9, 0.999, 0.9999), alph
     if t(weight_decay) != 0:
         u = u + t(weight_decay) * p
     return p + t(-lr) * u, m1, m2, v
+
+
+def _schedule_free_weight(step, averaging, lr, warmup_steps, r, weight_lr_power):
+    """(lr_t, ckp1) of schedule-free step ``step`` (from 1); updates ``averaging`` = [weight_sum, lr_max] in place,
+    as the schedulefree package updates its group's."""
+    lr_t = lr * (step / warmup_steps) if step <= warmup_steps else lr
+    averaging[1] = max(lr_t, averaging[1])
+    weight = (step ** r) * (averaging[1] ** weight_lr_power)
+    averaging[0] += weight
+    return lr_t, (weight / averaging[0] if averaging[0] != 0 else 0.0)
+
+
+def sgd_schedule_free(p, g, z, step, averaging, *, lr=1.0, momentum=0.9, weight_decay=0.0, warmup_steps=0, r=0.0,
+                      weight_lr_power=2.0, maximize=False):
+    """(y, z) after step ``step`` (from 1), as schedulefree.SGDScheduleFree; ``averaging`` is updated in place."""
+    t = p.dtype.type
+    lr_t, ckp1 = _schedule_free_weight(step, averaging, lr, warmup_steps, r, weight_lr_power)
+    d = _direction(g, p, weight_decay, maximize)
+    return _lerp(p, z, ckp1) + t(lr_t * (momentum * (1.0 - ckp1) - 1.0)) * d, z + t(-lr_t) * d
+
+
+def adamw_schedule_free(p, g, z, v, step, averaging, *, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                        warmup_steps=0, r=0.0, weight_lr_power=2.0, maximize=False):
+    """(y, z, exp_avg_sq) after step ``step`` (from 1), as schedulefree.AdamWScheduleFree; ``averaging`` is
+    updated in place."""
+    t = p.dtype.type
+    beta1, beta2 = betas
+    lr_t, ckp1 = _schedule_free_weight(step, averaging, lr, warmup_steps, r, weight_lr_power)
+    d = -g if maximize else g
+    v = v * t(beta2) + (t(1.0 - beta2) * d) * d
+    u = d / (np.sqrt(v / t(1.0 - beta2**step)) + t(eps))
+    if t(weight_decay) != 0:
+        u = u + t(weight_decay) * p
+    return _lerp(p, z, ckp1) + t(lr_t * (beta1 * (1.0 - ckp1) - 1.0)) * u, z + t(-lr_t) * u, v

@@ -12,7 +12,7 @@ from fastopt._storage import ABSMAX_SUFFIX, BFLOAT16, BLOCK, MASTER
 U32, U64 = np.uint32, np.uint64
 # Which code map a state array uses (spec: "signed (first moments)" / "unsigned (second moments)"),
 # as fixed by State.signed in fastopt._rules.
-SIGNED = frozenset({"exp_avg", "momentum_buffer", "grad_avg", "exp_avg_fast", "exp_avg_slow"})
+SIGNED = frozenset({"exp_avg", "momentum_buffer", "grad_avg", "exp_avg_fast", "exp_avg_slow", "z"})
 UNSIGNED = frozenset({"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc_delta"})
 
 
@@ -161,7 +161,7 @@ def encode_state(name, value, state_dtype):
 
 
 def mixed_step(rule_reference, param, grad, state, step, hyper, *, state_dtype, master_weights=False,
-               key=None):
+               key=None, from_param=()):
     """One step with compressed storage (spec: "A step with any non-native storage computes in float32").
 
     ``rule_reference(p, g, state, step, hyper) -> (p, state)`` is a float32 reference step in the optimizers'
@@ -170,8 +170,9 @@ def mixed_step(rule_reference, param, grad, state, step, hyper, *, state_dtype, 
     MASTER).  p is loaded from the master copy (made from the parameters on the first step), else widened;
     states are decoded; after the update p is stored as float32, as the master copy plus its nearest bf16,
     stochastically rounded with ``key`` (element index = position in the slot), or bf16 nearest; states are
-    encoded.  ``state_dtype`` is the resolved storage ("float32", "bfloat16" or "int8").  Returns
-    ``(new param, new state)``.
+    encoded.  ``state_dtype`` is the resolved storage ("float32", "bfloat16" or "int8").  The state arrays
+    named in ``from_param`` (schedule-free's ``z``) start as the parameters, stored in ``state_dtype``.
+    Returns ``(new param, new state)``.
     """
     bf16 = param.dtype == BFLOAT16
     if master_weights:
@@ -183,6 +184,9 @@ def mixed_step(rule_reference, param, grad, state, step, hyper, *, state_dtype, 
              and not k.endswith(ABSMAX_SUFFIX)]
     floats = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
     floats.update({k: decode_state(state, k, state_dtype) for k in names})
+    for k in from_param:
+        if k not in floats:
+            floats[k] = decode_state(encode_state(k, p.astype(np.float32), state_dtype), k, state_dtype)
     with np.errstate(all="ignore"):
         p, new = rule_reference(p.astype(np.float32), g.astype(np.float32), floats, step, hyper)
     out = {}

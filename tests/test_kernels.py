@@ -102,6 +102,17 @@ def _ademamix(p, g, st, step, h):
     return p, {"exp_avg_fast": m1, "exp_avg_slow": m2, "exp_avg_sq": v, "step": step}
 
 
+def _schedule_free(rule):
+    def step(p, g, st, step, h):
+        averaging = [st.get("weight_sum", 0.0), st.get("lr_max", -1.0)]
+        state = {"z": st.get("z", p.copy())}
+        if rule is reference.adamw_schedule_free:
+            state["exp_avg_sq"] = st.get("exp_avg_sq", np.zeros_like(p))
+        p, *arrays = rule(p, g, *state.values(), step, averaging, **h)
+        return p, {**dict(zip(state, arrays)), "step": step, "weight_sum": averaging[0], "lr_max": averaging[1]}
+    return step
+
+
 # Each optimizer class, by name: (class, reference step, configs covering every branch, steps to run)
 OPTIMIZERS = {
     "SGD": (fastopt.SGD, _sgd, [
@@ -142,6 +153,14 @@ OPTIMIZERS = {
         dict(), dict(lr=0.01, weight_decay=0.1, maximize=True, alpha=5.0),
         dict(beta3_warmup=3, alpha_warmup=3, betas=(0.3, 0.9, 0.99)), dict(betas=(0.0, 0.5, 0.9), beta3_warmup=3),
     ], 4),
+    "SGDScheduleFree": (fastopt.SGDScheduleFree, _schedule_free(reference.sgd_schedule_free), [  # warm-up ends
+        dict(), dict(lr=0.1, momentum=0.3, weight_decay=0.1, warmup_steps=2, r=0.5, maximize=True),  # at step 2
+        dict(lr=0.0), dict(lr=0.05, warmup_steps=5, weight_lr_power=1.0),  # lr 0: every weight 0, so ckp1 = 0
+    ], 3),
+    "AdamWScheduleFree": (fastopt.AdamWScheduleFree, _schedule_free(reference.adamw_schedule_free), [
+        dict(), dict(lr=0.01, betas=(0.3, 0.9), weight_decay=0.1, warmup_steps=2, r=1.0, maximize=True),
+        dict(lr=0.1, eps=1e-3, weight_lr_power=0.5, betas=(0.95, 0.5)),
+    ], 3),
 }
 
 CASES = [pytest.param(name, config, id=f"{name}-{config}")
@@ -290,15 +309,16 @@ def test_instruction_set_builds_agree_bit_for_bit(name, dtype, rng):
             p = p0.copy()
             state = tuple(np.full_like(p, 0.25) if use else None for use in needed)
             bound = _kernels.load(build).BoundStep(cls.rule, p, g, state, group.kernel_hyper())
-            mu = bound.run(3, 0.5, False, threads)
-            outputs.append((p, state, mu))
-        p_a, s_a, mu_a = outputs[0]
-        for p_b, s_b, mu_b in outputs[1:]:
+            running = [0.5] * len(RULES[cls.rule].running)  # NAdam's mu_product, schedule-free's averaging
+            bound.run(3, running, False, threads)
+            outputs.append((p, state, running))
+        p_a, s_a, running_a = outputs[0]
+        for p_b, s_b, running_b in outputs[1:]:
             assert_bitwise_equal(p_a, p_b)
             for a, b in zip(s_a, s_b):
                 if a is not None:
                     assert_bitwise_equal(a, b)
-            assert mu_a == mu_b
+            assert running_a == running_b
 
 
 def test_kernel_build_choice(monkeypatch):

@@ -208,7 +208,7 @@ def test_zero_grad():
         fastopt.SGD([np.zeros(2)]).zero_grad()
 
 
-# Each optimizer's defaults, as torch.optim's (or, for a rule torch lacks, its paper's).
+# Each optimizer's defaults, as torch.optim's (or, for a rule torch lacks, its paper's or its package's).
 TORCH_DEFAULTS = {
     fastopt.SGD: dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False),
     fastopt.Adagrad: dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
@@ -230,6 +230,10 @@ TORCH_DEFAULTS = {
                         maximize=False),
     fastopt.AdEMAMix: dict(lr=1e-3, betas=(0.9, 0.999, 0.9999), alpha=2.0, beta3_warmup=0, alpha_warmup=0,
                            eps=1e-8, weight_decay=0.0, maximize=False),
+    fastopt.SGDScheduleFree: dict(lr=1.0, momentum=0.9, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0,
+                                  maximize=False),  # the schedulefree package's, as the next
+    fastopt.AdamWScheduleFree: dict(lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0, r=0.0,
+                                    weight_lr_power=2.0, maximize=False),
 }
 
 

@@ -57,7 +57,23 @@ def configs(draw, name):
     if name == "SGD" and config["nesterov"]:
         config["momentum"] = draw(st.floats(0.01, 1.0))
         config["dampening"] = 0.0
+    if name in INTERPOLATION:
+        beta = draw(st.floats(0.01, 0.99))
+        config[INTERPOLATION[name]] = beta if name == "SGDScheduleFree" else (beta, list(config["betas"])[1])
     return config
+
+
+# Schedule-free's interpolation coefficient, which must lie in (0, 1) (eval() divides by it): SGD's momentum,
+# AdamW's betas[0].
+INTERPOLATION = {"SGDScheduleFree": "momentum", "AdamWScheduleFree": "betas"}
+
+
+def _interpolates(name, key, value):
+    """False for a schedule-free interpolation coefficient outside (0, 1) (``value`` valid for its kind)."""
+    if INTERPOLATION.get(name) != key:
+        return True
+    beta = float(value if key == "momentum" else list(value)[0])
+    return 0 < beta < 1
 
 
 def _same_bits_or_both_nan(actual, expected, what):
@@ -134,7 +150,7 @@ def test_a_hyperparameter_is_accepted_exactly_when_valid(name, data, value):
     key = data.draw(st.sampled_from(sorted(cls.validators)), label="key")
     assume(not (cls is fastopt.AdamW and key == "decoupled_weight_decay"))
     assume(key != "nesterov")  # valid or not also depends on momentum and dampening
-    valid = _is_valid(_kind(cls.validators[key]), value)
+    valid = _is_valid(_kind(cls.validators[key]), value) and _interpolates(name, key, value)
     w = np.zeros(3)
     try:
         opt = cls([w], **{key: value})

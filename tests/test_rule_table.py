@@ -18,8 +18,9 @@ def _subclasses(cls):
         yield from _subclasses(sub)
 
 
-# fastopt's own optimizers (a test elsewhere may define a subclass of its own)
-CLASSES = [cls for cls in _subclasses(Optimizer) if cls.__module__.startswith("fastopt.optim.")]
+# fastopt's own optimizers (a test elsewhere may define a subclass of its own; a base class without a rule,
+# such as the schedule-free rules' shared one, is no optimizer)
+CLASSES = [cls for cls in _subclasses(Optimizer) if cls.__module__.startswith("fastopt.optim.") and cls.rule]
 # The classes that name a rule themselves; a subclass (AdamW) inherits its parent's.
 DECLARING = {cls for cls in CLASSES if "rule" in cls.__dict__}
 # Hyperparameters a subclass fixes instead of taking (AdamW is Adam with decoupled_weight_decay=True).

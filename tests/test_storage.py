@@ -347,7 +347,11 @@ STORAGE_CASES = [
     ("ADOPT", dict(lr=0.01, weight_decay=0.1, decouple=True)),
     ("ADOPT", dict(lr=0.01, clip=False)),
     ("AdEMAMix", dict(lr=0.01, beta3_warmup=3, alpha_warmup=3, weight_decay=0.1)),
+    ("SGDScheduleFree", dict(lr=0.1, weight_decay=0.1, warmup_steps=2)),
+    ("AdamWScheduleFree", dict(lr=0.01, weight_decay=0.1, r=1.0)),
 ]
+# The state arrays that start as a copy of the parameters, not as a constant.
+FROM_PARAM = {"SGDScheduleFree": ("z",), "AdamWScheduleFree": ("z",)}
 
 
 def _id(value):
@@ -366,6 +370,7 @@ class Mirror:
 
     def __init__(self, name, opt, p0, options):
         self.ref_step = OPTIMIZERS[name][1]
+        self.from_param = FROM_PARAM.get(name, ())
         self.hyper = {k: v for k, v in opt.param_groups[0].items() if k not in ("params", *STORAGE_OPTIONS)}
         self.state_dtype = resolve_state_dtype(options.get("state_dtype"), p0.dtype, "p")
         self.master = options.get("master_weights", False)
@@ -376,7 +381,8 @@ class Mirror:
         self.steps += 1
         key = None if self.seed is None else sr.rounding_key(self.seed, 0, self.steps)
         self.p, self.state = sr.mixed_step(self.ref_step, self.p, g, self.state, self.steps, self.hyper,
-                                           state_dtype=self.state_dtype, master_weights=self.master, key=key)
+                                           state_dtype=self.state_dtype, master_weights=self.master, key=key,
+                                           from_param=self.from_param)
 
     def check(self, opt, p, what):
         assert_bitwise_equal(p, self.p, f"param {what}")

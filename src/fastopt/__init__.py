@@ -23,7 +23,8 @@ from fastopt.checkpoint import CheckpointError, load, save
 from fastopt import datasets
 from fastopt.data import minibatches, num_batches, train_test_split
 from fastopt.optim import (
-    ADOPT, SGD, AdEMAMix, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam, RMSprop,
+    ADOPT, SGD, AdEMAMix, Adadelta, Adagrad, Adam, Adamax, AdamW, AdamWScheduleFree, Lion, NAdam, Optimizer, RAdam,
+    RMSprop, SGDScheduleFree,
 )
 from fastopt.paramset import ParamSelection, ParamSet
 from fastopt.second_order import minimize
@@ -41,6 +42,7 @@ __all__ = [
     "Adagrad",
     "Adam",
     "AdamW",
+    "AdamWScheduleFree",
     "Adamax",
     "Lion",
     "NAdam",
@@ -50,6 +52,7 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "SGD",
+    "SGDScheduleFree",
     "CheckpointError",
     "History",
     "NonFiniteLossError",

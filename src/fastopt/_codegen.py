@@ -139,6 +139,8 @@ def _check_names(rule, table):
     unknown = set(rule.specialize) - set(flags)
     if unknown:
         raise ValueError(f"{rule.name}: specialize names {sorted(unknown)}, which are not flags")
+    if sum(1 for a in rule.args if table.ARGS[a].running) > 1:
+        raise ValueError(f"{rule.name}: at most one of its args may keep running numbers (they share one buffer)")
 
 
 def _view(table):
@@ -178,7 +180,8 @@ def _view(table):
         view.signed_mask = sum(1 << k for k, s in enumerate(rule.state) if s.signed)
         rules.append(view)
     return SimpleNamespace(rules=rules, dtypes=DTYPES, abi_version=table.ABI_VERSION, c_api=_c_api(table, rules),
-                           max_state=max(len(r.states) for r in rules), wrap=_wrap)
+                           max_state=max(len(r.states) for r in rules),
+                           max_running=max(1, max(len(rule.running) for rule in table.RULES.values())), wrap=_wrap)
 
 
 def digest(root=ROOT):

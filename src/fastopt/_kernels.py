@@ -66,3 +66,4 @@ bf16_widen = kernels.bf16_widen
 quantize_blockwise = kernels.quantize_blockwise
 dequantize_blockwise = kernels.dequantize_blockwise
 rounding_key = kernels.rounding_key
+lerp = kernels.lerp  # start = lerp(start, end, weight) over whole arrays in any storage

@@ -101,6 +101,9 @@ class Arg:
     c: str         # ... and in C
     bound: str     # what BoundStep.run passes for it
     doc: str       # what a caller must know about it, for the generated comments ("" if its name says it)
+    # The per-slot numbers it points to, kept in the optimizer's state between steps and updated in place by the
+    # kernel: ((state name, value before the first step), ...); BoundStep.run passes them as ``running``.
+    running: Tuple[Tuple[str, float], ...] = ()
 
 
 ARGS = {
@@ -110,8 +113,14 @@ ARGS = {
         "momentum (torch.optim.SGD clones the gradient into a missing buffer)"),
     "step": Arg("long long step", "long long step", "step", ""),  # counts from 1: fastopt.h says so for all
     "mu_product": Arg(
-        "double* mu_product", "double *mu_product", "mu_product",
-        "the running product of the momentum coefficients, 1.0 before the first step; updated in place"),
+        "double* mu_product", "double *mu_product", "running",
+        "the running product of the momentum coefficients, 1.0 before the first step; updated in place",
+        running=(("mu_product", 1.0),)),
+    "averaging": Arg(
+        "double* averaging", "double *averaging", "running",
+        "two numbers updated in place: the sum of the averaging weights (0.0 before the first step) and the "
+        "largest learning rate so far (-1.0 before the first step)",
+        running=(("weight_sum", 0.0), ("lr_max", -1.0))),
 }
 
 
@@ -142,6 +151,11 @@ class Rule:
         return tuple(h for h in self.hyper if h.kernel)
 
     @property
+    def running(self):
+        """``((name, initial value), ...)``: the per-slot numbers its kernel updates in place (see Arg.running)."""
+        return tuple(pair for a in self.args for pair in ARGS[a].running)
+
+    @property
     def switchable(self):
         """The state arrays that only some settings use."""
         return tuple(s.name for s in self.state if s.when is not None)
@@ -154,6 +168,20 @@ _BETAS = (Hyper("beta1", "beta"), Hyper("beta2", "beta"))
 _MAXIMIZE = Hyper("maximize", "flag")
 _DECOUPLED = Hyper("decoupled_weight_decay", "flag")
 _EXP_AVG = State("exp_avg", signed=True)
+# Schedule-free averaging (Defazio et al., 2024; the schedulefree package's SGDScheduleFree and
+# AdamWScheduleFree): the step's learning rate after warmup, and the weight ckp1 of this step's point in the
+# running average, from the weights' sum and the largest learning rate so far (kept in ``averaging``).
+_SCHEDULE_FREE_HYPER = (Hyper("warmup_steps", "steps"), Hyper("r", "real"), Hyper("weight_lr_power"))
+_SCHEDULE_FREE_SETUP = """cdef double lr_t = h.lr
+if step <= h.warmup_steps:
+    lr_t = h.lr * (<double>step / h.warmup_steps)
+if lr_t > averaging[1]:
+    averaging[1] = lr_t
+cdef double weight = pow(<double>step, h.r) * pow(averaging[1], h.weight_lr_power)
+averaging[0] = averaging[0] + weight
+cdef double ckp1 = weight / averaging[0] if averaging[0] != 0 else 0.0"""
+_SCHEDULE_FREE_FORMULA = """lr_t = lr min(1, t / warmup_steps) ;  lr_max = max(lr_max, lr_t) ;  c = t ** r lr_max ** weight_lr_power
+weight_sum = weight_sum + c ;  ckp1 = c / weight_sum (0 while weight_sum is 0)"""
 
 # The direction and the decay every rule with both kinds of weight decay derives the same way.
 _SIGN = ("sign", "-1 if h.maximize else 1")
@@ -445,13 +473,58 @@ if wd != 0:  # a decay that rounds to 0 in the element type is none
     u = u + wd * p[i]
 p[i] = p[i] + neg_lr * u
 """),
+    Rule(
+        "sgd_schedule_free", "SGDScheduleFree", '(Defazio et al., 2024, "The Road Less Scheduled"; the '
+        'schedulefree package\'s SGDScheduleFree)',
+        _SCHEDULE_FREE_FORMULA + """
+d = ±g + wd y ;  y = lerp(y, z, ckp1) + (lr_t (momentum (1 - ckp1) - 1)) d ;  z = z + (-lr_t) d
+(p holds y while training; eval() moves it to x = lerp(y, z, 1 - 1 / momentum), train() back)""",
+        hyper=(_LR, Hyper("momentum", "unit"), _WD, *_SCHEDULE_FREE_HYPER, _MAXIMIZE),
+        state=(State("z", signed=True),),
+        args=("step", "averaging"),
+        setup=_SCHEDULE_FREE_SETUP,
+        scalars=(_SIGN, _L2, ("ckp1", "ckp1"), ("y_lr", "lr_t * (h.momentum * (1.0 - ckp1) - 1.0)"),
+                 ("neg_lr", "-lr_t")),
+        locals="d, zi",
+        body="""
+d = _direction(g[i], p[i], sign, l2)
+zi = z[i]
+p[i] = _lerp(p[i], zi, ckp1) + y_lr * d
+z[i] = zi + neg_lr * d
+"""),
+    Rule(
+        "adamw_schedule_free", "AdamWScheduleFree", '(Defazio et al., 2024, "The Road Less Scheduled"; the '
+        'schedulefree package\'s AdamWScheduleFree)',
+        _SCHEDULE_FREE_FORMULA + """
+d = ±g ;  v = beta2 v + ((1 - beta2) d) d ;  u = d / (sqrt(v / (1 - beta2 ** t)) + eps) + wd y
+y = lerp(y, z, ckp1) + (lr_t (beta1 (1 - ckp1) - 1)) u ;  z = z + (-lr_t) u
+(p holds y while training; eval() moves it to x = lerp(y, z, 1 - 1 / beta1), train() back)""",
+        hyper=(_LR, *_BETAS, _EPS, _WD, *_SCHEDULE_FREE_HYPER, _MAXIMIZE),
+        state=(State("z", signed=True), State("exp_avg_sq")),
+        args=("step", "averaging"),
+        setup=_SCHEDULE_FREE_SETUP,
+        scalars=(_SIGN, ("beta2", "h.beta2"), ("one_minus_beta2", "1.0 - h.beta2"),
+                 ("bc2", "1.0 - pow(h.beta2, <double>step)"), ("eps", "h.eps"), ("wd", "h.weight_decay"),
+                 ("ckp1", "ckp1"), ("y_lr", "lr_t * (h.beta1 * (1.0 - ckp1) - 1.0)"), ("neg_lr", "-lr_t")),
+        locals="d, vi, u, zi",
+        body="""
+d = sign * g[i]
+vi = exp_avg_sq[i] * beta2 + (one_minus_beta2 * d) * d
+exp_avg_sq[i] = vi
+u = d / (_sqrt(vi / bc2) + eps)
+if wd != 0:  # a decay that rounds to 0 in the element type is none
+    u = u + wd * p[i]
+zi = z[i]
+p[i] = _lerp(p[i], zi, ckp1) + y_lr * u
+z[i] = zi + neg_lr * u
+"""),
 )}
 
 # The C API table's members in table order (csrc/fastopt.h): a new rule's three entry points (float32, float64,
 # and stored: any storage types, csrc/fastopt_storage.h) are appended here, never inserted, so that modules
 # compiled against an older header keep working; a change to a member raises ABI_VERSION.
 _VERSION_1 = ("sgd", "adagrad", "rmsprop", "adam", "adamax", "nadam", "radam", "adadelta", "lion")
-_APPENDED = ("adopt", "ademamix")  # rules added since version 1, in the order they came
+_APPENDED = ("adopt", "ademamix", "sgd_schedule_free", "adamw_schedule_free")  # rules added since version 1, in the order they came
 C_API = (*(f"{rule}_update_{dtype}" for rule in _VERSION_1 for dtype in ("f32", "f64")),
          "count_nonfinite_f32", "count_nonfinite_f64",
          *(f"{rule}_update_stored" for rule in _VERSION_1),

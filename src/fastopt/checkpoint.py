@@ -19,6 +19,8 @@ latter too reads into a bfloat16 target bit for bit):
 * ``optimizer/skipped_steps``: steps refused for non-finite gradients (0-d integer);
 * ``optimizer/seed`` (only where the optimizer's state_dict has a ``"seed"``,
   as with stochastic rounding): its seed, a 0-d uint64;
+* ``optimizer/train_mode`` (only where the optimizer's state_dict has a
+  ``"train_mode"``, as a schedule-free one's): its mode, a 0-d bool;
 * ``optimizer/state/<slot>/<key>``: each state array or scalar; ``<slot>`` is
   the slot's index in decimal, ``<key>`` one of the optimizer's state keys.
   A state array is 1-D, shaped and typed as the optimizer's
@@ -92,6 +94,7 @@ _NPY_MAGIC = b"\x93NUMPY"
 _SLOT_KEY = re.compile(r"optimizer/state/(0|[1-9][0-9]{0,17})/([A-Za-z_][A-Za-z0-9_]{0,63})")
 _OPTIMIZER_ENTRIES = ("optimizer/class", "optimizer/param_groups", "optimizer/skipped_steps")
 _SEED = "optimizer/seed"  # optional, with the other optimizer entries
+_TRAIN_MODE = "optimizer/train_mode"  # optional too
 _BITS = np.dtype(np.uint16)  # how a bfloat16 array is stored
 
 
@@ -173,6 +176,8 @@ def _entries(params, optimizer):
         entries["optimizer/skipped_steps"] = np.asarray(snapshot["skipped_steps"])
         if "seed" in snapshot:
             entries[_SEED] = np.array(_seed(snapshot["seed"]), np.uint64)
+        if "train_mode" in snapshot:
+            entries[_TRAIN_MODE] = np.array(bool(snapshot["train_mode"]))
         for index, state in snapshot["state"].items():
             for key, value in state.items():
                 name = f"optimizer/state/{index}/{key}"
@@ -366,8 +371,8 @@ def load(path, params, optimizer=None):
         Built on the same parameters, of the class saved.  Without it, the
         file's optimizer entries (if any) are checked but not used.  Its
         state arrays are checked against its ``state_layout(slot)`` where it
-        has that method; the file's seed, if any, is passed to
-        ``load_state_dict`` as ``"seed"`` (an int).
+        has that method; the file's seed and mode, if any, are passed to
+        ``load_state_dict`` as ``"seed"`` (an int) and ``"train_mode"`` (a bool).
 
     Raises
     ------
@@ -563,6 +568,8 @@ class _Reader:
         snapshot = {"state": state, "param_groups": groups, "skipped_steps": values["optimizer/skipped_steps"]}
         if _SEED in values:
             snapshot["seed"] = int(values[_SEED][()])
+        if _TRAIN_MODE in values:
+            snapshot["train_mode"] = bool(values[_TRAIN_MODE][()])
         return arrays, snapshot
 
     # -- directory: names, member types and sizes, before any member is opened
@@ -616,10 +623,11 @@ class _Reader:
         for key, target in self.targets.items():
             specs[f"params/{key}"] = _Spec("array", target.shape, target.dtype)
         names -= {f"params/{key}" for key in saved}
-        seed = _SEED in names
-        if seed:
-            names.discard(_SEED)
-            specs[_SEED] = _Spec("array", (), np.dtype(np.uint64))
+        optional = [name for name in (_SEED, _TRAIN_MODE) if name in names]
+        for name, dtype in ((_SEED, np.uint64), (_TRAIN_MODE, bool)):
+            if name in names:
+                names.discard(name)
+                specs[name] = _Spec("array", (), np.dtype(dtype))
         slots = {}
         for name in names:
             match = _SLOT_KEY.fullmatch(name)
@@ -628,7 +636,7 @@ class _Reader:
             elif name not in _OPTIMIZER_ENTRIES:
                 self.fail(f"the file holds {name!r}, which is not an entry of a fastopt checkpoint")
         present = [name for name in _OPTIMIZER_ENTRIES if name in names]
-        if present and len(present) != len(_OPTIMIZER_ENTRIES) or (slots or seed) and not present:
+        if present and len(present) != len(_OPTIMIZER_ENTRIES) or (slots or optional) and not present:
             lacking = sorted(set(_OPTIMIZER_ENTRIES) - set(present))
             self.fail(f"the file is damaged: it holds optimizer state but no {', '.join(lacking)}")
         if not present:

@@ -143,7 +143,12 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
         :mod:`fastopt.training`.
     optimizer : fastopt.optim.Optimizer or similar
         Built on ``model.params``; only its ``step()`` (and, to record the
-        learning rate, ``param_groups``) are used.
+        learning rate, ``param_groups``) are used -- and, where it has
+        both, its ``train()`` and ``eval()`` (a schedule-free optimizer's
+        switch between the point where gradients are taken and the
+        averaged point): ``train()`` before each epoch's batches,
+        ``eval()`` after them, so validation, ``restore_best`` and the
+        parameters ``fit`` leaves behind are at the evaluation point.
     X, y : array_like
         Training inputs and targets, aligned along the first axis.  ``y``
         may be None for a model that needs no targets; it is then passed as
@@ -255,6 +260,8 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
     display = _Progress(progress, epochs)
 
     def fail(what, value, epoch, batch, detail=""):
+        if modes is not None:
+            modes.eval()  # before any restore: the best parameters were saved in evaluation mode
         if batch is None:
             message = f"{what} after epoch {epoch + 1}/{epochs}{detail}"
         else:
@@ -266,10 +273,14 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
         display.close()
         raise NonFiniteLossError(message, epoch=epoch, batch=batch, value=value, history=history)
 
+    switches = all(callable(getattr(optimizer, name, None)) for name in ("train", "eval"))
+    modes = optimizer if switches else None  # a schedule-free optimizer's train()/eval()
     try:
         for epoch in range(epochs):
             start = time.perf_counter()
             lr = _current_lr(optimizer)
+            if modes is not None:
+                modes.train()
             loss_sum, rows, norm_sum = 0.0, 0, 0.0
             batches = minibatches(*data, batch_size=batch_size, shuffle=shuffle, seed=rng, drop_last=drop_last)
             for b, batch in enumerate(batches):
@@ -288,6 +299,8 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
                     scheduler.step()
                 loss_sum += loss * len(X_batch)
                 rows += len(X_batch)
+            if modes is not None:
+                modes.eval()
 
             metric = train_loss = loss_sum / rows
             if X_val is not None:
@@ -321,6 +334,8 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
                 history.stopped_early = True
                 break
     finally:
+        if modes is not None:
+            modes.eval()
         display.close()
 
     if restore_best and history.best_epoch != history.epochs - 1:

@@ -1,8 +1,9 @@
 """Optimizers: torch.optim's names, defaults and formulas over fused kernels.
 
-Learning-rate schedules live in :mod:`fastopt.optim.lr_scheduler`, as in torch.
+Learning-rate schedules live in :mod:`fastopt.optim.lr_scheduler` and weight-averaging tools in
+:mod:`fastopt.optim.swa_utils`, as in torch.
 """
-from fastopt.optim import lr_scheduler
+from fastopt.optim import lr_scheduler, swa_utils
 from fastopt.optim.adadelta import Adadelta
 from fastopt.optim.adagrad import Adagrad
 from fastopt.optim.adam import Adam, AdamW
@@ -14,6 +15,7 @@ from fastopt.optim.nadam import NAdam
 from fastopt.optim.optimizer import Optimizer
 from fastopt.optim.radam import RAdam
 from fastopt.optim.rmsprop import RMSprop
+from fastopt.optim.schedule_free import AdamWScheduleFree, SGDScheduleFree
 from fastopt.optim.sgd import SGD
 
-__all__ = ["ADOPT", "AdEMAMix", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "Optimizer", "RAdam", "RMSprop", "SGD", "lr_scheduler"]
+__all__ = ["ADOPT", "AdEMAMix", "Adadelta", "Adagrad", "Adam", "AdamW", "AdamWScheduleFree", "Adamax", "Lion", "NAdam", "Optimizer", "RAdam", "RMSprop", "SGD", "SGDScheduleFree", "lr_scheduler", "swa_utils"]

@@ -7,6 +7,8 @@ in-cache array, this loop costs as much as the update itself.
 """
 cimport cython
 
+import numpy as np
+
 
 @cython.final
 cdef class SlotBinding:
@@ -51,22 +53,22 @@ def step_slots(optimizer, list grads, int num_threads):
     """Bind every slot that has a gradient, then run each slot's kernel once.
 
     Everything that can fail -- binding (a replaced state array of the wrong
-    shape, say), reading a step count or NAdam's ``mu_product`` that a user
-    replaced -- happens for all slots before any kernel runs, so a refused
-    step changes nothing.
+    shape, say), reading a step count or a running number (NAdam's
+    ``mu_product``) that a user replaced -- happens for all slots before any
+    kernel runs, so a refused step changes nothing.
     """
     cdef list bound = optimizer._bound
     cdef list states = optimizer._states
     cdef list groups = optimizer._groups
     cdef list slot_group = optimizer._slot_group
     cdef bint counts_steps = optimizer.counts_steps
-    cdef bint tracks_mu = optimizer._tracks_mu_product
-    cdef Py_ssize_t index, n = len(grads)
+    cdef tuple running = optimizer.running_state  # ((name, value before the first step), ...)
+    cdef Py_ssize_t index, k, n = len(grads)
     cdef list ready = []
+    cdef list values
     cdef SlotBinding entry
     cdef dict state, new_arrays
     cdef object step
-    cdef double mu_product
     if not len(states) == len(bound) == len(slot_group) == n:  # the loops below do not check bounds
         raise RuntimeError(f"optimizer layout out of step: {n} gradients, {len(states)} states, "
                            f"{len(bound)} bindings, {len(slot_group)} slots")
@@ -79,24 +81,37 @@ def step_slots(optimizer, list grads, int num_threads):
         if type(step) is not int or not 0 <= step < MAX_STEP:
             step = _next_step(optimizer, index, step)
         step += 1
-        mu_product = state.get("mu_product", 1.0)
+        values = None
+        if running:
+            values = [_running_value(optimizer, index, state, pair) for pair in running]
         entry = bound[index]
         if (entry is not None and entry.grad is grad
                 and entry.version == groups[slot_group[index]].version
                 and entry.holds(state)):
-            ready.append((index, entry.kernel, None, step, mu_product))  # the common case: nothing changed
+            ready.append((index, entry.kernel, None, step, values))  # the common case: nothing changed
         else:
             kernel, new_arrays = optimizer._prepare(index, grad)
-            ready.append((index, kernel, new_arrays or None, step, mu_product))
-    for index, kernel, new_arrays, step, mu_product in ready:
+            ready.append((index, kernel, new_arrays or None, step, values))
+    for index, kernel, new_arrays, step, values in ready:
         state = states[index]
-        mu_product = kernel.run(step, mu_product, new_arrays is not None, num_threads)
+        kernel.run(step, values, new_arrays is not None, num_threads)
         if new_arrays is not None:
             state.update(new_arrays)
         if counts_steps:
             state["step"] = step
-        if tracks_mu:
-            state["mu_product"] = mu_product
+        for k in range(len(running)):
+            state[running[k][0]] = values[k]
+
+
+cdef double _running_value(optimizer, Py_ssize_t index, dict state, tuple pair) except? -1:
+    """A running number of slot ``index`` as a float (its value before the first step if absent), or a clear error."""
+    value = state.get(pair[0], pair[1])
+    if type(value) is float:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"state {pair[0]!r} of {optimizer._layout.slots[index].name} must be a number, "
+                        f"got {value!r}")
+    return float(value)
 
 
 def _next_step(optimizer, Py_ssize_t index, step):

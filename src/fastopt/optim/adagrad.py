@@ -44,5 +44,5 @@ class Adagrad(Optimizer):
                                       initial_accumulator_value=initial_accumulator_value, eps=eps,
                                       maximize=maximize), **options)
 
-    def _initial_value(self, name, group):
+    def _initial_value(self, name, group, param):
         return group["initial_accumulator_value"]

@@ -23,7 +23,8 @@ GROUP_LABELS = ("name",)
 _GROUPS_HINT = ("add a group with add_param_group(), or change a group's hyperparameters in place "
                 "(param_groups[0]['lr'] = 0.1)")
 # Per-slot numbers other than the step count, and the values they can take.
-SCALAR_RANGES = {"mu_product": (0.0, 1.0)}  # NAdam's product of momentum factors, each in [0, 1)
+SCALAR_RANGES = {"mu_product": (0.0, 1.0),  # NAdam's product of momentum factors, each in [0, 1)
+                 "weight_sum": (0.0, math.inf), "lr_max": (0.0, math.inf)}  # schedule-free averaging
 _STATE_HINT = "it holds one dict per slot; clear a slot's dict (state[i].clear()) to restart its state"
 
 # The validator of each ``check`` of fastopt._rules.Hyper; "beta" validates beta1, beta2 (and beta3) together, as
@@ -33,7 +34,7 @@ CHECKS = {"nonnegative": nonnegative, "real": any_real, "unit": unit_interval, "
 # The keyword options every optimizer takes (Optimizer.__init__), which copies and pickles carry.
 _OPTIONS = ("skip_nonfinite", "state_dtype", "master_weights", "stochastic_rounding", "seed")
 # What a subclass takes from its rule's entry in fastopt._rules.RULES, never states itself.
-_DERIVED = ("validators", "rules", "state_arrays", "switchable_state")
+_DERIVED = ("validators", "rules", "state_arrays", "switchable_state", "running_state")
 
 
 def _seed(value):
@@ -173,6 +174,7 @@ class Optimizer:
     validators = MappingProxyType({})  # hyperparameter -> validator (``betas`` for beta1, beta2, ...)
     state_arrays = ()    # the kernel's state arrays, in its order
     switchable_state = ()  # state arrays that settings switch on (amsgrad's, say): created when first used
+    running_state = ()   # ((name, value before the first step), ...): per-slot numbers the kernel updates
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -188,6 +190,10 @@ class Optimizer:
         cls.validators = MappingProxyType(validators_of(entry))
         cls.state_arrays = entry.state_names
         cls.switchable_state = entry.switchable
+        cls.running_state = entry.running
+        missing = [name for name, _ in entry.running if name not in cls.state_scalars]
+        if missing:
+            raise TypeError(f"{cls.__name__}.state_scalars must include {missing}, which its rule's kernel updates")
 
     def __init__(self, params, defaults, *, skip_nonfinite=False, state_dtype=None, master_weights=False,
                  stochastic_rounding=False, seed=0):
@@ -208,7 +214,6 @@ class Optimizer:
             groups[slot.group]["params"].append(i)
         self._set_groups(groups, [{} for _ in self._layout.slots])
         self._lock = holding([s.param for s in self._layout.slots])
-        self._tracks_mu_product = "mu_product" in self.state_scalars
         self.skip_nonfinite = flag("skip_nonfinite", skip_nonfinite)
         self.skipped_steps = 0
 
@@ -377,7 +382,7 @@ class Optimizer:
             keys = (name, name + _storage.ABSMAX_SUFFIX) if storage == "int8" else (name,)
             held = tuple(state.get(key) for key in keys) if needed else None
             if needed and held[0] is None:
-                held = self._new_state(name, param.size, storage, self._initial_value(name, group))
+                held = self._new_state(name, param.size, storage, self._initial_value(name, group, param))
                 new_arrays.update(zip(keys, held))
             if held is not None:
                 used += zip(keys, held)
@@ -397,17 +402,24 @@ class Optimizer:
         """Which of ``state_arrays`` the group's hyperparameters use (decided as the kernel decides it)."""
         return needed(self.rule, group.kernel_hyper())
 
-    def _initial_value(self, name, group):
-        """The value every element of state array ``name`` starts from: 0 unless a subclass says otherwise."""
+    def _initial_value(self, name, group, param):
+        """What state array ``name`` of the slot with parameters ``param`` starts from: a number for every
+        element (0 unless a subclass says otherwise), or an array of ``param``'s length to copy."""
         return 0.0
 
     def _new_state(self, name, n, storage, value):
-        """State array ``name`` of ``n`` elements at its first use, every element ``value``, in ``storage``:
-        a tuple with the array, or for int8 the codes and their absmax (each block encodes ``value`` as the
-        block's largest element, which it holds exactly, without a float32 array of the full size)."""
-        if storage != "int8":
-            return (np.full(n, value, dtype=_storage.state_layout(name, n, storage)[name][1]),)
+        """State array ``name`` of ``n`` elements at its first use, in ``storage``, holding ``value`` (a number
+        for every element, or an array to convert): a tuple with the array, or for int8 the codes and their
+        absmax (a number is encoded once, as a block's largest element, which a block holds exactly, without
+        a float32 array of the full size)."""
         signed = next(s.signed for s in RULES[self.rule].state if s.name == name)
+        if storage != "int8":
+            dtype = _storage.state_layout(name, n, storage)[name][1]
+            return (np.array(value, dtype=dtype) if np.ndim(value) else np.full(n, value, dtype=dtype),)
+        if np.ndim(value):
+            codes, top = np.empty(n, np.uint8), np.empty(_storage.absmax_length(n), np.float32)
+            quantize_blockwise(np.asarray(value, np.float32), codes, top, signed, get_num_threads())
+            return codes, top
         code, top = np.zeros(1, np.uint8), np.zeros(1, np.float32)
         quantize_blockwise(np.array([value], np.float32), code, top, signed)  # a block of one: its largest value
         return np.full(n, code[0], np.uint8), np.full(_storage.absmax_length(n), top[0], np.float32)
