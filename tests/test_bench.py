@@ -9,7 +9,7 @@ from fastopt import bench
 from fastopt.bench import cases, numpy_rules, report
 
 
-@pytest.mark.parametrize("rule", cases.CONFIGS)
+@pytest.mark.parametrize("rule", numpy_rules.RULES)
 @pytest.mark.parametrize("style", ["textbook", "inplace"])
 def test_numpy_baselines_agree_with_fastopt(rule, style):
     shapes = [(37,), (5,)]
@@ -27,6 +27,27 @@ def test_numpy_baselines_agree_with_fastopt(rule, style):
             numpy_rules.inplace(rule, params, grads, state, scratch, t, hyper)
     for a, b in zip(ours, params):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+
+
+def test_every_rule_has_numpy_baselines_or_a_package_peer():
+    assert set(cases.CONFIGS) == set(numpy_rules.RULES) | set(cases.PACKAGE_RULES)
+    assert not set(numpy_rules.RULES) & set(cases.PACKAGE_RULES)
+
+
+def test_a_package_rule_runs_fastopt_and_its_package_only():
+    rule = "adamw-schedulefree"
+    assert [impl for impl in cases.IMPLEMENTATIONS if cases.offers(impl, rule)] == ["fastopt", "fastopt-list",
+                                                                                    "schedulefree"]
+    if cases.unavailable("schedulefree"):
+        pytest.skip(cases.unavailable("schedulefree"))
+    ours = cases.build("fastopt", rule, [(300,), (17,)])
+    theirs = cases.build("schedulefree", rule, [(300,), (17,)])
+    ours()
+    theirs()  # one step: the package divides the gradients in place, so later steps see other inputs
+    paramset = ours.__self__._layout.paramsets[0]
+    peer = np.concatenate([t.numpy() for t in theirs.__self__.param_groups[0]["params"]])
+    np.testing.assert_allclose(paramset.data, peer, rtol=1e-6, atol=1e-7)
+    assert not np.array_equal(paramset.data, np.concatenate(cases._data([(300,), (17,)], 0)[0]))
 
 
 def test_bytes_per_element_budget():

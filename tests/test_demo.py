@@ -20,14 +20,22 @@ def test_adam_reaches_95_percent_on_the_test_digits():
     assert any(line.startswith("| adam |") for line in lines)
 
 
-@pytest.mark.parametrize("name", ["adopt", "ademamix"])
+@pytest.mark.parametrize("name", ["adopt", "ademamix", "sgd-schedulefree", "adamw-schedulefree"])
 def test_the_rules_without_a_numpy_version_reach_95_percent(name):
-    """ADOPT and AdEMAMix at the demo's documented hyperparameters; their NumPy step column is "-"."""
+    """ADOPT, AdEMAMix and the schedule-free rules at the demo's documented hyperparameters; their NumPy step
+    column is "-"."""
     lines = []
     result = demo.run((name,), png=None, repeats=1, out=lines.append)[name]
     assert result["test_accuracy"] >= 0.95
     assert result["numpy_step"] is None and result["fastopt_step"] > 0
     assert any(line.startswith(f"| {name} |") and line.endswith("| - | - |") for line in lines)
+
+
+def test_schedule_free_rules_train_without_the_schedule(monkeypatch):
+    schedules = []
+    monkeypatch.setattr(demo, "_schedule", lambda opt, epochs: schedules.append(opt) or None)
+    result = demo.run(("adamw-schedulefree",), epochs=2, png=None, repeats=1, out=lambda line: None)
+    assert schedules == [] and result["adamw-schedulefree"]["test_accuracy"] > 0.5
 
 
 def test_the_command_line_help_lists_every_demo_optimizer():

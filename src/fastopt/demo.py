@@ -33,6 +33,7 @@ from fastopt.bench.cases import numpy_step
 from fastopt.bench.runner import time_interleaved
 from fastopt.nn import BatchNorm
 from fastopt.optim import lr_scheduler
+from fastopt.optim.swa_utils import update_bn
 
 # name -> (optimizer class, hyperparameters, the rule's name in fastopt.bench.numpy_rules, or None where that
 # has no NumPy version to time against)
@@ -44,7 +45,12 @@ OPTIMIZERS = {
     "adamw": ("AdamW", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), "adamw"),
     "adopt": ("ADOPT", dict(lr=3e-3), None),
     "ademamix": ("AdEMAMix", dict(lr=3e-3), None),
+    "sgd-schedulefree": ("SGDScheduleFree", dict(lr=0.5, warmup_steps=50), None),
+    "adamw-schedulefree": ("AdamWScheduleFree", dict(lr=3e-3, warmup_steps=50), None),
 }
+# Those that train without the schedule (their warmup is their own) and evaluate at their averaged point, with
+# the batch-norm statistics recomputed there.
+SCHEDULE_FREE = ("sgd-schedulefree", "adamw-schedulefree")
 
 # name -> (parameter dtype, the optimizer's storage options)
 STORAGES = {
@@ -133,7 +139,9 @@ def run(optimizers=tuple(OPTIMIZERS), *, epochs=30, batch_size=64, hidden=128, s
     X_train, X_test, y_train, y_test = _digits(seed)
     X = X_train
     out(f"UCI digits: {len(X_train)} training and {len(X_test)} test images; MLP 64-{hidden}-BN-ReLU-10 (float32); "
-        f"{epochs} epochs of batches of {batch_size}; warmup + cosine schedule; gradient norm clipped at 5")
+        f"{epochs} epochs of batches of {batch_size}; warmup + cosine schedule (schedule-free rules: their own "
+        "warmup, then a constant rate, evaluated at their average with batch-norm statistics recomputed there); "
+        "gradient norm clipped at 5")
     out("| optimizer | train loss | test loss | test accuracy | step (fastopt) | step (NumPy) | speed-up |")
     out("|---|---|---|---|---|---|---|")
     results = {}
@@ -141,10 +149,13 @@ def run(optimizers=tuple(OPTIMIZERS), *, epochs=30, batch_size=64, hidden=128, s
         cls_name, hyper, rule = OPTIMIZERS[name]
         model = MLP(X.shape[1], hidden, 10, seed=seed)
         opt = getattr(fastopt, cls_name)(model.params, **hyper)
-        sched = _schedule(opt, epochs)
+        sched = None if name in SCHEDULE_FREE else _schedule(opt, epochs)
         start = time.perf_counter()
         history = fastopt.fit(model, opt, X_train, y_train, epochs=epochs, batch_size=batch_size, scheduler=sched,
                               clip_grad_norm=5.0, validation_data=(X_test, y_test), seed=seed, progress=False)
+        if name in SCHEDULE_FREE:  # fit left the parameters at the averaged point
+            update_bn(fastopt.minibatches(X_train, batch_size=batch_size, shuffle=False),
+                      lambda X: model.logits(X, training=True), model.bn)
         seconds = time.perf_counter() - start
         step_seconds = _step_times(model, opt, rule, hyper, repeats)
         results[name] = dict(train_loss=history.train_loss[-1], test_loss=model.loss(X_test, y_test),
@@ -283,6 +294,8 @@ def _step_times(model, opt, rule, hyper, repeats):
     interleaved, on copies."""
     _, fast = copy.deepcopy((model.params, opt))  # copied together (fast steps the copy); they carry the last batch's gradients
     fast.lr = hyper["lr"]  # the schedule ended at 0; time both at the base rate
+    if hasattr(fast, "train"):
+        fast.train()  # a schedule-free optimizer steps in training mode only
     steps = {"fastopt": fast.step}
     if rule is not None:
         twin = copy.deepcopy(model.params)

@@ -15,7 +15,10 @@ CONFIGS = {
     "rmsprop": ("RMSprop", dict(lr=1e-2, alpha=0.99, eps=1e-8), 1),
     "adam": ("Adam", dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8), 2),
     "adamw": ("AdamW", dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), 2),
+    "adamw-schedulefree": ("AdamWScheduleFree", dict(lr=2.5e-3, betas=(0.9, 0.999), eps=1e-8), 2),
 }
+# The rules neither torch.optim nor the NumPy baselines have: name -> the package that is their only peer
+PACKAGE_RULES = {"adamw-schedulefree": "schedulefree"}
 
 # name -> list of tensor shapes
 SHAPES = {
@@ -26,10 +29,10 @@ SHAPES = {
 }
 
 IMPLEMENTATIONS = ["fastopt", "fastopt-list", "numpy-textbook", "numpy-inplace",
-                   "torch-forloop", "torch-foreach", "torch-fused", "deepspeed", "bnb-adam8bit"]
+                   "torch-forloop", "torch-foreach", "torch-fused", "deepspeed", "bnb-adam8bit", "schedulefree"]
 
 # The other libraries (the "fastest peer" of a row is the fastest of these that ran in it)
-PEERS = ["torch-forloop", "torch-foreach", "torch-fused", "deepspeed", "bnb-adam8bit"]
+PEERS = ["torch-forloop", "torch-foreach", "torch-fused", "deepspeed", "bnb-adam8bit", "schedulefree"]
 
 # How a step's arrays are stored: parameters (and gradients) and state, master weights, stochastic rounding
 Storage = collections.namedtuple("Storage", "params state_dtype master_weights stochastic_rounding")
@@ -60,6 +63,7 @@ MOST_REPEATS = {"bnb-adam8bit": 3}
 DEEPSPEED_MODES = {"adam": False, "adamw": True}
 DEEPSPEED_INSTALL = "pip install deepspeed ninja py-cpuinfo"
 BNB_INSTALL = "pip install bitsandbytes"
+SCHEDULEFREE_INSTALL = "pip install schedulefree"
 
 # The optional peers, for the notes and the --help text: name -> (what it is, the rules it offers, install)
 OPTIONAL_PEERS = {
@@ -68,12 +72,17 @@ OPTIONAL_PEERS = {
     "bnb-adam8bit": ("bitsandbytes' 8-bit Adam on the CPU (bnb.optim.Adam8bit, float32 parameters, blockwise "
                      "int8 state; int8 rows only; about a second per 16M step, so sampled "
                      f"{MOST_REPEATS['bnb-adam8bit']} times)", ("adam",), BNB_INSTALL),
+    "schedulefree": ("the schedulefree package's AdamWScheduleFree (torch, foreach=True: its fastest path; it "
+                     "divides the gradients in place, which stay near 1)", ("adamw-schedulefree",),
+                     SCHEDULEFREE_INSTALL),
 }
 
 
 def offers(impl, rule, storage=FLOAT32):
     """Whether ``impl`` has a column in the row of ``rule`` in ``storage`` (it may still be missing here)."""
     if impl in OPTIONAL_PEERS and rule not in OPTIONAL_PEERS[impl][1]:
+        return False
+    if rule in PACKAGE_RULES and not (impl.startswith("fastopt") or impl == PACKAGE_RULES[rule]):
         return False
     if impl in INT8_ONLY:
         return STORAGES[storage].state_dtype == "int8"
@@ -105,6 +114,8 @@ def unavailable(impl):
         return _missing_deepspeed()
     if impl == "bnb-adam8bit":
         return _missing_bitsandbytes()
+    if impl == "schedulefree":
+        return _missing_schedulefree()
     return None
 
 
@@ -146,6 +157,17 @@ def _missing_bitsandbytes():
         bnb.optim.Adam8bit([p], lr=1e-3, min_8bit_size=0).step()  # its CPU backend, once
     except Exception as exc:  # ImportError, no CPU backend in this version, ...
         return f"bitsandbytes' 8-bit Adam does not run here ({type(exc).__name__}: {exc}); {BNB_INSTALL}"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _missing_schedulefree():
+    if _missing_torch():
+        return "it needs torch, which is not installed"
+    try:
+        import schedulefree  # noqa: F401
+    except Exception as exc:
+        return f"schedulefree is not importable ({type(exc).__name__}: {exc}); {SCHEDULEFREE_INSTALL}"
     return None
 
 
@@ -228,6 +250,8 @@ def build(impl, rule, shapes, seed=0, storage=FLOAT32):
         return _deepspeed_step(rule, hyper, params, grads)
     if impl == "bnb-adam8bit":
         return _bnb_step(rule, hyper, params, grads)
+    if impl == "schedulefree":
+        return _schedulefree_step(cls_name, hyper, params, grads)
     return _torch_step(impl, cls_name, hyper, params, grads)
 
 
@@ -299,4 +323,19 @@ def _bnb_step(rule, hyper, params, grads):
     for t, g in zip(tensors, grads):
         t.grad = torch.from_numpy(g)
     opt = bnb.optim.Adam8bit(tensors, min_8bit_size=0, **hyper)
+    return opt.step
+
+
+def _schedulefree_step(cls_name, hyper, params, grads):
+    """The schedulefree package's optimizer of that name, in training mode, or None where it is missing."""
+    if unavailable("schedulefree"):
+        return None
+    import torch
+    import schedulefree
+
+    tensors = [torch.from_numpy(p) for p in params]
+    for t, g in zip(tensors, grads):
+        t.grad = torch.from_numpy(g)
+    opt = getattr(schedulefree, cls_name)(tensors, **hyper, foreach=True)
+    opt.train()
     return opt.step

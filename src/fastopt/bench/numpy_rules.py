@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+RULES = ("sgd-momentum", "adagrad", "rmsprop", "adam", "adamw")  # the rules written here
+
 
 def _bias(h, t):
     beta1, beta2 = h["betas"]
