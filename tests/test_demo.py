@@ -20,10 +20,11 @@ def test_adam_reaches_95_percent_on_the_test_digits():
     assert any(line.startswith("| adam |") for line in lines)
 
 
-@pytest.mark.parametrize("name", ["adopt", "ademamix", "sgd-schedulefree", "adamw-schedulefree"])
+@pytest.mark.parametrize("name", ["adopt", "ademamix", "sgd-schedulefree", "adamw-schedulefree", "lookahead-adamw",
+                                  "adamw-swa"])
 def test_the_rules_without_a_numpy_version_reach_95_percent(name):
-    """ADOPT, AdEMAMix and the schedule-free rules at the demo's documented hyperparameters; their NumPy step
-    column is "-"."""
+    """ADOPT, AdEMAMix, the schedule-free rules, Lookahead and SWA at the demo's documented hyperparameters;
+    their NumPy step column is "-"."""
     lines = []
     result = demo.run((name,), png=None, repeats=1, out=lines.append)[name]
     assert result["test_accuracy"] >= 0.95
@@ -86,3 +87,11 @@ def test_bad_arguments():
         main(["demo", "--optimizers", "adam,lbfgs", "--no-png"])
     with pytest.raises(SystemExit, match="epochs must be a positive integer"):
         main(["demo", "--epochs", "0", "--no-png"])
+
+
+def test_swa_ends_at_the_average_of_its_last_epochs(monkeypatch):
+    updates = []
+    real = demo.AveragedModel.update_parameters
+    monkeypatch.setattr(demo.AveragedModel, "update_parameters", lambda self: updates.append(1) or real(self))
+    demo.run(("adamw-swa",), epochs=6, png=None, repeats=1, out=lambda line: None)
+    assert len(updates) == 6 - int(6 * 20 / 30)  # one per epoch from epoch 4 (of 6) on

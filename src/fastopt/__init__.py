@@ -23,8 +23,8 @@ from fastopt.checkpoint import CheckpointError, load, save
 from fastopt import datasets
 from fastopt.data import minibatches, num_batches, train_test_split
 from fastopt.optim import (
-    ADOPT, SGD, AdEMAMix, Adadelta, Adagrad, Adam, Adamax, AdamW, AdamWScheduleFree, Lion, NAdam, Optimizer, RAdam,
-    RMSprop, SGDScheduleFree,
+    ADOPT, SGD, AdEMAMix, Adadelta, Adagrad, Adam, Adamax, AdamW, AdamWScheduleFree, Lion, Lookahead, NAdam, Optimizer,
+    RAdam, RMSprop, SGDScheduleFree,
 )
 from fastopt.paramset import ParamSelection, ParamSet
 from fastopt.second_order import minimize
@@ -45,6 +45,7 @@ __all__ = [
     "AdamWScheduleFree",
     "Adamax",
     "Lion",
+    "Lookahead",
     "NAdam",
     "Optimizer",
     "ParamSelection",

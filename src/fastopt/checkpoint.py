@@ -72,6 +72,7 @@ import numpy as np
 from fastopt._locks import holding
 from fastopt._storage import BFLOAT16
 from fastopt._validation import integer
+from fastopt.optim.lookahead import OptimizerWrapper
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import ParamSet
 
@@ -786,8 +787,9 @@ def _holding(targets, optimizer):
 
 
 def _check_optimizer(optimizer):
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a fastopt.optim.Optimizer, got {type(optimizer).__name__}")
+    if not isinstance(optimizer, (Optimizer, OptimizerWrapper)):
+        raise TypeError(f"optimizer must be a fastopt.optim.Optimizer (or a wrapper of one, such as Lookahead), "
+                        f"got {type(optimizer).__name__}")
 
 
 def _named(params):

@@ -33,7 +33,7 @@ from fastopt.bench.cases import numpy_step
 from fastopt.bench.runner import time_interleaved
 from fastopt.nn import BatchNorm
 from fastopt.optim import lr_scheduler
-from fastopt.optim.swa_utils import update_bn
+from fastopt.optim.swa_utils import AveragedModel, update_bn
 
 # name -> (optimizer class, hyperparameters, the rule's name in fastopt.bench.numpy_rules, or None where that
 # has no NumPy version to time against)
@@ -47,10 +47,17 @@ OPTIMIZERS = {
     "ademamix": ("AdEMAMix", dict(lr=3e-3), None),
     "sgd-schedulefree": ("SGDScheduleFree", dict(lr=0.5, warmup_steps=50), None),
     "adamw-schedulefree": ("AdamWScheduleFree", dict(lr=3e-3, warmup_steps=50), None),
+    "lookahead-adamw": ("AdamW", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), None),
+    "adamw-swa": ("AdamW", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), None),
 }
 # Those that train without the schedule (their warmup is their own) and evaluate at their averaged point, with
 # the batch-norm statistics recomputed there.
 SCHEDULE_FREE = ("sgd-schedulefree", "adamw-schedulefree")
+# Those whose optimizer is wrapped: name -> the wrapper's settings
+LOOKAHEAD = {"lookahead-adamw": dict(k=5, alpha=0.5)}
+# Those that average the weights of the last epochs (SWA: one update per epoch from this epoch of 30 on, scaled
+# to the run's length) and end at the average, with the batch-norm statistics recomputed there
+AVERAGED_FROM = {"adamw-swa": 20 / 30}
 
 # name -> (parameter dtype, the optimizer's storage options)
 STORAGES = {
@@ -149,11 +156,22 @@ def run(optimizers=tuple(OPTIMIZERS), *, epochs=30, batch_size=64, hidden=128, s
         cls_name, hyper, rule = OPTIMIZERS[name]
         model = MLP(X.shape[1], hidden, 10, seed=seed)
         opt = getattr(fastopt, cls_name)(model.params, **hyper)
+        if name in LOOKAHEAD:
+            opt = fastopt.Lookahead(opt, **LOOKAHEAD[name])
         sched = None if name in SCHEDULE_FREE else _schedule(opt, epochs)
+        average = AveragedModel(model.params) if name in AVERAGED_FROM else None
+        first = int(AVERAGED_FROM.get(name, 0) * epochs)
+
+        def callback(epoch, history):
+            if average is not None and epoch >= first:
+                average.update_parameters()
         start = time.perf_counter()
         history = fastopt.fit(model, opt, X_train, y_train, epochs=epochs, batch_size=batch_size, scheduler=sched,
-                              clip_grad_norm=5.0, validation_data=(X_test, y_test), seed=seed, progress=False)
-        if name in SCHEDULE_FREE:  # fit left the parameters at the averaged point
+                              clip_grad_norm=5.0, validation_data=(X_test, y_test), seed=seed, progress=False,
+                              callback=callback)
+        if average is not None:  # the model is the average from here on
+            np.copyto(model.params.data, average.averaged.data)
+        if name in SCHEDULE_FREE or average is not None:  # at an averaged point: statistics gathered there
             update_bn(fastopt.minibatches(X_train, batch_size=batch_size, shuffle=False),
                       lambda X: model.logits(X, training=True), model.bn)
         seconds = time.perf_counter() - start

@@ -157,12 +157,53 @@ class ParamSet(Mapping):
         """
         return ParamSelection(self, names)
 
+    def masked(self, mask):
+        """The tensors for which ``mask`` is true, as :meth:`select` gives them (optax's ``masked``, by name).
+
+        ``mask`` is a callable ``mask(name, array) -> bool`` or a mapping
+        ``{name: bool}`` over every tensor.  An optimizer built on the result
+        updates those tensors in place and leaves the others alone; two
+        complementary masks make two parameter groups.
+
+        Examples
+        --------
+        >>> import numpy as np, fastopt
+        >>> ps = fastopt.ParamSet({"W1": (4, 4), "b1": 4, "W2": (4, 2), "b2": 2})
+        >>> def is_matrix(name, array):
+        ...     return array.ndim > 1
+        >>> opt = fastopt.AdamW([
+        ...     {"params": ps.masked(is_matrix)},                                  # decayed
+        ...     {"params": ps.masked(lambda n, a: not is_matrix(n, a)), "weight_decay": 0.0},
+        ... ])
+        >>> ps.masked(is_matrix)
+        ParamSelection(['W1', 'W2'])
+        """
+        if isinstance(mask, Mapping):
+            missing, unknown = sorted(set(self.names) - set(mask)), sorted(set(mask) - set(self.names))
+            if missing or unknown:
+                raise ValueError(f"a mask mapping must name every tensor: missing {missing}, unknown {unknown}")
+            chosen = [name for name in self.names if _mask_value(name, mask[name])]
+        elif callable(mask):
+            chosen = [name for name in self.names if _mask_value(name, mask(name, self[name]))]
+        else:
+            raise TypeError(f"mask must be a callable (name, array) -> bool or a mapping of names to bools, got "
+                            f"{type(mask).__name__}")
+        if not chosen:
+            raise ValueError("the mask selects no tensor")
+        return ParamSelection(self, chosen)
+
     def __repr__(self):
         body = ", ".join(f"{n!r}: {self.shapes[n]}" for n in self.names)
         return f"ParamSet({{{body}}}, dtype={dtype_name(self.dtype)}, size={self.size})"
 
 
 _DTYPES_BY_NAME = {dtype_name(d): d for d in PARAM_DTYPES}
+
+
+def _mask_value(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"the mask of {name!r} must be a bool, got {value!r}")
+    return bool(value)
 
 
 def _rebuild(layout, dtype, align, data, grad):

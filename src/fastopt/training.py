@@ -43,6 +43,7 @@ import numpy as np
 
 from fastopt._validation import bounded_real, check_callable, choice, flag, integer, random_generator
 from fastopt.data import _as_aligned_arrays, minibatches, num_batches
+from fastopt.optim.lookahead import OptimizerWrapper
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import ParamSet
 
@@ -366,7 +367,7 @@ def _check_optimizer(optimizer, params):
     """
     if not callable(getattr(optimizer, "step", None)):
         raise TypeError(f"optimizer must have a step() method, got {type(optimizer).__name__}")
-    if isinstance(optimizer, Optimizer):
+    if isinstance(optimizer, (Optimizer, OptimizerWrapper)):
         elsewhere = [slot.name for slot in optimizer._layout.slots if slot.paramset is not params]
     elif isinstance(getattr(optimizer, "ps", None), ParamSet):
         elsewhere = [] if optimizer.ps is params else ["its ParamSet"]

@@ -1,10 +1,181 @@
-"""Utilities for weight averaging, after ``torch.optim.swa_utils``."""
-from collections.abc import Iterable
+"""Weight averaging, after ``torch.optim.swa_utils``: :class:`AveragedModel`, :class:`SWALR`, :func:`update_bn`."""
+import contextlib
+import copy
+import math
+from collections.abc import Iterable, Mapping
 
+import numpy as np
+
+from fastopt._kernels import lerp
+from fastopt._locks import holding
+from fastopt._threads import get_num_threads
+from fastopt._validation import bounded_real, check_callable, choice, integer
 from fastopt.nn.batchnorm import BatchNorm
-from fastopt._validation import check_callable
+from fastopt.optim.lr_scheduler import LRScheduler, _target
+from fastopt.paramset import ParamSet
 
-__all__ = ["update_bn"]
+__all__ = ["AveragedModel", "SWALR", "update_bn"]
+
+
+class AveragedModel:
+    r"""A running average of a ParamSet's parameters: SWA's equal weights, or an exponential moving average.
+
+    As ``torch.optim.swa_utils.AveragedModel`` with its default averaging
+    (``decay=None``: after :math:`n` updates, the mean of the :math:`n`
+    parameter vectors) or with ``get_ema_multi_avg_fn(decay)`` (the EMA
+    :math:`ar	heta \leftarrow \operatorname{lerp}(ar	heta, 	heta, 1 - 	ext{decay})`).
+    The first :meth:`update_parameters` copies the parameters; each later
+    one is ``lerp(average, params, 1 / (n + 1))`` (or ``1 - decay``) in one
+    fused pass over the whole ParamSet (torch's ``_foreach_lerp_`` formula).
+
+    Parameters
+    ----------
+    params : ParamSet
+        The parameters to average (the model's).
+    decay : float, optional
+        None for SWA's equal weights; else the EMA decay, in [0, 1].
+
+    Attributes
+    ----------
+    averaged : ParamSet
+        The average, laid out as ``params`` (same names, dtype and
+        alignment): evaluate a model on it, or save it with
+        ``fastopt.save(path, avg.averaged)``.
+    n_averaged : int
+        Updates so far.
+
+    Examples
+    --------
+    >>> import numpy as np, fastopt
+    >>> from fastopt.optim.swa_utils import AveragedModel
+    >>> ps = fastopt.ParamSet({"w": np.zeros(2)})
+    >>> swa = AveragedModel(ps)
+    >>> for value in (1.0, 2.0, 6.0):
+    ...     ps.data[:] = value
+    ...     swa.update_parameters()
+    >>> swa.averaged["w"]
+    array([3., 3.])
+    >>> with swa.swapped():  # the average in the model's own arrays, for evaluation
+    ...     print(ps["w"])
+    [3. 3.]
+    >>> ps["w"]
+    array([6., 6.])
+    """
+
+    def __init__(self, params, *, decay=None):
+        if not isinstance(params, ParamSet):
+            raise TypeError(f"params must be a fastopt.ParamSet, got {type(params).__name__}")
+        self.params = params
+        self.decay = None if decay is None else bounded_real("decay", decay, 0.0, 1.0)
+        self.averaged = copy.deepcopy(params)
+        self.n_averaged = 0
+        self._backup = None  # the parameters while swapped() holds the average in their place
+
+    def _lock(self):
+        return holding([self.params.data, self.averaged.data])
+
+    def update_parameters(self):
+        """Fold the current parameters into the average (the first call copies them)."""
+        with self._lock():
+            if self._backup is not None:
+                raise RuntimeError("update_parameters() inside swapped(): the parameters hold the average")
+            average, current = self.averaged.data, self.params.data
+            if self.n_averaged == 0:
+                np.copyto(average, current)
+            else:
+                weight = 1.0 / (self.n_averaged + 1) if self.decay is None else 1.0 - self.decay
+                lerp(average, current, weight, True, get_num_threads())
+            self.n_averaged += 1
+
+    @contextlib.contextmanager
+    def swapped(self):
+        """Hold the average in the parameters' own arrays for the ``with`` block, then put them back.
+
+        What the block writes into the parameters (``update_bn``'s running
+        statistics live elsewhere, in the layers) is lost on exit.
+        """
+        with self._lock():
+            if self._backup is not None:
+                raise RuntimeError("swapped() is already in effect")
+            self._backup = self.params.data.copy()
+            np.copyto(self.params.data, self.averaged.data)
+        try:
+            yield self.params
+        finally:
+            with self._lock():
+                np.copyto(self.params.data, self._backup)
+                self._backup = None
+
+    def state_dict(self):
+        """``{"n_averaged": int, "averaged": copy of the average's flat buffer}``."""
+        with self._lock():
+            return {"n_averaged": self.n_averaged, "averaged": self.averaged.data.copy()}
+
+    def load_state_dict(self, state_dict):
+        """Restore a snapshot of :meth:`state_dict` (checked before anything changes)."""
+        if not isinstance(state_dict, Mapping) or set(state_dict) != {"n_averaged", "averaged"}:
+            raise ValueError("state_dict must hold 'n_averaged' and 'averaged', as AveragedModel.state_dict() returns")
+        count = integer("n_averaged", state_dict["n_averaged"], 0)
+        array = np.asarray(state_dict["averaged"])
+        target = self.averaged.data
+        if array.shape != target.shape or array.dtype != target.dtype:
+            raise ValueError(f"state_dict['averaged'] is {array.dtype}{list(array.shape)}, expected "
+                             f"{target.dtype}{list(target.shape)}")
+        with self._lock():
+            np.copyto(target, array)
+            self.n_averaged = count
+
+    def __repr__(self):
+        kind = "SWA" if self.decay is None else f"EMA, decay={self.decay}"
+        return f"AveragedModel({kind}, n_averaged={self.n_averaged}, {self.params.data.size} parameters)"
+
+
+class SWALR(LRScheduler):
+    """Anneal each group's learning rate to ``swa_lr`` over ``anneal_epochs`` steps, then hold it, as torch's.
+
+    Each step moves the learning rate from where the previous one left it
+    toward ``swa_lr`` by torch's recursion, with ``alpha`` = ``(1 - cos(pi
+    t)) / 2`` ("cos") or ``t`` ("linear") at ``t = step / anneal_epochs``.
+    The group's ``"swa_lr"`` is written into it, as torch does.
+
+    Parameters
+    ----------
+    optimizer : Optimizer (or float learning rates, see :class:`~fastopt.optim.lr_scheduler.LRScheduler`)
+    swa_lr : float or list of float
+        The learning rate to anneal to, >= 0: one for all groups or one per group.
+    anneal_epochs : int, default 10
+        Steps of annealing, >= 0 (0: ``swa_lr`` from the first step).
+    anneal_strategy : {"cos", "linear"}, default "cos"
+    last_epoch : int, default -1
+    """
+
+    _no_closed_form = "it anneals from the learning rate the optimizer holds when it starts, as torch's"
+
+    def __init__(self, optimizer, swa_lr, anneal_epochs=10, anneal_strategy="cos", last_epoch=-1):
+        target = _target(optimizer)
+        groups = target.param_groups
+        if isinstance(swa_lr, (list, tuple)):
+            if len(swa_lr) != len(groups):
+                raise ValueError(f"swa_lr has {len(swa_lr)} entries for {len(groups)} parameter groups")
+            rates = [bounded_real(f"swa_lr[{i}]", lr, 0.0) for i, lr in enumerate(swa_lr)]
+        else:
+            rates = [bounded_real("swa_lr", swa_lr, 0.0)] * len(groups)
+        self.anneal_epochs = integer("anneal_epochs", anneal_epochs, 0)
+        self.anneal_strategy = choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
+        for group, lr in zip(groups, rates):
+            group["swa_lr"] = lr
+        super().__init__(target, last_epoch)
+
+    def _alpha(self, t):
+        return (1.0 - math.cos(math.pi * t)) / 2.0 if self.anneal_strategy == "cos" else t
+
+    def _next_lr(self, i, lr, t):
+        swa_lr = self._groups()[i]["swa_lr"]
+        step = max(1, t) if self.anneal_epochs == 0 else t
+        prev_alpha = self._alpha(max(0.0, min(1.0, (step - 1) / max(1, self.anneal_epochs))))
+        start = swa_lr if prev_alpha == 1 else (lr - prev_alpha * swa_lr) / (1.0 - prev_alpha)
+        alpha = self._alpha(max(0.0, min(1.0, step / max(1, self.anneal_epochs))))
+        return swa_lr * alpha + start * (1.0 - alpha)
 
 
 def update_bn(batches, forward, layers):
