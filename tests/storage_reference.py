@@ -161,7 +161,7 @@ def encode_state(name, value, state_dtype):
 
 
 def mixed_step(rule_reference, param, grad, state, step, hyper, *, state_dtype, master_weights=False,
-               key=None, from_param=()):
+               key=None, from_param=(), full_precision=()):
     """One step with compressed storage (spec: "A step with any non-native storage computes in float32").
 
     ``rule_reference(p, g, state, step, hyper) -> (p, state)`` is a float32 reference step in the optimizers'
@@ -170,9 +170,9 @@ def mixed_step(rule_reference, param, grad, state, step, hyper, *, state_dtype, 
     MASTER).  p is loaded from the master copy (made from the parameters on the first step), else widened;
     states are decoded; after the update p is stored as float32, as the master copy plus its nearest bf16,
     stochastically rounded with ``key`` (element index = position in the slot), or bf16 nearest; states are
-    encoded.  ``state_dtype`` is the resolved storage ("float32", "bfloat16" or "int8").  The state arrays
-    named in ``from_param`` (schedule-free's ``z``) start as the parameters, stored in ``state_dtype``.
-    Returns ``(new param, new state)``.
+    encoded.  ``state_dtype`` is the resolved storage ("float32", "bfloat16" or "int8"), except for the state
+    arrays named in ``full_precision``, kept in float32.  Those named in ``from_param`` (schedule-free's ``z``)
+    start as the parameters.  Returns ``(new param, new state)``.
     """
     bf16 = param.dtype == BFLOAT16
     if master_weights:
@@ -183,15 +183,18 @@ def mixed_step(rule_reference, param, grad, state, step, hyper, *, state_dtype, 
     names = [k for k, v in state.items() if isinstance(v, np.ndarray) and k != MASTER
              and not k.endswith(ABSMAX_SUFFIX)]
     floats = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
-    floats.update({k: decode_state(state, k, state_dtype) for k in names})
+    def storage(k):
+        return "float32" if k in full_precision else state_dtype
+
+    floats.update({k: decode_state(state, k, storage(k)) for k in names})
     for k in from_param:
         if k not in floats:
-            floats[k] = decode_state(encode_state(k, p.astype(np.float32), state_dtype), k, state_dtype)
+            floats[k] = decode_state(encode_state(k, p.astype(np.float32), storage(k)), k, storage(k))
     with np.errstate(all="ignore"):
         p, new = rule_reference(p.astype(np.float32), g.astype(np.float32), floats, step, hyper)
     out = {}
     for k, v in new.items():
-        out.update(encode_state(k, v, state_dtype) if isinstance(v, np.ndarray) else {k: v})
+        out.update(encode_state(k, v, storage(k)) if isinstance(v, np.ndarray) else {k: v})
     if master_weights:
         out[MASTER] = p
         return bf16_nearest(p), out

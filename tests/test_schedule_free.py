@@ -152,14 +152,17 @@ def test_bad_hyperparameters(cls, config, match):
 @pytest.mark.parametrize("cls", CLASSES.values())
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_state_dict_and_checkpoint_keep_the_mode_and_resume_exactly(cls, mode, tmp_path, rng):
-    grads = [rng.standard_normal(6) for _ in range(6)]
-    straight = fastopt.ParamSet({"w": np.linspace(-1, 1, 6)})
+    grads = [rng.standard_normal(1000) for _ in range(6)]
+    straight = fastopt.ParamSet({"w": np.linspace(-1, 1, 1000)})
     opt = cls(straight, lr=0.05)
-    for g in grads:
+    for k, g in enumerate(grads):
         straight.grad[:] = g
         opt.step()
+        if k == 2 and mode == "eval":  # the same switch there and back as the saved run: it rounds
+            opt.eval()
+            opt.train()
 
-    first = fastopt.ParamSet({"w": np.linspace(-1, 1, 6)})
+    first = fastopt.ParamSet({"w": np.linspace(-1, 1, 1000)})
     opt1 = cls(first, lr=0.05)
     for g in grads[:3]:
         first.grad[:] = g
@@ -169,7 +172,7 @@ def test_state_dict_and_checkpoint_keep_the_mode_and_resume_exactly(cls, mode, t
     fastopt.save(tmp_path / "c.npz", first, opt1)
 
     for restore in ("state_dict", "checkpoint"):
-        resumed = fastopt.ParamSet({"w": np.zeros(6)})
+        resumed = fastopt.ParamSet({"w": np.zeros(1000)})
         opt2 = cls(resumed, lr=0.05)
         if restore == "checkpoint":
             fastopt.load(tmp_path / "c.npz", resumed, opt2)
@@ -193,15 +196,18 @@ def test_a_bad_mode_in_a_state_dict_is_refused_before_anything_changes():
     assert not opt.training
 
 
-@pytest.mark.parametrize("options", [dict(master_weights=True), dict(), dict(state_dtype="int8")],
-                         ids=["master", "bf16", "int8-state"])
+@pytest.mark.parametrize("options", [dict(master_weights=True), dict(), dict(state_dtype="int8"),
+                                     dict(state_dtype="bfloat16", master_weights=True)],
+                         ids=["master", "bf16", "int8-state", "bf16-state-master"])
 def test_bfloat16_parameters_switch_through_their_storage(options):
     p = np.linspace(-1, 1, 300).astype(BFLOAT16)
     opt = _stepped(fastopt.AdamWScheduleFree, p, lr=0.05, **options)
     state = opt.state[0]
+    assert state["z"].dtype == np.float32  # the iterate stays in float32 whatever the state dtype
+    assert state["exp_avg_sq"].dtype == {"int8": np.uint8, "bfloat16": BFLOAT16}.get(options.get("state_dtype"),
+                                                                                      BFLOAT16)
     start = state["master_param"].copy() if options.get("master_weights") else sr.bf16_widen(p)
-    z = (sr.dequantize_blockwise(state["z"], state["z_absmax"], True) if "z_absmax" in state
-         else sr.bf16_widen(state["z"]) if state["z"].dtype == BFLOAT16 else state["z"])
+    z = state["z"]
     opt.eval()
     x = reference._lerp(start, z, 1.0 - 1.0 / 0.9)
     if options.get("master_weights"):
@@ -254,6 +260,8 @@ def test_lerp_refuses_what_it_cannot_read():
     read_only.flags.writeable = False
     with pytest.raises(ValueError, match="writeable"):
         lerp(read_only, a, 0.5)
+    with pytest.raises(ValueError, match="not int8 codes"):
+        lerp((np.zeros(256, np.uint8), np.ones(1, np.float32)), np.zeros(256, np.float32), 0.5)
 
 
 # ------------------------------------------------------------------ fit and update_bn
@@ -349,10 +357,86 @@ def test_update_bn_refuses_what_is_not_a_layer():
 
 def test_update_bn_restores_the_layers_when_forward_fails():
     bn = BatchNorm(2, momentum=0.2)
+    bn.running_mean[:] = 3.0
+    calls = []
 
     def forward(x):
-        raise KeyError("boom")
+        calls.append(bn(x))
+        if len(calls) == 2:
+            raise KeyError("boom")
 
     with pytest.raises(KeyError):
-        update_bn([np.zeros((2, 2))], forward, bn)
-    assert bn.momentum == 0.2 and bn.training
+        update_bn([np.ones((2, 2), np.float32)] * 3, forward, bn)
+    assert bn.momentum == 0.2 and bn.training and bn.num_batches_tracked == 0
+    np.testing.assert_array_equal(bn.running_mean, 3.0)  # as before the call
+    with pytest.raises(TypeError, match="minibatches"):
+        update_bn(np.zeros((4, 2)), forward, bn)
+
+
+def test_fit_reports_the_error_that_stopped_it_not_the_switch_after(monkeypatch):
+    X = np.tile([1.0, 2.0, 3.0], (8, 1))
+    model = _Quadratic(fastopt.SGDScheduleFree, lr=0.2)
+    model.params.grad[:] = 1.0
+    model.opt.step()
+    model.opt.state[0]["z"] = np.zeros(5)  # the switch at the end would refuse this too
+    monkeypatch.setattr(model, "loss_and_grad", lambda X, y: (_ for _ in ()).throw(KeyError("from the model")))
+    with pytest.raises(KeyError, match="from the model"):
+        fastopt.fit(model, model.opt, X, None, epochs=1, batch_size=4, progress=False)
+
+
+def test_sharded_optimizer_refuses_the_schedule_free_rules():
+    from fastopt.distributed.sharded import _check_arguments
+
+    with pytest.raises(ValueError, match="train\\(\\)/eval\\(\\)"):
+        _check_arguments(fastopt.AdamWScheduleFree, fastopt.ParamSet({"w": 2}))
+
+
+def test_small_steps_accumulate_in_z_with_bfloat16_parameters():
+    """1000 steps each far below bfloat16's resolution at 1.0 (1/128) still move the parameters, with a master
+    copy of y: z keeps them in float32, even with bfloat16 state."""
+    p = np.ones(8, BFLOAT16)
+    opt = fastopt.SGDScheduleFree([p], lr=1e-4, momentum=0.5, master_weights=True, state_dtype="bfloat16")
+    for _ in range(1000):
+        opt.step([np.ones(8, BFLOAT16)])
+    np.testing.assert_allclose(opt.state[0]["z"], 0.9, rtol=1e-4)  # 1000 steps of 1e-4, in float32
+    opt.eval()
+    assert float(p[0]) == pytest.approx(0.95, abs=0.01)  # the average of z's path from 1 to 0.9
+
+
+def test_a_replaced_z_of_the_wrong_shape_is_refused_before_any_slot_moves():
+    a, b = np.ones(3), np.ones(4)
+    opt = fastopt.SGDScheduleFree([a, b], lr=0.1)
+    opt.step([np.ones(3), np.ones(4)])
+    before = a.copy(), b.copy()
+    opt.state[1]["z"] = np.zeros(5)
+    with pytest.raises(ValueError, match="state 'z' of"):
+        opt.eval()
+    assert opt.training
+    np.testing.assert_array_equal(a, before[0])
+    np.testing.assert_array_equal(b, before[1])
+
+
+def test_the_mode_check_and_the_step_hold_one_lock():
+    import threading
+
+    p = np.ones(4)
+    opt = fastopt.SGDScheduleFree([p], lr=0.1)
+    opt.step([np.ones(4)])
+    entered, release = threading.Event(), threading.Event()
+    results = []
+
+    def blocking_step():
+        with opt._exclusive():  # a step in progress holds the optimizer's lock
+            entered.set()
+            release.wait(5)
+            results.append(opt.step([np.ones(4)]))
+
+    thread = threading.Thread(target=blocking_step)
+    thread.start()
+    entered.wait(5)
+    switcher = threading.Thread(target=opt.eval)
+    switcher.start()  # waits for the lock: eval() cannot come between the step's check and its update
+    release.set()
+    thread.join(5)
+    switcher.join(5)
+    assert results == [True] and not opt.training and opt.state[0]["step"] == 2

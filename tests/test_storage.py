@@ -350,7 +350,7 @@ STORAGE_CASES = [
     ("SGDScheduleFree", dict(lr=0.1, weight_decay=0.1, warmup_steps=2)),
     ("AdamWScheduleFree", dict(lr=0.01, weight_decay=0.1, r=1.0)),
 ]
-# The state arrays that start as a copy of the parameters, not as a constant.
+# The state arrays that start as a copy of the parameters, not as a constant (and stay in float32).
 FROM_PARAM = {"SGDScheduleFree": ("z",), "AdamWScheduleFree": ("z",)}
 
 
@@ -382,7 +382,7 @@ class Mirror:
         key = None if self.seed is None else sr.rounding_key(self.seed, 0, self.steps)
         self.p, self.state = sr.mixed_step(self.ref_step, self.p, g, self.state, self.steps, self.hyper,
                                            state_dtype=self.state_dtype, master_weights=self.master, key=key,
-                                           from_param=self.from_param)
+                                           from_param=self.from_param, full_precision=self.from_param)
 
     def check(self, opt, p, what):
         assert_bitwise_equal(p, self.p, f"param {what}")

@@ -148,8 +148,11 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
         both, its ``train()`` and ``eval()`` (a schedule-free optimizer's
         switch between the point where gradients are taken and the
         averaged point): ``train()`` before each epoch's batches,
-        ``eval()`` after them, so validation, ``restore_best`` and the
-        parameters ``fit`` leaves behind are at the evaluation point.
+        ``eval()`` after them (and when training stops on an error), so
+        validation, ``restore_best`` and the parameters ``fit`` leaves
+        behind are at the evaluation point.  (Restored best parameters are
+        an earlier epoch's average, while the optimizer's ``z`` is the last
+        epoch's: a later ``train()`` moves from the one towards the other.)
     X, y : array_like
         Training inputs and targets, aligned along the first axis.  ``y``
         may be None for a model that needs no targets; it is then passed as
@@ -222,9 +225,10 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
         (a :class:`FloatingPointError`) as soon as a batch loss, a gradient
         norm (with clipping) or a validation loss is NaN or infinite.  The
         message names the epoch and batch; the parameters are left as they
-        were *before* the failing batch's step (which is not taken) --
-        unless ``restore_best`` is in effect and a best epoch exists, in
-        which case the best parameters are restored first.  The error's
+        were *before* the failing batch's step (which is not taken; a
+        schedule-free optimizer is switched to its averaged point of that
+        moment) -- unless ``restore_best`` is in effect and a best epoch
+        exists, in which case the best parameters are restored first.  The error's
         ``history`` holds the completed epochs.  Gradients that are
         non-finite while the loss is finite are not checked here (build the
         optimizer with ``skip_nonfinite=True`` for that).
@@ -334,9 +338,17 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
             if stop and epoch + 1 < epochs:
                 history.stopped_early = True
                 break
-    finally:
+    except BaseException:
+        if modes is not None:
+            try:
+                modes.eval()  # leave the averaged point, as a finished fit does
+            except Exception:  # noqa: BLE001 -- the error that stopped training is the one to see
+                pass
+        raise
+    else:
         if modes is not None:
             modes.eval()
+    finally:
         display.close()
 
     if restore_best and history.best_epoch != history.epochs - 1:

@@ -21,6 +21,9 @@ def _check_arguments(optimizer_class, ps):
     if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
         raise TypeError("optimizer_class must be a fastopt optimizer class such as fastopt.Adam, "
                         f"got {optimizer_class!r}")
+    if callable(getattr(optimizer_class, "eval", None)):
+        raise ValueError(f"ShardedOptimizer does not switch {optimizer_class.__name__}'s train()/eval() modes "
+                         "across the ranks (each rank would move only its slice); use it on one process")
     if not isinstance(ps, ParamSet):
         raise TypeError(f"ShardedOptimizer needs a ParamSet, got {type(ps).__name__}"
                         + (" (parameter groups are not supported)" if isinstance(ps, (list, tuple)) else ""))

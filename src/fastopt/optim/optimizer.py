@@ -174,6 +174,7 @@ class Optimizer:
     validators = MappingProxyType({})  # hyperparameter -> validator (``betas`` for beta1, beta2, ...)
     state_arrays = ()    # the kernel's state arrays, in its order
     switchable_state = ()  # state arrays that settings switch on (amsgrad's, say): created when first used
+    full_precision_state = ()  # state arrays that ``state_dtype`` leaves in float32 (iterates, not statistics)
     running_state = ()   # ((name, value before the first step), ...): per-slot numbers the kernel updates
 
     def __init_subclass__(cls, **kwargs):
@@ -240,6 +241,14 @@ class Optimizer:
         """How ``slot``'s state arrays are stored: a key of fastopt._storage.STATE_DTYPES."""
         return _storage.resolve_state_dtype(self.state_dtype, slot.param.dtype, slot.name)
 
+    def _array_storage(self, index, name):
+        """How state array ``name`` of slot ``index`` is stored: the slot's storage, except that the
+        ``full_precision_state`` arrays stay float32 (float64 with float64 parameters)."""
+        storage = self._slot_storage[index]
+        if name in self.full_precision_state and storage != "float64":
+            return "float32"
+        return storage
+
     def _check_storage(self, slots):
         """Refuse storage options that ``slots`` cannot take, before anything is built on them."""
         for slot in slots:
@@ -257,7 +266,7 @@ class Optimizer:
         n = self._layout.slots[index].param.size
         layout = {}
         for name in self.state_arrays:
-            layout.update(_storage.state_layout(name, n, self._slot_storage[index]))
+            layout.update(_storage.state_layout(name, n, self._array_storage(index, name)))
         if self.master_weights:
             layout[_storage.MASTER] = ((n,), _storage.FLOAT32)
         return layout
@@ -375,10 +384,10 @@ class Optimizer:
     def _bind(self, index, grad, state, group):
         """Bind slot ``index``'s kernel afresh; state arrays it needs but lacks are created, not yet stored."""
         param = self._layout.slots[index].param
-        storage = self._slot_storage[index]
         new_arrays = {}
         arrays, used = [], []
         for name, needed in zip(self.state_arrays, self._needed(group)):
+            storage = self._array_storage(index, name)
             keys = (name, name + _storage.ABSMAX_SUFFIX) if storage == "int8" else (name,)
             held = tuple(state.get(key) for key in keys) if needed else None
             if needed and held[0] is None:
@@ -409,17 +418,13 @@ class Optimizer:
 
     def _new_state(self, name, n, storage, value):
         """State array ``name`` of ``n`` elements at its first use, in ``storage``, holding ``value`` (a number
-        for every element, or an array to convert): a tuple with the array, or for int8 the codes and their
-        absmax (a number is encoded once, as a block's largest element, which a block holds exactly, without
-        a float32 array of the full size)."""
-        signed = next(s.signed for s in RULES[self.rule].state if s.name == name)
+        for every element, or, in float storage, an array to convert): a tuple with the array, or for int8 the
+        codes and their absmax (each block encodes the number as the block's largest element, which it holds
+        exactly, without a float32 array of the full size)."""
         if storage != "int8":
             dtype = _storage.state_layout(name, n, storage)[name][1]
             return (np.array(value, dtype=dtype) if np.ndim(value) else np.full(n, value, dtype=dtype),)
-        if np.ndim(value):
-            codes, top = np.empty(n, np.uint8), np.empty(_storage.absmax_length(n), np.float32)
-            quantize_blockwise(np.asarray(value, np.float32), codes, top, signed, get_num_threads())
-            return codes, top
+        signed = next(s.signed for s in RULES[self.rule].state if s.name == name)
         code, top = np.zeros(1, np.uint8), np.zeros(1, np.float32)
         quantize_blockwise(np.array([value], np.float32), code, top, signed)  # a block of one: its largest value
         return np.full(n, code[0], np.uint8), np.full(_storage.absmax_length(n), top[0], np.float32)
@@ -568,11 +573,11 @@ class Optimizer:
         if saved:
             needed = [key for name, use in zip(self.state_arrays, self._needed(group))
                       if use and name not in self.switchable_state
-                      for key in _storage.state_layout(name, 0, self._slot_storage[index])]
+                      for key in _storage.state_layout(name, 0, self._array_storage(index, name))]
             needed += [_storage.MASTER] if self.master_weights else []  # made with the slot's first state
             missing = [key for key in scalars + tuple(needed) if key not in saved]
             missing += [f"{name}{_storage.ABSMAX_SUFFIX}" for name in self.state_arrays  # int8: codes and absmax
-                        if self._slot_storage[index] == "int8" and name in saved
+                        if self._array_storage(index, name) == "int8" and name in saved
                         and f"{name}{_storage.ABSMAX_SUFFIX}" not in saved]
             missing += [name for name in self.state_arrays
                         if f"{name}{_storage.ABSMAX_SUFFIX}" in saved and name not in saved]

@@ -8,6 +8,8 @@ third: ``z`` (the base iterate, a state array), ``x`` (a running average of
 stored, since ``x = lerp(y, z, 1 - 1/beta)``: :meth:`eval` and
 :meth:`train` move the parameters between the two in one fused pass.
 """
+import numpy as np
+
 from fastopt import _storage
 from fastopt._kernels import bf16_round, lerp
 from fastopt._threads import get_num_threads
@@ -24,14 +26,21 @@ _SCHEDULE_FREE_NOTES = """    The parameters hold :math:`y` while training: call
     :func:`fastopt.fit` calls :meth:`train` before each epoch's batches and
     :meth:`eval` after them, so validation, ``restore_best`` and the model
     it returns see the evaluation point.  ``state_dict()`` and checkpoints
-    keep the mode, so a resumed run continues exactly.  The gradient is
-    read, never changed (the package divides ``p.grad`` in place).
+    keep the mode (a ``state_dict`` without ``"train_mode"`` loads as
+    training mode), so a resumed run continues exactly as the unsaved run
+    would.  The gradient is read, never changed (the package divides
+    ``p.grad`` in place).
 
-    State per slot: ``step``, ``weight_sum`` and ``lr_max`` (floats: the
-    package keeps them, and the step count ``k``, per parameter group),
-    ``z`` (a copy of the parameters at the slot's first step){more}.
-    ``state_dtype="int8"`` keeps ``z`` in 8 bits too, which loses far more
-    than it does for a moment estimate: prefer ``"bfloat16"`` or float32.
+    State per slot: ``step``, ``weight_sum`` and ``lr_max`` (floats) and
+    ``z`` (a copy of the parameters at the slot's first step){more}.  The
+    package keeps the step count and the two sums per parameter group; here
+    each slot keeps its own, which is the same while every slot steps every
+    time, and differs for a slot given no gradient (``None``) on some steps
+    or added later with ``add_param_group``.  ``z`` is the base iterate, the
+    weights themselves, so ``state_dtype`` leaves it in float32 (float64
+    with float64 parameters): with bfloat16 parameters, updates smaller than
+    their resolution still accumulate there, and int8 or bfloat16 storage
+    applies to the moment estimate only.
 """
 
 
@@ -39,6 +48,7 @@ class _ScheduleFree(Optimizer):
     """What SGDScheduleFree and AdamWScheduleFree share: the ``train()``/``eval()`` switch and ``z``'s start."""
 
     state_scalars = ("step", "weight_sum", "lr_max")
+    full_precision_state = ("z",)  # the base iterate: the weights themselves, not a statistic
 
     def __init__(self, params, defaults, **options):
         super().__init__(params, defaults, **options)
@@ -83,29 +93,49 @@ class _ScheduleFree(Optimizer):
     def _switch(self, weight_of):
         """Every slot with a ``z``: parameters = lerp(parameters, z, weight_of(its group's beta)), in one pass.
 
-        Every group's beta is checked before anything moves (one set in place, after construction, may be 0).
+        Every group's beta (one set in place after construction may be 0) and every array the passes read or
+        write are checked before anything moves, so a refused switch changes nothing.
         """
         weights = [weight_of(self._checked_beta(group)) for group in self.param_groups]
-        threads = get_num_threads()
+        passes = []
         for index, slot in enumerate(self._layout.slots):
             state = self.state[index]
             if "z" not in state:  # never stepped: y = x = z
                 continue
-            z = state["z"]
-            if self._slot_storage[index] == "int8":
-                z = (z, state["z" + _storage.ABSMAX_SUFFIX])
+            layout = self.state_layout(index)
+            keys = ("z", _storage.MASTER) if self.master_weights and _storage.MASTER in state else ("z",)
+            for key in keys:
+                array, (shape, dtype) = state[key], layout[key]
+                if not (isinstance(array, np.ndarray) and array.shape == shape and array.dtype == dtype
+                        and array.flags.c_contiguous and array.flags.writeable):
+                    got = f"{array.dtype}{list(array.shape)}" if isinstance(array, np.ndarray) else type(array).__name__
+                    raise ValueError(f"state {key!r} of {slot.name} must be a writeable contiguous "
+                                     f"{dtype}{list(shape)} array, got {got}")
             master = state.get(_storage.MASTER) if self.master_weights else None
-            lerp(slot.param if master is None else master, z, weights[self._slot_group[index]], True, threads)
+            passes.append((slot.param, master, state["z"], weights[self._slot_group[index]]))
+        threads = get_num_threads()
+        for param, master, z, weight in passes:
+            lerp(param if master is None else master, z, weight, True, threads)
             if master is not None:
-                bf16_round(master, slot.param, None, threads)
+                bf16_round(master, param, None, threads)
 
     def step(self, grads=None):
-        if not self._training:
-            raise RuntimeError(f"{type(self).__name__} is in evaluation mode (its parameters hold the averaged "
-                               "point); call train() before step()")
-        return super().step(grads)
+        with self._exclusive():  # the mode cannot change between the check and the step
+            if not self._training:
+                raise RuntimeError(f"{type(self).__name__} is in evaluation mode (its parameters hold the "
+                                   "averaged point); call train() before step()")
+            return super().step(grads)
 
-    step.__doc__ = Optimizer.step.__doc__
+    step.__doc__ = Optimizer.step.__doc__.replace('''
+        Returns
+        -------''', '''
+        Raises
+        ------
+        RuntimeError
+            In evaluation mode (after :meth:`eval`, before :meth:`train`).
+
+        Returns
+        -------''')
 
     def _initial_value(self, name, group, param):
         return param if name == "z" else 0.0

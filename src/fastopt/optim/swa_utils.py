@@ -187,7 +187,7 @@ def update_bn(batches, forward, layers):
     running mean and variance of every layer that keeps them, switches it
     to a cumulative average (``momentum=None``: each batch weighs the same)
     in training mode, calls ``forward`` on every batch, and restores each
-    layer's momentum and mode.
+    layer's momentum and mode (and, if ``forward`` raises, its statistics).
 
     Parameters
     ----------
@@ -215,11 +215,15 @@ def update_bn(batches, forward, layers):
     array([3., 4.])
     """
     check_callable("forward", forward)
+    if isinstance(batches, np.ndarray):
+        raise TypeError("batches must be an iterable of batches, not one array (which would be walked row by "
+                        "row): pass fastopt.minibatches(X, batch_size=...) or [X]")
     layers = [layers] if isinstance(layers, BatchNorm) else list(_layers(layers))
     tracked = [layer for layer in layers if layer.track_running_stats]
     if not tracked:
         return
-    saved = [(layer.momentum, layer.training) for layer in tracked]
+    saved = [(layer.momentum, layer.training, layer.running_mean.copy(), layer.running_var.copy(),
+              layer.num_batches_tracked) for layer in tracked]
     for layer in tracked:
         layer.reset_running_stats()
         layer.momentum = None
@@ -227,8 +231,12 @@ def update_bn(batches, forward, layers):
     try:
         for batch in batches:
             forward(batch[0] if isinstance(batch, (tuple, list)) else batch)
+    except BaseException:  # the statistics as they were: a half-gathered average is no statistic
+        for layer, (_, _, mean, var, count) in zip(tracked, saved):
+            layer.running_mean[...], layer.running_var[...], layer.num_batches_tracked = mean, var, count
+        raise
     finally:
-        for layer, (momentum, training) in zip(tracked, saved):
+        for layer, (momentum, training, *_) in zip(tracked, saved):
             layer.momentum, layer.training = momentum, training
 
 
