@@ -312,3 +312,95 @@ def test_a_bad_mask_is_refused(mask, error, match):
     ps = fastopt.ParamSet({"W": (2, 2), "b": 2})
     with pytest.raises(error, match=match):
         ps.masked(mask)
+
+
+# ------------------------------------------------------------------ Accumulate
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("every", [1, 3, 4])
+def test_accumulate_steps_the_rule_on_the_running_mean(every, n, threads, dtype, rng):
+    p0 = rng.standard_normal(n).astype(dtype)
+    grads = [rng.standard_normal(n).astype(dtype) for _ in range(2 * every + 1)]
+    p = p0.copy()
+    opt = fastopt.Accumulate(fastopt.Adam([p], lr=0.01), every=every)
+    with fastopt.threads(threads):
+        updates = [opt.step([g]) for g in grads]
+    assert updates == ([False] * (every - 1) + [True]) * 2 + [every == 1]
+    expected, m, v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+    for t in (1, 2):
+        window = grads[(t - 1) * every:t * every]
+        mean = window[0].copy()
+        for k, g in enumerate(window[1:], 1):
+            mean = reference._lerp(mean, g, 1.0 / (k + 1))
+        expected, m, v, _ = reference.adam(expected, mean, m, v, np.zeros_like(p0), t, lr=0.01)
+    if every == 1:
+        expected, m, v, _ = reference.adam(expected, grads[-1], m, v, np.zeros_like(p0), 3, lr=0.01)
+    assert_bitwise_equal(p, expected)
+    assert opt.state[0]["step"] == (3 if every == 1 else 2)
+    saved = opt.state_dict()["state"][0]
+    assert saved["accumulate_count"] == (0 if every == 1 else 1)
+
+
+def test_accumulated_sgd_equals_one_step_on_the_full_batch():
+    """The mean of the micro-batch gradients of a least-squares loss is the full batch's gradient."""
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((32, 4)), rng.standard_normal(32)
+    w_full, w_micro = np.zeros(4), np.zeros(4)
+    full = fastopt.SGD([w_full], lr=0.1, momentum=0.9)
+    micro = fastopt.Accumulate(fastopt.SGD([w_micro], lr=0.1, momentum=0.9), every=4)
+    for _ in range(5):
+        full.step([X.T @ (X @ w_full - y) / 32])
+        for part in range(4):
+            Xb, yb = X[8 * part:8 * part + 8], y[8 * part:8 * part + 8]
+            micro.step([Xb.T @ (Xb @ w_micro - yb) / 8])
+    np.testing.assert_allclose(w_micro, w_full, rtol=1e-12)
+
+
+def test_accumulate_resumes_exactly_mid_window_from_a_checkpoint(tmp_path, rng):
+    grads = [rng.standard_normal(6) for _ in range(10)]
+
+    def make():
+        ps = fastopt.ParamSet({"w": np.linspace(0, 1, 6)})
+        return ps, fastopt.Accumulate(fastopt.AdamW(ps, lr=0.05), every=3)
+
+    ps, opt = make()
+    _train(opt, ps, grads)
+    ps1, opt1 = make()
+    _train(opt1, ps1, grads[:5])  # one update and two micro-batches in the mean
+    fastopt.save(tmp_path / "c.npz", ps1, opt1)
+    ps2, opt2 = make()
+    fastopt.load(tmp_path / "c.npz", ps2, opt2)
+    _train(opt2, ps2, grads[5:])
+    assert_bitwise_equal(ps2.data, ps.data)
+
+
+def test_accumulate_skips_a_nonfinite_mean_and_starts_a_new_window():
+    p = np.zeros(2)
+    inner = fastopt.SGD([p], lr=1.0, skip_nonfinite=True)
+    opt = fastopt.Accumulate(inner, every=2)
+    assert opt.step([np.array([np.nan, 1.0])]) is False
+    assert opt.step([np.ones(2)]) is False and inner.skipped_steps == 1
+    assert opt.step([np.ones(2)]) is False  # a fresh window: one micro-batch so far
+    assert opt.step([3 * np.ones(2)]) is True
+    np.testing.assert_array_equal(p, -2.0)
+
+
+def test_accumulate_trains_with_fit_and_refuses_bad_arguments():
+    X = np.tile([1.0, -2.0], (16, 1))
+
+    class Model:
+        params = fastopt.ParamSet({"w": np.zeros(2)})
+
+        def loss_and_grad(self, X, y):
+            diff = self.params.data - X.mean(axis=0)
+            self.params.grad[:] = diff  # overwritten every batch, as fastopt models do
+            return 0.5 * float(diff @ diff)
+
+    model = Model()
+    opt = fastopt.Accumulate(fastopt.Adam(model.params, lr=0.1), every=2)
+    history = fastopt.fit(model, opt, X, None, epochs=40, batch_size=4, progress=False)
+    assert history.train_loss[-1] < 1e-3 * history.train_loss[0]
+    assert opt.optimizer.state[0]["step"] == 40 * 4 // 2
+    with pytest.raises(ValueError, match="every"):
+        fastopt.Accumulate(opt.optimizer, every=0)
+    assert "every=2" in repr(opt)

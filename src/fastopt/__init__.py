@@ -23,8 +23,8 @@ from fastopt.checkpoint import CheckpointError, load, save
 from fastopt import datasets
 from fastopt.data import minibatches, num_batches, train_test_split
 from fastopt.optim import (
-    ADOPT, SGD, AdEMAMix, Adadelta, Adagrad, Adam, Adamax, AdamW, AdamWScheduleFree, Lion, Lookahead, NAdam, Optimizer,
-    RAdam, RMSprop, SGDScheduleFree,
+    ADOPT, SGD, Accumulate, AdEMAMix, Adadelta, Adagrad, Adam, Adamax, AdamW, AdamWScheduleFree, Lion, Lookahead,
+    NAdam, Optimizer, RAdam, RMSprop, SGDScheduleFree,
 )
 from fastopt.paramset import ParamSelection, ParamSet
 from fastopt.second_order import minimize
@@ -37,6 +37,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "ADOPT",
+    "Accumulate",
     "AdEMAMix",
     "Adadelta",
     "Adagrad",

@@ -91,7 +91,7 @@ def build_parser():
                                             "optimizer; print accuracy and step times against NumPy")
     demo.add_argument("--optimizers", help="comma-separated subset of: sgd-momentum,adagrad,rmsprop,adam,adamw,"
                                            "adopt,ademamix,sgd-schedulefree,adamw-schedulefree,lookahead-adamw,"
-                                           "adamw-swa")
+                                           "adamw-swa,adamw-accumulate")
     demo.add_argument("--epochs", type=int, default=30)
     demo.add_argument("--batch-size", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)

@@ -72,7 +72,7 @@ import numpy as np
 from fastopt._locks import holding
 from fastopt._storage import BFLOAT16
 from fastopt._validation import integer
-from fastopt.optim.lookahead import OptimizerWrapper
+from fastopt.optim._wrapper import OptimizerWrapper
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import ParamSet
 

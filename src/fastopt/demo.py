@@ -49,12 +49,15 @@ OPTIMIZERS = {
     "adamw-schedulefree": ("AdamWScheduleFree", dict(lr=3e-3, warmup_steps=50), None),
     "lookahead-adamw": ("AdamW", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), None),
     "adamw-swa": ("AdamW", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), None),
+    "adamw-accumulate": ("AdamW", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), None),
 }
 # Those that train without the schedule (their warmup is their own) and evaluate at their averaged point, with
 # the batch-norm statistics recomputed there.
 SCHEDULE_FREE = ("sgd-schedulefree", "adamw-schedulefree")
-# Those whose optimizer is wrapped: name -> the wrapper's settings
-LOOKAHEAD = {"lookahead-adamw": dict(k=5, alpha=0.5)}
+# Those whose optimizer is wrapped: name -> (the wrapper, its settings); Accumulate's updates come every 2
+# batches, each on the mean gradient of 128 rows
+WRAPPERS = {"lookahead-adamw": ("Lookahead", dict(k=5, alpha=0.5)),
+            "adamw-accumulate": ("Accumulate", dict(every=2))}
 # Those that average the weights of the last epochs (SWA: one update per epoch from this epoch of 30 on, scaled
 # to the run's length) and end at the average, with the batch-norm statistics recomputed there
 AVERAGED_FROM = {"adamw-swa": 20 / 30}
@@ -156,8 +159,9 @@ def run(optimizers=tuple(OPTIMIZERS), *, epochs=30, batch_size=64, hidden=128, s
         cls_name, hyper, rule = OPTIMIZERS[name]
         model = MLP(X.shape[1], hidden, 10, seed=seed)
         opt = getattr(fastopt, cls_name)(model.params, **hyper)
-        if name in LOOKAHEAD:
-            opt = fastopt.Lookahead(opt, **LOOKAHEAD[name])
+        if name in WRAPPERS:
+            wrapper, settings = WRAPPERS[name]
+            opt = getattr(fastopt, wrapper)(opt, **settings)
         sched = None if name in SCHEDULE_FREE else _schedule(opt, epochs)
         average = AveragedModel(model.params) if name in AVERAGED_FROM else None
         first = int(AVERAGED_FROM.get(name, 0) * epochs)

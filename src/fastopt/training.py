@@ -43,7 +43,7 @@ import numpy as np
 
 from fastopt._validation import bounded_real, check_callable, choice, flag, integer, random_generator
 from fastopt.data import _as_aligned_arrays, minibatches, num_batches
-from fastopt.optim.lookahead import OptimizerWrapper
+from fastopt.optim._wrapper import OptimizerWrapper
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import ParamSet
 

@@ -11,7 +11,9 @@ from fastopt.optim.adamax import Adamax
 from fastopt.optim.ademamix import AdEMAMix
 from fastopt.optim.adopt import ADOPT
 from fastopt.optim.lion import Lion
-from fastopt.optim.lookahead import Lookahead, OptimizerWrapper
+from fastopt.optim._wrapper import OptimizerWrapper
+from fastopt.optim.accumulate import Accumulate
+from fastopt.optim.lookahead import Lookahead
 from fastopt.optim.nadam import NAdam
 from fastopt.optim.optimizer import Optimizer
 from fastopt.optim.radam import RAdam
@@ -19,4 +21,4 @@ from fastopt.optim.rmsprop import RMSprop
 from fastopt.optim.schedule_free import AdamWScheduleFree, SGDScheduleFree
 from fastopt.optim.sgd import SGD
 
-__all__ = ["ADOPT", "AdEMAMix", "Adadelta", "Adagrad", "Adam", "AdamW", "AdamWScheduleFree", "Adamax", "Lion", "Lookahead", "NAdam", "Optimizer", "OptimizerWrapper", "RAdam", "RMSprop", "SGD", "SGDScheduleFree", "lr_scheduler", "swa_utils"]
+__all__ = ["ADOPT", "Accumulate", "AdEMAMix", "Adadelta", "Adagrad", "Adam", "AdamW", "AdamWScheduleFree", "Adamax", "Lion", "Lookahead", "NAdam", "Optimizer", "OptimizerWrapper", "RAdam", "RMSprop", "SGD", "SGDScheduleFree", "lr_scheduler", "swa_utils"]

@@ -1,149 +1,10 @@
-"""Wrappers around a fastopt optimizer: the bookkeeping they share, and Lookahead."""
+"""Lookahead (Zhang et al., 2019) around any fastopt optimizer."""
 import numpy as np
 
-from fastopt import _storage
-from fastopt._kernels import bf16_round, lerp
+from fastopt._kernels import lerp
 from fastopt._threads import get_num_threads
 from fastopt._validation import integer, unit_interval
-from fastopt.optim.optimizer import Optimizer
-from fastopt.optim._stepping import MAX_STEP
-
-
-class OptimizerWrapper:
-    """Base class of the wrappers that take a fastopt optimizer and add to its step.
-
-    The wrapped optimizer (``optimizer``) keeps its parameter groups (which
-    schedules set: ``param_groups`` and ``lr`` are its own), its per-slot
-    state and its locks.  A wrapper keeps per-slot state of its own under
-    the keys ``wrapper_arrays`` and ``wrapper_scalars`` (prefixed with its
-    name, so they never meet the rule's), which :meth:`state_dict` merges
-    into the wrapped optimizer's per-slot state and :meth:`load_state_dict`
-    takes out again: so ``fastopt.save``/``fastopt.load`` checkpoint a
-    wrapper as they do an optimizer, and resuming gives the same bits.
-    """
-
-    wrapper_arrays = ()   # per-slot arrays, as large as the slot: (key, ...)
-    wrapper_scalars = ()  # per-slot counts: (key, ...)
-
-    def __init__(self, optimizer):
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(self).__name__} wraps a fastopt.optim.Optimizer, got {type(optimizer).__name__}")
-        self.optimizer = optimizer
-        self._extra = [{} for _ in optimizer.state]  # per slot: this wrapper's state
-
-    # What schedules, fit and checkpoints see: the wrapped optimizer's.
-    @property
-    def param_groups(self):
-        """The wrapped optimizer's parameter groups."""
-        return self.optimizer.param_groups
-
-    @property
-    def defaults(self):
-        return self.optimizer.defaults
-
-    @property
-    def state(self):
-        """The wrapped optimizer's per-slot state (this wrapper's own is in :meth:`state_dict`)."""
-        return self.optimizer.state
-
-    @property
-    def lr(self):
-        """The wrapped optimizer's learning rate (see :attr:`fastopt.optim.Optimizer.lr`)."""
-        return self.optimizer.lr
-
-    @lr.setter
-    def lr(self, value):
-        self.optimizer.lr = value
-
-    @property
-    def _layout(self):
-        return self.optimizer._layout
-
-    @property
-    def state_scalars(self):
-        return tuple(self.optimizer.state_scalars) + self.wrapper_scalars
-
-    def state_layout(self, index):
-        """The wrapped optimizer's ``state_layout(index)`` and this wrapper's arrays."""
-        layout = dict(self.optimizer.state_layout(index))
-        for key in self.wrapper_arrays:
-            layout[key] = ((self._layout.slots[index].param.size,), self._array_dtype(index))
-        return layout
-
-    def _array_dtype(self, index):
-        """The dtype of this wrapper's arrays of slot ``index``: the master copy's (float32), else the parameters'."""
-        return _storage.FLOAT32 if self.optimizer.master_weights else self._layout.slots[index].param.dtype
-
-    def _truth(self, index):
-        """The array that holds slot ``index``'s parameters at full precision: its master copy, else the parameters."""
-        master = self.optimizer.state[index].get(_storage.MASTER) if self.optimizer.master_weights else None
-        return self._layout.slots[index].param if master is None else master
-
-    def _written(self, index, threads):
-        """After writing :meth:`_truth` of slot ``index``: round a master copy into the bfloat16 parameters."""
-        truth = self._truth(index)
-        param = self._layout.slots[index].param
-        if truth is not param:
-            bf16_round(truth, param, None, threads)
-
-    def zero_grad(self):
-        self.optimizer.zero_grad()
-
-    def state_dict(self):
-        """The wrapped optimizer's state_dict, with this wrapper's per-slot state in its slots' entries."""
-        with self.optimizer._exclusive():
-            saved = self.optimizer.state_dict()
-            for index, extra in enumerate(self._extra):
-                if extra:
-                    saved["state"].setdefault(index, {}).update(
-                        {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in extra.items()})
-            return saved
-
-    def load_state_dict(self, state_dict):
-        """Restore a snapshot of :meth:`state_dict`; everything is checked before anything changes."""
-        with self.optimizer._exclusive():
-            if not isinstance(state_dict, dict) or "state" not in state_dict:
-                raise TypeError("state_dict must be a dict with 'state' and 'param_groups', as state_dict() returns")
-            inner_state, extra = {}, [{} for _ in self.optimizer.state]
-            mine = set(self.wrapper_arrays) | set(self.wrapper_scalars)
-            for key, saved in dict(state_dict["state"]).items():
-                index = self.optimizer._slot_index(key)
-                if not isinstance(saved, dict):
-                    raise TypeError(f"state for slot {index} in the state_dict must be a dict")
-                extra[index] = self._checked_extra(index, {k: v for k, v in saved.items() if k in mine})
-                rest = {k: v for k, v in saved.items() if k not in mine}
-                if rest:
-                    inner_state[key] = rest
-            self.optimizer.load_state_dict({**state_dict, "state": inner_state})
-            self._extra = extra
-
-    def _checked_extra(self, index, saved):
-        """Slot ``index``'s wrapper state from a state_dict, checked: all of it or none, each of its shape."""
-        if saved and set(saved) != set(self.wrapper_arrays) | set(self.wrapper_scalars):
-            raise ValueError(f"{type(self).__name__} state of slot {index} must hold all of "
-                             f"{self.wrapper_arrays + self.wrapper_scalars} or none, got {sorted(saved)}")
-        checked = {}
-        layout = self.state_layout(index)
-        for key, value in saved.items():
-            if key in self.wrapper_arrays:
-                array = np.asarray(value)
-                shape, dtype = layout[key]
-                if array.shape != shape or array.dtype != dtype:
-                    raise ValueError(f"state {key!r} of slot {index} is {array.dtype}{list(array.shape)} in the "
-                                     f"state_dict, expected {dtype}{list(shape)}")
-                checked[key] = array.copy()
-            else:
-                checked[key] = integer(f"state {key!r} of slot {index}", value, 0)
-                if checked[key] >= MAX_STEP:
-                    raise ValueError(f"state {key!r} of slot {index} must be below 2**63 - 1, got {value!r}")
-        return checked
-
-    def __repr__(self):
-        inner = "\n".join("    " + line for line in repr(self.optimizer).splitlines())
-        return f"{type(self).__name__}({self._settings()},\n{inner}\n)"
-
-    def _settings(self):
-        return ""
+from fastopt.optim._wrapper import OptimizerWrapper
 
 
 class Lookahead(OptimizerWrapper):
@@ -209,14 +70,14 @@ class Lookahead(OptimizerWrapper):
         """
         inner = self.optimizer
         with inner._exclusive():
-            if len(self._extra) != len(inner.state):  # add_param_group on the wrapped optimizer
-                self._extra += [{} for _ in range(len(inner.state) - len(self._extra))]
-            stepping = [i for i, g in enumerate(inner._layout.gradients(grads)) if g is not None]
+            self._follow_groups()
+            slot_grads = inner._layout.gradients(grads)
+            stepping = [i for i, g in enumerate(slot_grads) if g is not None]
             for i in stepping:
                 if not self._extra[i]:
                     self._extra[i] = {"lookahead_slow": np.array(self._truth(i), dtype=self._array_dtype(i)),
                                       "lookahead_count": 0}
-            if not inner.step(grads):
+            if not inner._step_slots(slot_grads):
                 return False
             threads = get_num_threads()
             for i in stepping:

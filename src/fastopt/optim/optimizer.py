@@ -342,14 +342,17 @@ class Optimizer:
         lock = self._lock
         with lock:
             if lock is self._lock:  # (the body is inline: a step on a small model costs a few microseconds)
-                grads = self._layout.gradients(grads)
-                num_threads = get_num_threads()
-                if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
-                    self.skipped_steps += 1
-                    return False
-                step_slots(self, grads, num_threads)
-                return True
+                return self._step_slots(self._layout.gradients(grads))
         return self.step(grads)  # add_param_group replaced the locks while this thread waited: again
+
+    def _step_slots(self, grads):
+        """:meth:`step` on one gradient array (or None) per slot, checked; the caller holds the locks."""
+        num_threads = get_num_threads()
+        if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
+            self.skipped_steps += 1
+            return False
+        step_slots(self, grads, num_threads)
+        return True
 
     @contextlib.contextmanager
     def _exclusive(self):

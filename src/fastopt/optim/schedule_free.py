@@ -119,12 +119,14 @@ class _ScheduleFree(Optimizer):
             if master is not None:
                 bf16_round(master, param, None, threads)
 
+    def _step_slots(self, grads):
+        if not self._training:  # checked under the step's locks: the mode cannot change before the update
+            raise RuntimeError(f"{type(self).__name__} is in evaluation mode (its parameters hold the averaged "
+                               "point); call train() before step()")
+        return super()._step_slots(grads)
+
     def step(self, grads=None):
-        with self._exclusive():  # the mode cannot change between the check and the step
-            if not self._training:
-                raise RuntimeError(f"{type(self).__name__} is in evaluation mode (its parameters hold the "
-                                   "averaged point); call train() before step()")
-            return super().step(grads)
+        return super().step(grads)
 
     step.__doc__ = Optimizer.step.__doc__.replace('''
         Returns
