@@ -16,14 +16,12 @@ import numpy as np
 import pytest
 
 import fastopt
+from trajectory import gradient, problem
 
 torch = pytest.importorskip("torch")
 
 STEPS = 300
 
-
-def gradient(p, scale, target):
-    return scale * p + 0.5 * np.sin(3.0 * p) - target
 
 
 def adopt_reference(params, lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, weight_decay=0.0, decouple=False, clip=True,
@@ -106,11 +104,7 @@ CASES = [
 
 @pytest.mark.parametrize("name, config", CASES, ids=[f"{n}-{c}" for n, c in CASES])
 def test_300_steps_match_the_reference_algorithm(name, config):
-    rng = np.random.default_rng(2024)
-    shapes = [(7, 5), (11,)]
-    inits = [rng.standard_normal(s) for s in shapes]
-    scales = [rng.uniform(0.5, 2.0, s) for s in shapes]
-    targets = [rng.standard_normal(s) for s in shapes]
+    inits, scales, targets = problem()
     sign = -1.0 if config.get("maximize") else 1.0  # maximize: climb -f, which has the same stable point
 
     ours = [p.copy() for p in inits]

@@ -12,12 +12,10 @@ from fastopt._storage import BFLOAT16
 from fastopt.nn import BatchNorm
 from fastopt.optim.swa_utils import update_bn
 from test_kernels import assert_bitwise_equal
+from trajectory import gradient, problem
 
 CLASSES = {"SGDScheduleFree": fastopt.SGDScheduleFree, "AdamWScheduleFree": fastopt.AdamWScheduleFree}
 
-
-def gradient(p, scale, target):
-    return scale * p + 0.5 * np.sin(3.0 * p) - target
 
 
 # At lr 0.01 and beta1 0.5 the AdamW trajectory still contracts; at 0.05 it oscillates and amplifies an ulp of
@@ -38,11 +36,7 @@ def test_300_steps_match_the_schedulefree_package(name, config):
     package's own optimizer (foreach=False: its per-tensor path) at every step, in both modes."""
     torch = pytest.importorskip("torch")
     schedulefree = pytest.importorskip("schedulefree")
-    rng = np.random.default_rng(2024)
-    shapes = [(7, 5), (11,)]
-    inits = [rng.standard_normal(s) for s in shapes]
-    scales = [rng.uniform(0.5, 2.0, s) for s in shapes]
-    targets = [rng.standard_normal(s) for s in shapes]
+    inits, scales, targets = problem()
     ours = [p.copy() for p in inits]
     opt = CLASSES[name](ours, **config)
     theirs = [torch.tensor(p) for p in inits]

@@ -8,6 +8,7 @@ trajectory instead of washing out; the largest relative difference over all
 import numpy as np
 import pytest
 from test_kernels import CASES
+from trajectory import gradient, problem
 
 torch = pytest.importorskip("torch")
 
@@ -23,9 +24,6 @@ def float64_default():
     torch.set_default_dtype(before)
 
 
-def gradient(p, scale, target):
-    return scale * p + 0.5 * np.sin(3.0 * p) - target
-
 
 # Rules that torch.optim lacks (Lion) have no trajectory to follow.
 @pytest.mark.parametrize("name, config", [c for c in CASES if hasattr(torch.optim, c.values[0])])
@@ -37,11 +35,7 @@ def test_300_steps_match_torch(name, config):
         # large step sizes this problem is chaotic (Adam with lr=0.1, betas=(0.3, 0.9) amplifies a
         # 2e-16 difference to 2e-8 in 225 steps), at 0.01 it contracts and the ulp stays an ulp.
         config = {**config, "lr": 0.01}
-    rng = np.random.default_rng(2024)
-    shapes = [(7, 5), (11,)]
-    inits = [rng.standard_normal(s) for s in shapes]
-    scales = [rng.uniform(0.5, 2.0, s) for s in shapes]
-    targets = [rng.standard_normal(s) for s in shapes]
+    inits, scales, targets = problem()
 
     ours = [p.copy() for p in inits]
     opt = getattr(fastopt, name)(ours, **config)
