@@ -67,10 +67,11 @@ def test_lookahead_with_bfloat16_master_weights_moves_the_master_copy():
     inner = fastopt.SGD([p], lr=0.05, master_weights=True)
     opt = fastopt.Lookahead(inner, k=2, alpha=0.5)
     g = np.ones(300, BFLOAT16)
+    p0 = sr.bf16_widen(p)
     opt.step([g])
     slow = opt.state_dict()["state"][0]["lookahead_slow"]
-    assert slow.dtype == np.float32
-    master = inner.state[0]["master_param"]
+    assert_bitwise_equal(slow, p0)  # the slow weights start as the parameters, in float32
+    master = inner.state[0]["master_param"].copy()
     opt.step([g])
     expected = reference._lerp(slow, reference.sgd(master.copy(), sr.bf16_widen(g), None, lr=0.05)[0], 0.5)
     assert_bitwise_equal(inner.state[0]["master_param"], expected)
@@ -225,10 +226,11 @@ def test_averaged_model_swaps_saves_and_refuses():
     avg.update_parameters()
     ps.data[:] = 10.0
     avg.update_parameters()
-    np.testing.assert_array_equal(avg.averaged.data, 0.5 * (np.arange(4.0) + 10.0))
+    np.testing.assert_array_equal(avg.average, 0.5 * (np.arange(4.0) + 10.0))
+    assert np.shares_memory(avg.averaged["w"], avg.average)
     with avg.swapped() as swapped:
         assert swapped is ps
-        np.testing.assert_array_equal(ps.data, avg.averaged.data)
+        np.testing.assert_array_equal(ps.data, avg.average)
         with pytest.raises(RuntimeError, match="inside swapped"):
             avg.update_parameters()
         with pytest.raises(RuntimeError, match="already"):
@@ -238,10 +240,15 @@ def test_averaged_model_swaps_saves_and_refuses():
     saved = avg.state_dict()
     other = AveragedModel(ps, decay=0.5)
     other.load_state_dict(saved)
-    assert other.n_averaged == 2 and np.array_equal(other.averaged.data, avg.averaged.data)
+    assert other.n_averaged == 2 and np.array_equal(other.average, avg.average)
     with pytest.raises(ValueError, match="expected float64"):
-        other.load_state_dict({"n_averaged": 1, "averaged": np.zeros(3)})
+        other.load_state_dict({"n_averaged": 1, "decay": 0.5, "average": np.zeros(3)})
+    with pytest.raises(ValueError, match="decay=0.9"):
+        other.load_state_dict({**saved, "decay": 0.9})
     assert other.n_averaged == 2
+    with pytest.raises(RuntimeError, match="no average yet"):
+        with AveragedModel(ps).swapped():
+            pass
     with pytest.raises(TypeError, match="ParamSet"):
         AveragedModel(np.zeros(3))
     with pytest.raises(ValueError, match="decay"):
@@ -404,3 +411,56 @@ def test_accumulate_trains_with_fit_and_refuses_bad_arguments():
     with pytest.raises(ValueError, match="every"):
         fastopt.Accumulate(opt.optimizer, every=0)
     assert "every=2" in repr(opt)
+
+
+def test_lookahead_keeps_bfloat16_slow_weights_in_float32_with_stochastic_rounding():
+    p = np.ones(20000, BFLOAT16)
+    opt = fastopt.Lookahead(fastopt.SGD([p], lr=1e-4, stochastic_rounding=True), k=5, alpha=0.5)
+    for _ in range(1000):
+        opt.step([np.ones(20000, BFLOAT16)])
+    slow = opt.state_dict()["state"][0]["lookahead_slow"]
+    assert slow.dtype == np.float32
+    assert float(np.mean(slow)) == pytest.approx(0.95, abs=0.003)  # half the SGD path of 0.1: none of it lost
+
+
+def test_a_bfloat16_ema_keeps_its_small_steps():
+    ps = fastopt.ParamSet({"w": np.ones(4)}, dtype=BFLOAT16)
+    ema = AveragedModel(ps, decay=0.999)
+    ema.update_parameters()
+    ps.data[:] = 2.0
+    for _ in range(2000):
+        ema.update_parameters()
+    assert ema.average.dtype == np.float32
+    np.testing.assert_allclose(ema.average, 2.0 - 0.999**2000, rtol=1e-4)
+    with ema.swapped():
+        assert ps.data.dtype == BFLOAT16 and float(ps.data[0]) == pytest.approx(1.8648, abs=0.01)
+
+
+def test_wrappers_refuse_schedule_free_optimizers_and_forward_the_rest():
+    with pytest.raises(ValueError, match="train\\(\\)/eval\\(\\)"):
+        fastopt.Lookahead(fastopt.AdamWScheduleFree([np.zeros(2)]))
+    ps = fastopt.ParamSet({"a": 2, "b": 3})
+    inner = fastopt.Adam([{"params": ps.select(["a"])}], lr=0.1, skip_nonfinite=True)
+    opt = fastopt.Lookahead(inner, k=2)
+    opt.add_param_group({"params": ps.select(["b"]), "lr": 0.2})
+    assert len(opt.param_groups) == 2 and opt.skip_nonfinite and opt.skipped_steps == 0
+    assert (opt.master_weights, opt.stochastic_rounding, opt.state_dtype, opt.seed) == (False, False, None, 0)
+    ps.grad[:] = 1.0
+    assert opt.step() and opt.step()
+    assert [opt.state_dict()["state"][i]["lookahead_count"] for i in (0, 1)] == [0, 0]
+    opt.reset()
+    assert opt.state_dict()["state"][0].keys() == inner.state_dict()["state"][0].keys()
+
+
+def test_a_wrapper_checkpoint_names_the_wrapped_class(tmp_path):
+    ps = fastopt.ParamSet({"w": np.zeros(3)})
+    fastopt.save(tmp_path / "c.npz", ps, fastopt.Lookahead(fastopt.AdamW(ps)))
+    with pytest.raises(fastopt.CheckpointError, match=r"Lookahead\(AdamW\) state, not Lookahead\(Adam\)"):
+        fastopt.load(tmp_path / "c.npz", ps, fastopt.Lookahead(fastopt.Adam(ps)))
+
+
+def test_swalr_refuses_to_start_mid_way_and_leaves_the_groups_alone():
+    opt = fastopt.SGD([np.zeros(2)], lr=0.1)
+    with pytest.raises(ValueError, match="last_epoch must be -1"):
+        SWALR(opt, 0.01, last_epoch=3)
+    assert "swa_lr" not in opt.param_groups[0]

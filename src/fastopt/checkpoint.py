@@ -14,7 +14,7 @@ latter too reads into a bfloat16 target bit for bit):
 * ``format``: ``"fastopt-checkpoint-2"``;
 * ``params/<name>``: each parameter (ParamSet tensor names, dict keys, or
   list indices);
-* ``optimizer/class``: the optimizer's class name;
+* ``optimizer/class``: the optimizer's class name (a wrapper's with the wrapped one's: ``Lookahead(AdamW)``);
 * ``optimizer/param_groups``: the groups' hyperparameters and slot indices, as JSON;
 * ``optimizer/skipped_steps``: steps refused for non-finite gradients (0-d integer);
 * ``optimizer/seed`` (only where the optimizer's state_dict has a ``"seed"``,
@@ -172,7 +172,7 @@ def _entries(params, optimizer):
         entries[f"params/{name}"] = _stored(np.asarray(array))
     if optimizer is not None:
         snapshot = optimizer.state_dict()
-        entries["optimizer/class"] = np.array(type(optimizer).__name__)
+        entries["optimizer/class"] = np.array(_class_name(optimizer))
         entries["optimizer/param_groups"] = np.array(json.dumps(snapshot["param_groups"]))
         entries["optimizer/skipped_steps"] = np.asarray(snapshot["skipped_steps"])
         if "seed" in snapshot:
@@ -653,7 +653,7 @@ class _Reader:
                 for key, name in keys:
                     specs[name] = _Spec("count" if key == "step" else "state")
             return specs
-        cls = type(optimizer).__name__
+        cls = _class_name(optimizer)
         self._header("optimizer/class", specs["optimizer/class"])
         saved_class = _text(self._data("optimizer/class", hashlib.sha256(), True))
         if saved_class != cls:
@@ -681,7 +681,7 @@ class _Reader:
         """The file's groups hold the optimizer's slots (read before the state: a layout mismatch says so)."""
         if not isinstance(groups, list):
             self.fail(f"the file is damaged: its param_groups are a {type(groups).__name__}, not a list")
-        cls, mine = type(optimizer).__name__, optimizer.param_groups
+        cls, mine = _class_name(optimizer), optimizer.param_groups
         if len(groups) != len(mine):
             self.fail(f"it holds {len(groups)} parameter groups, this {cls} has {len(mine)}")
         for g, (saved, group) in enumerate(zip(groups, mine)):
@@ -784,6 +784,11 @@ def _holding(targets, optimizer):
     if optimizer is not None:
         arrays += [slot.param for slot in optimizer._layout.slots]
     return holding(arrays)
+
+
+def _class_name(optimizer):
+    """What ``optimizer/class`` holds: the class's name, and a wrapper's with the wrapped one's (``Lookahead(AdamW)``)."""
+    return optimizer.checkpoint_name if isinstance(optimizer, OptimizerWrapper) else type(optimizer).__name__
 
 
 def _check_optimizer(optimizer):

@@ -174,7 +174,7 @@ def run(optimizers=tuple(OPTIMIZERS), *, epochs=30, batch_size=64, hidden=128, s
                               clip_grad_norm=5.0, validation_data=(X_test, y_test), seed=seed, progress=False,
                               callback=callback)
         if average is not None:  # the model is the average from here on
-            np.copyto(model.params.data, average.averaged.data)
+            np.copyto(model.params.data, average.average)
         if name in SCHEDULE_FREE or average is not None:  # at an averaged point: statistics gathered there
             update_bn(fastopt.minibatches(X_train, batch_size=batch_size, shuffle=False),
                       lambda X: model.logits(X, training=True), model.bn)

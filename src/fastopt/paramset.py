@@ -158,7 +158,7 @@ class ParamSet(Mapping):
         return ParamSelection(self, names)
 
     def masked(self, mask):
-        """The tensors for which ``mask`` is true, as :meth:`select` gives them (optax's ``masked``, by name).
+        """The tensors for which ``mask`` is true, as :meth:`select` gives them (the role of optax's ``masked``).
 
         ``mask`` is a callable ``mask(name, array) -> bool`` or a mapping
         ``{name: bool}`` over every tensor.  An optimizer built on the result

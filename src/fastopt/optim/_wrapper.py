@@ -27,8 +27,22 @@ class OptimizerWrapper:
     def __init__(self, optimizer):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(self).__name__} wraps a fastopt.optim.Optimizer, got {type(optimizer).__name__}")
+        if callable(getattr(optimizer, "eval", None)):
+            raise ValueError(f"{type(self).__name__} does not wrap {type(optimizer).__name__}: its parameters move "
+                             "between two points (train()/eval()), which the wrapper would not follow")
         self.optimizer = optimizer
         self._extra = [{} for _ in optimizer.state]  # per slot: this wrapper's state
+
+    @property
+    def checkpoint_name(self):
+        """What checkpoints record as the optimizer's class: ``"Lookahead(AdamW)"``, say."""
+        return f"{type(self).__name__}({type(self.optimizer).__name__})"
+
+    def add_param_group(self, param_group):
+        """The wrapped optimizer's :meth:`~fastopt.optim.Optimizer.add_param_group`."""
+        with self.optimizer._exclusive():
+            self.optimizer.add_param_group(param_group)
+            self._follow_groups()
 
     # What schedules, fit and checkpoints see: the wrapped optimizer's.
     @property
@@ -58,6 +72,14 @@ class OptimizerWrapper:
     def _layout(self):
         return self.optimizer._layout
 
+    # The wrapped optimizer's options and counts, read-only here (set them on ``optimizer``).
+    skipped_steps = property(lambda self: self.optimizer.skipped_steps, doc="The wrapped optimizer's.")
+    skip_nonfinite = property(lambda self: self.optimizer.skip_nonfinite, doc="The wrapped optimizer's.")
+    state_dtype = property(lambda self: self.optimizer.state_dtype, doc="The wrapped optimizer's.")
+    master_weights = property(lambda self: self.optimizer.master_weights, doc="The wrapped optimizer's.")
+    stochastic_rounding = property(lambda self: self.optimizer.stochastic_rounding, doc="The wrapped optimizer's.")
+    seed = property(lambda self: self.optimizer.seed, doc="The wrapped optimizer's.")
+
     @property
     def state_scalars(self):
         return tuple(self.optimizer.state_scalars) + self.wrapper_scalars
@@ -70,8 +92,9 @@ class OptimizerWrapper:
         return layout
 
     def _array_dtype(self, index):
-        """The dtype of this wrapper's arrays of slot ``index``: the master copy's (float32), else the parameters'."""
-        return _storage.FLOAT32 if self.optimizer.master_weights else self._layout.slots[index].param.dtype
+        """The dtype of this wrapper's arrays of slot ``index``: float32 for bfloat16 parameters, else theirs."""
+        dtype = self._layout.slots[index].param.dtype
+        return _storage.FLOAT32 if dtype == _storage.BFLOAT16 else dtype
 
     def _truth(self, index):
         """The array that holds slot ``index``'s parameters at full precision: its master copy, else the parameters."""

@@ -36,11 +36,17 @@ class Lookahead(OptimizerWrapper):
     Notes
     -----
     Per slot this keeps ``lookahead_slow`` (the slow weights, in the
-    parameters' dtype, or float32 with a master copy) and
-    ``lookahead_count`` (steps since the last synchronization), which
-    :meth:`state_dict` and checkpoints carry with the wrapped optimizer's
-    state.  A step the wrapped optimizer skips (``skip_nonfinite``) is not
-    counted.
+    parameters' dtype, float32 for bfloat16 ones) and ``lookahead_count``
+    (steps since the last synchronization), which :meth:`state_dict` and
+    checkpoints carry with the wrapped optimizer's state (``k`` and
+    ``alpha`` are settings, as the optimizer's class is: build the wrapper
+    with the same ones to resume).  A step the wrapped optimizer skips
+    (``skip_nonfinite``) is not counted.  Parameters written from outside
+    (a parameters-only ``fastopt.load``, ``fit(restore_best=True)``) are
+    pulled back towards the old slow weights at the next synchronization:
+    call :meth:`reset` to restart the slow weights from them.  A
+    schedule-free optimizer is refused (its ``train()``/``eval()`` moves
+    would not reach the slow weights).
 
     Examples
     --------
@@ -88,6 +94,11 @@ class Lookahead(OptimizerWrapper):
                     self._written(i, threads)
                     extra["lookahead_count"] = 0
             return True
+
+    def reset(self):
+        """Forget the slow weights and counts: each slot restarts them from its parameters at its next step."""
+        with self.optimizer._exclusive():
+            self._extra = [{} for _ in self.optimizer.state]
 
     def _settings(self):
         return f"k={self.k}, alpha={self.alpha}"

@@ -1,6 +1,5 @@
 """Weight averaging, after ``torch.optim.swa_utils``: :class:`AveragedModel`, :class:`SWALR`, :func:`update_bn`."""
 import contextlib
-import copy
 import math
 from collections.abc import Iterable, Mapping
 
@@ -9,6 +8,7 @@ import numpy as np
 from fastopt._kernels import lerp
 from fastopt._locks import holding
 from fastopt._threads import get_num_threads
+from fastopt._storage import BFLOAT16
 from fastopt._validation import bounded_real, check_callable, choice, integer
 from fastopt.nn.batchnorm import BatchNorm
 from fastopt.optim.lr_scheduler import LRScheduler, _target
@@ -23,10 +23,14 @@ class AveragedModel:
     As ``torch.optim.swa_utils.AveragedModel`` with its default averaging
     (``decay=None``: after :math:`n` updates, the mean of the :math:`n`
     parameter vectors) or with ``get_ema_multi_avg_fn(decay)`` (the EMA
-    :math:`ar	heta \leftarrow \operatorname{lerp}(ar	heta, 	heta, 1 - 	ext{decay})`).
+    :math:`\bar\theta \leftarrow \operatorname{lerp}(\bar\theta, \theta, 1 - \text{decay})`).
     The first :meth:`update_parameters` copies the parameters; each later
     one is ``lerp(average, params, 1 / (n + 1))`` (or ``1 - decay``) in one
-    fused pass over the whole ParamSet (torch's ``_foreach_lerp_`` formula).
+    fused pass over the whole ParamSet, with ``torch.lerp``'s formula
+    (torch's CPU path computes ``avg + (p - avg) / (n + 1)`` for SWA, which
+    rounds differently in the last bit).  The average of bfloat16
+    parameters is kept in float32, so an EMA's small steps are not lost;
+    :meth:`swapped` rounds it to nearest into them.
 
     Parameters
     ----------
@@ -37,10 +41,13 @@ class AveragedModel:
 
     Attributes
     ----------
-    averaged : ParamSet
-        The average, laid out as ``params`` (same names, dtype and
-        alignment): evaluate a model on it, or save it with
-        ``fastopt.save(path, avg.averaged)``.
+    average : numpy.ndarray
+        The average, flat, laid out as ``params.data`` (in its dtype;
+        float32 for bfloat16 parameters).
+    averaged : dict
+        ``{name: view of average}``, shaped as the tensors: read a tensor's
+        average, or save them all with ``fastopt.save(path, avg.averaged)``
+        (evaluate the model at the average with :meth:`swapped`).
     n_averaged : int
         Updates so far.
 
@@ -67,21 +74,22 @@ class AveragedModel:
             raise TypeError(f"params must be a fastopt.ParamSet, got {type(params).__name__}")
         self.params = params
         self.decay = None if decay is None else bounded_real("decay", decay, 0.0, 1.0)
-        self.averaged = copy.deepcopy(params)
+        self.average = np.zeros(params.data.size, np.float32 if params.dtype == BFLOAT16 else params.dtype)
+        self.averaged = {name: self.average[params.slices[name]].reshape(params.shapes[name]) for name in params}
         self.n_averaged = 0
         self._backup = None  # the parameters while swapped() holds the average in their place
 
     def _lock(self):
-        return holding([self.params.data, self.averaged.data])
+        return holding([self.params.data, self.average])
 
     def update_parameters(self):
         """Fold the current parameters into the average (the first call copies them)."""
         with self._lock():
             if self._backup is not None:
                 raise RuntimeError("update_parameters() inside swapped(): the parameters hold the average")
-            average, current = self.averaged.data, self.params.data
+            average, current = self.average, self.params.data
             if self.n_averaged == 0:
-                np.copyto(average, current)
+                average[...] = current  # (bfloat16 widens exactly)
             else:
                 weight = 1.0 / (self.n_averaged + 1) if self.decay is None else 1.0 - self.decay
                 lerp(average, current, weight, True, get_num_threads())
@@ -97,8 +105,10 @@ class AveragedModel:
         with self._lock():
             if self._backup is not None:
                 raise RuntimeError("swapped() is already in effect")
+            if self.n_averaged == 0:
+                raise RuntimeError("there is no average yet: call update_parameters() first")
             self._backup = self.params.data.copy()
-            np.copyto(self.params.data, self.averaged.data)
+            self.params.data[...] = self.average.astype(self.params.dtype)  # bfloat16: to nearest
         try:
             yield self.params
         finally:
@@ -107,19 +117,26 @@ class AveragedModel:
                 self._backup = None
 
     def state_dict(self):
-        """``{"n_averaged": int, "averaged": copy of the average's flat buffer}``."""
+        """``{"n_averaged": int, "decay": float or None, "average": a copy of :attr:`average`}``."""
         with self._lock():
-            return {"n_averaged": self.n_averaged, "averaged": self.averaged.data.copy()}
+            return {"n_averaged": self.n_averaged, "decay": self.decay, "average": self.average.copy()}
 
     def load_state_dict(self, state_dict):
-        """Restore a snapshot of :meth:`state_dict` (checked before anything changes)."""
-        if not isinstance(state_dict, Mapping) or set(state_dict) != {"n_averaged", "averaged"}:
-            raise ValueError("state_dict must hold 'n_averaged' and 'averaged', as AveragedModel.state_dict() returns")
+        """Restore a snapshot of :meth:`state_dict` of an average of the same kind (checked before anything
+        changes; not inside :meth:`swapped`)."""
+        if not isinstance(state_dict, Mapping) or set(state_dict) != {"n_averaged", "decay", "average"}:
+            raise ValueError("state_dict must hold 'n_averaged', 'decay' and 'average', as "
+                             "AveragedModel.state_dict() returns")
+        if state_dict["decay"] != self.decay:
+            raise ValueError(f"state_dict is of an average with decay={state_dict['decay']!r}, this one has "
+                             f"decay={self.decay!r}")
+        if self._backup is not None:
+            raise RuntimeError("load_state_dict() inside swapped(): the parameters hold the average")
         count = integer("n_averaged", state_dict["n_averaged"], 0)
-        array = np.asarray(state_dict["averaged"])
-        target = self.averaged.data
+        array = np.asarray(state_dict["average"])
+        target = self.average
         if array.shape != target.shape or array.dtype != target.dtype:
-            raise ValueError(f"state_dict['averaged'] is {array.dtype}{list(array.shape)}, expected "
+            raise ValueError(f"state_dict['average'] is {array.dtype}{list(array.shape)}, expected "
                              f"{target.dtype}{list(target.shape)}")
         with self._lock():
             np.copyto(target, array)
@@ -146,7 +163,10 @@ class SWALR(LRScheduler):
     anneal_epochs : int, default 10
         Steps of annealing, >= 0 (0: ``swa_lr`` from the first step).
     anneal_strategy : {"cos", "linear"}, default "cos"
-    last_epoch : int, default -1
+    last_epoch : -1
+        Only -1: the annealing starts from whatever rate the optimizer
+        holds, so it cannot be entered mid-way (resume with
+        :meth:`load_state_dict`, as torch's state it restores).
     """
 
     _no_closed_form = "it anneals from the learning rate the optimizer holds when it starts, as torch's"
@@ -162,7 +182,10 @@ class SWALR(LRScheduler):
             rates = [bounded_real("swa_lr", swa_lr, 0.0)] * len(groups)
         self.anneal_epochs = integer("anneal_epochs", anneal_epochs, 0)
         self.anneal_strategy = choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
-        for group, lr in zip(groups, rates):
+        if integer("last_epoch", last_epoch, -1) != -1:
+            raise ValueError("SWALR anneals from the rate the optimizer holds when it starts: last_epoch must "
+                             "be -1 (restore a schedule with load_state_dict)")
+        for group, lr in zip(groups, rates):  # read by the first step, which the base class takes
             group["swa_lr"] = lr
         super().__init__(target, last_epoch)
 
