@@ -24,6 +24,10 @@ OPTIMIZERS = {
     "radam": ("RAdam", {}),
     "adadelta": ("Adadelta", {}),
     "lion": ("Lion", {}),
+    "adopt": ("ADOPT", {}),
+    "ademamix": ("AdEMAMix", {}),
+    "sgd-schedulefree": ("SGDScheduleFree", {}),
+    "adamw-schedulefree": ("AdamWScheduleFree", {}),
 }
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
@@ -166,12 +170,15 @@ def run_one(surface, name, lr, steps, start):
     Trajectory
         If step ``k`` meets a non-finite gradient, point or loss, the
         trajectory holds steps ``0 .. k - 1`` and ``diverged_at == k``.
+        A schedule-free optimizer's points are its evaluation points (the
+        average; gradients are taken elsewhere, between it and ``z``).
     """
     surface = get_surface(surface)
     steps = _check_steps(steps)
     x = _check_start(surface, start).copy()  # the optimizer updates this array in place
     grad = np.empty(2)
     opt = make_optimizer(name, [x], _check_lr(name, lr))
+    switches = callable(getattr(opt, "eval", None))  # schedule-free: record the averaged point
     points = np.empty((steps + 1, 2))
     losses = np.empty(steps + 1)
     points[0], losses[0] = x, surface.value(*x)
@@ -183,11 +190,15 @@ def run_one(surface, name, lr, steps, start):
                 diverged_at = k
                 break
             opt.step([grad])
+            if switches:
+                opt.eval()
             loss = surface.value(*x)
             if not (_finite(x) and math.isfinite(loss)):
                 diverged_at = k
                 break
             points[k], losses[k] = x, loss
+            if switches:
+                opt.train()
     n = steps if diverged_at is None else diverged_at - 1
     return Trajectory(name, float(lr), points[:n + 1].copy(), losses[:n + 1].copy(), steps, diverged_at)
 
