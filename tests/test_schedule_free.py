@@ -434,3 +434,29 @@ def test_the_mode_check_and_the_step_hold_one_lock():
     thread.join(5)
     switcher.join(5)
     assert results == [True] and not opt.training and opt.state[0]["step"] == 2
+
+
+def test_a_schedule_sets_the_rate_the_averaging_weights_follow():
+    """A fastopt schedule changing lr between steps, and the same rates set on the package's group: the same
+    trajectory (lr_max and the weights follow the scheduled rate, as the package's do)."""
+    torch = pytest.importorskip("torch")
+    schedulefree = pytest.importorskip("schedulefree")
+    from fastopt.optim.lr_scheduler import CosineAnnealingLR
+
+    inits, scales, targets = problem()
+    ours = [p.copy() for p in inits]
+    opt = fastopt.AdamWScheduleFree(ours, lr=0.01, warmup_steps=10)
+    schedule = CosineAnnealingLR(opt, T_max=100)
+    theirs = [torch.tensor(p) for p in inits]
+    peer = schedulefree.AdamWScheduleFree(theirs, lr=0.01, warmup_steps=10, foreach=False)
+    peer.train()
+    for _ in range(100):
+        peer.param_groups[0]["lr"] = opt.lr
+        opt.step([gradient(p, s, t) for p, s, t in zip(ours, scales, targets)])
+        for tp, s, t in zip(theirs, scales, targets):
+            tp.grad = torch.from_numpy(gradient(tp.numpy(), s, t))
+        peer.step()
+        schedule.step()
+    for p, tp in zip(ours, theirs):
+        np.testing.assert_allclose(p, tp.numpy(), rtol=1e-9, atol=1e-12)
+    assert opt.state[0]["lr_max"] == peer.param_groups[0]["lr_max"]
