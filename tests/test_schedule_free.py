@@ -460,3 +460,16 @@ def test_a_schedule_sets_the_rate_the_averaging_weights_follow():
     for p, tp in zip(ours, theirs):
         np.testing.assert_allclose(p, tp.numpy(), rtol=1e-9, atol=1e-12)
     assert opt.state[0]["lr_max"] == peer.param_groups[0]["lr_max"]
+
+
+@pytest.mark.parametrize("options", [dict(), dict(master_weights=True)], ids=["bf16", "bf16-master"])
+def test_averaged_point_is_evals_point_without_moving_anything(options):
+    p = np.linspace(-1, 1, 300).astype(BFLOAT16)
+    opt = _stepped(fastopt.AdamWScheduleFree, p, lr=0.05, **options)
+    before = p.copy()
+    point = opt.averaged_point(0)
+    assert point.dtype == np.float32 and opt.training
+    assert_bitwise_equal(p, before)
+    opt.eval()
+    assert_bitwise_equal(p, sr.bf16_nearest(point))
+    assert_bitwise_equal(opt.averaged_point(0), sr.bf16_widen(p) if not options else opt.state[0]["master_param"])

@@ -464,3 +464,65 @@ def test_swalr_refuses_to_start_mid_way_and_leaves_the_groups_alone():
     with pytest.raises(ValueError, match="last_epoch must be -1"):
         SWALR(opt, 0.01, last_epoch=3)
     assert "swa_lr" not in opt.param_groups[0]
+
+
+def test_a_refused_wrapped_step_keeps_the_mean_and_the_next_call_retries():
+    p = np.zeros(3)
+    inner = fastopt.Adam([p], lr=0.1)
+    opt = fastopt.Accumulate(inner, every=2)
+    opt.step([np.ones(3)])
+    opt.step([np.ones(3)])  # one update: Adam's state exists now
+    opt.step([np.full(3, 5.0)])
+    inner.state[0]["exp_avg"] = np.zeros(4)  # a state the next update refuses
+    before = p.copy()
+    with pytest.raises(ValueError, match="exp_avg"):
+        opt.step([np.full(3, 7.0)])
+    assert_bitwise_equal(p, before)
+    saved = opt.state_dict()["state"][0]
+    assert saved["accumulate_count"] == 2
+    np.testing.assert_array_equal(saved["accumulate_grad"], 6.0)  # the mean of 5 and 7, kept
+    inner.state[0]["exp_avg"] = np.zeros(3)
+    assert opt.step([np.full(3, 9.0)]) is True  # the mean of 5, 7 and 9
+    assert opt.state_dict()["state"][0]["accumulate_count"] == 0
+
+
+def test_bfloat16_gradients_accumulate_in_float32_and_round_once():
+    p = np.zeros(300, BFLOAT16)
+    inner = fastopt.SGD([p], lr=1.0, master_weights=True)
+    opt = fastopt.Accumulate(inner, every=64)
+    rng = np.random.default_rng(2)
+    grads = [rng.standard_normal(300).astype(BFLOAT16) for _ in range(64)]
+    for g in grads[:-1]:
+        assert opt.step([g]) is False
+    mean = opt.state_dict()["state"][0]["accumulate_grad"]
+    assert mean.dtype == np.float32
+    exact = np.mean([sr.bf16_widen(g) for g in grads[:-1]], axis=0)
+    np.testing.assert_allclose(mean, exact, atol=1e-6)
+    assert opt.step([grads[-1]]) is True
+    expected = sr.bf16_widen(sr.bf16_nearest(reference._lerp(mean, sr.bf16_widen(grads[-1]), 1 / 64)))
+    assert_bitwise_equal(inner.state[0]["master_param"], -expected)
+
+
+def test_accumulate_counts_each_slot_and_follows_added_groups():
+    a, b = np.zeros(2), np.zeros(2)
+    opt = fastopt.Accumulate(fastopt.SGD([a], lr=1.0), every=2)
+    opt.add_param_group({"params": [b], "lr": 0.5})
+    assert opt.step([[np.ones(2)], [np.ones(2)]]) is False
+    assert opt.step([[np.ones(2)], [None]]) is True  # slot 0's second micro-batch; slot 1 waits
+    np.testing.assert_array_equal(a, -1.0)
+    np.testing.assert_array_equal(b, 0.0)
+    assert opt.step([[None], [3 * np.ones(2)]]) is True
+    np.testing.assert_array_equal(b, -0.5 * 2.0)
+    assert [opt.state_dict()["state"][i]["accumulate_count"] for i in (0, 1)] == [0, 0]
+
+
+def test_a_bad_accumulate_state_is_refused_before_anything_changes():
+    p = np.zeros(3)
+    opt = fastopt.Accumulate(fastopt.SGD([p], lr=1.0), every=3)
+    opt.step([np.ones(3)])
+    saved = opt.state_dict()
+    for bad in ({"accumulate_grad": np.zeros(2), "accumulate_count": 1}, {"accumulate_count": 1},
+                {"accumulate_grad": np.zeros(3), "accumulate_count": -1}):
+        with pytest.raises(ValueError, match="accumulate"):
+            opt.load_state_dict({**saved, "state": {0: bad}})
+    assert opt.state_dict()["state"][0]["accumulate_count"] == 1

@@ -55,7 +55,7 @@ OPTIMIZERS = {
 # the batch-norm statistics recomputed there.
 SCHEDULE_FREE = ("sgd-schedulefree", "adamw-schedulefree")
 # Those whose optimizer is wrapped: name -> (the wrapper, its settings); Accumulate's updates come every 2
-# batches, each on the mean gradient of 128 rows
+# batches, each on the mean of their two (clipped) gradients
 WRAPPERS = {"lookahead-adamw": ("Lookahead", dict(k=5, alpha=0.5)),
             "adamw-accumulate": ("Accumulate", dict(every=2))}
 # Those that average the weights of the last epochs (SWA: one update per epoch from this epoch of 30 on, scaled

@@ -1,7 +1,7 @@
 """Gradient accumulation around any fastopt optimizer (optax's ``MultiSteps``)."""
 import numpy as np
 
-from fastopt._kernels import lerp
+from fastopt._kernels import bf16_round, lerp
 from fastopt._threads import get_num_threads
 from fastopt._validation import integer
 from fastopt.optim._wrapper import OptimizerWrapper
@@ -37,16 +37,21 @@ class Accumulate(OptimizerWrapper):
 
     Returns of :meth:`step`: True when the wrapped optimizer updated, False
     while accumulating (or when it skipped a non-finite mean under
-    ``skip_nonfinite``; the mean is dropped then).
+    ``skip_nonfinite``; the mean is dropped then).  When the wrapped step
+    raises instead (a refused state), the mean is kept, and the next call
+    folds its gradient in and tries again.
 
     Notes
     -----
     Per slot this keeps ``accumulate_grad`` (the running mean, in the
-    gradients' dtype) and ``accumulate_count`` (micro-batches in it), in
+    gradients' dtype, float32 for bfloat16 ones, rounded to bfloat16 once
+    per update) and ``accumulate_count`` (micro-batches in it), in
     :meth:`state_dict` and checkpoints.  Each slot counts its own
     micro-batches: one given no gradient (``None``) waits for its
     ``every``-th.  The mean of float32 gradients rounds differently from
-    their sum divided by ``every`` (about an ulp).
+    their sum divided by ``every`` (about an ulp).  Gradient clipping
+    before :meth:`step` (``fit(clip_grad_norm=...)``) clips each
+    micro-batch's gradient, not their mean.
 
     Examples
     --------
@@ -69,9 +74,7 @@ class Accumulate(OptimizerWrapper):
     def __init__(self, optimizer, every):
         super().__init__(optimizer)
         self.every = integer("every", every, 1, expected="a positive integer")
-
-    def _array_dtype(self, index):
-        return self._layout.slots[index].param.dtype  # a gradient's, even with a float32 master copy
+        self._rounded = {}  # slot -> bfloat16 buffer the float32 mean of bfloat16 gradients is rounded into
 
     def step(self, grads=None):
         """Fold ``grads`` (as :meth:`fastopt.optim.Optimizer.step` takes them) into the means; update on the
@@ -87,21 +90,33 @@ class Accumulate(OptimizerWrapper):
                     continue
                 extra = self._extra[i]
                 if not extra:
-                    extra = self._extra[i] = {"accumulate_grad": np.empty_like(g), "accumulate_count": 0}
+                    extra = self._extra[i] = {"accumulate_grad": np.empty(g.size, self._array_dtype(i)),
+                                              "accumulate_count": 0}
                 mean, n = extra["accumulate_grad"], extra["accumulate_count"]
                 if n == 0:
-                    np.copyto(mean, g)
+                    mean[...] = g  # (bfloat16 widens exactly)
                 else:
                     lerp(mean, g, 1.0 / (n + 1), True, threads)
                 extra["accumulate_count"] = n + 1
                 if n + 1 >= self.every:
-                    ready[i] = mean
+                    ready[i] = self._as_gradient(i, mean, g, threads)
             if all(g is None for g in ready):
                 return False
+            stepped = inner._step_slots(ready)  # (if it raises, the means stay, to be used by the next call)
             for i, g in enumerate(ready):
                 if g is not None:
-                    self._extra[i]["accumulate_count"] = 0  # the mean is used (or dropped) either way
-            return inner._step_slots(ready)
+                    self._extra[i]["accumulate_count"] = 0  # used, or dropped with a skipped step
+            return stepped
+
+    def _as_gradient(self, index, mean, grad, threads):
+        """The mean as the wrapped rule's gradient: itself, or for bfloat16 gradients its rounding to nearest."""
+        if mean.dtype == grad.dtype:
+            return mean
+        rounded = self._rounded.get(index)
+        if rounded is None or rounded.shape != grad.shape:
+            rounded = self._rounded[index] = np.empty_like(grad)
+        bf16_round(mean, rounded, None, threads)
+        return rounded
 
     def _settings(self):
         return f"every={self.every}"

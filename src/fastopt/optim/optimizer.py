@@ -416,7 +416,8 @@ class Optimizer:
 
     def _initial_value(self, name, group, param):
         """What state array ``name`` of the slot with parameters ``param`` starts from: a number for every
-        element (0 unless a subclass says otherwise), or an array of ``param``'s length to copy."""
+        element (0 unless a subclass says otherwise), or, for a state array kept in float storage (see
+        ``full_precision_state``), an array of ``param``'s length to copy."""
         return 0.0
 
     def _new_state(self, name, n, storage, value):
@@ -427,6 +428,9 @@ class Optimizer:
         if storage != "int8":
             dtype = _storage.state_layout(name, n, storage)[name][1]
             return (np.array(value, dtype=dtype) if np.ndim(value) else np.full(n, value, dtype=dtype),)
+        if np.ndim(value):
+            raise TypeError(f"{type(self).__name__}._initial_value({name!r}) gave an array, which int8 storage does "
+                            "not start from: list the state array in full_precision_state")
         signed = next(s.signed for s in RULES[self.rule].state if s.name == name)
         code, top = np.zeros(1, np.uint8), np.zeros(1, np.float32)
         quantize_blockwise(np.array([value], np.float32), code, top, signed)  # a block of one: its largest value

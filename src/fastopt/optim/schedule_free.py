@@ -90,6 +90,18 @@ class _ScheduleFree(Optimizer):
                 self._switch(lambda beta: 1.0 - 1.0 / beta)
                 self._training = False
 
+    def averaged_point(self, index):
+        """A copy of slot ``index``'s evaluation point ``x`` (its parameters after :meth:`eval`, in ``z``'s
+        dtype, before any rounding to bfloat16), moving nothing; the parameters where the slot has no ``z``."""
+        with self._exclusive():
+            state, slot = self.state[index], self._layout.slots[index]
+            master = state.get(_storage.MASTER) if self.master_weights else None
+            point = np.array(slot.param if master is None else master, dtype=state["z"].dtype if "z" in state else None)
+            if "z" in state and self._training:
+                lerp(point, state["z"], 1.0 - 1.0 / self._checked_beta(self.param_groups[self._slot_group[index]]),
+                     True, get_num_threads())
+            return point
+
     def _switch(self, weight_of):
         """Every slot with a ``z``: parameters = lerp(parameters, z, weight_of(its group's beta)), in one pass.
 

@@ -47,7 +47,9 @@ class AveragedModel:
     averaged : dict
         ``{name: view of average}``, shaped as the tensors: read a tensor's
         average, or save them all with ``fastopt.save(path, avg.averaged)``
-        (evaluate the model at the average with :meth:`swapped`).
+        (evaluate the model at the average with :meth:`swapped`; for
+        bfloat16 parameters the views are float32, so save the ParamSet
+        inside :meth:`swapped` to get a checkpoint the model loads).
     n_averaged : int
         Updates so far.
 

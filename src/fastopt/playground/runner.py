@@ -178,7 +178,7 @@ def run_one(surface, name, lr, steps, start):
     x = _check_start(surface, start).copy()  # the optimizer updates this array in place
     grad = np.empty(2)
     opt = make_optimizer(name, [x], _check_lr(name, lr))
-    switches = callable(getattr(opt, "eval", None))  # schedule-free: record the averaged point
+    averaged = callable(getattr(opt, "averaged_point", None))  # schedule-free: record its evaluation point
     points = np.empty((steps + 1, 2))
     losses = np.empty(steps + 1)
     points[0], losses[0] = x, surface.value(*x)
@@ -190,15 +190,12 @@ def run_one(surface, name, lr, steps, start):
                 diverged_at = k
                 break
             opt.step([grad])
-            if switches:
-                opt.eval()
-            loss = surface.value(*x)
-            if not (_finite(x) and math.isfinite(loss)):
+            point = opt.averaged_point(0) if averaged else x
+            loss = surface.value(*point)
+            if not (_finite(point) and math.isfinite(loss)):
                 diverged_at = k
                 break
-            points[k], losses[k] = x, loss
-            if switches:
-                opt.train()
+            points[k], losses[k] = point, loss
     n = steps if diverged_at is None else diverged_at - 1
     return Trajectory(name, float(lr), points[:n + 1].copy(), losses[:n + 1].copy(), steps, diverged_at)
 
