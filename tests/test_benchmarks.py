@@ -35,3 +35,10 @@ def test_asv_storage_classes_set_up_and_time():
         bench.time_step("adam", storage, "1x10K", "fastopt")
     with pytest.raises(NotImplementedError):
         bench.setup("adam", "f32/f32", "1x10K", "bnb-adam8bit")  # int8 rows only
+
+
+@pytest.mark.skipif(not BENCHMARKS.exists(), reason="needs the source tree")
+def test_wrapper_benchmark_cases_run():
+    module = runpy.run_path(str(BENCHMARKS / "wrappers.py"), run_name="benchmark")
+    for fn in module["cases"](1000).values():
+        fn()
