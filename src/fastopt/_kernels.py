@@ -67,3 +67,4 @@ quantize_blockwise = kernels.quantize_blockwise
 dequantize_blockwise = kernels.dequantize_blockwise
 rounding_key = kernels.rounding_key
 lerp = kernels.lerp  # start = lerp(start, end, weight) over whole arrays in any storage
+assign = kernels.assign  # start[...] = end over whole arrays, converting, on the kernels' threads

@@ -1,7 +1,7 @@
 """Gradient accumulation around any fastopt optimizer (optax's ``MultiSteps``)."""
 import numpy as np
 
-from fastopt._kernels import bf16_round, lerp
+from fastopt._kernels import assign, bf16_round, lerp
 from fastopt._threads import get_num_threads
 from fastopt._validation import integer
 from fastopt.optim._wrapper import OptimizerWrapper
@@ -94,7 +94,7 @@ class Accumulate(OptimizerWrapper):
                                               "accumulate_count": 0}
                 mean, n = extra["accumulate_grad"], extra["accumulate_count"]
                 if n == 0:
-                    mean[...] = g  # (bfloat16 widens exactly)
+                    assign(mean, g, threads)  # (bfloat16 widens exactly)
                 else:
                     lerp(mean, g, 1.0 / (n + 1), True, threads)
                 extra["accumulate_count"] = n + 1

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from fastopt._kernels import lerp
+from fastopt._kernels import assign, lerp
 from fastopt._locks import holding
 from fastopt._threads import get_num_threads
 from fastopt._storage import BFLOAT16
@@ -91,7 +91,7 @@ class AveragedModel:
                 raise RuntimeError("update_parameters() inside swapped(): the parameters hold the average")
             average, current = self.average, self.params.data
             if self.n_averaged == 0:
-                average[...] = current  # (bfloat16 widens exactly)
+                assign(average, current, get_num_threads())  # (bfloat16 widens exactly)
             else:
                 weight = 1.0 / (self.n_averaged + 1) if self.decay is None else 1.0 - self.decay
                 lerp(average, current, weight, True, get_num_threads())
