@@ -624,11 +624,10 @@ class _Reader:
         for key, target in self.targets.items():
             specs[f"params/{key}"] = _Spec("array", target.shape, target.dtype)
         names -= {f"params/{key}" for key in saved}
-        optional = [name for name in (_SEED, _TRAIN_MODE) if name in names]
-        for name, dtype in ((_SEED, np.uint64), (_TRAIN_MODE, bool)):
-            if name in names:
-                names.discard(name)
-                specs[name] = _Spec("array", (), np.dtype(dtype))
+        optional = [(name, dtype) for name, dtype in ((_SEED, np.uint64), (_TRAIN_MODE, bool)) if name in names]
+        for name, dtype in optional:
+            names.discard(name)
+            specs[name] = _Spec("array", (), np.dtype(dtype))
         slots = {}
         for name in names:
             match = _SLOT_KEY.fullmatch(name)

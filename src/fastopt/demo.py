@@ -37,19 +37,20 @@ from fastopt.optim.swa_utils import AveragedModel, update_bn
 
 # name -> (optimizer class, hyperparameters, the rule's name in fastopt.bench.numpy_rules, or None where that
 # has no NumPy version to time against)
+_ADAMW = dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)  # also under the wrappers and SWA
 OPTIMIZERS = {
     "sgd-momentum": ("SGD", dict(lr=0.05, momentum=0.9), "sgd-momentum"),
     "adagrad": ("Adagrad", dict(lr=0.05, eps=1e-10), "adagrad"),
     "rmsprop": ("RMSprop", dict(lr=1e-3, alpha=0.99, eps=1e-8), "rmsprop"),
     "adam": ("Adam", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8), "adam"),
-    "adamw": ("AdamW", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), "adamw"),
+    "adamw": ("AdamW", _ADAMW, "adamw"),
     "adopt": ("ADOPT", dict(lr=3e-3), None),
     "ademamix": ("AdEMAMix", dict(lr=3e-3), None),
     "sgd-schedulefree": ("SGDScheduleFree", dict(lr=0.5, warmup_steps=50), None),
     "adamw-schedulefree": ("AdamWScheduleFree", dict(lr=3e-3, warmup_steps=50), None),
-    "lookahead-adamw": ("AdamW", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), None),
-    "adamw-swa": ("AdamW", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), None),
-    "adamw-accumulate": ("AdamW", dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), None),
+    "lookahead-adamw": ("AdamW", _ADAMW, None),
+    "adamw-swa": ("AdamW", _ADAMW, None),
+    "adamw-accumulate": ("AdamW", _ADAMW, None),
 }
 # Those that train without the schedule (their warmup is their own) and evaluate at their averaged point, with
 # the batch-norm statistics recomputed there.

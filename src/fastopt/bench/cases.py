@@ -276,15 +276,23 @@ def numpy_step(impl, rule, params, grads, hyper):
     return step
 
 
+def _torch_tensors(params, grads):
+    """torch tensors sharing the parameters' memory, each with its gradient (which shares the gradient's)."""
+    import torch
+
+    tensors = [torch.from_numpy(p) for p in params]
+    for t, g in zip(tensors, grads):
+        t.grad = torch.from_numpy(g)
+    return tensors
+
+
 def _torch_step(impl, cls_name, hyper, params, grads):
     try:
         import torch
     except ImportError:
         return None
     variant = impl.split("-", 1)[1]
-    tensors = [torch.from_numpy(p) for p in params]
-    for t, g in zip(tensors, grads):
-        t.grad = torch.from_numpy(g)
+    tensors = _torch_tensors(params, grads)
     cls = getattr(torch.optim, cls_name)
     options = {"forloop": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[variant]
     try:
@@ -299,12 +307,9 @@ def _deepspeed_step(rule, hyper, params, grads):
     """DeepSpeedCPUAdam's step (Adam and AdamW only), or None where it has no such rule or is missing."""
     if rule not in DEEPSPEED_MODES or unavailable("deepspeed"):
         return None
-    import torch
     from deepspeed.ops.adam import DeepSpeedCPUAdam
 
-    tensors = [torch.from_numpy(p) for p in params]
-    for t, g in zip(tensors, grads):
-        t.grad = torch.from_numpy(g)
+    tensors = _torch_tensors(params, grads)
     hyper = dict(hyper)
     hyper.setdefault("weight_decay", 0.0)
     # its threads: the OpenMP runtime's default team, which torch.set_num_threads sets
@@ -316,12 +321,9 @@ def _bnb_step(rule, hyper, params, grads):
     """bitsandbytes' 8-bit Adam on the CPU (float32 tensors, every tensor in 8 bits), or None where missing."""
     if rule not in OPTIONAL_PEERS["bnb-adam8bit"][1] or unavailable("bnb-adam8bit"):
         return None
-    import torch
     import bitsandbytes as bnb
 
-    tensors = [torch.from_numpy(p) for p in params]
-    for t, g in zip(tensors, grads):
-        t.grad = torch.from_numpy(g)
+    tensors = _torch_tensors(params, grads)
     opt = bnb.optim.Adam8bit(tensors, min_8bit_size=0, **hyper)
     return opt.step
 
@@ -330,12 +332,9 @@ def _schedulefree_step(cls_name, hyper, params, grads):
     """The schedulefree package's optimizer of that name, in training mode, or None where it is missing."""
     if unavailable("schedulefree"):
         return None
-    import torch
     import schedulefree
 
-    tensors = [torch.from_numpy(p) for p in params]
-    for t, g in zip(tensors, grads):
-        t.grad = torch.from_numpy(g)
+    tensors = _torch_tensors(params, grads)
     opt = getattr(schedulefree, cls_name)(tensors, **hyper, foreach=True)
     opt.train()
     return opt.step

@@ -2,7 +2,6 @@
 import numpy as np
 
 from fastopt import _storage
-from fastopt._kernels import bf16_round
 from fastopt._validation import integer
 from fastopt.optim._stepping import MAX_STEP
 from fastopt.optim.optimizer import Optimizer
@@ -95,18 +94,6 @@ class OptimizerWrapper:
         """The dtype of this wrapper's arrays of slot ``index``: float32 for bfloat16 parameters, else theirs."""
         dtype = self._layout.slots[index].param.dtype
         return _storage.FLOAT32 if dtype == _storage.BFLOAT16 else dtype
-
-    def _truth(self, index):
-        """The array that holds slot ``index``'s parameters at full precision: its master copy, else the parameters."""
-        master = self.optimizer.state[index].get(_storage.MASTER) if self.optimizer.master_weights else None
-        return self._layout.slots[index].param if master is None else master
-
-    def _written(self, index, threads):
-        """After writing :meth:`_truth` of slot ``index``: round a master copy into the bfloat16 parameters."""
-        truth = self._truth(index)
-        param = self._layout.slots[index].param
-        if truth is not param:
-            bf16_round(truth, param, None, threads)
 
     def _follow_groups(self):
         """Make room for the slots a later ``add_param_group`` on the wrapped optimizer added (under its locks)."""

@@ -81,7 +81,8 @@ class Lookahead(OptimizerWrapper):
             stepping = [i for i, g in enumerate(slot_grads) if g is not None]
             for i in stepping:
                 if not self._extra[i]:
-                    self._extra[i] = {"lookahead_slow": np.array(self._truth(i), dtype=self._array_dtype(i)),
+                    slow = np.array(inner._full_precision_params(i), dtype=self._array_dtype(i))
+                    self._extra[i] = {"lookahead_slow": slow,
                                       "lookahead_count": 0}
             if not inner._step_slots(slot_grads):
                 return False
@@ -90,8 +91,8 @@ class Lookahead(OptimizerWrapper):
                 extra = self._extra[i]
                 extra["lookahead_count"] += 1
                 if extra["lookahead_count"] >= self.k:
-                    lerp(extra["lookahead_slow"], self._truth(i), self.alpha, True, threads, True)
-                    self._written(i, threads)
+                    lerp(extra["lookahead_slow"], inner._full_precision_params(i), self.alpha, True, threads, True)
+                    inner._round_master(i, threads)
                     extra["lookahead_count"] = 0
             return True
 

@@ -8,7 +8,7 @@ from types import MappingProxyType
 import numpy as np
 
 from fastopt import _storage
-from fastopt._kernels import BoundStep, needed, nonfinite_count, quantize_blockwise
+from fastopt._kernels import BoundStep, bf16_round, needed, nonfinite_count, quantize_blockwise
 from fastopt._locks import holding
 from fastopt._rules import RULES
 from fastopt._threads import get_num_threads
@@ -248,6 +248,18 @@ class Optimizer:
         if name in self.full_precision_state and storage != "float64":
             return "float32"
         return storage
+
+    def _full_precision_params(self, index):
+        """Slot ``index``'s parameters at full precision: its float32 master copy once it exists, else themselves."""
+        master = self._states[index].get(_storage.MASTER) if self.master_weights else None
+        return self._layout.slots[index].param if master is None else master
+
+    def _round_master(self, index, num_threads):
+        """After writing :meth:`_full_precision_params` of slot ``index``: round a master copy to nearest into the
+        bfloat16 parameters (nothing to do without one)."""
+        source, param = self._full_precision_params(index), self._layout.slots[index].param
+        if source is not param:
+            bf16_round(source, param, None, num_threads)
 
     def _check_storage(self, slots):
         """Refuse storage options that ``slots`` cannot take, before anything is built on them."""

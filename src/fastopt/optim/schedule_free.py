@@ -11,7 +11,7 @@ stored, since ``x = lerp(y, z, 1 - 1/beta)``: :meth:`eval` and
 import numpy as np
 
 from fastopt import _storage
-from fastopt._kernels import bf16_round, lerp
+from fastopt._kernels import lerp
 from fastopt._threads import get_num_threads
 from fastopt._validation import flag
 from fastopt.optim.optimizer import Optimizer
@@ -94,9 +94,8 @@ class _ScheduleFree(Optimizer):
         """A copy of slot ``index``'s evaluation point ``x`` (its parameters after :meth:`eval`, in ``z``'s
         dtype, before any rounding to bfloat16), moving nothing; the parameters where the slot has no ``z``."""
         with self._exclusive():
-            state, slot = self.state[index], self._layout.slots[index]
-            master = state.get(_storage.MASTER) if self.master_weights else None
-            point = np.array(slot.param if master is None else master, dtype=state["z"].dtype if "z" in state else None)
+            state = self.state[index]
+            point = np.array(self._full_precision_params(index), dtype=state["z"].dtype if "z" in state else None)
             if "z" in state and self._training:
                 lerp(point, state["z"], 1.0 - 1.0 / self._checked_beta(self.param_groups[self._slot_group[index]]),
                      True, get_num_threads())
@@ -123,13 +122,11 @@ class _ScheduleFree(Optimizer):
                     got = f"{array.dtype}{list(array.shape)}" if isinstance(array, np.ndarray) else type(array).__name__
                     raise ValueError(f"state {key!r} of {slot.name} must be a writeable contiguous "
                                      f"{dtype}{list(shape)} array, got {got}")
-            master = state.get(_storage.MASTER) if self.master_weights else None
-            passes.append((slot.param, master, state["z"], weights[self._slot_group[index]]))
+            passes.append((index, state["z"], weights[self._slot_group[index]]))
         threads = get_num_threads()
-        for param, master, z, weight in passes:
-            lerp(param if master is None else master, z, weight, True, threads)
-            if master is not None:
-                bf16_round(master, param, None, threads)
+        for index, z, weight in passes:
+            lerp(self._full_precision_params(index), z, weight, True, threads)
+            self._round_master(index, threads)
 
     def _step_slots(self, grads):
         if not self._training:  # checked under the step's locks: the mode cannot change before the update

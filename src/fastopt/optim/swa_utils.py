@@ -110,7 +110,7 @@ class AveragedModel:
             if self.n_averaged == 0:
                 raise RuntimeError("there is no average yet: call update_parameters() first")
             self._backup = self.params.data.copy()
-            self.params.data[...] = self.average.astype(self.params.dtype)  # bfloat16: to nearest
+            assign(self.params.data, self.average, get_num_threads())  # bfloat16: to nearest
         try:
             yield self.params
         finally:
