@@ -528,13 +528,13 @@ def test_a_bad_accumulate_state_is_refused_before_anything_changes():
     assert opt.state_dict()["state"][0]["accumulate_count"] == 1
 
 
+@pytest.mark.parametrize("n", SIZES + [3 * 2**16 + 5])
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("start_kind, end_kind", [("float64", "float64"), ("float32", "float32"),
                                                   ("float32", "bfloat16"), ("bfloat16", "float32")])
-def test_assign_copies_with_conversion_even_over_non_finite_values(start_kind, end_kind, threads, rng):
+def test_assign_copies_with_conversion_even_over_non_finite_values(start_kind, end_kind, threads, n, rng):
     from fastopt._kernels import assign
 
-    n = 3 * 2**16 + 5
     values = rng.standard_normal(n)
     end = sr.bf16_nearest(values.astype(np.float32)) if end_kind == "bfloat16" else values.astype(end_kind)
     start = np.full(n, np.nan, BFLOAT16 if start_kind == "bfloat16" else start_kind)
