@@ -333,8 +333,8 @@ def extensions():
     here = os.path.dirname(os.path.abspath(__file__))
     generate_kernel_sources(here)
     common = dict(include_dirs=[os.path.join(here, "csrc")])
-    modules = ["_openmp_helpers", "_update_rules", "_stream", "_memory", "optim._stepping", "second_order._vectors",
-               "second_order._bounds", "second_order._cholesky", "nn._clip",
+    modules = ["_openmp_helpers", "_update_rules", "_stream", "_memory", "optim._stepping", "optim._tensorwise",
+               "second_order._vectors", "second_order._bounds", "second_order._cholesky", "nn._clip",
                "nn._batchnorm", "cython_kernels"]
     exts = [Extension(f"fastopt.{name}", [f"src/fastopt/{name.replace('.', '/')}.pyx"], **common) for name in modules]
     for isa, source in kernel_variant_sources().items():

@@ -242,3 +242,168 @@ def adamw_schedule_free(p, g, z, v, step, averaging, *, lr=0.0025, betas=(0.9, 0
     if t(weight_decay) != 0:
         u = u + t(weight_decay) * p
     return _lerp(p, z, ckp1) + t(lr_t * (beta1 * (1.0 - ckp1) - 1.0)) * u, z + t(-lr_t) * u, v
+
+
+# --------------------------------------------------------------------------
+# The rules of fastopt._rules.TENSOR_RULES: each call steps a list of tensors (one entry per tensor of a slot)
+# --------------------------------------------------------------------------
+def _norm(x):
+    return float(np.linalg.norm(x.astype(np.float64).ravel()))
+
+
+def _trust_ratio(p, u, trust_coefficient=1.0, eps=0.0):
+    """optax.scale_by_trust_ratio's factor: trust_coefficient |p| / (|u| + eps), 1 where either norm is 0."""
+    pn, un = _norm(p), _norm(u)
+    return 1.0 if pn == 0 or un == 0 else trust_coefficient * pn / (un + eps)
+
+
+def lamb(params, grads, ms, vs, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, maximize=False):
+    """optax.lamb: scale_by_adam, add_decayed_weights, scale_by_trust_ratio, scale_by_learning_rate."""
+    (b1, b2), ratios = betas, []
+    for p, g, m, v in zip(params, grads, ms, vs):
+        t = p.dtype.type
+        d = -g if maximize else g
+        m[...] = t(1.0 - b1) * d + t(b1) * m
+        v[...] = t(1.0 - b2) * (d * d) + t(b2) * v
+        u = (m / t(1.0 - b1**step)) / (np.sqrt(v / t(1.0 - b2**step)) + t(eps))
+        if t(weight_decay) != 0:
+            u = u + t(weight_decay) * p
+        ratios.append(_trust_ratio(p, u))
+        p += t(-lr) * (u * t(ratios[-1]))
+    return ratios
+
+
+def lars(params, grads, bufs, *, lr=1.0, momentum=0.9, weight_decay=0.0, trust_coefficient=1e-3, eps=0.0,
+         nesterov=False, maximize=False):
+    """optax.lars: add_decayed_weights, scale_by_trust_ratio, scale_by_learning_rate, trace."""
+    ratios = []
+    for p, g, b in zip(params, grads, bufs):
+        t = p.dtype.type
+        d = _direction(g, p, weight_decay, maximize)
+        ratios.append(_trust_ratio(p, d, trust_coefficient, eps))
+        u = t(-lr) * (d * t(ratios[-1]))
+        b[...] = u + t(momentum) * b
+        p += u + t(momentum) * b if nesterov else b
+    return ratios
+
+
+def adafactor_state(shape, dtype):
+    """torch.optim.Adafactor's state of a tensor of ``shape``: {row_var, col_var} or {variance}, in its shapes."""
+    if len(shape) > 1:
+        return {"row_var": np.zeros(shape[:-1] + (1,), dtype), "col_var": np.zeros(shape[:-2] + (1,) + shape[-1:], dtype)}
+    return {"variance": np.zeros(shape, dtype)}
+
+
+def adafactor(params, grads, states, step, *, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0,
+              maximize=False):
+    """torch.optim.Adafactor's single-tensor step (sums in float64); ``states`` from :func:`adafactor_state`."""
+    for p, g, state in zip(params, grads, states):
+        if p.size == 0:  # fastopt leaves an empty tensor alone (torch would fill an empty matrix's col_var with NaN)
+            continue
+        t = p.dtype.type
+        dd = -g if maximize else g
+        eps1 = float(np.finfo(p.dtype).eps) if eps[0] is None else eps[0]
+        w = float(step) ** beta2_decay
+        alpha = max(eps[1], _norm(p) / np.sqrt(p.size)) * min(lr, 1.0 / step**0.5)
+        if weight_decay != 0 and t(1.0 - lr * weight_decay) != 1:
+            p *= t(1.0 - lr * weight_decay)
+        if p.ndim > 1:
+            squares = dd.astype(np.float64) ** 2
+            state["row_var"][...] = _lerp(state["row_var"], (squares.sum(-1, keepdims=True) / p.shape[-1]).astype(t), w)
+            state["col_var"][...] = _lerp(state["col_var"], (squares.sum(-2, keepdims=True) / p.shape[-2]).astype(t), w)
+            mean = (state["row_var"].astype(np.float64).sum(-2, keepdims=True) / p.shape[-2]).astype(t)
+            v = (state["row_var"] * state["col_var"]) / np.maximum(mean, t(eps1))
+        else:
+            state["variance"][...] = _lerp(state["variance"], dd * dd, w)
+            v = state["variance"]
+        u = (t(1) / np.sqrt(np.maximum(v, t(eps1 * eps1)))) * dd
+        p += t(-alpha / max(1.0, _norm(u) / (np.sqrt(u.size) * d))) * u
+
+
+def prodigy_state(p):
+    """A Prodigy slot's state arrays at its first step (p0: the parameters then)."""
+    return {"exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p), "s": np.zeros_like(p), "p0": p.copy()}
+
+
+def prodigy(params, grads, states, estimate, *, lr=1.0, betas=(0.9, 0.999), beta3=None, eps=1e-8, weight_decay=0.0,
+            decouple=True, use_bias_correction=False, safeguard_warmup=False, d0=1e-6, d_coef=1.0,
+            growth_rate=math.inf, maximize=False):
+    """prodigyopt's Prodigy step for one group (sums in float64); ``states`` from :func:`prodigy_state`,
+    ``estimate`` {"d", "d_max", "d_numerator", "k"} (start: d0, d0, 0, 0), updated in place."""
+    b1, b2 = betas
+    b3 = math.sqrt(b2) if beta3 is None else beta3
+    d, d_max, k = estimate["d"], estimate["d_max"], estimate["k"]
+    bias = math.sqrt(1 - b2 ** (k + 1)) / (1 - b1 ** (k + 1)) if use_bias_correction else 1.0
+    dlr = d * lr * bias
+    numerator, denominator = estimate["d_numerator"] * b3, 0.0
+    es = []
+    for p, g, st in zip(params, grads, states):
+        t = p.dtype.type
+        e = -g if maximize else g
+        if not decouple and t(weight_decay) != 0:
+            e = e + t(weight_decay) * p
+        es.append(e)
+        numerator += (d / d0) * dlr * float(np.dot(e.astype(np.float64).ravel(), (st["p0"] - p).astype(np.float64).ravel()))
+        if b1 > 0:
+            st["exp_avg"][...] = st["exp_avg"] * t(b1) + t(d * (1 - b1)) * e
+        st["exp_avg_sq"][...] = st["exp_avg_sq"] * t(b2) + (t(d * d * (1 - b2)) * e) * e
+        st["s"][...] = st["s"] * t(b3) + t((d / d0) * (d if safeguard_warmup else dlr)) * e
+        denominator += float(np.abs(st["s"].astype(np.float64)).sum())
+    if denominator == 0:
+        return
+    d_hat = d_coef * numerator / denominator
+    if d == d0:
+        d = max(d, d_hat)
+    d_max = max(d_max, d_hat)
+    d = min(d_max, d * growth_rate)
+    for p, e, st in zip(params, es, states):
+        t = p.dtype.type
+        denom = np.sqrt(st["exp_avg_sq"]) + t(d * eps)
+        if decouple and t(-weight_decay * dlr) != 0:
+            p += t(-weight_decay * dlr) * p
+        if b1 > 0:
+            p += t(-dlr) * (st["exp_avg"] / denom)
+        else:
+            p += t(-dlr * d) * (e / denom)
+    estimate.update(d=d, d_max=d_max, d_numerator=numerator, k=k + 1)
+
+
+def muon_state(p, use_muon=True):
+    """A Muon tensor's state: {"momentum_buffer"} for a matrix (2 or more dimensions), else AdamW's moments."""
+    if use_muon and p.ndim >= 2:
+        return {"momentum_buffer": np.zeros_like(p)}
+    return {"exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
+
+
+def muon(params, grads, states, step, *, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+         ns_coefficients=(3.4445, -4.775, 2.0315), eps=1e-7, ns_steps=5, adjust_lr_fn=None, use_muon=True,
+         adamw_lr=3e-4, adamw_betas=(0.9, 0.95), adamw_eps=1e-10, adamw_weight_decay=0.0):
+    """torch.optim.Muon's step on the matrices (its Newton-Schulz iteration in the parameters' precision, not
+    bfloat16), AdamW's on the other tensors; ``states`` from :func:`muon_state`."""
+    a, b, c = ns_coefficients
+    for p, g, st in zip(params, grads, states):
+        if p.size == 0:
+            continue
+        if "exp_avg" in st:
+            p[...], st["exp_avg"][...], st["exp_avg_sq"][...], _ = adam(
+                p, g, st["exp_avg"], st["exp_avg_sq"], None, step, lr=adamw_lr, betas=adamw_betas, eps=adamw_eps,
+                weight_decay=adamw_weight_decay, decoupled_weight_decay=True)
+            continue
+        buf = st["momentum_buffer"]
+        buf[...] = _lerp(buf, g, 1.0 - momentum)
+        update = _lerp(g, buf, momentum) if nesterov else buf
+        rows, cols = p.shape[0], p.size // p.shape[0]
+        x = update.reshape(rows, cols)
+        if rows > cols:
+            x = x.T
+        x = x / max(float(np.linalg.norm(x)), eps)
+        for _ in range(ns_steps):
+            gram = x @ x.T
+            update_gram = b * gram + c * (gram @ gram)  # torch.addmm(gram, gram, gram, beta=b, alpha=c)
+            x = a * x + update_gram @ x                 # torch.addmm(x, update_gram, x, beta=a)
+        if rows > cols:
+            x = x.T
+        ratio = math.sqrt(max(1.0, rows / cols)) if adjust_lr_fn in (None, "original") else 0.2 * math.sqrt(max(rows, cols))
+        flat = p.reshape(rows, cols)
+        flat *= p.dtype.type(1.0 - lr * weight_decay)
+        flat += p.dtype.type(-lr * ratio) * x

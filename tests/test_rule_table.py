@@ -1,4 +1,5 @@
-"""The optimizer classes against the rule table: each rule of fastopt._rules.RULES is one optimizer's contract."""
+"""The optimizer classes against the rule tables: each rule of fastopt._rules.RULES (and TENSOR_RULES) is one
+optimizer's contract."""
 import inspect
 
 import numpy as np
@@ -6,9 +7,11 @@ import pytest
 
 import fastopt
 from fastopt import _kernels
-from fastopt._rules import RULES
+from fastopt._rules import RULES, TENSOR_RULES
 from fastopt.optim import optimizer as optimizer_module
-from fastopt._validation import any_real, beta_triple, betas, flag, nonnegative, unit_interval, warmup_steps
+from fastopt._validation import (adjust_lr, any_real, beta_triple, betas, eps_pair, flag, growth, nonnegative,
+                                 nonpositive, ns_steps, optional_beta, positive, real_triple, unit_interval,
+                                 warmup_steps)
 from fastopt.optim.optimizer import CHECKS, Optimizer, validators_of
 
 
@@ -25,13 +28,15 @@ CLASSES = [cls for cls in _subclasses(Optimizer) if cls.__module__.startswith("f
 DECLARING = {cls for cls in CLASSES if "rule" in cls.__dict__}
 # Hyperparameters a subclass fixes instead of taking (AdamW is Adam with decoupled_weight_decay=True).
 FIXED = {fastopt.AdamW: {"decoupled_weight_decay"}}
+# Both tables: the element-wise rules and those that need numbers of whole tensors.
+TABLE = {**RULES, **TENSOR_RULES}
 
 
 def _python_names(rule):
     """The Python optimizer's hyperparameters of ``rule``: ``betas`` for beta1, beta2 (, beta3), in the table's order."""
     names = []
     for hyper in rule.hyper:
-        name = "betas" if hyper.name in ("beta1", "beta2", "beta3") else hyper.name
+        name = "betas" if hyper.check == "beta" else hyper.name
         if name not in names:
             names.append(name)
     return names
@@ -40,10 +45,14 @@ def _python_names(rule):
 def test_every_optimizer_is_exported_and_names_a_rule():
     assert {cls.__name__ for cls in CLASSES} <= set(fastopt.optim.__all__)
     for cls in CLASSES:
-        assert cls.rule in RULES, cls
+        assert cls.rule in TABLE, cls
 
 
-@pytest.mark.parametrize("rule", RULES)
+def test_the_tables_share_no_name():
+    assert not set(RULES) & set(TENSOR_RULES)
+
+
+@pytest.mark.parametrize("rule", TABLE)
 def test_every_rule_has_exactly_one_optimizer(rule):
     users = [cls for cls in DECLARING if cls.rule == rule]
     assert len(users) == 1, f"rule {rule!r} is declared by {users}"
@@ -51,11 +60,14 @@ def test_every_rule_has_exactly_one_optimizer(rule):
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)
 def test_validators_and_state_arrays_are_the_tables(cls):
-    rule = RULES[cls.rule]
+    rule = TABLE[cls.rule]
     assert list(cls.validators) == _python_names(rule)
-    three = any(h.name == "beta3" for h in rule.hyper)
+    three = any(h.name == "beta3" and h.check == "beta" for h in rule.hyper)
     expected = {"nonnegative": nonnegative, "real": any_real, "unit": unit_interval,
-                "beta": beta_triple if three else betas, "flag": flag, "steps": warmup_steps}
+                "beta": beta_triple if three else betas, "flag": flag, "steps": warmup_steps,
+                "nonpositive": nonpositive, "eps_pair": eps_pair, "positive": positive, "growth": growth,
+                "optional_beta": optional_beta, "beta_pair": betas, "real_triple": real_triple, "ns_steps": ns_steps,
+                "adjust_lr": adjust_lr}
     for hyper in rule.hyper:
         name = "betas" if hyper.check == "beta" else hyper.name
         assert cls.validators[name] is expected[hyper.check], (cls, hyper)
@@ -68,7 +80,7 @@ def test_validators_and_state_arrays_are_the_tables(cls):
 def test_init_takes_every_hyperparameter_of_the_table(cls):
     parameters = inspect.signature(cls.__init__).parameters
     fixed = FIXED.get(cls, set())
-    for name in _python_names(RULES[cls.rule]):
+    for name in _python_names(TABLE[cls.rule]):
         if name not in fixed:
             assert name in parameters, f"{cls.__name__}() does not take {name}"
             assert parameters[name].default is not inspect.Parameter.empty, f"{cls.__name__}({name}) has no default"
@@ -80,12 +92,15 @@ def test_init_takes_every_hyperparameter_of_the_table(cls):
 def test_needed_is_the_tables(cls):
     opt = cls([np.zeros(3)])
     group = opt.param_groups[0]
-    assert opt._needed(group) == _kernels.needed(cls.rule, group.kernel_hyper())
+    if cls.rule in TENSOR_RULES:  # every state array, always
+        assert opt._needed(group) == (True,) * len(cls.state_arrays)
+    else:
+        assert opt._needed(group) == _kernels.needed(cls.rule, group.kernel_hyper())
     assert len(opt._needed(group)) == len(cls.state_arrays)
 
 
 def test_checks_map_every_check_of_the_table():
-    assert {hyper.check for rule in RULES.values() for hyper in rule.hyper} <= set(CHECKS)
+    assert {hyper.check for rule in TABLE.values() for hyper in rule.hyper} <= set(CHECKS)
     assert optimizer_module.CHECKS is CHECKS
 
 

@@ -23,8 +23,8 @@ from fastopt.checkpoint import CheckpointError, load, save
 from fastopt import datasets
 from fastopt.data import minibatches, num_batches, train_test_split
 from fastopt.optim import (
-    ADOPT, SGD, Accumulate, AdEMAMix, Adadelta, Adagrad, Adam, Adamax, AdamW, AdamWScheduleFree, Lion, Lookahead,
-    NAdam, Optimizer, RAdam, RMSprop, SGDScheduleFree,
+    ADOPT, LAMB, LARS, SGD, Accumulate, AdEMAMix, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, AdamWScheduleFree,
+    Lion, Lookahead, Muon, NAdam, Optimizer, Prodigy, RAdam, RMSprop, SGDScheduleFree,
 )
 from fastopt.paramset import ParamSelection, ParamSet
 from fastopt.second_order import minimize
@@ -40,17 +40,22 @@ __all__ = [
     "Accumulate",
     "AdEMAMix",
     "Adadelta",
+    "Adafactor",
     "Adagrad",
     "Adam",
     "AdamW",
     "AdamWScheduleFree",
     "Adamax",
+    "LAMB",
+    "LARS",
     "Lion",
     "Lookahead",
+    "Muon",
     "NAdam",
     "Optimizer",
     "ParamSelection",
     "ParamSet",
+    "Prodigy",
     "RAdam",
     "RMSprop",
     "SGD",

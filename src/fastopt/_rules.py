@@ -53,9 +53,14 @@ class Hyper:
     "nonnegative" (a finite real >= 0), "real" (any finite real), "unit"
     (in [0, 1]), "beta" (in [0, 1): ``beta1``, ``beta2`` and, if there is
     one, ``beta3`` together are the optimizer's ``betas``), "steps" (a count
-    of steps: an integer >= 0, or None, stored as 0), or "flag" (a bool; an
-    ``int`` in C).  With
-    ``kernel=False`` it is checked but the kernel never sees it (Adagrad's
+    of steps: an integer >= 0, or None, stored as 0), "flag" (a bool; an
+    ``int`` in C), and for the rules of :data:`TENSOR_RULES` only
+    "nonpositive" (a finite real <= 0), "positive" (a finite real > 0),
+    "growth" (a real > 0, infinity included), "optional_beta" (None or in
+    [0, 1)), "beta_pair" (a pair of decay rates under another name than
+    ``betas``), "eps_pair" (Adafactor's ``eps``), and Muon's
+    "real_triple", "ns_steps" and "adjust_lr".
+    With ``kernel=False`` it is checked but the kernel never sees it (Adagrad's
     ``initial_accumulator_value`` fills the state array once).
     """
 
@@ -529,3 +534,88 @@ C_API = (*(f"{rule}_update_{dtype}" for rule in _VERSION_1 for dtype in ("f32", 
          "count_nonfinite_f32", "count_nonfinite_f64",
          *(f"{rule}_update_stored" for rule in _VERSION_1),
          *(f"{rule}_update_{kind}" for rule in _APPENDED for kind in ("f32", "f64", "stored")))
+
+
+@dataclass(frozen=True)
+class TensorRule:
+    """An update rule that needs numbers of whole tensors between its passes over memory.
+
+    LAMB's and LARS's trust ratios need each tensor's norms before any
+    element can be updated, and Adafactor's factored second moment needs
+    each matrix's row and column sums: no element-wise body can say that.
+    Their hyperparameters and state are declared here, as for :class:`Rule`,
+    and the Python optimizers take their checks and state arrays from this
+    entry; their passes are written in ``fastopt/optim/_tensorwise.pyx``
+    (each pass a fused, thread-count-invariant kernel over a slot's tensors),
+    and have no C API entry yet.
+    """
+
+    name: str
+    label: str
+    origin: str
+    formula: str
+    hyper: Tuple[Hyper, ...]
+    state: Tuple[State, ...]
+    running = ()      # no per-slot numbers besides the step count
+    switchable = ()   # every state array is used by every setting
+
+    @property
+    def state_names(self):
+        return tuple(s.name for s in self.state)
+
+
+_TRUST_RATIO = """ratio = trust_coefficient |p| / (|u| + eps) per tensor, 1 where |p| or |u| is 0 (optax.scale_by_trust_ratio)"""
+
+TENSOR_RULES = {rule.name: rule for rule in (
+    TensorRule(
+        "lamb", "LAMB", '(You et al., 2020, "Large Batch Optimization for Deep Learning: Training BERT in 76 '
+        'minutes"; optax.lamb)',
+        """d = ±g ;  m = (1 - beta1) d + beta1 m ;  v = (1 - beta2) d d + beta2 v
+u = (m / (1 - beta1 ** t)) / (sqrt(v / (1 - beta2 ** t)) + eps) + wd p
+p = p + (-lr) (u ratio),  """ + _TRUST_RATIO + """ with trust_coefficient 1""",
+        hyper=(_LR, *_BETAS, _EPS, _WD, _MAXIMIZE),
+        state=(_EXP_AVG, State("exp_avg_sq"))),
+    TensorRule(
+        "lars", "LARS", '(You et al., 2017, "Large Batch Training of Convolutional Networks"; optax.lars)',
+        """d = ±g + wd p ;  u = (-lr) (d ratio),  """ + _TRUST_RATIO + """
+b = u + momentum b ;  p = p + (u + momentum b) (nesterov) or p + b""",
+        hyper=(_LR, Hyper("momentum"), _WD, Hyper("trust_coefficient"), _EPS, Hyper("nesterov", "flag"), _MAXIMIZE),
+        state=(State("momentum_buffer", signed=True),)),
+    TensorRule(
+        "adafactor", "Adafactor", '(Shazeer & Stern, 2018, "Adafactor: Adaptive Learning Rates with Sublinear '
+        'Memory Cost"; torch.optim.Adafactor)',
+        """d = ±g ;  w = t ** beta2_decay ;  rho = min(lr, t ** -0.5) ;  alpha = max(eps2, |p| / sqrt(n)) rho
+tensors of 2 or more dimensions, over the last two (rows r, columns c):
+    row_var = lerp(row_var, mean_c d d, w) ;  col_var = lerp(col_var, mean_r d d, w)
+    v = row_var col_var / max(mean_r row_var, eps1)
+other tensors:  variance = lerp(variance, d d, w) ;  v = variance
+u = d / sqrt(max(v, eps1 eps1)) ;  p = p (1 - lr wd) + (-alpha / max(1, |u| / (sqrt(n) d_clip))) u""",
+        hyper=(_LR, Hyper("beta2_decay", "nonpositive"), Hyper("eps", "eps_pair"), Hyper("d"), _WD, _MAXIMIZE),
+        state=(State("row_var"), State("col_var"), State("variance"))),
+    TensorRule(
+        "prodigy", "Prodigy", '(Mishchenko & Defazio, 2024, "Prodigy: An Expeditiously Adaptive Parameter-Free '
+        'Learner"; the prodigyopt package)',
+        """D estimate over every slot of every group, then the update; d = d0 before the first step, k counts steps
+dlr = d lr bc,  bc = sqrt(1 - beta2 ** (k + 1)) / (1 - beta1 ** (k + 1)) (use_bias_correction) or 1
+e = ±g + wd p (unless decoupled) ;  num = beta3 num + (d / d0) dlr sum e (p0 - p)
+m = beta1 m + (d (1 - beta1)) e ;  v = beta2 v + (d d (1 - beta2)) e e ;  s = beta3 s + ((d / d0) dlr) e (d with safeguard_warmup)
+d_hat = d_coef num / sum |s| ;  d = max(d, d_hat) while d = d0 ;  d_max = max(d_max, d_hat) ;  d = min(d_max, d growth_rate)
+p = p (1 - wd dlr) (decoupled) ;  p = p - dlr m / (sqrt(v) + d eps)   (beta1 = 0: p - dlr d e / (sqrt(v) + d eps))""",
+        hyper=(_LR, *_BETAS, Hyper("beta3", "optional_beta"), Hyper("eps", "positive"), _WD,
+               Hyper("decouple", "flag"), Hyper("use_bias_correction", "flag"), Hyper("safeguard_warmup", "flag"),
+               Hyper("d0", "positive"), Hyper("d_coef", "positive"), Hyper("growth_rate", "growth"), _MAXIMIZE),
+        state=(_EXP_AVG, State("exp_avg_sq"), State("s", signed=True), State("p0", signed=True))),
+    TensorRule(
+        "muon", "Muon", '(Jordan et al., 2024, "Muon: An optimizer for hidden layers in neural networks"; '
+        'torch.optim.Muon, and AdamW for the other tensors as the reference MuonWithAuxAdam)',
+        """matrices (tensors of 2 or more dimensions, viewed as shape[0] x the rest), unless use_muon is False:
+    b = lerp(b, g, 1 - momentum) ;  u = lerp(g, b, momentum) (nesterov) or b
+    X = u / max(|u|, eps), transposed if tall ;  ns_steps times: A = X X^T, X = a X + (b A + c A A) X
+    p = p (1 - lr wd) ;  p = p + (-lr ratio) X,  ratio = sqrt(max(1, rows / cols)) (original) or 0.2 sqrt(max(rows, cols))
+other tensors: AdamW (torch.optim.AdamW's update) with adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay""",
+        hyper=(_LR, _WD, Hyper("momentum"), Hyper("nesterov", "flag"), Hyper("ns_coefficients", "real_triple"),
+               Hyper("eps"), Hyper("ns_steps", "ns_steps"), Hyper("adjust_lr_fn", "adjust_lr"),
+               Hyper("use_muon", "flag"), Hyper("adamw_lr"), Hyper("adamw_betas", "beta_pair"),
+               Hyper("adamw_eps"), Hyper("adamw_weight_decay")),
+        state=(State("momentum_buffer", signed=True), _EXP_AVG, State("exp_avg_sq"))),
+)}

@@ -438,8 +438,70 @@ def warmup_steps(name, value):
     return value
 
 
+def eps_pair(name, value):
+    """A hyperparameter rule for Adafactor's ``eps``: a pair (eps1, eps2), eps1 None (the dtype's machine epsilon)
+    or a finite real >= 0, eps2 a finite real >= 0; returns a tuple."""
+    try:
+        entries = tuple(value)
+    except TypeError:
+        entries = ()
+    if len(entries) != 2:
+        raise TypeError(f"{name} must be a pair (eps1, eps2), eps1 None or a float, got {value!r}")
+    eps1 = None if entries[0] is None else nonnegative(f"{name}[0]", entries[0])
+    return eps1, nonnegative(f"{name}[1]", entries[1])
+
+
+def positive(name, value):
+    """A hyperparameter rule for a finite real number > 0."""
+    value = as_float(real_number(name, value))
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"Invalid {_label(name)}: {value} (expected a finite value > 0)")
+    return value
+
+
+def growth(name, value):
+    """A hyperparameter rule for a real number > 0, infinity included (Prodigy's ``growth_rate``)."""
+    value = as_float(real_number(name, value))
+    if not value > 0:
+        raise ValueError(f"Invalid {_label(name)}: {value} (expected a value > 0, or inf)")
+    return value
+
+
+def optional_beta(name, value):
+    """A hyperparameter rule for None or a decay rate in [0, 1) (Prodigy's ``beta3``)."""
+    return None if value is None else _unit_open(name, value)
+
+
+def real_triple(name, value):
+    """A hyperparameter rule for three finite reals (Muon's ``ns_coefficients``): returns a tuple of floats."""
+    try:
+        entries = tuple(value)
+    except TypeError:
+        entries = ()
+    if len(entries) != 3:
+        raise TypeError(f"{name} must be a sequence of 3 floats, got {value!r}")
+    return tuple(any_real(f"{name}[{i}]", x) for i, x in enumerate(entries))
+
+
+def ns_steps(name, value):
+    """A hyperparameter rule for a number of Newton-Schulz iterations: an integer in [0, 100), as torch's Muon."""
+    value = integer(name, value, 0)
+    if value >= 100:
+        raise ValueError(f"{name} must be less than 100 for computational efficiency, got {value}")
+    return value
+
+
+def adjust_lr(name, value):
+    """A hyperparameter rule for Muon's ``adjust_lr_fn``: None, "original" or "match_rms_adamw"."""
+    if value is not None and value not in ("original", "match_rms_adamw"):
+        raise ValueError(f"Adjust learning rate function {value!r} is not supported: {name} must be None, "
+                         "'original' or 'match_rms_adamw'")
+    return value
+
+
 #: Rules shared by the optimizers: a real number >= 0, any finite real number, one in [0, 1], one in [0, 1).
 nonnegative = real_in_range()
+nonpositive = real_in_range(-math.inf, 0.0)
 any_real = real_in_range(-math.inf, math.inf)
 unit_interval = real_in_range(0.0, 1.0)
 _unit_open = real_in_range(0.0, 1.0, high_open=True)

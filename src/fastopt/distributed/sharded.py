@@ -4,6 +4,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastopt._kernels import nonfinite_count
+from fastopt._rules import TENSOR_RULES
 from fastopt._threads import get_num_threads
 from fastopt._validation import check_writeable, flag, step_count
 from fastopt.distributed._agreement import agree, digest, failure
@@ -24,6 +25,10 @@ def _check_arguments(optimizer_class, ps):
     if callable(getattr(optimizer_class, "eval", None)):
         raise ValueError(f"ShardedOptimizer does not switch {optimizer_class.__name__}'s train()/eval() modes "
                          "across the ranks (each rank would move only its slice); use it on one process")
+    if optimizer_class.rule in TENSOR_RULES:
+        raise ValueError(f"ShardedOptimizer does not shard {optimizer_class.__name__}: its rule needs numbers of "
+                         "whole tensors (norms, factored moments), which a rank's slice does not hold; use it on one "
+                         "process")
     if not isinstance(ps, ParamSet):
         raise TypeError(f"ShardedOptimizer needs a ParamSet, got {type(ps).__name__}"
                         + (" (parameter groups are not supported)" if isinstance(ps, (list, tuple)) else ""))

@@ -10,10 +10,11 @@ import numpy as np
 from fastopt import _storage
 from fastopt._kernels import BoundStep, bf16_round, needed, nonfinite_count, quantize_blockwise
 from fastopt._locks import holding
-from fastopt._rules import RULES
+from fastopt._rules import RULES, TENSOR_RULES
 from fastopt._threads import get_num_threads
-from fastopt._validation import (any_real, beta_triple, betas, flag, integer, nonnegative, step_count,
-                                 unit_interval, warmup_steps)
+from fastopt._validation import (adjust_lr, any_real, beta_triple, betas, eps_pair, flag, growth, integer,
+                                 nonnegative, nonpositive, ns_steps, optional_beta, positive, real_triple,
+                                 step_count, unit_interval, warmup_steps)
 from fastopt.optim._hyper import FixedList, ParamGroup
 from fastopt.optim._params import ParamLayout
 from fastopt.optim._stepping import SlotBinding, step_slots
@@ -24,13 +25,16 @@ _GROUPS_HINT = ("add a group with add_param_group(), or change a group's hyperpa
                 "(param_groups[0]['lr'] = 0.1)")
 # Per-slot numbers other than the step count, and the values they can take.
 SCALAR_RANGES = {"mu_product": (0.0, 1.0),  # NAdam's product of momentum factors, each in [0, 1)
-                 "weight_sum": (0.0, math.inf), "lr_max": (0.0, math.inf)}  # schedule-free averaging
+                 "weight_sum": (0.0, math.inf), "lr_max": (0.0, math.inf),  # schedule-free averaging
+                 "d": (0.0, math.inf), "d_max": (0.0, math.inf), "k": (0.0, math.inf)}  # Prodigy's D estimate
 _STATE_HINT = "it holds one dict per slot; clear a slot's dict (state[i].clear()) to restart its state"
 
 # The validator of each ``check`` of fastopt._rules.Hyper; "beta" validates beta1, beta2 (and beta3) together, as
 # ``betas``.
 CHECKS = {"nonnegative": nonnegative, "real": any_real, "unit": unit_interval, "beta": betas, "flag": flag,
-          "steps": warmup_steps}
+          "steps": warmup_steps, "nonpositive": nonpositive, "eps_pair": eps_pair, "positive": positive,
+          "growth": growth, "optional_beta": optional_beta, "beta_pair": betas, "real_triple": real_triple,
+          "ns_steps": ns_steps, "adjust_lr": adjust_lr}
 # The keyword options every optimizer takes (Optimizer.__init__), which copies and pickles carry.
 _OPTIONS = ("skip_nonfinite", "state_dtype", "master_weights", "stochastic_rounding", "seed")
 # What a subclass takes from its rule's entry in fastopt._rules.RULES, never states itself.
@@ -184,10 +188,10 @@ class Optimizer:
             raise TypeError(f"{cls.__name__} sets {stated}: they come from fastopt._rules.RULES[{cls.rule!r}]")
         if cls.rule is None:
             return
-        if cls.rule not in RULES:
+        entry = RULES.get(cls.rule) or TENSOR_RULES.get(cls.rule)
+        if entry is None:
             raise ValueError(f"{cls.__name__}.rule is {cls.rule!r}, not a rule of fastopt._rules.RULES "
-                             f"({sorted(RULES)})")
-        entry = RULES[cls.rule]
+                             f"({sorted(RULES)}) or TENSOR_RULES ({sorted(TENSOR_RULES)})")
         cls.validators = MappingProxyType(validators_of(entry))
         cls.state_arrays = entry.state_names
         cls.switchable_state = entry.switchable

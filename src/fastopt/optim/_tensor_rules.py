@@ -1,0 +1,150 @@
+"""The optimizers whose rules need numbers of whole tensors: the base they share.
+
+Their hyperparameters and state arrays come from ``fastopt._rules.TENSOR_RULES``
+(as the element-wise rules' come from ``RULES``); their passes are the
+kernels of ``fastopt.optim._tensorwise``.  Which tensors a slot holds is
+read from its parameters: a ParamSet slot holds the named tensors of its
+run (with their shapes), an array slot is one tensor of the array's shape.
+"""
+import numpy as np
+
+from fastopt._kernels import nonfinite_count
+from fastopt._threads import get_num_threads
+from fastopt.optim._stepping import MAX_STEP, _next_step
+from fastopt.optim._tensorwise import pieces
+from fastopt.optim.optimizer import Optimizer
+
+
+class Tensor:
+    """One tensor of a slot: its elements ``[start, stop)`` of the slot's array, its shape and its name."""
+
+    __slots__ = ("start", "stop", "shape", "name")
+
+    def __init__(self, start, stop, shape, name):
+        self.start, self.stop, self.shape, self.name = start, stop, tuple(shape), name
+
+
+def slot_tensors(slot):
+    """The tensors of ``slot`` (a fastopt.optim._params.Slot), in its order."""
+    if slot.paramset is None:
+        return (Tensor(0, slot.param.size, np.shape(slot.owner), slot.name),)
+    ps, run = slot.paramset, slot.run
+    return tuple(Tensor(s.start - run.start, s.stop - run.start, ps.shapes[name], name)
+                 for name, s in ps.slices.items() if run.start <= s.start and s.stop <= run.stop)
+
+
+class TensorwiseOptimizer(Optimizer):
+    """Base class of the optimizers of ``fastopt._rules.TENSOR_RULES``.
+
+    A subclass sets ``rule`` and implements :meth:`_run` (one slot's step).
+    Every state array is used by every setting; the state is kept in the
+    parameters' dtype (float32 or float64): these rules take no
+    ``state_dtype`` other than None and no bfloat16 parameters yet.  A step
+    checks every slot's state before any kernel runs, so a refused step
+    changes nothing.
+    """
+
+    state_scalars = ("step",)
+
+    def __init__(self, params, defaults, **options):
+        self._memos = {}  # (what, slot index) -> what a slot's tensors make of it, worked out once (see _memo)
+        super().__init__(params, defaults, **options)
+
+    def __setstate__(self, saved):
+        self._memos = {}
+        super().__setstate__(saved)
+
+    def _memo(self, what, index, make):
+        """``make()``, computed once per slot: the slots never change, so neither does what follows from them."""
+        key = (what, index)
+        value = self._memos.get(key)
+        if value is None:
+            value = self._memos[key] = make()
+        return value
+
+    def _check_storage(self, slots):
+        if self.state_dtype is not None and self.state_dtype not in ("float32", "float64"):
+            raise ValueError(f"{type(self).__name__} keeps its state in the parameters' dtype: state_dtype must be "
+                             f"None, got {self.state_dtype!r}")
+        for slot in slots:
+            if slot.param.dtype not in (np.float32, np.float64):
+                raise ValueError(f"{type(self).__name__} takes float32 or float64 parameters; {slot.name} is "
+                                 f"{slot.param.dtype}")
+            if self.state_dtype is not None and self.state_dtype != slot.param.dtype.name:
+                raise ValueError(f"{type(self).__name__} keeps its state in the parameters' dtype: "
+                                 f"state_dtype={self.state_dtype!r} does not go with {slot.name}, "
+                                 f"{slot.param.dtype}")
+        super()._check_storage(slots)
+
+    def _needed(self, group):
+        return (True,) * len(self.state_arrays)
+
+    def tensors(self, index):
+        """The tensors of slot ``index``: ``Tensor`` objects with ``start``, ``stop`` (in the slot), ``shape``, ``name``."""
+        return self._memo("tensors", index, lambda: slot_tensors(self._layout.slots[index]))
+
+    def _pieces(self, index):
+        """Slot ``index``'s tensors cut into pieces (``fastopt.optim._tensorwise.pieces``), made once."""
+        return self._memo("pieces", index, lambda: pieces([(t.start, t.stop) for t in self.tensors(index)],
+                                                          self._layout.slots[index].param.itemsize))
+
+    def _step_slots(self, grads):
+        num_threads = get_num_threads()
+        if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
+            self.skipped_steps += 1
+            return False
+        work = []
+        for index, grad in enumerate(grads):
+            if grad is None:
+                continue
+            state = self._states[index]
+            step = state.get("step", 0)
+            if type(step) is not int or not 0 <= step < MAX_STEP:
+                step = _next_step(self, index, step)
+            arrays, new = self._arrays(index, state)
+            work.append((index, grad, step + 1, arrays, new))
+        counted = self._run_all(work, num_threads)
+        for index, _, step, _, new in work:
+            self._states[index].update(new)
+            if counted:
+                self._states[index]["step"] = step
+            else:
+                self._states[index].setdefault("step", step - 1)
+        return True
+
+    def _run_all(self, work, num_threads):
+        """Run the step on ``work``: ``(index, grad, step, state arrays, new arrays)`` per slot with a gradient;
+        False where the rule took no step after all (its state arrays are kept, its step counts are not)."""
+        for index, grad, step, arrays, _ in work:
+            hyper = self._groups[self._slot_group[index]].kernel_hyper()
+            self._run(index, self._layout.slots[index].param, grad, arrays, hyper, step, num_threads)
+        return True
+
+    def _arrays(self, index, state):
+        """Slot ``index``'s state arrays in the rule's order, checked (those it lacks made, not yet stored)."""
+        layout = self.state_layout(index)
+        slot = self._layout.slots[index]
+        group = self._groups[self._slot_group[index]]
+        arrays, new = [], {}
+        for name in self.state_arrays:
+            array = state.get(name)
+            shape, dtype = layout[name]
+            if array is None:
+                value = self._initial_value(name, group, slot.param)
+                array = new[name] = np.array(value, dtype) if np.ndim(value) else np.full(shape, value, dtype)
+            elif (not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype
+                  or not array.flags.c_contiguous or not array.flags.writeable):
+                raise ValueError(f"state {name!r} of {slot.name} must be a writeable contiguous {dtype}{list(shape)} "
+                                 f"array, got {getattr(array, 'dtype', type(array).__name__)}"
+                                 f"{list(getattr(array, 'shape', ()))}")
+            arrays.append(array)
+        return arrays, new
+
+    def _run(self, index, param, grad, arrays, hyper, step, num_threads):
+        """Slot ``index``'s step ``step`` (counted from 1) with the group's kernel hyperparameters ``hyper``."""
+        raise NotImplementedError
+
+    def state_layout(self, index):
+        n = self._layout.slots[index].param.size
+        dtype = self._layout.slots[index].param.dtype
+        return {name: ((n,), dtype) for name in self.state_arrays}
