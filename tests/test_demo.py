@@ -20,11 +20,11 @@ def test_adam_reaches_95_percent_on_the_test_digits():
     assert any(line.startswith("| adam |") for line in lines)
 
 
-@pytest.mark.parametrize("name", ["adopt", "ademamix", "sgd-schedulefree", "adamw-schedulefree", "lookahead-adamw",
-                                  "adamw-swa", "adamw-accumulate"])
+@pytest.mark.parametrize("name", ["adopt", "ademamix", "sgd-schedulefree", "adamw-schedulefree", "lamb", "lars",
+                                  "adafactor", "prodigy", "muon", "lookahead-adamw", "adamw-swa", "adamw-accumulate"])
 def test_the_rules_without_a_numpy_version_reach_95_percent(name):
-    """ADOPT, AdEMAMix, the schedule-free rules, Lookahead, SWA and gradient accumulation at the demo's documented
-    hyperparameters; their NumPy step column is "-"."""
+    """ADOPT, AdEMAMix, the schedule-free rules, LAMB, LARS, Adafactor, Prodigy, Muon, Lookahead, SWA and gradient
+    accumulation at the demo's documented hyperparameters; their NumPy step column is "-"."""
     lines = []
     result = demo.run((name,), png=None, repeats=1, out=lines.append)[name]
     assert result["test_accuracy"] >= 0.95

@@ -89,9 +89,9 @@ def build_parser():
 
     demo = commands.add_parser("demo", help="train a NumPy MLP with batch norm on the UCI digits with each "
                                             "optimizer; print accuracy and step times against NumPy")
-    demo.add_argument("--optimizers", help="comma-separated subset of: sgd-momentum,adagrad,rmsprop,adam,adamw,"
-                                           "adopt,ademamix,sgd-schedulefree,adamw-schedulefree,lookahead-adamw,"
-                                           "adamw-swa,adamw-accumulate")
+    from fastopt.demo import OPTIMIZERS
+
+    demo.add_argument("--optimizers", help="comma-separated subset of: " + ",".join(OPTIMIZERS))
     demo.add_argument("--epochs", type=int, default=30)
     demo.add_argument("--batch-size", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)

@@ -100,24 +100,28 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
                          for impl in implementations}
                 steps = {k: v for k, v in steps.items() if v is not None}
                 arrays = cases.step_arrays(rule, storage, elements)
-                steps[SAME_STREAM] = roofline.layout_stream_step(arrays, num_threads)
+                # the same-stream kernel is one pass: no yardstick for the rules that cross memory several times
+                single_pass = rule not in cases.PASSES
+                if single_pass:
+                    steps[SAME_STREAM] = roofline.layout_stream_step(arrays, num_threads)
                 if yardstick is not None:
                     steps[YARDSTICK] = yardstick
                 seconds = runner.time_interleaved(steps, repeats, cases.MOST_REPEATS)
                 bpe = cases.moved_bytes(arrays) / elements
                 axpy_seconds = seconds.pop(YARDSTICK, None)
-                stream_seconds = seconds.pop(SAME_STREAM)
+                stream_seconds = seconds.pop(SAME_STREAM, None)
                 case_bandwidth = roofline.AXPY_BYTES * elements / axpy_seconds / 1e9 if axpy_seconds else None
-                calls = roofline.layout_stream_calls(arrays)
-                read = sum((r is not None) + len(w) for _, r, w in calls)  # the written arrays are read too
-                written = sum(len(w) for _, r, w in calls)
                 result = {"shape": shape, "rule": rule, "storage": storage, "elements": elements,
                           "bytes_per_element": bpe, "bandwidth_gbs": case_bandwidth,
                           "roofline_seconds": roofline.roofline_seconds(bpe, elements, case_bandwidth or bandwidth),
-                          "same_stream": {"read": read, "written": written, "seconds": stream_seconds,
-                                          "calls": [[nbytes, len(w), r is not None] for nbytes, r, w in calls],
-                                          "bandwidth_gbs": bpe * elements / stream_seconds / 1e9},
-                          "seconds": seconds}
+                          "same_stream": None, "seconds": seconds}
+                if single_pass:
+                    calls = roofline.layout_stream_calls(arrays)
+                    read = sum((r is not None) + len(w) for _, r, w in calls)  # the written arrays are read too
+                    written = sum(len(w) for _, r, w in calls)
+                    result["same_stream"] = {"read": read, "written": written, "seconds": stream_seconds,
+                                             "calls": [[nbytes, len(w), r is not None] for nbytes, r, w in calls],
+                                             "bandwidth_gbs": bpe * elements / stream_seconds / 1e9}
                 results.append(result)
                 echo(report.table([result], implementations).splitlines()[-1])
                 del steps

@@ -16,9 +16,18 @@ CONFIGS = {
     "adam": ("Adam", dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8), 2),
     "adamw": ("AdamW", dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), 2),
     "adamw-schedulefree": ("AdamWScheduleFree", dict(lr=2.5e-3, betas=(0.9, 0.999), eps=1e-8), 2),
+    "lamb": ("LAMB", dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=1e-2), 2),
+    "adafactor": ("Adafactor", dict(lr=1e-2), 1),
 }
-# The rules neither torch.optim nor the NumPy baselines have: name -> the package that is their only peer
-PACKAGE_RULES = {"adamw-schedulefree": "schedulefree"}
+# The rules the NumPy baselines do not have: name -> their only peers (torch.optim has Adafactor; LAMB is optax's,
+# jit-compiled on the CPU; AdamWScheduleFree the schedulefree package's)
+ONLY_PEERS = {"adamw-schedulefree": ("schedulefree",), "lamb": ("optax",), "adafactor": ("torch-forloop", "torch-foreach")}
+# The rules whose step crosses memory more than once (fastopt._rules.TENSOR_RULES): name -> per pass, the arrays it
+# reads only and those it reads and writes (the shapes here are vectors: Adafactor's variance is not factored)
+PASSES = {
+    "lamb": [(("grad", "param"), ("exp_avg", "exp_avg_sq")), (("exp_avg", "exp_avg_sq"), ("param",))],
+    "adafactor": [(("param",), ()), (("grad",), ("variance",)), (("grad", "variance"), ("param",))],
+}
 
 # name -> list of tensor shapes
 SHAPES = {
@@ -29,10 +38,10 @@ SHAPES = {
 }
 
 IMPLEMENTATIONS = ["fastopt", "fastopt-list", "numpy-textbook", "numpy-inplace",
-                   "torch-forloop", "torch-foreach", "torch-fused", "deepspeed", "bnb-adam8bit", "schedulefree"]
+                   "torch-forloop", "torch-foreach", "torch-fused", "deepspeed", "bnb-adam8bit", "schedulefree", "optax"]
 
 # The other libraries (the "fastest peer" of a row is the fastest of these that ran in it)
-PEERS = ["torch-forloop", "torch-foreach", "torch-fused", "deepspeed", "bnb-adam8bit", "schedulefree"]
+PEERS = ["torch-forloop", "torch-foreach", "torch-fused", "deepspeed", "bnb-adam8bit", "schedulefree", "optax"]
 
 # How a step's arrays are stored: parameters (and gradients) and state, master weights, stochastic rounding
 Storage = collections.namedtuple("Storage", "params state_dtype master_weights stochastic_rounding")
@@ -64,6 +73,7 @@ DEEPSPEED_MODES = {"adam": False, "adamw": True}
 DEEPSPEED_INSTALL = "pip install deepspeed ninja py-cpuinfo"
 BNB_INSTALL = "pip install bitsandbytes"
 SCHEDULEFREE_INSTALL = "pip install schedulefree"
+OPTAX_INSTALL = "pip install optax"
 
 # The optional peers, for the notes and the --help text: name -> (what it is, the rules it offers, install)
 OPTIONAL_PEERS = {
@@ -75,6 +85,8 @@ OPTIONAL_PEERS = {
     "schedulefree": ("the schedulefree package's AdamWScheduleFree (torch, foreach=True: its fastest path; it "
                      "divides the gradients in place, which stay near 1)", ("adamw-schedulefree",),
                      SCHEDULEFREE_INSTALL),
+    "optax": ("optax's lamb (jax, jit-compiled on the CPU, parameters and state donated to each step)", ("lamb",),
+              OPTAX_INSTALL),
 }
 
 
@@ -82,7 +94,7 @@ def offers(impl, rule, storage=FLOAT32):
     """Whether ``impl`` has a column in the row of ``rule`` in ``storage`` (it may still be missing here)."""
     if impl in OPTIONAL_PEERS and rule not in OPTIONAL_PEERS[impl][1]:
         return False
-    if rule in PACKAGE_RULES and not (impl.startswith("fastopt") or impl == PACKAGE_RULES[rule]):
+    if rule in ONLY_PEERS and not (impl.startswith("fastopt") or impl in ONLY_PEERS[rule]):
         return False
     if impl in INT8_ONLY:
         return STORAGES[storage].state_dtype == "int8"
@@ -116,6 +128,8 @@ def unavailable(impl):
         return _missing_bitsandbytes()
     if impl == "schedulefree":
         return _missing_schedulefree()
+    if impl == "optax":
+        return _missing_optax()
     return None
 
 
@@ -171,8 +185,21 @@ def _missing_schedulefree():
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _missing_optax():
+    try:
+        import jax  # noqa: F401
+        import optax  # noqa: F401
+    except Exception as exc:
+        return f"optax is not importable ({type(exc).__name__}: {exc}); {OPTAX_INSTALL}"
+    return None
+
+
 def bytes_per_element(rule, itemsize=4):
-    """Bytes a fused step moves per element: read param, grad and each state; write param and each state."""
+    """Bytes a fused step moves per element: read param, grad and each state; write param and each state (for
+    the rules of :data:`PASSES`, every pass's arrays)."""
+    if rule in PASSES:
+        return itemsize * sum(len(read) + 2 * len(written) for read, written in PASSES[rule])
     return itemsize * (3 + 2 * CONFIGS[rule][2])
 
 
@@ -185,6 +212,9 @@ def step_arrays(rule, storage, n):
     kernel then only stores the bfloat16 parameter, but a store reads its cache line for ownership
     first, so the parameter still costs a read and a write of memory traffic.
     """
+    if rule in PASSES:  # float32 only (STORAGE_RULES): every pass's arrays, each key once per pass
+        return [(f"pass{k}:{key}", 4 * n, written) for k, (read, rw) in enumerate(PASSES[rule])
+                for key, written in [(key, False) for key in read] + [(key, True) for key in rw]]
     st = STORAGES[storage]
     pdtype = _storage.BFLOAT16 if st.params == "bfloat16" else _storage.FLOAT32
     state_dtype = _storage.resolve_state_dtype(st.state_dtype, pdtype, "bench")
@@ -252,6 +282,8 @@ def build(impl, rule, shapes, seed=0, storage=FLOAT32):
         return _bnb_step(rule, hyper, params, grads)
     if impl == "schedulefree":
         return _schedulefree_step(cls_name, hyper, params, grads)
+    if impl == "optax":
+        return _optax_step(rule, hyper, params, grads)
     return _torch_step(impl, cls_name, hyper, params, grads)
 
 
@@ -338,3 +370,30 @@ def _schedulefree_step(cls_name, hyper, params, grads):
     opt = getattr(schedulefree, cls_name)(tensors, **hyper, foreach=True)
     opt.train()
     return opt.step
+
+
+def _optax_step(rule, hyper, params, grads):
+    """optax's transformation of ``rule``, jit-compiled with the parameters and its state donated (so XLA may
+    update them in place), one step per call until its results are ready; None where optax is missing."""
+    if rule not in OPTIONAL_PEERS["optax"][1] or unavailable("optax"):
+        return None
+    import jax
+    import optax
+
+    beta1, beta2 = hyper["betas"]
+    transform = optax.lamb(hyper["lr"], b1=beta1, b2=beta2, eps=hyper["eps"], weight_decay=hyper["weight_decay"])
+
+    def update(ps, gs, state):
+        updates, state = transform.update(gs, state, ps)
+        return optax.apply_updates(ps, updates), state
+
+    jitted = jax.jit(update, donate_argnums=(0, 2))
+    ps = [jax.numpy.asarray(p) for p in params]
+    gs = [jax.numpy.asarray(g) for g in grads]
+    box = [ps, transform.init(ps)]
+
+    def step():
+        box[0], box[1] = jitted(box[0], gs, box[1])
+        jax.block_until_ready(box[0])
+    step()  # compile outside the timing
+    return step

@@ -28,7 +28,14 @@ OPTIMIZERS = {
     "ademamix": ("AdEMAMix", {}),
     "sgd-schedulefree": ("SGDScheduleFree", {}),
     "adamw-schedulefree": ("AdamWScheduleFree", {}),
+    "lamb": ("LAMB", {}),
+    "lars": ("LARS", {}),
+    "adafactor": ("Adafactor", {}),
+    "prodigy": ("Prodigy", {}),
+    "muon": ("Muon", {"weight_decay": 0.0}),  # no decay: it would pull every path towards the origin
 }
+# Those that see the point as a 1 x 2 matrix: Muon orthogonalizes matrices (a vector would take its AdamW step).
+AS_MATRIX = ("muon",)
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
 
@@ -177,7 +184,8 @@ def run_one(surface, name, lr, steps, start):
     steps = _check_steps(steps)
     x = _check_start(surface, start).copy()  # the optimizer updates this array in place
     grad = np.empty(2)
-    opt = make_optimizer(name, [x], _check_lr(name, lr))
+    shape = (1, 2) if name in AS_MATRIX else (2,)
+    opt = make_optimizer(name, [x.reshape(shape)], _check_lr(name, lr))
     averaged = callable(getattr(opt, "averaged_point", None))  # schedule-free: record its evaluation point
     points = np.empty((steps + 1, 2))
     losses = np.empty(steps + 1)
@@ -189,8 +197,8 @@ def run_one(surface, name, lr, steps, start):
             if not _finite(grad):
                 diverged_at = k
                 break
-            opt.step([grad])
-            point = opt.averaged_point(0) if averaged else x
+            opt.step([grad.reshape(shape)])
+            point = opt.averaged_point(0).reshape(2) if averaged else x
             loss = surface.value(*point)
             if not (_finite(point) and math.isfinite(loss)):
                 diverged_at = k

@@ -141,11 +141,12 @@ def _rastrigin_grad(x, y):
 
 
 def _lrs(sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw, adamax, nadam, radam, adadelta, lion, adopt,
-         ademamix, sgd_schedulefree, adamw_schedulefree):
+         ademamix, sgd_schedulefree, adamw_schedulefree, lamb, lars, adafactor, prodigy, muon):
     return {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adagrad": adagrad, "rmsprop": rmsprop,
             "adam": adam, "adamw": adamw, "adamax": adamax, "nadam": nadam, "radam": radam, "adadelta": adadelta,
             "lion": lion, "adopt": adopt, "ademamix": ademamix, "sgd-schedulefree": sgd_schedulefree,
-            "adamw-schedulefree": adamw_schedulefree}
+            "adamw-schedulefree": adamw_schedulefree, "lamb": lamb, "lars": lars, "adafactor": adafactor,
+            "prodigy": prodigy, "muon": muon}
 
 
 _HIMMELBLAU_MINIMA = (
@@ -161,28 +162,34 @@ _HIMMELBLAU_MINIMA = (
 SURFACES = {s.name: s for s in (
     Surface("rosenbrock", "(1 - x)^2 + 100 (y - x^2)^2", _rosenbrock, _rosenbrock_grad,
             start=(-1.5, 2.0), window=(-2.0, 2.0, -1.0, 3.0), minima=((1.0, 1.0),), min_value=0.0, steps=1000,
-            lrs=_lrs(1e-3, 1e-3, 1e-3, 0.5, 0.01, 0.1, 0.1, 0.2, 0.02, 5e-3, 1.0, 0.01, 1.0, 0.5, 0.01, 0.5),
+            lrs=_lrs(1e-3, 1e-3, 1e-3, 0.5, 0.01, 0.1, 0.1, 0.2, 0.02, 5e-3, 1.0, 0.01, 1.0, 0.5, 0.01, 0.5,
+                     0.05, 1.0, 1.0, 1.0, 0.01),
             note="a curved, flat-bottomed valley: easy to reach, slow to follow to (1, 1)"),
     Surface("beale", "(1.5 - x + xy)^2 + (2.25 - x + xy^2)^2 + (2.625 - x + xy^3)^2", _beale, _beale_grad,
             start=(1.0, 1.5), window=(-1.0, 4.5, -1.5, 2.5), minima=((3.0, 0.5),), min_value=0.0, steps=1000,
-            lrs=_lrs(0.01, 2e-3, 2e-3, 1.0, 0.01, 0.1, 0.1, 0.5, 0.1, 0.01, 1.0, 0.02, 1.0, 0.5, 5e-3, 0.5),
+            lrs=_lrs(0.01, 2e-3, 2e-3, 1.0, 0.01, 0.1, 0.1, 0.5, 0.1, 0.01, 1.0, 0.02, 1.0, 0.5, 5e-3, 0.5,
+                     0.02, 0.5, 0.01, 0.2, 0.01),
             note="steep walls (degree 8) around a narrow valley that flattens towards (3, 0.5)"),
     Surface("himmelblau", "(x^2 + y - 11)^2 + (x + y^2 - 7)^2", _himmelblau, _himmelblau_grad,
             start=(-0.4, -0.8), window=(-5.0, 5.0, -5.0, 5.0), minima=_HIMMELBLAU_MINIMA, min_value=0.0, steps=500,
-            lrs=_lrs(0.01, 1e-3, 1e-3, 0.5, 0.01, 0.05, 0.05, 0.2, 0.05, 0.05, 1.0, 0.02, 0.5, 1.0, 0.1, 0.5),
+            lrs=_lrs(0.01, 1e-3, 1e-3, 0.5, 0.01, 0.05, 0.05, 0.2, 0.05, 0.05, 1.0, 0.02, 0.5, 1.0, 0.1, 0.5,
+                     0.02, 1.0, 0.02, 1.0, 0.02),
             note="four global minima: which basin each optimizer ends in depends on its path"),
     Surface("saddle", "x^2 - y^2", _saddle, _saddle_grad,
             start=(-1.5, 1e-3), window=(-2.0, 2.0, -2.0, 2.0), minima=(), min_value=None, steps=200,
-            lrs=_lrs(0.01, 2e-3, 2e-3, 0.05, 5e-3, 0.01, 0.01, 0.01, 0.01, 0.02, 0.05, 0.01, 0.01, 0.01, 0.05, 0.01),
+            lrs=_lrs(0.01, 2e-3, 2e-3, 0.05, 5e-3, 0.01, 0.01, 0.01, 0.01, 0.02, 0.05, 0.01, 0.01, 0.01, 0.05, 0.01,
+                     0.01, 1.0, 0.01, 0.01, 0.01),
             log_levels=False,
             note="a saddle point at the origin, unbounded below: how fast does each optimizer escape?"),
     Surface("ravine", "0.5 (u^2 + 100 v^2), (u, v) = (x, y) rotated by 30 degrees", _ravine, _ravine_grad,
             start=(-2.6, -0.9), window=(-3.0, 1.0, -2.0, 1.0), minima=((0.0, 0.0),), min_value=0.0, steps=300,
-            lrs=_lrs(0.018, 5e-3, 5e-3, 1.0, 0.05, 0.1, 0.1, 0.5, 0.1, 0.02, 2.0, 0.05, 1.0, 1.0, 0.1, 1.0),
+            lrs=_lrs(0.018, 5e-3, 5e-3, 1.0, 0.05, 0.1, 0.1, 0.5, 0.1, 0.02, 2.0, 0.05, 1.0, 1.0, 0.1, 1.0,
+                     0.5, 1.0, 0.1, 1.0, 0.05),
             note="condition number 100 along tilted axes: plain SGD zigzags or crawls"),
     Surface("rastrigin", "20 + x^2 + y^2 - 10 (cos 2 pi x + cos 2 pi y)", _rastrigin, _rastrigin_grad,
             start=(-3.3, 2.7), window=(-5.12, 5.12, -5.12, 5.12), minima=((0.0, 0.0),), min_value=0.0, steps=500,
-            lrs=_lrs(2e-3, 5e-3, 2e-3, 0.5, 0.01, 0.05, 0.05, 0.05, 0.05, 2e-3, 1.0, 0.01, 0.05, 0.05, 0.01, 0.05),
+            lrs=_lrs(2e-3, 5e-3, 2e-3, 0.5, 0.01, 0.05, 0.05, 0.05, 0.05, 2e-3, 1.0, 0.01, 0.05, 0.05, 0.01, 0.05,
+                     1.0, 0.2, 0.5, 0.05, 1.0),
             log_levels=False,
             note="a grid of local minima around the global one at the origin"),
 )}
