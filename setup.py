@@ -15,8 +15,9 @@ extensions and decides how to build them:
   of date).
 * ``FASTOPT_MARCH=native`` (or any ``-march`` value) targets a specific CPU;
   the default builds portable code for the compiler's baseline instruction set,
-  plus, on x86-64, builds of the update rules for AVX2 + FMA and for AVX-512
-  that ``fastopt._kernels`` selects at import where the CPU supports them.
+  plus, on x86-64, builds of the kernel modules (the update rules and the
+  tensor-wise rules) for AVX2 + FMA and for AVX-512 that ``fastopt._kernels``
+  selects at import where the CPU supports them.
 * Floating-point contraction is switched off (``-ffp-contract=off``) so that
   every kernel performs exactly the IEEE operations written in its source, in
   the same order on every code path (scalar or SIMD, any thread count).
@@ -24,6 +25,7 @@ extensions and decides how to build them:
 
 import copy
 import filecmp
+import itertools
 import os
 import platform
 import shutil
@@ -250,8 +252,8 @@ class BuildExt(build_ext):
                 warnings.warn(f"fastopt: the compiler cannot target {isa}; building only the baseline kernels")
                 self.extensions.remove(ext)
         built = {ext.name for ext in self.extensions}
-        for isa in KERNEL_VARIANTS:  # a variant left from an earlier build would be loaded instead of this one
-            name = f"fastopt._update_rules_{isa}"
+        for module, isa in itertools.product(VARIANT_MODULES, KERNEL_VARIANTS):  # a variant left from an earlier
+            name = f"fastopt.{module}_{isa}"                                      # build would be loaded instead
             stale = self.get_ext_fullpath(name)
             if name not in built and os.path.exists(stale):
                 os.remove(stale)
@@ -288,7 +290,7 @@ class BuildPy(build_py):
             os.path.join(target, os.path.basename(h)) for h in self.HEADERS]
 
 
-# Instruction-set variants of the update rules: the same source, compiled again with these
+# Instruction-set variants of the kernel modules: the same source, compiled again with these
 # flags under another module name; fastopt._kernels picks one at import.
 KERNEL_VARIANTS = {
     "avx2": ["-mavx2", "-mfma"],
@@ -296,23 +298,27 @@ KERNEL_VARIANTS = {
 }
 
 
+# The modules built once per variant, and the files each one's copy needs (Cython names a module after its file).
+VARIANT_MODULES = {"_update_rules": ("pyx", "pxd"), "_tensorwise": ("pyx",)}
 VARIANTS_DIR = "build/variants"
 
 
 def kernel_variant_sources(build_dir=VARIANTS_DIR):
-    """Copy _update_rules.{pyx,pxd} to _update_rules_<isa>.* (Cython names a module after its file)."""
+    """Copy each of VARIANT_MODULES' files to <module>_<isa>.* under ``build_dir``:
+    ``{(module, isa): the copy's .pyx}``."""
     if os.environ.get("FASTOPT_MARCH") or platform.machine().lower() not in ("x86_64", "amd64"):
         return {}
     out = {}
-    for isa in KERNEL_VARIANTS:
-        folder = os.path.join(build_dir, "fastopt")
+    for (module, suffixes), isa in itertools.product(VARIANT_MODULES.items(), KERNEL_VARIANTS):
+        path = module.replace(".", "/")
+        folder = os.path.join(build_dir, "fastopt", os.path.dirname(path))
         os.makedirs(folder, exist_ok=True)
-        for ext in ("pyx", "pxd"):
-            target = os.path.join(folder, f"_update_rules_{isa}.{ext}")
-            source = f"src/fastopt/_update_rules.{ext}"
+        for ext in suffixes:
+            target = os.path.join(folder, f"{os.path.basename(path)}_{isa}.{ext}")
+            source = f"src/fastopt/{path}.{ext}"
             if not (os.path.exists(target) and filecmp.cmp(source, target, shallow=False)):
                 shutil.copyfile(source, target)  # only when changed: a copy is newer than the build's outputs
-        out[isa] = os.path.join(folder, f"_update_rules_{isa}.pyx")
+        out[module, isa] = os.path.join(folder, f"{os.path.basename(path)}_{isa}.pyx")
     return out
 
 
@@ -333,12 +339,12 @@ def extensions():
     here = os.path.dirname(os.path.abspath(__file__))
     generate_kernel_sources(here)
     common = dict(include_dirs=[os.path.join(here, "csrc")])
-    modules = ["_openmp_helpers", "_update_rules", "_stream", "_memory", "optim._stepping", "optim._tensorwise",
+    modules = ["_openmp_helpers", "_update_rules", "_stream", "_memory", "optim._stepping", "_tensorwise",
                "second_order._vectors", "second_order._bounds", "second_order._cholesky", "nn._clip",
                "nn._batchnorm", "cython_kernels"]
     exts = [Extension(f"fastopt.{name}", [f"src/fastopt/{name.replace('.', '/')}.pyx"], **common) for name in modules]
-    for isa, source in kernel_variant_sources().items():
-        ext = Extension(f"fastopt._update_rules_{isa}", [source], extra_compile_args=KERNEL_VARIANTS[isa], **common)
+    for (module, isa), source in kernel_variant_sources().items():
+        ext = Extension(f"fastopt.{module}_{isa}", [source], extra_compile_args=KERNEL_VARIANTS[isa], **common)
         ext.fastopt_isa = isa
         exts.append(ext)
     return cythonize(

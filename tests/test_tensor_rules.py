@@ -145,7 +145,7 @@ def test_adafactor_matches_torch_over_300_steps(config):
     assert worst <= 1e-9, f"largest relative difference along the trajectory: {worst:.3g}"
 
 
-OPTAX_PEER = [("LAMB", dict(lr=0.01)), ("LAMB", dict(lr=0.005, betas=(0.8, 0.99), eps=1e-4, weight_decay=0.1)),
+OPTAX_PEER = [("LAMB", dict(lr=0.003)), ("LAMB", dict(lr=0.005, betas=(0.8, 0.99), eps=1e-4, weight_decay=0.1)),
               ("LARS", dict(lr=0.5)), ("LARS", dict(lr=0.2, momentum=0.5, weight_decay=0.01, trust_coefficient=0.01,
                                                     eps=1e-6, nesterov=True))]
 
@@ -469,3 +469,50 @@ def test_sharded_optimizer_refuses_them(cls):
 
     with pytest.raises(ValueError, match="numbers of whole tensors"):
         _check_arguments(cls, fastopt.ParamSet({"w": 2}))
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_instruction_set_builds_agree_bit_for_bit(name, dtype, rng, monkeypatch):
+    """The baseline, AVX2 and AVX-512 builds of fastopt._tensorwise (whichever this CPU runs) give the same bits,
+    with 1 and 3 threads."""
+    from fastopt import _kernels
+    from fastopt.optim import _tensor_rules, adafactor, prodigy, trust_ratio
+
+    builds = _kernels.available()
+    if len(builds) < 2:
+        pytest.skip("only the baseline build of the kernels exists here")
+    cls, _, configs = RULES[name]
+    start = _paramset(3 * 2**16 + 5, dtype, rng, name)
+    grads = [rng.standard_normal(start.size).astype(dtype) for _ in range(3)]
+    outputs = []
+    for build in builds:
+        for module in (_tensor_rules, adafactor, prodigy, trust_ratio):  # each bound the build at import
+            monkeypatch.setattr(module, "tensorwise", _kernels.load(build, "fastopt._tensorwise"))
+        for threads in (1, 3):
+            ps = fastopt.ParamSet({k: start[k] for k in start.names}, dtype=dtype)
+            opt = cls(ps, **configs[1])
+            with fastopt.threads(threads):
+                for g in grads:
+                    ps.grad[:] = g
+                    opt.step()
+            outputs.append(ps.data.copy())
+    for other in outputs[1:]:
+        assert np.array_equal(outputs[0].view(np.uint8), other.view(np.uint8))
+
+
+FIT_CASES = [(fastopt.LAMB, dict(lr=0.01)), (fastopt.LARS, dict(lr=5.0)), (fastopt.Adafactor, dict(lr=0.01)),
+             (fastopt.Prodigy, dict()), (fastopt.Muon, dict(lr=0.02, adamw_lr=3e-3))]
+
+
+@pytest.mark.parametrize("cls, config", FIT_CASES, ids=[cls.__name__ for cls, _ in FIT_CASES])
+def test_fit_with_a_scheduler_and_clipping_trains_the_demo_mlp(cls, config):
+    from fastopt.demo import MLP
+
+    X, y = fastopt.datasets.load_digits(dtype=np.float32)
+    X = X / 16
+    mlp = MLP(64, 32, 10, seed=0)
+    opt = cls(mlp.params, **config)
+    sched = fastopt.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=3)
+    history = fastopt.fit(mlp, opt, X, y, epochs=3, batch_size=64, scheduler=sched, clip_grad_norm=5.0,
+                          progress=False)
+    assert history.train_loss[-1] < history.train_loss[0] and mlp.accuracy(X, y) > 0.8

@@ -1,9 +1,11 @@
-"""The build of the update-rule kernels this process uses.
+"""The build of the kernels this process uses.
 
-``fastopt._update_rules`` is compiled for the compiler's baseline instruction
-set (SSE2 on x86-64); on x86-64, ``fastopt._update_rules_avx2`` and
+``fastopt._update_rules`` (and ``fastopt._tensorwise``, the tensor-wise
+rules' passes) is compiled for the compiler's baseline instruction set (SSE2
+on x86-64); on x86-64, ``fastopt._update_rules_avx2`` and
 ``fastopt._update_rules_avx512`` are the same source compiled for AVX2 + FMA
-and for AVX-512 (contraction stays off, so every build gives the same bits).
+and for AVX-512 (contraction stays off, so every build gives the same bits),
+and so are ``fastopt._tensorwise_avx2`` and ``_avx512``.
 The widest build the CPU runs is chosen; ``FASTOPT_KERNELS=baseline``,
 ``avx2`` or ``avx512`` in the environment forces one (an error where the CPU
 cannot run it or the build is missing).
@@ -17,10 +19,10 @@ from fastopt._openmp_helpers import cpu_runs
 BUILDS = ("avx512", "avx2", "baseline")
 
 
-def load(build):
-    """The kernel module of ``build`` (ImportError where it was not compiled)."""
+def load(build, module="fastopt._update_rules"):
+    """The kernel ``module`` of ``build`` (ImportError where it was not compiled)."""
     suffix = "" if build == "baseline" else f"_{build}"
-    return importlib.import_module(f"fastopt._update_rules{suffix}")
+    return importlib.import_module(f"{module}{suffix}")
 
 
 def _runnable():
@@ -68,3 +70,4 @@ dequantize_blockwise = kernels.dequantize_blockwise
 rounding_key = kernels.rounding_key
 lerp = kernels.lerp  # start = lerp(start, end, weight) over whole arrays in any storage
 assign = kernels.assign  # start[...] = end over whole arrays, converting, on the kernels' threads
+tensorwise = load(NAME, "fastopt._tensorwise")  # the passes of fastopt._rules.TENSOR_RULES, same build

@@ -545,7 +545,7 @@ class TensorRule:
     each matrix's row and column sums: no element-wise body can say that.
     Their hyperparameters and state are declared here, as for :class:`Rule`,
     and the Python optimizers take their checks and state arrays from this
-    entry; their passes are written in ``fastopt/optim/_tensorwise.pyx``
+    entry; their passes are written in ``fastopt/_tensorwise.pyx``
     (each pass a fused, thread-count-invariant kernel over a slot's tensors),
     and have no C API entry yet.
     """

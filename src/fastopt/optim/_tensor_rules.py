@@ -2,16 +2,15 @@
 
 Their hyperparameters and state arrays come from ``fastopt._rules.TENSOR_RULES``
 (as the element-wise rules' come from ``RULES``); their passes are the
-kernels of ``fastopt.optim._tensorwise``.  Which tensors a slot holds is
+kernels of ``fastopt._tensorwise``.  Which tensors a slot holds is
 read from its parameters: a ParamSet slot holds the named tensors of its
 run (with their shapes), an array slot is one tensor of the array's shape.
 """
 import numpy as np
 
-from fastopt._kernels import nonfinite_count
+from fastopt._kernels import nonfinite_count, tensorwise
 from fastopt._threads import get_num_threads
 from fastopt.optim._stepping import MAX_STEP, _next_step
-from fastopt.optim._tensorwise import pieces
 from fastopt.optim.optimizer import Optimizer
 
 
@@ -80,13 +79,13 @@ class TensorwiseOptimizer(Optimizer):
         return (True,) * len(self.state_arrays)
 
     def tensors(self, index):
-        """The tensors of slot ``index``: ``Tensor`` objects with ``start``, ``stop`` (in the slot), ``shape``, ``name``."""
+        """The tensors of slot ``index``: ``Tensor`` objects (``start``, ``stop`` in the slot, ``shape``, ``name``)."""
         return self._memo("tensors", index, lambda: slot_tensors(self._layout.slots[index]))
 
     def _pieces(self, index):
-        """Slot ``index``'s tensors cut into pieces (``fastopt.optim._tensorwise.pieces``), made once."""
-        return self._memo("pieces", index, lambda: pieces([(t.start, t.stop) for t in self.tensors(index)],
-                                                          self._layout.slots[index].param.itemsize))
+        """Slot ``index``'s tensors cut into pieces (``fastopt._tensorwise.pieces``), made once."""
+        bounds = [(t.start, t.stop) for t in self.tensors(index)]
+        return self._memo("pieces", index, lambda: tensorwise.pieces(bounds, self._layout.slots[index].param.itemsize))
 
     def _step_slots(self, grads):
         num_threads = get_num_threads()

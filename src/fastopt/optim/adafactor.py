@@ -1,8 +1,8 @@
 """Adafactor (Shazeer & Stern, 2018), as torch.optim.Adafactor."""
 import numpy as np
 
+from fastopt._kernels import tensorwise
 from fastopt.optim._tensor_rules import TensorwiseOptimizer
-from fastopt.optim._tensorwise import adafactor_step
 
 
 class Adafactor(TensorwiseOptimizer):
@@ -98,5 +98,5 @@ class Adafactor(TensorwiseOptimizer):
         eps1, eps2 = h["eps"]
         if eps1 is None:
             eps1 = float(np.finfo(param.dtype).eps)
-        adafactor_step(param, grad, *arrays, self._descriptor(index)[0], h["lr"], h["beta2_decay"], eps1, eps2,
-                       h["d"], h["weight_decay"], h["maximize"], step, num_threads)
+        tensorwise.adafactor_step(param, grad, *arrays, self._descriptor(index)[0], h["lr"], h["beta2_decay"], eps1,
+                                  eps2, h["d"], h["weight_decay"], h["maximize"], step, num_threads)

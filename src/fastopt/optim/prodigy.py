@@ -1,8 +1,8 @@
 """Prodigy (Mishchenko & Defazio, 2024), as the prodigyopt package has it."""
 import math
 
+from fastopt._kernels import tensorwise
 from fastopt.optim._tensor_rules import TensorwiseOptimizer
-from fastopt.optim._tensorwise import pieces, prodigy_pass
 
 # The hyperparameters prodigyopt reads from the first group only: here every group must agree on them.
 _SHARED = ("betas", "beta3", "decouple", "use_bias_correction", "d0", "d_coef", "growth_rate", "maximize")
@@ -113,7 +113,7 @@ class Prodigy(TensorwiseOptimizer):
     def _whole_slot(self, index):
         """Slot ``index`` cut into pieces as one tensor (the sums are over the whole slot)."""
         param = self._layout.slots[index].param
-        return self._memo("whole", index, lambda: pieces([(0, param.size)], param.itemsize))
+        return self._memo("whole", index, lambda: tensorwise.pieces([(0, param.size)], param.itemsize))
 
     def _run_all(self, work, num_threads):
         first = self._groups[0]
@@ -142,8 +142,8 @@ class Prodigy(TensorwiseOptimizer):
             if group["lr"] > 0:
                 scale = (d / d0) * (d if group["safeguard_warmup"] else dlr)
                 scalars = (sign, l2, beta1, d * (1 - beta1), beta2, d * d * (1 - beta2), beta3, scale) + (0.0,) * 4
-                part = prodigy_pass(self._layout.slots[index].param, grad, tuple(arrays), self._whole_slot(index),
-                                    scalars, beta1 > 0, False, num_threads)
+                part = tensorwise.prodigy_pass(self._layout.slots[index].param, grad, tuple(arrays),
+                                               self._whole_slot(index), scalars, beta1 > 0, False, num_threads)
                 delta += (d / d0) * dlr * part[0]
                 denominator += part[1]
         if denominator == 0:  # prodigyopt returns here: the moments moved, nothing else
@@ -159,8 +159,8 @@ class Prodigy(TensorwiseOptimizer):
         for index, grad, arrays, group, l2 in runs:
             neg_wd_dlr = -group["weight_decay"] * dlr if h["decouple"] else 0.0
             scalars = (sign, l2) + (0.0,) * 6 + (d * group["eps"], neg_wd_dlr, -dlr, -dlr * d)
-            prodigy_pass(self._layout.slots[index].param, grad, tuple(arrays), self._whole_slot(index), scalars, beta1 > 0,
-                         True, num_threads)
+            tensorwise.prodigy_pass(self._layout.slots[index].param, grad, tuple(arrays), self._whole_slot(index),
+                                    scalars, beta1 > 0, True, num_threads)
         self._share(work, zip(_ESTIMATE, (d, d_max, numerator, k + 1)))
         return True
 

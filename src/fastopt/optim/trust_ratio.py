@@ -1,8 +1,8 @@
 """LAMB and LARS: layer-wise trust ratios for large batches (optax's ``lamb`` and ``lars``)."""
 import numpy as np
 
+from fastopt._kernels import tensorwise
 from fastopt.optim._tensor_rules import TensorwiseOptimizer
-from fastopt.optim._tensorwise import lamb_step, lars_step
 
 _TENSORS = """    The trust ratio is per tensor: each named tensor of a ParamSet (or of a
     ``ps.select(...)`` group), each array of a list or dict -- the leaves of
@@ -75,8 +75,8 @@ class LAMB(_TrustRatio):
                          **options)
 
     def _run(self, index, param, grad, arrays, h, step, num_threads):
-        lamb_step(param, grad, *arrays, self._pieces(index), self._ratio_buffer(index), h["lr"], h["beta1"],
-                  h["beta2"], h["eps"], h["weight_decay"], h["maximize"], step, num_threads)
+        tensorwise.lamb_step(param, grad, *arrays, self._pieces(index), self._ratio_buffer(index), h["lr"],
+                             h["beta1"], h["beta2"], h["eps"], h["weight_decay"], h["maximize"], step, num_threads)
 
 
 class LARS(_TrustRatio):
@@ -126,8 +126,9 @@ class LARS(_TrustRatio):
                                       maximize=maximize), **options)
 
     def _run(self, index, param, grad, arrays, h, step, num_threads):
-        lars_step(param, grad, *arrays, self._pieces(index), self._ratio_buffer(index), h["lr"], h["momentum"],
-                  h["weight_decay"], h["trust_coefficient"], h["eps"], h["nesterov"], h["maximize"], num_threads)
+        tensorwise.lars_step(param, grad, *arrays, self._pieces(index), self._ratio_buffer(index), h["lr"],
+                             h["momentum"], h["weight_decay"], h["trust_coefficient"], h["eps"], h["nesterov"],
+                             h["maximize"], num_threads)
 
 
 LAMB.__doc__ = LAMB.__doc__.replace("{tensors}", _TENSORS)

@@ -22,12 +22,15 @@ here only keep the kernels in bounds.
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport pow, sqrt, sqrtf
+from libc.math cimport fabs, pow, sqrt, sqrtf
 from libc.stdlib cimport free, malloc
 
 import numpy as np
 
-from fastopt._parallel cimport SQUARE, chunk_length, lane_sum, ordered_sum, parallel_rows, split
+from fastopt._parallel cimport SQUARE, chunk_length, lane_sum, lane_total, ordered_sum, parallel_rows, split
+
+cdef enum:
+    LANES = 8  # running sums per piece: every LANES-th element in each, so the loops vectorize (see lane_sum)
 
 
 cdef inline floating _root(floating x) noexcept nogil:
@@ -109,6 +112,23 @@ cdef void _each_piece(piece_fn body, const _Pass* a, Py_ssize_t npieces, double*
         body(a, q, sums + q * nsums if sums != NULL else NULL)
 
 
+cdef inline void _lamb_moments(floating* p, const floating* g, floating* m, floating* v, Py_ssize_t i,
+                               floating sign, floating beta1, floating w1, floating beta2, floating w2, floating bc1,
+                               floating bc2, floating eps, floating wd, double* sp, double* su) noexcept nogil:
+    """Element i of LAMB's first pass: the moments, and |p|^2 and |u|^2 added into a lane's sums."""
+    cdef floating d = sign * g[i]
+    cdef floating mi = w1 * d + beta1 * m[i]
+    cdef floating vi = w2 * (d * d) + beta2 * v[i]
+    cdef floating u
+    m[i] = mi
+    v[i] = vi
+    u = (mi / bc1) / (_root(vi / bc2) + eps)
+    if wd != 0:
+        u = u + wd * p[i]
+    sp[0] = sp[0] + <double>p[i] * p[i]
+    su[0] = su[0] + <double>u * u
+
+
 cdef inline void _lamb_pass(const floating* tag, const _Pass* a, Py_ssize_t q, double* sums) noexcept nogil:
     """LAMB: with ``sums``, update the moments and add |p|^2 and |u|^2 of the piece; without, apply the update."""
     cdef floating* p = <floating*>a.p
@@ -118,23 +138,23 @@ cdef inline void _lamb_pass(const floating* tag, const _Pass* a, Py_ssize_t q, d
     cdef floating sign = <floating>a.s[0], beta1 = <floating>a.s[1], w1 = <floating>a.s[2]
     cdef floating beta2 = <floating>a.s[3], w2 = <floating>a.s[4], bc1 = <floating>a.s[5]
     cdef floating bc2 = <floating>a.s[6], eps = <floating>a.s[7], wd = <floating>a.s[8], neg_lr = <floating>a.s[9]
-    cdef floating d, mi, vi, u, r
-    cdef double sp = 0, su = 0
-    cdef Py_ssize_t i, start = a.pieces[3 * q], stop = a.pieces[3 * q + 1]
+    cdef floating u, r
+    cdef double sp[LANES]
+    cdef double su[LANES]
+    cdef Py_ssize_t i, k, b, start = a.pieces[3 * q], stop = a.pieces[3 * q + 1]
     if sums != NULL:
-        for i in range(start, stop):
-            d = sign * g[i]
-            mi = w1 * d + beta1 * m[i]
-            vi = w2 * (d * d) + beta2 * v[i]
-            m[i] = mi
-            v[i] = vi
-            u = (mi / bc1) / (_root(vi / bc2) + eps)
-            if wd != 0:
-                u = u + wd * p[i]
-            sp = sp + <double>p[i] * p[i]
-            su = su + <double>u * u
-        sums[0] = sp
-        sums[1] = su
+        for k in range(LANES):
+            sp[k] = 0
+            su[k] = 0
+        i = start
+        for b in range((stop - start) // LANES):
+            for k in range(LANES):
+                _lamb_moments(p, g, m, v, i + k, sign, beta1, w1, beta2, w2, bc1, bc2, eps, wd, &sp[k], &su[k])
+            i = i + LANES
+        for i in range(i, stop):
+            _lamb_moments(p, g, m, v, i, sign, beta1, w1, beta2, w2, bc1, bc2, eps, wd, &sp[0], &su[0])
+        sums[0] = lane_total(sp, LANES)
+        sums[1] = lane_total(su, LANES)
         return
     r = <floating>a.ratio[a.pieces[3 * q + 2]]
     for i in range(start, stop):
@@ -142,6 +162,16 @@ cdef inline void _lamb_pass(const floating* tag, const _Pass* a, Py_ssize_t q, d
         if wd != 0:
             u = u + wd * p[i]
         p[i] = p[i] + neg_lr * (u * r)
+
+
+cdef inline void _lars_norms(const floating* p, const floating* g, Py_ssize_t i, floating sign, floating wd,
+                             double* sp, double* sd) noexcept nogil:
+    """Element i of LARS's first pass: |p|^2 and |d|^2 added into a lane's sums."""
+    cdef floating d = sign * g[i]
+    if wd != 0:
+        d = d + wd * p[i]
+    sp[0] = sp[0] + <double>p[i] * p[i]
+    sd[0] = sd[0] + <double>d * d
 
 
 cdef inline void _lars_pass(const floating* tag, const _Pass* a, Py_ssize_t q, double* sums) noexcept nogil:
@@ -152,19 +182,26 @@ cdef inline void _lars_pass(const floating* tag, const _Pass* a, Py_ssize_t q, d
     cdef floating sign = <floating>a.s[0], wd = <floating>a.s[1], momentum = <floating>a.s[2]
     cdef floating neg_lr = <floating>a.s[3]
     cdef floating d, u, bi, r
-    cdef double sp = 0, sd = 0
-    cdef Py_ssize_t i, start = a.pieces[3 * q], stop = a.pieces[3 * q + 1]
+    cdef bint nesterov
+    cdef double sp[LANES]
+    cdef double sd[LANES]
+    cdef Py_ssize_t i, k, c, start = a.pieces[3 * q], stop = a.pieces[3 * q + 1]
     if sums != NULL:
-        for i in range(start, stop):
-            d = sign * g[i]
-            if wd != 0:
-                d = d + wd * p[i]
-            sp = sp + <double>p[i] * p[i]
-            sd = sd + <double>d * d
-        sums[0] = sp
-        sums[1] = sd
+        for k in range(LANES):
+            sp[k] = 0
+            sd[k] = 0
+        i = start
+        for c in range((stop - start) // LANES):
+            for k in range(LANES):
+                _lars_norms(p, g, i + k, sign, wd, &sp[k], &sd[k])
+            i = i + LANES
+        for i in range(i, stop):
+            _lars_norms(p, g, i, sign, wd, &sp[0], &sd[0])
+        sums[0] = lane_total(sp, LANES)
+        sums[1] = lane_total(sd, LANES)
         return
     r = <floating>a.ratio[a.pieces[3 * q + 2]]
+    nesterov = a.flag  # a local: the stores below may alias the struct (no strict aliasing), so the loop unswitches
     for i in range(start, stop):
         d = sign * g[i]
         if wd != 0:
@@ -172,7 +209,25 @@ cdef inline void _lars_pass(const floating* tag, const _Pass* a, Py_ssize_t q, d
         u = neg_lr * (d * r)
         bi = u + momentum * b[i]
         b[i] = bi
-        p[i] = p[i] + (u + momentum * bi if a.flag else bi)
+        p[i] = p[i] + (u + momentum * bi if nesterov else bi)
+
+
+cdef inline void _prodigy_stats(floating* p, const floating* g, floating* m, floating* v, floating* s,
+                                const floating* p0, Py_ssize_t i, bint use_m, floating sign, floating l2,
+                                floating beta1, floating c1, floating beta2, floating c2, floating beta3, floating cs,
+                                double* numerator, double* total) noexcept nogil:
+    """Element i of Prodigy's first pass: the moments and s, and its d_numerator and d_denom terms into a lane's."""
+    cdef floating gi = sign * g[i]
+    cdef floating si
+    if l2 != 0:
+        gi = gi + l2 * p[i]
+    numerator[0] = numerator[0] + <double>gi * (p0[i] - p[i])
+    if use_m:
+        m[i] = m[i] * beta1 + c1 * gi
+    v[i] = v[i] * beta2 + (c2 * gi) * gi
+    si = s[i] * beta3 + cs * gi
+    s[i] = si
+    total[0] = total[0] + fabs(<double>si)
 
 
 cdef inline void _prodigy_pass(const floating* tag, const _Pass* a, Py_ssize_t q, double* sums) noexcept nogil:
@@ -188,30 +243,33 @@ cdef inline void _prodigy_pass(const floating* tag, const _Pass* a, Py_ssize_t q
     cdef floating beta2 = <floating>a.s[4], c2 = <floating>a.s[5], beta3 = <floating>a.s[6], cs = <floating>a.s[7]
     cdef floating d_eps = <floating>a.s[8], neg_wd_dlr = <floating>a.s[9], neg_dlr = <floating>a.s[10]
     cdef floating neg_dlr_d = <floating>a.s[11]
-    cdef floating gi, si, pi, denom
-    cdef double numerator = 0, total = 0
-    cdef Py_ssize_t i, start = a.pieces[3 * q], stop = a.pieces[3 * q + 1]
+    cdef floating gi, pi, denom
+    cdef bint use_m = a.flag  # a local, as in LARS
+    cdef double numerator[LANES]
+    cdef double total[LANES]
+    cdef Py_ssize_t i, k, c, start = a.pieces[3 * q], stop = a.pieces[3 * q + 1]
     if sums != NULL:
-        for i in range(start, stop):
-            gi = sign * g[i]
-            if l2 != 0:
-                gi = gi + l2 * p[i]
-            numerator = numerator + <double>gi * (p0[i] - p[i])
-            if a.flag:
-                m[i] = m[i] * beta1 + c1 * gi
-            v[i] = v[i] * beta2 + (c2 * gi) * gi
-            si = s[i] * beta3 + cs * gi
-            s[i] = si
-            total = total + (<double>si if si >= 0 else -<double>si)
-        sums[0] = numerator
-        sums[1] = total
+        for k in range(LANES):
+            numerator[k] = 0
+            total[k] = 0
+        i = start
+        for c in range((stop - start) // LANES):
+            for k in range(LANES):
+                _prodigy_stats(p, g, m, v, s, p0, i + k, use_m, sign, l2, beta1, c1, beta2, c2, beta3, cs,
+                               &numerator[k], &total[k])
+            i = i + LANES
+        for i in range(i, stop):
+            _prodigy_stats(p, g, m, v, s, p0, i, use_m, sign, l2, beta1, c1, beta2, c2, beta3, cs, &numerator[0],
+                           &total[0])
+        sums[0] = lane_total(numerator, LANES)
+        sums[1] = lane_total(total, LANES)
         return
     for i in range(start, stop):
         denom = _root(v[i]) + d_eps
         pi = p[i]
         if neg_wd_dlr != 0:
             pi = pi + neg_wd_dlr * pi
-        if a.flag:
+        if use_m:
             p[i] = pi + neg_dlr * (m[i] / denom)
         else:
             gi = sign * g[i]
@@ -272,9 +330,14 @@ cdef int _trust_ratio_step(piece_fn body, _Pass* a, Py_ssize_t n, Py_ssize_t npi
     return 0
 
 
-cdef _Pass _bind(param, grad, tuple state, const Py_ssize_t[:, ::1] cuts) except *:
+cdef _Pass _bind(param, grad, tuple state, const Py_ssize_t[:, ::1] cuts, Py_ssize_t ntensors) except *:
+    """The pass arguments over ``param``'s elements, checked to stay in bounds: every piece inside them and
+    naming one of ``ntensors`` tensors."""
     cdef _Pass a
-    dtype = param.dtype
+    cdef Py_ssize_t n, q
+    dtype = getattr(param, "dtype", None)
+    if dtype not in (np.float32, np.float64) or getattr(param, "ndim", 0) != 1:
+        raise ValueError("param must be a 1-D float32 or float64 array")
     n = param.shape[0]
     a.is_double = dtype == np.float64
     a.p = _data(param, dtype, n, True, "param")
@@ -284,8 +347,8 @@ cdef _Pass _bind(param, grad, tuple state, const Py_ssize_t[:, ::1] cuts) except
     if cuts.shape[1] != 3:
         raise ValueError("pieces must have 3 columns")
     for q in range(cuts.shape[0]):
-        if not 0 <= cuts[q, 0] <= cuts[q, 1] <= n:
-            raise ValueError(f"piece {q} is outside the {n} elements")
+        if not (0 <= cuts[q, 0] <= cuts[q, 1] <= n and 0 <= cuts[q, 2] < ntensors):
+            raise ValueError(f"piece {q} is outside the {n} elements or names no tensor of {ntensors}")
     a.pieces = &cuts[0, 0] if cuts.shape[0] else NULL
     a.ratio = NULL
     a.flag = False
@@ -297,7 +360,7 @@ def lamb_step(param, grad, exp_avg, exp_avg_sq, const Py_ssize_t[:, ::1] cuts, d
               int num_threads=1):
     """One LAMB step in place over a slot's tensors (``cuts`` from :func:`pieces`); each tensor's trust ratio goes
     to ``ratios`` (one entry per tensor)."""
-    cdef _Pass a = _bind(param, grad, (exp_avg, exp_avg_sq), cuts)
+    cdef _Pass a = _bind(param, grad, (exp_avg, exp_avg_sq), cuts, ratios.shape[0])
     cdef double t = <double>step
     a.s[0], a.s[1], a.s[2], a.s[3], a.s[4] = -1.0 if maximize else 1.0, beta1, 1.0 - beta1, beta2, 1.0 - beta2
     a.s[5], a.s[6], a.s[7], a.s[8], a.s[9] = 1.0 - pow(beta1, t), 1.0 - pow(beta2, t), eps, weight_decay, -lr
@@ -310,7 +373,7 @@ def lars_step(param, grad, momentum_buffer, const Py_ssize_t[:, ::1] cuts, doubl
               bint maximize, int num_threads=1):
     """One LARS step in place over a slot's tensors (``cuts`` from :func:`pieces`); each tensor's trust ratio goes
     to ``ratios``."""
-    cdef _Pass a = _bind(param, grad, (momentum_buffer,), cuts)
+    cdef _Pass a = _bind(param, grad, (momentum_buffer,), cuts, ratios.shape[0])
     a.s[0], a.s[1], a.s[2], a.s[3] = -1.0 if maximize else 1.0, weight_decay, momentum, -lr
     a.flag = nesterov
     _trust_ratio_step(_lars_piece, &a, param.shape[0], cuts.shape[0], ratios.shape[0], trust_coefficient, eps,
@@ -339,58 +402,100 @@ cdef struct _Factor:
     bint factored, is_double
 
 
+cdef inline void _square_into(const floating* row, Py_ssize_t c, double* colsum, double* lane) noexcept nogil:
+    cdef double x = <double>row[c] * row[c]
+    colsum[c] = colsum[c] + x
+    lane[0] = lane[0] + x
+
+
 cdef inline void _column_block(const floating* tag, const _Factor* f, Py_ssize_t item) noexcept nogil:
     """Item (matrix b, block k): the column sums of d^2 of block k, and each row's partial sum over it."""
     cdef const floating* g = <const floating*>f.g
-    cdef Py_ssize_t b = item // f.nblocks, k = item % f.nblocks, r, c
+    cdef Py_ssize_t b = item // f.nblocks, k = item % f.nblocks, r, c, j, lane
     cdef Py_ssize_t c0 = k * COLUMN_BLOCK, c1 = min(f.cols, c0 + COLUMN_BLOCK)
     cdef double* colsum = f.colsum + b * f.cols
     cdef const floating* row
-    cdef double x, s
+    cdef double acc[LANES]
     for c in range(c0, c1):
         colsum[c] = 0
     for r in range(f.rows):
         row = g + (b * f.rows + r) * f.cols
-        s = 0
-        for c in range(c0, c1):
-            x = <double>row[c] * row[c]
-            colsum[c] = colsum[c] + x
-            s = s + x
-        f.rowpart[(b * f.rows + r) * f.nblocks + k] = s
+        for lane in range(LANES):
+            acc[lane] = 0
+        c = c0
+        for j in range((c1 - c0) // LANES):
+            for lane in range(LANES):
+                _square_into(row, c + lane, colsum, &acc[lane])
+            c = c + LANES
+        for c in range(c, c1):
+            _square_into(row, c, colsum, &acc[0])
+        f.rowpart[(b * f.rows + r) * f.nblocks + k] = lane_total(acc, LANES)
+
+
+cdef inline floating _scaled(floating d, floating v, floating floor) noexcept nogil:
+    """torch's update: rsqrt(clamp(v, min=eps1^2)) * d."""
+    return (<floating>1 / _root(_floor(v, floor))) * d
+
+
+cdef inline void _factored_square(const floating* g, const floating* col, Py_ssize_t i, Py_ssize_t start,
+                                  floating sign, floating rv, floating scale, floating floor,
+                                  double* lane) noexcept nogil:
+    cdef floating u = _scaled(sign * g[i], (rv * col[i - start]) / scale, floor)
+    lane[0] = lane[0] + <double>u * u
+
+
+cdef inline void _vector_square(const floating* g, floating* var, Py_ssize_t i, floating sign, floating w,
+                                floating floor, double* lane) noexcept nogil:
+    """A vector's element: its variance updated, and u^2 into a lane."""
+    cdef floating d = sign * g[i]
+    cdef floating v = _lerp(var[i], d * d, w)
+    cdef floating u
+    var[i] = v
+    u = _scaled(d, v, floor)
+    lane[0] = lane[0] + <double>u * u
 
 
 cdef inline void _update_row(const floating* tag, const _Factor* f, Py_ssize_t r, bint apply) noexcept nogil:
-    """Row r (of ``width`` elements): with ``apply``, p = p decay + coef u; else the sum of u^2 into ``rowsq``
-    (vectors update their variance here first)."""
+    """Row r (of ``width`` elements): with ``apply``, p = p decay + coef u (decay 1 is exact); else the sum of
+    u^2 into ``rowsq`` (vectors update their variance here first)."""
     cdef floating* p = <floating*>f.p
     cdef const floating* g = <const floating*>f.g
     cdef floating* var = <floating*>f.var
-    cdef const floating* col
+    cdef const floating* col = NULL
     cdef floating sign = <floating>f.sign, w = <floating>f.weight, floor = <floating>f.eps1_squared
     cdef floating decay = <floating>f.decay, coef = <floating>f.coef
-    cdef floating rv = 0, scale = 1, d, v, u
-    cdef Py_ssize_t i, c, start = r * f.width, stop = min(f.size, start + f.width)
-    cdef double s = 0
-    if f.factored:
+    cdef floating rv = 0, scale = 1
+    cdef bint factored = f.factored  # a local, as in LARS
+    cdef Py_ssize_t i, j, lane, start = r * f.width, stop = min(f.size, start + f.width)
+    cdef double acc[LANES]
+    if factored:
         rv = (<floating*>f.row)[r]
         col = <const floating*>f.col + (r // f.rows) * f.cols
         scale = <floating>f.scale[r // f.rows]
-    for i in range(start, stop):
-        d = sign * g[i]
-        if f.factored:
-            v = (rv * col[i - start]) / scale
-        elif apply:
-            v = var[i]
+    if apply:
+        if factored:
+            for i in range(start, stop):
+                p[i] = p[i] * decay + coef * _scaled(sign * g[i], (rv * col[i - start]) / scale, floor)
         else:
-            v = _lerp(var[i], d * d, w)
-            var[i] = v
-        u = (<floating>1 / _root(_floor(v, floor))) * d
-        if apply:
-            p[i] = (p[i] * decay if decay != 1 else p[i]) + coef * u
+            for i in range(start, stop):
+                p[i] = p[i] * decay + coef * _scaled(sign * g[i], var[i], floor)
+        return
+    for lane in range(LANES):
+        acc[lane] = 0
+    i = start
+    for j in range((stop - start) // LANES):
+        for lane in range(LANES):
+            if factored:
+                _factored_square(g, col, i + lane, start, sign, rv, scale, floor, &acc[lane])
+            else:
+                _vector_square(g, var, i + lane, sign, w, floor, &acc[lane])
+        i = i + LANES
+    for i in range(i, stop):
+        if factored:
+            _factored_square(g, col, i, start, sign, rv, scale, floor, &acc[0])
         else:
-            s = s + <double>u * u
-    if not apply:
-        f.rowsq[r] = s
+            _vector_square(g, var, i, sign, w, floor, &acc[0])
+    f.rowsq[r] = lane_total(acc, LANES)
 
 
 cdef void _column_block_fn(const void* f, Py_ssize_t item) noexcept nogil:
@@ -549,7 +654,9 @@ def prodigy_pass(param, grad, tuple state, const Py_ssize_t[:, ::1] cuts, tuple 
     ``state`` is (exp_avg, exp_avg_sq, s, p0); ``scalars`` the twelve numbers ``_prodigy_pass`` reads, in its
     order (unused ones 0).
     """
-    cdef _Pass a = _bind(param, grad, state, cuts)
+    if len(state) != 4:
+        raise ValueError("Prodigy's state is (exp_avg, exp_avg_sq, s, p0)")
+    cdef _Pass a = _bind(param, grad, state, cuts, 1)
     cdef Py_ssize_t q, npieces = cuts.shape[0]
     cdef int team = split(param.shape[0], 8 if a.is_double else 4, num_threads).team
     cdef double* partial
