@@ -94,17 +94,22 @@ def test_results_do_not_depend_on_thread_count(name, dtype, rng):
     cls, _, configs = RULES[name]
     start = _paramset(2**20 + 3, dtype, rng, name)
     grads = [rng.standard_normal(start.size).astype(dtype) for _ in range(3)]
-    results = []
-    for threads in THREADS:
-        ps = fastopt.ParamSet({k: start[k] for k in start.names}, dtype=dtype)
-        opt = cls(ps, **configs[1])
-        with fastopt.threads(threads):
-            for g in grads:
-                ps.grad[:] = g
-                opt.step()
-        results.append(ps.data.copy())
+    results = [_stepped(cls(ps := _copy(start, dtype), **configs[1]), ps, grads, threads) for threads in THREADS]
     for other in results[1:]:
         assert np.array_equal(results[0].view(np.uint8), other.view(np.uint8))
+
+
+def _copy(ps, dtype):
+    return fastopt.ParamSet({k: ps[k] for k in ps.names}, dtype=dtype)
+
+
+def _stepped(opt, ps, grads, threads):
+    """``ps.data`` after a step with each of ``grads`` on ``threads`` threads."""
+    with fastopt.threads(threads):
+        for g in grads:
+            ps.grad[:] = g
+            opt.step()
+    return ps.data.copy()
 
 
 def _peer_case(name, config):
@@ -117,6 +122,18 @@ def _peer_case(name, config):
         opt.step([gradient(p, s, t) for p, s, t in zip(ours, scales, targets)])
         path.append([p.copy() for p in ours])
     return inits, scales, targets, path
+
+
+def _torch_path(torch, theirs, peers, scales, targets):
+    """300 steps of the torch optimizers ``peers`` over the tensors ``theirs``: their values after each."""
+    path = []
+    for _ in range(300):
+        for p, s, t in zip(theirs, scales, targets):
+            p.grad = torch.from_numpy(gradient(p.detach().numpy(), s, t))
+        for peer in peers:
+            peer.step()
+        path.append([p.detach().numpy().copy() for p in theirs])
+    return path
 
 
 def _worst(path, peer_path):
@@ -135,13 +152,7 @@ def test_adafactor_matches_torch_over_300_steps(config):
     inits, scales, targets, path = _peer_case("Adafactor", config)
     theirs = [torch.tensor(p, requires_grad=True) for p in inits]
     peer = torch.optim.Adafactor(theirs, foreach=False, **config)
-    peer_path = []
-    for _ in range(300):
-        for p, s, t in zip(theirs, scales, targets):
-            p.grad = torch.from_numpy(gradient(p.detach().numpy(), s, t))
-        peer.step()
-        peer_path.append([p.detach().numpy().copy() for p in theirs])
-    worst = _worst(path, peer_path)
+    worst = _worst(path, _torch_path(torch, theirs, [peer], scales, targets))
     assert worst <= 1e-9, f"largest relative difference along the trajectory: {worst:.3g}"
 
 
@@ -320,13 +331,7 @@ def test_prodigy_matches_prodigyopt_over_300_steps(config):
     inits, scales, targets, path = _peer_case("Prodigy", config)
     theirs = [torch.tensor(p, requires_grad=True) for p in inits]
     peer = prodigyopt.Prodigy(theirs, **config)
-    peer_path = []
-    for _ in range(300):
-        for p, s, t in zip(theirs, scales, targets):
-            p.grad = torch.from_numpy(gradient(p.detach().numpy(), s, t))
-        peer.step()
-        peer_path.append([p.detach().numpy().copy() for p in theirs])
-    worst = _worst(path, peer_path)
+    worst = _worst(path, _torch_path(torch, theirs, [peer], scales, targets))
     assert worst <= 1e-9, f"largest relative difference along the trajectory: {worst:.3g}"
 
 
@@ -398,14 +403,7 @@ def test_muon_matches_torch_over_300_steps(config, monkeypatch):
     inits, scales, targets, path = _peer_case("Muon", dict(config, adamw_lr=0.01))
     theirs, peers = _torch_muon(torch, config, inits, 0.01)
     monkeypatch.setattr(torch.Tensor, "bfloat16", lambda self: self.clone())
-    peer_path = []
-    for _ in range(300):
-        for p, s, t in zip(theirs, scales, targets):
-            p.grad = torch.from_numpy(gradient(p.detach().numpy(), s, t))
-        for peer in peers:
-            peer.step()
-        peer_path.append([p.detach().numpy().copy() for p in theirs])
-    worst = _worst(path, peer_path)
+    worst = _worst(path, _torch_path(torch, theirs, peers, scales, targets))
     assert worst <= 1e-9, f"largest relative difference along the trajectory: {worst:.3g}"
 
 
@@ -489,13 +487,8 @@ def test_instruction_set_builds_agree_bit_for_bit(name, dtype, rng, monkeypatch)
         for module in (_tensor_rules, adafactor, prodigy, trust_ratio):  # each bound the build at import
             monkeypatch.setattr(module, "tensorwise", _kernels.load(build, "fastopt._tensorwise"))
         for threads in (1, 3):
-            ps = fastopt.ParamSet({k: start[k] for k in start.names}, dtype=dtype)
-            opt = cls(ps, **configs[1])
-            with fastopt.threads(threads):
-                for g in grads:
-                    ps.grad[:] = g
-                    opt.step()
-            outputs.append(ps.data.copy())
+            ps = _copy(start, dtype)
+            outputs.append(_stepped(cls(ps, **configs[1]), ps, grads, threads))
     for other in outputs[1:]:
         assert np.array_equal(outputs[0].view(np.uint8), other.view(np.uint8))
 
