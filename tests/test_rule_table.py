@@ -9,7 +9,7 @@ import fastopt
 from fastopt import _kernels
 from fastopt._rules import RULES, TENSOR_RULES
 from fastopt.optim import optimizer as optimizer_module
-from fastopt._validation import (adjust_lr, any_real, beta_triple, betas, eps_pair, flag, growth, nonnegative,
+from fastopt._validation import (adjust_lr, any_real, at_least_one, beta_triple, betas, eps_pair, flag, growth, nonnegative,
                                  nonpositive, ns_steps, optional_beta, positive, real_triple, unit_interval,
                                  warmup_steps)
 from fastopt.optim.optimizer import CHECKS, Optimizer, validators_of
@@ -67,7 +67,7 @@ def test_validators_and_state_arrays_are_the_tables(cls):
                 "beta": beta_triple if three else betas, "flag": flag, "steps": warmup_steps,
                 "nonpositive": nonpositive, "eps_pair": eps_pair, "positive": positive, "growth": growth,
                 "optional_beta": optional_beta, "beta_pair": betas, "real_triple": real_triple, "ns_steps": ns_steps,
-                "adjust_lr": adjust_lr}
+                "adjust_lr": adjust_lr, "at_least_one": at_least_one}
     for hyper in rule.hyper:
         name = "betas" if hyper.check == "beta" else hyper.name
         assert cls.validators[name] is expected[hyper.check], (cls, hyper)

@@ -281,8 +281,10 @@ def test_refusals(cls):
 def test_adafactor_hyperparameters_are_torchs():
     with pytest.raises(ValueError, match="beta2_decay"):
         fastopt.Adafactor([np.zeros(3)], beta2_decay=0.5)
-    with pytest.raises(ValueError, match="Clipping threshold d"):
+    with pytest.raises(ValueError, match=r"Invalid d value: 0.5 \(expected a finite value in \[1.0, inf\]\)"):
         fastopt.Adafactor([np.zeros(3)], d=0.5)
+    with pytest.raises(ValueError, match="Invalid d value"):
+        fastopt.Adafactor([np.zeros(3)]).param_groups[0]["d"] = 0.0  # checked when changed, too
     with pytest.raises(TypeError, match=r"pair \(eps1, eps2\)"):
         fastopt.Adafactor([np.zeros(3)], eps=1e-3)
     with pytest.raises(ValueError, match=r"eps\[0\]"):
@@ -509,3 +511,48 @@ def test_fit_with_a_scheduler_and_clipping_trains_the_demo_mlp(cls, config):
     history = fastopt.fit(mlp, opt, X, y, epochs=3, batch_size=64, scheduler=sched, clip_grad_norm=5.0,
                           progress=False)
     assert history.train_loss[-1] < history.train_loss[0] and mlp.accuracy(X, y) > 0.8
+
+
+def test_the_kernels_refuse_what_would_take_them_out_of_bounds():
+    from fastopt._kernels import tensorwise as T
+
+    n = 1 << 12
+    p, g, m, v, s, p0 = (np.ones(n, np.float32) for _ in range(6))
+    cuts = T.pieces([(0, n)], 4)
+    with pytest.raises(ValueError, match="names no tensor"):
+        T.lamb_step(p, g, m, v, np.array([[0, n, 10**9]], np.intp), np.ones(1), 1e-3, .9, .999, 1e-6, 0., False, 1)
+    with pytest.raises(ValueError, match="names no tensor"):
+        T.lamb_step(p, g, m, v, cuts, np.ones(0), 1e-3, .9, .999, 1e-6, 0., False, 1)
+    with pytest.raises(ValueError, match="overlaps"):
+        T.lars_step(p, g, m, np.array([[0, 8, 0], [4, 12, 0]], np.intp), np.ones(1), 1., .9, 0., 1e-3, 0., False,
+                    False, 1)
+    for bad in (p.astype(np.float16), p.astype(np.int32), p.astype(">f4")):
+        with pytest.raises(ValueError, match="float32 or float64"):
+            T.lamb_step(bad, g, m, v, cuts, np.ones(1), 1e-3, .9, .999, 1e-6, 0., False, 1)
+        with pytest.raises(ValueError, match="float32 or float64"):
+            T.adafactor_step(bad, g, m[:0], m[:0], v, np.array([[0, 1, 0, n, 0, 0, 0]], np.intp), 1e-2, -0.8,
+                             1e-30, 1e-3, 1.0, 0.0, False, 1)
+    with pytest.raises(ValueError, match="Prodigy's state"):
+        T.prodigy_pass(p, g, (m, v), cuts, (1.0,) * 12, True, False, 1)
+    with pytest.raises(ValueError, match="itemsize"):
+        T.pieces([(0, n)], 0)
+    with pytest.raises(ValueError, match="outside its arrays"):
+        T.adafactor_step(p, g, m[:0], m[:0], v, np.array([[0, 1, 0, 2 * n, 0, 0, 0]], np.intp), 1e-2, -0.8, 1e-30,
+                         1e-3, 1.0, 0.0, False, 1)
+
+
+def test_a_loaded_state_dict_cannot_change_use_muon():
+    plain = fastopt.Muon([np.ones((3, 2))], use_muon=False)
+    plain.step([np.ones((3, 2))])
+    other = fastopt.Muon([np.ones((3, 2))])
+    with pytest.raises(ValueError, match="use_muon"):
+        other.load_state_dict(plain.state_dict())
+    assert other.param_groups[0]["use_muon"] is True and not other.state[0]
+
+
+def test_an_empty_neighbour_of_a_selection_is_not_its_tensor():
+    ps = fastopt.ParamSet({"a": (2,), "e": (0,), "c": (3,), "d": (2,)})
+    ps.grad[:] = 1.0
+    opt = fastopt.LAMB([{"params": ps.select(["a"])}, {"params": ps.select(["c", "d"])}])
+    opt.step()
+    assert opt.trust_ratios(0).keys() == {"a"} and opt.trust_ratios(1).keys() == {"c", "d"}

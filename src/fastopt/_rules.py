@@ -56,6 +56,7 @@ class Hyper:
     of steps: an integer >= 0, or None, stored as 0), "flag" (a bool; an
     ``int`` in C), and for the rules of :data:`TENSOR_RULES` only
     "nonpositive" (a finite real <= 0), "positive" (a finite real > 0),
+    "at_least_one" (a finite real >= 1),
     "growth" (a real > 0, infinity included), "optional_beta" (None or in
     [0, 1)), "beta_pair" (a pair of decay rates under another name than
     ``betas``), "eps_pair" (Adafactor's ``eps``), and Muon's
@@ -590,7 +591,8 @@ tensors of 2 or more dimensions, over the last two (rows r, columns c):
     v = row_var col_var / max(mean_r row_var, eps1)
 other tensors:  variance = lerp(variance, d d, w) ;  v = variance
 u = d / sqrt(max(v, eps1 eps1)) ;  p = p (1 - lr wd) + (-alpha / max(1, |u| / (sqrt(n) d_clip))) u""",
-        hyper=(_LR, Hyper("beta2_decay", "nonpositive"), Hyper("eps", "eps_pair"), Hyper("d"), _WD, _MAXIMIZE),
+        hyper=(_LR, Hyper("beta2_decay", "nonpositive"), Hyper("eps", "eps_pair"), Hyper("d", "at_least_one"), _WD,
+               _MAXIMIZE),
         state=(State("row_var"), State("col_var"), State("variance"))),
     TensorRule(
         "prodigy", "Prodigy", '(Mishchenko & Defazio, 2024, "Prodigy: An Expeditiously Adaptive Parameter-Free '

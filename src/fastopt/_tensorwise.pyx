@@ -62,9 +62,13 @@ cdef void* _data(object array, object dtype, Py_ssize_t n, bint writable, str na
     return <void*><size_t>array.__array_interface__["data"][0]
 
 
-def chunk_elements(Py_ssize_t itemsize):
-    """Elements per chunk of ``fastopt._parallel`` for elements of ``itemsize`` bytes (where pieces are cut)."""
-    return chunk_length(itemsize)
+cdef object _float_dtype(object array, str name):
+    """``array``'s dtype, which must be native float32 or float64 (the only element types these kernels read)."""
+    dtype = getattr(array, "dtype", None)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)) or getattr(array, "ndim", 0) != 1:
+        raise ValueError(f"{name} must be a 1-D float32 or float64 array, got "
+                         f"{getattr(array, 'dtype', type(array).__name__)}")
+    return dtype
 
 
 def pieces(bounds, Py_ssize_t itemsize):
@@ -73,6 +77,8 @@ def pieces(bounds, Py_ssize_t itemsize):
     ``bounds`` lists the slot's tensors as ``(start, stop)`` pairs, in
     order and disjoint; empty tensors have no piece.
     """
+    if itemsize not in (4, 8):
+        raise ValueError(f"itemsize must be 4 (float32) or 8 (float64), got {itemsize}")
     cdef Py_ssize_t chunk = chunk_length(itemsize)
     rows = []
     for t, (start, stop) in enumerate(bounds):
@@ -335,9 +341,7 @@ cdef _Pass _bind(param, grad, tuple state, const Py_ssize_t[:, ::1] cuts, Py_ssi
     naming one of ``ntensors`` tensors."""
     cdef _Pass a
     cdef Py_ssize_t n, q
-    dtype = getattr(param, "dtype", None)
-    if dtype not in (np.float32, np.float64) or getattr(param, "ndim", 0) != 1:
-        raise ValueError("param must be a 1-D float32 or float64 array")
+    dtype = _float_dtype(param, "param")
     n = param.shape[0]
     a.is_double = dtype == np.float64
     a.p = _data(param, dtype, n, True, "param")
@@ -346,9 +350,11 @@ cdef _Pass _bind(param, grad, tuple state, const Py_ssize_t[:, ::1] cuts, Py_ssi
         a.x[k] = _data(state[k], dtype, n, True, "state") if k < len(state) else NULL
     if cuts.shape[1] != 3:
         raise ValueError("pieces must have 3 columns")
-    for q in range(cuts.shape[0]):
-        if not (0 <= cuts[q, 0] <= cuts[q, 1] <= n and 0 <= cuts[q, 2] < ntensors):
-            raise ValueError(f"piece {q} is outside the {n} elements or names no tensor of {ntensors}")
+    for q in range(cuts.shape[0]):  # in bounds, in order and disjoint (threads write them), naming a tensor
+        if not (0 <= cuts[q, 0] <= cuts[q, 1] <= n and 0 <= cuts[q, 2] < ntensors
+                and (q == 0 or cuts[q - 1, 1] <= cuts[q, 0])):
+            raise ValueError(f"piece {q} is outside the {n} elements, overlaps the one before or names no tensor "
+                             f"of {ntensors}")
     a.pieces = &cuts[0, 0] if cuts.shape[0] else NULL
     a.ratio = NULL
     a.flag = False
@@ -600,7 +606,7 @@ def adafactor_step(param, grad, row_var, col_var, variance, const Py_ssize_t[:, 
     ``col_offset`` (``batch * cols``); any other tensor is ``cols`` elements
     with its ``variance`` at ``var_offset``.
     """
-    dtype = param.dtype
+    dtype = _float_dtype(param, "param")
     cdef Py_ssize_t itemsize = dtype.itemsize, n = param.shape[0], t
     cdef bint is_double = dtype == np.float64
     cdef char* p = <char*>_data(param, dtype, n, True, "param")

@@ -502,6 +502,7 @@ def adjust_lr(name, value):
 #: Rules shared by the optimizers: a real number >= 0, any finite real number, one in [0, 1], one in [0, 1).
 nonnegative = real_in_range()
 nonpositive = real_in_range(-math.inf, 0.0)
+at_least_one = real_in_range(1.0)
 any_real = real_in_range(-math.inf, math.inf)
 unit_interval = real_in_range(0.0, 1.0)
 _unit_open = real_in_range(0.0, 1.0, high_open=True)

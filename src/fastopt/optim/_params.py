@@ -25,15 +25,16 @@ from fastopt.paramset import ParamSelection, ParamSet
 class Slot:
     """One contiguous parameter array and where its gradient comes from."""
 
-    __slots__ = ("name", "param", "owner", "group", "paramset", "run")
+    __slots__ = ("name", "param", "owner", "group", "paramset", "run", "names")
 
-    def __init__(self, name, param, owner, group, paramset=None, run=None):
+    def __init__(self, name, param, owner, group, paramset=None, run=None, names=None):
         self.name = name          # for error messages
         self.param = param        # 1-D view the kernel updates
         self.owner = owner        # the array whose writeable flag guards ``param``
         self.group = group        # index of its parameter group
         self.paramset = paramset  # the ParamSet it lives in, if any
         self.run = run            # its slice of that ParamSet's buffers
+        self.names = names        # the ParamSet's tensors it holds (None: all of them)
 
 
 class _Container:
@@ -47,7 +48,7 @@ class _Container:
             self.paramset = ps = params.paramset if selection else params
             runs = selection.runs if selection else [(slice(0, ps.size), None)]
             self.slots = [
-                Slot(f"{prefix}{_paramset_label(names)}", ps.data[run], ps.data, group, ps, run)
+                Slot(f"{prefix}{_paramset_label(names)}", ps.data[run], ps.data, group, ps, run, names)
                 for run, names in runs
             ]
             self.keys = None

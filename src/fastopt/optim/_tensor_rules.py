@@ -28,8 +28,9 @@ def slot_tensors(slot):
     if slot.paramset is None:
         return (Tensor(0, slot.param.size, np.shape(slot.owner), slot.name),)
     ps, run = slot.paramset, slot.run
-    return tuple(Tensor(s.start - run.start, s.stop - run.start, ps.shapes[name], name)
-                 for name, s in ps.slices.items() if run.start <= s.start and s.stop <= run.stop)
+    names = ps.names if slot.names is None else slot.names  # a selection's own: not an empty neighbour's
+    return tuple(Tensor(ps.slices[name].start - run.start, ps.slices[name].stop - run.start, ps.shapes[name], name)
+                 for name in names)
 
 
 class TensorwiseOptimizer(Optimizer):

@@ -67,10 +67,6 @@ class Adafactor(TensorwiseOptimizer):
         super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay,
                                       maximize=maximize), **options)
 
-    def _check_group(self, group):
-        if not group["d"] >= 1:
-            raise ValueError(f"Clipping threshold d should be >= 1 but is: {group['d']}")
-
     def _descriptor(self, index):
         """``(offset, batch, rows, cols, row_offset, col_offset, var_offset)`` per tensor, and the state lengths."""
         return self._memo("descriptor", index, lambda: self._describe(index))

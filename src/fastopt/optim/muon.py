@@ -34,9 +34,7 @@ def lr_ratio(adjust_lr_fn, rows, cols):
 class Muon(TensorwiseOptimizer):
     r"""Muon: momentum orthogonalized by a Newton–Schulz iteration, for the matrices; AdamW for the rest.
 
-    For each tensor of two or more dimensions (viewed as ``shape[0]`` rows
-    by the rest, as the reference does for convolution filters), as
-    ``torch.optim.Muon``:
+    For each matrix, as ``torch.optim.Muon``:
 
     .. math::
 
@@ -47,7 +45,11 @@ class Muon(TensorwiseOptimizer):
 
     with :math:`r = \sqrt{\max(1, A/B)}` for an :math:`A \times B` matrix
     (``adjust_lr_fn`` None or "original") or :math:`0.2\sqrt{\max(A, B)}`
-    ("match_rms_adamw").  The iteration's products are NumPy's (BLAS) in
+    ("match_rms_adamw").  A tensor of more than two dimensions is viewed as
+    a matrix of ``shape[0]`` rows by the rest (fastopt's choice:
+    torch.optim.Muon refuses such tensors; the reference flattens 4-D
+    convolution filters this way but orthogonalizes 3-D tensors as batches
+    of matrices).  The iteration's products are NumPy's (BLAS) in
     the parameters' precision; torch computes them in bfloat16, so the two
     agree to bfloat16 rounding (and exactly where torch's precision is
     raised, as the tests do).  Every other tensor -- and every tensor of a
@@ -78,7 +80,9 @@ class Muon(TensorwiseOptimizer):
     adamw_weight_decay : float, default 0
         The AdamW step's settings (the reference's for its auxiliary Adam).
         A learning-rate schedule scales ``adamw_lr`` by the factor it
-        applies to ``lr`` (``lr / initial_lr``), so one schedule drives both.
+        applies to ``lr`` (``lr / initial_lr``), so one schedule drives both
+        (a schedule that starts from an ``initial_lr`` of 0 leaves
+        ``adamw_lr`` as it is).
     **options
         ``skip_nonfinite`` (see :class:`~fastopt.optim.Optimizer`).
 
@@ -120,6 +124,14 @@ class Muon(TensorwiseOptimizer):
             raise ValueError(f"use_muon of {self._layout.slots[index].name}'s group changed to {use_muon}: it is "
                              "fixed when the optimizer is built (it decides the layout of the state)")
         return plan
+
+    def _check_group(self, group):
+        """A loaded group's ``use_muon`` must be the one its slots' state was laid out for."""
+        for index in group.get("params", ()):
+            plan = self._memos.get(("plan", index))
+            if plan is not None and plan[2] != group["use_muon"]:
+                raise ValueError(f"use_muon of {self._layout.slots[index].name}'s group is {plan[2]}, fixed when "
+                                 f"the group was made (it decides the layout of the state); got {group['use_muon']}")
 
     def _layout_for(self, index, use_muon):
         rows, lengths = [], [0, 0]

@@ -12,8 +12,8 @@ from fastopt._kernels import BoundStep, bf16_round, needed, nonfinite_count, qua
 from fastopt._locks import holding
 from fastopt._rules import RULES, TENSOR_RULES
 from fastopt._threads import get_num_threads
-from fastopt._validation import (adjust_lr, any_real, beta_triple, betas, eps_pair, flag, growth, integer,
-                                 nonnegative, nonpositive, ns_steps, optional_beta, positive, real_triple,
+from fastopt._validation import (adjust_lr, any_real, at_least_one, beta_triple, betas, eps_pair, flag, growth,
+                                 integer, nonnegative, nonpositive, ns_steps, optional_beta, positive, real_triple,
                                  step_count, unit_interval, warmup_steps)
 from fastopt.optim._hyper import FixedList, ParamGroup
 from fastopt.optim._params import ParamLayout
@@ -34,7 +34,7 @@ _STATE_HINT = "it holds one dict per slot; clear a slot's dict (state[i].clear()
 CHECKS = {"nonnegative": nonnegative, "real": any_real, "unit": unit_interval, "beta": betas, "flag": flag,
           "steps": warmup_steps, "nonpositive": nonpositive, "eps_pair": eps_pair, "positive": positive,
           "growth": growth, "optional_beta": optional_beta, "beta_pair": betas, "real_triple": real_triple,
-          "ns_steps": ns_steps, "adjust_lr": adjust_lr}
+          "ns_steps": ns_steps, "adjust_lr": adjust_lr, "at_least_one": at_least_one}
 # The keyword options every optimizer takes (Optimizer.__init__), which copies and pickles carry.
 _OPTIONS = ("skip_nonfinite", "state_dtype", "master_weights", "stochastic_rounding", "seed")
 # What a subclass takes from its rule's entry in fastopt._rules.RULES, never states itself.

@@ -9,8 +9,9 @@ _TENSORS = """    The trust ratio is per tensor: each named tensor of a ParamSet
     optax's parameter tree.  Norms are summed in float64 in a fixed order
     (the same bits for any thread count); a NaN or infinity in a tensor's
     parameters or update makes its ratio, and so its new values, NaN.  To
-    leave some tensors out of the trust ratio or the weight decay (optax's
-    masks), put them in their own parameter group."""
+    leave some tensors out of the weight decay (optax's mask), put them in
+    their own parameter group with ``weight_decay=0``; every tensor has its
+    trust ratio (optax.lars's ``trust_ratio_mask`` has no counterpart)."""
 
 
 class _TrustRatio(TensorwiseOptimizer):
