@@ -556,3 +556,29 @@ def test_an_empty_neighbour_of_a_selection_is_not_its_tensor():
     opt = fastopt.LAMB([{"params": ps.select(["a"])}, {"params": ps.select(["c", "d"])}])
     opt.step()
     assert opt.trust_ratios(0).keys() == {"a"} and opt.trust_ratios(1).keys() == {"c", "d"}
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_the_wrappers_take_them_and_resume_exactly(cls, rng):
+    """Lookahead and Accumulate around each rule: a state_dict taken mid-window resumes with the same bits."""
+    shapes = {"W": (4, 3), "b": (3,)}
+    start = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    grads = [rng.standard_normal(sum(int(np.prod(s)) for s in shapes.values())) for _ in range(7)]
+    for wrap in (lambda opt: fastopt.Lookahead(opt, k=3, alpha=0.5), lambda opt: fastopt.Accumulate(opt, every=2)):
+        ps = fastopt.ParamSet(start)
+        opt = wrap(cls(ps))
+        for g in grads[:4]:
+            ps.grad[:] = g
+            opt.step()
+        saved, at = opt.state_dict(), ps.data.copy()
+        for g in grads[4:]:
+            ps.grad[:] = g
+            opt.step()
+        twin = fastopt.ParamSet(start)
+        twin.data[:] = at
+        again = wrap(cls(twin))
+        again.load_state_dict(saved)
+        for g in grads[4:]:
+            twin.grad[:] = g
+            again.step()
+        np.testing.assert_array_equal(twin.data, ps.data)
