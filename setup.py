@@ -25,6 +25,7 @@ extensions and decides how to build them:
 
 import copy
 import filecmp
+import importlib.machinery
 import itertools
 import os
 import platform
@@ -251,12 +252,7 @@ class BuildExt(build_ext):
             if isa and not compiles(self.compiler, compile_args + ext.extra_compile_args, VARIANT_PROBES[isa]):
                 warnings.warn(f"fastopt: the compiler cannot target {isa}; building only the baseline kernels")
                 self.extensions.remove(ext)
-        built = {ext.name for ext in self.extensions}
-        for module, isa in itertools.product(VARIANT_MODULES, KERNEL_VARIANTS):  # a variant left from an earlier
-            name = f"fastopt.{module}_{isa}"                                      # build would be loaded instead
-            stale = self.get_ext_fullpath(name)
-            if name not in built and os.path.exists(stale):
-                os.remove(stale)
+        self.remove_stale_modules()
         self.force = self.force or flags_changed(self.build_temp, build_signature(self.compiler, compile_args,
                                                                                   link_args))
         for ext in self.extensions:
@@ -265,6 +261,20 @@ class BuildExt(build_ext):
             flags_macro = '"' + " ".join(ext.extra_compile_args).replace('"', "") + '"'
             ext.define_macros = list(ext.define_macros or []) + [("FASTOPT_BUILD_FLAGS", flags_macro)]
         super().build_extensions()
+
+
+    def remove_stale_modules(self):
+        """Remove every fastopt extension module in the build's output trees that no extension of this build
+        writes: a variant the compiler cannot target now, or a module that moved or was dropped, would
+        otherwise be loaded (or packaged into a wheel) instead of this build's code."""
+        wanted = {os.path.abspath(self.get_ext_fullpath(ext.name)) for ext in self.extensions}
+        roots = [os.path.join(self.build_lib, "fastopt")] + ([os.path.join("src", "fastopt")] if self.inplace else [])
+        for root in roots:
+            for folder, _, files in os.walk(root):
+                for name in files:
+                    path = os.path.abspath(os.path.join(folder, name))
+                    if name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)) and path not in wanted:
+                        os.remove(path)
 
 
 class BuildPy(build_py):

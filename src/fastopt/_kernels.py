@@ -25,12 +25,21 @@ def load(build, module="fastopt._update_rules"):
     return importlib.import_module(f"{module}{suffix}")
 
 
+# The kernel modules every build has.
+MODULES = ("fastopt._update_rules", "fastopt._tensorwise")
+
+
+def _load_all(build):
+    """Import every module of ``build`` (ImportError where one is missing); return the update rules'."""
+    return [load(build, module) for module in MODULES][0]
+
+
 def _runnable():
     """The builds this installation has and this CPU runs, widest first, each imported as it is found."""
     for build in BUILDS:
         if cpu_runs(build):
             try:
-                load(build)
+                _load_all(build)
             except ImportError:
                 continue  # not compiled here: a non-x86 machine, FASTOPT_MARCH, or a compiler that cannot target it
             yield build
@@ -51,7 +60,7 @@ def _choose():
     if not cpu_runs(wanted):
         raise ImportError(f"FASTOPT_KERNELS={wanted}, but this CPU does not run {wanted} code")
     try:
-        return wanted, load(wanted)
+        return wanted, _load_all(wanted)
     except ImportError as exc:
         raise ImportError(f"FASTOPT_KERNELS={wanted}, but this installation has no {wanted} build of the "
                           "kernels (built with FASTOPT_MARCH, on a machine other than x86-64, or by a compiler "

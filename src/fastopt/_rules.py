@@ -56,7 +56,7 @@ class Hyper:
     of steps: an integer >= 0, or None, stored as 0), "flag" (a bool; an
     ``int`` in C), and for the rules of :data:`TENSOR_RULES` only
     "nonpositive" (a finite real <= 0), "positive" (a finite real > 0),
-    "at_least_one" (a finite real >= 1),
+    "at_least_one" (a real >= 1, infinity included),
     "growth" (a real > 0, infinity included), "optional_beta" (None or in
     [0, 1)), "beta_pair" (a pair of decay rates under another name than
     ``betas``), "eps_pair" (Adafactor's ``eps``), and Muon's

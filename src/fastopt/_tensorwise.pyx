@@ -62,6 +62,15 @@ cdef void* _data(object array, object dtype, Py_ssize_t n, bint writable, str na
     return <void*><size_t>array.__array_interface__["data"][0]
 
 
+cdef object _private(object rows, Py_ssize_t columns, str name):
+    """A private C-contiguous copy of the integer rows ``rows`` (``columns`` per row): the kernels read them
+    without the GIL, so no other thread may change them between the checks and the passes."""
+    copy = np.array(rows, dtype=np.intp, order="C", copy=True)
+    if copy.ndim != 2 or copy.shape[1] != columns:
+        raise ValueError(f"{name} must have {columns} columns, got shape {copy.shape}")
+    return copy
+
+
 cdef object _float_dtype(object array, str name):
     """``array``'s dtype, which must be native float32 or float64 (the only element types these kernels read)."""
     dtype = getattr(array, "dtype", None)
@@ -348,8 +357,6 @@ cdef _Pass _bind(param, grad, tuple state, const Py_ssize_t[:, ::1] cuts, Py_ssi
     a.g = _data(grad, dtype, n, False, "grad")
     for k in range(4):
         a.x[k] = _data(state[k], dtype, n, True, "state") if k < len(state) else NULL
-    if cuts.shape[1] != 3:
-        raise ValueError("pieces must have 3 columns")
     for q in range(cuts.shape[0]):  # in bounds, in order and disjoint (threads write them), naming a tensor
         if not (0 <= cuts[q, 0] <= cuts[q, 1] <= n and 0 <= cuts[q, 2] < ntensors
                 and (q == 0 or cuts[q - 1, 1] <= cuts[q, 0])):
@@ -361,11 +368,12 @@ cdef _Pass _bind(param, grad, tuple state, const Py_ssize_t[:, ::1] cuts, Py_ssi
     return a
 
 
-def lamb_step(param, grad, exp_avg, exp_avg_sq, const Py_ssize_t[:, ::1] cuts, double[::1] ratios, double lr,
+def lamb_step(param, grad, exp_avg, exp_avg_sq, pieces, double[::1] ratios, double lr,
               double beta1, double beta2, double eps, double weight_decay, bint maximize, long long step,
               int num_threads=1):
-    """One LAMB step in place over a slot's tensors (``cuts`` from :func:`pieces`); each tensor's trust ratio goes
+    """One LAMB step in place over a slot's tensors (``pieces``: the rows :func:`pieces` makes); each tensor's trust ratio goes
     to ``ratios`` (one entry per tensor)."""
+    cdef const Py_ssize_t[:, ::1] cuts = _private(pieces, 3, "pieces")
     cdef _Pass a = _bind(param, grad, (exp_avg, exp_avg_sq), cuts, ratios.shape[0])
     cdef double t = <double>step
     a.s[0], a.s[1], a.s[2], a.s[3], a.s[4] = -1.0 if maximize else 1.0, beta1, 1.0 - beta1, beta2, 1.0 - beta2
@@ -374,11 +382,12 @@ def lamb_step(param, grad, exp_avg, exp_avg_sq, const Py_ssize_t[:, ::1] cuts, d
                       ratios)
 
 
-def lars_step(param, grad, momentum_buffer, const Py_ssize_t[:, ::1] cuts, double[::1] ratios, double lr,
+def lars_step(param, grad, momentum_buffer, pieces, double[::1] ratios, double lr,
               double momentum, double weight_decay, double trust_coefficient, double eps, bint nesterov,
               bint maximize, int num_threads=1):
-    """One LARS step in place over a slot's tensors (``cuts`` from :func:`pieces`); each tensor's trust ratio goes
+    """One LARS step in place over a slot's tensors (``pieces``: the rows :func:`pieces` makes); each tensor's trust ratio goes
     to ``ratios``."""
+    cdef const Py_ssize_t[:, ::1] cuts = _private(pieces, 3, "pieces")
     cdef _Pass a = _bind(param, grad, (momentum_buffer,), cuts, ratios.shape[0])
     a.s[0], a.s[1], a.s[2], a.s[3] = -1.0 if maximize else 1.0, weight_decay, momentum, -lr
     a.flag = nesterov
@@ -594,12 +603,12 @@ cdef int _adafactor_tensor(_Factor* f, double lr, double rho, double eps1, doubl
     return 0
 
 
-def adafactor_step(param, grad, row_var, col_var, variance, const Py_ssize_t[:, ::1] tensors, double lr,
+def adafactor_step(param, grad, row_var, col_var, variance, descriptors, double lr,
                    double beta2_decay, double eps1, double eps2, double d, double weight_decay, bint maximize,
                    long long step, int num_threads=1):
     """One Adafactor step in place over a slot's tensors.
 
-    ``tensors`` has a row per tensor: ``(offset, batch, rows, cols,
+    ``descriptors`` has a row per tensor: ``(offset, batch, rows, cols,
     row_offset, col_offset, var_offset)``.  A factored tensor (``rows >
     0``) is ``batch`` matrices of ``rows x cols`` at ``offset``, with its
     ``row_var`` at ``row_offset`` (``batch * rows``) and its ``col_var`` at
@@ -617,8 +626,7 @@ def adafactor_step(param, grad, row_var, col_var, variance, const Py_ssize_t[:, 
     cdef _Factor f
     cdef int status
     cdef double t_step = <double>step, rho = min(lr, 1.0 / sqrt(t_step))
-    if tensors.shape[1] != 7:
-        raise ValueError("tensors must have 7 columns")
+    cdef const Py_ssize_t[:, ::1] tensors = _private(descriptors, 7, "tensors")
     for t in range(tensors.shape[0]):
         offset, batch, rows, cols = tensors[t, 0], tensors[t, 1], tensors[t, 2], tensors[t, 3]
         ro, co, vo = tensors[t, 4], tensors[t, 5], tensors[t, 6]
@@ -652,9 +660,9 @@ def adafactor_step(param, grad, row_var, col_var, variance, const Py_ssize_t[:, 
             raise MemoryError()
 
 
-def prodigy_pass(param, grad, tuple state, const Py_ssize_t[:, ::1] cuts, tuple scalars, bint use_exp_avg,
+def prodigy_pass(param, grad, tuple state, pieces, tuple scalars, bint use_exp_avg,
                  bint update, int num_threads=1):
-    """One of Prodigy's two passes over a slot (``cuts``: :func:`pieces` of the whole slot): the statistics
+    """One of Prodigy's two passes over a slot (``pieces``: :func:`pieces` of the whole slot): the statistics
     (``update`` False; returns the slot's (d_numerator, d_denom) terms, summed in piece order) or the update.
 
     ``state`` is (exp_avg, exp_avg_sq, s, p0); ``scalars`` the twelve numbers ``_prodigy_pass`` reads, in its
@@ -662,6 +670,7 @@ def prodigy_pass(param, grad, tuple state, const Py_ssize_t[:, ::1] cuts, tuple 
     """
     if len(state) != 4:
         raise ValueError("Prodigy's state is (exp_avg, exp_avg_sq, s, p0)")
+    cdef const Py_ssize_t[:, ::1] cuts = _private(pieces, 3, "pieces")
     cdef _Pass a = _bind(param, grad, state, cuts, 1)
     cdef Py_ssize_t q, npieces = cuts.shape[0]
     cdef int team = split(param.shape[0], 8 if a.is_double else 4, num_threads).team

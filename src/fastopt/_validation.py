@@ -467,6 +467,14 @@ def growth(name, value):
     return value
 
 
+def at_least_one(name, value):
+    """A hyperparameter rule for a real number >= 1, infinity included (Adafactor's clipping threshold ``d``)."""
+    value = as_float(real_number(name, value))
+    if not value >= 1:
+        raise ValueError(f"Invalid {_label(name)}: {value} (expected a value >= 1, or inf)")
+    return value
+
+
 def optional_beta(name, value):
     """A hyperparameter rule for None or a decay rate in [0, 1) (Prodigy's ``beta3``)."""
     return None if value is None else _unit_open(name, value)
@@ -502,7 +510,6 @@ def adjust_lr(name, value):
 #: Rules shared by the optimizers: a real number >= 0, any finite real number, one in [0, 1], one in [0, 1).
 nonnegative = real_in_range()
 nonpositive = real_in_range(-math.inf, 0.0)
-at_least_one = real_in_range(1.0)
 any_real = real_in_range(-math.inf, math.inf)
 unit_interval = real_in_range(0.0, 1.0)
 _unit_open = real_in_range(0.0, 1.0, high_open=True)

@@ -85,8 +85,8 @@ class TensorwiseOptimizer(Optimizer):
 
     def _pieces(self, index):
         """Slot ``index``'s tensors cut into pieces (``fastopt._tensorwise.pieces``), made once."""
-        bounds = [(t.start, t.stop) for t in self.tensors(index)]
-        return self._memo("pieces", index, lambda: tensorwise.pieces(bounds, self._layout.slots[index].param.itemsize))
+        return self._memo("pieces", index, lambda: tensorwise.pieces(
+            [(t.start, t.stop) for t in self.tensors(index)], self._layout.slots[index].param.itemsize))
 
     def _step_slots(self, grads):
         num_threads = get_num_threads()
