@@ -466,6 +466,7 @@ def test_a_schedule_and_fit_drive_them(rng):
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 def test_sharded_optimizer_refuses_them(cls):
+    pytest.importorskip("mpi4py")  # fastopt.distributed needs it
     from fastopt.distributed.sharded import _check_arguments
 
     with pytest.raises(ValueError, match="numbers of whole tensors"):
