@@ -281,7 +281,7 @@ def test_refusals(cls):
 def test_adafactor_hyperparameters_are_torchs():
     with pytest.raises(ValueError, match="beta2_decay"):
         fastopt.Adafactor([np.zeros(3)], beta2_decay=0.5)
-    with pytest.raises(ValueError, match=r"Invalid d value: 0.5 \(expected a value >= 1, or inf\)"):
+    with pytest.raises(ValueError, match=r"Invalid d value: 0.5 \(expected a value in \[1.0, inf\]\)"):
         fastopt.Adafactor([np.zeros(3)], d=0.5)
     assert fastopt.Adafactor([np.zeros(3)], d=float("inf")).defaults["d"] == float("inf")  # as torch: no clipping
     with pytest.raises(ValueError, match="Invalid d value"):

@@ -374,8 +374,9 @@ def _label(name):
     return _LABELS.get(name, f"{name} value")
 
 
-def real_in_range(low=0.0, high=math.inf, *, high_open=False):
-    """Make a hyperparameter rule for a finite real number in ``[low, high]`` (``[low, high)`` with ``high_open``).
+def real_in_range(low=0.0, high=math.inf, *, low_open=False, high_open=False, allow_inf=False):
+    """Make a hyperparameter rule for a finite real number in ``[low, high]`` (either end open on request; with
+    ``allow_inf``, an infinite bound is admitted too).
 
     Returns
     -------
@@ -390,12 +391,25 @@ def real_in_range(low=0.0, high=math.inf, *, high_open=False):
 
     def check(name, value):
         value = as_float(real_number(name, value))
-        if not _in_range(value, low, high, False, high_open, False):
-            right = ")" if high_open else "]"
-            raise ValueError(f"Invalid {_label(name)}: {value} (expected a finite value in [{low}, {high}{right})")
+        if not _in_range(value, low, high, low_open, high_open, allow_inf):
+            left, right = "(" if low_open else "[", ")" if high_open else "]"
+            raise ValueError(f"Invalid {_label(name)}: {value} (expected a {'' if allow_inf else 'finite '}value in "
+                             f"{left}{low}, {high}{right})")
         return value
 
     return check
+
+
+def _entries(name, value, count, expected):
+    """``value`` as a tuple of ``count`` entries; a TypeError ``"<name> must be <expected>, got <value>"`` if it is
+    not a sequence of that many."""
+    try:
+        entries = tuple(value)
+    except TypeError:
+        entries = ()
+    if len(entries) != count:
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    return entries
 
 
 def betas(name, value, count=2):
@@ -410,14 +424,9 @@ def betas(name, value, count=2):
         ``"Invalid beta parameter at index <i>: <value> (expected a finite
         value in [0.0, 1.0))"`` for an entry outside [0, 1).
     """
-    try:
-        entries = tuple(value)
-    except TypeError:
-        entries = ()
-    if len(entries) != count:
-        what = "a pair of" if count == 2 else f"a sequence of {count}"
-        raise TypeError(f"{name} must be {what} floats, got {value!r}")
-    return tuple(_unit_open(f"beta parameter at index {i}", b) for i, b in enumerate(entries))
+    expected = "a pair of floats" if count == 2 else f"a sequence of {count} floats"
+    return tuple(_unit_open(f"beta parameter at index {i}", b)
+                 for i, b in enumerate(_entries(name, value, count, expected)))
 
 
 def beta_triple(name, value):
@@ -441,38 +450,9 @@ def warmup_steps(name, value):
 def eps_pair(name, value):
     """A hyperparameter rule for Adafactor's ``eps``: a pair (eps1, eps2), eps1 None (the dtype's machine epsilon)
     or a finite real >= 0, eps2 a finite real >= 0; returns a tuple."""
-    try:
-        entries = tuple(value)
-    except TypeError:
-        entries = ()
-    if len(entries) != 2:
-        raise TypeError(f"{name} must be a pair (eps1, eps2), eps1 None or a float, got {value!r}")
+    entries = _entries(name, value, 2, "a pair (eps1, eps2), eps1 None or a float")
     eps1 = None if entries[0] is None else nonnegative(f"{name}[0]", entries[0])
     return eps1, nonnegative(f"{name}[1]", entries[1])
-
-
-def positive(name, value):
-    """A hyperparameter rule for a finite real number > 0."""
-    value = as_float(real_number(name, value))
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"Invalid {_label(name)}: {value} (expected a finite value > 0)")
-    return value
-
-
-def growth(name, value):
-    """A hyperparameter rule for a real number > 0, infinity included (Prodigy's ``growth_rate``)."""
-    value = as_float(real_number(name, value))
-    if not value > 0:
-        raise ValueError(f"Invalid {_label(name)}: {value} (expected a value > 0, or inf)")
-    return value
-
-
-def at_least_one(name, value):
-    """A hyperparameter rule for a real number >= 1, infinity included (Adafactor's clipping threshold ``d``)."""
-    value = as_float(real_number(name, value))
-    if not value >= 1:
-        raise ValueError(f"Invalid {_label(name)}: {value} (expected a value >= 1, or inf)")
-    return value
 
 
 def optional_beta(name, value):
@@ -482,13 +462,7 @@ def optional_beta(name, value):
 
 def real_triple(name, value):
     """A hyperparameter rule for three finite reals (Muon's ``ns_coefficients``): returns a tuple of floats."""
-    try:
-        entries = tuple(value)
-    except TypeError:
-        entries = ()
-    if len(entries) != 3:
-        raise TypeError(f"{name} must be a sequence of 3 floats, got {value!r}")
-    return tuple(any_real(f"{name}[{i}]", x) for i, x in enumerate(entries))
+    return tuple(any_real(f"{name}[{i}]", x) for i, x in enumerate(_entries(name, value, 3, "a sequence of 3 floats")))
 
 
 def ns_steps(name, value):
@@ -510,6 +484,9 @@ def adjust_lr(name, value):
 #: Rules shared by the optimizers: a real number >= 0, any finite real number, one in [0, 1], one in [0, 1).
 nonnegative = real_in_range()
 nonpositive = real_in_range(-math.inf, 0.0)
+positive = real_in_range(0.0, low_open=True)  # finite, > 0
+growth = real_in_range(0.0, low_open=True, allow_inf=True)  # > 0, inf included (Prodigy's growth_rate)
+at_least_one = real_in_range(1.0, allow_inf=True)  # >= 1, inf included (Adafactor's clipping threshold d)
 any_real = real_in_range(-math.inf, math.inf)
 unit_interval = real_in_range(0.0, 1.0)
 _unit_open = real_in_range(0.0, 1.0, high_open=True)

@@ -199,7 +199,7 @@ def bytes_per_element(rule, itemsize=4):
     """Bytes a fused step moves per element: read param, grad and each state; write param and each state (for
     the rules of :data:`PASSES`, every pass's arrays)."""
     if rule in PASSES:
-        return itemsize * sum(len(read) + 2 * len(written) for read, written in PASSES[rule])
+        return moved_bytes(step_arrays(rule, FLOAT32, 1)) * itemsize // 4
     return itemsize * (3 + 2 * CONFIGS[rule][2])
 
 

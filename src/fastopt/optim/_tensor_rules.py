@@ -8,8 +8,7 @@ run (with their shapes), an array slot is one tensor of the array's shape.
 """
 import numpy as np
 
-from fastopt._kernels import nonfinite_count, tensorwise
-from fastopt._threads import get_num_threads
+from fastopt._kernels import tensorwise
 from fastopt.optim._stepping import MAX_STEP, _next_step
 from fastopt.optim.optimizer import Optimizer
 
@@ -88,11 +87,7 @@ class TensorwiseOptimizer(Optimizer):
         return self._memo("pieces", index, lambda: tensorwise.pieces(
             [(t.start, t.stop) for t in self.tensors(index)], self._layout.slots[index].param.itemsize))
 
-    def _step_slots(self, grads):
-        num_threads = get_num_threads()
-        if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
-            self.skipped_steps += 1
-            return False
+    def _update(self, grads, num_threads):
         work = []
         for index, grad in enumerate(grads):
             if grad is None:
@@ -110,7 +105,6 @@ class TensorwiseOptimizer(Optimizer):
                 self._states[index]["step"] = step
             else:
                 self._states[index].setdefault("step", step - 1)
-        return True
 
     def _run_all(self, work, num_threads):
         """Run the step on ``work``: ``(index, grad, step, state arrays, new arrays)`` per slot with a gradient;

@@ -120,18 +120,20 @@ class Muon(TensorwiseOptimizer):
         slot ``index``, made when its group is: ``use_muon`` decides the layout of its state, so cannot change."""
         use_muon = self._groups[self._slot_group[index]]["use_muon"]
         plan = self._memo("plan", index, lambda: self._layout_for(index, use_muon))
-        if plan[2] != use_muon:
-            raise ValueError(f"use_muon of {self._layout.slots[index].name}'s group changed to {use_muon}: it is "
-                             "fixed when the optimizer is built (it decides the layout of the state)")
+        self._refuse_another_use_muon(index, plan, use_muon)
         return plan
 
     def _check_group(self, group):
         """A loaded group's ``use_muon`` must be the one its slots' state was laid out for."""
         for index in group.get("params", ()):
             plan = self._memos.get(("plan", index))
-            if plan is not None and plan[2] != group["use_muon"]:
-                raise ValueError(f"use_muon of {self._layout.slots[index].name}'s group is {plan[2]}, fixed when "
-                                 f"the group was made (it decides the layout of the state); got {group['use_muon']}")
+            if plan is not None:
+                self._refuse_another_use_muon(index, plan, group["use_muon"])
+
+    def _refuse_another_use_muon(self, index, plan, use_muon):
+        if plan[2] != use_muon:
+            raise ValueError(f"use_muon of {self._layout.slots[index].name}'s group is fixed at {plan[2]} when the "
+                             f"group is made (it decides the layout of the state); got {use_muon}")
 
     def _layout_for(self, index, use_muon):
         rows, lengths = [], [0, 0]

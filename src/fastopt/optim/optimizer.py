@@ -367,8 +367,12 @@ class Optimizer:
         if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
             self.skipped_steps += 1
             return False
-        step_slots(self, grads, num_threads)
+        self._update(grads, num_threads)
         return True
+
+    def _update(self, grads, num_threads):
+        """Run every slot's kernel on its gradient (None: the slot is skipped), after the non-finite check."""
+        step_slots(self, grads, num_threads)
 
     @contextlib.contextmanager
     def _exclusive(self):
