@@ -5,7 +5,9 @@ Arrays
     parameter or gradient behind the user's back: an array that is not
     exactly what a kernel needs is refused with an error naming it
     (:func:`check_float_array`, :func:`check_param`, :func:`check_grad`,
-    :func:`check_disjoint`).  Parameters and gradients may be float32,
+    :func:`check_disjoint`).  DLPack producers (torch CPU tensors, ...) are
+    viewed as NumPy arrays first, zero-copy (:func:`as_array`), and then
+    checked the same way.  Parameters and gradients may be float32,
     float64 or bfloat16; the float-only code (batch norm, clipping, the
     minimizers, distributed buffers) takes :data:`FLOAT_DTYPES` and refuses
     bfloat16.  These return the array checked, except
@@ -51,6 +53,40 @@ def dtype_names(dtypes):
     """``"float32 or float64"``, ``"float32, float64 or bfloat16"``: ``dtypes`` as a message lists them."""
     names = [dtype_name(d) for d in dtypes]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+# DLPack's device type of host memory (kDLCPU): the only memory fastopt's kernels can step.
+_DLPACK_CPU = 1
+
+
+def as_array(obj, name):
+    """``obj`` itself if it is not a DLPack producer, else a NumPy view of the same memory (never a copy).
+
+    Objects with ``__dlpack__`` (torch CPU tensors, JAX and CuPy arrays, ...)
+    are taken wherever fastopt takes an array: the view shares the producer's
+    memory, so in-place updates reach it, and the checks that follow (dtype,
+    contiguity, writeability) apply to it as to any array.  DLPack 1.0 carries
+    a read-only flag, which the view keeps.  Memory on another device, or that
+    NumPy cannot view (an unsupported dtype, a torch tensor that requires
+    grad), is refused with an error naming ``name``.
+    """
+    if isinstance(obj, np.ndarray) or not hasattr(obj, "__dlpack__"):
+        return obj
+    try:
+        device = obj.__dlpack_device__()[0]
+    except Exception:  # a producer without __dlpack_device__ is asked by from_dlpack below
+        device = _DLPACK_CPU
+    if device != _DLPACK_CPU:
+        raise ValueError(f"{name} lives on DLPack device {obj.__dlpack_device__()}, not in host memory; fastopt "
+                         "steps CPU arrays (move it to the CPU first)")
+    try:
+        return np.from_dlpack(obj, copy=False)
+    except TypeError:  # NumPy < 2.1 has no copy= (and never copies)
+        return np.from_dlpack(obj)
+    except Exception as exc:
+        hint = (" (pass tensor.detach(), which shares the memory, or use the optimizers of fastopt.torch)"
+                if "require" in str(exc) and "grad" in str(exc) else "")
+        raise TypeError(f"{name}: a {type(obj).__name__} that NumPy cannot view without a copy: {exc}{hint}") from None
 
 
 def check_float_array(arr, name, dtypes=FLOAT_DTYPES):

@@ -55,7 +55,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastopt._threads import get_num_threads
-from fastopt._validation import FLOAT_DTYPES, bounded_real, check_disjoint, check_param
+from fastopt._validation import FLOAT_DTYPES, as_array, bounded_real, check_disjoint, check_param
 from fastopt.nn import _clip
 from fastopt.paramset import ParamSelection, ParamSet
 
@@ -283,6 +283,7 @@ class _Source:
         if isinstance(grads, (ParamSet, ParamSelection)):
             self._from_paramset(grads, per_tensor)
             return
+        grads = as_array(grads, "grads")
         if isinstance(grads, np.ndarray):
             self.kind = "single"
             entries = [("grads", grads)]
@@ -301,6 +302,7 @@ class _Source:
             if g is None and self.kind != "single":
                 self.slots.append(None)
                 continue
+            g = as_array(g, label)
             check_param(g, label, FLOAT_DTYPES)  # the clipping kernels take no bfloat16 (yet)
             self.slots.append(len(self.arrays))
             # view(np.ndarray): a subclass may not reshape to 1-D; the memory is the same.

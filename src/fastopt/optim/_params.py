@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fastopt._validation import byte_span, check_disjoint, check_grad, check_param, check_writeable
+from fastopt._validation import as_array, byte_span, check_disjoint, check_grad, check_param, check_writeable
 from fastopt.paramset import ParamSelection, ParamSet
 
 
@@ -66,6 +66,7 @@ class _Container:
         else:
             raise TypeError("params must be a ParamSet, ps.select(...), or a list, tuple or dict of numpy "
                             f"arrays, or a list of parameter groups; got {type(params).__name__}")
+        arrays = [as_array(a, label) for a, label in zip(arrays, labels)]  # DLPack producers: views, not copies
         for array, label in zip(arrays, labels):
             check_param(array, label)
         # view(np.ndarray): a subclass (np.matrix, say) may not reshape to 1-D; memory stays shared.
@@ -79,7 +80,7 @@ class _Container:
             ps = self.paramset
             if grads is None:  # the ParamSet's own gradient buffer: nothing to check
                 return [(s, ps.grad[s.run], None) for s in self.slots]
-            check_grad(grads, ps.data, f"{prefix}grads", "ParamSet.data")
+            grads = check_grad(as_array(grads, f"{prefix}grads"), ps.data, f"{prefix}grads", "ParamSet.data")
             return [(s, grads[s.run], f"{prefix}grads") for s in self.slots]
         if grads is None:
             raise TypeError("step() needs grads when the optimizer was built on arrays rather than a ParamSet")
@@ -100,6 +101,7 @@ class _Container:
         for slot, key, label in zip(self.slots, self.keys, self.grad_labels):
             grad = grads[key]
             if grad is not None:
+                grad = as_array(grad, label)
                 check_grad(grad, slot.owner, label, slot.name)
                 if type(grad) is not np.ndarray or grad.ndim != 1:  # else the same object: its binding holds
                     grad = grad.view(np.ndarray).reshape(-1)
