@@ -88,6 +88,39 @@ def test_200_iterations_match_torch(name, config, dtype):
     assert_same_losses(train(fm, fopt), train(tm, topt), dtype)
 
 
+def matrices_only(dtype=None, seed=0):
+    """A model of matrices alone (no biases, no LayerNorm): what torch.optim.Muon takes."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(6, 16, bias=False), torch.nn.Tanh(), torch.nn.Linear(16, 8, bias=False),
+                               torch.nn.Tanh(), torch.nn.Linear(8, 1, bias=False)).to(dtype or torch.get_default_dtype())
+
+
+TENSOR_CASES = [("Adafactor", {}), ("Adafactor", dict(lr=1e-3, weight_decay=0.1, beta2_decay=-0.5, d=2.0)),
+                ("Muon", dict(lr=0.01)), ("Muon", dict(lr=0.005, nesterov=False, weight_decay=0.0, momentum=0.9)),
+                ("Muon", dict(lr=0.005, adjust_lr_fn="match_rms_adamw", ns_steps=3, eps=1e-5))]
+
+
+@pytest.mark.parametrize("name, config", [pytest.param(n, c, id=f"{n}-{c}") for n, c in TENSOR_CASES])
+def test_tensor_wise_rules_match_torch(name, config, dtype, monkeypatch):
+    """Adafactor, and Muon with torch's bfloat16 Newton-Schulz iteration raised to the parameters' precision
+    (as in test_tensor_rules.py); a state_dict round trip through torch's format halfway."""
+    if not hasattr(torch.optim, name):
+        pytest.skip(f"this torch has no torch.optim.{name}")
+    monkeypatch.setattr(torch.Tensor, "bfloat16", lambda self: self.clone())
+    make = matrices_only if name == "Muon" else make_model
+    model = make()
+    theirs = train(model, getattr(torch.optim, name)(model.parameters(), **config))
+    model = make()
+    opt = getattr(ft, name)(model.parameters(), **config)
+    head = train(model, opt, STEPS // 2)
+    peer = getattr(torch.optim, name)(make().parameters(), **config)
+    peer.load_state_dict(copy.deepcopy(opt.state_dict()))  # torch's own loader takes our state_dict
+    resumed = getattr(ft, name)(model.parameters(), **config)
+    resumed.load_state_dict(peer.state_dict())  # and ours takes torch's
+    tail = train(model, resumed, STEPS // 2, start=STEPS // 2)
+    assert_same_losses(np.concatenate([head, tail]), theirs, dtype)
+
+
 def pair(name, make_params, config, scheduler=None):
     """(torch model, torch optimizer, torch scheduler), and the same with fastopt.torch."""
     out = []

@@ -82,6 +82,15 @@ class TensorwiseOptimizer(Optimizer):
         """The tensors of slot ``index``: ``Tensor`` objects (``start``, ``stop`` in the slot, ``shape``, ``name``)."""
         return self._memo("tensors", index, lambda: slot_tensors(self._layout.slots[index]))
 
+    def tensor_state_slices(self, index):
+        """Where each tensor of slot ``index`` keeps its state: per tensor, in order, ``{state array: (slice of
+        the slot's array, shape)}``, the shape being the one ``torch.optim`` gives that state for the tensor.
+
+        Every state array holds one element per parameter element unless a
+        subclass says otherwise.
+        """
+        return tuple({name: (slice(t.start, t.stop), t.shape) for name in self.state_arrays} for t in self.tensors(index))
+
     def _pieces(self, index):
         """Slot ``index``'s tensors cut into pieces (``fastopt._tensorwise.pieces``), made once."""
         return self._memo("pieces", index, lambda: tensorwise.pieces(

@@ -72,18 +72,31 @@ class Adafactor(TensorwiseOptimizer):
         return self._memo("descriptor", index, lambda: self._describe(index))
 
     def _describe(self, index):
-        rows, offsets = [], [0, 0, 0]
+        rows, lengths = [], dict.fromkeys(self.state_arrays, 0)
+        for t, where in zip(self.tensors(index), self.tensor_state_slices(index)):
+            for name, (piece, _) in where.items():
+                lengths[name] += piece.stop - piece.start
+            if "variance" in where:
+                rows.append((t.start, 1, 0, t.stop - t.start, 0, 0, where["variance"][0].start))
+            elif t.stop > t.start:  # an empty matrix keeps its (unused) statistics, but takes no pass
+                m, n = t.shape[-2], t.shape[-1]
+                rows.append((t.start, (t.stop - t.start) // (m * n), m, n, where["row_var"][0].start,
+                             where["col_var"][0].start, 0))
+        return np.array(rows, dtype=np.intp).reshape(-1, 7), tuple(lengths.values())
+
+    def tensor_state_slices(self, index):
+        out, offsets = [], [0, 0, 0]
         for t in self.tensors(index):
-            if len(t.shape) > 1:
+            if len(t.shape) > 1:  # torch's shapes: row_var (..., m, 1), col_var (..., 1, n)
                 batch, m, n = int(np.prod(t.shape[:-2], dtype=np.int64)), t.shape[-2], t.shape[-1]
-                if t.stop > t.start:
-                    rows.append((t.start, batch, m, n, offsets[0], offsets[1], 0))
-                offsets[0] += batch * m  # an empty matrix keeps its (unused) statistics
+                out.append({"row_var": (slice(offsets[0], offsets[0] + batch * m), t.shape[:-1] + (1,)),
+                            "col_var": (slice(offsets[1], offsets[1] + batch * n), t.shape[:-2] + (1, n))})
+                offsets[0] += batch * m
                 offsets[1] += batch * n
             else:
-                rows.append((t.start, 1, 0, t.stop - t.start, 0, 0, offsets[2]))
+                out.append({"variance": (slice(offsets[2], offsets[2] + t.stop - t.start), t.shape)})
                 offsets[2] += t.stop - t.start
-        return np.array(rows, dtype=np.intp).reshape(-1, 7), tuple(offsets)
+        return tuple(out)
 
     def state_layout(self, index):
         dtype = self._layout.slots[index].param.dtype

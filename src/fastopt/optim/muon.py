@@ -143,6 +143,12 @@ class Muon(TensorwiseOptimizer):
             lengths[0 if muon else 1] += t.stop - t.start
         return rows, tuple(lengths), use_muon
 
+    def tensor_state_slices(self, index):
+        rows, _, _ = self._plan(index)
+        return tuple({name: (slice(offset, offset + t.stop - t.start), t.shape)
+                      for name in (("momentum_buffer",) if muon else ("exp_avg", "exp_avg_sq"))}
+                     for t, muon, offset in rows)
+
     def state_layout(self, index):
         dtype = self._layout.slots[index].param.dtype
         _, (muon, adamw), _ = self._plan(index)

@@ -79,6 +79,24 @@ class Adadelta(Optimizer):
     engine, peer = _optim.Adadelta, "Adadelta"
 
 
+class Adafactor(Optimizer):
+    """``torch.optim.Adafactor``, stepped by :class:`fastopt.Adafactor`'s tensor-wise kernels."""
+
+    engine, peer = _optim.Adafactor, "Adafactor"
+
+
+class Muon(Optimizer):
+    """``torch.optim.Muon``, stepped by :class:`fastopt.Muon`'s kernels.
+
+    torch.optim.Muon takes matrices only; this one also takes the other
+    parameters of a model and gives them :class:`fastopt.Muon`'s AdamW
+    step (``adamw_lr``, ... keep their defaults: set them per group).
+    """
+
+    engine, peer = _optim.Muon, "Muon"
+    step_if_missing = 0  # torch.optim.Muon counts no steps; a matrix's update needs none
+
+
 class Lion(Optimizer):
     """Lion (torch.optim has none): the arguments and defaults of :class:`fastopt.Lion`."""
 
@@ -97,5 +115,5 @@ class AdEMAMix(Optimizer):
     engine = _optim.AdEMAMix
 
 
-__all__ = ["ADOPT", "AdEMAMix", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "Optimizer",
+__all__ = ["ADOPT", "AdEMAMix", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "Muon", "NAdam", "Optimizer",
            "RAdam", "RMSprop", "SGD"]

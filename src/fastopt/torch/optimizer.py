@@ -71,6 +71,7 @@ class Optimizer(torch.optim.Optimizer):
 
     engine = None
     peer = None
+    step_if_missing = None  # the step count of a state the peer keeps without one (None: a state needs one)
 
     def __init__(self, params, *args, **kwargs):
         self._entries, self._engine = [], None
@@ -84,7 +85,7 @@ class Optimizer(torch.optim.Optimizer):
         """The group defaults, exactly as the peer's ``defaults`` (or the engine's signature) gives them."""
         name = type(self).__name__
         if self.peer is not None:
-            defaults = dict(getattr(torch.optim, self.peer)([torch.zeros(1)], *args, **kwargs).defaults)
+            defaults = dict(getattr(torch.optim, self.peer)([torch.zeros(1, 1)], *args, **kwargs).defaults)  # Muon: 2-D
         else:
             signature = inspect.signature(self.engine)
             extra = [p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
@@ -154,27 +155,64 @@ class Optimizer(torch.optim.Optimizer):
         engine_groups = [{"params": self._entries[run[0]].paramset.select([self._entries[k].name for k in run]),
                           **dict(zip(self._hyper_keys, hyper[self._entries[run[0]].group]))} for run in runs]
         engine = self.engine(engine_groups)
+        where = [self._state_slices(engine, r, run) for r, run in enumerate(runs)]
         saved = engine.state_dict()
-        saved["state"] = {r: _merged([states[k] for k in run]) for r, run in enumerate(runs) if states[run[0]]}
+        saved["state"] = {r: self._merged(engine, r, run, where[r], states) for r, run in enumerate(runs)
+                          if states[run[0]]}
         engine.load_state_dict(saved)
         self._engine, self._runs, self._synced = engine, runs, hyper
         self._group_sizes = [len(group["params"]) for group in groups]
-        self._run_of = [None] * len(self._entries)
+        self._where = [None] * len(self._entries)  # per parameter: its run, and {state array: (slice, shape)}
         for r, run in enumerate(runs):
-            offset = 0
-            for k in run:
-                n = self._entries[k].param.numel()
-                self._run_of[k] = (r, offset, offset + n)
-                offset += n
+            for k, slices in zip(run, where[r]):
+                self._where[k] = (r, slices)
         self._paramsets = list({id(e.paramset): e.paramset for e in self._entries}.values())
+
+    def _state_slices(self, engine, r, run):
+        """Per parameter of run ``r``: where its state lies in the run's state arrays, and torch's shape for it."""
+        if hasattr(engine, "tensor_state_slices"):  # the rules whose state is laid out per tensor
+            return engine.tensor_state_slices(r)
+        out, offset = [], 0
+        for k in run:
+            p = self._entries[k].param
+            out.append({name: (slice(offset, offset + p.numel()), tuple(p.shape)) for name in engine.state_arrays})
+            offset += p.numel()
+        return out
+
+    def _merged(self, engine, r, run, slices, states):
+        """The state of run ``r`` from its parameters' (alike numbers, see _state_key): arrays pieced together."""
+        layout = engine.state_layout(r)
+        merged = {k: v for k, v in states[run[0]].items() if not isinstance(v, np.ndarray)}
+        held = {name for k in run for name, v in states[k].items() if isinstance(v, np.ndarray)}
+        unclaimed = {name for name in layout if not any(name in where for where in slices)}  # empty by layout
+        for name in sorted(held | unclaimed):
+            shape, dtype = layout[name]
+            array = merged[name] = np.zeros(shape, dtype)
+            for k, where in zip(run, slices):
+                if name not in where:
+                    continue
+                piece, _ = where[name]
+                value = states[k].get(name)
+                if value is None:
+                    raise ValueError(f"the state of parameter {self._entries[k].index} lacks {name!r}, which that "
+                                     "of a parameter of the same group and step holds")
+                if value.size != piece.stop - piece.start:
+                    raise ValueError(f"the state of parameter {self._entries[k].index}: {name} has {value.size} "
+                                     f"elements, expected {piece.stop - piece.start}")
+                array[piece] = value
+        return merged
 
     def _per_param_state(self):
         """Each parameter's state: a dict of 1-D array copies and numbers (empty before its first step)."""
-        out = []
-        for entry, (r, start, stop) in zip(self._entries, self._run_of):
-            state = self._engine.state[r]
-            out.append({k: (v[start:stop].copy() if isinstance(v, np.ndarray) else v) for k, v in state.items()})
-        return out
+        return [{name: value.copy() if isinstance(value, np.ndarray) else value
+                 for name, value in self._state_of(k).items()} for k in range(len(self._entries))]
+
+    def _state_of(self, k):
+        """Parameter ``k``'s state: views of its pieces of the run's arrays (1-D), and the run's numbers."""
+        r, slices = self._where[k]
+        state = self._engine.state[r]
+        return {**{name: v for name, v in state.items() if not isinstance(v, np.ndarray)},
+                **{name: state[name][piece] for name, (piece, _) in slices.items() if name in state}}
 
     # ---------------------------------------------------------------- steps
     def step(self, closure=None):
@@ -309,9 +347,9 @@ class Optimizer(torch.optim.Optimizer):
         for hook in self._optimizer_state_dict_pre_hooks.values():
             hook(self)
         packed = {}
-        for entry, state in zip(self._entries, self._per_param_state()):
+        for k, (entry, state) in enumerate(zip(self._entries, self._per_param_state())):
             if state:
-                packed[entry.index] = _to_torch(state, entry.param.shape)
+                packed[entry.index] = _to_torch(state, self._where[k][1])
         groups, start = [], 0
         for group in self.param_groups:
             n = len(group["params"])
@@ -375,10 +413,7 @@ class Optimizer(torch.optim.Optimizer):
             if value is None:  # torch.optim.SGD's momentum_buffer before its first step
                 continue
             tensor = torch.as_tensor(value).detach()
-            if name in arrays:
-                if tensor.numel() != param.numel():
-                    raise ValueError(f"state {key!r} of the state_dict: {name} has {tensor.numel()} elements, its "
-                                     f"parameter {param.numel()}")
+            if name in arrays:  # its size is checked where it is placed (see _merged)
                 state[name] = tensor.to("cpu", param.dtype).reshape(-1).numpy().copy()
             elif tensor.numel() != 1:
                 raise ValueError(f"state {key!r} of the state_dict: {name} must be a number, got {list(tensor.shape)}")
@@ -389,6 +424,8 @@ class Optimizer(torch.optim.Optimizer):
                 state[name] = int(step)
             else:
                 state[name] = float(tensor)
+        if state and "step" in scalars and "step" not in state and self.step_if_missing is not None:
+            state["step"] = self.step_if_missing
         return state
 
     # ------------------------------------------------------------------ misc
@@ -409,38 +446,30 @@ class _StateView(Mapping):
         k = self._position.get(id(param))
         if k is None:
             raise KeyError("not a parameter of this optimizer")
-        r, start, stop = opt._run_of[k]
-        state = {name: (v[start:stop] if isinstance(v, np.ndarray) else v) for name, v in opt._engine.state[r].items()}
-        return _to_torch(state, opt._entries[k].param.shape)
+        return _to_torch(opt._state_of(k), opt._where[k][1])
 
     def __iter__(self):
         opt = self._optimizer
-        return (e.param for e, (r, _, _) in zip(opt._entries, opt._run_of) if opt._engine.state[r])
+        return (e.param for e, (r, _) in zip(opt._entries, opt._where) if opt._engine.state[r])
 
     def __len__(self):
         return sum(1 for _ in self)
 
     def __contains__(self, param):
         k = self._position.get(id(param))
-        return k is not None and bool(self._optimizer._engine.state[self._optimizer._run_of[k][0]])
+        return k is not None and bool(self._optimizer._engine.state[self._optimizer._where[k][0]])
 
 
-def _to_torch(state, shape):
-    """A parameter's state, numpy -> torch: arrays as tensors of ``shape`` (sharing memory), numbers 0-d."""
+def _to_torch(state, slices):
+    """A parameter's state, numpy -> torch: arrays as tensors of torch's shapes (``slices``, sharing memory),
+    numbers as 0-d tensors of torch's scalar dtype."""
     scalar = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32  # as torch keeps them
-    return {k: (torch.from_numpy(v).view(shape) if isinstance(v, np.ndarray) else torch.tensor(float(v), dtype=scalar))
-            for k, v in state.items()}
+    return {k: (torch.from_numpy(v).view(slices[k][1]) if isinstance(v, np.ndarray)
+                else torch.tensor(float(v), dtype=scalar)) for k, v in state.items()}
 
 
 def _state_key(state):
-    """What parameters of one run must share: their numbers (step counts, ...) and which arrays they hold."""
+    """What the parameters of one run must share: their numbers (step counts, ...); None before any step."""
     if not state:
         return None
-    return (tuple(sorted((k, v) for k, v in state.items() if not isinstance(v, np.ndarray))),
-            tuple(sorted(k for k, v in state.items() if isinstance(v, np.ndarray))))
-
-
-def _merged(states):
-    """The state of a run from its parameters' (alike, see _state_key): numbers once, arrays end to end."""
-    return {k: (np.concatenate([s[k] for s in states]) if isinstance(v, np.ndarray) else v)
-            for k, v in states[0].items()}
+    return tuple(sorted((k, v) for k, v in state.items() if not isinstance(v, np.ndarray)))
