@@ -249,7 +249,9 @@ def test_replaced_grad_is_folded_in():
         o.step()
     for p, q in zip(model.parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
-    assert all(p.grad is e.grad for p, e in zip(model.parameters(), opt._entries))
+    assert not any(p.grad is e.grad for p, e in zip(model.parameters(), opt._entries))  # .grad stays the user's
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is e.grad and not p.grad.any() for p, e in zip(model.parameters(), opt._entries))
 
 
 def test_add_param_group_and_closure():
@@ -344,6 +346,17 @@ def test_optimizer_state_is_read_only():
     opt = ft.Adam(model.parameters())
     with pytest.raises(AttributeError, match="load_state_dict"):
         opt.state = {}
+
+
+def test_the_core_never_imports_torch():
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+            "import numpy as np, fastopt, fastopt.nn, fastopt.optim.lr_scheduler\n"
+            "ps = fastopt.ParamSet({'w': np.zeros(3)}); fastopt.AdamW(ps).step()\n"
+            "try:\n    import fastopt.torch\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert 'pip install "fastopt[torch]"' in out
 
 
 # --------------------------------------------------------------------- DLPack

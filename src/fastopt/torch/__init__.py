@@ -21,6 +21,11 @@ hundreds of tensors is one kernel call.  See
 torch is an optional dependency (``pip install "fastopt[torch]"``); the rest
 of fastopt never imports it.
 """
+try:
+    import torch as _torch  # noqa: F401
+except ImportError as exc:
+    raise ImportError("fastopt.torch needs PyTorch, an optional dependency: pip install \"fastopt[torch]\"") from exc
+
 from fastopt import optim as _optim
 from fastopt.torch.optimizer import Optimizer
 

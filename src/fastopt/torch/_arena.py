@@ -19,13 +19,15 @@ DTYPES = (torch.float32, torch.float64)
 class Entry:
     """One adopted parameter: the tensor, its arena and name there, and torch views of its two arena slices."""
 
-    __slots__ = ("param", "index", "group", "paramset", "name", "data", "grad", "address")
+    __slots__ = ("param", "index", "group", "paramset", "name", "data", "grad", "address", "offset", "nbytes")
 
     def __init__(self, param, index, group, paramset, name):
         self.param, self.index, self.group, self.paramset, self.name = param, index, group, paramset, name
         self.data = torch.from_numpy(paramset[name])
         self.grad = torch.from_numpy(paramset.grads[name])
         self.address = self.data.data_ptr() if param.numel() else None
+        itemsize = paramset.dtype.itemsize
+        self.offset, self.nbytes = paramset.slices[name].start * itemsize, param.numel() * itemsize  # in ps.grad
 
 
 def check_params(params, label, others):

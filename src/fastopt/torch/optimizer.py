@@ -8,10 +8,16 @@ How a step runs
     one kernel call per run, normally one per group.  A step first *folds*
     gradients in: a ``.grad`` that is the arena's view needs nothing; a
     tensor autograd made anew (after ``zero_grad(set_to_none=True)``) or one
-    assigned by hand is copied into the arena, and ``.grad`` then points at
-    the arena's view, so the next backward accumulates there.  The copy is
-    one read and one write per element, about a third of what an Adam step
-    itself moves; ``zero_grad(set_to_none=False)`` avoids it.  A parameter
+    assigned by hand is copied into the arena, one parallel pass for all of
+    them (``fastopt._memory.gather``).
+    The copy is one read and one write per element, about a third of what an
+    Adam step itself moves.  ``.grad`` keeps the tensor autograd made, freed
+    at the next ``zero_grad`` as torch frees it (dropping it within the step
+    cost more than the copy itself, measured: the allocator hands its pages
+    back and the next backward faults them in again).
+    ``zero_grad(set_to_none=False)`` points each ``.grad`` at its zeroed
+    view of the arena instead, and the backward accumulates there: no copy
+    at all, the fastest loop.  A parameter
     whose ``.grad`` is None is skipped, as torch skips it: when that splits
     a run, the runs are laid out anew once, at a cost of a copy of the
     state, and the step after that is one call per run again.
@@ -29,6 +35,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from fastopt._memory import gather
+from fastopt._threads import get_num_threads
 from fastopt.nn.clip import clip_grad_norm_ as _clip_grad_norm
 from fastopt.torch._arena import adopt, check_grad, check_params
 
@@ -248,7 +256,7 @@ class Optimizer(torch.optim.Optimizer):
     def _fold_grads(self):
         """Bring every gradient into the arena (see the module docstring); True if some parameter has none."""
         missing = False
-        stale, fresh = [], []
+        pieces = {}  # id(paramset) -> ([offsets], [addresses], [lengths], [the tensors, alive until copied])
         for entry in self._entries:
             p = entry.param
             if entry.address is not None and p.data_ptr() != entry.address:
@@ -263,13 +271,23 @@ class Optimizer(torch.optim.Optimizer):
                 continue
             if grad.layout is not torch.strided:  # torch itself keeps a .grad to its parameter's dtype, shape, device
                 check_grad(grad, p, f"parameter {entry.index}'s .grad")
-            stale.append(entry)
-            fresh.append(grad)
-        if stale:
-            with torch.no_grad():
-                torch._foreach_copy_([entry.grad for entry in stale], fresh)  # one dispatch for all of them
-            for entry in stale:
-                entry.param.grad = entry.grad
+            if not entry.nbytes:
+                continue
+            if not grad.is_contiguous():
+                with torch.no_grad():
+                    entry.grad.copy_(grad)
+                continue
+            piece = pieces.get(id(entry.paramset))
+            if piece is None:
+                piece = pieces[id(entry.paramset)] = (entry.paramset, [], [], [], [])
+            piece[1].append(entry.offset)
+            piece[2].append(grad.data_ptr())
+            piece[3].append(entry.nbytes)
+            piece[4].append(grad)
+        threads = get_num_threads()
+        for ps, offsets, sources, lengths, _ in pieces.values():  # one parallel copy per arena
+            gather(ps.grad.view(np.uint8), np.array(offsets, np.intp), np.array(sources, np.uintp),
+                   np.array(lengths, np.intp), threads)
         return missing
 
     def _sync_groups(self):
@@ -295,7 +313,8 @@ class Optimizer(torch.optim.Optimizer):
         With ``set_to_none`` (torch's default) every ``.grad`` becomes None;
         the next step copies autograd's new gradients into the arena.
         Otherwise the arenas' gradient buffers are zeroed, one pass each,
-        and the next backward accumulates into them in place.
+        every ``.grad`` that is not None becomes (or stays) its zeroed view
+        of the arena, and the next backward accumulates into it in place.
         """
         if set_to_none:
             for entry in self._entries:
@@ -304,22 +323,21 @@ class Optimizer(torch.optim.Optimizer):
         for ps in self._paramsets:
             ps.grad.fill(0)
         for entry in self._entries:
-            grad = entry.param.grad
-            if grad is not None and grad is not entry.grad:
-                if grad.grad_fn is not None:
-                    grad.detach_()
-                else:
-                    grad.requires_grad_(False)
-                grad.zero_()
+            if entry.param.grad is not None and entry.param.grad is not entry.grad:
+                entry.param.grad = entry.grad
 
     def clip_grad_norm_(self, max_norm, norm_type=2.0, error_if_nonfinite=False):
         """Clip all gradients together as ``torch.nn.utils.clip_grad_norm_`` does, one pass over each arena.
 
-        Gradients are folded into the arenas first; parameters without a
-        gradient take no part.  Returns the total norm before clipping, a
-        0-d tensor.  See :func:`fastopt.nn.clip_grad_norm_`.
+        Gradients are folded into the arenas first, and each ``.grad`` then
+        is its (clipped) view of the arena; parameters without a gradient
+        take no part.  Returns the total norm before clipping, a 0-d tensor.
+        See :func:`fastopt.nn.clip_grad_norm_`.
         """
         missing = self._fold_grads()
+        for entry in self._entries:
+            if entry.param.grad is not None:
+                entry.param.grad = entry.grad
         grads = ([ps.grad for ps in self._paramsets] if not missing else
                  [e.grad.numpy().reshape(-1) for e in self._entries if e.param.grad is not None])
         total = _clip_grad_norm(grads, max_norm, norm_type, error_if_nonfinite) if grads else 0.0
