@@ -65,8 +65,8 @@ def gather(unsigned char[::1] dst, const Py_ssize_t[::1] offsets, const size_t[:
     if sources.shape[0] != n or lengths.shape[0] != n:
         raise ValueError("gather needs one source and one length per offset")
     for k in range(n):
-        if lengths[k] < 0 or offsets[k] < 0 or offsets[k] + lengths[k] > dst.shape[0] or (
-                k and offsets[k] < offsets[k - 1] + lengths[k - 1]):
+        if lengths[k] < 0 or offsets[k] < 0 or lengths[k] > dst.shape[0] - offsets[k] or (  # no overflow
+                k and offsets[k] - offsets[k - 1] < lengths[k - 1]):
             raise ValueError(f"gather piece {k} is outside the destination, or out of order")
     if n == 0:
         return

@@ -34,7 +34,7 @@ from operator import index
 import numpy as np
 
 from fastopt._memory import byte_span
-from fastopt._storage import PARAM_DTYPES, dtype_name
+from fastopt._storage import BFLOAT16, PARAM_DTYPES, dtype_name
 
 #: What the float-only code takes (batch norm, the minimizers, distributed buffers); optimizer parameters and
 #: their gradients may also be bfloat16 (:data:`fastopt._storage.PARAM_DTYPES`).
@@ -62,31 +62,47 @@ _DLPACK_CPU = 1
 def as_array(obj, name):
     """``obj`` itself if it is not a DLPack producer, else a NumPy view of the same memory (never a copy).
 
-    Objects with ``__dlpack__`` (torch CPU tensors, JAX and CuPy arrays, ...)
-    are taken wherever fastopt takes an array: the view shares the producer's
+    Objects with ``__dlpack__`` (torch CPU tensors, JAX arrays, ...) are
+    taken wherever fastopt takes an array: the view shares the producer's
     memory, so in-place updates reach it, and the checks that follow (dtype,
-    contiguity, writeability) apply to it as to any array.  DLPack 1.0 carries
-    a read-only flag, which the view keeps.  Memory on another device, or that
-    NumPy cannot view (an unsupported dtype, a torch tensor that requires
-    grad), is refused with an error naming ``name``.
+    contiguity, writeability) apply to it as to any array.  DLPack 1.0
+    carries a read-only flag, which the view keeps.  A torch tensor is viewed
+    through ``Tensor.numpy()`` (writeable whatever the NumPy version; a
+    bfloat16 one as ``ml_dtypes.bfloat16``).  Memory on another device, or
+    that NumPy cannot view (an unsupported dtype, a torch tensor that
+    requires grad), is refused with an error naming ``name``.
     """
     if isinstance(obj, np.ndarray) or not hasattr(obj, "__dlpack__"):
         return obj
     try:
-        device = obj.__dlpack_device__()[0]
+        device = obj.__dlpack_device__()
     except Exception:  # a producer without __dlpack_device__ is asked by from_dlpack below
-        device = _DLPACK_CPU
-    if device != _DLPACK_CPU:
-        raise ValueError(f"{name} lives on DLPack device {obj.__dlpack_device__()}, not in host memory; fastopt "
-                         "steps CPU arrays (move it to the CPU first)")
+        device = (_DLPACK_CPU, 0)
+    if device[0] != _DLPACK_CPU:
+        raise ValueError(f"{name} lives on DLPack device {tuple(device)}, not in host memory; fastopt steps CPU "
+                         "arrays (move it to the CPU first)")
     try:
-        return np.from_dlpack(obj, copy=False)
-    except TypeError:  # NumPy < 2.1 has no copy= (and never copies)
-        return np.from_dlpack(obj)
+        if type(obj).__module__.startswith("torch") and hasattr(obj, "numpy"):
+            return _torch_view(obj)
+        # NumPy < 2.1 has no copy= (and never copies); from 2.1 on, copy=False makes sure.
+        return np.from_dlpack(obj, copy=False) if _DLPACK_COPY else np.from_dlpack(obj)
     except Exception as exc:
         hint = (" (pass tensor.detach(), which shares the memory, or use the optimizers of fastopt.torch)"
-                if "require" in str(exc) and "grad" in str(exc) else "")
+                if "grad" in str(exc) else "")
         raise TypeError(f"{name}: a {type(obj).__name__} that NumPy cannot view without a copy: {exc}{hint}") from None
+
+
+def _torch_view(tensor):
+    if tensor.requires_grad:
+        raise TypeError("it requires grad")
+    if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16 of its own: the bits, as ml_dtypes' type
+        import torch  # only ever reached with torch loaded: the tensor is one of its own
+
+        return tensor.view(torch.int16).numpy().view(BFLOAT16)
+    return tensor.numpy()
+
+
+_DLPACK_COPY = np.lib.NumpyVersion(np.__version__) >= "2.1.0"
 
 
 def check_float_array(arr, name, dtypes=FLOAT_DTYPES):

@@ -6,7 +6,7 @@ import numpy as np
 
 from fastopt._openmp_helpers import build_info
 from fastopt._storage import BFLOAT16, PARAM_DTYPES, dtype_name
-from fastopt._validation import dtype_names
+from fastopt._validation import as_array, dtype_names
 
 CACHE_LINE = build_info()["cache_line_bytes"]
 
@@ -344,6 +344,7 @@ def _as_shape(value):
 
 
 def _as_numeric_array(value, name):
+    value = as_array(value, f"ParamSet tensor {name!r}")  # a DLPack producer's values, however NumPy reads them
     try:
         array = np.asarray(value)
     except Exception as exc:

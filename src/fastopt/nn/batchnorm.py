@@ -37,7 +37,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from fastopt._threads import get_num_threads
-from fastopt._validation import FLOAT_DTYPES, check_float_array, check_grad, bounded_real, flag, integer
+from fastopt._validation import FLOAT_DTYPES, as_array, check_float_array, check_grad, bounded_real, flag, integer
 from fastopt.nn import _batchnorm
 
 __all__ = ["BatchNorm", "BatchNormCache", "batch_norm_backward", "batch_norm_forward"]
@@ -180,6 +180,9 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     merged pairwise (robust to a large common offset); the elementwise output
     is computed in the dtype of ``x``.  See ``fastopt.nn._batchnorm``.
     """
+    x, weight, bias, running_mean, running_var, out = (  # DLPack producers: views of the same memory
+        as_array(a, name) for a, name in ((x, "x"), (weight, "weight"), (bias, "bias"), (running_mean, "running_mean"),
+                                          (running_var, "running_var"), (out, "out")))
     _check_input(x, "x")
     training = flag("training", training, ints=None, message=_BOOL)
     momentum = bounded_real("momentum", momentum, 0.0, 1.0, must="between 0.0 and 1.0")
@@ -270,6 +273,8 @@ def batch_norm_backward(dy, cache, *, dx_out=None, dweight_out=None, dbias_out=N
     if not isinstance(cache, BatchNormCache):
         raise TypeError(f"cache must be the BatchNormCache returned by batch_norm_forward, got {type(cache).__name__}")
     x = cache.x
+    dy, dx_out, dweight_out, dbias_out = (as_array(a, name) for a, name in (
+        (dy, "dy"), (dx_out, "dx_out"), (dweight_out, "dweight_out"), (dbias_out, "dbias_out")))
     accumulate = flag("accumulate", accumulate, ints=None, message=_BOOL)
     check_float_array(dy, "dy")
     if dy.dtype != x.dtype:

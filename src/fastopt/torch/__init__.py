@@ -46,6 +46,7 @@ class AdamW(Optimizer):
     """``torch.optim.AdamW``, stepped by :class:`fastopt.Adam`'s kernel with decoupled weight decay."""
 
     engine, peer = _optim.Adam, "AdamW"
+    fixed = {"decoupled_weight_decay": True}  # as torch.optim.AdamW forces it, whatever an older torch or a state says
 
 
 class Adagrad(Optimizer):

@@ -42,8 +42,10 @@ def check_params(params, label, others):
             storages[other.untyped_storage().data_ptr()] = ("a parameter of another group", other)
     for i, p in enumerate(params):
         name = f"{label}[{i}]"
+        if isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str):  # named_parameters() (torch >= 2.6)
+            name, p = f"{name} ({p[0]!r})", p[1]
         if not isinstance(p, torch.Tensor):
-            return  # torch.optim.Optimizer.add_param_group says what it takes
+            continue  # torch.optim.Optimizer.add_param_group says what it takes
         if p.device.type != "cpu":
             raise ValueError(f"{name} is on {p.device}; fastopt.torch steps CPU tensors (build the optimizer on a "
                              "CPU model, or keep the optimizer of your device)")
@@ -71,8 +73,18 @@ def check_params(params, label, others):
             check_grad(p.grad, p, f"{name}.grad")
 
 
+def foldable(grad, param):
+    """True if ``grad`` can be copied into ``param``'s arena view as it is (the common case, checked quickly)."""
+    return (grad.layout is torch.strided and grad.is_cpu and grad.dtype is param.dtype
+            and grad.shape == param.shape)
+
+
 def check_grad(grad, param, name):
-    """A gradient fastopt can fold into the arena: a dense CPU tensor of ``param``'s dtype and shape."""
+    """A gradient fastopt can fold into the arena: a dense CPU tensor of ``param``'s dtype and shape.
+
+    torch keeps a ``.grad`` to its parameter's dtype, shape and device, but
+    ``p.grad.data = ...`` can change all three: every gradient is checked.
+    """
     if grad.layout != torch.strided:
         raise ValueError(f"{name} is a {grad.layout} gradient (nn.Embedding(sparse=True)?); fastopt.torch "
                          "takes dense gradients")
@@ -116,4 +128,9 @@ def adopt(groups, first_index):
 
 
 def _numpy_dtype(dtype):
-    return np.float32 if dtype == torch.float32 else np.float64
+    if dtype not in _NUMPY_DTYPES:
+        raise TypeError(f"fastopt.torch adopts {DTYPES} parameters, got {dtype}")
+    return _NUMPY_DTYPES[dtype]
+
+
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}

@@ -38,7 +38,7 @@ import torch
 from fastopt._memory import gather
 from fastopt._threads import get_num_threads
 from fastopt.nn.clip import clip_grad_norm_ as _clip_grad_norm
-from fastopt.torch._arena import adopt, check_grad, check_params
+from fastopt.torch._arena import adopt, check_grad, check_params, foldable
 
 # torch.optim's arguments that choose among torch's implementations; fastopt has one, a fused kernel per run.
 IMPLEMENTATION_ARGS = ("foreach", "fused", "capturable", "differentiable")
@@ -70,8 +70,8 @@ class Optimizer(torch.optim.Optimizer):
       ``p.data = ...``) detaches it from the arena; the next step raises
       RuntimeError rather than train a copy nobody reads.
     * ``state`` is a read-only mapping, parameter -> its state, whose
-      tensors are views of the live state; use ``load_state_dict`` to
-      replace state.
+      tensors view the state arrays (see :attr:`state`); use
+      ``load_state_dict`` to replace state.
     * Non-finite gradients are stepped as torch steps them (NaN spreads).
     * The optimizer cannot be copied or pickled (it owns the parameters'
       memory); save ``state_dict()`` instead.
@@ -80,6 +80,7 @@ class Optimizer(torch.optim.Optimizer):
     engine = None
     peer = None
     step_if_missing = None  # the step count of a state the peer keeps without one (None: a state needs one)
+    fixed = {}  # settings the class fixes, whatever a group or a loaded state_dict says (AdamW's decoupling)
 
     def __init__(self, params, *args, **kwargs):
         self._entries, self._engine = [], None
@@ -93,7 +94,11 @@ class Optimizer(torch.optim.Optimizer):
         """The group defaults, exactly as the peer's ``defaults`` (or the engine's signature) gives them."""
         name = type(self).__name__
         if self.peer is not None:
-            defaults = dict(getattr(torch.optim, self.peer)([torch.zeros(1, 1)], *args, **kwargs).defaults)  # Muon: 2-D
+            peer = getattr(torch.optim, self.peer, None)
+            if peer is None:
+                raise ImportError(f"{name} takes the arguments of torch.optim.{self.peer}, which torch "
+                                  f"{torch.__version__} lacks; upgrade torch")
+            defaults = {**peer([torch.zeros(1, 1)], *args, **kwargs).defaults, **self.fixed}  # Muon: 2-D
         else:
             signature = inspect.signature(self.engine)
             extra = [p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
@@ -116,7 +121,7 @@ class Optimizer(torch.optim.Optimizer):
             if group.get(key):
                 raise ValueError(f"{type(self).__name__}{where}: {key}=True is not supported; fastopt.torch steps "
                                  "CPU tensors outside autograd")
-        self.engine([np.zeros(1)], **{k: group[k] for k in self._hyper_keys})
+        self.engine([np.zeros(1)], **{k: _plain(group[k]) for k in self._hyper_keys})
 
     def add_param_group(self, param_group):
         """Add a parameter group, as ``torch.optim.Optimizer.add_param_group``; its parameters are adopted.
@@ -159,9 +164,10 @@ class Optimizer(torch.optim.Optimizer):
                 runs.append([])
             runs[-1].append(k)
             last = key
-        hyper = [tuple(group[key] for key in self._hyper_keys) for group in groups]
+        hyper = [self._hyper_of(group) for group in groups]
         engine_groups = [{"params": self._entries[run[0]].paramset.select([self._entries[k].name for k in run]),
-                          **dict(zip(self._hyper_keys, hyper[self._entries[run[0]].group]))} for run in runs]
+                          **dict(zip(self._hyper_keys, map(_plain, hyper[self._entries[run[0]].group])))}
+                         for run in runs]
         engine = self.engine(engine_groups)
         where = [self._state_slices(engine, r, run) for r, run in enumerate(runs)]
         saved = engine.state_dict()
@@ -269,7 +275,7 @@ class Optimizer(torch.optim.Optimizer):
             if grad is None:
                 missing = True
                 continue
-            if grad.layout is not torch.strided:  # torch itself keeps a .grad to its parameter's dtype, shape, device
+            if not foldable(grad, p):
                 check_grad(grad, p, f"parameter {entry.index}'s .grad")
             if not entry.nbytes:
                 continue
@@ -297,15 +303,19 @@ class Optimizer(torch.optim.Optimizer):
                                                    for group, n in zip(groups, self._group_sizes)):
             raise RuntimeError("param_groups changed shape; add parameters with add_param_group()")
         for g, group in enumerate(groups):
-            values = tuple(group[key] for key in self._hyper_keys)
+            values = self._hyper_of(group)
             if values != self._synced[g]:
-                changed = [(key, value) for key, value, old in zip(self._hyper_keys, values, self._synced[g])
+                changed = [(key, _plain(value)) for key, value, old in zip(self._hyper_keys, values, self._synced[g])
                            if value is not old and value != old]
                 for r, run in enumerate(self._runs):
                     if self._entries[run[0]].group == g:
                         for key, value in changed:
                             self._engine.param_groups[r][key] = value  # checked there
                 self._synced[g] = values
+
+    def _hyper_of(self, group):
+        """A group's hyperparameters, copied where a list could change in place (``betas`` as a list, say)."""
+        return tuple(list(v) if isinstance(v, list) else v for v in (group[key] for key in self._hyper_keys))
 
     def zero_grad(self, set_to_none=True):
         """Reset the gradients, as ``torch.optim.Optimizer.zero_grad``.
@@ -323,7 +333,13 @@ class Optimizer(torch.optim.Optimizer):
         for ps in self._paramsets:
             ps.grad.fill(0)
         for entry in self._entries:
-            if entry.param.grad is not None and entry.param.grad is not entry.grad:
+            grad = entry.param.grad
+            if grad is not None and grad is not entry.grad:  # zeroed as torch zeroes it, then the arena's view
+                if grad.grad_fn is not None:
+                    grad.detach_()
+                else:
+                    grad.requires_grad_(False)
+                grad.zero_()
                 entry.param.grad = entry.grad
 
     def clip_grad_norm_(self, max_norm, norm_type=2.0, error_if_nonfinite=False):
@@ -346,7 +362,13 @@ class Optimizer(torch.optim.Optimizer):
     # ---------------------------------------------------------- state dicts
     @property
     def state(self):
-        """Per parameter its state, torch-style: tensors viewing the live state arrays, and 0-d tensors."""
+        """Per parameter its state, torch-style: tensors viewing the state arrays, and numbers as 0-d tensors.
+
+        The views are of the arrays as the runs are laid out now: a new
+        layout (after a step that skips some parameters of a run,
+        ``add_param_group`` or ``load_state_dict``) makes new arrays, so
+        index ``state`` again after one rather than keep its tensors.
+        """
         return _StateView(self)
 
     @state.setter
@@ -401,7 +423,8 @@ class Optimizer(torch.optim.Optimizer):
                 raise ValueError(f"param_groups[{g}] of the state_dict does not match this optimizer's group {g} "
                                  f"({len(mine['params'])} parameters)")
             where.update((key, position[id(p)]) for key, p in zip(saved["params"], mine["params"]))
-            group = {**self.defaults, **{k: v for k, v in saved.items() if k != "params"}, "params": mine["params"]}
+            group = {**self.defaults, **{k: v for k, v in saved.items() if k != "params"}, **self.fixed,
+                     "params": mine["params"]}
             self._check_group(group, f" param_groups[{g}] of the state_dict")
             new_groups.append(group)
         states = [{} for _ in self._entries]
@@ -453,7 +476,7 @@ class Optimizer(torch.optim.Optimizer):
 
 
 class _StateView(Mapping):
-    """``optimizer.state``: parameter -> dict of tensors viewing the live state (numbers as 0-d tensors)."""
+    """``optimizer.state``: parameter -> dict of tensors viewing the state arrays (numbers as 0-d tensors)."""
 
     def __init__(self, optimizer):
         self._optimizer = optimizer
@@ -476,6 +499,11 @@ class _StateView(Mapping):
     def __contains__(self, param):
         k = self._position.get(id(param))
         return k is not None and bool(self._optimizer._engine.state[self._optimizer._where[k][0]])
+
+
+def _plain(value):
+    """A hyperparameter as the engine takes it: a one-element tensor (torch takes a tensor ``lr``) as a float."""
+    return float(value) if isinstance(value, torch.Tensor) and value.numel() == 1 else value
 
 
 def _to_torch(state, slices):
