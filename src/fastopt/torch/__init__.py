@@ -21,10 +21,10 @@ hundreds of tensors is one kernel call.  See
 torch is an optional dependency (``pip install "fastopt[torch]"``); the rest
 of fastopt never imports it.
 """
-try:
-    import torch as _torch  # noqa: F401
-except ImportError as exc:
-    raise ImportError("fastopt.torch needs PyTorch, an optional dependency: pip install \"fastopt[torch]\"") from exc
+from importlib.util import find_spec as _find_spec
+
+if _find_spec("torch") is None:
+    raise ImportError("fastopt.torch needs PyTorch, an optional dependency: pip install \"fastopt[torch]\"")
 
 from fastopt import optim as _optim
 from fastopt.torch.optimizer import Optimizer
