@@ -37,6 +37,26 @@ class Slot:
         self.names = names        # the ParamSet's tensors it holds (None: all of them)
 
 
+class Tensor:
+    """One tensor of a slot: its elements ``[start, stop)`` of the slot's array, its shape and its name."""
+
+    __slots__ = ("start", "stop", "shape", "name")
+
+    def __init__(self, start, stop, shape, name):
+        self.start, self.stop, self.shape, self.name = start, stop, tuple(shape), name
+
+
+def slot_tensors(slot):
+    """The tensors of ``slot``, in its order: a ParamSet slot holds the named tensors of its run (with their
+    shapes), an array slot is one tensor of the array's shape."""
+    if slot.paramset is None:
+        return (Tensor(0, slot.param.size, np.shape(slot.owner), slot.name),)
+    ps, run = slot.paramset, slot.run
+    names = ps.names if slot.names is None else slot.names  # a selection's own: not an empty neighbour's
+    return tuple(Tensor(ps.slices[name].start - run.start, ps.slices[name].stop - run.start, ps.shapes[name], name)
+                 for name in names)
+
+
 class _Container:
     """One group's ``params``: its slots, and how to find their gradients in ``grads``."""
 

@@ -9,27 +9,9 @@ run (with their shapes), an array slot is one tensor of the array's shape.
 import numpy as np
 
 from fastopt._kernels import tensorwise
+from fastopt.optim._params import slot_tensors
 from fastopt.optim._stepping import MAX_STEP, _next_step
 from fastopt.optim.optimizer import Optimizer
-
-
-class Tensor:
-    """One tensor of a slot: its elements ``[start, stop)`` of the slot's array, its shape and its name."""
-
-    __slots__ = ("start", "stop", "shape", "name")
-
-    def __init__(self, start, stop, shape, name):
-        self.start, self.stop, self.shape, self.name = start, stop, tuple(shape), name
-
-
-def slot_tensors(slot):
-    """The tensors of ``slot`` (a fastopt.optim._params.Slot), in its order."""
-    if slot.paramset is None:
-        return (Tensor(0, slot.param.size, np.shape(slot.owner), slot.name),)
-    ps, run = slot.paramset, slot.run
-    names = ps.names if slot.names is None else slot.names  # a selection's own: not an empty neighbour's
-    return tuple(Tensor(ps.slices[name].start - run.start, ps.slices[name].stop - run.start, ps.shapes[name], name)
-                 for name in names)
 
 
 class TensorwiseOptimizer(Optimizer):
@@ -81,15 +63,6 @@ class TensorwiseOptimizer(Optimizer):
     def tensors(self, index):
         """The tensors of slot ``index``: ``Tensor`` objects (``start``, ``stop`` in the slot, ``shape``, ``name``)."""
         return self._memo("tensors", index, lambda: slot_tensors(self._layout.slots[index]))
-
-    def tensor_state_slices(self, index):
-        """Where each tensor of slot ``index`` keeps its state: per tensor, in order, ``{state array: (slice of
-        the slot's array, shape)}``, the shape being the one ``torch.optim`` gives that state for the tensor.
-
-        Every state array holds one element per parameter element unless a
-        subclass says otherwise.
-        """
-        return tuple({name: (slice(t.start, t.stop), t.shape) for name in self.state_arrays} for t in self.tensors(index))
 
     def _pieces(self, index):
         """Slot ``index``'s tensors cut into pieces (``fastopt._tensorwise.pieces``), made once."""

@@ -16,7 +16,7 @@ from fastopt._validation import (adjust_lr, any_real, at_least_one, beta_triple,
                                  integer, nonnegative, nonpositive, ns_steps, optional_beta, positive, real_triple,
                                  step_count, unit_interval, warmup_steps)
 from fastopt.optim._hyper import FixedList, ParamGroup
-from fastopt.optim._params import ParamLayout
+from fastopt.optim._params import ParamLayout, slot_tensors
 from fastopt.optim._stepping import SlotBinding, step_slots
 
 # Group keys that are not hyperparameters but are accepted, as torch does, to label a group.
@@ -458,6 +458,18 @@ class Optimizer:
 
     def _check_group(self, group):
         """Checks that involve several hyperparameters of a group (none by default)."""
+
+    def tensor_state_slices(self, index):
+        """Where each tensor of slot ``index`` keeps its state: per tensor, in order, ``{state array: (slice of
+        the slot's array, shape)}``, the shape being the one ``torch.optim`` gives that state for the tensor.
+
+        Every state array holds one element per parameter element (in float
+        storage: int8 codes share their absmax across tensors) unless a
+        subclass says otherwise; fastopt.torch reads and writes each
+        parameter's state through it.
+        """
+        return tuple({name: (slice(t.start, t.stop), t.shape) for name in self.state_arrays}
+                     for t in slot_tensors(self._layout.slots[index]))
 
     def zero_grad(self):
         """Zero the gradients of every parameter that lives in a ParamSet."""

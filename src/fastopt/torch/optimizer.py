@@ -169,7 +169,7 @@ class Optimizer(torch.optim.Optimizer):
                           **dict(zip(self._hyper_keys, map(_plain, hyper[self._entries[run[0]].group])))}
                          for run in runs]
         engine = self.engine(engine_groups)
-        where = [self._state_slices(engine, r, run) for r, run in enumerate(runs)]
+        where = [engine.tensor_state_slices(r) for r in range(len(runs))]  # a run's tensors: its parameters
         saved = engine.state_dict()
         saved["state"] = {r: self._merged(engine, r, run, where[r], states) for r, run in enumerate(runs)
                           if states[run[0]]}
@@ -181,17 +181,6 @@ class Optimizer(torch.optim.Optimizer):
             for k, slices in zip(run, where[r]):
                 self._where[k] = (r, slices)
         self._paramsets = list({id(e.paramset): e.paramset for e in self._entries}.values())
-
-    def _state_slices(self, engine, r, run):
-        """Per parameter of run ``r``: where its state lies in the run's state arrays, and torch's shape for it."""
-        if hasattr(engine, "tensor_state_slices"):  # the rules whose state is laid out per tensor
-            return engine.tensor_state_slices(r)
-        out, offset = [], 0
-        for k in run:
-            p = self._entries[k].param
-            out.append({name: (slice(offset, offset + p.numel()), tuple(p.shape)) for name in engine.state_arrays})
-            offset += p.numel()
-        return out
 
     def _merged(self, engine, r, run, slices, states):
         """The state of run ``r`` from its parameters' (alike numbers, see _state_key): arrays pieced together."""
@@ -355,7 +344,7 @@ class Optimizer(torch.optim.Optimizer):
             if entry.param.grad is not None:
                 entry.param.grad = entry.grad
         grads = ([ps.grad for ps in self._paramsets] if not missing else
-                 [e.grad.numpy().reshape(-1) for e in self._entries if e.param.grad is not None])
+                 [e.paramset.grads[e.name].reshape(-1) for e in self._entries if e.param.grad is not None])
         total = _clip_grad_norm(grads, max_norm, norm_type, error_if_nonfinite) if grads else 0.0
         return torch.tensor(total, dtype=self._entries[0].param.dtype)
 
