@@ -33,3 +33,19 @@ def _restore_threads():
     before = fastopt.get_num_threads()
     yield
     fastopt.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def playground_server():
+    """The interactive playground's server on a free port, serving from a thread for the module's tests."""
+    import threading
+
+    from fastopt.playground.server import make_server
+
+    server = make_server(port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(10)

@@ -13,7 +13,9 @@ next to the loss curves (with matplotlib) or writes them as CSV.
 
 From the command line: ``python -m fastopt playground --surface beale
 --optimizers all``; ``--list`` describes the surfaces and the default
-learning rates.
+learning rates.  ``python -m fastopt playground --serve`` serves the
+interactive page instead, whose steps the server takes with these same
+functions (:mod:`fastopt.playground.server` documents its JSON API).
 
 Learning rates
 --------------

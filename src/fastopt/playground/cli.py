@@ -7,6 +7,7 @@ import sys
 from fastopt.playground import plot as plotting
 from fastopt.playground.report import format_surfaces, format_table, write_csv
 from fastopt.playground.runner import DEFAULT_OPTIMIZERS, OPTIMIZERS, run
+from fastopt.playground.server import DEFAULT_PORT, serve
 from fastopt.playground.surfaces import SURFACES, get_surface
 
 __all__ = ["add_arguments", "main"]
@@ -98,7 +99,41 @@ def add_arguments(parser):
                              "they go to the --png path with a .csv suffix unless this is given")
     parser.add_argument("--list", action="store_true",
                         help="describe the surfaces and default learning rates, then exit")
+    page = parser.add_argument_group("interactive page")
+    page.add_argument("--serve", action="store_true",
+                      help="instead, serve the interactive playground on 127.0.0.1 and open it in a browser "
+                           "(--surface and --optimizers preselect its controls; Ctrl-C stops it)")
+    page.add_argument("--port", type=_port, default=None,
+                      help=f"with --serve: the port (default: {DEFAULT_PORT}; 0: any free port)")
+    page.add_argument("--no-browser", action="store_true", help="with --serve: print the URL, open no browser")
     return parser
+
+
+def _port(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return value
+
+
+def _serve(args, parser_defaults, out):
+    """``--serve``: the options that only apply to a static run are refused rather than ignored."""
+    static_only = [f"--{name.replace('_', '-')}" for name in ("lr", "steps", "start", "csv", "no_png")
+                   if getattr(args, name) != parser_defaults[name]]
+    if static_only:
+        print(f"playground: error: {', '.join(static_only)} do not apply with --serve (set them on the page)",
+              file=sys.stderr)
+        return 2
+    query = {}
+    if args.surface != parser_defaults["surface"]:
+        query["surface"] = args.surface
+    if list(args.optimizers) != list(parser_defaults["optimizers"]):
+        query["optimizers"] = ",".join(args.optimizers)
+    return serve(DEFAULT_PORT if args.port is None else args.port, open_browser=not args.no_browser,
+                 query=query, out=out)
 
 
 def _csv_fallback(png_path):
@@ -115,6 +150,11 @@ def main(args, out=print):
     if args.list:
         out(format_surfaces())
         return 0
+    if args.serve:
+        return _serve(args, _DEFAULTS, out)
+    if args.port is not None or args.no_browser:
+        print("playground: error: --port and --no-browser apply only with --serve", file=sys.stderr)
+        return 2
     try:
         surface = get_surface(args.surface)
         trajectories = run(surface, args.optimizers, lr=args.lr, steps=args.steps, start=args.start)
@@ -138,3 +178,6 @@ def main(args, out=print):
         write_csv(csv_path, trajectories)
         out(f"trajectories written to {csv_path}")
     return 0
+
+
+_DEFAULTS = vars(add_arguments(argparse.ArgumentParser()).parse_args([]))

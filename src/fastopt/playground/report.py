@@ -55,13 +55,23 @@ def _target_text(surface, tol):
 
 
 def write_csv(path, trajectories):
-    """Write every recorded point: columns optimizer, step, x, y, loss (full float precision)."""
+    """Write every recorded point: columns optimizer, step, x, y, loss (full float precision).
+
+    ``path`` is a file name, or a text file opened with ``newline=""`` (which is left open).
+    """
+    if hasattr(path, "write"):
+        _write_rows(path, trajectories)
+        return
     with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        for t in trajectories:
-            for step, ((x, y), loss) in enumerate(zip(t.points, t.losses)):
-                writer.writerow((t.optimizer, step, repr(float(x)), repr(float(y)), repr(float(loss))))
+        _write_rows(f, trajectories)
+
+
+def _write_rows(f, trajectories):
+    writer = csv.writer(f)
+    writer.writerow(CSV_COLUMNS)
+    for t in trajectories:
+        for step, ((x, y), loss) in enumerate(zip(t.points, t.losses)):
+            writer.writerow((t.optimizer, step, repr(float(x)), repr(float(y)), repr(float(loss))))
 
 
 def format_surfaces():

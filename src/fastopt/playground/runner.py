@@ -1,13 +1,14 @@
 """Run fastopt's optimizers on a playground surface and record their trajectories."""
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 import fastopt
 from fastopt.playground.surfaces import get_surface
 
-__all__ = ["DEFAULT_OPTIMIZERS", "OPTIMIZERS", "Trajectory", "make_optimizer", "resolve_lrs", "run", "run_one"]
+__all__ = ["DEFAULT_OPTIMIZERS", "OPTIMIZERS", "Trajectory", "check_start", "make_optimizer", "resolve_lrs", "run",
+           "run_one"]
 
 # playground name -> (fastopt class name, keyword arguments besides lr); every other argument keeps
 # its torch.optim default (AdamW's weight_decay=0.01 included).
@@ -58,6 +59,9 @@ class Trajectory:
     diverged_at : int or None
         The step that produced the first non-finite gradient, point or loss
         (nothing from it on is recorded), or None.
+    hyperparameters : dict
+        The keyword arguments given besides ``lr`` on top of the
+        playground's (empty for the playground's defaults).
     """
 
     optimizer: str
@@ -66,6 +70,7 @@ class Trajectory:
     losses: np.ndarray
     steps: int
     diverged_at: object = None
+    hyperparameters: dict = field(default_factory=dict)
 
     @property
     def diverged(self):
@@ -107,7 +112,8 @@ def _check_steps(steps):
     return int(steps)
 
 
-def _check_start(surface, start):
+def check_start(surface, start):
+    """``start`` as a float64 array of shape (2,); ValueError unless it is finite with a finite loss."""
     point = np.asarray(start, dtype=np.float64)
     if point.shape != (2,) or not np.all(np.isfinite(point)):
         raise ValueError(f"start must be two finite numbers (x, y), got {start!r}")
@@ -147,17 +153,20 @@ def resolve_lrs(surface, names, lr=None):
     return {n: _check_lr(n, lr) for n in names}
 
 
-def make_optimizer(name, params, lr):
-    """The fastopt optimizer that the playground calls ``name``, over ``params``."""
+def make_optimizer(name, params, lr, hyperparameters=None):
+    """The fastopt optimizer that the playground calls ``name``, over ``params``.
+
+    ``hyperparameters`` (keyword arguments of the fastopt class) override the playground's.
+    """
     cls_name, kwargs = OPTIMIZERS[_check_optimizers([name])[0]]
-    return getattr(fastopt, cls_name)(params, lr=lr, **kwargs)
+    return getattr(fastopt, cls_name)(params, lr=lr, **{**kwargs, **(hyperparameters or {})})
 
 
 def _finite(*values):
     return all(np.all(np.isfinite(v)) for v in values)
 
 
-def run_one(surface, name, lr, steps, start):
+def run_one(surface, name, lr, steps, start, hyperparameters=None):
     """Run one optimizer from ``start``; stop early at the first non-finite value.
 
     Parameters
@@ -171,6 +180,9 @@ def run_one(surface, name, lr, steps, start):
         Number of steps to take.
     start : pair of float
         Start point.
+    hyperparameters : dict, optional
+        Keyword arguments of the fastopt class besides ``lr`` (``momentum``,
+        ``betas``, ...), on top of the playground's.
 
     Returns
     -------
@@ -182,10 +194,11 @@ def run_one(surface, name, lr, steps, start):
     """
     surface = get_surface(surface)
     steps = _check_steps(steps)
-    x = _check_start(surface, start).copy()  # the optimizer updates this array in place
+    x = check_start(surface, start).copy()  # the optimizer updates this array in place
     grad = np.empty(2)
     shape = (1, 2) if name in AS_MATRIX else (2,)
-    opt = make_optimizer(name, [x.reshape(shape)], _check_lr(name, lr))
+    hyperparameters = dict(hyperparameters or {})
+    opt = make_optimizer(name, [x.reshape(shape)], _check_lr(name, lr), hyperparameters)
     averaged = callable(getattr(opt, "averaged_point", None))  # schedule-free: record its evaluation point
     points = np.empty((steps + 1, 2))
     losses = np.empty(steps + 1)
@@ -205,7 +218,8 @@ def run_one(surface, name, lr, steps, start):
                 break
             points[k], losses[k] = point, loss
     n = steps if diverged_at is None else diverged_at - 1
-    return Trajectory(name, float(lr), points[:n + 1].copy(), losses[:n + 1].copy(), steps, diverged_at)
+    return Trajectory(name, float(lr), points[:n + 1].copy(), losses[:n + 1].copy(), steps, diverged_at,
+                      hyperparameters)
 
 
 def run(surface, optimizers=DEFAULT_OPTIMIZERS, *, lr=None, steps=None, start=None):
@@ -232,5 +246,5 @@ def run(surface, optimizers=DEFAULT_OPTIMIZERS, *, lr=None, steps=None, start=No
     surface = get_surface(surface)
     lrs = resolve_lrs(surface, optimizers, lr)
     steps = _check_steps(surface.steps if steps is None else steps)
-    start = _check_start(surface, surface.start if start is None else start)
+    start = check_start(surface, surface.start if start is None else start)
     return [run_one(surface, name, rate, steps, start) for name, rate in lrs.items()]
