@@ -109,12 +109,14 @@ def choose_only(driver, *names):
 
 def readout(driver, name):
     """``(steps, loss, diverged note)`` shown for optimizer ``name``."""
-    item = driver.find_element("css selector", f'#readout li[data-optimizer="{name}"]')
-    status = item.find_element("css selector", ".status").text
+    # read in one script: while the animation runs, the list is redrawn every frame
+    status, note = driver.execute_script("""
+        const item = document.querySelector(`#readout li[data-optimizer="${arguments[0]}"]`);
+        const note = item.querySelector('.diverged');
+        return [item.querySelector('.status').textContent, note ? note.textContent : null];""", name)
     match = re.fullmatch(r"Steps: (\d+) \| Loss: (\S+)", status)
     assert match, status
-    notes = item.find_elements("css selector", ".diverged")
-    return int(match.group(1)), float(match.group(2)), notes[0].text if notes else None
+    return int(match.group(1)), float(match.group(2)), note
 
 
 def click(driver, id_):
@@ -214,15 +216,63 @@ def test_click_sets_the_start_point(page):
     canvas = element(page, "plot")
     from selenium.webdriver.common.action_chains import ActionChains
 
-    ActionChains(page).move_to_element_with_offset(canvas, 60, 40).click().perform()
+    assert page.execute_script("return document.getElementById('plot').clientWidth") == 760  # not scaled
+    ActionChains(page).move_to_element_with_offset(canvas, 60, 40).click().perform()  # from the centre
     text = element(page, "start-text").text
     x, y = (float(v) for v in re.fullmatch(r"\((\S+), (\S+)\)", text).groups())
-    assert (x, y) != tuple(surface.start)
-    assert 0 < x < surface.window[1] and surface.window[2] < y < surface.window[3]  # right of and above centre
+    # canvas pixel (380 + 60, 310 + 40) in the plot box x 58..746, y 30..576 over the window [-2, 2] x [-1, 3]
+    xmin, xmax, ymin, ymax = surface.window
+    pixel = (xmax - xmin) / 688
+    assert abs(x - (xmin + (440 - 58) / 688 * (xmax - xmin))) < 2 * pixel
+    assert abs(y - (ymax - (350 - 30) / 546 * (ymax - ymin))) < 2 * pixel
     click(page, "run")
     wait_for_state(page, "done")
     steps, loss, _ = readout(page, "sgd")
     assert steps == 3 and close(loss, run_one(surface, "sgd", surface.lrs["sgd"], 3, (x, y)).final_loss)
+
+
+def test_pause_then_run_resumes(page):
+    choose_only(page, "adam")
+    type_into(page, "steps", "5000")
+    element(page, "speed").send_keys("\ue012" * 100)
+    click(page, "run")
+    wait_for_state(page, "running")
+    click(page, "pause")
+    wait_for_state(page, "paused")
+    paused = readout(page, "adam")[0]
+    click(page, "run")
+    wait_for_state(page, "running")
+    wait_for(lambda: readout(page, "adam")[0] > paused, "the animation to go on")
+    click(page, "pause")
+    assert readout(page, "adam")[0] > paused  # from where it was, not from 0 again
+
+
+def test_an_answer_to_outdated_controls_is_dropped(page):
+    """Controls changed while the server computes: that run is not shown (or used for the CSV)."""
+    choose_only(page, *OPTIMIZERS)
+    type_into(page, "steps", "5000")
+    click(page, "run")  # 21 optimizers x 5000 steps: the server takes a while
+    type_into(page, "steps", "7")
+    assert wait_for_state(page, "ready", "running", "done") == "ready"
+    time.sleep(0.2)
+    assert state(page) == "ready" and "Press Run" in element(page, "readout").text
+    click(page, "run")
+    wait_for_state(page, "done")
+    assert readout(page, "adam")[0] == 7
+
+
+def test_a_lone_divergence_is_shown(page):
+    """With only diverging runs the animation still reaches the step that diverged, and says so."""
+    choose_only(page, "sgd")
+    type_into(page, "lr-sgd", "50")
+    type_into(page, "steps", "100")
+    click(page, "run")
+    wait_for_state(page, "done")
+    surface = SURFACES["rosenbrock"]
+    t = run_one(surface, "sgd", 50.0, 100, surface.start)
+    steps, loss, note = readout(page, "sgd")
+    assert steps == t.diverged_at - 1 and close(loss, t.final_loss)
+    assert note and f"DIVERGED at step {t.diverged_at}" in note
 
 
 def test_divergence_is_shown(page):

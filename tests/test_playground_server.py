@@ -200,7 +200,13 @@ BAD_REQUESTS = {
     "Infinity": ('{"surface": "beale", "steps": Infinity}', "Infinity is not a JSON number"),
     "overflowing number": ('{"surface": "beale", "optimizers": [{"name": "adam", "lr": 1e999}]}', "got inf"),
     "deep nesting": ("[" * 50_000, "not valid JSON"),
-    "huge integer": ('{"surface": "beale", "steps": 1' + "0" * 5000 + "}", "not valid JSON"),
+    "huge integer": ('{"surface": "beale", "steps": 1' + "0" * 5000 + "}", "steps must be an integer from 1 to"),
+    "huge integer lr": ('{"surface": "beale", "optimizers": [{"name": "adam", "lr": 1' + "0" * 400 + "}]}",
+                        "lr of adam must be in (0, 100], got inf"),
+    "huge integer start": ('{"surface": "beale", "start": [1' + "0" * 400 + ", 0], "
+                           '"optimizers": [{"name": "adam"}]}', "start must be a list of two finite numbers"),
+    "huge integer beta": ('{"surface": "beale", "optimizers": [{"name": "adam", "hyperparameters": '
+                          '{"betas": [0.9, 1' + "0" * 400 + "]}}]}", "beta of adam must be in [0, 1), got inf"),
     "unknown field": (with_(speed=3), "unknown field(s) 'speed'"),
     "no surface": (json.dumps({"optimizers": [{"name": "adam"}]}), "unknown surface None"),
     "unknown surface": (with_(surface="everest"), "unknown surface 'everest'; choose from rosenbrock"),
@@ -260,14 +266,55 @@ def test_bodies_are_bounded_and_typed(playground_server):
         connection.close()
 
 
-@pytest.mark.parametrize("headers", [{"Host": "example.com"}, {"Host": "evil.test:80"},
-                                     {"Origin": "http://evil.test"}, {"Origin": "null"}],
-                         ids=["host", "host-port", "origin", "null-origin"])
+@pytest.mark.parametrize("headers", [{"Host": "example.com"}, {"Host": "evil.test:80"}, {"Host": "127.0.0.1"},
+                                     {"Host": "LOCALHOST:1"}, {"Origin": "http://evil.test"}, {"Origin": "null"},
+                                     {"Origin": "http://127.0.0.1:1"}, {"Origin": "https://127.0.0.1"}],
+                         ids=["host", "host-port", "host-without-port", "other-port", "origin", "null-origin",
+                              "origin-other-port", "origin-https"])
 def test_requests_for_other_hosts_are_refused(playground_server, headers):
     """A page elsewhere (or a DNS-rebound name) cannot read or drive the server."""
     for method, path, body in (("GET", "/", None), ("GET", "/api/config", None), ("POST", "/api/run", GOOD)):
         status, error = refused(playground_server, body, path, method, headers)
         assert status == 403 and ("refused" in error or "answers only" in error), error
+
+
+def raw(server, data):
+    """Send raw bytes; the status line and the JSON error of the answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    if answer.startswith(b"{"):  # an answer to a request line without a version (HTTP/0.9) has no head
+        return "", json.loads(answer)["error"]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0].decode(), json.loads(body)["error"]
+
+
+def test_a_request_without_host_or_for_another_authority_is_refused(playground_server):
+    host = f"127.0.0.1:{playground_server.port}".encode()
+    status, error = raw(playground_server, b"GET /api/config HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert " 403 " in status and "answers only" in error
+    status, error = raw(playground_server, b"GET http://evil.test/api/config HTTP/1.1\r\nHost: " + host
+                        + b"\r\nConnection: close\r\n\r\n")
+    assert " 403 " in status and "answers only" in error
+
+
+@pytest.mark.parametrize("request_line, code", [(b"FROB / HTTP/1.1", 501), (b"GET / HTTP/1.1 extra", None),
+                                                (b"GET / HTTP/9.9", None), (b"nonsense", None)])
+def test_malformed_requests_get_json_errors_too(playground_server, request_line, code):
+    """Errors the base class finds are JSON as well (without a status line where the request had no version)."""
+    status, error = raw(playground_server, request_line + b"\r\nConnection: close\r\n\r\n")
+    assert error and (code is None or f" {code} " in status)
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "-1", "1" * 30])
+def test_a_content_length_that_is_not_a_number(playground_server, length):
+    host = f"127.0.0.1:{playground_server.port}"
+    data = (f"POST /api/run HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length}\r\nConnection: close\r\n\r\n").encode()
+    status, error = raw(playground_server, data)
+    assert " 411 " in status and "Content-Length" in error
 
 
 def test_its_own_names_are_served(playground_server):
@@ -341,8 +388,43 @@ def cli_args(*argv):
     return parser.parse_args(argv)
 
 
+def test_serve_opens_the_browser_once_serving(monkeypatch):
+    """The browser is opened from another thread after the server listens; no browser is said plainly."""
+    import threading
+
+    from fastopt.playground import server as server_module
+
+    opened, printed = [], []
+
+    def fake_open(url):
+        opened.append(url)
+        status = http.client.HTTPConnection("127.0.0.1", int(url.split(":")[2].split("/")[0]), timeout=60)
+        status.request("GET", "/api/config")
+        opened.append(status.getresponse().status)
+        status.close()
+        raise_interrupt.set()
+        return False
+
+    raise_interrupt = threading.Event()
+    monkeypatch.setattr(server_module.webbrowser, "open", fake_open)
+    original = server_module.PlaygroundServer.serve_forever
+
+    def serve_until_opened(self, poll_interval=0.05):
+        thread = threading.Thread(target=original, args=(self, poll_interval), daemon=True)
+        thread.start()
+        raise_interrupt.wait(60)
+        self.shutdown()
+        thread.join(10)
+
+    monkeypatch.setattr(server_module.PlaygroundServer, "serve_forever", serve_until_opened)
+    assert server_module.serve(port=0, query={"surface": "ravine"}, out=printed.append) == 0
+    assert opened[0].endswith("/?surface=ravine") and opened[1] == 200
+    assert any("no browser found" in line for line in printed)
+
+
 @pytest.mark.parametrize("argv, message", [
     (("--serve", "--lr", "0.1"), "--lr do not apply with --serve"),
+    (("--serve", "--tol", "0.1", "--png", "a.png"), "--tol, --png do not apply with --serve"),
     (("--serve", "--steps", "5", "--no-png"), "--steps, --no-png do not apply with --serve"),
     (("--port", "9000"), "--port and --no-browser apply only with --serve"),
     (("--no-browser",), "--port and --no-browser apply only with --serve"),
@@ -375,3 +457,19 @@ def test_the_readme_states_the_servers_limits():
                   f"over {MAX_BODY // 1024} KiB", f"outside {lr.range_text()}", f"outside {beta.range_text()}"):
         assert claim in section.replace("\n", " ").replace("  ", " "), claim
     assert (readme.parent / "docs" / "playground.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_refused_request_does_not_poison_the_next_on_the_same_connection(playground_server):
+    """An unread body (here, of a request refused for its Host) is not taken for the next request."""
+    connection = http.client.HTTPConnection("127.0.0.1", playground_server.port, timeout=60)
+    try:
+        connection.request("POST", "/api/run", body=json.dumps(GOOD),
+                           headers={"Content-Type": "application/json", "Host": "evil.test"})
+        response = connection.getresponse()
+        assert response.status == 403 and response.getheader("Connection") == "close"
+        response.read()
+        connection.request("GET", "/api/config")  # http.client reconnects after the server closed
+        response = connection.getresponse()
+        assert response.status == 200 and "surfaces" in json.loads(response.read())
+    finally:
+        connection.close()

@@ -121,7 +121,7 @@ def _port(text):
 
 def _serve(args, parser_defaults, out):
     """``--serve``: the options that only apply to a static run are refused rather than ignored."""
-    static_only = [f"--{name.replace('_', '-')}" for name in ("lr", "steps", "start", "csv", "no_png")
+    static_only = [f"--{name.replace('_', '-')}" for name in ("lr", "steps", "start", "tol", "png", "csv", "no_png")
                    if getattr(args, name) != parser_defaults[name]]
     if static_only:
         print(f"playground: error: {', '.join(static_only)} do not apply with --serve (set them on the page)",

@@ -6,7 +6,8 @@ with fastopt's optimizers (:func:`fastopt.playground.run_one`): the page only dr
 
 JSON API
 --------
-Every answer is JSON, and every error is ``{"error": message}`` with a 4xx status.
+Every answer under ``/api/`` but the CSV is JSON, and every error, there or elsewhere, is
+``{"error": message}`` with a 4xx status (500 would be a bug in the server, reported the same way).
 
 ``GET /api/config``
     The surfaces (name, formula, note, default start and steps, plot window, minima, default
@@ -37,7 +38,9 @@ import http.server
 import io
 import json
 import math
+import re
 import sys
+import threading
 import webbrowser
 from importlib import resources
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -113,9 +116,15 @@ def _reject_constant(name):
     raise RequestError(f"the request is not valid JSON: {name} is not a JSON number")
 
 
+def _parse_int(text):
+    # Integers beyond any count the API takes are read as floats (inf beyond 1e308), which every field then
+    # refuses by name; as ints they would overflow float() (an OverflowError) or Python's digit limit.
+    return int(text) if len(text) <= 18 else float(text)
+
+
 def _loads(body):
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        return json.loads(body, parse_constant=_reject_constant, parse_int=_parse_int)
     except RequestError:
         raise
     except (ValueError, RecursionError) as exc:  # bad UTF-8 and an over-long integer are ValueErrors too
@@ -215,6 +224,7 @@ def _trajectory_json(t):
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "fastopt-playground"
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a connection may stay silent: a client that sends less than it announced lets go
 
     def log_message(self, format, *args):  # quiet: the command prints its URL, not every request
         if self.server.verbose:
@@ -233,12 +243,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload, allow_nan=False).encode(), "application/json")
 
     def _error(self, exc):
-        self._json(exc.status, {"error": str(exc)})
+        # An error may leave a request body unread, which would be parsed as the next request: close.
+        self.close_connection = True
+        self._send(exc.status, json.dumps({"error": str(exc)}).encode(), "application/json",
+                   [("Connection", "close")])
+
+    def send_error(self, code, message=None, explain=None):
+        """The base class's own errors (a malformed request line, an unknown method, ...) as JSON too."""
+        self._error(RequestError(message or http.HTTPStatus(code).phrase, code))
 
     def _check_origin(self):
-        """Only this server's own loopback names, in Host and (when sent) Origin."""
+        """Only this server's own loopback names, in Host, in an absolute request target, and in Origin."""
         own = self.server.own_hosts
         if self.headers.get("Host") not in own:
+            raise RequestError(f"this server answers only requests for {' or '.join(own)}", 403)
+        target = urlsplit(self.path).netloc
+        if target and target not in own:
             raise RequestError(f"this server answers only requests for {' or '.join(own)}", 403)
         origin = self.headers.get("Origin")
         if origin is not None and origin not in {f"http://{h}" for h in own}:
@@ -288,10 +308,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if "chunked" in self.headers.get("Transfer-Encoding", ""):
             raise RequestError("send the body with a Content-Length, not chunked", 411)
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise RequestError("a POST needs a Content-Length", 411)
+        if length is None or not re.fullmatch(r"[0-9]{1,12}", length):
+            raise RequestError("a POST needs a Content-Length (a number of bytes)", 411)
         if int(length) > MAX_BODY:
-            self.close_connection = True  # the body is not read
             raise RequestError(f"the request body is {length} bytes; at most {MAX_BODY} are accepted", 413)
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip()
         body = self.rfile.read(int(length))
@@ -318,12 +337,15 @@ class PlaygroundServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # a page that fires requests while a long run holds the GIL is not reset
 
     def __init__(self, port=DEFAULT_PORT, verbose=False):
         super().__init__(("127.0.0.1", port), _Handler)
         self.verbose = verbose
         self.port = self.server_address[1]
         self.own_hosts = (f"127.0.0.1:{self.port}", f"localhost:{self.port}")
+        if self.port == 80:  # where browsers leave the port out
+            self.own_hosts += ("127.0.0.1", "localhost")
 
     def url(self, **query):
         """The page's address; ``query`` (surface=..., optimizers=...) preselects the page's controls."""
@@ -342,6 +364,15 @@ def make_server(port=DEFAULT_PORT, verbose=False):
     return PlaygroundServer(port, verbose)
 
 
+def _open_browser(url, out):
+    try:
+        opened = webbrowser.open(url)
+    except Exception:  # noqa: BLE001 -- no browser is no error: the URL is printed
+        opened = False
+    if not opened:
+        out("no browser found here: open the address above in one")
+
+
 def serve(port=DEFAULT_PORT, open_browser=True, query=None, out=print, verbose=False):
     """Serve the playground until interrupted (Ctrl-C); return the exit status.
 
@@ -355,13 +386,8 @@ def serve(port=DEFAULT_PORT, open_browser=True, query=None, out=print, verbose=F
         return 2
     url = server.url(**(query or {}))
     out(f"fastopt playground at {url}  (Ctrl-C stops it)")
-    if open_browser:
-        try:
-            opened = webbrowser.open(url)
-        except Exception:  # noqa: BLE001 -- no browser is no error: the URL is printed
-            opened = False
-        if not opened:
-            out("no browser found here: open the address above in one")
+    if open_browser:  # once serving: a console browser may not return until it has loaded the page
+        threading.Timer(0.2, _open_browser, (url, out)).start()
     with server:
         try:
             server.serve_forever()

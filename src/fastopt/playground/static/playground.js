@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   config: null, surface: null, grids: {}, start: null,
   result: null, body: null, frame: 0, playing: false, dirty: true,
+  generation: 0, computing: null, pauseRequested: false, loop: null,
   view: "contour", yaw: -0.6, elevation: 0.55, drag: null,
 };
 
@@ -108,7 +109,7 @@ function knobControl(optimizer, knob, id, value, label) {
   slider.addEventListener("input", () => { number.value = fromSlider(knob, slider.value); changed(); });
   number.addEventListener("input", () => {
     const v = Number(number.value);
-    if (Number.isFinite(v) && v > 0) slider.value = toSlider(knob, v);
+    if (Number.isFinite(v) && (knob.scale !== "log" || v > 0)) slider.value = toSlider(knob, v);
     changed();
   });
   row.reset = set;
@@ -185,7 +186,8 @@ function requestBody() {
   };
 }
 
-function changed() {  // any control: the next Run asks the server again
+function changed() {  // any control: the next Run asks the server again (and an answer on its way is dropped)
+  state.generation += 1;
   state.dirty = true;
   state.playing = false;
   state.result = null;
@@ -207,40 +209,49 @@ async function chooseSurface(name) {
 }
 
 // ---------------------------------------------------------------- running
-async function fetchRun() {
-  const body = requestBody();
-  if (!body.optimizers.length) throw new Error("choose at least one optimizer");
-  setState("computing");
-  const result = await (await api("/api/run", body)).json();
-  state.result = result;
-  state.body = body;
-  state.frame = 0;
-  state.dirty = false;
-  showError("");
-  return result;
-}
-
-const lastFrame = () => Math.max(...state.result.trajectories.map((t) => t.points.length - 1));
-
+// Asks the server for the run of the controls as they are.  Controls changed while it computes make its
+// answer (or error) outdated: it is dropped, and false returned, leaving the page to the newer request.
+// state.computing is the generation being computed (null when none).
 async function ensureRun() {
-  if (state.dirty || !state.result) {
-    try {
-      await fetchRun();
-    } catch (error) {
-      showError(error.message);
-      setState("error");
-      return false;
-    }
+  if (!state.dirty && state.result) return true;
+  const generation = state.generation;
+  const body = requestBody();
+  let result;
+  try {
+    if (!body.optimizers.length) throw new Error("choose at least one optimizer");
+    state.computing = generation;
+    setState("computing");
+    result = await (await api("/api/run", body)).json();
+  } catch (error) {
+    if (generation !== state.generation) return false;
+    showError(error.message);
+    setState("error");
+    return false;
+  } finally {
+    if (state.computing === generation) state.computing = null;
   }
+  if (generation !== state.generation) return false;
+  Object.assign(state, {result, body, frame: 0, dirty: false});
+  showError("");
   return true;
 }
+
+// A diverged path has points up to step diverged_at - 1; the animation goes on to step diverged_at, where
+// it is marked as diverged.
+const lastFrame = () => Math.max(...state.result.trajectories.map(
+  (t) => (t.diverged_at === null ? t.points.length - 1 : t.diverged_at)));
 
 function stepsPerFrame() {
   const v = Number($("speed").value);  // 0..100 -> 1..200 steps a frame, geometrically
   return Math.max(1, Math.round(200 ** (v / 100)));
 }
 
+function schedule() {  // one animation loop at most, however often Run is pressed
+  if (state.loop === null) state.loop = requestAnimationFrame(animate);
+}
+
 function animate() {
+  state.loop = null;
   if (!state.playing) return;
   state.frame = Math.min(state.frame + stepsPerFrame(), lastFrame());
   if (state.frame >= lastFrame()) {
@@ -248,24 +259,36 @@ function animate() {
     setState("done");
   }
   draw();
-  if (state.playing) requestAnimationFrame(animate);
+  if (state.playing) schedule();
 }
 
+const computingThis = () => state.computing !== null && state.computing === state.generation;
+
 async function run() {
+  if (computingThis()) return;  // already on its way
+  state.pauseRequested = false;
   if (!(await ensureRun())) return;
+  if (state.pauseRequested) {  // Pause pressed while the server computed
+    state.pauseRequested = false;
+    setState("paused");
+    draw();
+    return;
+  }
   if (state.frame >= lastFrame()) state.frame = 0;
   state.playing = true;
   setState("running");
-  requestAnimationFrame(animate);
+  schedule();
 }
 
 function pause() {
+  if (state.computing !== null) state.pauseRequested = true;
   if (!state.playing) return;
   state.playing = false;
   setState("paused");
 }
 
 async function stepOnce() {
+  if (computingThis()) return;
   state.playing = false;
   if (!(await ensureRun())) return;
   state.frame = Math.min(state.frame + 1, lastFrame());
@@ -632,8 +655,9 @@ function setView(view) {
 }
 
 function canvasPoint(event) {
-  const canvas = $("plot"), rect = canvas.getBoundingClientRect();
-  return [(event.clientX - rect.left) * canvas.width / rect.width, (event.clientY - rect.top) * canvas.height / rect.height];
+  const canvas = $("plot"), rect = canvas.getBoundingClientRect();  // the rectangle includes the border
+  return [(event.clientX - rect.left - canvas.clientLeft) * canvas.width / canvas.clientWidth,
+          (event.clientY - rect.top - canvas.clientTop) * canvas.height / canvas.clientHeight];
 }
 
 function pointerHandlers() {
