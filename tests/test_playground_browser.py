@@ -7,6 +7,7 @@ missing browser a failure.  Selenium is pointed at the installed driver, so it n
 FASTOPT_PLAYGROUND_SCREENSHOT=path saves the page after the default run (the README's ``docs/playground.png``).
 """
 import importlib.util
+import json
 import math
 import os
 import re
@@ -251,14 +252,35 @@ def test_an_answer_to_outdated_controls_is_dropped(page):
     """Controls changed while the server computes: that run is not shown (or used for the CSV)."""
     choose_only(page, *OPTIMIZERS)
     type_into(page, "steps", "5000")
-    click(page, "run")  # 21 optimizers x 5000 steps: the server takes a while
+    started = time.monotonic()
+    run_request(SURFACES["rosenbrock"].name, list(OPTIMIZERS), 5000)  # how long the server takes for it
+    took = time.monotonic() - started
+    click(page, "run")
     type_into(page, "steps", "7")
-    assert wait_for_state(page, "ready", "running", "done") == "ready"
-    time.sleep(0.2)
+    time.sleep(2 * took + 1)  # the outdated answer has come, and was dropped
     assert state(page) == "ready" and "Press Run" in element(page, "readout").text
     click(page, "run")
     wait_for_state(page, "done")
     assert readout(page, "adam")[0] == 7
+
+
+def test_run_after_pause_while_computing_plays(page):
+    """Pause, then Run, pressed before the answer arrives: the last one pressed is what happens."""
+    choose_only(page, *OPTIMIZERS)
+    type_into(page, "steps", "5000")
+    element(page, "speed").send_keys("\ue012" * 100)
+    click(page, "run")
+    click(page, "pause")
+    click(page, "run")
+    assert wait_for_state(page, "running", "paused", "done") == "running"
+    click(page, "reset")
+    assert readout(page, "adam")[0] == 0
+
+
+def run_request(surface, names, steps):
+    from fastopt.playground.server import run_request as run
+
+    return run(json.dumps({"surface": surface, "steps": steps, "optimizers": [{"name": n} for n in names]}))
 
 
 def test_a_lone_divergence_is_shown(page):

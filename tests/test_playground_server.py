@@ -291,6 +291,18 @@ def raw(server, data):
     return head.split(b"\r\n")[0].decode(), json.loads(body)["error"]
 
 
+def test_a_malformed_target_or_a_missing_body(playground_server, monkeypatch):
+    host = f"127.0.0.1:{playground_server.port}".encode()
+    status, error = raw(playground_server, b"GET http://[x/ HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+    assert " 400 " in status and "malformed request target" in error
+    from fastopt.playground import server as server_module
+
+    monkeypatch.setattr(server_module._Handler, "timeout", 0.5)
+    status, error = raw(playground_server, b"POST /api/run HTTP/1.1\r\nHost: " + host
+                        + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+    assert " 408 " in status and "did not arrive" in error
+
+
 def test_a_request_without_host_or_for_another_authority_is_refused(playground_server):
     host = f"127.0.0.1:{playground_server.port}".encode()
     status, error = raw(playground_server, b"GET /api/config HTTP/1.1\r\nConnection: close\r\n\r\n")
@@ -402,8 +414,12 @@ def test_serve_opens_the_browser_once_serving(monkeypatch):
         status.request("GET", "/api/config")
         opened.append(status.getresponse().status)
         status.close()
-        raise_interrupt.set()
         return False
+
+    def out(line):
+        printed.append(line)
+        if "no browser found" in line:
+            raise_interrupt.set()
 
     raise_interrupt = threading.Event()
     monkeypatch.setattr(server_module.webbrowser, "open", fake_open)
@@ -417,7 +433,7 @@ def test_serve_opens_the_browser_once_serving(monkeypatch):
         thread.join(10)
 
     monkeypatch.setattr(server_module.PlaygroundServer, "serve_forever", serve_until_opened)
-    assert server_module.serve(port=0, query={"surface": "ravine"}, out=printed.append) == 0
+    assert server_module.serve(port=0, query={"surface": "ravine"}, out=out) == 0
     assert opened[0].endswith("/?surface=ravine") and opened[1] == 200
     assert any("no browser found" in line for line in printed)
 

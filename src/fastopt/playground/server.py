@@ -7,7 +7,8 @@ with fastopt's optimizers (:func:`fastopt.playground.run_one`): the page only dr
 JSON API
 --------
 Every answer under ``/api/`` but the CSV is JSON, and every error, there or elsewhere, is
-``{"error": message}`` with a 4xx status (500 would be a bug in the server, reported the same way).
+``{"error": message}``: with a 4xx status for a request refused, 501 or 505 for an unknown method or
+HTTP version, and 500 for a bug in the server.
 
 ``GET /api/config``
     The surfaces (name, formula, note, default start and steps, plot window, minima, default
@@ -250,15 +251,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def send_error(self, code, message=None, explain=None):
         """The base class's own errors (a malformed request line, an unknown method, ...) as JSON too."""
+        self.log_error("code %d, message %s", code, message)
         self._error(RequestError(message or http.HTTPStatus(code).phrase, code))
 
-    def _check_origin(self):
+    def _check_origin(self, url):
         """Only this server's own loopback names, in Host, in an absolute request target, and in Origin."""
         own = self.server.own_hosts
         if self.headers.get("Host") not in own:
             raise RequestError(f"this server answers only requests for {' or '.join(own)}", 403)
-        target = urlsplit(self.path).netloc
-        if target and target not in own:
+        if url.netloc and url.netloc not in own:
             raise RequestError(f"this server answers only requests for {' or '.join(own)}", 403)
         origin = self.headers.get("Origin")
         if origin is not None and origin not in {f"http://{h}" for h in own}:
@@ -266,10 +267,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self, handle):
         try:
-            self._check_origin()
-            handle(urlsplit(self.path))
+            try:
+                url = urlsplit(self.path)
+            except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+                raise RequestError(f"malformed request target {self.path!r}: {exc}") from None
+            self._check_origin(url)
+            handle(url)
         except RequestError as exc:
             self._error(exc)
+        except TimeoutError:  # the client announced a body it did not send
+            self._error(RequestError(f"the request body did not arrive within {self.timeout} s", 408))
         except Exception as exc:  # noqa: BLE001 -- the server stays up; the page shows what went wrong
             self._error(RequestError(f"internal error: {type(exc).__name__}: {exc}", 500))
 
@@ -386,11 +393,16 @@ def serve(port=DEFAULT_PORT, open_browser=True, query=None, out=print, verbose=F
         return 2
     url = server.url(**(query or {}))
     out(f"fastopt playground at {url}  (Ctrl-C stops it)")
-    if open_browser:  # once serving: a console browser may not return until it has loaded the page
-        threading.Timer(0.2, _open_browser, (url, out)).start()
+    # The browser is opened once serving: a console browser may not return until it has loaded the page.
+    opener = threading.Timer(0.2, _open_browser, (url, out))
+    opener.daemon = True
     with server:
         try:
+            if open_browser:
+                opener.start()
             server.serve_forever()
         except KeyboardInterrupt:
             out("playground stopped")
+        finally:
+            opener.cancel()
     return 0

@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   config: null, surface: null, grids: {}, start: null,
   result: null, body: null, frame: 0, playing: false, dirty: true,
-  generation: 0, computing: null, pauseRequested: false, loop: null,
+  generation: 0, computing: null, wanted: null, loop: null,
   view: "contour", yaw: -0.6, elevation: 0.55, drag: null,
 };
 
@@ -204,8 +204,9 @@ async function chooseSurface(name) {
   $("note").textContent = state.surface.note;
   $("steps").value = state.surface.steps;
   resetKnobs();
+  changed();  // before the wait for the grid: an answer for the old surface is dropped
   await loadGrid(name);
-  changed();
+  draw();
 }
 
 // ---------------------------------------------------------------- running
@@ -264,42 +265,46 @@ function animate() {
 
 const computingThis = () => state.computing !== null && state.computing === state.generation;
 
-async function run() {
-  if (computingThis()) return;  // already on its way
-  state.pauseRequested = false;
+// Run and Step say what is wanted, then act once the trajectories are there; pressed while the server
+// computes the current controls' run, they (and Pause, and Reset) only change what its answer will do.
+async function request(action) {
+  state.wanted = action;
+  if (computingThis()) return;
   if (!(await ensureRun())) return;
-  if (state.pauseRequested) {  // Pause pressed while the server computed
-    state.pauseRequested = false;
-    setState("paused");
-    draw();
-    return;
-  }
-  if (state.frame >= lastFrame()) state.frame = 0;
-  state.playing = true;
-  setState("running");
-  schedule();
+  act();
 }
 
+function act() {
+  const wanted = state.wanted;
+  state.wanted = null;
+  if (wanted === "play") {
+    if (state.frame >= lastFrame()) state.frame = 0;
+    state.playing = true;
+    setState("running");
+    schedule();
+    return;
+  }
+  state.playing = false;
+  if (wanted === "step") state.frame = Math.min(state.frame + 1, lastFrame());
+  setState(state.frame >= lastFrame() ? "done" : "paused");
+  draw();
+}
+
+const run = () => request("play");
+const stepOnce = () => request("step");
+
 function pause() {
-  if (state.computing !== null) state.pauseRequested = true;
+  state.wanted = null;
   if (!state.playing) return;
   state.playing = false;
   setState("paused");
 }
 
-async function stepOnce() {
-  if (computingThis()) return;
-  state.playing = false;
-  if (!(await ensureRun())) return;
-  state.frame = Math.min(state.frame + 1, lastFrame());
-  setState(state.frame >= lastFrame() ? "done" : "paused");
-  draw();
-}
-
 function reset() {
+  state.wanted = null;
   state.playing = false;
   state.frame = 0;
-  setState("ready");
+  setState(state.computing !== null ? "computing" : "ready");
   draw();
 }
 
