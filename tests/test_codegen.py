@@ -220,3 +220,16 @@ def test_the_storage_header_changes_only_with_the_abi_version(codegen):
     assert codegen.storage_abi(ROOT) == STORAGE_ABI[_rules.ABI_VERSION], (
         "csrc/fastopt_storage.h's structs or code maps changed: they are part of the C API (raise "
         "_rules.ABI_VERSION and record the new lines) and of the checkpoint format")
+
+
+def test_each_rules_formula_is_written_above_its_kernel_in_the_header_and_the_pxd():
+    """The README's linking section sends C and Cython callers to these comments for each rule's arguments."""
+    header = HEADER.read_text()
+    pxd = (ROOT / "src" / "fastopt" / "_update_rules.pxd").read_text()
+    for name, rule in _rules.RULES.items():
+        formula = rule.formula.splitlines()
+        c_comment = header[:header.index(f"(*fastopt_{name}_update_f32_fn)(")].rsplit("/*", 1)[1]
+        pxd_comment = pxd[:pxd.index(f"cdef void {name}_update(")].rsplit("\n\n", 1)[1]
+        for line in formula:
+            assert f" *   {line}" in c_comment, (name, line)
+            assert f"#   {line}" in pxd_comment, (name, line)
