@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 OUTPUTS = {
     "src/fastopt/_update_rules.pyx.tp": "src/fastopt/_update_rules.pyx",
     "src/fastopt/_update_rules.pxd.tp": "src/fastopt/_update_rules.pxd",
+    "src/fastopt/_update_rules.pyi.tp": "src/fastopt/_update_rules.pyi",  # its type stub (no source of a build)
     "src/fastopt/cython_kernels.pyx.tp": "src/fastopt/cython_kernels.pyx",
     "src/fastopt/cython_kernels.pxd.tp": "src/fastopt/cython_kernels.pxd",
     "csrc/fastopt.h.tp": "csrc/fastopt.h",
@@ -191,10 +192,13 @@ def digest(root=ROOT):
     test can tell a module built from other sources than the ones on disk; an
     edit to the table or a template that leaves the output alone changes
     nothing.  (``_parallel.pxd``, ``fastopt_config.h`` and the compiler flags
-    are not generated, so the digest does not cover them.)
+    are not generated, so the digest does not cover them; nor does it cover
+    the type stub ``_update_rules.pyi``, which no build compiles.)
     """
     h = hashlib.sha256()
     for target, text in sorted(_render(root, "").items()):
+        if target.endswith(".pyi"):
+            continue
         h.update(target.encode() + b"\0" + text.encode() + b"\0")
     return h.hexdigest()
 

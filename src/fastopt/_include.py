@@ -1,10 +1,12 @@
 """Where the files for compiling against fastopt are: :func:`get_include`."""
+from __future__ import annotations
+
 import os
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
-def get_include():
+def get_include() -> list[str]:
     """Directories to compile other extension modules against fastopt with.
 
     fastopt ships what compiled code needs to call its update-rule kernels

@@ -10,12 +10,16 @@ calling thread.  Results are bit-identical for any thread count.
 The setting is global to the process (like ``torch.set_num_threads``), not
 per Python thread.
 """
+from __future__ import annotations
+
 import os
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import SupportsIndex
 
 
-def _load_openmp_runtime():
+def _load_openmp_runtime() -> str:
     """Import the first OpenMP extension with idle threads set to sleep; return the policy in effect.
 
     fastopt's steps run between NumPy's matrix products, whose BLAS threads keep
@@ -45,17 +49,17 @@ WAIT_POLICY = _load_openmp_runtime()
 from fastopt._openmp_helpers import openmp_enabled, runtime_max_threads  # noqa: E402
 from fastopt._validation import integer  # noqa: E402
 
-_OPENMP = openmp_enabled()
+_OPENMP: bool = openmp_enabled()
 MAX_THREADS = 2**31 - 1  # the kernels take a C int
-_num_threads = runtime_max_threads()
+_num_threads: int = runtime_max_threads()
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Return the number of threads kernels may use (1 when built without OpenMP)."""
     return _num_threads
 
 
-def set_num_threads(n):
+def set_num_threads(n: SupportsIndex) -> int:
     """Set the number of threads kernels may use; return the previous value.
 
     Parameters
@@ -72,20 +76,20 @@ def set_num_threads(n):
         If ``n`` is less than 1.
     """
     global _num_threads
-    n = integer("set_num_threads: n", n, expected="an int")
-    if not 1 <= n <= MAX_THREADS:
-        raise ValueError(f"set_num_threads: n must be between 1 and {MAX_THREADS}, got {n}")
+    count = integer("set_num_threads: n", n, expected="an int")
+    if not 1 <= count <= MAX_THREADS:
+        raise ValueError(f"set_num_threads: n must be between 1 and {MAX_THREADS}, got {count}")
     previous = _num_threads
     if not _OPENMP:
-        if n > 1:
+        if count > 1:
             warnings.warn("fastopt was built without OpenMP; kernels run on 1 thread", RuntimeWarning, stacklevel=2)
-        n = 1
-    _num_threads = n
+        count = 1
+    _num_threads = count
     return previous
 
 
 @contextmanager
-def threads(n):
+def threads(n: SupportsIndex) -> Iterator[None]:
     """Context manager that sets the thread count and restores it on exit.
 
     Examples

@@ -19,7 +19,9 @@ Scalar = Union[float, np.floating[Any]]
 # One parameter group: {"params": ..., "lr": ..., ...}, as in torch.optim.
 ParamGroup = Mapping[str, Any]
 # What an optimizer updates: a ParamSet, a selection of one, arrays (in a sequence or by name), or groups.
-Params = Union["ParamSet", "ParamSelection", Sequence[Array], Mapping[str, Array], Sequence[ParamGroup]]
+# One sequence type for arrays and groups: a literal list of group dicts whose values differ is inferred as a
+# list of their join, which a union of two sequence types would refuse (a mix of both is refused at run time).
+Params = Union["ParamSet", "ParamSelection", Sequence[Union[Array, ParamGroup]], Mapping[str, Array]]
 # Gradients in the structure of ``Params`` (None: a ParamSet's own gradient buffer).
 Grads = Union[None, Array, Sequence[Any], Mapping[str, Any]]
 # What ``state_dict()`` returns and ``load_state_dict()`` takes.

@@ -27,21 +27,27 @@ Scalars
     rules (:func:`real_in_range`, :func:`betas`) and a schedule's step
     (:func:`fractional_step`).
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Collection, Iterable, Sequence
 from numbers import Integral, Real
 from operator import index
+from typing import Any, TypeVar
 
 import numpy as np
 
 from fastopt._memory import byte_span
 from fastopt._storage import BFLOAT16, PARAM_DTYPES, dtype_name
 
+_T = TypeVar("_T")
+
 #: What the float-only code takes (batch norm, the minimizers, distributed buffers); optimizer parameters and
 #: their gradients may also be bfloat16 (:data:`fastopt._storage.PARAM_DTYPES`).
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def as_float(value):
+def as_float(value: Any) -> float:
     """``float(value)`` for a real number, with ints beyond float's range as infinities (not OverflowError)."""
     try:
         return float(value)
@@ -49,7 +55,7 @@ def as_float(value):
         return math.inf if value > 0 else -math.inf
 
 
-def dtype_names(dtypes):
+def dtype_names(dtypes: Iterable[Any]) -> str:
     """``"float32 or float64"``, ``"float32, float64 or bfloat16"``: ``dtypes`` as a message lists them."""
     names = [dtype_name(d) for d in dtypes]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
@@ -59,7 +65,7 @@ def dtype_names(dtypes):
 _DLPACK_CPU = 1
 
 
-def as_array(obj, name):
+def as_array(obj: Any, name: str) -> Any:
     """``obj`` itself if it is not a DLPack producer, else a NumPy view of the same memory (never a copy).
 
     Objects with ``__dlpack__`` (torch CPU tensors, JAX arrays, ...) are
@@ -105,7 +111,7 @@ def _torch_view(tensor):
 _DLPACK_COPY = np.lib.NumpyVersion(np.__version__) >= "2.1.0"
 
 
-def check_float_array(arr, name, dtypes=FLOAT_DTYPES):
+def check_float_array(arr: Any, name: str, dtypes: Collection[Any] = FLOAT_DTYPES) -> Any:
     """Require a C-contiguous ndarray of one of ``dtypes`` (by default float32 or float64); return it unchanged."""
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(arr).__name__}")
@@ -118,20 +124,20 @@ def check_float_array(arr, name, dtypes=FLOAT_DTYPES):
     return arr
 
 
-def check_writeable(arr, name):
+def check_writeable(arr: Any, name: str) -> None:
     """Raise ValueError unless ``arr`` is writeable; returns None."""
     if not arr.flags.writeable:
         raise ValueError(f"{name} is read-only; fastopt updates parameters in place")
 
 
-def check_param(arr, name, dtypes=PARAM_DTYPES):
+def check_param(arr: Any, name: str, dtypes: Collection[Any] = PARAM_DTYPES) -> Any:
     """A parameter: a writeable C-contiguous ndarray of one of ``dtypes`` (float32, float64 or bfloat16)."""
     check_float_array(arr, name, dtypes)
     check_writeable(arr, name)
     return arr
 
 
-def check_grad(grad, param, grad_name, param_name, dtypes=PARAM_DTYPES):
+def check_grad(grad: Any, param: Any, grad_name: str, param_name: str, dtypes: Collection[Any] = PARAM_DTYPES) -> Any:
     """A gradient of one of ``dtypes`` matching ``param`` in dtype and shape (overlap is checked by the caller)."""
     check_float_array(grad, grad_name, dtypes)
     if grad.dtype != param.dtype:
@@ -141,7 +147,7 @@ def check_grad(grad, param, grad_name, param_name, dtypes=PARAM_DTYPES):
     return grad
 
 
-def check_disjoint(arrays, names, what):
+def check_disjoint(arrays: Sequence[Any], names: Sequence[str], what: str) -> list[tuple[int, int, int]]:
     """Raise ValueError if any two non-empty arrays overlap in memory.
 
     ``arrays`` must be C-contiguous, so an array occupies exactly the bytes
@@ -157,7 +163,8 @@ def check_disjoint(arrays, names, what):
 
 
 # --------------------------------------------------------------------------- flags and choices
-def flag(name, value, *, ints=int, message="{name} must be True or False, got {value!r}"):
+def flag(name: str, value: object, *, ints: type | tuple[type, ...] | None = int,
+         message: str = "{name} must be True or False, got {value!r}") -> bool:
     """A boolean option, as a bool: ``True``, ``False``, a NumPy bool, or an integer 0 or 1 of type ``ints``.
 
     Parameters
@@ -189,7 +196,7 @@ def flag(name, value, *, ints=int, message="{name} must be True or False, got {v
     raise TypeError(message.format(name=name, value=value, type=type(value).__name__))
 
 
-def choice(name, value, options, *, expected=None):
+def choice(name: str, value: _T, options: Collection[object], *, expected: str | None = None) -> _T:
     """One of ``options`` (compared with ``in``), returned as given; else ValueError.
 
     ``expected`` is what the message says ``name`` must be; by default
@@ -201,7 +208,7 @@ def choice(name, value, options, *, expected=None):
     return value
 
 
-def check_callable(name, value):
+def check_callable(name: str, value: _T) -> _T:
     """``value`` itself if it is callable; else TypeError ``"<name> must be callable, got <type>"``."""
     if not callable(value):
         raise TypeError(f"{name} must be callable, got {type(value).__name__}")
@@ -209,7 +216,8 @@ def check_callable(name, value):
 
 
 # --------------------------------------------------------------------------- integers
-def integer(name, value, low=None, *, expected="an integer", too_small=None):
+def integer(name: str, value: Any, low: int | None = None, *, expected: str = "an integer",
+            too_small: str | None = None) -> int:
     """An integer (anything with ``__index__``: Python and NumPy integers, not a bool) >= ``low``, as an int.
 
     Parameters
@@ -236,13 +244,13 @@ def integer(name, value, low=None, *, expected="an integer", too_small=None):
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be {expected}, got {value!r}")
     try:
-        value = index(value)
+        number = index(value)
     except TypeError:
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}") from None
-    if low is not None and value < low:
+    if low is not None and number < low:
         too_small = too_small or (f"an integer >= {low}" if expected == "an integer" else expected)
-        raise ValueError(f"{name} must be {too_small}, got {value}")
-    return value
+        raise ValueError(f"{name} must be {too_small}, got {number}")
+    return number
 
 
 def step_count(what, value):
@@ -266,7 +274,7 @@ def step_count(what, value):
 
 
 # --------------------------------------------------------------------------- real numbers
-def real_number(name, value, *, expected="a real number"):
+def real_number(name: str, value: _T, *, expected: str = "a real number") -> _T:
     """``value`` itself if it is a real number (``numbers.Real``, not a bool); else TypeError.
 
     The message is ``"<name> must be <expected>, got <type> <repr>"``.
@@ -276,15 +284,16 @@ def real_number(name, value, *, expected="a real number"):
     return value
 
 
-def _in_range(number, low, high, low_open, high_open, allow_inf):
+def _in_range(number: float, low: float, high: float, low_open: bool, high_open: bool, allow_inf: bool) -> bool:
     """Whether the float ``number`` is within the bounds (and finite unless ``allow_inf``); NaN never is."""
     above = low < number if low_open else low <= number
     below = number < high if high_open else number <= high
     return (allow_inf or math.isfinite(number)) and above and below
 
 
-def bounded_real(name, value, low=-math.inf, high=math.inf, *, low_open=False, high_open=False,
-                 allow_inf=False, float_like=False, expected="a real number", must=None):
+def bounded_real(name: str, value: object, low: float = -math.inf, high: float = math.inf, *, low_open: bool = False,
+                 high_open: bool = False, allow_inf: bool = False, float_like: bool = False,
+                 expected: str = "a real number", must: str | None = None) -> float:
     """A real number within ``[low, high]`` (either end open on request), as a float: the one range check.
 
     NaN is always refused, infinity unless ``allow_inf``; an int beyond
@@ -339,7 +348,7 @@ def bounded_real(name, value, low=-math.inf, high=math.inf, *, low_open=False, h
 
 
 #: The name ``optim/lr_scheduler.py`` imports: :func:`bounded_real` (finite by default).
-def fractional_step(t):
+def fractional_step(t: Any) -> float:
     """The argument of a schedule's ``sched(t)``: a finite step count >= 0, fractional steps allowed.
 
     Returns an int for an integer ``t``, else a float; errors as
@@ -395,7 +404,7 @@ def positive_option(name, value, *, integer=False, allow_zero=False, unlimited=F
     return float(value)
 
 
-def random_generator(seed):
+def random_generator(seed: Any) -> np.random.Generator:
     """A :class:`numpy.random.Generator` from a seed, as :func:`numpy.random.default_rng`, refusing booleans.
 
     Raises

@@ -54,6 +54,8 @@ Files of version 1 (``"fastopt-checkpoint-1"``, the same layout without
 ``checksum``) are still read, with every check but the checksum, so damage
 to their data cannot be detected.
 """
+from __future__ import annotations
+
 import errno
 import hashlib
 import io
@@ -65,7 +67,8 @@ import secrets
 import socket
 import stat
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import IO, TYPE_CHECKING, Any, NoReturn, Union
 
 import numpy as np
 
@@ -76,10 +79,18 @@ from fastopt.optim._wrapper import OptimizerWrapper
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import ParamSet
 
+if TYPE_CHECKING:
+    from fastopt._typing import Array
+
+    # What save and load take as parameters: a ParamSet, or arrays by name or in a list or tuple.
+    _Params = Union[ParamSet, Mapping[Any, Array], list[Array], tuple[Array, ...]]
+    # A path: a str or an os.PathLike.
+    _Path = Union[str, "os.PathLike[str]"]
+
 try:
     import fcntl
 except ImportError:  # no flock (Windows): temporaries are neither locked nor cleaned up
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 FORMAT = "fastopt-checkpoint-2"
 _FORMATS = ("fastopt-checkpoint-1", FORMAT)  # the versions load reads
@@ -112,7 +123,7 @@ class CheckpointError(ValueError):
 
 
 # ------------------------------------------------------------------------ save
-def save(path, params, optimizer=None):
+def save(path: _Path, params: _Params, optimizer: Optimizer | OptimizerWrapper | None = None) -> None:
     """Write ``params`` (and ``optimizer``'s state) to the ``.npz`` file ``path``.
 
     Parameters
@@ -165,7 +176,7 @@ def save(path, params, optimizer=None):
     _fsync_directory(directory)
 
 
-def _entries(params, optimizer):
+def _entries(params: _Params, optimizer: Any) -> dict[str, Array]:
     """{entry name: array} of a checkpoint, without ``checksum``."""
     entries = {"format": np.array(FORMAT)}
     for name, array in _named(params).items():
@@ -191,7 +202,7 @@ def _entries(params, optimizer):
     return entries
 
 
-def _seed(value):
+def _seed(value: object) -> int:
     """The optimizer's seed as an int in [0, 2**64); ValueError (or TypeError) for anything else."""
     seed = integer("the optimizer's seed", value, 0)
     if seed >= 2**64:
@@ -199,7 +210,7 @@ def _seed(value):
     return seed
 
 
-def _write_archive(fh, entries):
+def _write_archive(fh: IO[bytes], entries: Mapping[str, Array]) -> None:
     """The archive, its members in the order of their names and ``checksum`` last."""
     records = []
     with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
@@ -215,15 +226,15 @@ def _write_archive(fh, entries):
 class _Hashing:
     """A write-only stream that hashes what it passes on."""
 
-    def __init__(self, stream, digest):
+    def __init__(self, stream: IO[bytes], digest: Any) -> None:
         self.stream, self.digest = stream, digest
 
-    def write(self, data):
+    def write(self, data: bytes) -> int:
         self.digest.update(data)
         return self.stream.write(data)
 
 
-def _checksum(records):
+def _checksum(records: Iterable[tuple[str, bytes]]) -> str:
     """The ``checksum`` entry of (entry name, SHA-256 digest of its member), in the order of the names."""
     outer = hashlib.sha256()
     for name, digest in records:
@@ -234,7 +245,7 @@ def _checksum(records):
     return outer.hexdigest()
 
 
-def _destination_mode(path):
+def _destination_mode(path: str) -> int | None:
     """The permission bits of the file ``path`` replaces, or None if there is none."""
     try:
         st = os.stat(path)
@@ -262,11 +273,11 @@ def _destination_mode(path):
 _TEMP_NAME = re.compile(r"\.fastopt-(?P<host>[A-Za-z0-9._]{1,64})-(?P<pid>[0-9]+)-[0-9a-f]{16}\.tmp")
 
 
-def _host():
+def _host() -> str:
     return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "localhost"
 
 
-def _create_temporary(directory, mode):
+def _create_temporary(directory: str, mode: int) -> tuple[str, int]:
     """(path, fd) of a new temporary in ``directory``, open for writing and (where possible) locked."""
     while True:
         tmp = os.path.join(directory, f".fastopt-{_host()}-{os.getpid()}-{secrets.token_hex(8)}.tmp")
@@ -287,14 +298,14 @@ def _create_temporary(directory, mode):
         os.close(fd)  # removed as stale before we locked it: take another name
 
 
-def _unlink(path):
+def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:
         pass
 
 
-def _same_file(st, path):
+def _same_file(st: os.stat_result, path: str) -> bool:
     try:
         now = os.lstat(path)
     except FileNotFoundError:
@@ -302,7 +313,7 @@ def _same_file(st, path):
     return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
 
 
-def _remove_stale_temporaries(directory):
+def _remove_stale_temporaries(directory: str) -> None:
     """Remove this host's fastopt temporaries in ``directory`` that no running save holds; best effort."""
     if fcntl is None:
         return
@@ -333,14 +344,14 @@ def _remove_stale_temporaries(directory):
             os.close(fd)
 
 
-def _chmod(fd, path, mode):
+def _chmod(fd: int, path: str, mode: int) -> None:
     if hasattr(os, "fchmod"):
         os.fchmod(fd, mode)
     else:
         os.chmod(path, mode)
 
 
-def _fsync_directory(directory):
+def _fsync_directory(directory: str) -> None:
     """Make a rename in ``directory`` durable, where the platform can."""
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -356,7 +367,7 @@ def _fsync_directory(directory):
 
 
 # ------------------------------------------------------------------------ load
-def load(path, params, optimizer=None):
+def load(path: _Path, params: _Params, optimizer: Optimizer | OptimizerWrapper | None = None) -> None:
     """Read a checkpoint written by :func:`save` into ``params`` (and ``optimizer``), in place.
 
     Everything is checked before anything changes (see the module's
@@ -420,7 +431,7 @@ def load(path, params, optimizer=None):
             np.copyto(_stored(targets[name]), _stored(array))  # bfloat16 as its bits: exactly those saved
 
 
-def _describe(exc):
+def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -431,33 +442,35 @@ class _Source:
     has turned it into BadZipFile.
     """
 
-    def __init__(self, fh):
+    failure: OSError | None
+
+    def __init__(self, fh: IO[bytes]) -> None:
         self.fh, self.failure = fh, None
         self.name = getattr(fh, "name", None)
 
-    def read(self, n=-1):
+    def read(self, n: int = -1) -> bytes:
         try:
             return self.fh.read(n)
         except OSError as exc:
             self.failure = exc
             raise
 
-    def seek(self, offset, whence=0):
+    def seek(self, offset: int, whence: int = 0) -> int:
         return self.fh.seek(offset, whence)
 
-    def tell(self):
+    def tell(self) -> int:
         return self.fh.tell()
 
-    def seekable(self):
+    def seekable(self) -> bool:
         return True
 
 
-def _stored_dtype(dtype):
+def _stored_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
     """The dtype a checkpoint holds an array of ``dtype`` in: uint16 for bfloat16 (its bit patterns), else ``dtype``."""
     return _BITS if dtype == BFLOAT16 else dtype
 
 
-def _stored(array):
+def _stored(array: Array) -> Array:
     """``array`` as a checkpoint holds it: a view in :func:`_stored_dtype` (no copy)."""
     return array.view(_stored_dtype(array.dtype))
 
@@ -469,14 +482,14 @@ class _Spec:
     array is held as uint16 (see :func:`_stored` and :meth:`restore`).
     """
 
-    def __init__(self, kind, shape=None, dtype=None, chars=None):
+    def __init__(self, kind: str, shape: Any = None, dtype: Any = None, chars: Any = None) -> None:
         self.kind, self.shape, self.dtype, self.chars = kind, shape, dtype, chars
 
-    def restore(self, value):
+    def restore(self, value: Array) -> Array:
         """The array read for this entry, as it is loaded: a bfloat16 entry's uint16 bits viewed as bfloat16."""
         return value.view(BFLOAT16) if self.kind == "array" and self.dtype == BFLOAT16 else value
 
-    def check(self, name, shape, dtype):
+    def check(self, name: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> str | None:
         """Refuse a header that does not fit; the error names what was expected."""
         kind = self.kind
         if dtype.hasobject or dtype.itemsize == 0 and kind != "array" or any(n < 0 for n in shape):
@@ -501,7 +514,7 @@ class _Spec:
         return None
 
 
-def _state_arrays(optimizer, index, param):
+def _state_arrays(optimizer: Any, index: int, param: Array) -> dict[str, tuple[tuple[int, ...], np.dtype[Any]]]:
     """{key: (shape, dtype)} of every state array slot ``index`` (parameter ``param``) of ``optimizer`` may hold.
 
     As the optimizer's ``state_layout(index)`` gives them (codes, absmax,
@@ -514,12 +527,12 @@ def _state_arrays(optimizer, index, param):
     return {key: (tuple(shape), np.dtype(dtype)) for key, (shape, dtype) in state_layout(index).items()}
 
 
-def _some(names, shown=10):
+def _some(names: list[str], shown: int = 10) -> str:
     """A list of names for a message, cut short if long."""
     return str(names) if len(names) <= shown else f"{names[:shown]} and {len(names) - shown} more"
 
 
-def _what(name):
+def _what(name: str) -> str:
     if name.startswith("params/"):
         return f"parameter {name[len('params/'):]!r}"
     match = _SLOT_KEY.fullmatch(name)
@@ -529,14 +542,15 @@ def _what(name):
 class _Reader:
     """One reading of a checkpoint: directory, headers, then data; raises CheckpointError for what it refuses."""
 
-    def __init__(self, source, size, path, targets, optimizer):
+    def __init__(self, source: _Source, size: int, path: str, targets: dict[str, Array], optimizer: Any) -> None:
         self.source, self.size, self.path, self.targets, self.optimizer = source, size, path, targets, optimizer
-        self.headers = {}  # name: what _header found
+        # name: what _header found
+        self.headers: dict[str, tuple[bytes, tuple[int, ...], bool, np.dtype[Any], bytes | None]] = {}
 
-    def fail(self, message):
+    def fail(self, message: str) -> NoReturn:
         raise CheckpointError(f"{self.path}: {message}")
 
-    def read(self):
+    def read(self) -> tuple[dict[str, Array], dict[str, Any] | None]:
         """({parameter name: array}, state_dict for the optimizer or None)."""
         with zipfile.ZipFile(self.source) as archive:
             self.archive = archive
@@ -560,7 +574,7 @@ class _Reader:
         arrays = {name[len("params/"):]: values[name] for name in values if name.startswith("params/")}
         if self.optimizer is None or "optimizer/class" not in values:
             return arrays, None
-        state = {}
+        state: dict[int, dict[str, Any]] = {}
         for name, value in values.items():
             match = _SLOT_KEY.fullmatch(name)
             if match:
@@ -574,7 +588,7 @@ class _Reader:
         return arrays, snapshot
 
     # -- directory: names, member types and sizes, before any member is opened
-    def _directory(self):
+    def _directory(self) -> dict[str, zipfile.ZipInfo]:
         members = {}
         for info in self.archive.infolist():
             if not info.filename.endswith(".npy"):
@@ -598,7 +612,7 @@ class _Reader:
                 self.fail(f"the file is damaged: {info.filename} overlaps {after.filename}")
         return members
 
-    def _format(self):
+    def _format(self) -> str:
         if "format" not in self.members:
             self.fail(f"it is not a fastopt checkpoint ({FORMAT}): it holds no 'format'")
         fmt = _Spec("text", chars=_MAX_CHARS["format"])
@@ -608,7 +622,7 @@ class _Reader:
             self.fail(f"it is not a fastopt checkpoint ({FORMAT}): its format is {value[:64]!r}")
         return value
 
-    def _specs(self, version):
+    def _specs(self, version: str) -> dict[str, _Spec]:
         """{entry: _Spec} of every entry the file holds, once its names are checked against the layout."""
         specs = {"format": _Spec("text", chars=_MAX_CHARS["format"])}
         names = set(self.members) - {"format"}
@@ -628,7 +642,7 @@ class _Reader:
         for name, dtype in optional:
             names.discard(name)
             specs[name] = _Spec("array", (), np.dtype(dtype))
-        slots = {}
+        slots: dict[int, list[tuple[str, str]]] = {}
         for name in names:
             match = _SLOT_KEY.fullmatch(name)
             if match:
@@ -676,7 +690,7 @@ class _Reader:
                     self.fail(f"it holds state {key!r} for slot {index}, which {cls} does not keep")
         return specs
 
-    def _check_groups(self, groups, optimizer):
+    def _check_groups(self, groups: object, optimizer: Any) -> None:
         """The file's groups hold the optimizer's slots (read before the state: a layout mismatch says so)."""
         if not isinstance(groups, list):
             self.fail(f"the file is damaged: its param_groups are a {type(groups).__name__}, not a list")
@@ -689,16 +703,16 @@ class _Reader:
                           "here; was the optimizer built on the same parameters?")
 
     # -- members
-    def _read_exactly(self, member, n, name):
+    def _read_exactly(self, member: IO[bytes], n: int, name: str) -> bytes:
         data = member.read(n)
         if len(data) != n:
             self.fail(f"the file is truncated: {name} ends early")
         return data
 
-    def _open(self, name):
+    def _open(self, name: str) -> Any:
         return self.archive.open(self.members[name])
 
-    def _header(self, name, spec):
+    def _header(self, name: str, spec: _Spec) -> tuple[bytes, tuple[int, ...], bool, np.dtype[Any], bytes | None]:
         """(header bytes, shape, fortran_order, dtype, member bytes or None) of member ``name``.
 
         The header is checked against ``spec`` and the member's size before
@@ -734,13 +748,13 @@ class _Reader:
         self.headers[name] = header = (raw, shape, fortran, dtype, whole)
         return header
 
-    def _rest(self, member, name, nbytes):
+    def _rest(self, member: IO[bytes], name: str, nbytes: int) -> bytes:
         data = self._read_exactly(member, nbytes, name)
         if member.read(1):  # also makes zipfile check the member's CRC
             self.fail(f"the file is damaged: {name} is longer than its size")
         return data
 
-    def _data(self, name, digest, keep):
+    def _data(self, name: str, digest: Any, keep: bool) -> Any:
         """Member ``name``'s data (its header read already), hashed into ``digest``; its array if ``keep``."""
         raw, shape, fortran, dtype, whole = self.headers[name]
         nbytes = self.members[name].file_size - len(raw)
@@ -753,7 +767,7 @@ class _Reader:
                     self.fail(f"the file changed while it was read: {name}")
                 digest.update(raw)
                 buffer = np.empty(nbytes if keep else min(nbytes, _CHUNK), np.uint8)
-                view = memoryview(buffer)
+                view = memoryview(buffer)  # type: ignore[arg-type]
                 done = 0
                 while done < nbytes:
                     part = view[done:done + _CHUNK] if keep else view[:min(_CHUNK, nbytes - done)]
@@ -768,16 +782,16 @@ class _Reader:
             return None
         if nbytes == 0:
             return np.zeros(shape, dtype, order="F" if fortran else "C")
-        flat = buffer.view(dtype)
+        flat = buffer.view(dtype)  # type: ignore[union-attr]
         return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
 
 
-def _text(array):
+def _text(array: Any) -> str:
     return str(array[()])
 
 
 # ---------------------------------------------------------------------- shared
-def _holding(targets, optimizer):
+def _holding(targets: Mapping[str, Any], optimizer: Any) -> Any:
     """The locks of the parameters and of the optimizer's memory, taken together (see fastopt._locks)."""
     arrays = [a for a in targets.values() if isinstance(a, np.ndarray)]
     if optimizer is not None:
@@ -785,18 +799,18 @@ def _holding(targets, optimizer):
     return holding(arrays)
 
 
-def _class_name(optimizer):
+def _class_name(optimizer: Any) -> str:
     """What ``optimizer/class`` holds: the class's name, and a wrapper's with the wrapped one's (``Lookahead(AdamW)``)."""
     return optimizer.checkpoint_name if isinstance(optimizer, OptimizerWrapper) else type(optimizer).__name__
 
 
-def _check_optimizer(optimizer):
+def _check_optimizer(optimizer: object) -> None:
     if not isinstance(optimizer, (Optimizer, OptimizerWrapper)):
         raise TypeError(f"optimizer must be a fastopt.optim.Optimizer (or a wrapper of one, such as Lookahead), "
                         f"got {type(optimizer).__name__}")
 
 
-def _named(params):
+def _named(params: object) -> dict[str, Any]:
     """{name: array} for a ParamSet, a dict or a list/tuple of arrays."""
     if isinstance(params, ParamSet):
         return dict(params.items())

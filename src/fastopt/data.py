@@ -17,14 +17,35 @@ batch are gathered into a new array.  Randomness comes from a
 >>> [yb.tolist() for _, yb in minibatches(X, y, batch_size=2, shuffle=False)]
 [[0, 1], [2, 3], [4]]
 """
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Union, overload
+
 import numpy as np
 
 from fastopt._validation import flag, integer, random_generator
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from fastopt._typing import Array
+
+    # A source of randomness, as numpy.random.default_rng takes it.
+    Seed = Union[None, int, np.integer[Any], np.random.SeedSequence, np.random.BitGenerator, np.random.Generator]
+
 __all__ = ["minibatches", "num_batches", "train_test_split"]
 
 
-def minibatches(*arrays, batch_size=32, shuffle=True, seed=None, drop_last=False, reuse_buffers=False):
+@overload
+def minibatches(array: ArrayLike, /, *, batch_size: int | None = ..., shuffle: bool = ..., seed: Seed = ...,
+                drop_last: bool = ..., reuse_buffers: bool = ...) -> Iterator[Array]: ...
+@overload
+def minibatches(first: ArrayLike, second: ArrayLike, /, *arrays: ArrayLike, batch_size: int | None = ...,
+                shuffle: bool = ..., seed: Seed = ..., drop_last: bool = ...,
+                reuse_buffers: bool = ...) -> Iterator[tuple[Array, ...]]: ...
+def minibatches(*arrays: ArrayLike, batch_size: int | None = 32, shuffle: bool = True, seed: Seed = None,
+                drop_last: bool = False, reuse_buffers: bool = False) -> Iterator[Array] | Iterator[tuple[Array, ...]]:
     """Iterate once over aligned arrays in batches of rows.
 
     Parameters
@@ -89,19 +110,19 @@ def minibatches(*arrays, batch_size=32, shuffle=True, seed=None, drop_last=False
     >>> np.shares_memory(next(minibatches(X, shuffle=False)), X)
     True
     """
-    arrays = _as_aligned_arrays(arrays, "minibatches()")
-    n = len(arrays[0])
+    checked = _as_aligned_arrays(arrays, "minibatches()")
+    n = len(checked[0])
     size = _batch_size(batch_size, n)
     shuffle = flag("shuffle", shuffle, ints=None)
     drop_last = flag("drop_last", drop_last, ints=None)
     reuse_buffers = flag("reuse_buffers", reuse_buffers, ints=None)
     if not shuffle:
-        return _sliced(arrays, size, drop_last)
+        return _sliced(checked, size, drop_last)
     order = random_generator(seed).permutation(n)
-    return _gathered(arrays, order, size, drop_last, reuse_buffers)
+    return _gathered(checked, order, size, drop_last, reuse_buffers)
 
 
-def num_batches(n_samples, batch_size=32, *, drop_last=False):
+def num_batches(n_samples: int | np.integer[Any], batch_size: int | None = 32, *, drop_last: bool = False) -> int:
     """How many batches :func:`minibatches` yields for ``n_samples`` rows.
 
     Parameters
@@ -127,7 +148,15 @@ def num_batches(n_samples, batch_size=32, *, drop_last=False):
     return full + (1 if rest and not flag("drop_last", drop_last, ints=None) else 0)
 
 
-def train_test_split(*arrays, test_size=0.25, shuffle=True, seed=None, stratify=None):
+@overload
+def train_test_split(array: ArrayLike, /, *, test_size: float | np.floating[Any] | np.integer[Any] = ...,
+                     shuffle: bool = ..., seed: Seed = ..., stratify: ArrayLike | None = ...) -> tuple[Array, Array]: ...
+@overload
+def train_test_split(first: ArrayLike, second: ArrayLike, /, *arrays: ArrayLike,
+                     test_size: float | np.floating[Any] | np.integer[Any] = ..., shuffle: bool = ...,
+                     seed: Seed = ..., stratify: ArrayLike | None = ...) -> tuple[Array, ...]: ...
+def train_test_split(*arrays: ArrayLike, test_size: float | np.floating[Any] | np.integer[Any] = 0.25,
+                     shuffle: bool = True, seed: Seed = None, stratify: ArrayLike | None = None) -> tuple[Array, ...]:
     """Split aligned arrays into a training part and a test part.
 
     Parameters
@@ -165,14 +194,14 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, seed=None, stratify=
     >>> X_train.shape, X_test.shape, np.bincount(y_test).tolist()
     ((5, 2), (5, 2), [3, 2])
     """
-    arrays = _as_aligned_arrays(arrays, "train_test_split()")
-    n = len(arrays[0])
+    checked = _as_aligned_arrays(arrays, "train_test_split()")
+    n = len(checked[0])
     n_test = _test_count(test_size, n)
     if not flag("shuffle", shuffle, ints=None):
         if stratify is not None:
             raise ValueError("stratify needs shuffle=True")
         cut = n - n_test
-        return tuple(part for a in arrays for part in (a[:cut], a[cut:]))
+        return tuple(part for a in checked for part in (a[:cut], a[cut:]))
     rng = random_generator(seed)
     order = rng.permutation(n)
     if stratify is None:
@@ -180,11 +209,11 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, seed=None, stratify=
     else:
         in_test = _stratified_test_mask(stratify, order, n_test)
         test, train = order[in_test], order[~in_test]
-    return tuple(part for a in arrays for part in (np.take(a, train, axis=0), np.take(a, test, axis=0)))
+    return tuple(part for a in checked for part in (np.take(a, train, axis=0), np.take(a, test, axis=0)))
 
 
 # ---------------------------------------------------------------- iteration
-def _sliced(arrays, size, drop_last):
+def _sliced(arrays: Sequence[Array], size: int, drop_last: bool) -> Iterator[Any]:
     n = len(arrays[0])
     stop = n - n % size if drop_last else n
     single = len(arrays) == 1
@@ -193,7 +222,8 @@ def _sliced(arrays, size, drop_last):
         yield batch[0] if single else batch
 
 
-def _gathered(arrays, order, size, drop_last, reuse_buffers):
+def _gathered(arrays: Sequence[Array], order: Array, size: int, drop_last: bool,
+              reuse_buffers: bool) -> Iterator[Any]:
     n = len(order)
     stop = n - n % size if drop_last else n
     single = len(arrays) == 1
@@ -211,7 +241,7 @@ def _gathered(arrays, order, size, drop_last, reuse_buffers):
 
 
 # --------------------------------------------------------------- validation
-def _as_aligned_arrays(arrays, where):
+def _as_aligned_arrays(arrays: Sequence[Any], where: str) -> list[Array]:
     if not arrays:
         raise TypeError(f"{where} needs at least one array")
     converted = []
@@ -234,13 +264,13 @@ def _as_aligned_arrays(arrays, where):
     return converted
 
 
-def _batch_size(batch_size, n):
+def _batch_size(batch_size: int | None, n: int) -> int:
     if batch_size is None:
         return n
     return integer("batch_size", batch_size, low=1, too_small="a positive integer or None")
 
 
-def _test_count(test_size, n):
+def _test_count(test_size: object, n: int) -> int:
     if isinstance(test_size, (float, np.floating)):
         if not 0.0 < test_size < 1.0:
             raise ValueError(f"test_size as a fraction must lie in (0, 1), got {test_size}")
@@ -257,7 +287,7 @@ def _test_count(test_size, n):
     return n_test
 
 
-def _stratified_test_mask(stratify, order, n_test):
+def _stratified_test_mask(stratify: ArrayLike, order: Array, n_test: int) -> Array:
     """Which positions of ``order`` go to the test part, class by class."""
     labels = np.asarray(stratify)
     n = len(order)

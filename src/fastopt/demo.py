@@ -22,8 +22,11 @@ the bytes of optimizer state per parameter.  :func:`run_second_moment`
 is a regression whose gradients span many orders of magnitude within one
 quantization block, the case where the second moment's precision matters.
 """
+from __future__ import annotations
+
 import copy
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,10 +38,22 @@ from fastopt.nn import BatchNorm
 from fastopt.optim import lr_scheduler
 from fastopt.optim.swa_utils import AveragedModel, update_bn
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Sequence
+
+    from numpy.typing import DTypeLike
+
+    from fastopt._typing import Array, NDArray
+    from fastopt.optim.lr_scheduler import LRScheduler
+    from fastopt.paramset import ParamSet
+
+    #: Where the tables go, a line at a time (``print`` by default).
+    Out = Callable[[str], object]
+
 # name -> (optimizer class, hyperparameters, the rule's name in fastopt.bench.numpy_rules, or None where that
 # has no NumPy version to time against)
 _ADAMW = dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)  # also under the wrappers and SWA
-OPTIMIZERS = {
+OPTIMIZERS: dict[str, tuple[str, dict[str, Any], str | None]] = {
     "sgd-momentum": ("SGD", dict(lr=0.05, momentum=0.9), "sgd-momentum"),
     "adagrad": ("Adagrad", dict(lr=0.05, eps=1e-10), "adagrad"),
     "rmsprop": ("RMSprop", dict(lr=1e-3, alpha=0.99, eps=1e-8), "rmsprop"),
@@ -62,14 +77,14 @@ OPTIMIZERS = {
 SCHEDULE_FREE = ("sgd-schedulefree", "adamw-schedulefree")
 # Those whose optimizer is wrapped: name -> (the wrapper, its settings); Accumulate's updates come every 2
 # batches, each on the mean of their two (clipped) gradients
-WRAPPERS = {"lookahead-adamw": ("Lookahead", dict(k=5, alpha=0.5)),
+WRAPPERS: dict[str, tuple[str, dict[str, Any]]] = {"lookahead-adamw": ("Lookahead", dict(k=5, alpha=0.5)),
             "adamw-accumulate": ("Accumulate", dict(every=2))}
 # Those that average the weights of the last epochs (SWA: one update per epoch from this epoch of 30 on, scaled
 # to the run's length) and end at the average, with the batch-norm statistics recomputed there
-AVERAGED_FROM = {"adamw-swa": 20 / 30}
+AVERAGED_FROM: dict[str, float] = {"adamw-swa": 20 / 30}
 
 # name -> (parameter dtype, the optimizer's storage options)
-STORAGES = {
+STORAGES: dict[str, tuple[DTypeLike, dict[str, Any]]] = {
     "float32": (np.float32, {}),
     "state-bf16": (np.float32, dict(state_dtype="bfloat16")),
     "state-int8": (np.float32, dict(state_dtype="int8")),
@@ -90,14 +105,15 @@ class MLP:
     ``params``, ``loss_and_grad(X, y)``, ``loss(X, y)``.
     """
 
-    def __init__(self, n_in, n_hidden, n_out, *, seed=0, dtype=np.float32):
+    def __init__(self, n_in: int, n_hidden: int, n_out: int, *, seed: int | None = 0,
+                 dtype: DTypeLike = np.float32) -> None:
         rng = np.random.default_rng(seed)
 
-        def uniform(fan_in, shape):
+        def uniform(fan_in: int, shape: int | tuple[int, ...]) -> NDArray[np.float64]:
             bound = 1.0 / np.sqrt(fan_in)
             return rng.uniform(-bound, bound, shape)
 
-        self.params = fastopt.ParamSet({
+        self.params: ParamSet = fastopt.ParamSet({
             "fc1.weight": uniform(n_in, (n_in, n_hidden)),
             "bn.weight": np.ones(n_hidden),
             "bn.bias": np.zeros(n_hidden),
@@ -106,14 +122,14 @@ class MLP:
         }, dtype=dtype, align=True)
         self.bn = BatchNorm.from_paramset(self.params, "bn.weight", "bn.bias")
 
-    def logits(self, X, *, training=False):
+    def logits(self, X: Array, *, training: bool = False) -> Array:
         p = self.params
         self._X = X
         self._z = self.bn.forward(X @ p["fc1.weight"], training=training)
         self._a = np.maximum(self._z, 0)
         return self._a @ p["fc2.weight"] + p["fc2.bias"]
 
-    def loss_and_grad(self, X, y):
+    def loss_and_grad(self, X: Array, y: Array) -> float:
         """Mean cross-entropy on a batch; the gradients go into ``params.grads``."""
         probs, loss = _softmax_cross_entropy(self.logits(X, training=True), y)
         dlogits = probs
@@ -128,15 +144,15 @@ class MLP:
         np.matmul(self._X.T, dh, out=grads["fc1.weight"])
         return loss
 
-    def loss(self, X, y):
+    def loss(self, X: Array, y: Array) -> float:
         """Mean cross-entropy with the running statistics (evaluation mode)."""
         return _softmax_cross_entropy(self.logits(X), y)[1]
 
-    def accuracy(self, X, y):
+    def accuracy(self, X: Array, y: Array) -> float:
         return float(np.mean(np.argmax(self.logits(X), axis=1) == y))
 
 
-def _softmax_cross_entropy(logits, y):
+def _softmax_cross_entropy(logits: Array, y: Array) -> tuple[Array, float]:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     total = exp.sum(axis=1, keepdims=True)
@@ -144,8 +160,9 @@ def _softmax_cross_entropy(logits, y):
     return exp / total, loss
 
 
-def run(optimizers=tuple(OPTIMIZERS), *, epochs=30, batch_size=64, hidden=128, seed=0, png="fastopt-demo.png",
-        repeats=7, out=print):
+def run(optimizers: Collection[str] = tuple(OPTIMIZERS), *, epochs: int = 30, batch_size: int = 64, hidden: int = 128,
+        seed: int = 0, png: str | None = "fastopt-demo.png", repeats: int = 7,
+        out: Out = print) -> dict[str, dict[str, Any]]:
     """Train one model per optimizer; print a table; return {name: result dict}."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
@@ -160,7 +177,7 @@ def run(optimizers=tuple(OPTIMIZERS), *, epochs=30, batch_size=64, hidden=128, s
         "gradient norm clipped at 5")
     out("| optimizer | train loss | test loss | test accuracy | step (fastopt) | step (NumPy) | speed-up |")
     out("|---|---|---|---|---|---|---|")
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for name in optimizers:
         cls_name, hyper, rule = OPTIMIZERS[name]
         model = MLP(X.shape[1], hidden, 10, seed=seed)
@@ -172,7 +189,7 @@ def run(optimizers=tuple(OPTIMIZERS), *, epochs=30, batch_size=64, hidden=128, s
         average = AveragedModel(model.params) if name in AVERAGED_FROM else None
         first = int(AVERAGED_FROM.get(name, 0) * epochs)
 
-        def callback(epoch, history):
+        def callback(epoch: int, history: fastopt.History) -> None:
             if average is not None and epoch >= first:
                 average.update_parameters()
         start = time.perf_counter()
@@ -199,7 +216,7 @@ def run(optimizers=tuple(OPTIMIZERS), *, epochs=30, batch_size=64, hidden=128, s
     return results
 
 
-def _digits(seed):
+def _digits(seed: int) -> tuple[Array, ...]:
     X, y = fastopt.datasets.load_digits()
     X /= 16.0
     return fastopt.train_test_split(X, y, test_size=0.25, seed=seed, stratify=y)
@@ -222,17 +239,17 @@ class StoredIn:
     happens here, so :func:`fastopt.fit` gets ``clip_grad_norm=None``.
     """
 
-    def __init__(self, model, dtype=BFLOAT16, clip_grad_norm=None):
+    def __init__(self, model: MLP, dtype: DTypeLike = BFLOAT16, clip_grad_norm: float | None = None) -> None:
         self.model = model
         self.clip_grad_norm = clip_grad_norm
-        self.params = fastopt.ParamSet(dict(model.params.items()), dtype=dtype, align=True)  # rounded to nearest
+        self.params: ParamSet = fastopt.ParamSet(dict(model.params.items()), dtype=dtype, align=True)  # rounded to nearest
         self._widen()  # the float32 model starts from the rounded values too
 
-    def _widen(self):
+    def _widen(self) -> None:
         for name in self.params.names:  # tensor by tensor: the two arenas pad differently
             self.model.params[name][...] = self.params[name]
 
-    def loss_and_grad(self, X, y):
+    def loss_and_grad(self, X: Array, y: Array) -> float:
         self._widen()
         self.model.params.zero_grad()
         loss = self.model.loss_and_grad(X, y)
@@ -242,16 +259,16 @@ class StoredIn:
             self.params.grads[name][...] = self.model.params.grads[name]
         return loss
 
-    def loss(self, X, y):
+    def loss(self, X: Array, y: Array) -> float:
         self._widen()
         return self.model.loss(X, y)
 
-    def accuracy(self, X, y):
+    def accuracy(self, X: Array, y: Array) -> float:
         self._widen()
         return self.model.accuracy(X, y)
 
 
-def state_bytes(opt, params):
+def state_bytes(opt: Any, params: ParamSet) -> tuple[float, float]:
     """(bytes of optimizer state per parameter, bytes of parameters + gradients + state per parameter).
 
     Counted from the arrays ``opt`` really holds (``opt.state``: moments,
@@ -264,8 +281,9 @@ def state_bytes(opt, params):
     return state / n, (state + params.data.nbytes + params.grad.nbytes) / n
 
 
-def run_storage(optimizers=STORAGE_OPTIMIZERS, storages=tuple(STORAGES), *, epochs=30, batch_size=64, hidden=128,
-                seed=0, out=print):
+def run_storage(optimizers: Collection[str] = STORAGE_OPTIMIZERS, storages: Collection[str] = tuple(STORAGES), *,
+                epochs: int = 30, batch_size: int = 64, hidden: int = 128, seed: int = 0,
+                out: Out = print) -> dict[tuple[str, str], dict[str, Any]]:
     """Train the digits MLP with each optimizer in each storage choice; print a table; return {(opt, storage): dict}.
 
     Every run starts from the same initial model (rounded to bfloat16 for
@@ -286,13 +304,13 @@ def run_storage(optimizers=STORAGE_OPTIMIZERS, storages=tuple(STORAGES), *, epoc
     out("| optimizer | storage | state B/param | params+grads+state B/param | train loss | test loss | "
         "test accuracy |")
     out("|---|---|---|---|---|---|---|")
-    results = {}
+    results: dict[tuple[str, str], dict[str, Any]] = {}
     for name in optimizers:
         cls_name, hyper, _ = OPTIMIZERS[name]
         for storage in storages:
             dtype, options = STORAGES[storage]
-            model = MLP(X_train.shape[1], hidden, 10, seed=seed)
-            clip = 5.0
+            model: Any = MLP(X_train.shape[1], hidden, 10, seed=seed)  # an MLP, or a StoredIn around it
+            clip: float | None = 5.0
             if dtype != np.float32:
                 model, clip = StoredIn(model, dtype, clip_grad_norm=clip), None
             opt = getattr(fastopt, cls_name)(model.params, **hyper, **options)
@@ -308,7 +326,7 @@ def run_storage(optimizers=STORAGE_OPTIMIZERS, storages=tuple(STORAGES), *, epoc
     return results
 
 
-def _schedule(opt, epochs):
+def _schedule(opt: Any, epochs: int) -> LRScheduler:
     """Two epochs of linear warmup (from a tenth of the rate), then cosine annealing to 0."""
     if epochs <= 4:
         return lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
@@ -317,7 +335,8 @@ def _schedule(opt, epochs):
     return lr_scheduler.SequentialLR(opt, [warmup, cosine], milestones=[2])
 
 
-def _step_times(model, opt, rule, hyper, repeats):
+def _step_times(model: MLP | StoredIn, opt: Any, rule: str | None, hyper: dict[str, Any],
+                repeats: int) -> dict[str, float | None]:
     """Median seconds per step of fastopt's optimizer and of the NumPy rule (None: no NumPy version),
     interleaved, on copies."""
     _, fast = copy.deepcopy((model.params, opt))  # copied together (fast steps the copy); they carry the last batch's gradients
@@ -332,7 +351,7 @@ def _step_times(model, opt, rule, hyper, repeats):
     return {"fastopt_step": times["fastopt"], "numpy_step": times.get("numpy")}
 
 
-def _plot(results, path, out):
+def _plot(results: dict[str, dict[str, Any]], path: str, out: Out) -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -372,31 +391,32 @@ class UnitsRegression:
     squared, averaged over targets (the noise floor is ``noise ** 2``).
     """
 
-    def __init__(self, n_in, units):
+    def __init__(self, n_in: int, units: Sequence[float] | Array) -> None:
         self.units = np.asarray(units, dtype=np.float32)
-        self.params = fastopt.ParamSet({"W": np.zeros((n_in, len(units))), "b": np.zeros(len(units))},
+        self.params: ParamSet = fastopt.ParamSet({"W": np.zeros((n_in, len(units))), "b": np.zeros(len(units))},
                                        dtype=np.float32, align=True)
 
-    def predict(self, X):
+    def predict(self, X: Array) -> Array:
         return (X @ self.params["W"] + self.params["b"]) * self.units
 
-    def loss_and_grad(self, X, y):
+    def loss_and_grad(self, X: Array, y: Array) -> float:
         r = self.predict(X) - y
         dr = r * (2 * self.units / len(y))
         np.matmul(X.T, dr, out=self.params.grads["W"])
         np.sum(dr, axis=0, out=self.params.grads["b"])
         return float(np.mean(np.sum(r * r, axis=1)))
 
-    def loss(self, X, y):
+    def loss(self, X: Array, y: Array) -> float:
         r = self.predict(X) - y
         return float(np.mean(np.sum(r * r, axis=1)))
 
-    def relative_error(self, X, y):
+    def relative_error(self, X: Array, y: Array) -> float:
         r = (self.predict(X) - y) / self.units
         return float(np.mean(r * r))
 
 
-def units_data(decades, *, n_in=32, n_out=8, n=3000, noise=0.1, seed=0):
+def units_data(decades: float, *, n_in: int = 32, n_out: int = 8, n: int = 3000, noise: float = 0.1,
+               seed: int | None = 0) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float64]]:
     """Inputs, targets and units for :class:`UnitsRegression`: units log-spaced over ``decades`` around 1."""
     rng = np.random.default_rng(seed)
     units = 10.0 ** np.linspace(-decades / 2, decades / 2, n_out)
@@ -406,8 +426,9 @@ def units_data(decades, *, n_in=32, n_out=8, n=3000, noise=0.1, seed=0):
     return X.astype(np.float32), Y.astype(np.float32), units
 
 
-def run_second_moment(storages=("float32", "state-bf16", "state-int8"), decades=(2, 4, 8), *, epochs=30, lr=1e-2,
-                      batch_size=50, seed=0, out=print):
+def run_second_moment(storages: Collection[str] = ("float32", "state-bf16", "state-int8"),
+                      decades: Collection[float] = (2, 4, 8), *, epochs: int = 30, lr: float = 1e-2,
+                      batch_size: int = 50, seed: int = 0, out: Out = print) -> dict[tuple[float, str], dict[str, Any]]:
     """Adam on :class:`UnitsRegression` for each span of units and storage; print a table; return {(decades, storage): dict}.
 
     Each dict holds ``train_error`` and ``test_error`` (relative errors, see
@@ -423,7 +444,8 @@ def run_second_moment(storages=("float32", "state-bf16", "state-int8"), decades=
         "relative error = mean over targets of MSE / unit**2 (noise floor 0.0100)")
     out("| units span | storage | train relative error | test relative error | test error per target (smallest unit first) |")
     out("|---|---|---|---|---|")
-    results = {}
+    results: dict[tuple[float, str], dict[str, Any]] = {}
+    r: Any  # the test residuals, then the result dict
     for span in decades:
         X, Y, units = units_data(span, seed=seed)
         X_train, X_test, Y_train, Y_test = X[:2000], X[2000:], Y[:2000], Y[2000:]
@@ -443,7 +465,7 @@ def run_second_moment(storages=("float32", "state-bf16", "state-int8"), decades=
     return results
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m fastopt.demo --storage LIST``: :func:`run_storage`, then :func:`run_second_moment`."""
     import argparse
 
@@ -467,12 +489,12 @@ def main(argv=None):
     return 0
 
 
-def storage_tables(optimizers=",".join(STORAGE_OPTIMIZERS), storages="all", *, epochs=30, batch_size=64, seed=0,
-                   second_moment=True):
+def storage_tables(optimizers: str = ",".join(STORAGE_OPTIMIZERS), storages: str = "all", *, epochs: int = 30,
+                   batch_size: int = 64, seed: int = 0, second_moment: bool = True) -> None:
     """The storage tables (``python -m fastopt demo --storage`` and ``python -m fastopt.demo``):
     :func:`run_storage` for the comma-separated ``optimizers`` and ``storages`` ("all": every one), then
     :func:`run_second_moment` for those of them with float32 parameters."""
-    storages = tuple(STORAGES) if storages == "all" else tuple(storages.split(","))
+    storages = tuple(STORAGES) if storages == "all" else tuple(storages.split(","))  # type: ignore[assignment]
     run_storage(tuple(optimizers.split(",")), storages, epochs=epochs, batch_size=batch_size, seed=seed)
     float32 = tuple(s for s in storages if STORAGES[s][0] == np.float32)
     if second_moment and float32:

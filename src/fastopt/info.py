@@ -1,10 +1,14 @@
 """Build and runtime facts, as printed by ``python -m fastopt info``."""
+from __future__ import annotations
+
 import platform
+from collections.abc import Mapping
+from typing import Any
 
 from fastopt import _kernels, _openmp_helpers, _threads
 
 
-def build_info():
+def build_info() -> dict[str, Any]:
     """Return a dict describing how fastopt was built and how it will run.
 
     Keys: ``version``, ``python``, ``platform``, ``compiler``, ``flags``
@@ -18,7 +22,7 @@ def build_info():
     """
     from fastopt import __version__
 
-    info = {"version": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    info: dict[str, Any] = {"version": __version__, "python": platform.python_version(), "platform": platform.platform()}
     info.update(_openmp_helpers.build_info())
     info["num_threads"] = _threads.get_num_threads()
     info["wait_policy"] = _threads.WAIT_POLICY
@@ -29,7 +33,7 @@ def build_info():
     return info
 
 
-def format_info(info):
+def format_info(info: Mapping[str, Any]) -> str:
     """Human-readable lines for :func:`build_info`'s dict."""
     openmp = f"on (OpenMP {info['openmp_version']})" if info["openmp"] else "OFF (serial build)"
     rows = [

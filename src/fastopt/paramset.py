@@ -1,6 +1,9 @@
 """ParamSet: every parameter and gradient of a model in two contiguous buffers."""
-from collections.abc import Mapping
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from operator import index
+from typing import TYPE_CHECKING, Any, Union, overload
 
 import numpy as np
 
@@ -8,10 +11,20 @@ from fastopt._openmp_helpers import build_info
 from fastopt._storage import BFLOAT16, PARAM_DTYPES, dtype_name
 from fastopt._validation import as_array, dtype_names
 
-CACHE_LINE = build_info()["cache_line_bytes"]
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike
+
+    from fastopt._typing import Array
+
+    # What a ParamSet is built from: name -> shape (an int or a tuple of ints) or array, as a mapping or pairs.
+    _Tensors = Union[Mapping[str, ArrayLike], Iterable[tuple[str, ArrayLike]]]
+    # A mask of ParamSet.masked: a predicate mask(name, array) or a bool per name.
+    _Mask = Union[Callable[[str, Array], Union[bool, np.bool_]], Mapping[str, Union[bool, np.bool_]]]
+
+CACHE_LINE: int = build_info()["cache_line_bytes"]
 
 
-class ParamSet(Mapping):
+class ParamSet(Mapping[str, "Array"]):
     """A flat arena holding all parameters of a model, plus a matching gradient arena.
 
     Each named tensor is a view into one contiguous 1-D buffer (``data``); its
@@ -78,7 +91,21 @@ class ParamSet(Mapping):
     (dtype(bfloat16), 12, 1.0)
     """
 
-    def __init__(self, tensors, dtype=None, *, align=False):
+    dtype: np.dtype[Any]
+    align: bool
+    slices: dict[str, slice]
+    shapes: dict[str, tuple[int, ...]]
+    size: int
+    names: tuple[str, ...]
+    grads: _ViewMap
+
+    # Two signatures rather than one union, so that a dict literal such as {"w": 3, "b": ()} type-checks.
+    @overload
+    def __init__(self, tensors: Mapping[str, ArrayLike], dtype: DTypeLike | None = ..., *, align: bool = ...) -> None: ...
+    @overload
+    def __init__(self, tensors: Iterable[tuple[str, ArrayLike]], dtype: DTypeLike | None = ..., *,
+                 align: bool = ...) -> None: ...
+    def __init__(self, tensors: _Tensors, dtype: DTypeLike | None = None, *, align: bool = False) -> None:
         entries = _parse_entries(tensors)
         self.dtype = _resolve_dtype(entries, dtype)
         self.align = bool(align)
@@ -104,46 +131,46 @@ class ParamSet(Mapping):
             if value is not None:
                 self._params[name] = value
 
-    def _views(self, flat):
+    def _views(self, flat: Array) -> dict[str, Array]:
         return {n: flat[s].reshape(self.shapes[n]) for n, s in self.slices.items()}
 
     @property
-    def data(self):
+    def data(self) -> Array:
         return self._data
 
     @property
-    def grad(self):
+    def grad(self) -> Array:
         return self._grad
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[..., ParamSet], tuple[Any, ...]]:
         """Copies and pickles rebuild the arena, so views and buffers stay one memory."""
         layout = [(n, self.shapes[n]) for n in self.names]
         # By name: bfloat16's dtype.str is "<V2", a plain void type.
         return _rebuild, (layout, dtype_name(self.dtype), self.align, self._data, self._grad)
 
     # Mapping protocol: name -> parameter view
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> Array:
         return self._params[name]
 
-    def __setitem__(self, name, value):
+    def __setitem__(self, name: str, value: ArrayLike) -> None:
         """Copy ``value`` into the tensor ``name`` (its view and the buffer stay the same)."""
         self._params[name] = value
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.names)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.names)
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         return self.data.nbytes
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient to zero (one pass over the gradient buffer)."""
         self.grad.fill(0)
 
-    def select(self, names):
+    def select(self, names: str | Iterable[str]) -> ParamSelection:
         """The tensors ``names`` of this ParamSet, for a parameter group.
 
         Examples
@@ -157,7 +184,7 @@ class ParamSet(Mapping):
         """
         return ParamSelection(self, names)
 
-    def masked(self, mask):
+    def masked(self, mask: _Mask) -> ParamSelection:
         """The tensors for which ``mask`` is true, as :meth:`select` gives them (the role of optax's ``masked``).
 
         ``mask`` is a callable ``mask(name, array) -> bool`` or a mapping
@@ -192,7 +219,7 @@ class ParamSet(Mapping):
             raise ValueError("the mask selects no tensor")
         return ParamSelection(self, chosen)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         body = ", ".join(f"{n!r}: {self.shapes[n]}" for n in self.names)
         return f"ParamSet({{{body}}}, dtype={dtype_name(self.dtype)}, size={self.size})"
 
@@ -200,13 +227,14 @@ class ParamSet(Mapping):
 _DTYPES_BY_NAME = {dtype_name(d): d for d in PARAM_DTYPES}
 
 
-def _mask_value(name, value):
+def _mask_value(name: str, value: object) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"the mask of {name!r} must be a bool, got {value!r}")
     return bool(value)
 
 
-def _rebuild(layout, dtype, align, data, grad):
+def _rebuild(layout: list[tuple[str, tuple[int, ...]]], dtype: str, align: bool, data: Array,
+             grad: Array) -> ParamSet:
     """A pickled ParamSet; ``dtype`` is a name of PARAM_DTYPES (or, from older pickles, a ``dtype.str``)."""
     ps = ParamSet(layout, dtype=_DTYPES_BY_NAME.get(dtype, dtype), align=align)
     ps.data[:] = data
@@ -231,7 +259,11 @@ class ParamSelection:
         Contiguous runs of the flat buffers and the names each covers.
     """
 
-    def __init__(self, paramset, names):
+    paramset: ParamSet
+    names: tuple[str, ...]
+    runs: list[tuple[slice, tuple[str, ...]]]
+
+    def __init__(self, paramset: ParamSet, names: str | Iterable[str]) -> None:
         if isinstance(names, str):
             names = [names]
         names = list(names)
@@ -245,7 +277,9 @@ class ParamSelection:
         self.paramset = paramset
         self.names = tuple(n for n in paramset.names if n in chosen)
         self.runs = []
-        run_names, start, stop = [], None, None
+        run_names: list[str] = []
+        start: int | None = None
+        stop: int | None = None
         for name in paramset.names:  # walk the layout, cutting where an unselected tensor intervenes
             if name not in chosen:
                 if run_names:
@@ -260,37 +294,37 @@ class ParamSelection:
         if run_names:
             self.runs.append((slice(start, stop), tuple(run_names)))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ParamSelection({list(self.names)})"
 
 
-class _ViewMap(Mapping):
+class _ViewMap(Mapping[str, "Array"]):
     """Mapping name -> view into a flat buffer; assignment copies into the view."""
 
-    def __init__(self, views, label):
+    def __init__(self, views: dict[str, Array], label: str) -> None:
         self._views = views
         self._label = label
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> Array:
         try:
             return self._views[name]
         except KeyError:
             raise KeyError(f"{self._label} has no tensor {name!r}; it holds {list(self._views)}") from None
 
-    def __setitem__(self, name, value):
+    def __setitem__(self, name: str, value: ArrayLike) -> None:
         np.copyto(self[name], value, casting="same_kind")
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._views)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._views)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{self._label}({list(self._views)})"
 
 
-def _aligned_zeros(size, dtype):
+def _aligned_zeros(size: int, dtype: np.dtype[Any]) -> Array:
     """Zeros of ``size`` elements whose first element sits on a cache line."""
     pad = CACHE_LINE // dtype.itemsize
     raw = np.zeros(size + pad, dtype=dtype)
@@ -298,14 +332,15 @@ def _aligned_zeros(size, dtype):
     return raw[start:start + size]
 
 
-def _parse_entries(tensors):
+def _parse_entries(tensors: _Tensors) -> list[tuple[str, tuple[int, ...], Array | None]]:
     """[(name, shape, array_or_None)] from a mapping or (name, value) pairs."""
     items = tensors.items() if isinstance(tensors, Mapping) else tensors
     try:
         items = list(items)
     except TypeError:
         raise TypeError(f"ParamSet needs a dict of shapes or arrays, got {type(tensors).__name__}") from None
-    entries, seen = [], set()
+    entries: list[tuple[str, tuple[int, ...], Array | None]] = []
+    seen: set[str] = set()
     for item in items:
         try:
             name, value = item
@@ -325,12 +360,12 @@ def _parse_entries(tensors):
     return entries
 
 
-def _as_shape(value):
+def _as_shape(value: Any) -> tuple[int, ...] | None:
     """The shape ``value`` spells (an int or a tuple of ints), or None if it is data."""
     if isinstance(value, (bool, np.bool_)) or isinstance(value, (np.ndarray, list)):
         return None
     try:
-        dims = (index(value),)
+        dims: tuple[int, ...] = (index(value),)
     except TypeError:
         if not isinstance(value, tuple):
             return None
@@ -343,7 +378,7 @@ def _as_shape(value):
     return dims
 
 
-def _as_numeric_array(value, name):
+def _as_numeric_array(value: object, name: str) -> Array:
     value = as_array(value, f"ParamSet tensor {name!r}")  # a DLPack producer's values, however NumPy reads them
     try:
         array = np.asarray(value)
@@ -356,7 +391,7 @@ def _as_numeric_array(value, name):
     return array
 
 
-def _resolve_dtype(entries, dtype):
+def _resolve_dtype(entries: list[tuple[str, tuple[int, ...], Array | None]], dtype: DTypeLike | None) -> np.dtype[Any]:
     if dtype is not None:
         dtype = np.dtype(dtype)
         if dtype not in PARAM_DTYPES:

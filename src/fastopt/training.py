@@ -34,10 +34,14 @@ a ``tqdm`` progress bar when that package is installed.
 >>> round(float(model.params["m"][0]), 4), len(history.train_loss)
 (3.0, 20)
 """
+from __future__ import annotations
+
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, SupportsFloat
 
 import numpy as np
 
@@ -47,7 +51,38 @@ from fastopt.optim._wrapper import OptimizerWrapper
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import ParamSet
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from fastopt._typing import Array
+    from fastopt.data import Seed
+
 __all__ = ["History", "NonFiniteLossError", "fit"]
+
+
+class Model(Protocol):
+    """What :func:`fit` trains (see :mod:`fastopt.training`): ``params`` and ``loss_and_grad(X_batch, y_batch)``.
+
+    With ``validation_data``, :func:`fit` also calls ``loss(X, y)``; a model
+    without one is refused then (a TypeError at run time).
+    """
+
+    @property
+    def params(self) -> ParamSet: ...
+
+    def loss_and_grad(self, X: Array, y: Any, /) -> SupportsFloat: ...
+
+
+class SupportsStep(Protocol):
+    """An optimizer :func:`fit` can drive, or a schedule it steps without a metric: anything with ``step()``."""
+
+    def step(self) -> object: ...
+
+
+class SupportsMetricStep(Protocol):
+    """A schedule stepped with a metric (``ReduceLROnPlateau``): ``step(metric)``."""
+
+    def step(self, metrics: float, /) -> object: ...
 
 
 @dataclass
@@ -84,21 +119,21 @@ class History:
         model at the end (see ``restore_best`` of :func:`fit`).
     """
 
-    train_loss: list = field(default_factory=list)
-    val_loss: list = field(default_factory=list)
-    lr: list = field(default_factory=list)
-    seconds: list = field(default_factory=list)
-    grad_norm: list = field(default_factory=list)
-    best_epoch: int = None
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    lr: list[float | tuple[float, ...] | None] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
     stopped_early: bool = False
     restored_best: bool = False
 
     @property
-    def epochs(self):
+    def epochs(self) -> int:
         """Number of completed epochs."""
         return len(self.train_loss)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         """The history as a plain dict (lists copied), e.g. to save as JSON."""
         return {f.name: list(v) if isinstance(v := getattr(self, f.name), list) else v for f in fields(self)}
 
@@ -118,15 +153,24 @@ class NonFiniteLossError(FloatingPointError):
         The epochs completed before the failure.
     """
 
-    def __init__(self, message, *, epoch, batch, value, history):
+    epoch: int
+    batch: int | None
+    value: float
+    history: History
+
+    def __init__(self, message: str, *, epoch: int, batch: int | None, value: float, history: History) -> None:
         super().__init__(message)
         self.epoch, self.batch, self.value, self.history = epoch, batch, value, history
 
 
-def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, drop_last=False,
-        scheduler=None, scheduler_interval="epoch", clip_grad_norm=None,
-        validation_data=None, early_stopping_patience=None, min_delta=0.0, restore_best=None,
-        callback=None, progress=True):
+def fit(model: Model, optimizer: SupportsStep, X: ArrayLike, y: ArrayLike | None, *, epochs: int,
+        batch_size: int | None = 32, shuffle: bool = True, seed: Seed = 0, drop_last: bool = False,
+        scheduler: SupportsStep | SupportsMetricStep | None = None,
+        scheduler_interval: Literal["epoch", "batch"] = "epoch", clip_grad_norm: float | None = None,
+        validation_data: tuple[Any, Any] | None = None, early_stopping_patience: int | None = None,
+        min_delta: float = 0.0, restore_best: bool | None = None,
+        callback: Callable[[int, History], object] | None = None,
+        progress: bool | Literal["tqdm", "print"] = True) -> History:
     """Train ``model`` with ``optimizer`` on ``(X, y)`` for up to ``epochs`` passes.
 
     Each epoch walks once over the data in mini-batches
@@ -261,10 +305,10 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
 
     history = History()
     best_metric, since_best = math.inf, 0
-    best_data = params.data.copy() if restore_best else None
+    best_data: Any = params.data.copy() if restore_best else None
     display = _Progress(progress, epochs)
 
-    def fail(what, value, epoch, batch, detail=""):
+    def fail(what: str, value: float, epoch: int, batch: int | None, detail: str = "") -> NoReturn:
         if modes is not None:
             modes.eval()  # before any restore: the best parameters were saved in evaluation mode
         if batch is None:
@@ -279,7 +323,8 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
         raise NonFiniteLossError(message, epoch=epoch, batch=batch, value=value, history=history)
 
     switches = all(callable(getattr(optimizer, name, None)) for name in ("train", "eval"))
-    modes = optimizer if switches else None  # a schedule-free optimizer's train()/eval()
+    modes: Any = optimizer if switches else None  # a schedule-free optimizer's train()/eval()
+    batch: Any  # one array, or a tuple (X_batch, y_batch)
     try:
         for epoch in range(epochs):
             start = time.perf_counter()
@@ -301,7 +346,7 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
                     norm_sum += norm
                 optimizer.step()
                 if per_batch:
-                    scheduler.step()
+                    scheduler.step()  # type: ignore[union-attr, call-arg]
                 loss_sum += loss * len(X_batch)
                 rows += len(X_batch)
             if modes is not None:
@@ -309,14 +354,14 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
 
             metric = train_loss = loss_sum / rows
             if X_val is not None:
-                metric = float(model.loss(X_val, y_val))
+                metric = float(model.loss(X_val, y_val))  # type: ignore[attr-defined]
                 if not math.isfinite(metric):
                     fail(f"validation loss is {metric}", metric, epoch, None)
             if scheduler is not None and not per_batch:
                 if wants_metric:
-                    scheduler.step(metric)
+                    scheduler.step(metric)  # type: ignore[call-arg]
                 else:
-                    scheduler.step()
+                    scheduler.step()  # type: ignore[call-arg]
             history.train_loss.append(train_loss)
             history.lr.append(lr)
             if X_val is not None:
@@ -359,7 +404,7 @@ def fit(model, optimizer, X, y, *, epochs, batch_size=32, shuffle=True, seed=0, 
 
 
 # ------------------------------------------------------------------ checks
-def _check_model(model, needs_loss):
+def _check_model(model: object, needs_loss: bool) -> Any:
     if not callable(getattr(model, "loss_and_grad", None)):
         raise TypeError(f"model must have a loss_and_grad(X_batch, y_batch) method, got {type(model).__name__}")
     if needs_loss and not callable(getattr(model, "loss", None)):
@@ -371,7 +416,7 @@ def _check_model(model, needs_loss):
     return params
 
 
-def _check_optimizer(optimizer, params):
+def _check_optimizer(optimizer: Any, params: ParamSet) -> None:
     """The optimizer must update ``model.params``: fit() writes the gradients into its ``grad`` buffer.
 
     Checked for fastopt's own optimizers (and anything exposing the ParamSet
@@ -392,7 +437,7 @@ def _check_optimizer(optimizer, params):
                          "would train nothing; build the optimizer on model.params (or model.params.select(...))")
 
 
-def _check_validation(validation_data):
+def _check_validation(validation_data: object) -> tuple[Any, Any]:
     if validation_data is None:
         return None, None
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -403,7 +448,7 @@ def _check_validation(validation_data):
     return X_val, y_val
 
 
-def _check_scheduler(scheduler, interval):
+def _check_scheduler(scheduler: object, interval: str) -> tuple[bool, bool]:
     """Whether the scheduler wants a metric, and whether to step it per batch."""
     choice("scheduler_interval", interval, ("epoch", "batch"), expected="'epoch' or 'batch'")
     if scheduler is None:
@@ -416,14 +461,14 @@ def _check_scheduler(scheduler, interval):
     return wants_metric, interval == "batch"
 
 
-def _needs_metric(scheduler):
+def _needs_metric(scheduler: object) -> bool:
     flag = getattr(scheduler, "needs_metric", None)
     if flag is not None:
         return bool(flag)
     return any(cls.__name__ == "ReduceLROnPlateau" for cls in type(scheduler).__mro__)
 
 
-def _restore_best(restore_best, patience, validation_data):
+def _restore_best(restore_best: bool | None, patience: int | None, validation_data: object) -> bool:
     if patience is not None and validation_data is None:
         raise ValueError("early_stopping_patience watches the validation loss: pass validation_data too")
     if restore_best is None:
@@ -434,7 +479,7 @@ def _restore_best(restore_best, patience, validation_data):
     return restore_best
 
 
-def _clipper():
+def _clipper() -> Callable[..., float]:
     try:
         from fastopt.nn.clip import clip_grad_norm_
     except ImportError as err:
@@ -443,7 +488,7 @@ def _clipper():
     return clip_grad_norm_
 
 
-def _current_lr(optimizer):
+def _current_lr(optimizer: object) -> Any:
     groups = getattr(optimizer, "param_groups", None)
     if not groups:
         return None
@@ -455,10 +500,10 @@ def _current_lr(optimizer):
 class _Progress:
     """Shows epochs on stderr: a tqdm bar, plain lines, or nothing."""
 
-    def __init__(self, progress, epochs):
+    def __init__(self, progress: object, epochs: int) -> None:
         choice("progress", progress, (True, False, "tqdm", "print"), expected="True, False, 'tqdm' or 'print'")
         self.mode = "print" if progress else None
-        self.bar = None
+        self.bar: Any = None
         if progress in (True, "tqdm"):
             try:
                 from tqdm.auto import tqdm
@@ -468,7 +513,7 @@ class _Progress:
             else:
                 self.mode, self.bar = "tqdm", tqdm(total=epochs, unit="epoch", desc="fit")
 
-    def epoch_done(self, history, epochs):
+    def epoch_done(self, history: History, epochs: int) -> None:
         if self.mode is None:
             return
         stats = {"loss": f"{history.train_loss[-1]:.4g}"}
@@ -483,16 +528,17 @@ class _Progress:
             line = ", ".join(f"{k} {v}" for k, v in stats.items())
             print(f"epoch {history.epochs}/{epochs}: {line}, {history.seconds[-1]:.3g} s", file=sys.stderr, flush=True)
 
-    def summary(self, history):
+    def summary(self, history: History) -> None:
         if self.mode is None or not (history.stopped_early or history.restored_best):
             return
         parts = [f"stopped early after epoch {history.epochs}"] if history.stopped_early else []
-        if history.restored_best:
-            parts.append(f"restored the parameters of epoch {history.best_epoch + 1} "
-                         f"(val_loss {history.val_loss[history.best_epoch]:.4g})")
+        if history.restored_best:  # so best_epoch is an int
+            best: Any = history.best_epoch
+            parts.append(f"restored the parameters of epoch {best + 1} "
+                         f"(val_loss {history.val_loss[best]:.4g})")
         print("fit: " + "; ".join(parts), file=sys.stderr, flush=True)
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None

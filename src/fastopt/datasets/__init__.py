@@ -13,11 +13,17 @@ E. Alpaydin and C. Kaynak (1998), https://archive.ics.uci.edu/dataset/80
 (https://creativecommons.org/licenses/by/4.0/).  ``data/README.md`` next to
 the file describes it and its licence; please cite the authors when you use it.
 """
+from __future__ import annotations
+
 import gzip
 from functools import lru_cache
 from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike, NDArray
 
 __all__ = ["load_digits"]
 
@@ -25,7 +31,7 @@ DIGITS_FILE = "digits.csv.gz"
 DIGITS_SHAPE = (1797, 65)  # 64 pixel counts, then the label
 
 
-def load_digits(dtype=np.float32):
+def load_digits(dtype: DTypeLike = np.float32) -> tuple[NDArray[Any], NDArray[np.int64]]:
     """The bundled handwritten digits: 1797 images of 8 x 8 pixel counts and their labels.
 
     Each 32 x 32 black-and-white scan of a handwritten digit was reduced to
@@ -69,7 +75,7 @@ def load_digits(dtype=np.float32):
 
 
 @lru_cache(maxsize=None)
-def _digits_table():
+def _digits_table() -> NDArray[np.uint8]:
     """Parse the CSV once; the read-only uint8 table is shared by every call."""
     source = resources.files(__name__).joinpath("data").joinpath(DIGITS_FILE)
     with source.open("rb") as raw, gzip.open(raw, "rt", encoding="ascii") as text:

@@ -75,9 +75,11 @@ The names above are all importable from here; they live in
 cross-rank checks every collective starts with) and ``_comm`` (mpi4py,
 communicators, buffers and the averaging options).
 """
+from __future__ import annotations
+
 #: Lists of arrays smaller than this many bytes travel packed (a copy of ``_comm.PACK_BYTES``:
 #: read-only, since changing it here changes nothing).
-from fastopt.distributed._comm import PACK_BYTES
+from fastopt.distributed._comm import PACK_BYTES as PACK_BYTES
 from fastopt.distributed._partition import shard, shard_bounds
 from fastopt.distributed.data_parallel import DataParallel, allreduce_grads, broadcast_params
 from fastopt.distributed.sharded import ShardedOptimizer

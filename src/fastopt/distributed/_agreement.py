@@ -5,31 +5,38 @@ is the quick exchange every collective starts with; :func:`_disagree`,
 the slow path, works out what went wrong; :func:`failure` words one
 rank's error as every rank raises it.
 """
+from __future__ import annotations
+
 import functools
 import hashlib
 import math
 import struct
+from typing import TYPE_CHECKING, Any
 
 from fastopt.distributed._comm import MPI
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import NoReturn
 
-def _short(value, limit=120):
+
+def _short(value: object, limit: int = 120) -> str:
     text = str(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def digest(value):
+def digest(value: object) -> int:
     """A 62-bit digest of ``repr(value)``: the same on every rank and in every run (unlike ``hash``)."""
     raw = hashlib.blake2b(repr(value).encode(), digest_size=8).digest()
     return int.from_bytes(raw, "little") >> 2
 
 
 @functools.lru_cache(maxsize=512)
-def _cached_digest(value):
+def _cached_digest(value: object) -> int:
     return digest(value)
 
 
-def _signature_digest(signature):
+def _signature_digest(signature: object) -> int:
     """:func:`digest` of a signature, from a cache when the signature is hashable.
 
     The cache is keyed by equality, so it needs the values of a field to
@@ -43,12 +50,13 @@ def _signature_digest(signature):
 
 
 #: Error classes kept when one rank's error is raised on all; others become RuntimeError.
-_ERRORS = {"TypeError": TypeError, "ValueError": ValueError}
+_ERRORS: dict[str, type[Exception]] = {"TypeError": TypeError, "ValueError": ValueError}
 #: One rank's part of the quick exchange in :func:`agree`: failed, call digest, signature digest, value to sum.
 _VOTE = struct.Struct("=qqqd")
 
 
-def agree(comm, what, build, *, details=None, total=False):
+def agree(comm: MPI.Comm, what: str, build: Callable[[], tuple[Any, ...]], *,
+          details: Callable[[], Sequence[tuple[str, Any]]] | None = None, total: bool = False) -> Any:
     """Run the local checks ``build()`` on every rank; go on only if all ranks passed them and agree.
 
     Every collective here starts with this call, before any data moves.
@@ -90,7 +98,9 @@ def agree(comm, what, build, *, details=None, total=False):
     -------
     result, or (result, total)
     """
-    result = signature = error = None
+    result: Any = None
+    signature: Any = None
+    error: Exception | None = None
     value = 0.0
     try:
         if total:
@@ -119,7 +129,7 @@ def agree(comm, what, build, *, details=None, total=False):
     return (result, value) if total else result
 
 
-def _disagree(comm, what, error, signature):
+def _disagree(comm: MPI.Comm, what: str, error: Exception | None, signature: Any) -> NoReturn:
     """The slow path of :func:`agree`: find out what went wrong on which rank and raise it everywhere."""
     report = None if error is None else (type(error).__name__, str(error))
     if report is None and callable(signature):
@@ -148,18 +158,18 @@ def _disagree(comm, what, error, signature):
     raise ValueError(f"{what}: {', and '.join(differences)}")
 
 
-def _by_value(values, show):
+def _by_value(values: Sequence[Any], show: Callable[[Any], str]) -> str:
     """``"<value> on rank(s) ...; ..."``: the ranks grouped by the value they hold, in rank order."""
-    groups = {}
+    groups: dict[str, tuple[Any, list[int]]] = {}
     for rank, value in enumerate(values):
         groups.setdefault(repr(value), (value, []))[1].append(rank)
     return "; ".join(f"{show(value)} on rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}"
                      for value, ranks in groups.values())
 
 
-def failure(what, failed):
+def failure(what: str, failed: Sequence[tuple[int, tuple[str, str]]]) -> tuple[type[Exception], str]:
     """(class, message) for the errors ``[(rank, (class name, message)), ...]`` of the failing ranks."""
-    groups = {}
+    groups: dict[tuple[str, str], list[int]] = {}
     for rank, report in failed:
         groups.setdefault(report, []).append(rank)
     parts = "; ".join(f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}: {kind}: {message}"

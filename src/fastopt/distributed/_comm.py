@@ -4,12 +4,15 @@ Nothing here communicates but :func:`packed_collective`'s ``operate``; the check
 (:func:`communicator`, :func:`root_rank`, :func:`checked_buffers`, :func:`averaging_options`) run on
 one rank, inside the ``build`` of :func:`fastopt.distributed._agreement._agree`.
 """
+from __future__ import annotations
+
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 try:
-    from mpi4py import MPI
+    from mpi4py import MPI as MPI  # (re-exported: the other modules take MPI from here)
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         'fastopt.distributed needs mpi4py: pip install "fastopt[mpi]" (and an MPI library, for instance '
@@ -21,20 +24,28 @@ from fastopt._validation import (
 )
 from fastopt.paramset import ParamSet
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
-def sample_count(count):
+    from fastopt._typing import NDArray
+
+    #: A signature: ``(field, value)`` pairs that must be equal on every rank.
+    Signature = tuple[tuple[str, Any], ...]
+
+
+def sample_count(count: object) -> float:
     """A ``count`` of samples: a finite real number >= 0, as a float."""
     return bounded_real("count", count, 0.0, expected="a number of samples", must="finite and >= 0")
 
 
 #: Arrays of a list smaller than this many bytes travel packed together (one message per dtype).
-PACK_BYTES = 1 << 20
+PACK_BYTES: int = 1 << 20
 
-MPI_TYPES = {np.dtype(np.float32): MPI.FLOAT, np.dtype(np.float64): MPI.DOUBLE}
+MPI_TYPES: dict[np.dtype[Any], MPI.Datatype] = {np.dtype(np.float32): MPI.FLOAT, np.dtype(np.float64): MPI.DOUBLE}
 
 
 # --------------------------------------------------------------------------- communicators
-def communicator(comm):
+def communicator(comm: MPI.Intracomm | None) -> MPI.Intracomm:
     if comm is None:
         return MPI.COMM_WORLD
     if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
@@ -42,7 +53,7 @@ def communicator(comm):
     return comm
 
 
-def root_rank(comm, root):
+def root_rank(comm: MPI.Comm, root: int) -> int:
     rank = integer("root", root, 0)
     if rank >= comm.Get_size():
         raise ValueError(f"root must be a rank of comm (0 to {comm.Get_size() - 1}), got {rank}")
@@ -50,13 +61,13 @@ def root_rank(comm, root):
 
 
 # --------------------------------------------------------------------------- buffers
-def paramset_signature(ps):
+def paramset_signature(ps: ParamSet) -> Signature:
     layout = tuple((name, tuple(int(d) for d in ps.shapes[name]), ps.slices[name].start) for name in ps.names)
     return (("ParamSet size", ps.size), ("ParamSet dtype", ps.dtype.name),
             ("ParamSet tensors (names, shapes, offsets)", layout))
 
 
-def checked_buffers(obj, what, attr, layout=True):
+def checked_buffers(obj: Any, what: str, attr: str, layout: bool = True) -> tuple[list[NDArray[Any]], Signature]:
     """1-D views of the arrays ``obj`` names (``ps.<attr>`` for a ParamSet) and their signature.
 
     With ``layout`` the signature has the ParamSet's tensors, or the
@@ -70,6 +81,7 @@ def checked_buffers(obj, what, attr, layout=True):
         if layout:
             return [flat], paramset_signature(obj)
         return [flat], (("buffers (elements, dtype)", ((obj.size, obj.dtype.name),)),)
+    items: list[tuple[Any, Any]]  # (key or None, array)
     if isinstance(obj, np.ndarray):
         items, kind = [(None, obj)], "ndarray"
     elif isinstance(obj, Mapping):
@@ -95,9 +107,9 @@ def checked_buffers(obj, what, attr, layout=True):
                    ("shapes and dtypes", shapes))
 
 
-def packed_collective(arrays, operate):
+def packed_collective(arrays: Sequence[NDArray[Any]], operate: Callable[[NDArray[Any]], object]) -> None:
     """Apply ``operate`` (in place, on a 1-D buffer) to every array; small arrays go packed per dtype."""
-    small = {}
+    small: dict[np.dtype[Any], list[NDArray[Any]]] = {}
     for array in arrays:
         if array.size == 0:
             continue
@@ -118,7 +130,7 @@ def packed_collective(arrays, operate):
 
 
 # --------------------------------------------------------------------------- averaging options
-def averaging_options(average, count):
+def averaging_options(average: object, count: object) -> tuple[bool, float | None, Signature]:
     """Local checks of ``average`` and ``count``: (average, weight or None) and their signature pairs."""
     average = flag("average", average)
     weight = None if count is None else sample_count(count)
@@ -130,7 +142,7 @@ def averaging_options(average, count):
 _OPTIONS = {(a, c): (("average", a), ("count given", c)) for a in (False, True) for c in (False, True)}
 
 
-def check_total(total):
+def check_total(total: float) -> float:
     """The summed count, refused (on every rank alike: they hold the same sum) when it is 0."""
     if not total > 0:
         raise ValueError("count is 0 on every rank: there is no sample to average over")

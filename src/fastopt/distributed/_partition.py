@@ -3,21 +3,29 @@
 Neither is a collective: they read the rank and size of a communicator,
 or only their arguments.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from fastopt._validation import FLOAT_DTYPES, integer
 from fastopt.distributed._comm import communicator
 from fastopt.paramset import CACHE_LINE
 
+if TYPE_CHECKING:
+    from mpi4py import MPI
+    from numpy.typing import DTypeLike
 
-def _block(n, parts, index):
+
+def _block(n: int, parts: int, index: int) -> tuple[int, int]:
     """[start, stop) of block ``index`` when ``n`` items are cut into ``parts`` near-equal blocks."""
     base, extra = divmod(n, parts)
     start = index * base + min(index, extra)
     return start, start + base + (index < extra)
 
 
-def shard_bounds(size, nranks, dtype=np.float64):
+def shard_bounds(size: int, nranks: int, dtype: DTypeLike = np.float64) -> list[tuple[int, int]]:
     """Where :class:`ShardedOptimizer` cuts a flat buffer: one ``(lo, hi)`` per rank.
 
     The buffer is counted in cache lines (64 bytes: 8 float64 or 16 float32
@@ -67,7 +75,7 @@ def shard_bounds(size, nranks, dtype=np.float64):
             for start, stop in (_block(lines, nranks, r) for r in range(nranks))]
 
 
-def shard(n, comm=None):
+def shard(n: int, comm: MPI.Intracomm | None = None) -> slice:
     """This rank's part of ``n`` samples: a ``slice`` for indexing a batch.
 
     ``range(n)`` is cut into ``comm.size`` contiguous blocks in rank order,

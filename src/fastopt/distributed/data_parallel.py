@@ -1,4 +1,8 @@
 """Data parallel training: gradients averaged over the ranks, parameters broadcast from one."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Union
+
 import numpy as np
 
 from fastopt._validation import check_writeable, flag
@@ -10,8 +14,20 @@ from fastopt.distributed._comm import (
 from fastopt.distributed._partition import shard
 from fastopt.paramset import ParamSet
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
-def allreduce_grads(grads, comm=None, *, average=True, count=None, check=True):
+    from fastopt._typing import Array, NDArray, Scalar
+
+    #: What the collectives take: a ParamSet (its ``grad`` or ``data`` buffer), an array, or a list, tuple or
+    #: dict of arrays.
+    #: A number of samples: a real number >= 0.
+    Count = Union[Scalar, np.integer[Any]]
+    Buffers = Union[ParamSet, Array, Sequence[Array], Mapping[Any, Array]]
+
+
+def allreduce_grads(grads: Buffers, comm: MPI.Intracomm | None = None, *, average: bool = True,
+                    count: Count | None = None, check: bool = True) -> None:
     """Sum gradients over all ranks, in place, and by default divide by the number of ranks.
 
     Collective.  For a ParamSet this is one ``Allreduce`` over ``ps.grad``
@@ -57,7 +73,7 @@ def allreduce_grads(grads, comm=None, *, average=True, count=None, check=True):
     """
     comm = communicator(comm)
 
-    def build():
+    def build() -> tuple[Any, ...]:
         check_ = flag("check", check)
         arrays, signature = checked_buffers(grads, "grads", "grad", layout=check_)
         average_, weight, options = averaging_options(average, count)
@@ -67,14 +83,15 @@ def allreduce_grads(grads, comm=None, *, average=True, count=None, check=True):
     _allreduce(comm, arrays, average_, weight, total)
 
 
-def _allreduce(comm, arrays, average, weight, total):
-    divisor = comm.Get_size() if average else 1
+def _allreduce(comm: MPI.Intracomm, arrays: Sequence[NDArray[Any]], average: bool, weight: float | None,
+               total: float) -> None:
+    divisor: float = comm.Get_size() if average else 1
     if weight is not None:
         divisor = check_total(total)
         for array in arrays:
             np.multiply(array, weight, out=array)
 
-    def operate(buffer):
+    def operate(buffer: NDArray[Any]) -> None:
         comm.Allreduce(MPI.IN_PLACE, [buffer, MPI_TYPES[buffer.dtype]], op=MPI.SUM)
         if divisor != 1:
             np.divide(buffer, divisor, out=buffer)
@@ -82,7 +99,7 @@ def _allreduce(comm, arrays, average, weight, total):
     packed_collective(arrays, operate)
 
 
-def broadcast_params(params, comm=None, root=0, *, check=True):
+def broadcast_params(params: Buffers, comm: MPI.Intracomm | None = None, root: int = 0, *, check: bool = True) -> None:
     """Copy the parameters of rank ``root`` into every other rank's, in place.
 
     Collective.  Call it once after building the model, so that all
@@ -108,7 +125,7 @@ def broadcast_params(params, comm=None, root=0, *, check=True):
     """
     comm = communicator(comm)
 
-    def build():
+    def build() -> tuple[Any, ...]:
         check_ = flag("check", check)
         arrays, signature = checked_buffers(params, "params", "data", layout=check_)
         rank = root_rank(comm, root)
@@ -157,10 +174,11 @@ class DataParallel:
     ...     opt.step()
     """
 
-    def __init__(self, ps, comm=None, *, root=0, broadcast=True):
+    def __init__(self, ps: ParamSet, comm: MPI.Intracomm | None = None, *, root: int = 0,
+                 broadcast: bool = True) -> None:
         self.comm = communicator(comm)
 
-        def build():
+        def build() -> tuple[Any, ...]:
             if not isinstance(ps, ParamSet):
                 raise TypeError(f"DataParallel needs a ParamSet, got {type(ps).__name__}")
             rank = root_rank(self.comm, root)
@@ -176,7 +194,7 @@ class DataParallel:
         if broadcast:
             self.comm.Bcast([ps.data, MPI_TYPES[ps.dtype]], root=root)
 
-    def allreduce_grads(self, *, average=True, count=None):
+    def allreduce_grads(self, *, average: bool = True, count: Count | None = None) -> None:
         """Average (or sum) ``ps.grad`` over the ranks in place: :func:`allreduce_grads` with ``check=False``.
 
         Collective; all ranks pass the same ``average`` and either all or
@@ -184,7 +202,7 @@ class DataParallel:
         """
         grad = self.ps.grad
 
-        def build():  # what allreduce_grads(ps, check=False) checks, with its signature: they may be mixed
+        def build() -> tuple[Any, ...]:  # what allreduce_grads(ps, check=False) checks, with its signature: they may be mixed
             if not grad.flags.writeable:
                 check_writeable(grad, "ParamSet.grad")
             average_, weight, options = averaging_options(average, count)
@@ -193,13 +211,13 @@ class DataParallel:
         (average, weight), total = agree(self.comm, "allreduce_grads", build, total=True)
         _allreduce(self.comm, [grad], average, weight, total)
 
-    def broadcast_params(self, root=0):
+    def broadcast_params(self, root: int = 0) -> None:
         """Copy rank ``root``'s ``ps.data`` to every rank: :func:`broadcast_params` with ``check=False``."""
         broadcast_params(self.ps, self.comm, root, check=False)
 
-    def shard(self, n):
+    def shard(self, n: int) -> slice:
         """This rank's slice of ``n`` samples: see :func:`shard`."""
         return shard(n, self.comm)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"DataParallel({self.ps!r}, rank={self.rank}, size={self.size})"

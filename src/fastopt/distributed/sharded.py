@@ -1,5 +1,8 @@
 """The sharded optimizer (ZeRO stage 1): each rank keeps the optimizer state of its slice of the ParamSet."""
+from __future__ import annotations
+
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,8 +19,16 @@ from fastopt.optim._stepping import MAX_STEP
 from fastopt.optim.optimizer import Optimizer
 from fastopt.paramset import ParamSet, _aligned_zeros
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
-def _check_arguments(optimizer_class, ps):
+    from fastopt._typing import NDArray, Scalar, StateDict
+    from fastopt.distributed._comm import Signature
+    from fastopt.distributed.data_parallel import Count
+    from fastopt.optim._hyper import ParamGroup as Group
+
+
+def _check_arguments(optimizer_class: object, ps: object) -> None:
     """Refuse anything but a fastopt optimizer class and a whole ParamSet."""
     if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
         raise TypeError("optimizer_class must be a fastopt optimizer class such as fastopt.Adam, "
@@ -119,8 +130,8 @@ class ShardedOptimizer:
     ...     sched.step()
     """
 
-    def __init__(self, optimizer_class, ps, comm=None, *, reduce_grads=True, average=True, broadcast=True,
-                 **hyper):
+    def __init__(self, optimizer_class: type[Optimizer], ps: ParamSet, comm: MPI.Intracomm | None = None, *,
+                 reduce_grads: bool = True, average: bool = True, broadcast: bool = True, **hyper: Any) -> None:
         self.comm = comm = communicator(comm)
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         options = (reduce_grads, average, broadcast)
@@ -128,12 +139,12 @@ class ShardedOptimizer:
             comm, "ShardedOptimizer", lambda: self._build(optimizer_class, ps, hyper, options))
         self.optimizer_class = optimizer_class
         self.ps = ps
-        self.optimizer = inner
-        self.bounds = bounds
+        self.optimizer: Optimizer = inner
+        self.bounds: list[tuple[int, int]] = bounds
         self.lo, self.hi = bounds[self.rank]
         self._reduce_grads = reduce_grads
-        self.average = average
-        self.skip_nonfinite = skip
+        self.average: bool = average
+        self.skip_nonfinite: bool = skip
         self.skipped_steps = 0
         self._type = MPI_TYPES[ps.dtype]
         self._counts = [hi - lo for lo, hi in bounds]
@@ -143,13 +154,15 @@ class ShardedOptimizer:
         else:
             self.grad_shard = ps.grad[self.lo:self.hi]
         self._grads = [self.grad_shard]  # the same objects every step, so the kernel stays bound
-        self._settings_key = self._settings_code = None
-        self._checked_arrays = ()  # the inner state arrays as _check_state last saw them
+        self._settings_key: list[Any] | None = None
+        self._settings_code: int | None = None
+        self._checked_arrays: tuple[tuple[str, Any], ...] = ()  # the inner state arrays as _check_state last saw them
         self._data = ps.data  # the same array as long as the ParamSet lives
         if broadcast:
             comm.Bcast([ps.data, self._type], root=0)
 
-    def _build(self, optimizer_class, ps, hyper, options):
+    def _build(self, optimizer_class: type[Optimizer], ps: ParamSet, hyper: dict[str, Any],
+               options: tuple[bool, ...]) -> tuple[Any, Signature]:
         """This rank's checks when built, and its inner optimizer: ((inner, bounds, skip, options), signature)."""
         _check_arguments(optimizer_class, ps)
         check_writeable(ps.data, "ParamSet.data")
@@ -171,12 +184,12 @@ class ShardedOptimizer:
         return (inner, bounds, skip, options), signature
 
     @property
-    def reduce_grads(self):
+    def reduce_grads(self) -> bool:
         """Whether a step reduce-scatters ``ps.grad`` (fixed when built: it decides what :attr:`grad_shard` is)."""
         return self._reduce_grads
 
     # ------------------------------------------------------------------ steps
-    def step(self, *, count=None):
+    def step(self, *, count: Count | None = None) -> bool:
         """Reduce-scatter the gradients, update this rank's slice, all-gather the parameters.
 
         Collective.  Before any data moves, every rank checks its own side
@@ -217,7 +230,7 @@ class ShardedOptimizer:
         with self.optimizer._exclusive():  # no other thread on this rank steps, saves or loads ps meanwhile
             return self._step(count)
 
-    def _step(self, count):
+    def _step(self, count: Count | None) -> bool:
         (weight, skip, average), total = agree(self.comm, "ShardedOptimizer.step", lambda: self._step_checks(count),
                                                 details=lambda: self._settings_pairs(count_given=count is not None),
                                                 total=True)
@@ -235,10 +248,10 @@ class ShardedOptimizer:
             self.comm.Allgatherv(MPI.IN_PLACE, [self.ps.data, self._counts, self._displs, self._type])
         return True
 
-    def _reduce_scatter(self, weight, average, total):
+    def _reduce_scatter(self, weight: float | None, average: bool, total: float) -> None:
         """Into :attr:`grad_shard`: this rank's slice of ``ps.grad`` summed over the ranks, then averaged."""
         grad = self.ps.grad
-        divisor = self.size if average else 1
+        divisor: float = self.size if average else 1
         if weight is not None:
             divisor = check_total(total)
             np.multiply(grad, weight, out=grad)
@@ -247,7 +260,7 @@ class ShardedOptimizer:
         if divisor != 1:
             np.divide(self.grad_shard, divisor, out=self.grad_shard)
 
-    def _nonfinite_anywhere(self):
+    def _nonfinite_anywhere(self) -> bool:
         """Whether any rank's :attr:`grad_shard` holds a NaN or infinity (collective: one tiny Allreduce)."""
         shard_grad = self.grad_shard
         bad = np.array([1 if shard_grad.size and nonfinite_count(shard_grad, get_num_threads()) else 0],
@@ -255,7 +268,7 @@ class ShardedOptimizer:
         self.comm.Allreduce(MPI.IN_PLACE, [bad, MPI.INT], op=MPI.MAX)
         return bool(bad[0])
 
-    def _step_checks(self, count):
+    def _step_checks(self, count: Count | None) -> tuple[Any, Signature, float]:
         """This rank's checks before a step: ((weight, skip, average), signature, weight or 0)."""
         if not self._data.flags.writeable:
             check_writeable(self._data, "ParamSet.data")
@@ -270,14 +283,14 @@ class ShardedOptimizer:
         signature = (("count given", weight is not None), ("settings", self._settings(skip, average)))
         return (weight, skip, average), signature, 0.0 if weight is None else weight
 
-    def _flags(self):
+    def _flags(self) -> tuple[bool, bool]:
         """``skip_nonfinite`` and ``average``, checked."""
         return flag("skip_nonfinite", self.skip_nonfinite), flag("average", self.average)
 
-    def _settings(self, skip, average):
+    def _settings(self, skip: bool, average: bool) -> int | None:
         """Digest of what every rank's step must share, recomputed only when a group's ``version`` changed."""
         try:
-            key = [group.version for group in self.optimizer.param_groups]
+            key: Any = [group.version for group in self.optimizer.param_groups]
         except AttributeError:  # groups that do not count their changes: no cache
             key = None
         else:
@@ -287,14 +300,15 @@ class ShardedOptimizer:
             self._settings_key = key
         return self._settings_code
 
-    def _settings_pairs(self, skip=None, average=None, *, count_given=None):
+    def _settings_pairs(self, skip: bool | None = None, average: bool | None = None, *,
+                        count_given: bool | None = None) -> Signature:
         """The settings behind :meth:`_settings`, as ``(field, value)`` pairs (with "count given" first if given).
 
         ``skip`` and ``average`` default to this object's (checked) values.
         """
         if skip is None or average is None:
             skip, average = self._flags()
-        pairs = [] if count_given is None else [("count given", count_given)]
+        pairs: list[tuple[str, Any]] = [] if count_given is None else [("count given", count_given)]
         pairs += [("skip_nonfinite", skip), ("average", average)]
         groups = self.optimizer.param_groups
         validators = self.optimizer.validators
@@ -303,7 +317,7 @@ class ShardedOptimizer:
             pairs += [(f"param_groups[{g}][{key!r}]", group[key]) for key in sorted(group) if key in validators]
         return tuple(pairs)
 
-    def _check_state(self):
+    def _check_state(self) -> None:
         """Refuse inner state that its step would refuse only mid-way (after the gradients moved).
 
         The inner optimizer checks its state arrays when it binds its
@@ -324,7 +338,7 @@ class ShardedOptimizer:
             self._check_state_arrays(state)
         self._check_state_scalars(state)
 
-    def _check_state_arrays(self, state):
+    def _check_state_arrays(self, state: Mapping[str, Any]) -> None:
         """Refuse a state array that is not a writeable contiguous array of this rank's slice; remember them."""
         n, dtype = self.hi - self.lo, self.ps.dtype
         pairs = tuple((name, state.get(name)) for name in self.optimizer.state_arrays)
@@ -342,7 +356,7 @@ class ShardedOptimizer:
                                  f"array (this rank's slice), got {got}")
         self._checked_arrays = pairs
 
-    def _check_state_scalars(self, state):
+    def _check_state_scalars(self, state: Mapping[str, Any]) -> None:
         """Refuse a step count or other state scalar that the inner step would refuse."""
         for name in self.optimizer.state_scalars:
             if name not in state:
@@ -354,13 +368,13 @@ class ShardedOptimizer:
             elif not (type(value) is float or type(value) is int or isinstance(value, (np.integer, np.floating))):
                 raise ValueError(f"optimizer state {name!r} must be a number, got {value!r}")
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Zero this rank's whole gradient buffer ``ps.grad`` (not a collective)."""
         self.ps.zero_grad()
 
     # ---------------------------------------------------------------- hyperparameters
     @property
-    def param_groups(self):
+    def param_groups(self) -> Sequence[Group]:
         """The inner optimizer's parameter groups (one), which learning-rate schedules set.
 
         Every rank must set the same values (a schedule stepped on every
@@ -370,24 +384,24 @@ class ShardedOptimizer:
         return self.optimizer.param_groups
 
     @property
-    def defaults(self):
+    def defaults(self) -> Group:
         return self.optimizer.defaults
 
     @property
-    def lr(self):
+    def lr(self) -> float:
         """The learning rate; setting it sets the inner optimizer's."""
         return self.optimizer.lr
 
     @lr.setter
-    def lr(self, value):
+    def lr(self, value: Scalar) -> None:
         self.optimizer.lr = value
 
     @property
-    def state(self):
+    def state(self) -> Sequence[dict[str, Any]]:
         """The inner optimizer's state: this rank's slice only."""
         return self.optimizer.state
 
-    def state_bytes(self):
+    def state_bytes(self) -> int:
         """Bytes of optimizer state arrays held by this rank (0 before the first step; not a collective).
 
         Excludes :attr:`grad_shard` (``(hi - lo) * itemsize`` bytes more with
@@ -397,11 +411,11 @@ class ShardedOptimizer:
                    if isinstance(value, np.ndarray))
 
     # ---------------------------------------------------------------- state dicts
-    def _shard_info(self):
+    def _shard_info(self) -> dict[str, Any]:
         return {"rank": self.rank, "size": self.size, "lo": self.lo, "hi": self.hi,
                 "paramset_size": self.ps.size, "dtype": self.ps.dtype.name}
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         """This rank's state (not a collective): its slice of the state only.
 
         Returns ``{"optimizer": <inner state_dict>, "shard": {...},
@@ -414,17 +428,17 @@ class ShardedOptimizer:
         return {"optimizer": self.optimizer.state_dict(), "shard": self._shard_info(),
                 "skipped_steps": self.skipped_steps}
 
-    def _state_signature(self):
+    def _state_signature(self) -> Signature:
         """What every rank's state must share for the ranks to hold parts of one optimizer's state."""
         self._check_state()
         skip, average = self._flags()
         return (("state step", self.optimizer.state[0].get("step")), ("skipped_steps", self.skipped_steps),
                 ("settings", self._settings(skip, average)))
 
-    def _state_details(self):
+    def _state_details(self) -> Signature:
         return self._state_signature()[:2] + self._settings_pairs()
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned on this rank (collective).
 
         Every rank loads its own shard's state, and all ranks then compare
@@ -433,9 +447,9 @@ class ShardedOptimizer:
         checkpoints, or an invalid state on any rank, raise the same error
         on every rank and leave every rank's state as it was.
         """
-        backup = None
+        backup: tuple[StateDict, int] | None = None
 
-        def build():
+        def build() -> tuple[None, Signature]:
             nonlocal backup
             if not isinstance(state_dict, Mapping) or not {"optimizer", "shard"} <= set(state_dict):
                 raise TypeError("state_dict must be a dict from ShardedOptimizer.state_dict(), with 'optimizer' "
@@ -453,7 +467,8 @@ class ShardedOptimizer:
 
         self._agree_or_restore("ShardedOptimizer.load_state_dict", build, lambda: backup)
 
-    def _agree_or_restore(self, what, build, backup):
+    def _agree_or_restore(self, what: str, build: Callable[[], tuple[Any, ...]],
+                          backup: Callable[[], tuple[StateDict, int] | None]) -> None:
         """:func:`agree` on a ``build`` that loads state; on any rank's error every rank restores ``backup()``."""
         try:
             agree(self.comm, what, build, details=self._state_details)
@@ -464,7 +479,7 @@ class ShardedOptimizer:
                 self.skipped_steps = saved[1]
             raise
 
-    def consolidated_state_dict(self, root=0):
+    def consolidated_state_dict(self, root: int = 0) -> StateDict | None:
         """The whole optimizer's state, assembled on rank ``root`` (collective).
 
         Returns, on ``root``, the ``state_dict()`` that one
@@ -478,7 +493,7 @@ class ShardedOptimizer:
         """
         comm = self.comm
 
-        def build():
+        def build() -> tuple[Any, Signature]:
             rank = root_rank(comm, root)
             state = self.optimizer.state[0]
             arrays = tuple(name for name in self.optimizer.state_arrays if name in state)
@@ -496,10 +511,10 @@ class ShardedOptimizer:
         return {"state": {0: slot} if state else {}, "param_groups": inner["param_groups"],
                 "skipped_steps": self.skipped_steps}
 
-    def _gather_state(self, names, root):
+    def _gather_state(self, names: Sequence[str], root: int) -> dict[str, NDArray[Any] | None]:
         """The state arrays ``names``, each gathered whole on ``root`` (``{name: array}``; None elsewhere)."""
         state = self.optimizer.state[0]
-        full = {}
+        full: dict[str, NDArray[Any] | None] = {}
         for name in names:
             out = np.empty(self.ps.size, self.ps.dtype) if self.rank == root else None
             target = [out, self._counts, self._displs, self._type] if self.rank == root else None
@@ -507,7 +522,7 @@ class ShardedOptimizer:
             full[name] = out
         return full
 
-    def load_consolidated_state_dict(self, state_dict, root=0):
+    def load_consolidated_state_dict(self, state_dict: Mapping[str, Any] | None, root: int = 0) -> None:
         """Load a whole-optimizer state, given on rank ``root``, and scatter it (collective).
 
         ``state_dict`` is what :meth:`consolidated_state_dict` returns, or
@@ -519,7 +534,7 @@ class ShardedOptimizer:
         """
         comm, what = self.comm, "ShardedOptimizer.load_consolidated_state_dict"
 
-        def check_root():
+        def check_root() -> tuple[int, Signature]:
             rank = root_rank(comm, root)
             return rank, (("root", rank),)
 
@@ -528,9 +543,9 @@ class ShardedOptimizer:
         shards = self._scatter_state(names, slot, root)
         mine = {"state": {0: {**scalars, **shards}} if (scalars or shards) else {},
                 "param_groups": groups, "skipped_steps": 0}
-        backup = None
+        backup: tuple[StateDict, int] | None = None
 
-        def build():
+        def build() -> tuple[None, Signature]:
             nonlocal backup
             previous = (self.optimizer.state_dict(), self.skipped_steps)
             self.optimizer.load_state_dict(mine)
@@ -540,13 +555,15 @@ class ShardedOptimizer:
 
         self._agree_or_restore(what, build, lambda: backup)
 
-    def _broadcast_header(self, what, state_dict, root):
+    def _broadcast_header(self, what: str, state_dict: Mapping[str, Any] | None, root: int) -> tuple[Any, Any]:
         """:meth:`_consolidated_header` on ``root``, sent to every rank; its error raised on every rank.
 
         Returns ``(header, slot)``; ``slot`` (the state's arrays) is None
         except on ``root``.
         """
-        header = error = slot = None
+        header: Any = None
+        error: Any = None  # the Exception raised here, if any
+        slot: Any = None
         if self.rank == root:
             try:
                 header, slot = self._consolidated_header(state_dict)
@@ -561,7 +578,7 @@ class ShardedOptimizer:
             raise cls(message) from error
         return header, slot
 
-    def _scatter_state(self, names, slot, root):
+    def _scatter_state(self, names: Sequence[str], slot: Any, root: int) -> dict[str, NDArray[Any]]:
         """This rank's slice of each state array ``names`` that ``root`` holds whole in ``slot``."""
         shards = {}
         for name in names:
@@ -573,7 +590,7 @@ class ShardedOptimizer:
             self.comm.Scatterv(source, [shards[name], self._type], root=root)
         return shards
 
-    def _consolidated_header(self, state_dict):
+    def _consolidated_header(self, state_dict: Mapping[str, Any] | None) -> tuple[Any, dict[Any, Any]]:
         """Check a whole-optimizer state on ``root``: ((param_groups, scalars, array names, skipped), slot)."""
         if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
             raise TypeError("state_dict must be a dict with 'state' and 'param_groups', as state_dict() of a "
@@ -583,7 +600,8 @@ class ShardedOptimizer:
             raise ValueError(f"state_dict has state for slots {sorted(map(str, state))}; an optimizer on one "
                              "whole ParamSet has slot 0 only")
         slot = dict(state.get(0, state.get("0", {})))
-        names, scalars = [], {}
+        names: list[str] = []
+        scalars: dict[str, Any] = {}
         for key, value in slot.items():
             if key in self.optimizer.state_arrays:
                 array = np.asarray(value)
@@ -597,6 +615,6 @@ class ShardedOptimizer:
         skipped = step_count("skipped_steps", state_dict.get("skipped_steps", 0))
         return (groups, scalars, names, skipped), slot
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"ShardedOptimizer({self.optimizer_class.__name__}, {self.ps!r}, rank={self.rank}, "
                 f"size={self.size}, slice=[{self.lo}:{self.hi}])")

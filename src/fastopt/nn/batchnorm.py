@@ -32,13 +32,22 @@ Non-finite values propagate: a NaN or infinity in a channel of ``x`` makes
 that channel's batch statistics NaN in training mode, and with them its whole
 output, gradients and running statistics, as in torch.
 """
-from typing import NamedTuple, Optional
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 import numpy as np
 
 from fastopt._threads import get_num_threads
 from fastopt._validation import FLOAT_DTYPES, as_array, check_float_array, check_grad, bounded_real, flag, integer
 from fastopt.nn import _batchnorm
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+    from typing_extensions import Self
+
+    from fastopt._typing import Array
+    from fastopt.paramset import ParamSet
 
 __all__ = ["BatchNorm", "BatchNormCache", "batch_norm_backward", "batch_norm_forward"]
 
@@ -65,25 +74,26 @@ class BatchNormCache(NamedTuple):
         Whether the forward pass used batch statistics.
     """
 
-    x: np.ndarray
-    weight: Optional[np.ndarray]
+    x: Array
+    weight: Optional[Array]
     has_bias: bool
-    mean: np.ndarray
-    inv_std: np.ndarray
+    mean: Array
+    inv_std: Array
     training: bool
 
 
 # --------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------
-def _check_input(x, name):
+def _check_input(x: Array, name: str) -> Array:
     check_float_array(x, name)
     if x.ndim < 2:
         raise ValueError(f"{name} must have shape (N, C) or (N, C, *spatial), got shape {x.shape}")
     return x
 
 
-def _check_channel_array(arr, name, x, *, writeable=False, why="", x_name="x"):
+def _check_channel_array(arr: Array, name: str, x: Array, *, writeable: bool = False, why: str = "",
+                         x_name: str = "x") -> Array:
     """A (C,) array of x's dtype for the C = x.shape[1] channels of x (writeable if asked)."""
     if type(arr) is np.ndarray and arr.dtype is x.dtype and arr.shape == (x.shape[1],):  # the usual case, quickly
         flags = arr.flags
@@ -100,14 +110,14 @@ def _check_channel_array(arr, name, x, *, writeable=False, why="", x_name="x"):
     return arr
 
 
-def _check_output(arr, name, like, like_name):
+def _check_output(arr: Array, name: str, like: Array, like_name: str) -> Array:
     check_grad(arr, like, name, like_name, FLOAT_DTYPES)  # a float array with like's dtype and shape
     if not arr.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return arr
 
 
-def _check_separate(written, others):
+def _check_separate(written: list[tuple[Any, str]], others: list[tuple[Any, str]]) -> None:
     """Each written (array, name) must share no memory with any other given (array, name) pair."""
     pairs = written + others
     hit = _batchnorm.first_overlap([a for a, _ in pairs], len(written))
@@ -116,7 +126,7 @@ def _check_separate(written, others):
         raise ValueError(f"{name} and {other} share memory; {name} must be a separate array")
 
 
-def _ncs(shape):
+def _ncs(shape: tuple[int, ...]) -> tuple[int, int, int]:
     n, c = shape[0], shape[1]
     s = 1
     for d in shape[2:]:
@@ -127,8 +137,9 @@ def _ncs(shape):
 # --------------------------------------------------------------------------
 # Functional API
 # --------------------------------------------------------------------------
-def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var=None, *, training=True,
-                       momentum=0.1, eps=1e-5, out=None):
+def batch_norm_forward(x: Array, weight: Array | None = None, bias: Array | None = None,
+                       running_mean: Array | None = None, running_var: Array | None = None, *, training: bool = True,
+                       momentum: float = 0.1, eps: float = 1e-5, out: Array | None = None) -> tuple[Array, BatchNormCache]:
     """Batch-normalize ``x`` per channel; return ``(y, cache)``.
 
     Parameters
@@ -232,7 +243,9 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     return out, BatchNormCache(x, weight, bias is not None, mean, inv_std, training)
 
 
-def batch_norm_backward(dy, cache, *, dx_out=None, dweight_out=None, dbias_out=None, accumulate=False):
+def batch_norm_backward(dy: Array, cache: BatchNormCache, *, dx_out: Array | None = None,
+                        dweight_out: Array | None = None, dbias_out: Array | None = None,
+                        accumulate: bool = False) -> tuple[Array, Array | None, Array | None]:
     """Gradients of a batch-norm forward pass; return ``(dx, dweight, dbias)``.
 
     Parameters
@@ -374,8 +387,24 @@ class BatchNorm:
     array([4., 4., 4.])
     """
 
-    def __init__(self, num_features, *, momentum=0.1, eps=1e-5, affine=True, track_running_stats=True,
-                 dtype=np.float32, weight=None, bias=None, dweight=None, dbias=None):
+    num_features: int
+    dtype: np.dtype[Any]
+    momentum: float | None
+    eps: float
+    affine: bool
+    track_running_stats: bool
+    training: bool
+    weight: Array | None
+    bias: Array | None
+    dweight: Array | None
+    dbias: Array | None
+    running_mean: Array | None
+    running_var: Array | None
+    num_batches_tracked: int
+
+    def __init__(self, num_features: int, *, momentum: float | None = 0.1, eps: float = 1e-5, affine: bool = True,
+                 track_running_stats: bool = True, dtype: DTypeLike = np.float32, weight: Array | None = None,
+                 bias: Array | None = None, dweight: Array | None = None, dbias: Array | None = None) -> None:
         num_features = integer("num_features", num_features, 0, expected="a non-negative int")
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
@@ -389,7 +418,7 @@ class BatchNorm:
         self.affine = flag("affine", affine, ints=None, message=_BOOL)
         self.track_running_stats = flag("track_running_stats", track_running_stats, ints=None, message=_BOOL)
         self.training = True
-        self._cache = None
+        self._cache: BatchNormCache | None = None
         shape_ref = np.empty((0, self.num_features), dtype=dtype)
         given = {"weight": weight, "bias": bias, "dweight": dweight, "dbias": dbias}
         if not self.affine:
@@ -417,7 +446,7 @@ class BatchNorm:
         self.num_batches_tracked = 0
 
     @classmethod
-    def from_paramset(cls, ps, weight, bias, **kwargs):
+    def from_paramset(cls, ps: ParamSet, weight: str, bias: str, **kwargs: Any) -> Self:
         """A layer whose weight and bias are tensors ``weight`` and ``bias`` (names) of ParamSet ``ps``.
 
         Gradients go to ``ps.grads[weight]`` and ``ps.grads[bias]``; the
@@ -428,30 +457,30 @@ class BatchNorm:
         return cls(w.size, dtype=ps.dtype, weight=w, bias=ps[bias],
                    dweight=ps.grads[weight], dbias=ps.grads[bias], **kwargs)
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Self:
         """Set training mode (``mode=True``) or evaluation mode; return self."""
         self.training = flag("mode", mode, ints=None, message=_BOOL)
         return self
 
-    def eval(self):
+    def eval(self) -> Self:
         """Set evaluation mode; return self."""
         return self.train(False)
 
-    def reset_running_stats(self):
+    def reset_running_stats(self) -> None:
         """Running mean 0, running variance 1, no batches tracked."""
         if self.track_running_stats:
-            self.running_mean.fill(0)
-            self.running_var.fill(1)
+            self.running_mean.fill(0)  # type: ignore[union-attr]
+            self.running_var.fill(1)  # type: ignore[union-attr]
         self.num_batches_tracked = 0
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         """Reset the running statistics, and set weight to 1 and bias to 0."""
         self.reset_running_stats()
         if self.affine:
-            self.weight.fill(1)
-            self.bias.fill(0)
+            self.weight.fill(1)  # type: ignore[union-attr]
+            self.bias.fill(0)  # type: ignore[union-attr]
 
-    def forward(self, x, *, training=None, out=None):
+    def forward(self, x: Array, *, training: bool | None = None, out: Array | None = None) -> Array:
         """Normalize ``x`` (shape ``(N, num_features, ...)``); return ``y``.
 
         ``training`` overrides :attr:`training` for this call.  The state for
@@ -478,7 +507,7 @@ class BatchNorm:
 
     __call__ = forward
 
-    def backward(self, dy, *, dx_out=None, accumulate=False):
+    def backward(self, dy: Array, *, dx_out: Array | None = None, accumulate: bool = False) -> Array:
         """Gradient with respect to the last forward input; return ``dx``.
 
         Writes ``dweight`` and ``dbias`` (adds to them with ``accumulate=True``).
@@ -489,6 +518,6 @@ class BatchNorm:
                                        dbias_out=self.dbias, accumulate=accumulate)
         return dx
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"BatchNorm({self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}, dtype={self.dtype.name})")

@@ -49,8 +49,11 @@ works on gradients of any magnitude, where ``sum |g_i|^p`` itself would
 overflow or underflow.  The same bits for any thread count hold on every
 path.
 """
+from __future__ import annotations
+
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional, SupportsFloat, TypeVar, Union, overload
 
 import numpy as np
 
@@ -59,9 +62,17 @@ from fastopt._validation import FLOAT_DTYPES, as_array, bounded_real, check_disj
 from fastopt.nn import _clip
 from fastopt.paramset import ParamSelection, ParamSet
 
+if TYPE_CHECKING:
+    from fastopt._typing import Array
+
+    # What the clip functions take as ``grads`` (None entries: parameters without a gradient).
+    _Gradients = Union[ParamSet, ParamSelection, Array, Sequence[Optional[Array]], Mapping[Any, Optional[Array]]]
+
+_K = TypeVar("_K")
+
 __all__ = ["EPS", "NonFiniteNormError", "clip_grad_norm_", "clip_grad_norm_per_array_", "clip_grad_value_"]
 
-EPS = 1e-6
+EPS: float = 1e-6
 """Added to the norm before dividing, as torch does: ``coef = max_norm / (norm + EPS)``."""
 
 
@@ -75,18 +86,19 @@ class NonFiniteNormError(RuntimeError):
 # --------------------------------------------------------------------------
 # Public functions
 # --------------------------------------------------------------------------
-def _max_norm(value):
+def _max_norm(value: object) -> float:
     """``max_norm``: a number > 0, ``inf`` for no clipping; like torch, anything ``float()`` takes (a 0-d array)."""
     return bounded_real("max_norm", value, 0.0, low_open=True, allow_inf=True, float_like=True)
 
 
-def _norm_type(value):
+def _norm_type(value: object) -> float:
     """``norm_type`` (the p of the p-norm): a number > 0, or ``inf`` for the largest magnitude."""
     return bounded_real("norm_type", value, 0.0, low_open=True, allow_inf=True, float_like=True,
                         expected="a real number or inf")
 
 
-def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
+def clip_grad_norm_(grads: _Gradients, max_norm: SupportsFloat, norm_type: SupportsFloat = 2.0,
+                    error_if_nonfinite: bool = False) -> float:
     """Scale gradients in place so that their total norm is at most ``max_norm``.
 
     Computes the ``norm_type``-norm of all gradients together, as if they
@@ -173,7 +185,20 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     return total
 
 
-def clip_grad_norm_per_array_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
+@overload
+def clip_grad_norm_per_array_(grads: ParamSet | ParamSelection, max_norm: SupportsFloat, norm_type: SupportsFloat = ...,
+                              error_if_nonfinite: bool = ...) -> dict[str, float]: ...
+@overload
+def clip_grad_norm_per_array_(grads: Array, max_norm: SupportsFloat, norm_type: SupportsFloat = ...,
+                              error_if_nonfinite: bool = ...) -> float: ...
+@overload
+def clip_grad_norm_per_array_(grads: Mapping[_K, Array | None], max_norm: SupportsFloat, norm_type: SupportsFloat = ...,
+                              error_if_nonfinite: bool = ...) -> dict[_K, float]: ...
+@overload
+def clip_grad_norm_per_array_(grads: Sequence[Array | None], max_norm: SupportsFloat, norm_type: SupportsFloat = ...,
+                              error_if_nonfinite: bool = ...) -> list[float]: ...
+def clip_grad_norm_per_array_(grads: _Gradients, max_norm: SupportsFloat, norm_type: SupportsFloat = 2.0,
+                              error_if_nonfinite: bool = False) -> float | list[float] | dict[Any, float]:
     """Clip each gradient array to its own norm ``max_norm``; return the norms.
 
     :func:`clip_grad_norm_` applied to every array separately: each array
@@ -225,7 +250,7 @@ def clip_grad_norm_per_array_(grads, max_norm, norm_type=2.0, error_if_nonfinite
     return source.shape_like(norms)
 
 
-def clip_grad_value_(grads, clip_value):
+def clip_grad_value_(grads: _Gradients, clip_value: SupportsFloat) -> None:
     """Clamp every gradient element into ``[-clip_value, clip_value]``, in place.
 
     Parameters
@@ -275,18 +300,20 @@ class _Source:
     number per array into the structure of ``grads``.
     """
 
-    def __init__(self, grads, per_tensor=False):
-        self.tensor_views = None
-        self.keys = None      # dict keys, tensor names, or None
-        self.kind = None      # "single", "list" or "dict"
-        self.slots = None     # for lists/dicts: where each array sits, None entries included
+    def __init__(self, grads: _Gradients, per_tensor: bool = False) -> None:
+        self.tensor_views: list[Array] | None = None
+        self.keys: Any = None    # dict keys, tensor names, or None
+        self.kind: Any = None    # "single", "list" or "dict"
+        self.slots: Any = None   # for lists/dicts: where each array sits, None entries included
+        self.arrays: list[Array]
+        self.labels: list[str]
         if isinstance(grads, (ParamSet, ParamSelection)):
             self._from_paramset(grads, per_tensor)
             return
         grads = as_array(grads, "grads")
         if isinstance(grads, np.ndarray):
             self.kind = "single"
-            entries = [("grads", grads)]
+            entries: list[tuple[str, Any]] = [("grads", grads)]
         elif isinstance(grads, Mapping):
             self.kind = "dict"
             self.keys = list(grads)
@@ -311,7 +338,7 @@ class _Source:
         if len(self.arrays) > 1:
             check_disjoint(self.arrays, self.labels, "gradients")
 
-    def _from_paramset(self, grads, per_tensor):
+    def _from_paramset(self, grads: ParamSet | ParamSelection, per_tensor: bool) -> None:
         ps = grads.paramset if isinstance(grads, ParamSelection) else grads
         check_param(ps.grad, "ParamSet.grad", FLOAT_DTYPES)
         names = grads.names if isinstance(grads, ParamSelection) else ps.names
@@ -332,7 +359,7 @@ class _Source:
         if sum(a.size for a in self.arrays) != sum(ps.slices[n].stop - ps.slices[n].start for n in names):
             self.tensor_views = [ps.grad[ps.slices[n]] for n in names]
 
-    def shape_like(self, values):
+    def shape_like(self, values: list[float]) -> float | list[float] | dict[Any, float]:
         if self.kind == "single":
             return values[0]
         per_entry = [0.0 if slot is None else values[slot] for slot in self.slots]
@@ -341,7 +368,7 @@ class _Source:
         return per_entry
 
 
-def _scales(coef, max_norm):
+def _scales(coef: float, max_norm: float) -> bool:
     """Whether gradients get multiplied by ``coef``: below 1, or NaN (as in torch), never for max_norm=inf."""
     return (coef < 1.0 or coef != coef) and max_norm != math.inf
 
@@ -352,7 +379,7 @@ def _scales(coef, max_norm):
 _SMALLEST_NORMAL = 2.0 ** -1022
 
 
-def _norm(arrays, p, threads):
+def _norm(arrays: list[Array], p: float, threads: int) -> float:
     """The p-norm of the concatenation of ``arrays`` (float64 accumulation, given order).
 
     ``p = 1`` and ``p = 2`` first take the plain sum, one pass, and keep it
@@ -380,7 +407,7 @@ def _norm(arrays, p, threads):
     return _scaled_root(peak, total, p)
 
 
-def _scaled_root(peak, total, p):
+def _scaled_root(peak: float, total: float, p: float) -> float:
     """``peak * total**(1/p)`` for ``total >= 1``; inf where that exceeds the float64 range."""
     if p == 1.0:
         return peak * total  # a product beyond the range is inf, no exception
@@ -400,7 +427,7 @@ def _scaled_root(peak, total, p):
     return peak * third * third * third
 
 
-def _combine(values, p):
+def _combine(values: list[float], p: float) -> float:
     """Sum of per-array sums in order, or, for p = inf, their maximum (NaN wins)."""
     total = 0.0
     if p == math.inf:
@@ -413,7 +440,7 @@ def _combine(values, p):
     return total
 
 
-def _nonfinite_message(norm, p, what):
+def _nonfinite_message(norm: float, p: float, what: str) -> str:
     order = "inf" if p == math.inf else f"{p:g}"
     return (f"the {order}-norm of {what} is {norm}, so it cannot be clipped; pass "
             "error_if_nonfinite=False to scale by it anyway (NaN or infinite elements then turn NaN or 0)")

@@ -13,13 +13,19 @@ Gradients come in the same structure (see :meth:`ParamLayout.gradients`).
 Everything is validated before any kernel runs, so a refused step changes
 nothing.
 """
+from __future__ import annotations
+
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from fastopt._validation import as_array, byte_span, check_disjoint, check_grad, check_param, check_writeable
 from fastopt.paramset import ParamSelection, ParamSet
+
+if TYPE_CHECKING:
+    from fastopt._typing import Array, Grads, ParamGroup, Params
 
 
 class Slot:
@@ -27,7 +33,8 @@ class Slot:
 
     __slots__ = ("name", "param", "owner", "group", "paramset", "run", "names")
 
-    def __init__(self, name, param, owner, group, paramset=None, run=None, names=None):
+    def __init__(self, name: str, param: Array, owner: Any, group: int, paramset: ParamSet | None = None,
+                 run: slice | None = None, names: tuple[str, ...] | None = None) -> None:
         self.name = name          # for error messages
         self.param = param        # 1-D view the kernel updates
         self.owner = owner        # the array whose writeable flag guards ``param``
@@ -42,16 +49,16 @@ class Tensor:
 
     __slots__ = ("start", "stop", "shape", "name")
 
-    def __init__(self, start, stop, shape, name):
+    def __init__(self, start: int, stop: int, shape: Sequence[int], name: str) -> None:
         self.start, self.stop, self.shape, self.name = start, stop, tuple(shape), name
 
 
-def slot_tensors(slot):
+def slot_tensors(slot: Slot) -> tuple[Tensor, ...]:
     """The tensors of ``slot``, in its order: a ParamSet slot holds the named tensors of its run (with their
     shapes), an array slot is one tensor of the array's shape."""
     if slot.paramset is None:
         return (Tensor(0, slot.param.size, np.shape(slot.owner), slot.name),)
-    ps, run = slot.paramset, slot.run
+    ps, run = slot.paramset, cast(slice, slot.run)  # (a ParamSet slot has its run)
     names = ps.names if slot.names is None else slot.names  # a selection's own: not an empty neighbour's
     return tuple(Tensor(ps.slices[name].start - run.start, ps.slices[name].stop - run.start, ps.shapes[name], name)
                  for name in names)
@@ -60,13 +67,17 @@ def slot_tensors(slot):
 class _Container:
     """One group's ``params``: its slots, and how to find their gradients in ``grads``."""
 
-    def __init__(self, params, group, prefix):
+    def __init__(self, params: Any, group: int, prefix: str) -> None:
         self.params = params  # what copies, pickles and add_param_group rebuild from (a list or dict: a copy)
-        self.paramset = None
+        self.paramset: ParamSet | None = None
+        self.options: dict[str, Any]  # set by ParamLayout._container
+        self.slots: list[Slot]
+        self.keys: Any  # None for a ParamSet, else the keys (or indices) of the arrays in ``params``
         if isinstance(params, (ParamSet, ParamSelection)):
             selection = params if isinstance(params, ParamSelection) else None
-            self.paramset = ps = params.paramset if selection else params
-            runs = selection.runs if selection else [(slice(0, ps.size), None)]
+            self.paramset = ps = selection.paramset if selection else cast(ParamSet, params)
+            runs: Sequence[tuple[slice, tuple[str, ...] | None]] = (
+                selection.runs if selection else [(slice(0, ps.size), None)])
             self.slots = [
                 Slot(f"{prefix}{_paramset_label(names)}", ps.data[run], ps.data, group, ps, run, names)
                 for run, names in runs
@@ -94,7 +105,7 @@ class _Container:
         self.is_mapping = isinstance(params, Mapping)
         self.grad_labels = [f"{prefix}grads[{k!r}]" for k in self.keys]  # made once: steps are hot
 
-    def gradients(self, grads, prefix):
+    def gradients(self, grads: Any, prefix: str) -> list[tuple[Slot, Array | None, str | None]]:
         """[(slot, 1-D grad or None, label)]; the label is None for a ParamSet's own grad buffer."""
         if self.paramset is not None:
             ps = self.paramset
@@ -117,7 +128,7 @@ class _Container:
                 raise TypeError(f"{prefix}grads must be a list or tuple like params, got {type(grads).__name__}")
             if len(grads) != len(self.slots):
                 raise ValueError(f"{prefix}grads has {len(grads)} arrays but params has {len(self.slots)}")
-        out = []
+        out: list[tuple[Slot, Array | None, str | None]] = []
         for slot, key, label in zip(self.slots, self.keys, self.grad_labels):
             grad = grads[key]
             if grad is not None:
@@ -129,11 +140,11 @@ class _Container:
         return out
 
 
-def _paramset_label(names):
+def _paramset_label(names: tuple[str, ...] | None) -> str:
     return "ParamSet.data" if names is None else f"ParamSet{list(names)}"
 
 
-def is_group_list(params):
+def is_group_list(params: object) -> bool:
     """True for a list/tuple of parameter-group dicts (torch.optim's per-group options)."""
     if not isinstance(params, (list, tuple)) or not params:
         return False
@@ -159,12 +170,12 @@ class ParamLayout:
     slots : list of Slot
     """
 
-    def __init__(self, params):
+    def __init__(self, params: Params) -> None:
         self.grouped = is_group_list(params)
-        specs = params if self.grouped else [{"params": params}]
+        specs: Any = params if self.grouped else [{"params": params}]
         self._index([self._container(spec, g, self.grouped) for g, spec in enumerate(specs)])
 
-    def add_group(self, spec):
+    def add_group(self, spec: ParamGroup) -> list[Slot]:
         """Append the parameter group ``spec`` (a dict with ``"params"``); return its new slots.
 
         Checked before anything changes: the new parameters must be valid and
@@ -182,14 +193,14 @@ class ParamLayout:
         return container.slots
 
     @property
-    def params(self):
+    def params(self) -> Params:
         """``params`` as the optimizer holds them (lists and dicts copied): copies and pickles rebuild from it."""
         if not self.grouped:
-            return self.containers[0].params
+            return cast("Params", self.containers[0].params)
         return [{"params": c.params, **c.options} for c in self.containers]
 
     @staticmethod
-    def _container(spec, g, grouped):
+    def _container(spec: Any, g: int, grouped: bool) -> _Container:
         if not isinstance(spec, Mapping):
             raise TypeError(f"parameter group {g} must be a dict with a 'params' entry, got {type(spec).__name__}")
         if "params" not in spec:
@@ -198,7 +209,7 @@ class ParamLayout:
         container.options = {k: v for k, v in spec.items() if k != "params"}
         return container
 
-    def _index(self, containers):
+    def _index(self, containers: list[_Container]) -> None:
         """Take ``containers`` as the layout, once their slots are known not to overlap."""
         slots = [s for c in containers for s in c.slots]
         if not slots:
@@ -213,7 +224,7 @@ class ParamLayout:
         self._own_grads = ([s.paramset.grad[s.run] for s in slots]
                            if all(c.paramset is not None for c in containers) else None)
 
-    def gradients(self, grads):
+    def gradients(self, grads: Grads) -> list[Array | None]:
         """Validate ``grads`` for one step: a 1-D gradient (or None: skip) per slot.
 
         ``grads`` has the structure of ``params``; for a list of groups, it is
@@ -224,6 +235,7 @@ class ParamLayout:
             check_writeable(owner, name)
         if grads is None and self._own_grads is not None:
             return self._own_grads
+        per_group: Sequence[Any]
         if not self.grouped:
             per_group = [grads]
         elif grads is None:
@@ -232,7 +244,7 @@ class ParamLayout:
             per_group = grads
         else:
             raise TypeError(f"grads must be a list with one entry per parameter group ({len(self.containers)})")
-        result = []
+        result: list[Array | None] = []
         for index, (c, g) in enumerate(zip(self.containers, per_group)):
             prefix = f"param_groups[{index}]." if self.grouped else ""
             for slot, grad, label in c.gradients(g, prefix):
@@ -241,7 +253,7 @@ class ParamLayout:
                 result.append(grad)
         return result
 
-    def _check_not_a_param(self, grad, label):
+    def _check_not_a_param(self, grad: Array, label: str) -> None:
         """A gradient must not overlap any parameter (the kernel would read what it writes)."""
         if not grad.size:
             return

@@ -6,12 +6,29 @@ kernels of ``fastopt._tensorwise``.  Which tensors a slot holds is
 read from its parameters: a ParamSet slot holds the named tensors of its
 run (with their shapes), an array slot is one tensor of the array's shape.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from fastopt._kernels import tensorwise
 from fastopt.optim._params import slot_tensors
 from fastopt.optim._stepping import MAX_STEP, _next_step
 from fastopt.optim.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import TypeVar
+
+    from numpy.typing import NDArray
+
+    from fastopt._typing import Array, Params
+    from fastopt.optim._hyper import ParamGroup
+    from fastopt.optim._params import Slot, Tensor
+    from fastopt.optim.optimizer import StateLayout
+
+    _T = TypeVar("_T")
 
 
 class TensorwiseOptimizer(Optimizer):
@@ -25,25 +42,26 @@ class TensorwiseOptimizer(Optimizer):
     changes nothing.
     """
 
-    state_scalars = ("step",)
+    state_scalars: tuple[str, ...] = ("step",)
 
-    def __init__(self, params, defaults, **options):
-        self._memos = {}  # (what, slot index) -> what a slot's tensors make of it, worked out once (see _memo)
+    def __init__(self, params: Params, defaults: Mapping[str, Any], **options: Any) -> None:
+        # (what, slot index) -> what a slot's tensors make of it, worked out once (see _memo)
+        self._memos: dict[tuple[str, int], Any] = {}
         super().__init__(params, defaults, **options)
 
-    def __setstate__(self, saved):
+    def __setstate__(self, saved: Mapping[str, Any]) -> None:
         self._memos = {}
         super().__setstate__(saved)
 
-    def _memo(self, what, index, make):
+    def _memo(self, what: str, index: int, make: Callable[[], _T]) -> _T:
         """``make()``, computed once per slot: the slots never change, so neither does what follows from them."""
         key = (what, index)
-        value = self._memos.get(key)
+        value: _T | None = self._memos.get(key)
         if value is None:
             value = self._memos[key] = make()
         return value
 
-    def _check_storage(self, slots):
+    def _check_storage(self, slots: Sequence[Slot]) -> None:
         if self.state_dtype is not None and self.state_dtype not in ("float32", "float64"):
             raise ValueError(f"{type(self).__name__} keeps its state in the parameters' dtype: state_dtype must be "
                              f"None, got {self.state_dtype!r}")
@@ -57,19 +75,19 @@ class TensorwiseOptimizer(Optimizer):
                                  f"{slot.param.dtype}")
         super()._check_storage(slots)
 
-    def _needed(self, group):
+    def _needed(self, group: ParamGroup) -> Sequence[bool]:
         return (True,) * len(self.state_arrays)
 
-    def tensors(self, index):
+    def tensors(self, index: int) -> tuple[Tensor, ...]:
         """The tensors of slot ``index``: ``Tensor`` objects (``start``, ``stop`` in the slot, ``shape``, ``name``)."""
         return self._memo("tensors", index, lambda: slot_tensors(self._layout.slots[index]))
 
-    def _pieces(self, index):
+    def _pieces(self, index: int) -> NDArray[np.intp]:
         """Slot ``index``'s tensors cut into pieces (``fastopt._tensorwise.pieces``), made once."""
         return self._memo("pieces", index, lambda: tensorwise.pieces(
             [(t.start, t.stop) for t in self.tensors(index)], self._layout.slots[index].param.itemsize))
 
-    def _update(self, grads, num_threads):
+    def _update(self, grads: list[Array | None], num_threads: int) -> None:
         work = []
         for index, grad in enumerate(grads):
             if grad is None:
@@ -88,7 +106,8 @@ class TensorwiseOptimizer(Optimizer):
             else:
                 self._states[index].setdefault("step", step - 1)
 
-    def _run_all(self, work, num_threads):
+    def _run_all(self, work: list[tuple[int, Array, int, list[Array], dict[str, Array]]],
+                 num_threads: int) -> bool:
         """Run the step on ``work``: ``(index, grad, step, state arrays, new arrays)`` per slot with a gradient;
         False where the rule took no step after all (its state arrays are kept, its step counts are not)."""
         for index, grad, step, arrays, _ in work:
@@ -96,12 +115,13 @@ class TensorwiseOptimizer(Optimizer):
             self._run(index, self._layout.slots[index].param, grad, arrays, hyper, step, num_threads)
         return True
 
-    def _arrays(self, index, state):
+    def _arrays(self, index: int, state: dict[str, Any]) -> tuple[list[Array], dict[str, Array]]:
         """Slot ``index``'s state arrays in the rule's order, checked (those it lacks made, not yet stored)."""
         layout = self.state_layout(index)
         slot = self._layout.slots[index]
         group = self._groups[self._slot_group[index]]
-        arrays, new = [], {}
+        arrays: list[Array] = []
+        new: dict[str, Array] = {}
         for name in self.state_arrays:
             array = state.get(name)
             shape, dtype = layout[name]
@@ -116,11 +136,12 @@ class TensorwiseOptimizer(Optimizer):
             arrays.append(array)
         return arrays, new
 
-    def _run(self, index, param, grad, arrays, hyper, step, num_threads):
+    def _run(self, index: int, param: Array, grad: Array, arrays: list[Array], hyper: dict[str, Any], step: int,
+             num_threads: int) -> None:
         """Slot ``index``'s step ``step`` (counted from 1) with the group's kernel hyperparameters ``hyper``."""
         raise NotImplementedError
 
-    def state_layout(self, index):
+    def state_layout(self, index: int) -> StateLayout:
         n = self._layout.slots[index].param.size
         dtype = self._layout.slots[index].param.dtype
         return {name: ((n,), dtype) for name in self.state_arrays}

@@ -1,10 +1,18 @@
 """Gradient accumulation around any fastopt optimizer (optax's ``MultiSteps``)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from fastopt._kernels import assign, bf16_round, lerp
 from fastopt._threads import get_num_threads
 from fastopt._validation import integer
 from fastopt.optim._wrapper import OptimizerWrapper
+
+if TYPE_CHECKING:
+    from fastopt._typing import Array, Grads
+    from fastopt.optim.optimizer import Optimizer
 
 
 class Accumulate(OptimizerWrapper):
@@ -71,12 +79,12 @@ class Accumulate(OptimizerWrapper):
     wrapper_arrays = ("accumulate_grad",)
     wrapper_scalars = ("accumulate_count",)
 
-    def __init__(self, optimizer, every):
+    def __init__(self, optimizer: Optimizer, every: int) -> None:
         super().__init__(optimizer)
-        self.every = integer("every", every, 1, expected="a positive integer")
-        self._rounded = {}  # slot -> bfloat16 buffer the float32 mean of bfloat16 gradients is rounded into
+        self.every: int = integer("every", every, 1, expected="a positive integer")
+        self._rounded: dict[int, Array] = {}  # slot -> bfloat16 buffer the float32 mean of bfloat16 gradients is rounded into
 
-    def step(self, grads=None):
+    def step(self, grads: Grads = None) -> bool:
         """Fold ``grads`` (as :meth:`fastopt.optim.Optimizer.step` takes them) into the means; update on the
         ``every``-th.  Returns True when the wrapped optimizer updated."""
         inner = self.optimizer
@@ -84,7 +92,7 @@ class Accumulate(OptimizerWrapper):
             self._follow_groups()
             slot_grads = inner._layout.gradients(grads)
             threads = get_num_threads()
-            ready = [None] * len(slot_grads)
+            ready: list[Array | None] = [None] * len(slot_grads)
             for i, g in enumerate(slot_grads):
                 if g is None:
                     continue
@@ -108,7 +116,7 @@ class Accumulate(OptimizerWrapper):
                     self._extra[i]["accumulate_count"] = 0  # used, or dropped with a skipped step
             return stepped
 
-    def _as_gradient(self, index, mean, grad, threads):
+    def _as_gradient(self, index: int, mean: Array, grad: Array, threads: int) -> Array:
         """The mean as the wrapped rule's gradient: itself, or for bfloat16 gradients its rounding to nearest."""
         if mean.dtype == grad.dtype:
             return mean
@@ -118,5 +126,5 @@ class Accumulate(OptimizerWrapper):
         bf16_round(mean, rounded, None, threads)
         return rounded
 
-    def _settings(self):
+    def _settings(self) -> str:
         return f"every={self.every}"

@@ -1,5 +1,12 @@
 """Adadelta."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from fastopt.optim.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from fastopt._typing import Params, Scalar
 
 
 class Adadelta(Optimizer):
@@ -33,7 +40,7 @@ class Adadelta(Optimizer):
     rule = "adadelta"
     state_scalars = ("step",)
 
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False,
-                 **options):
+    def __init__(self, params: Params, lr: Scalar = 1.0, rho: Scalar = 0.9, eps: Scalar = 1e-6,
+                 weight_decay: Scalar = 0.0, *, maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize),
                          **options)

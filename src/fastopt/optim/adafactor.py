@@ -1,8 +1,18 @@
 """Adafactor (Shazeer & Stern, 2018), as torch.optim.Adafactor."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from fastopt._kernels import tensorwise
 from fastopt.optim._tensor_rules import TensorwiseOptimizer
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from fastopt._typing import Array, Params, Scalar
+    from fastopt.optim.optimizer import StateLayout, TensorStateSlices
 
 
 class Adafactor(TensorwiseOptimizer):
@@ -62,17 +72,19 @@ class Adafactor(TensorwiseOptimizer):
 
     rule = "adafactor"
 
-    def __init__(self, params, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, *,
-                 maximize=False, **options):
+    def __init__(self, params: Params, lr: Scalar = 1e-2, beta2_decay: Scalar = -0.8,
+                 eps: tuple[Scalar | None, Scalar] = (None, 1e-3), d: Scalar = 1.0, weight_decay: Scalar = 0.0, *,
+                 maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay,
                                       maximize=maximize), **options)
 
-    def _descriptor(self, index):
+    def _descriptor(self, index: int) -> tuple[NDArray[np.intp], tuple[int, ...]]:
         """``(offset, batch, rows, cols, row_offset, col_offset, var_offset)`` per tensor, and the state lengths."""
         return self._memo("descriptor", index, lambda: self._describe(index))
 
-    def _describe(self, index):
-        rows, lengths = [], dict.fromkeys(self.state_arrays, 0)
+    def _describe(self, index: int) -> tuple[NDArray[np.intp], tuple[int, ...]]:
+        rows: list[tuple[int, ...]] = []
+        lengths = dict.fromkeys(self.state_arrays, 0)
         for t, where in zip(self.tensors(index), self.tensor_state_slices(index)):
             for name, (piece, _) in where.items():
                 lengths[name] += piece.stop - piece.start
@@ -84,8 +96,9 @@ class Adafactor(TensorwiseOptimizer):
                              where["col_var"][0].start, 0))
         return np.array(rows, dtype=np.intp).reshape(-1, 7), tuple(lengths.values())
 
-    def tensor_state_slices(self, index):
-        out, offsets = [], [0, 0, 0]
+    def tensor_state_slices(self, index: int) -> TensorStateSlices:
+        out: list[dict[str, tuple[slice, tuple[int, ...]]]] = []
+        offsets = [0, 0, 0]
         for t in self.tensors(index):
             if len(t.shape) > 1:  # torch's shapes: row_var (..., m, 1), col_var (..., 1, n)
                 batch, m, n = int(np.prod(t.shape[:-2], dtype=np.int64)), t.shape[-2], t.shape[-1]
@@ -98,12 +111,13 @@ class Adafactor(TensorwiseOptimizer):
                 offsets[2] += t.stop - t.start
         return tuple(out)
 
-    def state_layout(self, index):
+    def state_layout(self, index: int) -> StateLayout:
         dtype = self._layout.slots[index].param.dtype
         lengths = self._descriptor(index)[1]
         return {name: ((n,), dtype) for name, n in zip(self.state_arrays, lengths)}
 
-    def _run(self, index, param, grad, arrays, h, step, num_threads):
+    def _run(self, index: int, param: Array, grad: Array, arrays: list[Array], h: dict[str, Any], step: int,
+             num_threads: int) -> None:
         eps1, eps2 = h["eps"]
         if eps1 is None:
             eps1 = float(np.finfo(param.dtype).eps)

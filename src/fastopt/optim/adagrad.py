@@ -1,5 +1,13 @@
 """Adagrad."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from fastopt.optim.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from fastopt._typing import Array, Params, Scalar
+    from fastopt.optim._hyper import ParamGroup
 
 
 class Adagrad(Optimizer):
@@ -38,11 +46,12 @@ class Adagrad(Optimizer):
     rule = "adagrad"
     state_scalars = ("step",)
 
-    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
-                 *, maximize=False, **options):
+    def __init__(self, params: Params, lr: Scalar = 1e-2, lr_decay: Scalar = 0.0, weight_decay: Scalar = 0.0,
+                 initial_accumulator_value: Scalar = 0.0, eps: Scalar = 1e-10, *, maximize: bool = False,
+                 **options: Any) -> None:
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, eps=eps,
                                       maximize=maximize), **options)
 
-    def _initial_value(self, name, group, param):
-        return group["initial_accumulator_value"]
+    def _initial_value(self, name: str, group: ParamGroup, param: Array) -> float:
+        return group["initial_accumulator_value"]  # type: ignore[no-any-return]

@@ -1,5 +1,12 @@
 """Adam, AMSGrad and AdamW."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from fastopt.optim.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from fastopt._typing import Params, Scalar
 
 
 class Adam(Optimizer):
@@ -50,8 +57,9 @@ class Adam(Optimizer):
     rule = "adam"
     state_scalars = ("step",)
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
-                 maximize=False, decoupled_weight_decay=False, **options):
+    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+                 eps: Scalar = 1e-8, weight_decay: Scalar = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize, decoupled_weight_decay=decoupled_weight_decay),
                          **options)
@@ -66,7 +74,8 @@ class AdamW(Adam):
     ``weight_decay`` is 1e-2.
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
-                 maximize=False, **options):
+    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+                 eps: Scalar = 1e-8, weight_decay: Scalar = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 **options: Any) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
                          decoupled_weight_decay=True, **options)

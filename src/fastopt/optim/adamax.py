@@ -1,5 +1,12 @@
 """Adamax."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from fastopt.optim.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from fastopt._typing import Params, Scalar
 
 
 class Adamax(Optimizer):
@@ -33,7 +40,7 @@ class Adamax(Optimizer):
     rule = "adamax"
     state_scalars = ("step",)
 
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *, maximize=False,
-                 **options):
+    def __init__(self, params: Params, lr: Scalar = 2e-3, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+                 eps: Scalar = 1e-8, weight_decay: Scalar = 0.0, *, maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize),
                          **options)

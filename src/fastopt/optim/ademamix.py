@@ -1,5 +1,12 @@
 """AdEMAMix."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from fastopt.optim.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from fastopt._typing import Params, Scalar
 
 
 class AdEMAMix(Optimizer):
@@ -53,8 +60,9 @@ class AdEMAMix(Optimizer):
     rule = "ademamix"
     state_scalars = ("step",)
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999, 0.9999), alpha=2.0, beta3_warmup=None, alpha_warmup=None,
-                 eps=1e-8, weight_decay=0.0, *, maximize=False, **options):
+    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: tuple[Scalar, Scalar, Scalar] = (0.9, 0.999, 0.9999),
+                 alpha: Scalar = 2.0, beta3_warmup: int | None = None, alpha_warmup: int | None = None,
+                 eps: Scalar = 1e-8, weight_decay: Scalar = 0.0, *, maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, alpha=alpha, beta3_warmup=beta3_warmup,
                                       alpha_warmup=alpha_warmup, eps=eps, weight_decay=weight_decay,
                                       maximize=maximize),

@@ -1,5 +1,12 @@
 """ADOPT."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from fastopt.optim.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from fastopt._typing import Params, Scalar
 
 
 class ADOPT(Optimizer):
@@ -51,8 +58,9 @@ class ADOPT(Optimizer):
     rule = "adopt"
     state_scalars = ("step",)
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, weight_decay=0.0, decouple=False, *,
-                 clip=True, maximize=False, **options):
+    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: tuple[Scalar, Scalar] = (0.9, 0.9999),
+                 eps: Scalar = 1e-6, weight_decay: Scalar = 0.0, decouple: bool = False, *, clip: bool = True,
+                 maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decouple=decouple,
                                       clip=clip, maximize=maximize),
                          **options)

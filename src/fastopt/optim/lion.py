@@ -1,5 +1,12 @@
 """Lion."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from fastopt.optim.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from fastopt._typing import Params, Scalar
 
 
 class Lion(Optimizer):
@@ -37,7 +44,7 @@ class Lion(Optimizer):
     rule = "lion"
     state_scalars = ("step",)
 
-    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False,
-                 **options):
+    def __init__(self, params: Params, lr: Scalar = 1e-4, betas: tuple[Scalar, Scalar] = (0.9, 0.99),
+                 weight_decay: Scalar = 0.0, *, maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize),
                          **options)

@@ -1,10 +1,18 @@
 """Lookahead (Zhang et al., 2019) around any fastopt optimizer."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from fastopt._kernels import lerp
 from fastopt._threads import get_num_threads
 from fastopt._validation import integer, unit_interval
 from fastopt.optim._wrapper import OptimizerWrapper
+
+if TYPE_CHECKING:
+    from fastopt._typing import Grads, Scalar
+    from fastopt.optim.optimizer import Optimizer
 
 
 class Lookahead(OptimizerWrapper):
@@ -63,12 +71,12 @@ class Lookahead(OptimizerWrapper):
     wrapper_arrays = ("lookahead_slow",)
     wrapper_scalars = ("lookahead_count",)
 
-    def __init__(self, optimizer, k=5, alpha=0.5):
+    def __init__(self, optimizer: Optimizer, k: int = 5, alpha: Scalar = 0.5) -> None:
         super().__init__(optimizer)
-        self.k = integer("k", k, 1, expected="a positive integer")
-        self.alpha = unit_interval("alpha", alpha)
+        self.k: int = integer("k", k, 1, expected="a positive integer")
+        self.alpha: float = unit_interval("alpha", alpha)
 
-    def step(self, grads=None):
+    def step(self, grads: Grads = None) -> bool:
         """One step of the wrapped optimizer, and a synchronization for each slot at its ``k``-th step.
 
         Takes ``grads`` as :meth:`fastopt.optim.Optimizer.step` does and
@@ -96,10 +104,10 @@ class Lookahead(OptimizerWrapper):
                     extra["lookahead_count"] = 0
             return True
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the slow weights and counts: each slot restarts them from its parameters at its next step."""
         with self.optimizer._exclusive():
             self._extra = [{} for _ in self.optimizer.state]
 
-    def _settings(self):
+    def _settings(self) -> str:
         return f"k={self.k}, alpha={self.alpha}"

@@ -52,17 +52,43 @@ cannot restart them either); :class:`ChainedScheduler` counts its steps in
 instead of adding ``max_lr``/``min_lr``/``max_momentum``/``base_momentum``
 to the groups.
 """
+from __future__ import annotations
+
 import copy
 import functools
 import math
 import types
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any, Literal, Protocol, SupportsFloat, TypeVar, Union
 
 from fastopt._validation import (
     check_callable, choice, bounded_real, flag, fractional_step, integer,
 )
+
+if TYPE_CHECKING:
+    from fastopt._typing import StateDict
+
+_T = TypeVar("_T")
+
+
+class HasParamGroups(Protocol):
+    """What a schedule sets the learning rates of: an optimizer, i.e. anything with ``param_groups``.
+
+    Each group is a dict holding at least ``"lr"`` (torch.optim's optimizers
+    qualify too).
+    """
+
+    @property
+    def param_groups(self) -> Sequence[MutableMapping[str, Any]]: ...
+
+
+if TYPE_CHECKING:
+    # What a schedule is built on: an optimizer, a float learning rate, or one per group.
+    _Target = Union[HasParamGroups, float, Sequence[float]]
+    # A value given per parameter group, or one for all.
+    _PerGroup = Union[float, Sequence[float]]
 
 __all__ = [
     "LRScheduler", "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
@@ -72,7 +98,7 @@ __all__ = [
 
 
 # ------------------------------------------------------------------ argument checks
-def _milestones(name, value, low):
+def _milestones(name: str, value: Any, low: int) -> list[int]:
     """A strictly increasing list of integers >= low."""
     if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
         raise TypeError(f"{name} must be a list of integers, got {type(value).__name__}")
@@ -82,7 +108,7 @@ def _milestones(name, value, low):
     return steps
 
 
-def _per_group(name, value, count, check, *args):
+def _per_group(name: str, value: Any, count: int, check: Callable[..., _T], *args: Any) -> list[_T]:
     """One value per parameter group: a list or tuple with one per group, or one value for all.
 
     Each is checked as ``check(name, value, *args)``.
@@ -98,14 +124,14 @@ def _per_group(name, value, count, check, *args):
 class _Rates:
     """Parameter groups holding only a learning rate: what a schedule built on floats writes to."""
 
-    def __init__(self, lrs):
-        self.param_groups = [{"lr": lr} for lr in lrs]
+    def __init__(self, lrs: Iterable[float]) -> None:
+        self.param_groups: list[dict[str, Any]] = [{"lr": lr} for lr in lrs]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<learning rates {[group['lr'] for group in self.param_groups]}>"
 
 
-def _target(optimizer):
+def _target(optimizer: Any) -> HasParamGroups:
     """What a schedule writes to: the optimizer, or groups made for a float learning rate (or a list)."""
     if isinstance(optimizer, Real) and not isinstance(optimizer, bool):
         return _Rates([bounded_real("lr", optimizer, 0.0)])
@@ -116,10 +142,10 @@ def _target(optimizer):
     if not (isinstance(groups, list) and groups and all(isinstance(g, Mapping) and "lr" in g for g in groups)):
         raise TypeError("a schedule needs an optimizer (an object whose param_groups is a non-empty list of "
                         f"dicts with an 'lr') or a float learning rate, got {type(optimizer).__name__}")
-    return optimizer
+    return optimizer  # type: ignore[no-any-return]
 
 
-def _function_state(fn):
+def _function_state(fn: Any) -> Any:
     """What state_dict keeps of a user function: a callable object's attributes; nothing of plain code."""
     if isinstance(fn, list):
         return [_function_state(f) for f in fn]
@@ -129,7 +155,7 @@ def _function_state(fn):
     return copy.deepcopy(vars(fn))
 
 
-def _restore_function(fn, saved):
+def _restore_function(fn: Any, saved: Any) -> None:
     if isinstance(fn, list):
         for f, s in zip(fn, saved):
             _restore_function(f, s)
@@ -174,10 +200,17 @@ class LRScheduler:
         Steps taken since the start: 0 after construction.
     """
 
-    _functions = ()        # attributes holding user callables
-    _no_closed_form = ""   # why sched(t) is not available, where it is not
+    _functions: tuple[str, ...] = ()  # attributes holding user callables
+    _no_closed_form: str = ""         # why sched(t) is not available, where it is not
 
-    def __init__(self, optimizer, last_epoch=-1, *, initial_lrs=None):
+    optimizer: HasParamGroups
+    base_lrs: list[float]
+    last_epoch: int
+    _last_lr: list[float]
+    _group_count: int
+    _schedulers: list[LRScheduler]  # composed schedules only
+
+    def __init__(self, optimizer: _Target, last_epoch: int = -1, *, initial_lrs: Sequence[float] | None = None) -> None:
         self.optimizer = _target(optimizer)
         last_epoch = integer("last_epoch", last_epoch, -1)
         groups = self.optimizer.param_groups
@@ -199,39 +232,39 @@ class LRScheduler:
         self._initial_step()
 
     # ------------------------------------------------------------- stepping
-    def step(self):
+    def step(self) -> None:
         """Advance one step: set every group's ``lr`` to the schedule's value at ``last_epoch + 1``."""
         t = self.last_epoch + 1
         lrs = [self._next_lr(i, group["lr"], t) for i, group in enumerate(self._groups())]
         self.last_epoch = t
         self._write(t, lrs)
 
-    def get_last_lr(self):
+    def get_last_lr(self) -> list[float]:
         """The learning rates of the groups as the schedule last set them (a new list)."""
         return list(self._last_lr)
 
-    def _initial_step(self):
+    def _initial_step(self) -> None:
         """Enter the schedule: step 0 from the current rates, as torch, or resume in closed form."""
         if self.last_epoch == -1:
             self.step()
         else:
             self._restart(self.last_epoch + 1)
 
-    def _restart(self, t):
+    def _restart(self, t: int) -> None:
         """Jump to step ``t``, setting the closed-form learning rates."""
         self.last_epoch = t
         self._write(t, self.lr_at(t))
 
-    def _write(self, t, lrs):
+    def _write(self, t: float, lrs: Sequence[float]) -> None:
         for group, lr in zip(self._groups(), lrs):
             if group["lr"] != lr:  # an unchanged lr leaves the optimizer's bound kernels as they are
                 group["lr"] = float(lr)
         self._last_lr = self._current()
 
-    def _current(self):
+    def _current(self) -> list[float]:
         return [group["lr"] for group in self.optimizer.param_groups]
 
-    def _groups(self):
+    def _groups(self) -> Sequence[MutableMapping[str, Any]]:
         """The optimizer's groups, checked to be as many as when this schedule was built."""
         groups = self.optimizer.param_groups
         if len(groups) != self._group_count:
@@ -240,11 +273,11 @@ class LRScheduler:
         return groups
 
     # ------------------------------------------------------------- closed form
-    def __call__(self, t):
+    def __call__(self, t: float) -> float:
         """The learning rate of the first group after ``t`` steps, in closed form (see :meth:`lr_at`)."""
         return self.lr_at(t)[0]
 
-    def lr_at(self, t):
+    def lr_at(self, t: float) -> list[float]:
         """The learning rate of every group after ``t`` steps, in closed form.
 
         A pure function of ``t`` and the initial learning rates: neither the
@@ -271,17 +304,17 @@ class LRScheduler:
             raise NotImplementedError(f"{type(self).__name__} has no closed form: {self._no_closed_form}")
         return [float(lr) for lr in self._lrs(fractional_step(t))]
 
-    def _lrs(self, t):
+    def _lrs(self, t: float) -> list[float]:
         return [self._lr(i, t) for i in range(len(self._groups()))]
 
-    def _lr(self, i, t):
+    def _lr(self, i: int, t: float) -> float:
         raise NotImplementedError(f"{type(self).__name__} does not define its closed form _lr(i, t)")
 
-    def _next_lr(self, i, lr, t):
+    def _next_lr(self, i: int, lr: float, t: int) -> float:
         return self._lr(i, t)
 
     # ------------------------------------------------------------- state
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         """The schedule's state: its position, settings and learning rates, as a dict of plain data.
 
         Everything but the optimizer (whose learning rates the optimizer's
@@ -302,7 +335,7 @@ class LRScheduler:
                 state[key] = copy.deepcopy(value)
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a state taken by :meth:`state_dict` of a schedule of the same kind.
 
         The dict is checked (recursively, for composed schedules) before
@@ -311,7 +344,7 @@ class LRScheduler:
         self._check_state(state_dict)
         for key, value in state_dict.items():
             if key == "param_groups":
-                self.optimizer.param_groups = copy.deepcopy(value)
+                self.optimizer.param_groups = copy.deepcopy(value)  # type: ignore[misc]  # a _Rates' list
             elif key in self._functions:
                 _restore_function(getattr(self, key), value)
             elif key == "_schedulers":
@@ -320,7 +353,7 @@ class LRScheduler:
             else:
                 setattr(self, key, copy.deepcopy(value))
 
-    def _check_state(self, state_dict):
+    def _check_state(self, state_dict: object) -> None:
         name = type(self).__name__
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a dict, as {name}.state_dict() returns; "
@@ -336,7 +369,7 @@ class LRScheduler:
             for s, state in zip(self._schedulers, saved):
                 s._check_state(state)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, lr={self.get_last_lr()})"
 
 
@@ -346,7 +379,10 @@ class _Lambdas(LRScheduler):
 
     _functions = ("lr_lambdas",)
 
-    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+    lr_lambdas: list[Callable[[int], float]]
+
+    def __init__(self, optimizer: _Target, lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
+                 last_epoch: int = -1) -> None:
         optimizer = _target(optimizer)
         self.lr_lambdas = _per_group("lr_lambda", lr_lambda, len(optimizer.param_groups), check_callable)
         super().__init__(optimizer, last_epoch)
@@ -377,8 +413,8 @@ class LambdaLR(_Lambdas):
     0.0125
     """
 
-    def _lr(self, i, t):
-        return self.base_lrs[i] * self.lr_lambdas[i](t)
+    def _lr(self, i: int, t: float) -> float:
+        return self.base_lrs[i] * self.lr_lambdas[i](t)  # type: ignore[arg-type]  # lr_at(t): a fractional t too
 
 
 class MultiplicativeLR(_Lambdas):
@@ -400,7 +436,7 @@ class MultiplicativeLR(_Lambdas):
     integer ``t`` and calls ``lr_lambda`` ``t`` times.
     """
 
-    def _lr(self, i, t):
+    def _lr(self, i: int, t: float) -> float:
         if not isinstance(t, int):
             raise TypeError(f"MultiplicativeLR is a product over steps: t must be an integer, got {t!r}")
         lr = self.base_lrs[i]
@@ -408,7 +444,7 @@ class MultiplicativeLR(_Lambdas):
             lr *= self.lr_lambdas[i](k)
         return lr
 
-    def _next_lr(self, i, lr, t):
+    def _next_lr(self, i: int, lr: float, t: int) -> float:
         return lr * self.lr_lambdas[i](t) if t > 0 else lr
 
 
@@ -431,15 +467,15 @@ class StepLR(LRScheduler):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+    def __init__(self, optimizer: _Target, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
         self.step_size = integer("step_size", step_size, 1)
         self.gamma = bounded_real("gamma", gamma, 0.0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
-    def _lr(self, i, t):
-        return self.base_lrs[i] * self.gamma ** (t // self.step_size)
+    def _lr(self, i: int, t: float) -> float:
+        return self.base_lrs[i] * self.gamma ** (t // self.step_size)  # type: ignore[no-any-return]
 
-    def _next_lr(self, i, lr, t):
+    def _next_lr(self, i: int, lr: float, t: int) -> float:
         return lr * self.gamma if t > 0 and t % self.step_size == 0 else lr
 
 
@@ -461,15 +497,15 @@ class MultiStepLR(LRScheduler):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+    def __init__(self, optimizer: _Target, milestones: Iterable[int], gamma: float = 0.1, last_epoch: int = -1) -> None:
         self.milestones = _milestones("milestones", milestones, 0)
         self.gamma = bounded_real("gamma", gamma, 0.0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
-    def _lr(self, i, t):
+    def _lr(self, i: int, t: float) -> float:
         return self.base_lrs[i] * self.gamma ** bisect_right(self.milestones, t)
 
-    def _next_lr(self, i, lr, t):
+    def _next_lr(self, i: int, lr: float, t: int) -> float:
         return lr * self.gamma if t in self.milestones else lr
 
 
@@ -491,15 +527,15 @@ class ConstantLR(LRScheduler):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
+    def __init__(self, optimizer: _Target, factor: float = 1.0 / 3, total_iters: int = 5, last_epoch: int = -1) -> None:
         self.factor = bounded_real("factor", factor, 0.0, 1.0, low_open=True)
         self.total_iters = integer("total_iters", total_iters, 1)
         super().__init__(optimizer, last_epoch)
 
-    def _lr(self, i, t):
+    def _lr(self, i: int, t: float) -> float:
         return self.base_lrs[i] * (self.factor + (t >= self.total_iters) * (1 - self.factor))
 
-    def _next_lr(self, i, lr, t):
+    def _next_lr(self, i: int, lr: float, t: int) -> float:
         if t == 0:
             return lr * self.factor
         return lr * (1.0 / self.factor) if t == self.total_iters else lr
@@ -527,17 +563,18 @@ class LinearLR(LRScheduler):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
+    def __init__(self, optimizer: _Target, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5,
+                 last_epoch: int = -1) -> None:
         self.start_factor = bounded_real("start_factor", start_factor, 0.0, 1.0, low_open=True)
         self.end_factor = bounded_real("end_factor", end_factor, 0.0, 1.0)
         self.total_iters = integer("total_iters", total_iters, 1)
         super().__init__(optimizer, last_epoch)
 
-    def _lr(self, i, t):
+    def _lr(self, i: int, t: float) -> float:
         start, end = self.start_factor, self.end_factor
         return self.base_lrs[i] * (start + (end - start) * min(self.total_iters, t) / self.total_iters)
 
-    def _next_lr(self, i, lr, t):
+    def _next_lr(self, i: int, lr: float, t: int) -> float:
         start, end = self.start_factor, self.end_factor
         if t == 0:
             return lr * start
@@ -559,14 +596,14 @@ class ExponentialLR(LRScheduler):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, optimizer, gamma, last_epoch=-1):
+    def __init__(self, optimizer: _Target, gamma: float, last_epoch: int = -1) -> None:
         self.gamma = bounded_real("gamma", gamma, 0.0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
-    def _lr(self, i, t):
-        return self.base_lrs[i] * self.gamma ** t
+    def _lr(self, i: int, t: float) -> float:
+        return self.base_lrs[i] * self.gamma ** t  # type: ignore[no-any-return]
 
-    def _next_lr(self, i, lr, t):
+    def _next_lr(self, i: int, lr: float, t: int) -> float:
         return lr * self.gamma if t > 0 else lr
 
 
@@ -589,18 +626,18 @@ class PolynomialLR(LRScheduler):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
+    def __init__(self, optimizer: _Target, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1) -> None:
         self.total_iters = integer("total_iters", total_iters, 1)
         self.power = bounded_real("power", power, 0.0)
         super().__init__(optimizer, last_epoch)
 
-    def _lr(self, i, t):
-        return self.base_lrs[i] * (1.0 - min(self.total_iters, t) / self.total_iters) ** self.power
+    def _lr(self, i: int, t: float) -> float:
+        return self.base_lrs[i] * (1.0 - min(self.total_iters, t) / self.total_iters) ** self.power  # type: ignore[no-any-return]
 
-    def _next_lr(self, i, lr, t):
+    def _next_lr(self, i: int, lr: float, t: int) -> float:
         if t == 0 or t > self.total_iters:
             return lr
-        return lr * ((1.0 - t / self.total_iters) / (1.0 - (t - 1) / self.total_iters)) ** self.power
+        return lr * ((1.0 - t / self.total_iters) / (1.0 - (t - 1) / self.total_iters)) ** self.power  # type: ignore[no-any-return]
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -625,15 +662,15 @@ class CosineAnnealingLR(LRScheduler):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
+    def __init__(self, optimizer: _Target, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
         self.T_max = integer("T_max", T_max, 1)
         self.eta_min = bounded_real("eta_min", eta_min, 0.0)
         super().__init__(optimizer, last_epoch)
 
-    def _lr(self, i, t):
+    def _lr(self, i: int, t: float) -> float:
         return self.eta_min + (self.base_lrs[i] - self.eta_min) * (1 + math.cos(math.pi * t / self.T_max)) / 2
 
-    def _next_lr(self, i, lr, t):
+    def _next_lr(self, i: int, lr: float, t: int) -> float:
         T, low = self.T_max, self.eta_min
         if t == 0:
             return lr
@@ -666,13 +703,13 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):
+    def __init__(self, optimizer: _Target, T_0: int, T_mult: int = 1, eta_min: float = 0.0, last_epoch: int = -1) -> None:
         self.T_0 = integer("T_0", T_0, 1)
         self.T_mult = integer("T_mult", T_mult, 1)
         self.eta_min = bounded_real("eta_min", eta_min, 0.0)
         super().__init__(optimizer, last_epoch)
 
-    def _cycle(self, t):
+    def _cycle(self, t: float) -> tuple[float, int]:
         """(steps into the current cycle, its length) after ``t`` steps."""
         if self.T_mult == 1:
             return t % self.T_0, self.T_0
@@ -682,7 +719,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
             length *= self.T_mult
         return t, length
 
-    def _lr(self, i, t):
+    def _lr(self, i: int, t: float) -> float:
         t_cur, t_i = self._cycle(t)
         return self.eta_min + (self.base_lrs[i] - self.eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
 
@@ -690,7 +727,13 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 class _CyclesMomentum(LRScheduler):
     """Schedules that move the momentum (or Adam's beta1) against the learning rate."""
 
-    def _setup_momentum(self, optimizer, cycle_momentum, base_momentum, max_momentum):
+    cycle_momentum: bool
+    use_beta1: bool
+    base_momentums: list[float]
+    max_momentums: list[float]
+
+    def _setup_momentum(self, optimizer: HasParamGroups, cycle_momentum: bool, base_momentum: _PerGroup,
+                        max_momentum: _PerGroup) -> None:
         self.cycle_momentum = flag("cycle_momentum", cycle_momentum, ints=Integral)
         if not self.cycle_momentum:
             return
@@ -704,10 +747,10 @@ class _CyclesMomentum(LRScheduler):
         self.base_momentums = _per_group("base_momentum", base_momentum, count, bounded_real, 0.0)
         self.max_momentums = _per_group("max_momentum", max_momentum, count, bounded_real, 0.0)
 
-    def _write(self, t, lrs):
+    def _write(self, t: float, lrs: Sequence[float]) -> None:
         if self.cycle_momentum:
             for i, group in enumerate(self._groups()):
-                momentum = self._momentum(i, t)
+                momentum = self._momentum(i, t)  # type: ignore[attr-defined]  # each subclass has one
                 if self.use_beta1:
                     if group["betas"][0] != momentum:
                         group["betas"] = (momentum, *group["betas"][1:])
@@ -756,9 +799,12 @@ class CyclicLR(_CyclesMomentum):
 
     _functions = ("scale_fn",)
 
-    def __init__(self, optimizer, base_lr, max_lr, step_size_up=2000, step_size_down=None, mode="triangular",
-                 gamma=1.0, scale_fn=None, scale_mode="cycle", cycle_momentum=True, base_momentum=0.8,
-                 max_momentum=0.9, last_epoch=-1):
+    def __init__(self, optimizer: _Target, base_lr: _PerGroup, max_lr: _PerGroup, step_size_up: float = 2000,
+                 step_size_down: float | None = None,
+                 mode: Literal["triangular", "triangular2", "exp_range"] = "triangular", gamma: float = 1.0,
+                 scale_fn: Callable[[float], float] | None = None, scale_mode: Literal["cycle", "iterations"] = "cycle",
+                 cycle_momentum: bool = True, base_momentum: _PerGroup = 0.8, max_momentum: _PerGroup = 0.9,
+                 last_epoch: int = -1) -> None:
         optimizer = _target(optimizer)
         count = len(optimizer.param_groups)
         bases = _per_group("base_lr", base_lr, count, bounded_real, 0.0)
@@ -774,7 +820,7 @@ class CyclicLR(_CyclesMomentum):
         self._setup_momentum(optimizer, cycle_momentum, base_momentum, max_momentum)
         super().__init__(optimizer, last_epoch, initial_lrs=bases)
 
-    def _wave(self, t):
+    def _wave(self, t: float) -> tuple[float, float]:
         """(fraction of the way up, scale of the height) after ``t`` steps."""
         cycle = math.floor(1 + t / self.total_size)
         x = 1.0 + t / self.total_size - cycle
@@ -789,12 +835,12 @@ class CyclicLR(_CyclesMomentum):
             scale = self.gamma ** t
         return up, scale
 
-    def _lr(self, i, t):
+    def _lr(self, i: int, t: float) -> float:
         up, scale = self._wave(t)
         base = self.base_lrs[i]
         return base + (self.max_lrs[i] - base) * up * scale
 
-    def _momentum(self, i, t):
+    def _momentum(self, i: int, t: float) -> float:
         up, scale = self._wave(t)
         top = self.max_momentums[i]
         return top - (top - self.base_momentums[i]) * up * scale
@@ -838,9 +884,11 @@ class OneCycleLR(_CyclesMomentum):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None, pct_start=0.3,
-                 anneal_strategy="cos", cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
-                 div_factor=25.0, final_div_factor=1e4, three_phase=False, last_epoch=-1):
+    def __init__(self, optimizer: _Target, max_lr: _PerGroup, total_steps: int | None = None, epochs: int | None = None,
+                 steps_per_epoch: int | None = None, pct_start: float = 0.3,
+                 anneal_strategy: Literal["cos", "linear"] = "cos", cycle_momentum: bool = True,
+                 base_momentum: _PerGroup = 0.85, max_momentum: _PerGroup = 0.95, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4, three_phase: bool = False, last_epoch: int = -1) -> None:
         optimizer = _target(optimizer)
         if total_steps is not None:
             self.total_steps = integer("total_steps", total_steps, 1)
@@ -866,7 +914,7 @@ class OneCycleLR(_CyclesMomentum):
         self._setup_momentum(optimizer, cycle_momentum, base_momentum, max_momentum)
         super().__init__(optimizer, last_epoch, initial_lrs=starts)
 
-    def _position(self, t):
+    def _position(self, t: float) -> tuple[tuple[float, int, int, int, int], float]:  # type: ignore[return]  # the last phase returns
         """(the phase, the fraction of it done) after ``t`` steps."""
         if t > self.total_steps:
             raise ValueError(f"OneCycleLR was asked for step {t}, past its total_steps={self.total_steps}")
@@ -876,16 +924,16 @@ class OneCycleLR(_CyclesMomentum):
                 return phase, (t - start) / (phase[0] - start)
             start = phase[0]
 
-    def _anneal(self, start, end, pct):
+    def _anneal(self, start: float, end: float, pct: float) -> float:
         if self.anneal_strategy == "cos":
             return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
         return (end - start) * pct + start
 
-    def _lr(self, i, t):
+    def _lr(self, i: int, t: float) -> float:
         (_, low, high, _, _), pct = self._position(t)
         return self._anneal(self._lr_levels[i][low], self._lr_levels[i][high], pct)
 
-    def _momentum(self, i, t):
+    def _momentum(self, i: int, t: float) -> float:
         (_, _, _, low, high), pct = self._position(t)
         levels = (self.max_momentums[i], self.base_momentums[i])
         return self._anneal(levels[low], levels[high], pct)
@@ -895,7 +943,7 @@ class OneCycleLR(_CyclesMomentum):
 class _Composite(LRScheduler):
     """Schedules made of other schedules on the same optimizer."""
 
-    def _adopt(self, optimizer, schedulers):
+    def _adopt(self, optimizer: _Target | None, schedulers: Sequence[LRScheduler]) -> None:
         name = type(self).__name__
         if not isinstance(schedulers, (list, tuple)):
             raise TypeError(f"{name} takes a list of schedules, got {type(schedulers).__name__}")
@@ -946,7 +994,10 @@ class SequentialLR(_Composite):
     (0.01, 0.1, 0.0)
     """
 
-    def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
+    milestones: list[int]
+
+    def __init__(self, optimizer: _Target | None, schedulers: Sequence[LRScheduler], milestones: Iterable[int],
+                 last_epoch: int = -1) -> None:
         self._adopt(optimizer, schedulers)
         nested = [i for i, s in enumerate(self._schedulers) if isinstance(s, _Composite)]
         if nested:
@@ -963,12 +1014,12 @@ class SequentialLR(_Composite):
         active._initial_step()
         self._last_lr = active.get_last_lr()
 
-    def _locate(self, t):
+    def _locate(self, t: Any) -> tuple[LRScheduler, Any]:
         """The schedule running at step ``t`` and the steps since it started."""
         k = bisect_right(self.milestones, t)
         return self._schedulers[k], t - (self.milestones[k - 1] if k else 0)
 
-    def step(self):
+    def step(self) -> None:
         """Advance one step: step the running schedule, or start the next one at a milestone."""
         self.last_epoch += 1
         active, t = self._locate(self.last_epoch)
@@ -978,7 +1029,7 @@ class SequentialLR(_Composite):
             active.step()
         self._last_lr = active.get_last_lr()
 
-    def _lrs(self, t):
+    def _lrs(self, t: float) -> list[float]:
         active, t = self._locate(t)
         return active.lr_at(t)
 
@@ -1007,12 +1058,12 @@ class ChainedScheduler(_Composite):
     _no_closed_form = ("its schedules act in turn on the learning rate the previous one set; "
                        "use each schedule's own sched(t), or SequentialLR")
 
-    def __init__(self, schedulers, optimizer=None):
+    def __init__(self, schedulers: Sequence[LRScheduler], optimizer: _Target | None = None) -> None:
         self._adopt(optimizer, schedulers)
         self.last_epoch = 0
         self._last_lr = self._current()
 
-    def step(self):
+    def step(self) -> None:
         """Advance one step: step every schedule, in order."""
         for s in self._schedulers:
             s.step()
@@ -1065,8 +1116,9 @@ class ReduceLROnPlateau(LRScheduler):
 
     _no_closed_form = "its learning rate depends on the metrics passed to step(metrics)"
 
-    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
-                 cooldown=0, min_lr=0, eps=1e-8):
+    def __init__(self, optimizer: _Target, mode: Literal["min", "max"] = "min", factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, threshold_mode: Literal["rel", "abs"] = "rel", cooldown: int = 0,
+                 min_lr: _PerGroup = 0, eps: float = 1e-8) -> None:
         self.optimizer = _target(optimizer)
         self.mode = choice("mode", mode, ("min", "max"))
         self.factor = bounded_real("factor", factor, 0.0, 1.0, high_open=True)
@@ -1083,13 +1135,13 @@ class ReduceLROnPlateau(LRScheduler):
         self.last_epoch = 0
         self._last_lr = self._current()
 
-    def _improves(self, value):
+    def _improves(self, value: float) -> bool:
         best, threshold = self.best, self.threshold
         if self.mode == "min":
             return value < (best * (1.0 - threshold) if self.threshold_mode == "rel" else best - threshold)
         return value > (best * (threshold + 1.0) if self.threshold_mode == "rel" else best + threshold)
 
-    def step(self, metrics):
+    def step(self, metrics: SupportsFloat) -> None:  # type: ignore[override]  # takes a metric, as in torch
         """Record one value of the metric and reduce the learning rates if it has stalled.
 
         Parameters

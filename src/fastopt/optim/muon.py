@@ -1,13 +1,28 @@
 """Muon (Jordan et al., 2024): orthogonalized momentum for matrices, AdamW for the other tensors."""
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fastopt._kernels import BoundStep, lerp
 from fastopt.optim._tensor_rules import TensorwiseOptimizer
 
+if TYPE_CHECKING:
+    from typing import Literal
 
-def orthogonalize(update, coefficients, steps, eps):
+    from fastopt._typing import Array, Params, Scalar
+    from fastopt._typing import ParamGroup as GroupSpec
+    from fastopt.optim._hyper import ParamGroup
+    from fastopt.optim._params import Tensor
+    from fastopt.optim.optimizer import StateLayout, TensorStateSlices
+
+    # A slot's plan: ([(tensor, is_muon, offset in its state arrays), ...], (momentum length, AdamW length), use_muon)
+    _Plan = tuple[list[tuple[Tensor, bool, int]], tuple[int, ...], bool]
+
+
+def orthogonalize(update: Array, coefficients: tuple[float, float, float], steps: int, eps: float) -> Array:
     """The Newton-Schulz iteration of torch.optim.Muon on a 2-D array, in its dtype (a new array).
 
     ``X = update / max(|update|, eps)`` (transposed if it has more rows
@@ -24,7 +39,7 @@ def orthogonalize(update, coefficients, steps, eps):
     return x.T if tall else x
 
 
-def lr_ratio(adjust_lr_fn, rows, cols):
+def lr_ratio(adjust_lr_fn: str | None, rows: int, cols: int) -> float:
     """torch.optim.Muon's learning-rate factor for a matrix of ``rows x cols``."""
     if adjust_lr_fn in (None, "original"):
         return math.sqrt(max(1.0, rows / cols))
@@ -96,10 +111,12 @@ class Muon(TensorwiseOptimizer):
 
     rule = "muon"
 
-    def __init__(self, params, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
-                 ns_coefficients=(3.4445, -4.775, 2.0315), eps=1e-7, ns_steps=5, adjust_lr_fn=None, *,
-                 use_muon=True, adamw_lr=3e-4, adamw_betas=(0.9, 0.95), adamw_eps=1e-10, adamw_weight_decay=0.0,
-                 **options):
+    def __init__(self, params: Params, lr: Scalar = 1e-3, weight_decay: Scalar = 0.1, momentum: Scalar = 0.95,
+                 nesterov: bool = True, ns_coefficients: tuple[Scalar, Scalar, Scalar] = (3.4445, -4.775, 2.0315),
+                 eps: Scalar = 1e-7, ns_steps: int = 5,
+                 adjust_lr_fn: Literal["original", "match_rms_adamw"] | None = None, *, use_muon: bool = True,
+                 adamw_lr: Scalar = 3e-4, adamw_betas: tuple[Scalar, Scalar] = (0.9, 0.95), adamw_eps: Scalar = 1e-10,
+                 adamw_weight_decay: Scalar = 0.0, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
                                       ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps,
                                       adjust_lr_fn=adjust_lr_fn, use_muon=use_muon, adamw_lr=adamw_lr,
@@ -107,15 +124,15 @@ class Muon(TensorwiseOptimizer):
                                       adamw_weight_decay=adamw_weight_decay), **options)
         self._plan_slots()
 
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: GroupSpec) -> None:
         super().add_param_group(param_group)
         self._plan_slots()
 
-    def _plan_slots(self):
+    def _plan_slots(self) -> None:
         for index in range(len(self._layout.slots)):
             self._plan(index)
 
-    def _plan(self, index):
+    def _plan(self, index: int) -> _Plan:
         """``([(tensor, is_muon, offset in its state arrays), ...], (momentum length, AdamW length), use_muon)`` of
         slot ``index``, made when its group is: ``use_muon`` decides the layout of its state, so cannot change."""
         use_muon = self._groups[self._slot_group[index]]["use_muon"]
@@ -123,38 +140,40 @@ class Muon(TensorwiseOptimizer):
         self._refuse_another_use_muon(index, plan, use_muon)
         return plan
 
-    def _check_group(self, group):
+    def _check_group(self, group: ParamGroup) -> None:
         """A loaded group's ``use_muon`` must be the one its slots' state was laid out for."""
         for index in group.get("params", ()):
             plan = self._memos.get(("plan", index))
             if plan is not None:
                 self._refuse_another_use_muon(index, plan, group["use_muon"])
 
-    def _refuse_another_use_muon(self, index, plan, use_muon):
+    def _refuse_another_use_muon(self, index: int, plan: _Plan, use_muon: bool) -> None:
         if plan[2] != use_muon:
             raise ValueError(f"use_muon of {self._layout.slots[index].name}'s group is fixed at {plan[2]} when the "
                              f"group is made (it decides the layout of the state); got {use_muon}")
 
-    def _layout_for(self, index, use_muon):
-        rows, lengths = [], [0, 0]
+    def _layout_for(self, index: int, use_muon: bool) -> _Plan:
+        rows: list[tuple[Tensor, bool, int]] = []
+        lengths = [0, 0]
         for t in self.tensors(index):
             muon = use_muon and len(t.shape) >= 2
             rows.append((t, muon, lengths[0 if muon else 1]))
             lengths[0 if muon else 1] += t.stop - t.start
         return rows, tuple(lengths), use_muon
 
-    def tensor_state_slices(self, index):
+    def tensor_state_slices(self, index: int) -> TensorStateSlices:
         rows, _, _ = self._plan(index)
         return tuple({name: (slice(offset, offset + t.stop - t.start), t.shape)
                       for name in (("momentum_buffer",) if muon else ("exp_avg", "exp_avg_sq"))}
                      for t, muon, offset in rows)
 
-    def state_layout(self, index):
+    def state_layout(self, index: int) -> StateLayout:
         dtype = self._layout.slots[index].param.dtype
         _, (muon, adamw), _ = self._plan(index)
         return {"momentum_buffer": ((muon,), dtype), "exp_avg": ((adamw,), dtype), "exp_avg_sq": ((adamw,), dtype)}
 
-    def _run(self, index, param, grad, arrays, h, step, num_threads):
+    def _run(self, index: int, param: Array, grad: Array, arrays: list[Array], h: dict[str, Any], step: int,
+             num_threads: int) -> None:
         buffer, exp_avg, exp_avg_sq = arrays
         rows = self._plan(index)[0]
         initial = self._groups[self._slot_group[index]].get("initial_lr")  # set by a learning-rate schedule

@@ -1,5 +1,12 @@
 """NAdam."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from fastopt.optim.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from fastopt._typing import Params, Scalar
 
 
 class NAdam(Optimizer):
@@ -41,8 +48,9 @@ class NAdam(Optimizer):
     rule = "nadam"
     state_scalars = ("step", "mu_product")
 
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
-                 decoupled_weight_decay=False, *, maximize=False, **options):
+    def __init__(self, params: Params, lr: Scalar = 2e-3, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+                 eps: Scalar = 1e-8, weight_decay: Scalar = 0.0, momentum_decay: Scalar = 4e-3,
+                 decoupled_weight_decay: bool = False, *, maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
                                       maximize=maximize), **options)

@@ -1,9 +1,12 @@
 """Optimizer base class: bookkeeping in Python, math in the fused kernels."""
+from __future__ import annotations
+
 import contextlib
 import math
 import operator
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +21,23 @@ from fastopt._validation import (adjust_lr, any_real, at_least_one, beta_triple,
 from fastopt.optim._hyper import FixedList, ParamGroup
 from fastopt.optim._params import ParamLayout, slot_tensors
 from fastopt.optim._stepping import SlotBinding, step_slots
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from numpy.typing import DTypeLike
+
+    from fastopt._rules import Rule, TensorRule
+    from fastopt._typing import Array, Grads, Params, Scalar, StateDict
+    from fastopt._typing import ParamGroup as GroupSpec
+    from fastopt.optim._params import Slot
+
+    # A hyperparameter's validator: ``check(name, value)`` returns the value as stored, or raises.
+    Validator = Callable[[str, Any], Any]
+    # ``state_layout(index)``: ``{key: (shape, dtype)}`` of each state array a slot may hold.
+    StateLayout = dict[str, tuple[tuple[int, ...], np.dtype[Any]]]
+    # ``tensor_state_slices(index)``: per tensor, ``{state array: (slice of the slot's array, shape)}``.
+    TensorStateSlices = tuple[dict[str, tuple[slice, tuple[int, ...]]], ...]
 
 # Group keys that are not hyperparameters but are accepted, as torch does, to label a group.
 GROUP_LABELS = ("name",)
@@ -41,21 +61,21 @@ _OPTIONS = ("skip_nonfinite", "state_dtype", "master_weights", "stochastic_round
 _DERIVED = ("validators", "rules", "state_arrays", "switchable_state", "running_state")
 
 
-def _seed(value):
+def _seed(value: object) -> int:
     seed = integer("seed", value, 0)
     if seed >= 2**64:
         raise ValueError(f"seed must be in [0, 2**64), got {seed}")
     return seed
 
 
-def validators_of(rule):
+def validators_of(rule: Rule | TensorRule) -> dict[str, Validator]:
     """``{hyperparameter: validator}`` of the optimizer of ``rule`` (a fastopt._rules.Rule), in the table's order.
 
     The names are the Python optimizer's: ``beta1``, ``beta2`` (and
     ``beta3``) are one hyperparameter, ``betas``; those the kernel never sees
     are included.
     """
-    validators = {}
+    validators: dict[str, Validator] = {}
     beta_names = tuple(h.name for h in rule.hyper if h.check == "beta")
     if beta_names not in ((), ("beta1", "beta2"), ("beta1", "beta2", "beta3")):
         raise TypeError(f"rule {rule.name!r}: the 'beta' check is for beta1, beta2 (and beta3) together, got "
@@ -171,17 +191,21 @@ class Optimizer:
     which differs only where ``p`` is infinite or NaN.
     """
 
-    rule = None          # the update rule's name: a key of fastopt._rules.RULES (set by each subclass)
-    state_scalars = ()   # per-slot numbers kept in ``state``
-    counts_steps = True  # keep state["step"]
+    rule: str | None = None  # the update rule's name: a key of fastopt._rules.RULES (set by each subclass)
+    state_scalars: tuple[str, ...] = ()  # per-slot numbers kept in ``state``
+    counts_steps: bool = True  # keep state["step"]
     # Derived from RULES[rule] by __init_subclass__ (empty here):
-    validators = MappingProxyType({})  # hyperparameter -> validator (``betas`` for beta1, beta2, ...)
-    state_arrays = ()    # the kernel's state arrays, in its order
-    switchable_state = ()  # state arrays that settings switch on (amsgrad's, say): created when first used
-    full_precision_state = ()  # state arrays that ``state_dtype`` leaves in float32 (iterates, not statistics)
-    running_state = ()   # ((name, value before the first step), ...): per-slot numbers the kernel updates
+    # hyperparameter -> validator (``betas`` for beta1, beta2, ...)
+    validators: Mapping[str, Validator] = MappingProxyType({})
+    state_arrays: tuple[str, ...] = ()  # the kernel's state arrays, in its order
+    # state arrays that settings switch on (amsgrad's, say): created when first used
+    switchable_state: tuple[str, ...] = ()
+    # state arrays that ``state_dtype`` leaves in float32 (iterates, not statistics)
+    full_precision_state: tuple[str, ...] = ()
+    # ((name, value before the first step), ...): per-slot numbers the kernel updates
+    running_state: tuple[tuple[str, float], ...] = ()
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         stated = [name for name in _DERIVED if name in cls.__dict__]
         if stated:
@@ -200,29 +224,30 @@ class Optimizer:
         if missing:
             raise TypeError(f"{cls.__name__}.state_scalars must include {missing}, which its rule's kernel updates")
 
-    def __init__(self, params, defaults, *, skip_nonfinite=False, state_dtype=None, master_weights=False,
-                 stochastic_rounding=False, seed=0):
-        self.defaults = ParamGroup(self.validators, defaults)
-        self.state_dtype = _storage.state_dtype_option(state_dtype)
-        self.master_weights = flag("master_weights", master_weights)
-        self.stochastic_rounding = flag("stochastic_rounding", stochastic_rounding)
+    def __init__(self, params: Params, defaults: Mapping[str, Any], *, skip_nonfinite: bool = False,
+                 state_dtype: DTypeLike | None = None, master_weights: bool = False, stochastic_rounding: bool = False,
+                 seed: int = 0) -> None:
+        self.defaults: ParamGroup = ParamGroup(self.validators, defaults)
+        self.state_dtype: str | None = _storage.state_dtype_option(state_dtype)
+        self.master_weights: bool = flag("master_weights", master_weights)
+        self.stochastic_rounding: bool = flag("stochastic_rounding", stochastic_rounding)
         if self.master_weights and self.stochastic_rounding:
             raise ValueError("master_weights and stochastic_rounding exclude each other: with a master copy the "
                              "bfloat16 parameters are its rounding to nearest")
-        self.seed = _seed(seed)
+        self.seed: int = _seed(seed)
         if self.stochastic_rounding:
             self.counts_steps = True  # the rounding key takes the step (SGD counts none otherwise)
-        self._layout = ParamLayout(params)
+        self._layout: ParamLayout = ParamLayout(params)
         self._check_storage(self._layout.slots)
         groups = [self._new_group(g, options) for g, options in enumerate(self._layout.group_options)]
         for i, slot in enumerate(self._layout.slots):
             groups[slot.group]["params"].append(i)
         self._set_groups(groups, [{} for _ in self._layout.slots])
         self._lock = holding([s.param for s in self._layout.slots])
-        self.skip_nonfinite = flag("skip_nonfinite", skip_nonfinite)
-        self.skipped_steps = 0
+        self.skip_nonfinite: bool = flag("skip_nonfinite", skip_nonfinite)
+        self.skipped_steps: int = 0
 
-    def _new_group(self, g, options):
+    def _new_group(self, g: int, options: Mapping[str, Any]) -> ParamGroup:
         """A validated ParamGroup for group ``g``: the defaults overridden by ``options``; no slots yet."""
         unknown = sorted(set(options) - set(self.validators) - set(GROUP_LABELS))
         if unknown:
@@ -232,20 +257,21 @@ class Optimizer:
         self._check_group(group)
         return group
 
-    def _set_groups(self, groups, state):
+    def _set_groups(self, groups: list[ParamGroup], state: list[dict[str, Any]]) -> None:
         """Take ``groups`` and per-slot ``state`` (lists); bindings start afresh."""
         self._groups, self._states = groups, state  # plain lists for the compiled step loop
         self._param_groups = FixedList(groups, "param_groups", _GROUPS_HINT)  # the same entries, guarded
         self._state = FixedList(state, "the optimizer's state list", _STATE_HINT)
-        self._bound = [None] * len(state)  # per slot: a SlotBinding (what its kernel is bound to), or None
+        # per slot: a SlotBinding (what its kernel is bound to), or None
+        self._bound: list[SlotBinding | None] = [None] * len(state)
         self._slot_group = [s.group for s in self._layout.slots]
         self._slot_storage = [self._storage_of(s) for s in self._layout.slots]
 
-    def _storage_of(self, slot):
+    def _storage_of(self, slot: Slot) -> str:
         """How ``slot``'s state arrays are stored: a key of fastopt._storage.STATE_DTYPES."""
         return _storage.resolve_state_dtype(self.state_dtype, slot.param.dtype, slot.name)
 
-    def _array_storage(self, index, name):
+    def _array_storage(self, index: int, name: str) -> str:
         """How state array ``name`` of slot ``index`` is stored: the slot's storage, except that the
         ``full_precision_state`` arrays stay float32 (float64 with float64 parameters)."""
         storage = self._slot_storage[index]
@@ -253,19 +279,19 @@ class Optimizer:
             return "float32"
         return storage
 
-    def _full_precision_params(self, index):
+    def _full_precision_params(self, index: int) -> Array:
         """Slot ``index``'s parameters at full precision: its float32 master copy once it exists, else themselves."""
         master = self._states[index].get(_storage.MASTER) if self.master_weights else None
         return self._layout.slots[index].param if master is None else master
 
-    def _round_master(self, index, num_threads):
+    def _round_master(self, index: int, num_threads: int) -> None:
         """After writing :meth:`_full_precision_params` of slot ``index``: round a master copy to nearest into the
         bfloat16 parameters (nothing to do without one)."""
         source, param = self._full_precision_params(index), self._layout.slots[index].param
         if source is not param:
             bf16_round(source, param, None, num_threads)
 
-    def _check_storage(self, slots):
+    def _check_storage(self, slots: Sequence[Slot]) -> None:
         """Refuse storage options that ``slots`` cannot take, before anything is built on them."""
         for slot in slots:
             self._storage_of(slot)
@@ -273,14 +299,14 @@ class Optimizer:
                 option = "master_weights" if self.master_weights else "stochastic_rounding"
                 raise ValueError(f"{option}=True is for bfloat16 parameters; {slot.name} is {slot.param.dtype}")
 
-    def state_layout(self, index):
+    def state_layout(self, index: int) -> StateLayout:
         """``{key: (shape, dtype)}`` of every state array slot ``index`` may hold, as its storage keeps it.
 
         The rule's state arrays (an int8 one as its codes and its
         ``<name>_absmax``), and ``master_param`` with ``master_weights``.
         """
         n = self._layout.slots[index].param.size
-        layout = {}
+        layout: StateLayout = {}
         for name in self.state_arrays:
             layout.update(_storage.state_layout(name, n, self._array_storage(index, name)))
         if self.master_weights:
@@ -288,16 +314,16 @@ class Optimizer:
         return layout
 
     @property
-    def param_groups(self):
+    def param_groups(self) -> Sequence[ParamGroup]:
         """The parameter groups (see the class docstring); change hyperparameters in place."""
         return self._param_groups
 
     @property
-    def state(self):
+    def state(self) -> Sequence[dict[str, Any]]:
         """Per-slot state dicts (see the class docstring)."""
         return self._state
 
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: GroupSpec) -> None:
         """Add a parameter group, as ``torch.optim.Optimizer.add_param_group``.
 
         Parameters
@@ -319,6 +345,7 @@ class Optimizer:
         with self._exclusive():
             group = self._new_group(len(self._param_groups), {k: v for k, v in param_group.items() if k != "params"})
             first = len(self._layout.slots)
+            new: Sequence[Slot]
             try:  # the storage options, before the layout changes (add_group reports bad params itself)
                 new = ParamLayout(param_group["params"]).slots
             except (KeyError, TypeError, ValueError):
@@ -332,7 +359,7 @@ class Optimizer:
             self._lock = holding([s.param for s in self._layout.slots])  # waiting steps see the change
 
     # ------------------------------------------------------------------ steps
-    def step(self, grads=None):
+    def step(self, grads: Grads = None) -> bool:
         """Update every parameter in place: one fused kernel call per slot.
 
         Parameters
@@ -361,7 +388,7 @@ class Optimizer:
                 return self._step_slots(self._layout.gradients(grads))
         return self.step(grads)  # add_param_group replaced the locks while this thread waited: again
 
-    def _step_slots(self, grads):
+    def _step_slots(self, grads: list[Array | None]) -> bool:
         """:meth:`step` on one gradient array (or None) per slot, checked; the caller holds the locks."""
         num_threads = get_num_threads()
         if self.skip_nonfinite and any(g is not None and nonfinite_count(g, num_threads) for g in grads):
@@ -370,12 +397,12 @@ class Optimizer:
         self._update(grads, num_threads)
         return True
 
-    def _update(self, grads, num_threads):
+    def _update(self, grads: list[Array | None], num_threads: int) -> None:
         """Run every slot's kernel on its gradient (None: the slot is skipped), after the non-finite check."""
         step_slots(self, grads, num_threads)
 
     @contextlib.contextmanager
-    def _exclusive(self):
+    def _exclusive(self) -> Iterator[None]:
         """Hold this optimizer's locks for a ``with`` block, as :meth:`step` does (again if replaced meanwhile)."""
         while True:
             lock = self._lock
@@ -384,7 +411,7 @@ class Optimizer:
                     yield
                     return
 
-    def _prepare(self, index, grad):
+    def _prepare(self, index: int, grad: Array) -> tuple[BoundStep, dict[str, Array] | None]:
         """Slot ``index``'s bound kernel, up to date, and the state arrays it created (stored after it runs)."""
         state = self.state[index]
         group = self.param_groups[self._slot_group[index]]
@@ -404,16 +431,18 @@ class Optimizer:
         self._bound[index] = SlotBinding(kernel, group.version, grad, bound.arrays)
         return kernel, None
 
-    def _bind(self, index, grad, state, group):
+    def _bind(self, index: int, grad: Array, state: dict[str, Any],
+              group: ParamGroup) -> tuple[BoundStep, dict[str, Array]]:
         """Bind slot ``index``'s kernel afresh; state arrays it needs but lacks are created, not yet stored."""
         param = self._layout.slots[index].param
-        new_arrays = {}
-        arrays, used = [], []
+        new_arrays: dict[str, Array] = {}
+        arrays: list[Any] = []
+        used: list[tuple[str, Array]] = []
         for name, needed in zip(self.state_arrays, self._needed(group)):
             storage = self._array_storage(index, name)
             keys = (name, name + _storage.ABSMAX_SUFFIX) if storage == "int8" else (name,)
-            held = tuple(state.get(key) for key in keys) if needed else None
-            if needed and held[0] is None:
+            held: tuple[Any, ...] | None = tuple(state.get(key) for key in keys) if needed else None
+            if held is not None and held[0] is None:
                 held = self._new_state(name, param.size, storage, self._initial_value(name, group, param))
                 new_arrays.update(zip(keys, held))
             if held is not None:
@@ -430,17 +459,17 @@ class Optimizer:
         self._bound[index] = SlotBinding(kernel, group.version, grad, tuple(used))
         return kernel, new_arrays
 
-    def _needed(self, group):
+    def _needed(self, group: ParamGroup) -> Sequence[bool]:
         """Which of ``state_arrays`` the group's hyperparameters use (decided as the kernel decides it)."""
         return needed(self.rule, group.kernel_hyper())
 
-    def _initial_value(self, name, group, param):
+    def _initial_value(self, name: str, group: ParamGroup, param: Array) -> float | Array:
         """What state array ``name`` of the slot with parameters ``param`` starts from: a number for every
         element (0 unless a subclass says otherwise), or, for a state array kept in float storage (see
         ``full_precision_state``), an array of ``param``'s length to copy."""
         return 0.0
 
-    def _new_state(self, name, n, storage, value):
+    def _new_state(self, name: str, n: int, storage: str, value: float | Array) -> tuple[Array, ...]:
         """State array ``name`` of ``n`` elements at its first use, in ``storage``, holding ``value`` (a number
         for every element, or, in float storage, an array to convert): a tuple with the array, or for int8 the
         codes and their absmax (each block encodes the number as the block's largest element, which it holds
@@ -451,15 +480,15 @@ class Optimizer:
         if np.ndim(value):
             raise TypeError(f"{type(self).__name__}._initial_value({name!r}) gave an array, which int8 storage does "
                             "not start from: list the state array in full_precision_state")
-        signed = next(s.signed for s in RULES[self.rule].state if s.name == name)
+        signed = next(s.signed for s in RULES[self.rule].state if s.name == name)  # type: ignore[index]
         code, top = np.zeros(1, np.uint8), np.zeros(1, np.float32)
         quantize_blockwise(np.array([value], np.float32), code, top, signed)  # a block of one: its largest value
         return np.full(n, code[0], np.uint8), np.full(_storage.absmax_length(n), top[0], np.float32)
 
-    def _check_group(self, group):
+    def _check_group(self, group: ParamGroup) -> None:
         """Checks that involve several hyperparameters of a group (none by default)."""
 
-    def tensor_state_slices(self, index):
+    def tensor_state_slices(self, index: int) -> TensorStateSlices:
         """Where each tensor of slot ``index`` keeps its state: per tensor, in order, ``{state array: (slice of
         the slot's array, shape)}``, the shape being the one ``torch.optim`` gives that state for the tensor.
 
@@ -471,7 +500,7 @@ class Optimizer:
         return tuple({name: (slice(t.start, t.stop), t.shape) for name in self.state_arrays}
                      for t in slot_tensors(self._layout.slots[index]))
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Zero the gradients of every parameter that lives in a ParamSet."""
         if not self._layout.paramsets:
             raise TypeError("zero_grad() needs a ParamSet; an optimizer built on arrays holds no gradients")
@@ -482,22 +511,22 @@ class Optimizer:
 
     # ---------------------------------------------------------- learning rate
     @property
-    def lr(self):
+    def lr(self) -> float:
         """The learning rate of every group; setting it sets all groups (as a schedule does)."""
-        rates = {group["lr"] for group in self.param_groups}
+        rates: set[float] = {group["lr"] for group in self.param_groups}
         if len(rates) != 1:
             raise ValueError(f"parameter groups have different learning rates {sorted(rates)}; "
                              "read param_groups[i]['lr'] instead")
         return rates.pop()
 
     @lr.setter
-    def lr(self, value):
+    def lr(self, value: Scalar) -> None:
         value = self.validators["lr"]("lr", value)
         for group in self.param_groups:
             group["lr"] = value
 
     # ------------------------------------------------------------ state dicts
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         """A snapshot of the optimizer: ``{"state": {...}, "param_groups": [...]}``, as in torch.optim.
 
         ``state`` maps slot index to that slot's state (arrays are copies);
@@ -514,7 +543,7 @@ class Optimizer:
                 **({"seed": self.seed} if self.stochastic_rounding else {}),
             }
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a snapshot taken by :meth:`state_dict` on an optimizer built the same way.
 
         Everything is checked before anything changes: on any error the
@@ -523,7 +552,7 @@ class Optimizer:
         with self._exclusive():  # checked and taken against one layout: add_param_group cannot come between
             self._load_state_dict(state_dict)
 
-    def _load_state_dict(self, state_dict):
+    def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
             raise TypeError("state_dict must be a dict with 'state' and 'param_groups', as state_dict() returns")
         groups = list(state_dict["param_groups"])
@@ -545,7 +574,7 @@ class Optimizer:
             new_groups.append(group)
         for group in new_groups:
             self._check_group(group)
-        new_state = [{} for _ in self.state]
+        new_state: list[dict[str, Any]] = [{} for _ in self.state]
         seen = set()
         for key, saved in dict(state_dict["state"]).items():
             index = self._slot_index(key)
@@ -561,7 +590,7 @@ class Optimizer:
         self.skipped_steps, self.seed = skipped, seed
 
     # --------------------------------------------------------- copy, pickle
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles carry ``params``, the defaults and a :meth:`state_dict`.
 
         The slots are views into ``params`` and the bound kernels hold raw
@@ -572,12 +601,12 @@ class Optimizer:
         return {"params": self._layout.params, "defaults": dict(self.defaults),
                 "options": {name: getattr(self, name) for name in _OPTIONS}, "state_dict": self.state_dict()}
 
-    def __setstate__(self, saved):
+    def __setstate__(self, saved: Mapping[str, Any]) -> None:
         options = saved.get("options", {"skip_nonfinite": saved.get("skip_nonfinite", False)})  # older pickles
         Optimizer.__init__(self, saved["params"], saved["defaults"], **options)
         self.load_state_dict(saved["state_dict"])
 
-    def _slot_index(self, key):
+    def _slot_index(self, key: Any) -> int:
         if isinstance(key, str) and key.isdecimal():
             index = int(key)
         else:
@@ -593,7 +622,7 @@ class Optimizer:
             raise ValueError(f"state_dict has state for slot {index}, but this optimizer has {len(self.state)} slots")
         return index
 
-    def _checked_state(self, index, saved, group):
+    def _checked_state(self, index: int, saved: Mapping[str, Any], group: ParamGroup) -> dict[str, Any]:
         """Slot ``index``'s state from a state_dict, checked to be complete for ``group``'s settings.
 
         A slot's state is empty (never stepped) or holds every scalar this
@@ -623,7 +652,7 @@ class Optimizer:
             if missing:
                 raise ValueError(f"state of {slot.name} in the state_dict lacks {missing}: a slot's state must "
                                  f"be empty or complete ({', '.join(scalars + tuple(needed))})")
-        state = {}
+        state: dict[str, Any] = {}
         for key, value in saved.items():
             if key in layout:
                 array = np.asarray(value)
@@ -648,7 +677,7 @@ class Optimizer:
         return state
 
     # ------------------------------------------------------------------- misc
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
         for g, group in enumerate(self.param_groups):
             lines.append(f"Parameter Group {g}")

@@ -1,8 +1,18 @@
 """Prodigy (Mishchenko & Defazio, 2024), as the prodigyopt package has it."""
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any
 
 from fastopt._kernels import tensorwise
 from fastopt.optim._tensor_rules import TensorwiseOptimizer
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from fastopt._typing import Array, Params, Scalar
+    from fastopt.optim._hyper import ParamGroup
 
 # The hyperparameters prodigyopt reads from the first group only: here every group must agree on them.
 _SHARED = ("betas", "beta3", "decouple", "use_bias_correction", "d0", "d_coef", "growth_rate", "maximize")
@@ -86,20 +96,22 @@ class Prodigy(TensorwiseOptimizer):
     rule = "prodigy"
     state_scalars = ("step",) + _ESTIMATE
 
-    def __init__(self, params, lr=1.0, betas=(0.9, 0.999), beta3=None, eps=1e-8, weight_decay=0.0, decouple=True,
-                 use_bias_correction=False, safeguard_warmup=False, d0=1e-6, d_coef=1.0, growth_rate=math.inf, *,
-                 maximize=False, **options):
+    def __init__(self, params: Params, lr: Scalar = 1.0, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+                 beta3: Scalar | None = None, eps: Scalar = 1e-8, weight_decay: Scalar = 0.0, decouple: bool = True,
+                 use_bias_correction: bool = False, safeguard_warmup: bool = False, d0: Scalar = 1e-6,
+                 d_coef: Scalar = 1.0, growth_rate: Scalar = math.inf, *, maximize: bool = False,
+                 **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, beta3=beta3, eps=eps, weight_decay=weight_decay,
                                       decouple=decouple, use_bias_correction=use_bias_correction,
                                       safeguard_warmup=safeguard_warmup, d0=d0, d_coef=d_coef,
                                       growth_rate=growth_rate, maximize=maximize), **options)
 
     @property
-    def d(self):
+    def d(self) -> float:
         """The current estimate :math:`D` (``d0`` before the first step)."""
         return self._estimate()[0]
 
-    def _estimate(self):
+    def _estimate(self) -> tuple[float, ...]:
         """(d, d_max, d_numerator, k): from the first slot that has stepped, else the start."""
         for state in self._states:
             if "d" in state:
@@ -107,15 +119,16 @@ class Prodigy(TensorwiseOptimizer):
         d0 = self._groups[0]["d0"]
         return d0, d0, 0.0, 0.0
 
-    def _initial_value(self, name, group, param):
+    def _initial_value(self, name: str, group: ParamGroup, param: Array) -> float | Array:
         return param if name == "p0" else 0.0
 
-    def _whole_slot(self, index):
+    def _whole_slot(self, index: int) -> NDArray[np.intp]:
         """Slot ``index`` cut into pieces as one tensor (the sums are over the whole slot)."""
         param = self._layout.slots[index].param
         return self._memo("whole", index, lambda: tensorwise.pieces([(0, param.size)], param.itemsize))
 
-    def _run_all(self, work, num_threads):
+    def _run_all(self, work: list[tuple[int, Array, int, list[Array], dict[str, Array]]],
+                 num_threads: int) -> bool:
         first = self._groups[0]
         for g, group in enumerate(self._groups):
             differ = [name for name in _SHARED if group[name] != first[name]]
@@ -164,7 +177,8 @@ class Prodigy(TensorwiseOptimizer):
         self._share(work, zip(_ESTIMATE, (d, d_max, numerator, k + 1)))
         return True
 
-    def _share(self, work, estimate):
+    def _share(self, work: list[tuple[int, Array, int, list[Array], dict[str, Array]]],
+               estimate: Any) -> None:  # (name, value) pairs
         """Write the estimate into every slot's state that has one or is stepping now."""
         estimate, stepping = dict(estimate), {w[0] for w in work}
         for index, state in enumerate(self._states):

@@ -1,5 +1,12 @@
 """RMSprop."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from fastopt.optim.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from fastopt._typing import Params, Scalar
 
 
 class RMSprop(Optimizer):
@@ -43,7 +50,8 @@ class RMSprop(Optimizer):
     rule = "rmsprop"
     state_scalars = ("step",)
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
-                 maximize=False, **options):
+    def __init__(self, params: Params, lr: Scalar = 1e-2, alpha: Scalar = 0.99, eps: Scalar = 1e-8,
+                 weight_decay: Scalar = 0.0, momentum: Scalar = 0.0, centered: bool = False, maximize: bool = False,
+                 **options: Any) -> None:
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                                       centered=centered, maximize=maximize), **options)

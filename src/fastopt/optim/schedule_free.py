@@ -8,6 +8,10 @@ third: ``z`` (the base iterate, a state array), ``x`` (a running average of
 stored, since ``x = lerp(y, z, 1 - 1/beta)``: :meth:`eval` and
 :meth:`train` move the parameters between the two in one fused pass.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from fastopt import _storage
@@ -15,6 +19,12 @@ from fastopt._kernels import lerp
 from fastopt._threads import get_num_threads
 from fastopt._validation import flag
 from fastopt.optim.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from fastopt._typing import Array, Grads, Params, Scalar, StateDict
+    from fastopt.optim._hyper import ParamGroup
 
 _SCHEDULE_FREE_NOTES = """    The parameters hold :math:`y` while training: call :meth:`eval` before
     evaluating, checkpointing for deployment or recomputing batch-norm
@@ -50,19 +60,19 @@ class _ScheduleFree(Optimizer):
     state_scalars = ("step", "weight_sum", "lr_max")
     full_precision_state = ("z",)  # the base iterate: the weights themselves, not a statistic
 
-    def __init__(self, params, defaults, **options):
+    def __init__(self, params: Params, defaults: Mapping[str, Any], **options: Any) -> None:
         super().__init__(params, defaults, **options)
         self._training = True
 
     @staticmethod
-    def _beta(group):
+    def _beta(group: ParamGroup) -> float:
         """The interpolation coefficient between ``z`` and ``x`` (SGD's momentum, AdamW's beta1)."""
         raise NotImplementedError
 
-    def _check_group(self, group):
+    def _check_group(self, group: ParamGroup) -> None:
         self._checked_beta(group)
 
-    def _checked_beta(self, group):
+    def _checked_beta(self, group: ParamGroup) -> float:
         """The group's interpolation coefficient, refused outside (0, 1), where eval() cannot move to the average."""
         beta = self._beta(group)
         if not 0 < beta < 1:
@@ -72,25 +82,25 @@ class _ScheduleFree(Optimizer):
         return beta
 
     @property
-    def training(self):
+    def training(self) -> bool:
         """True while the parameters hold the gradient point ``y``; False after :meth:`eval` (the average ``x``)."""
         return self._training
 
-    def train(self):
+    def train(self) -> None:
         """Move the parameters to the point where gradients are taken, ``y = lerp(x, z, 1 - beta)``, if in eval mode."""
         with self._exclusive():
             if not self._training:
                 self._switch(lambda beta: 1.0 - beta)
                 self._training = True
 
-    def eval(self):
+    def eval(self) -> None:
         """Move the parameters to the averaged point ``x = lerp(y, z, 1 - 1/beta)``, if in training mode."""
         with self._exclusive():
             if self._training:
                 self._switch(lambda beta: 1.0 - 1.0 / beta)
                 self._training = False
 
-    def averaged_point(self, index):
+    def averaged_point(self, index: int) -> Array:
         """A copy of slot ``index``'s evaluation point ``x`` (its parameters after :meth:`eval`, in ``z``'s
         dtype, before any rounding to bfloat16), moving nothing; the parameters where the slot has no ``z``."""
         with self._exclusive():
@@ -101,7 +111,7 @@ class _ScheduleFree(Optimizer):
                      True, get_num_threads())
             return point
 
-    def _switch(self, weight_of):
+    def _switch(self, weight_of: Callable[[float], float]) -> None:
         """Every slot with a ``z``: parameters = lerp(parameters, z, weight_of(its group's beta)), in one pass.
 
         Every group's beta (one set in place after construction may be 0) and every array the passes read or
@@ -128,13 +138,13 @@ class _ScheduleFree(Optimizer):
             lerp(self._full_precision_params(index), z, weight, True, threads)
             self._round_master(index, threads)
 
-    def _step_slots(self, grads):
+    def _step_slots(self, grads: list[Array | None]) -> bool:
         if not self._training:  # checked under the step's locks: the mode cannot change before the update
             raise RuntimeError(f"{type(self).__name__} is in evaluation mode (its parameters hold the averaged "
                                "point); call train() before step()")
         return super()._step_slots(grads)
 
-    def step(self, grads=None):
+    def step(self, grads: Grads = None) -> bool:
         return super().step(grads)
 
     step.__doc__ = Optimizer.step.__doc__.replace('''
@@ -148,15 +158,15 @@ class _ScheduleFree(Optimizer):
         Returns
         -------''')
 
-    def _initial_value(self, name, group, param):
+    def _initial_value(self, name: str, group: ParamGroup, param: Array) -> float | Array:
         return param if name == "z" else 0.0
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         """:meth:`Optimizer.state_dict`, and ``"train_mode"``: :attr:`training`."""
         with self._exclusive():
             return {**super().state_dict(), "train_mode": self._training}
 
-    def _load_state_dict(self, state_dict):
+    def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         training = flag("state_dict['train_mode']", state_dict.get("train_mode", True))
         super()._load_state_dict(state_dict)
         self._training = training
@@ -205,14 +215,15 @@ class SGDScheduleFree(_ScheduleFree):
 
     rule = "sgd_schedule_free"
 
-    def __init__(self, params, lr=1.0, momentum=0.9, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0,
-                 *, maximize=False, **options):
+    def __init__(self, params: Params, lr: Scalar = 1.0, momentum: Scalar = 0.9, weight_decay: Scalar = 0.0,
+                 warmup_steps: int = 0, r: Scalar = 0.0, weight_lr_power: Scalar = 2.0, *, maximize: bool = False,
+                 **options: Any) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, warmup_steps=warmup_steps,
                                       r=r, weight_lr_power=weight_lr_power, maximize=maximize), **options)
 
     @staticmethod
-    def _beta(group):
-        return group["momentum"]
+    def _beta(group: ParamGroup) -> float:
+        return group["momentum"]  # type: ignore[no-any-return]
 
 
 class AdamWScheduleFree(_ScheduleFree):
@@ -256,16 +267,17 @@ class AdamWScheduleFree(_ScheduleFree):
 
     rule = "adamw_schedule_free"
 
-    def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0, r=0.0,
-                 weight_lr_power=2.0, *, maximize=False, **options):
+    def __init__(self, params: Params, lr: Scalar = 0.0025, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+                 eps: Scalar = 1e-8, weight_decay: Scalar = 0.0, warmup_steps: int = 0, r: Scalar = 0.0,
+                 weight_lr_power: Scalar = 2.0, *, maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power,
                                       maximize=maximize), **options)
 
     @staticmethod
-    def _beta(group):
-        return group["betas"][0]
+    def _beta(group: ParamGroup) -> float:
+        return group["betas"][0]  # type: ignore[no-any-return]
 
 
-SGDScheduleFree.__doc__ += _SCHEDULE_FREE_NOTES.format(more="")
-AdamWScheduleFree.__doc__ += _SCHEDULE_FREE_NOTES.format(more=", ``exp_avg_sq``")
+SGDScheduleFree.__doc__ += _SCHEDULE_FREE_NOTES.format(more="")  # type: ignore[operator]
+AdamWScheduleFree.__doc__ += _SCHEDULE_FREE_NOTES.format(more=", ``exp_avg_sq``")  # type: ignore[operator]

@@ -1,7 +1,15 @@
 """Stochastic gradient descent with momentum and Nesterov momentum."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from fastopt.optim.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from fastopt._typing import Params, Scalar
+    from fastopt.optim._hyper import ParamGroup
 
 
 class SGD(Optimizer):
@@ -60,11 +68,12 @@ class SGD(Optimizer):
     rule = "sgd"
     counts_steps = False  # torch's SGD keeps no step count (but stochastic_rounding does: its key takes the step)
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
-                 maximize=False, **options):
+    def __init__(self, params: Params, lr: Scalar = 1e-3, momentum: Scalar = 0.0, dampening: Scalar = 0.0,
+                 weight_decay: Scalar = 0.0, nesterov: bool = False, *, maximize: bool = False,
+                 **options: Any) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov, maximize=maximize), **options)
 
-    def _check_group(self, group):
+    def _check_group(self, group: ParamGroup) -> None:
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")

@@ -1,7 +1,10 @@
 """Weight averaging, after ``torch.optim.swa_utils``: :class:`AveragedModel`, :class:`SWALR`, :func:`update_bn`."""
+from __future__ import annotations
+
 import contextlib
 import math
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +16,18 @@ from fastopt._validation import bounded_real, check_callable, choice, integer
 from fastopt.nn.batchnorm import BatchNorm
 from fastopt.optim.lr_scheduler import LRScheduler, _target
 from fastopt.paramset import ParamSet
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, MutableMapping, Sequence
+    from typing import Literal, Protocol
+
+    from fastopt._typing import Array, Scalar, StateDict
+
+    class _HasParamGroups(Protocol):
+        """What a schedule sets: an optimizer (or wrapper) with ``param_groups``, a list of dicts with an "lr"."""
+
+        @property
+        def param_groups(self) -> Sequence[MutableMapping[str, Any]]: ...
 
 __all__ = ["AveragedModel", "SWALR", "update_bn"]
 
@@ -71,20 +86,21 @@ class AveragedModel:
     array([6., 6.])
     """
 
-    def __init__(self, params, *, decay=None):
+    def __init__(self, params: ParamSet, *, decay: Scalar | None = None) -> None:
         if not isinstance(params, ParamSet):
             raise TypeError(f"params must be a fastopt.ParamSet, got {type(params).__name__}")
-        self.params = params
-        self.decay = None if decay is None else bounded_real("decay", decay, 0.0, 1.0)
-        self.average = np.zeros(params.data.size, np.float32 if params.dtype == BFLOAT16 else params.dtype)
-        self.averaged = {name: self.average[params.slices[name]].reshape(params.shapes[name]) for name in params}
-        self.n_averaged = 0
-        self._backup = None  # the parameters while swapped() holds the average in their place
+        self.params: ParamSet = params
+        self.decay: float | None = None if decay is None else bounded_real("decay", decay, 0.0, 1.0)
+        self.average: Array = np.zeros(params.data.size, np.float32 if params.dtype == BFLOAT16 else params.dtype)
+        self.averaged: dict[str, Array] = {name: self.average[params.slices[name]].reshape(params.shapes[name])
+                                           for name in params}
+        self.n_averaged: int = 0
+        self._backup: Array | None = None  # the parameters while swapped() holds the average in their place
 
-    def _lock(self):
+    def _lock(self) -> Any:
         return holding([self.params.data, self.average])
 
-    def update_parameters(self):
+    def update_parameters(self) -> None:
         """Fold the current parameters into the average (the first call copies them)."""
         with self._lock():
             if self._backup is not None:
@@ -98,7 +114,7 @@ class AveragedModel:
             self.n_averaged += 1
 
     @contextlib.contextmanager
-    def swapped(self):
+    def swapped(self) -> Iterator[ParamSet]:
         """Hold the average in the parameters' own arrays for the ``with`` block, then put them back.
 
         What the block writes into the parameters (``update_bn``'s running
@@ -118,12 +134,12 @@ class AveragedModel:
                 np.copyto(self.params.data, self._backup)
                 self._backup = None
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         """``{"n_averaged": int, "decay": float or None, "average": a copy of :attr:`average`}``."""
         with self._lock():
             return {"n_averaged": self.n_averaged, "decay": self.decay, "average": self.average.copy()}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a snapshot of :meth:`state_dict` of an average of the same kind (checked before anything
         changes; not inside :meth:`swapped`)."""
         if not isinstance(state_dict, Mapping) or set(state_dict) != {"n_averaged", "decay", "average"}:
@@ -144,7 +160,7 @@ class AveragedModel:
             np.copyto(target, array)
             self.n_averaged = count
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         kind = "SWA" if self.decay is None else f"EMA, decay={self.decay}"
         return f"AveragedModel({kind}, n_averaged={self.n_averaged}, {self.params.data.size} parameters)"
 
@@ -173,7 +189,9 @@ class SWALR(LRScheduler):
 
     _no_closed_form = "it anneals from the learning rate the optimizer holds when it starts, as torch's"
 
-    def __init__(self, optimizer, swa_lr, anneal_epochs=10, anneal_strategy="cos", last_epoch=-1):
+    def __init__(self, optimizer: _HasParamGroups | Scalar | Sequence[Scalar], swa_lr: Scalar | Sequence[Scalar],
+                 anneal_epochs: int = 10, anneal_strategy: Literal["cos", "linear"] = "cos",
+                 last_epoch: int = -1) -> None:
         target = _target(optimizer)
         groups = target.param_groups
         if isinstance(swa_lr, (list, tuple)):
@@ -191,11 +209,11 @@ class SWALR(LRScheduler):
             group["swa_lr"] = lr
         super().__init__(target, last_epoch)
 
-    def _alpha(self, t):
+    def _alpha(self, t: float) -> float:
         return (1.0 - math.cos(math.pi * t)) / 2.0 if self.anneal_strategy == "cos" else t
 
-    def _next_lr(self, i, lr, t):
-        swa_lr = self._groups()[i]["swa_lr"]
+    def _next_lr(self, i: int, lr: float, t: int) -> float:
+        swa_lr: float = self._groups()[i]["swa_lr"]
         step = max(1, t) if self.anneal_epochs == 0 else t
         prev_alpha = self._alpha(max(0.0, min(1.0, (step - 1) / max(1, self.anneal_epochs))))
         start = swa_lr if prev_alpha == 1 else (lr - prev_alpha * swa_lr) / (1.0 - prev_alpha)
@@ -203,7 +221,8 @@ class SWALR(LRScheduler):
         return swa_lr * alpha + start * (1.0 - alpha)
 
 
-def update_bn(batches, forward, layers):
+def update_bn(batches: Iterable[Any], forward: Callable[[Any], object],
+              layers: BatchNorm | Iterable[BatchNorm]) -> None:
     """Recompute the running statistics of batch-norm layers from data, as ``torch.optim.swa_utils.update_bn``.
 
     Averaged weights (schedule-free's evaluation point, an EMA or SWA
@@ -265,7 +284,7 @@ def update_bn(batches, forward, layers):
             layer.momentum, layer.training = momentum, training
 
 
-def _layers(layers):
+def _layers(layers: object) -> Iterator[BatchNorm]:
     if not isinstance(layers, Iterable):
         raise TypeError(f"layers must be a BatchNorm or an iterable of them, got {type(layers).__name__}")
     for k, layer in enumerate(layers):

@@ -1,8 +1,17 @@
 """LAMB and LARS: layer-wise trust ratios for large batches (optax's ``lamb`` and ``lars``)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from fastopt._kernels import tensorwise
 from fastopt.optim._tensor_rules import TensorwiseOptimizer
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from fastopt._typing import Array, Params, Scalar
 
 _TENSORS = """    The trust ratio is per tensor: each named tensor of a ParamSet (or of a
     ``ps.select(...)`` group), each array of a list or dict -- the leaves of
@@ -17,14 +26,14 @@ _TENSORS = """    The trust ratio is per tensor: each named tensor of a ParamSet
 class _TrustRatio(TensorwiseOptimizer):
     """What LAMB and LARS share: each slot's per-tensor ratios, kept from its last step."""
 
-    def trust_ratios(self, index=0):
+    def trust_ratios(self, index: int = 0) -> dict[str, float]:
         """``{tensor name: trust ratio}`` of slot ``index`` at its last step (empty before its first)."""
         ratios = self._memos.get(("ratios", index))
         if ratios is None:
             return {}
         return {t.name: float(r) for t, r in zip(self.tensors(index), ratios)}
 
-    def _ratio_buffer(self, index):
+    def _ratio_buffer(self, index: int) -> NDArray[np.float64]:
         return self._memo("ratios", index, lambda: np.ones(len(self.tensors(index))))
 
 
@@ -70,12 +79,13 @@ class LAMB(_TrustRatio):
 
     rule = "lamb"
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, *, maximize=False,
-                 **options):
+    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+                 eps: Scalar = 1e-6, weight_decay: Scalar = 0.0, *, maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize),
                          **options)
 
-    def _run(self, index, param, grad, arrays, h, step, num_threads):
+    def _run(self, index: int, param: Array, grad: Array, arrays: list[Array], h: dict[str, Any], step: int,
+             num_threads: int) -> None:
         tensorwise.lamb_step(param, grad, *arrays, self._pieces(index), self._ratio_buffer(index), h["lr"],
                              h["beta1"], h["beta2"], h["eps"], h["weight_decay"], h["maximize"], step, num_threads)
 
@@ -120,17 +130,19 @@ class LARS(_TrustRatio):
 
     rule = "lars"
 
-    def __init__(self, params, lr=1.0, momentum=0.9, weight_decay=0.0, trust_coefficient=1e-3, eps=0.0, *,
-                 nesterov=False, maximize=False, **options):
+    def __init__(self, params: Params, lr: Scalar = 1.0, momentum: Scalar = 0.9, weight_decay: Scalar = 0.0,
+                 trust_coefficient: Scalar = 1e-3, eps: Scalar = 0.0, *, nesterov: bool = False,
+                 maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov,
                                       maximize=maximize), **options)
 
-    def _run(self, index, param, grad, arrays, h, step, num_threads):
+    def _run(self, index: int, param: Array, grad: Array, arrays: list[Array], h: dict[str, Any], step: int,
+             num_threads: int) -> None:
         tensorwise.lars_step(param, grad, *arrays, self._pieces(index), self._ratio_buffer(index), h["lr"],
                              h["momentum"], h["weight_decay"], h["trust_coefficient"], h["eps"], h["nesterov"],
                              h["maximize"], num_threads)
 
 
-LAMB.__doc__ = LAMB.__doc__.replace("{tensors}", _TENSORS)
-LARS.__doc__ = LARS.__doc__.replace("{tensors}", _TENSORS)
+LAMB.__doc__ = LAMB.__doc__.replace("{tensors}", _TENSORS)  # type: ignore[union-attr]
+LARS.__doc__ = LARS.__doc__.replace("{tensors}", _TENSORS)  # type: ignore[union-attr]

@@ -36,7 +36,10 @@ Nothing is limited when the history passes run on one thread anyway (small
 n, or ``fastopt.set_num_threads(1)``): a spinning thread then has a core of
 its own to spin on.
 """
+from __future__ import annotations
+
 import threading
+from typing import Any, Literal, Union
 
 import numpy as np
 
@@ -52,10 +55,10 @@ WATCHED = 10  # iterations timed before "auto" decides
 RATIO = 4.0   # "auto" limits BLAS when time outside the objective >= RATIO x time inside it
 
 _lock = threading.Lock()
-_holder = None  # the BlasThreads whose limit is in force, if any
+_holder: BlasThreads | None = None  # the BlasThreads whose limit is in force, if any
 
 
-def checked_policy(value):
+def checked_policy(value: object) -> Union[str, int]:
     """``blas_threads`` validated: "auto", False, or a positive integer (as every count option is checked)."""
     if isinstance(value, str):
         if value != "auto":
@@ -63,13 +66,13 @@ def checked_policy(value):
         return value
     if value is False or value is np.False_:
         return False
-    threads = positive_option("blas_threads", value, integer=True)
+    threads: int = positive_option("blas_threads", value, integer=True)
     if threadpool_limits is None:
         raise ImportError(f"blas_threads={threads} needs threadpoolctl (pip install threadpoolctl)")
     return threads
 
 
-def passes_are_parallel(n, threads):
+def passes_are_parallel(n: int, threads: int) -> bool:
     """Whether a pass over n float64 elements runs on more than one thread."""
     return team_size(n, 8, threads) > 1
 
@@ -82,20 +85,20 @@ class BlasThreads:
     force (None: BLAS left as it was).
     """
 
-    def __init__(self, policy, parallel):
+    def __init__(self, policy: Union[str, int], parallel: bool) -> None:
         self.policy = policy
-        self.limited = None
-        self._limiter = None
+        self.limited: int | None = None
+        self._limiter: Any = None
         self._inside = self._outside = 0.0
         self._seen = 0
         self._watching = policy == "auto" and parallel and threadpool_limits is not None
 
-    def __enter__(self):
+    def __enter__(self) -> BlasThreads:
         if self.policy is not False and self.policy != "auto":
             self._limit(self.policy)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         global _holder
         if self._limiter is not None:
             with _lock:
@@ -104,7 +107,7 @@ class BlasThreads:
                 _holder = None
         return False
 
-    def iteration(self, seconds, objective_seconds):
+    def iteration(self, seconds: float, objective_seconds: float) -> None:
         if not self._watching:
             return
         self._inside += objective_seconds
@@ -115,7 +118,7 @@ class BlasThreads:
             if self._outside >= RATIO * self._inside:
                 self._limit(1)
 
-    def _limit(self, threads):
+    def _limit(self, threads: Any) -> None:
         global _holder
         with _lock:
             if _holder is not None:  # another solve holds a limit: leave BLAS to it (module docstring)

@@ -1,4 +1,6 @@
 """What every minimizer shares: options, stopping tests, the callback, and the result."""
+from __future__ import annotations
+
 import inspect
 import math
 import sys
@@ -6,6 +8,7 @@ import warnings
 from collections.abc import Mapping
 
 from numbers import Real
+from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning
@@ -13,6 +16,59 @@ from scipy.optimize import OptimizeResult, OptimizeWarning
 from fastopt._validation import as_float, positive_option
 
 from fastopt.second_order._linesearch import LineSearchResult, strong_wolfe
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Concatenate, Literal, Protocol, TypeAlias
+
+    from scipy.optimize import Bounds, HessianUpdateStrategy
+    from scipy.optimize import OptimizeResult as PlainResult
+    # scipy-stubs' flavour of OptimizeResult for ``minimize``: the same class at runtime, with x, fun, jac,
+    # success, status, message, nit, nfev, njev, nhev and hess_inv typed.
+    from scipy.optimize._minimize import OptimizeResult as _MinimizeResult
+
+    from fastopt._typing import ArrayLike, NDArray, Scalar
+    from fastopt.second_order._objective import Objective
+
+    #: What ``fastopt.minimize`` returns.
+    MinimizeResult: TypeAlias = _MinimizeResult
+    #: The point given to the user's functions: a read-only float64 array of shape (n,).
+    Point: TypeAlias = NDArray[np.float64]
+    #: What ``fun`` may return as f: a real number, or an array holding exactly one.
+    Value: TypeAlias = Union[Scalar, np.integer[Any], NDArray[Any]]
+    #: ``fun(x, *args) -> f``, or ``-> (f, gradient)`` with ``jac=True``.  (Each function type is also spelt
+    #: without ``*args``: mypy infers a lambda's type from a plain Callable, not from a Concatenate.)
+    FunResult: TypeAlias = Union[Value, tuple[Value, ArrayLike]]
+    Fun: TypeAlias = Union[Callable[[Point], FunResult], Callable[Concatenate[Point, ...], FunResult]]
+    #: A finite-difference scheme, as SciPy names them.
+    FiniteDifferences: TypeAlias = Literal["2-point", "3-point", "cs"]
+
+    class Dense(Protocol):
+        """A sparse matrix (or anything with ``toarray``) a ``hess`` may return."""
+
+        def toarray(self) -> Any: ...
+
+    #: ``jac(x, *args) -> gradient``, True (``fun`` returns it), a scheme, or False/None (forward differences).
+    Jac: TypeAlias = Union[Callable[[Point], ArrayLike], Callable[Concatenate[Point, ...], ArrayLike], bool,
+                           FiniteDifferences, None]
+    #: ``hess(x, *args) -> (n, n) array`` (dense or sparse), a scheme, or a quasi-Newton update (BFGS(), SR1()).
+    Hess: TypeAlias = Union[Callable[[Point], Union[ArrayLike, Dense]],
+                            Callable[Concatenate[Point, ...], Union[ArrayLike, Dense]], FiniteDifferences,
+                            HessianUpdateStrategy, None]
+    #: ``hessp(x, p, *args) -> H p``.
+    Hessp: TypeAlias = Union[Callable[[Point, Point], ArrayLike], Callable[Concatenate[Point, Point, ...], ArrayLike]]
+    #: A ``scipy.optimize.Bounds`` or one ``(low, high)`` pair per variable (None: no bound).
+    BoundsLike: TypeAlias = Union["Bounds[Any, Any]", Sequence[Sequence[Union[Scalar, None]]], NDArray[Any]]
+    #: The bounds as the minimizers take them: (lower, upper) float64 arrays of shape (n,).
+    Box: TypeAlias = tuple[NDArray[np.float64], NDArray[np.float64]]
+
+    class ResultCallback(Protocol):
+        """A callback whose only parameter is ``intermediate_result`` (called with an OptimizeResult: x, fun)."""
+
+        def __call__(self, *, intermediate_result: PlainResult) -> object: ...
+
+    #: ``callback(xk)`` (a copy of x) or ``callback(intermediate_result=...)``.
+    CallbackLike: TypeAlias = Union[Callable[[Point], object], ResultCallback, None]
 
 # Status codes of the result (``success`` is True only for CONVERGED).
 CONVERGED = 0         # ||g||_inf <= gtol
@@ -27,7 +83,7 @@ CALLBACK_MESSAGE = "`callback` raised `StopIteration`."  # SciPy's wording
 UNBOUNDED_MESSAGE = "stopped: f is -inf at x: the objective is unbounded below"
 
 
-def take_options(options, defaults, method):
+def take_options(options: Mapping[str, Any] | None, defaults: Mapping[str, Any], method: str) -> dict[str, Any]:
     """``defaults`` updated from the user's ``options`` mapping, refusing names the method does not have.
 
     An option given as None keeps its default (as BFGS's ``maxiter=None`` means 200 n).
@@ -43,7 +99,7 @@ def take_options(options, defaults, method):
     return {**defaults, **{key: value for key, value in options.items() if value is not None}}
 
 
-def iteration_limit(maxiter, default=None):
+def iteration_limit(maxiter: Any, default: int | None = None) -> Any:
     """``maxiter`` as SciPy reads it: None keeps ``default``, ``inf`` is no limit, a negative number (or -inf)
     means no iteration at all, a fractional one is rounded down (SciPy takes ``100.1``); not a real number
     (a string, a bool, complex) is a TypeError and NaN a ValueError, as for every option."""
@@ -52,12 +108,12 @@ def iteration_limit(maxiter, default=None):
     if isinstance(maxiter, Real) and not isinstance(maxiter, (bool, np.bool_)):
         if maxiter < 0:
             return 0
-        if math.isfinite(as_float(maxiter)) and maxiter != int(maxiter):
-            maxiter = int(maxiter)
+        if math.isfinite(as_float(maxiter)) and maxiter != int(maxiter):  # type: ignore[call-overload]
+            maxiter = int(maxiter)  # type: ignore[call-overload]  # (typeshed's numbers.Real has no __int__)
     return positive_option("maxiter", maxiter, integer=True, allow_zero=True, unlimited=True)
 
 
-def relative_decrease(f_old, f_new):
+def relative_decrease(f_old: float, f_new: float) -> float:
     """(f_old - f_new) / max(|f_old|, |f_new|, 1): the ftol test of SciPy's L-BFGS-B."""
     return (f_old - f_new) / max(abs(f_old), abs(f_new), 1.0)
 
@@ -72,10 +128,10 @@ class Callback:
     the run with status 99.
     """
 
-    def __init__(self, callback):
+    def __init__(self, callback: CallbackLike) -> None:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
-        self.callback = callback
+        self.callback: Any = callback  # called as one or the other of CallbackLike's signatures
         self.wants_result = False
         if callback is not None:
             try:
@@ -83,12 +139,12 @@ class Callback:
             except (TypeError, ValueError):  # builtins without a signature
                 pass
 
-    def __call__(self, x, f):
+    def __call__(self, x: Point, f: float) -> bool:
         if self.callback is None:
             return False
         try:
             if self.wants_result:
-                self.callback(intermediate_result=OptimizeResult(x=np.array(x), fun=f))
+                self.callback(intermediate_result=OptimizeResult(x=np.array(x), fun=f))  # type: ignore[call-arg]
             else:
                 self.callback(np.array(x))
         except StopIteration:
@@ -100,8 +156,9 @@ class Unbounded(Exception):
     """f reached -inf along a line search: the search ends there (the objective has no minimum along the line)."""
 
 
-def search_line(objective, point_at, slope_of, f, slope, step0, g_trial, *, ftol, xtol, maxfev, gtol=0.9,
-                stpmax=1e10):
+def search_line(objective: Objective, point_at: Callable[[float], Point], slope_of: Callable[[Point], float],
+                f: float, slope: float, step0: float, g_trial: Point, *, ftol: float, xtol: float, maxfev: int,
+                gtol: float = 0.9, stpmax: float = 1e10) -> tuple[LineSearchResult, Point]:
     """Moré–Thuente strong-Wolfe search from f (slope ``slope``) along the points ``point_at(stp)``.
 
     ``point_at(stp)`` returns a new array, x + stp d, which is made read-only
@@ -117,9 +174,10 @@ def search_line(objective, point_at, slope_of, f, slope, step0, g_trial, *, ftol
     fallback searches accept it.  Where f is -inf the search stops at once
     and succeeds: the objective is unbounded below along the line.
     """
-    last, calls = [None], [0]
+    last: list[Any] = [None]
+    calls = [0]
 
-    def phi(stp):
+    def phi(stp: float) -> tuple[float, float]:
         calls[0] += 1
         xt = point_at(stp)
         xt.flags.writeable = False
@@ -142,7 +200,8 @@ def search_line(objective, point_at, slope_of, f, slope, step0, g_trial, *, ftol
     return search, last[0]
 
 
-def finish(x, f, g, nit, objective, status, message, disp=False, **extra):
+def finish(x: Point, f: float, g: Point, nit: int, objective: Objective, status: int, message: str,
+           disp: bool = False, **extra: Any) -> MinimizeResult:
     """The OptimizeResult every method returns (``x`` and ``jac`` are the caller's to keep).
 
     With ``disp``, a run that did not converge warns with SciPy's OptimizeWarning, as SciPy does;
@@ -153,21 +212,24 @@ def finish(x, f, g, nit, objective, status, message, disp=False, **extra):
             print(message)
         else:
             warnings.warn(message, OptimizeWarning, stacklevel=_outside_fastopt())
-    return OptimizeResult(
-        x=x, fun=f, jac=g, nit=nit, nfev=objective.nfev, njev=objective.njev, nhev=objective.nhev,
-        status=status, success=status == CONVERGED, message=message, **extra)
+    # (scipy-stubs give OptimizeResult no keyword constructor, though SciPy's is a dict: hence the ignores.)
+    return cast("MinimizeResult", OptimizeResult(
+        x=x, fun=f, jac=g, nit=nit, nfev=objective.nfev, njev=objective.njev,  # type: ignore[call-arg]
+        nhev=objective.nhev, status=status, success=status == CONVERGED, message=message, **extra))
 
 
-def _outside_fastopt():
+def _outside_fastopt() -> int:
     """The ``stacklevel`` that points a warning raised by our caller at the first frame outside fastopt
     (the user's call of ``fastopt.minimize``), however deep the method's own calls go."""
-    frame, level = sys._getframe(2), 2
+    frame: Any = sys._getframe(2)
+    level = 2
     while frame is not None and frame.f_globals.get("__name__", "").startswith("fastopt."):
         frame, level = frame.f_back, level + 1
     return level
 
 
-def stop_reason(gnorm, gtol, nit, maxiter, nfev=0, maxfun=None):
+def stop_reason(gnorm: float, gtol: float, nit: int, maxiter: float, nfev: int = 0,
+                maxfun: float | None = None) -> tuple[int, str] | None:
     """(status, message) when an iteration should not start -- gradient test passed or a limit reached -- else None."""
     if gnorm <= gtol:
         return CONVERGED, f"converged: ||g||_inf = {gnorm:.3g} <= gtol = {gtol:.3g}"
@@ -180,6 +242,6 @@ def stop_reason(gnorm, gtol, nit, maxiter, nfev=0, maxfun=None):
     return None
 
 
-def stalled_message(gnorm, gtol, ftol):
+def stalled_message(gnorm: float, gtol: float, ftol: float) -> str:
     return (f"stopped: the relative decrease of f fell to ftol = {ftol:.3g} or below, but ||g||_inf = "
             f"{gnorm:.3g} > gtol = {gtol:.3g} (lower ftol, or accept this point)")

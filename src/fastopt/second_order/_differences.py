@@ -11,16 +11,25 @@ too, into the wider side's room (2-point); a central difference that would
 leave it becomes one-sided (3-point): ``fun`` is only evaluated inside the
 box.  A variable fixed by equal bounds is not differenced (its entry is NaN).
 """
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from fastopt._typing import NDArray
+    from fastopt.second_order._common import Box
 
 EPS = np.finfo(np.float64).eps
 METHODS = ("2-point", "3-point", "cs")
 _DEFAULT_REL_STEP = {"2-point": math.sqrt(EPS), "3-point": EPS ** (1 / 3), "cs": math.sqrt(EPS)}
 
 
-def steps(x, method, rel_step=None, abs_step=None):
+def steps(x: NDArray[np.float64], method: str, rel_step: Any = None, abs_step: Any = None) -> NDArray[np.float64]:
     """The step h_i for each variable, as ``scipy.optimize.approx_derivative`` chooses it."""
     sign = np.where(x >= 0, 1.0, -1.0)
     if rel_step is None:
@@ -34,24 +43,26 @@ def steps(x, method, rel_step=None, abs_step=None):
     return h
 
 
-def _inside(p, lower, upper):
+def _inside(p: NDArray[Any], lower: Any, upper: Any) -> Any:
     return (p <= upper) & (p >= lower)
 
 
-def _wider_room(x, lower, upper):
+def _wider_room(x: NDArray[np.float64], lower: Any, upper: Any) -> Any:
     """The signed distance from x to the farther bound: where a step goes when neither direction fits."""
     room_up, room_down = upper - x, x - lower
     return np.where(room_up >= room_down, room_up, -room_down)
 
 
-def _probe(x, i, h):
+def _probe(x: NDArray[np.float64], i: Any, h: float) -> NDArray[np.float64]:
     p = np.array(x, dtype=np.float64)
     p[i] += h
     p.flags.writeable = False
     return p
 
 
-def gradient(value_of, x, f0, method, *, rel_step=None, abs_step=None, box=None, evaluate=map):
+def gradient(value_of: Callable[[NDArray[Any]], Any], x: NDArray[np.float64], f0: float, method: str, *,
+             rel_step: Any = None, abs_step: Any = None, box: Box | None = None,
+             evaluate: Callable[..., Iterable[Any]] = map) -> NDArray[np.float64]:
     """The gradient of ``value_of`` at ``x`` (``f0 = value_of(x)``) by ``method``.
 
     ``evaluate(value_of, points)`` evaluates a batch of points (``map`` by
@@ -62,6 +73,9 @@ def gradient(value_of, x, f0, method, *, rel_step=None, abs_step=None, box=None,
     n = x.size
     h = steps(x, method, rel_step, abs_step)
     lower, upper = (None, None) if box is None else box
+    i: Any  # a variable's index: an int, or an intp from flatnonzero
+    fixed: Any  # bool array
+    points: list[NDArray[Any]]
     if method == "cs":
         points = []
         for i in range(n):
@@ -109,12 +123,14 @@ def gradient(value_of, x, f0, method, *, rel_step=None, abs_step=None, box=None,
     return g
 
 
-def jacobian(gradient_of, x, method, *, rel_step=None):
+def jacobian(gradient_of: Callable[[NDArray[Any]], NDArray[Any]], x: NDArray[np.float64], method: str, *,
+             rel_step: Any = None) -> NDArray[np.float64]:
     """The Hessian as the finite-difference Jacobian of ``gradient_of`` (``"2-point"``, ``"3-point"``, ``"cs"``),
     symmetrized."""
     n = x.size
     h = steps(x, method, rel_step)
     H = np.empty((n, n))
+    p: NDArray[Any]
     if method == "2-point":
         g0 = gradient_of(x)
     for i in range(n):

@@ -30,6 +30,8 @@ stage); otherwise it uses ``phi`` itself.
 caller evaluates ``phi`` wherever it is asked to.  :func:`strong_wolfe` runs
 that loop for a callable ``phi``.
 """
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -78,11 +80,11 @@ class _Point(NamedTuple):
     g: float
 
 
-def _opposite_signs(a, b):
+def _opposite_signs(a: float, b: float) -> bool:
     return (a < 0.0 < b) or (b < 0.0 < a)
 
 
-def _cubic_minimizer(u, fu, du, v, fv, dv):
+def _cubic_minimizer(u: float, fu: float, du: float, v: float, fv: float, dv: float) -> float:
     """Local minimizer of the cubic with values ``fu, fv`` and slopes ``du, dv`` at ``u != v``.
 
     Returns NaN when the cubic has no local minimizer (it is monotone or has
@@ -103,7 +105,7 @@ def _cubic_minimizer(u, fu, du, v, fv, dv):
     return u + numerator / denominator * (v - u)
 
 
-def _quadratic_minimizer(u, fu, du, v, fv):
+def _quadratic_minimizer(u: float, fu: float, du: float, v: float, fv: float) -> float:
     """Minimizer of the quadratic with value ``fu`` and slope ``du`` at ``u`` and value ``fv`` at ``v``."""
     curvature = (fu - fv) / (v - u) + du
     if curvature == 0.0:
@@ -111,12 +113,13 @@ def _quadratic_minimizer(u, fu, du, v, fv):
     return u + du / curvature / 2.0 * (v - u)
 
 
-def _secant_step(u, du, v, dv):
+def _secant_step(u: float, du: float, v: float, dv: float) -> float:
     """Zero of the linear interpolant of the slopes ``du`` at ``u`` and ``dv`` at ``v``."""
     return u + du / (du - dv) * (v - u)
 
 
-def _trial_step(best, other, trial, bracketed, lower, upper):
+def _trial_step(best: _Point, other: _Point, trial: _Point, bracketed: bool, lower: float,
+                upper: float) -> tuple[float, bool]:
     """The next trial step from the paper's four cases (section 4).
 
     Parameters
@@ -184,7 +187,7 @@ def _trial_step(best, other, trial, bracketed, lower, upper):
     return (upper if toward_upper else lower), False
 
 
-def _finite_real(name, value):
+def _finite_real(name: str, value: float) -> float:
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
@@ -234,7 +237,8 @@ class MoreThuente:
     of a bracketing interval (the xtol test included).
     """
 
-    def __init__(self, f0, g0, *, ftol=1e-3, gtol=0.9, xtol=0.1, stpmin=0.0, stpmax=1e10):
+    def __init__(self, f0: float, g0: float, *, ftol: float = 1e-3, gtol: float = 0.9, xtol: float = 0.1,
+                 stpmin: float = 0.0, stpmax: float = 1e10) -> None:
         f0 = _finite_real("f0", f0)
         g0 = _finite_real("g0", g0)
         if not g0 < 0.0:
@@ -262,7 +266,7 @@ class MoreThuente:
         self._lower = self._upper = 0.0   # bounds for the next trial step
         self._width = stpmax - stpmin
         self._previous_width = 2.0 * self._width
-        self._requested = None   # the step the caller must evaluate next
+        self._requested: float | None = None   # the step the caller must evaluate next
         self._status = CONTINUE
         self._seen_finite = False
         self._nonfinite_in_a_row = 0
@@ -270,16 +274,16 @@ class MoreThuente:
         self._nonfinite_above = math.inf    # _nonfinite_above), where phi was non-finite
 
     @property
-    def status(self):
+    def status(self) -> str:
         """``"continue"`` while the search runs, then the status that ended it."""
         return self._status
 
     @property
-    def bracketed(self):
+    def bracketed(self) -> bool:
         """Whether the search interval is known to contain a minimizer."""
         return self._bracketed
 
-    def next_step(self, stp, f, g):
+    def next_step(self, stp: float, f: float, g: float) -> tuple[float, str]:
         """Report ``phi(stp) = f`` and ``phi'(stp) = g``; get the next step to try.
 
         Parameters
@@ -335,7 +339,7 @@ class MoreThuente:
         self._requested = step
         return step, CONTINUE
 
-    def _stop_status(self, stp, f, g, f_test):
+    def _stop_status(self, stp: float, f: float, g: float, f_test: float) -> str | None:
         """The status that ends the search at ``stp``, or None to go on."""
         if f <= f_test and abs(g) <= self.gtol * -self.g0:
             return CONVERGED
@@ -350,7 +354,7 @@ class MoreThuente:
                 return ROUNDING
         return None
 
-    def _stuck_status(self, stp):
+    def _stuck_status(self, stp: float) -> str:
         """Why the search cannot move away from ``stp``, the best step."""
         if stp == self.stpmax:
             return STPMAX
@@ -361,16 +365,16 @@ class MoreThuente:
             return XTOL
         return ROUNDING
 
-    def _within_xtol(self, a, b):
+    def _within_xtol(self, a: float, b: float) -> bool:
         """Whether the interval between steps ``a`` and ``b`` is too short to search on."""
         return abs(b - a) <= self.xtol * max(a, b)
 
-    def _advance(self, trial, f_test):
+    def _advance(self, trial: _Point, f_test: float) -> float:
         """Update the interval with ``trial`` and return the next step to try."""
         best, other = self._best, self._other
         if self._use_psi and trial.f <= best.f and trial.f > f_test:
             # Interpolate psi: its values and slopes differ from phi's by a linear term.
-            def psi(point):
+            def psi(point: _Point) -> _Point:
                 return _Point(point.stp, point.f - point.stp * self._slope_test, point.g - self._slope_test)
             model_best, model_other, model_trial = psi(best), psi(other), psi(trial)
         else:
@@ -399,7 +403,7 @@ class MoreThuente:
             step = best.stp
         return step
 
-    def _extrapolation_bounds(self, step):
+    def _extrapolation_bounds(self, step: float) -> tuple[float, float]:
         """Bounds for the trial step that will follow ``step``."""
         if self._bracketed:
             return min(self._best.stp, self._other.stp), max(self._best.stp, self._other.stp)
@@ -408,7 +412,7 @@ class MoreThuente:
         lower = step + _EXTRAPOLATE_MIN * (step - base) if self._seen_finite else base
         return lower, step + _EXTRAPOLATE_MAX * (step - base)
 
-    def _keep_finite_side(self, step):
+    def _keep_finite_side(self, step: float) -> float:
         """``step``, or the midpoint from the best step to a non-finite step that ``step`` reaches."""
         if step >= self._nonfinite_above:
             barrier = self._nonfinite_above
@@ -422,7 +426,7 @@ class MoreThuente:
             return base   # no room is left
         return middle
 
-    def _shorten(self, stp):
+    def _shorten(self, stp: float) -> tuple[float, str]:
         """Answer a NaN or infinite value at ``stp`` with a shorter step towards the best one."""
         base = self._best.stp
         if stp > base:
@@ -438,7 +442,7 @@ class MoreThuente:
         self._requested = step
         return step, CONTINUE
 
-    def _end(self, stp, status):
+    def _end(self, stp: float, status: str) -> tuple[float, str]:
         self._status = status
         self._requested = None
         return stp, status
@@ -473,8 +477,9 @@ class LineSearchResult:
     message: str
 
 
-def strong_wolfe(phi: Callable[[float], tuple], f0, g0, stp=1.0, *, ftol=1e-3, gtol=0.9, xtol=0.1,
-                 stpmin=0.0, stpmax=1e10, maxfev=20):
+def strong_wolfe(phi: Callable[[float], tuple[float, float]], f0: float, g0: float, stp: float = 1.0, *,
+                 ftol: float = 1e-3, gtol: float = 0.9, xtol: float = 0.1, stpmin: float = 0.0, stpmax: float = 1e10,
+                 maxfev: int = 20) -> LineSearchResult:
     """Find a step satisfying the strong Wolfe conditions with the Moré–Thuente search.
 
     Parameters

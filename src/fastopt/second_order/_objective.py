@@ -1,7 +1,10 @@
 """The user's objective, as the minimizers call it: counted, checked, and copied into owned buffers."""
+from __future__ import annotations
+
 import math
 import numbers
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import HessianUpdateStrategy
@@ -9,8 +12,14 @@ from scipy.optimize import HessianUpdateStrategy
 from fastopt._validation import as_float
 from fastopt.second_order import _differences
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def _describe(value):
+    from fastopt._typing import NDArray
+    from fastopt.second_order._common import Box, Fun, Hess, Hessp, Jac, Point
+
+
+def _describe(value: object) -> str:
     """A short name for what a user function returned, for error messages."""
     if value is None:
         return "None"
@@ -20,7 +29,7 @@ def _describe(value):
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
-def _refuse_kind(who, verb, what, value, kind):
+def _refuse_kind(who: str, verb: str, what: str, value: object, kind: str) -> TypeError:
     """The TypeError for a result whose values are not real numbers (NumPy dtype kind ``kind``)."""
     head = f"{who} {verb}"
     if kind == "c":
@@ -35,7 +44,7 @@ def _refuse_kind(who, verb, what, value, kind):
     return TypeError(f"{head} {_describe(value)} where {what} must be real numbers")
 
 
-def _kind_of(value):
+def _kind_of(value: object) -> str:
     """The NumPy dtype kind a single Python object stands for, as far as the error messages care."""
     if isinstance(value, (bool, np.bool_)):
         return "b"
@@ -46,11 +55,11 @@ def _kind_of(value):
     return "O"
 
 
-def _is_real_scalar(value):
+def _is_real_scalar(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
-def real_array(who, what, value, verb="returned"):
+def real_array(who: str, what: str, value: object, verb: str = "returned") -> NDArray[np.float64]:
     """``value`` as a float64 ndarray when it holds real numbers only, else a TypeError naming ``who``.
 
     Real means a NumPy float, signed or unsigned integer dtype, or an object
@@ -78,7 +87,7 @@ def real_array(who, what, value, verb="returned"):
     return a if a.dtype == np.float64 else a.astype(np.float64)
 
 
-def real_number(who, value):
+def real_number(who: str, value: object) -> float:
     """``value`` as a Python float when it is one real number, else a TypeError (or a ValueError for a size != 1).
 
     A real number, or an array (or sequence) holding exactly one, as SciPy
@@ -99,11 +108,11 @@ class _ValueAt:
     """``fun(point, *args)`` checked as f (complex for the complex step); a class so that a process pool
     given as ``workers`` can pickle it."""
 
-    def __init__(self, fun, args, complex_step):
+    def __init__(self, fun: Fun, args: tuple[Any, ...], complex_step: bool) -> None:
         self.fun, self.args, self.complex_step = fun, args, complex_step
 
-    def __call__(self, point):
-        result = self.fun(point, *self.args)
+    def __call__(self, point: NDArray[Any]) -> float | complex:
+        result: Any = self.fun(point, *self.args)
         return complex(np.asarray(result).reshape(())) if self.complex_step else real_number("fun", result)
 
 
@@ -138,14 +147,22 @@ class Objective:
         Number of variables.
     """
 
-    def __init__(self, fun, jac, hess, hessp, args, n, *, eps=None, finite_diff_rel_step=None, workers=None,
-                 box=None):
+    # The user's functions as given: each is one of several kinds (see minimize), told apart at every call.
+    fun: Any
+    jac: Any
+    hess_fun: Any
+    hessp_fun: Any
+    evaluate: Callable[..., Any]
+
+    def __init__(self, fun: Fun, jac: Jac, hess: Hess, hessp: Hessp | None, args: object, n: int, *,
+                 eps: float | None = None, finite_diff_rel_step: Any = None,
+                 workers: Callable[..., Any] | int | None = None, box: Box | None = None) -> None:
         if not callable(fun):
             raise TypeError(f"fun must be callable, got {type(fun).__name__}")
         if hessp is not None and not callable(hessp):
             raise TypeError(f"hessp must be callable or None, got {type(hessp).__name__}")
         if not (hess is None or callable(hess) or hess in _differences.METHODS
-                or isinstance(hess, HessianUpdateStrategy)):
+                or isinstance(hess, HessianUpdateStrategy)):  # type: ignore[misc]  # (a Protocol in scipy-stubs)
             raise TypeError("hess must be callable, one of '2-point', '3-point', 'cs', a "
                             f"scipy.optimize.HessianUpdateStrategy (BFGS(), SR1()) or None; got {hess!r}")
         if jac is False:  # SciPy reads a false jac as "not given"
@@ -166,10 +183,10 @@ class Objective:
         self.eps, self.rel_step, self.box = eps, finite_diff_rel_step, box
         self.nfev = self.njev = self.nhev = 0
         self.seconds = 0.0  # in value_and_grad
-        if isinstance(hess, HessianUpdateStrategy):
+        if isinstance(hess, HessianUpdateStrategy):  # type: ignore[misc]  # (a Protocol in scipy-stubs)
             hess.initialize(n, "hess")
 
-    def value_and_grad(self, x, grad_out):
+    def value_and_grad(self, x: Point, grad_out: Point) -> float:
         """f(x), with the gradient at ``x`` written into ``grad_out``.  ``x`` must be read-only.
 
         The time spent here is added to ``seconds``.
@@ -180,7 +197,7 @@ class Objective:
         finally:
             self.seconds += time.perf_counter() - start
 
-    def _value_and_grad(self, x, grad_out):
+    def _value_and_grad(self, x: Point, grad_out: Point) -> float:
         if self.jac is True:
             self.nfev += 1
             self.njev += 1
@@ -203,11 +220,11 @@ class Objective:
         self._store_gradient("jac", self.jac(x, *self.args), grad_out)
         return f
 
-    def value(self, x):
+    def value(self, x: Point) -> float:
         self.nfev += 1
         return real_number("fun", self.fun(x, *self.args))
 
-    def hess(self, x):
+    def hess(self, x: Point) -> NDArray[np.float64]:
         """The Hessian at ``x`` as a C-contiguous float64 ``(n, n)`` array the caller may overwrite."""
         self.nhev += 1
         if not callable(self.hess_fun):
@@ -224,7 +241,7 @@ class Objective:
             raise ValueError(f"hess returned shape {h.shape}, expected {(self.n, self.n)}")
         return np.array(h, dtype=np.float64, order="C")  # a copy: the caller factors it in place
 
-    def hessp(self, x, p):
+    def hessp(self, x: Point, p: Point) -> NDArray[np.float64]:
         """The Hessian at ``x`` times ``p``; ``p`` is made read-only before the user's function sees it."""
         self.nhev += 1
         p.flags.writeable = False
@@ -235,7 +252,7 @@ class Objective:
             raise ValueError(f"hessp returned shape {hp.shape}, expected {(self.n,)}")
         return hp
 
-    def _store_gradient(self, who, g, grad_out):
+    def _store_gradient(self, who: str, g: object, grad_out: Point) -> None:
         g = real_array(who, "the gradient", g)
         if g.shape != (self.n,) and g.size == self.n == 1:
             g = g.reshape(1)
@@ -244,7 +261,7 @@ class Objective:
                              "(one entry per variable)")
         np.copyto(grad_out, g)
 
-    def _finite_differences(self, x, f, grad_out):
+    def _finite_differences(self, x: Point, f: float, grad_out: Point) -> None:
         """The gradient by ``jac``'s scheme (``None``: 2-point with the method's absolute step ``eps``).
 
         Each probe is a new read-only copy of ``x``, as every point ``fun`` is
@@ -262,11 +279,11 @@ class Objective:
         self.njev += 1
         np.copyto(grad_out, g)
 
-    def _call_jac(self, x, g):
+    def _call_jac(self, x: Point, g: Point) -> None:
         self.njev += 1
         self._store_gradient("jac", self.jac(x, *self.args), g)
 
-    def hessian_product(self, x, g):
+    def hessian_product(self, x: Point, g: Point) -> Callable[[Point], NDArray[Any]]:
         """A function ``p -> H(x) p`` for Newton-CG, from whatever ``hess``/``hessp`` the user gave.
 
         ``hessp``: the user's product; ``hess`` callable: the matrix, formed once
@@ -281,7 +298,7 @@ class Objective:
         if callable(self.hess_fun):
             h = self.hess(x)
             return lambda p: h @ p
-        if isinstance(self.hess_fun, HessianUpdateStrategy):
+        if isinstance(self.hess_fun, HessianUpdateStrategy):  # type: ignore[misc]  # (a Protocol in scipy-stubs)
             return lambda p: self.hess_fun.dot(p)
         if isinstance(self.hess_fun, str):
             self.nhev += 1
@@ -289,13 +306,13 @@ class Objective:
             return lambda p: h @ p
         e = math.sqrt(np.finfo(np.float64).eps)
 
-        def product(p):
+        def product(p: Point) -> NDArray[Any]:
             point = np.array(x + e * p)
             point.flags.writeable = False
             return (self._gradient_at(point) - g) / e
         return product
 
-    def _gradient_at(self, point):
+    def _gradient_at(self, point: NDArray[Any]) -> NDArray[Any]:
         """The gradient at a probe point of a Hessian estimate (complex for the complex step)."""
         if np.iscomplexobj(point):
             if not callable(self.jac) or self.jac is True:
@@ -309,7 +326,7 @@ class Objective:
             self.value_and_grad(point, g)
         return g
 
-    def observe_step(self, s, y):
+    def observe_step(self, s: Point, y: Point) -> None:
         """Feed an accepted step and the change of gradient to a HessianUpdateStrategy (else nothing)."""
-        if isinstance(self.hess_fun, HessianUpdateStrategy):
+        if isinstance(self.hess_fun, HessianUpdateStrategy):  # type: ignore[misc]  # (a Protocol in scipy-stubs)
             self.hess_fun.update(s, y)

@@ -1,5 +1,8 @@
 """BFGS with a dense inverse Hessian: O(n^2) work per iteration (Nocedal & Wright, Algorithm 6.1)."""
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -8,12 +11,17 @@ from fastopt._validation import positive_option
 from fastopt.second_order import _common as C
 from fastopt.second_order._vectors import bfgs_matvecs, bfgs_update, max_abs
 
-DEFAULTS = dict(gtol=1e-5, norm=np.inf, maxiter=None, maxfun=None, maxls=20, c1=1e-4, c2=0.9, hess_inv0=None,
-                xrtol=0.0, return_all=False, disp=False)
+if TYPE_CHECKING:
+    from fastopt.second_order._common import CallbackLike, MinimizeResult, Point
+    from fastopt.second_order._objective import Objective
+
+DEFAULTS: dict[str, Any] = dict(gtol=1e-5, norm=np.inf, maxiter=None, maxfun=None, maxls=20, c1=1e-4, c2=0.9,
+                                hess_inv0=None, xrtol=0.0, return_all=False, disp=False)
 
 
-def minimize_bfgs(objective, x0, *, callback, gtol, norm, maxiter, maxfun, maxls, c1, c2, hess_inv0, xrtol,
-                  return_all, disp):
+def minimize_bfgs(objective: Objective, x0: Point, *, callback: CallbackLike, gtol: Any, norm: Any, maxiter: Any,
+                  maxfun: Any, maxls: Any, c1: Any, c2: Any, hess_inv0: Any, xrtol: Any, return_all: bool,
+                  disp: bool) -> MinimizeResult:
     """Minimize ``objective`` from ``x0``; see :func:`fastopt.minimize` for the options and the result.
 
     The inverse Hessian H starts as the identity and is rescaled by
@@ -52,9 +60,9 @@ def minimize_bfgs(objective, x0, *, callback, gtol, norm, maxiter, maxfun, maxls
         if not (np.allclose(H, H.T) and np.all(np.linalg.eigvalsh(0.5 * (H + H.T)) > 0)):
             raise ValueError("'hess_inv0' matrix isn't positive definite.")
         scaled = True
-    allvecs = [np.array(x0)] if return_all else None
+    allvecs: list[Point] | None = [np.array(x0)] if return_all else None
 
-    def gradient_norm(g):
+    def gradient_norm(g: Point) -> float:
         return max_abs(g, threads) if norm == np.inf else float(np.linalg.norm(g, ord=norm))
     x = x0
     x.flags.writeable = False
@@ -65,7 +73,7 @@ def minimize_bfgs(objective, x0, *, callback, gtol, norm, maxiter, maxfun, maxls
     gnorm = gradient_norm(g)
     nit = 0
 
-    def result(status, message):
+    def result(status: int, message: str) -> MinimizeResult:
         extra = {"allvecs": allvecs} if return_all else {}
         return C.finish(np.array(x), f, g.copy(), nit, objective, status, message, disp, hess_inv=H.copy(),
                         **extra)
@@ -123,7 +131,7 @@ def minimize_bfgs(objective, x0, *, callback, gtol, norm, maxiter, maxfun, maxls
         Hg, Hg_trial = Hg_trial, Hg
         gnorm = gradient_norm(g)
         nit += 1
-        if return_all:
+        if allvecs is not None:  # (return_all)
             allvecs.append(np.array(x))
         if stop(x, f):
             return result(C.CALLBACK_STOP, C.CALLBACK_MESSAGE)

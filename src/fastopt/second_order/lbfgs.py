@@ -1,5 +1,8 @@
 """L-BFGS: limited-memory BFGS with a Moré–Thuente line search (Nocedal & Wright, Algorithm 7.5)."""
+from __future__ import annotations
+
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
@@ -10,11 +13,20 @@ from fastopt.second_order import _common as C
 from fastopt.second_order._blas import BlasThreads, checked_policy, passes_are_parallel
 from fastopt.second_order._vectors import combine, dot, lbfgs_direction, lbfgs_new_pair, max_abs, two_loop
 
-DEFAULTS = dict(maxcor=10, gtol=1e-5, ftol=2.220446049250313e-09, maxiter=15000, maxfun=15000, maxls=20,
+if TYPE_CHECKING:
+    from fastopt._typing import NDArray
+    from fastopt.second_order._common import CallbackLike, MinimizeResult, Point
+    from fastopt.second_order._objective import Objective
+
+    _Operator = LinearOperator[np.float64]
+else:
+    _Operator = LinearOperator  # the same class: scipy-stubs makes LinearOperator generic in its dtype
+
+DEFAULTS: dict[str, Any] = dict(maxcor=10, gtol=1e-5, ftol=2.220446049250313e-09, maxiter=15000, maxfun=15000, maxls=20,
                 iprint=None, disp=False, blas_threads="auto")
 
 
-class LbfgsInverseHessian(LinearOperator):
+class LbfgsInverseHessian(_Operator):
     """The L-BFGS approximation of the inverse Hessian, as a LinearOperator (like SciPy's LbfgsInvHessProduct).
 
     Holds the minimizer's ring buffer as it was left (no copy: for n = 10**6
@@ -24,25 +36,26 @@ class LbfgsInverseHessian(LinearOperator):
     oldest first (copies).
     """
 
-    def __init__(self, ring_s, ring_y, ring_rho, oldest, count, gamma):
+    def __init__(self, ring_s: NDArray[np.float64], ring_y: NDArray[np.float64], ring_rho: NDArray[np.float64],
+                 oldest: int, count: int, gamma: float) -> None:
         n = ring_s.shape[1]
-        super().__init__(dtype=np.float64, shape=(n, n))
+        super().__init__(dtype=np.float64, shape=(n, n))  # type: ignore[call-arg]  # (scipy-stubs omit __init__)
         self._ring = (ring_s, ring_y, ring_rho)
         self.oldest, self.count, self.gamma = oldest, count, gamma
 
     @property
-    def _rows(self):
+    def _rows(self) -> list[int]:
         return [(self.oldest + j) % self._ring[0].shape[0] for j in range(self.count)]
 
     @property
-    def S(self):
+    def S(self) -> NDArray[np.float64]:
         return self._ring[0][self._rows]
 
     @property
-    def Y(self):
+    def Y(self) -> NDArray[np.float64]:
         return self._ring[1][self._rows]
 
-    def _matvec(self, v):
+    def _matvec(self, v: NDArray[Any]) -> NDArray[np.float64]:
         v = np.ascontiguousarray(np.ravel(v), dtype=np.float64)
         out = np.empty_like(v)
         two_loop(out, v, *self._ring, self.oldest, self.count, self.gamma, get_num_threads())
@@ -50,7 +63,7 @@ class LbfgsInverseHessian(LinearOperator):
 
     _rmatvec = _matvec  # symmetric
 
-    def todense(self):
+    def todense(self) -> NDArray[np.float64]:
         """The matrix itself (n x n): for small problems and tests."""
         return self.matmat(np.eye(self.shape[0]))
 
@@ -75,15 +88,23 @@ class _History:
     """
 
     _FIRST_ROWS = 64
+    S: NDArray[np.float64]
+    Y: NDArray[np.float64]
+    rho: NDArray[np.float64]
+    SY: NDArray[np.float64]
+    YY: NDArray[np.float64]
+    gS: NDArray[np.float64]
+    gY: NDArray[np.float64]
 
-    def __init__(self, m, n):
+    def __init__(self, m: int, n: int) -> None:
         self.m, self.n = m, n
         self.oldest = self.count = 0
         self.gamma = 1.0
-        self.S = self.Y = self.rho = self.SY = self.YY = self.gS = self.gY = None
+        # (None until _resize, just below, allocates them)
+        self.S = self.Y = self.rho = self.SY = self.YY = self.gS = self.gY = None  # type: ignore[assignment]
         self._resize(min(m + 1, self._FIRST_ROWS))
 
-    def _resize(self, rows):
+    def _resize(self, rows: int) -> None:
         """Buffers of ``rows`` rows holding what the current ones hold (rows 0 .. count - 1 in use)."""
         old, k = self.S, 0 if self.S is None else self.S.shape[0]
         S, Y, rho = np.zeros((rows, self.n)), np.zeros((rows, self.n)), np.zeros(rows)
@@ -93,20 +114,20 @@ class _History:
             SY[:k, :k], YY[:k, :k] = self.SY, self.YY
         self.S, self.Y, self.rho, self.SY, self.YY, self.gS, self.gY = S, Y, rho, SY, YY, gS, gY
 
-    def rows(self, extra=0):
+    def rows(self, extra: int = 0) -> NDArray[np.intp]:
         """Ring rows of the pairs in use, oldest first (and the ``extra`` free rows after them)."""
         size = self.m + 1
         return np.array([(self.oldest + j) % size for j in range(self.count + extra)], dtype=np.intp)
 
-    def forget(self):
+    def forget(self) -> None:
         self.count = 0
 
-    def direction(self, d, g, threads):
+    def direction(self, d: Point, g: Point, threads: int) -> float:
         """d = -H g; returns the slope g . d."""
         return lbfgs_direction(d, g, self.S, self.Y, self.rho, self.SY, self.YY, self.gS, self.gY, self.rows(),
                                self.gamma, threads)
 
-    def add(self, stp, d, g_new, g_old, threads):
+    def add(self, stp: float, d: Point, g_new: Point, g_old: Point, threads: int) -> float:
         """Store the pair s = stp d, y = g_new - g_old if its curvature is positive; g_new becomes the
         current gradient.  One pass over the history.  Returns max |g_new|."""
         if self.count >= self.S.shape[0]:  # no free row yet: grow (only before the ring is full)
@@ -129,11 +150,12 @@ class _History:
                 self.oldest = (self.oldest + 1) % (self.m + 1)
         return gnorm
 
-    def inverse_hessian(self):
+    def inverse_hessian(self) -> LbfgsInverseHessian:
         return LbfgsInverseHessian(self.S, self.Y, self.rho, self.oldest, self.count, self.gamma)
 
 
-def checked_options(maxcor, gtol, ftol, maxiter, maxfun, maxls):
+def checked_options(maxcor: Any, gtol: Any, ftol: Any, maxiter: Any, maxfun: Any,
+                    maxls: Any) -> tuple[Any, Any, Any, Any, Any, Any]:
     """The L-BFGS(-B) options, validated: (m, gtol, ftol, maxiter, maxfun, maxls)."""
     return (positive_option("maxcor", maxcor, integer=True), positive_option("gtol", gtol, allow_zero=True),
             positive_option("ftol", ftol, allow_zero=True), C.iteration_limit(maxiter),
@@ -141,8 +163,9 @@ def checked_options(maxcor, gtol, ftol, maxiter, maxfun, maxls):
             positive_option("maxls", maxls, integer=True))
 
 
-def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxfun, maxls, iprint, disp,
-                   blas_threads):
+def minimize_lbfgs(objective: Objective, x0: Point, *, callback: CallbackLike, maxcor: Any, gtol: Any, ftol: Any,
+                   maxiter: Any, maxfun: Any, maxls: Any, iprint: Any, disp: bool,
+                   blas_threads: Any) -> MinimizeResult:
     """Minimize ``objective`` from ``x0``; see :func:`fastopt.minimize` for the options and the result."""
     m, gtol, ftol, maxiter, maxfun, maxls = checked_options(maxcor, gtol, ftol, maxiter, maxfun, maxls)
     threads = get_num_threads()
@@ -150,7 +173,8 @@ def minimize_lbfgs(objective, x0, *, callback, maxcor, gtol, ftol, maxiter, maxf
         return _solve(objective, x0, callback, m, gtol, ftol, maxiter, maxfun, maxls, disp, threads, blas)
 
 
-def _solve(objective, x0, callback, m, gtol, ftol, maxiter, maxfun, maxls, disp, threads, blas):
+def _solve(objective: Objective, x0: Point, callback: CallbackLike, m: int, gtol: float, ftol: float, maxiter: Any,
+           maxfun: Any, maxls: int, disp: bool, threads: int, blas: BlasThreads) -> MinimizeResult:
     n = x0.size
 
     history = _History(m, n)
@@ -161,7 +185,7 @@ def _solve(objective, x0, callback, m, gtol, ftol, maxiter, maxfun, maxls, disp,
     gnorm = max_abs(g, threads)
     nit = 0
 
-    def result(status, message):
+    def result(status: int, message: str) -> MinimizeResult:
         return C.finish(np.array(x), f, g.copy(), nit, objective, status, message, disp,
                         hess_inv=history.inverse_hessian())
 
@@ -183,7 +207,7 @@ def _solve(objective, x0, callback, m, gtol, ftol, maxiter, maxfun, maxls, disp,
         # The first step has no curvature information: make it of length 1 (SciPy's L-BFGS-B does too).
         step0 = 1.0 if history.count else min(1.0, 1.0 / np.sqrt(-slope))
 
-        def point_at(stp):
+        def point_at(stp: float) -> Point:
             xt = np.empty(n)  # a fresh array: the user's function may keep what it is given
             combine(xt, 1.0, x, stp, d, num_threads=threads)
             return xt

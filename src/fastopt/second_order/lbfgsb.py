@@ -15,8 +15,11 @@ Each iteration
 Variables with equal bounds are fixed and factored out (the user's
 functions still see the whole vector), as SciPy does.
 """
+from __future__ import annotations
+
 import math
 import numbers
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
@@ -29,6 +32,15 @@ from fastopt.second_order._linesearch import ROUNDING, STPMAX, STPMIN, XTOL, str
 from fastopt.second_order._vectors import dot
 from fastopt.second_order.lbfgs import LbfgsInverseHessian, checked_options
 
+if TYPE_CHECKING:
+    from fastopt._typing import NDArray
+    from fastopt.second_order._common import Box, BoundsLike, CallbackLike, MinimizeResult, Point
+    from fastopt.second_order._objective import Objective
+
+    _Operator = LinearOperator[np.float64]
+else:
+    _Operator = LinearOperator  # the same class: scipy-stubs makes LinearOperator generic in its dtype
+
 _EPS = np.finfo(np.float64).eps
 _BIG = 1e10  # L-BFGS-B's largest step
 _WARNINGS = frozenset({STPMAX, XTOL, ROUNDING, STPMIN})
@@ -37,7 +49,7 @@ _WARNINGS = frozenset({STPMAX, XTOL, ROUNDING, STPMIN})
 # --------------------------------------------------------------------------
 # Bounds
 # --------------------------------------------------------------------------
-def _bound_value(value, side, i):
+def _bound_value(value: object, side: str, i: int) -> float:
     """One bound as a float: None is an infinite bound; bools, strings, complex numbers are a TypeError."""
     if value is None:
         return -math.inf if side == "lower" else math.inf
@@ -49,7 +61,7 @@ def _bound_value(value, side, i):
     return float(value)
 
 
-def _bound_array(values, side, n):
+def _bound_array(values: Any, side: str, n: int) -> NDArray[np.float64]:
     """lb or ub of a ``scipy.optimize.Bounds``: a scalar or an array broadcast to (n,)."""
     a = np.asarray(values)
     if a.dtype.kind == "O":
@@ -65,7 +77,7 @@ def _bound_array(values, side, n):
     return a
 
 
-def parse_bounds(bounds, n):
+def parse_bounds(bounds: BoundsLike | None, n: int) -> Box | None:
     """(lower, upper) float64 arrays of shape (n,), or None when there are no bounds or all are infinite.
 
     ``bounds`` is a ``scipy.optimize.Bounds`` (``lb``/``ub`` scalars or
@@ -125,12 +137,13 @@ class _BoxObjective:
     SciPy's result).
     """
 
-    def __init__(self, objective, template, free, lower, upper):
+    def __init__(self, objective: Objective, template: Point, free: NDArray[np.intp] | None, lower: Point,
+                 upper: Point) -> None:
         self.objective, self.template, self.free = objective, template, free
         self.lower, self.upper = lower, upper  # of the free variables
         self.full_grad = np.empty(template.size)
 
-    def full(self, x):
+    def full(self, x: Point) -> Point:
         if self.free is None:
             return x
         xf = self.template.copy()
@@ -138,7 +151,7 @@ class _BoxObjective:
         xf.flags.writeable = False
         return xf
 
-    def value_and_grad(self, x, grad_out):
+    def value_and_grad(self, x: Point, grad_out: Point) -> float:
         """f at the full point; the free variables' gradient into ``grad_out`` (estimated ones stay in the box:
         the objective was given the box)."""
         f = self.objective.value_and_grad(self.full(x), self.full_grad)
@@ -146,14 +159,14 @@ class _BoxObjective:
         return f
 
 
-class _FullInverseHessian(LinearOperator):
+class _FullInverseHessian(_Operator):
     """The reduced problem's inverse-Hessian operator on the whole vector: zero rows and columns for fixed variables."""
 
-    def __init__(self, reduced, free, n):
-        super().__init__(dtype=np.float64, shape=(n, n))
+    def __init__(self, reduced: LinearOperator[np.float64], free: NDArray[np.intp], n: int) -> None:
+        super().__init__(dtype=np.float64, shape=(n, n))  # type: ignore[call-arg]  # (scipy-stubs omit __init__)
         self.reduced, self.free = reduced, free
 
-    def _matvec(self, v):
+    def _matvec(self, v: NDArray[Any]) -> NDArray[np.float64]:
         v = np.ravel(v).astype(np.float64)
         out = np.zeros(self.shape[0])
         if self.free.size:
@@ -162,7 +175,7 @@ class _FullInverseHessian(LinearOperator):
 
     _rmatvec = _matvec
 
-    def todense(self):
+    def todense(self) -> NDArray[np.float64]:
         return self.matmat(np.eye(self.shape[0]))
 
 
@@ -178,7 +191,7 @@ class _Memory:
     pairs stored (as lbfgs._History does), up to m.
     """
 
-    def __init__(self, m, n):
+    def __init__(self, m: int, n: int) -> None:
         self.m, self.n = m, n
         self.S = np.zeros((min(m, 16), n))
         self.Y = np.zeros_like(self.S)
@@ -186,16 +199,16 @@ class _Memory:
         self.rho = np.zeros(m)
         self.oldest = self.count = 0
         self.theta = 1.0
-        self.M = None
+        self.M: Any = None  # NDArray[np.float64] while pairs are stored, else None
         self.rows = np.zeros(0, dtype=np.intp)
 
-    def forget(self):
+    def forget(self) -> None:
         self.count = self.oldest = 0
         self.theta = 1.0
         self.M = None
         self.rows = np.zeros(0, dtype=np.intp)
 
-    def wt(self, v):
+    def wt(self, v: Point) -> Point:
         """W^T v (2k), pairs oldest first."""
         k = self.count
         if k < self.m:  # not wrapped: ring rows 0 .. k-1 are in age order
@@ -204,7 +217,7 @@ class _Memory:
             ys, ss = (self.Y @ v)[self.rows], (self.S @ v)[self.rows]
         return np.concatenate([ys, self.theta * ss])
 
-    def w(self, a):
+    def w(self, a: Point) -> Point:
         """W a (n) for a of 2k entries (oldest pair first)."""
         k = self.count
         if k < self.m:
@@ -213,7 +226,7 @@ class _Memory:
         ring[self.rows], ring_s[self.rows] = a[:k], self.theta * a[k:]
         return ring @ self.Y + ring_s @ self.S
 
-    def gram_free(self, free_mask, nfree):
+    def gram_free(self, free_mask: NDArray[np.bool_], nfree: int) -> NDArray[np.float64]:
         """W_Z^T W_Z (2k x 2k) over the free variables."""
         rows = self.rows
         if nfree == self.n:
@@ -231,7 +244,7 @@ class _Memory:
         t = self.theta
         return np.block([[yy, t * ys], [t * ys.T, t * t * ss]])
 
-    def add(self, s, y, sy, yy):
+    def add(self, s: Point, y: Point, sy: float, yy: float) -> bool:
         """Store the pair (its curvature sy > eps yy was checked by the caller); M is recomputed."""
         m = self.m
         if self.count < m and self.count >= self.S.shape[0]:
@@ -262,7 +275,7 @@ class _Memory:
         self.M = self._middle()
         return self.M is not None
 
-    def _middle(self):
+    def _middle(self) -> NDArray[np.float64] | None:
         rows, t = self.rows, self.theta
         sy = self.SY[np.ix_(rows, rows)]
         D = np.diag(np.diag(sy))
@@ -274,7 +287,7 @@ class _Memory:
             return None
         return M if np.all(np.isfinite(M)) else None
 
-    def inverse_hessian(self):
+    def inverse_hessian(self) -> LbfgsInverseHessian:
         """The L-BFGS inverse Hessian of the stored pairs (H0 = I / theta), as lbfgs.LbfgsInverseHessian."""
         k = self.count
         if k == 0:
@@ -287,12 +300,13 @@ class _Memory:
 # --------------------------------------------------------------------------
 # The driver
 # --------------------------------------------------------------------------
-def _project_message(message):
+def _project_message(message: str) -> str:
     return message.replace("||g||_inf", "||proj g||_inf")
 
 
-def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter, maxfun, maxls, iprint, disp,
-                    blas_threads):
+def minimize_lbfgsb(objective: Objective, x0: Point, box: Box, *, callback: CallbackLike, maxcor: Any, gtol: Any,
+                    ftol: Any, maxiter: Any, maxfun: Any, maxls: Any, iprint: Any, disp: bool,
+                    blas_threads: Any) -> MinimizeResult:
     """Minimize ``objective`` from ``x0`` within ``box = (lower, upper)``; options and result as :func:`fastopt.minimize`.
 
     ``x0`` is projected into the box first; ``res.jac`` is the gradient (not
@@ -305,7 +319,8 @@ def minimize_lbfgsb(objective, x0, box, *, callback, maxcor, gtol, ftol, maxiter
         return _solve(objective, x0, box, callback, m, gtol, ftol, maxiter, maxfun, maxls, disp)
 
 
-def _solve(objective, x0, box, callback, m, gtol, ftol, maxiter, maxfun, maxls, disp):
+def _solve(objective: Objective, x0: Point, box: Box, callback: CallbackLike, m: int, gtol: float, ftol: float,
+           maxiter: Any, maxfun: Any, maxls: int, disp: bool) -> MinimizeResult:
     threads = get_num_threads()
     lower_all, upper_all = (np.ascontiguousarray(b, dtype=np.float64) for b in box)
     n_all = x0.size
@@ -344,8 +359,8 @@ def _solve(objective, x0, box, callback, m, gtol, ftol, maxiter, maxfun, maxls, 
     pgnorm = projected_gradient_norm(x, g, lower, upper, threads)
     nit = 0
 
-    def result(status, message):
-        h = memory.inverse_hessian()
+    def result(status: int, message: str) -> MinimizeResult:
+        h: LinearOperator[np.float64] = memory.inverse_hessian()
         if free_idx is not None:
             h = _FullInverseHessian(h, free_idx, n_all)
         return C.finish(np.array(fun.full(x)), f, full_g.copy(), nit, objective, status, message, disp, hess_inv=h)
@@ -364,7 +379,7 @@ def _solve(objective, x0, box, callback, m, gtol, ftol, maxiter, maxfun, maxls, 
         if not slope < 0:
             return result(C.NOT_FINITE, f"stopped: no descent direction (g.d = {slope:.3g}); "
                           f"||proj g||_inf = {pgnorm:.3g}")
-        d_step = direction
+        d_step: Point = direction  # type: ignore[assignment]  # (not None: slope < 0)
         if nit == 0:  # L-BFGS-B's first step: no farther than the Cauchy point, shortened unless all is boxed
             stpmax = 1.0
             step0 = 1.0 if boxed else min(1.0, 1.0 / math.sqrt(dot(d_step, d_step, threads)))
@@ -377,9 +392,9 @@ def _solve(objective, x0, box, callback, m, gtol, ftol, maxiter, maxfun, maxls, 
                 continue
             return result(C.LINE_SEARCH_FAILED, f"stopped: no feasible step along the search direction; "
                           f"||proj g||_inf = {pgnorm:.3g}")
-        last = [None]
+        last: list[Any] = [None]
 
-        def phi(stp):
+        def phi(stp: float) -> tuple[float, float]:
             xt = np.empty(n)  # a fresh array, inside the box: the user's function may keep what it is given
             project(xt, x, lower, upper, stp, d_step, threads)
             xt.flags.writeable = False
@@ -424,7 +439,8 @@ def _solve(objective, x0, box, callback, m, gtol, ftol, maxiter, maxfun, maxls, 
             return result(C.STALLED, _project_message(C.stalled_message(pgnorm, gtol, ftol)))
 
 
-def _search_direction(memory, x, g, lower, upper, t, d, xcp, r, threads):
+def _search_direction(memory: _Memory, x: Point, g: Point, lower: Point, upper: Point, t: Point, d: Point, xcp: Point,
+                      r: Point, threads: int) -> Point | None:
     """The L-BFGS-B direction from x: (subspace minimizer, in the box) - x; None if the model is unusable."""
     n = x.size
     dd = breakpoints(t, d, x, g, lower, upper, threads)  # d = -g where the path moves
@@ -432,7 +448,7 @@ def _search_direction(memory, x, g, lower, upper, t, d, xcp, r, threads):
         return np.zeros(n)
     k = memory.count
     theta = memory.theta
-    M = memory.M if k else np.zeros((0, 0))
+    M: Any = memory.M if k else np.zeros((0, 0))
     p = memory.wt(d)
     f1 = -dd
     f2 = theta * dd - (p @ M @ p if k else 0.0)

@@ -1,4 +1,8 @@
 """``fastopt.minimize``: the call of ``scipy.optimize.minimize``, with fastopt's second-order methods."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from fastopt._validation import positive_option
@@ -10,15 +14,22 @@ from fastopt.second_order.lbfgsb import minimize_lbfgsb, parse_bounds
 from fastopt.second_order.newton import (DEFAULTS as NEWTON_DEFAULTS, NEWTON_CG_DEFAULTS, minimize_newton,
                                          minimize_newton_cg)
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from fastopt._typing import ArrayLike, NDArray, Scalar
+    from fastopt.second_order._common import BoundsLike, CallbackLike, Fun, Hess, Hessp, Jac
+    from fastopt.second_order._common import MinimizeResult as OptimizeResult
+
 # Options every method takes that shape the objective, not the method: finite differences and their map.
 _SQRT_EPS = float(np.sqrt(np.finfo(np.float64).eps))
-OBJECTIVE_OPTIONS = {"L-BFGS": dict(eps=1e-8, finite_diff_rel_step=None, workers=None),
+OBJECTIVE_OPTIONS: dict[str, dict[str, Any]] = {"L-BFGS": dict(eps=1e-8, finite_diff_rel_step=None, workers=None),
                      "BFGS": dict(eps=_SQRT_EPS, finite_diff_rel_step=None, workers=None),
                      "Newton": dict(eps=_SQRT_EPS, finite_diff_rel_step=None, workers=None),
                      "Newton-CG": dict(eps=_SQRT_EPS, finite_diff_rel_step=None, workers=None)}
 
 # canonical name -> (driver, default options, options that ``tol`` sets)
-METHODS = {
+METHODS: dict[str, tuple[Callable[..., OptimizeResult], dict[str, Any], tuple[str, ...]]] = {
     "L-BFGS": (minimize_lbfgs, LBFGS_DEFAULTS, ("gtol", "ftol")),
     "BFGS": (minimize_bfgs, BFGS_DEFAULTS, ("gtol",)),
     "Newton": (minimize_newton, NEWTON_DEFAULTS, ("gtol",)),
@@ -28,8 +39,10 @@ _ALIASES = {name.lower().replace("-", ""): name for name in METHODS}
 _ALIASES["lbfgsb"] = "L-BFGS"  # SciPy's name: fastopt's L-BFGS takes bounds
 
 
-def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None, bounds=None, constraints=(),
-             tol=None, callback=None, options=None):
+def minimize(fun: Fun, x0: ArrayLike, args: object = (), method: str | None = "L-BFGS", jac: Jac = None,
+             hess: Hess = None, hessp: Hessp | None = None, bounds: BoundsLike | None = None,
+             constraints: Sequence[object] | None = (), tol: Scalar | None = None, callback: CallbackLike = None,
+             options: Mapping[str, Any] | None = None) -> OptimizeResult:
     """Minimize a scalar function of one or more variables, as ``scipy.optimize.minimize`` does.
 
     Parameters
@@ -218,7 +231,7 @@ def minimize(fun, x0, args=(), method="L-BFGS", jac=None, hess=None, hessp=None,
     return driver(objective, x, callback=callback, **opts)
 
 
-def _start_point(x0):
+def _start_point(x0: ArrayLike) -> NDArray[np.float64]:
     """x0 as a new float64 array of shape (n,): the caller's x0 is never written or kept."""
     x = np.array(real_array("x0", "the starting point", x0, verb="holds"), dtype=np.float64)  # a copy, always
     if x.ndim > 1:

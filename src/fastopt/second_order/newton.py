@@ -1,5 +1,8 @@
 """Newton's method (Cholesky, modified where the Hessian is indefinite) and Hessian-free Newton-CG."""
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -7,12 +10,19 @@ from fastopt._validation import positive_option
 from fastopt.second_order import _common as C
 from fastopt.second_order._cholesky import cholesky_in_place, cholesky_solve
 
-DEFAULTS = dict(gtol=1e-8, maxiter=200, maxls=20, disp=False)
-NEWTON_CG_DEFAULTS = dict(gtol=1e-5, xtol=0.0, maxiter=None, cg_maxiter=None, maxls=20, c1=1e-4, c2=0.9,
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from fastopt._typing import NDArray
+    from fastopt.second_order._common import CallbackLike, MinimizeResult, Point
+    from fastopt.second_order._objective import Objective
+
+DEFAULTS: dict[str, Any] = dict(gtol=1e-8, maxiter=200, maxls=20, disp=False)
+NEWTON_CG_DEFAULTS: dict[str, Any] = dict(gtol=1e-5, xtol=0.0, maxiter=None, cg_maxiter=None, maxls=20, c1=1e-4, c2=0.9,
                           return_all=False, disp=False)
 
 
-def modified_cholesky(h, beta=1e-3):
+def modified_cholesky(h: NDArray[np.float64], beta: float = 1e-3) -> tuple[NDArray[np.float64] | None, float]:
     """Cholesky factor of ``h + tau I`` for the smallest tau >= 0 the search tries, and that tau
     (``(None, inf)`` if no finite shift makes it positive definite).
 
@@ -34,7 +44,8 @@ def modified_cholesky(h, beta=1e-3):
     return None, math.inf
 
 
-def minimize_newton(objective, x0, *, callback, gtol, maxiter, maxls, disp):
+def minimize_newton(objective: Objective, x0: Point, *, callback: CallbackLike, gtol: Any, maxiter: Any, maxls: Any,
+                    disp: bool) -> MinimizeResult:
     """Newton's method with a line search; see :func:`fastopt.minimize`.
 
     Each iteration solves (H + tau I) p = -g by Cholesky, with tau = 0
@@ -50,7 +61,8 @@ def minimize_newton(objective, x0, *, callback, gtol, maxiter, maxls, disp):
                         lambda x, g: _cholesky_direction(objective, x, g))
 
 
-def minimize_newton_cg(objective, x0, *, callback, gtol, xtol, maxiter, cg_maxiter, maxls, c1, c2, return_all, disp):
+def minimize_newton_cg(objective: Objective, x0: Point, *, callback: CallbackLike, gtol: Any, xtol: Any, maxiter: Any,
+                       cg_maxiter: Any, maxls: Any, c1: Any, c2: Any, return_all: bool, disp: bool) -> MinimizeResult:
     """Truncated Newton (Nocedal & Wright, Algorithm 7.1): CG on H p = -g, Hessian-free with ``hessp``.
 
     CG stops when the residual falls below min(0.5, sqrt(||g||)) ||g||
@@ -80,7 +92,7 @@ def minimize_newton_cg(objective, x0, *, callback, gtol, xtol, maxiter, cg_maxit
                         return_all=return_all)
 
 
-def _cholesky_direction(objective, x, g):
+def _cholesky_direction(objective: Objective, x: Point, g: Point) -> tuple[Point | None, Any]:
     h = objective.hess(x)
     h += h.T  # the symmetric part (LAPACK reads one triangle; a slightly asymmetric Hessian counts in full)
     h *= 0.5
@@ -94,7 +106,7 @@ def _cholesky_direction(objective, x, g):
     return p, tau
 
 
-def _cg_direction(objective, x, g, cg_maxiter):
+def _cg_direction(objective: Objective, x: Point, g: Point, cg_maxiter: int) -> Point:
     product = objective.hessian_product(x, g)
     gnorm = math.sqrt(float(g @ g))
     tolerance = min(0.5, math.sqrt(gnorm)) * gnorm
@@ -122,8 +134,9 @@ def _cg_direction(objective, x, g, cg_maxiter):
     return z
 
 
-def _newton_loop(objective, x, callback, gtol, maxiter, maxls, disp, direction, c1=1e-4, c2=0.9, xtol=0.0,
-                 return_all=False):
+def _newton_loop(objective: Objective, x: Point, callback: CallbackLike, gtol: float, maxiter: Any, maxls: int,
+                 disp: bool, direction: Callable[[Point, Point], tuple[Point | None, Any]], c1: float = 1e-4,
+                 c2: float = 0.9, xtol: float = 0.0, return_all: bool = False) -> MinimizeResult:
     """The outer loop both Newton methods share: direction, line search from a unit step, stopping tests."""
     x.flags.writeable = False
     g, g_trial = np.empty(x.size), np.empty(x.size)
@@ -131,9 +144,9 @@ def _newton_loop(objective, x, callback, gtol, maxiter, maxls, disp, direction, 
     nit = 0
     gnorm = float(np.max(np.abs(g)))
 
-    allvecs = [np.array(x)] if return_all else None
+    allvecs: list[Point] | None = [np.array(x)] if return_all else None
 
-    def result(status, message):
+    def result(status: int, message: str) -> MinimizeResult:
         extra = {"allvecs": allvecs} if return_all else {}
         return C.finish(np.array(x), f, g.copy(), nit, objective, status, message, disp, **extra)
 
@@ -168,7 +181,7 @@ def _newton_loop(objective, x, callback, gtol, maxiter, maxls, disp, direction, 
         g, g_trial = g_trial, g
         gnorm = float(np.max(np.abs(g)))
         nit += 1
-        if return_all:
+        if allvecs is not None:  # (return_all)
             allvecs.append(np.array(x))
         if stop(x, f):
             return result(C.CALLBACK_STOP, C.CALLBACK_MESSAGE)

@@ -7,10 +7,17 @@ that view.  A parameter whose memory something else may still use (a view of
 a larger tensor, one storage under two parameters) would be cut loose from it
 by the move, so it is refused, as is anything the kernels cannot step.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 
 from fastopt.paramset import ParamSet
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 #: The parameter dtypes fastopt.torch adopts (bfloat16 parameters are not adopted yet).
 DTYPES = (torch.float32, torch.float64)
@@ -21,7 +28,7 @@ class Entry:
 
     __slots__ = ("param", "index", "group", "paramset", "name", "data", "grad", "address", "offset", "nbytes")
 
-    def __init__(self, param, index, group, paramset, name):
+    def __init__(self, param: torch.Tensor, index: int, group: int, paramset: ParamSet, name: str) -> None:
         self.param, self.index, self.group, self.paramset, self.name = param, index, group, paramset, name
         self.data = torch.from_numpy(paramset[name])
         self.grad = torch.from_numpy(paramset.grads[name])
@@ -30,13 +37,13 @@ class Entry:
         self.offset, self.nbytes = paramset.slices[name].start * itemsize, param.numel() * itemsize  # in ps.grad
 
 
-def check_params(params, label, others):
+def check_params(params: Sequence[Any], label: str, others: Iterable[Any]) -> None:
     """Refuse any of ``params`` (tensors of one group, labelled ``label[i]``) that cannot be adopted.
 
     ``others`` are the parameters adopted already: none of ``params`` may
     share memory with them or with each other.
     """
-    storages = {}  # storage address -> (label, tensor)
+    storages: dict[int, tuple[str, torch.Tensor]] = {}  # storage address -> (label, tensor)
     for other in others:
         if isinstance(other, torch.Tensor) and other.numel():
             storages[other.untyped_storage().data_ptr()] = ("a parameter of another group", other)
@@ -73,13 +80,13 @@ def check_params(params, label, others):
             check_grad(p.grad, p, f"{name}.grad")
 
 
-def foldable(grad, param):
+def foldable(grad: torch.Tensor, param: torch.Tensor) -> bool:
     """True if ``grad`` can be copied into ``param``'s arena view as it is (the common case, checked quickly)."""
     return (grad.layout is torch.strided and grad.is_cpu and grad.dtype is param.dtype
             and grad.shape == param.shape)
 
 
-def check_grad(grad, param, name):
+def check_grad(grad: torch.Tensor, param: torch.Tensor, name: str) -> None:
     """A gradient fastopt can fold into the arena: a dense CPU tensor of ``param``'s dtype and shape.
 
     torch keeps a ``.grad`` to its parameter's dtype, shape and device, but
@@ -95,7 +102,7 @@ def check_grad(grad, param, name):
                          f"{param.dtype}{list(param.shape)}")
 
 
-def adopt(groups, first_index):
+def adopt(groups: Iterable[tuple[int, Sequence[torch.Tensor]]], first_index: int) -> list[Entry]:
     """Move the parameters of ``groups`` (``[(group index, [tensors])]``, checked) into new arenas.
 
     Parameters are numbered from ``first_index`` in the order given, which
@@ -103,13 +110,13 @@ def adopt(groups, first_index):
     in that order, so the parameters of a group that share a dtype are one
     contiguous run.  Returns the new entries, in that order.
     """
-    by_dtype = {}
+    by_dtype: dict[torch.dtype, list[tuple[int, int, torch.Tensor]]] = {}
     index = first_index
     for group, params in groups:
         for p in params:
             by_dtype.setdefault(p.dtype, []).append((index, group, p))
             index += 1
-    entries = []
+    entries: list[Entry] = []
     with torch.no_grad():
         for members in by_dtype.values():
             ps = ParamSet([(str(i), tuple(p.shape)) for i, _, p in members], dtype=_numpy_dtype(members[0][2].dtype))
@@ -127,10 +134,10 @@ def adopt(groups, first_index):
     return entries
 
 
-def _numpy_dtype(dtype):
+def _numpy_dtype(dtype: torch.dtype) -> type[np.floating[Any]]:
     if dtype not in _NUMPY_DTYPES:
         raise TypeError(f"fastopt.torch adopts {DTYPES} parameters, got {dtype}")
     return _NUMPY_DTYPES[dtype]
 
 
-_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+_NUMPY_DTYPES: dict[torch.dtype, type[np.floating[Any]]] = {torch.float32: np.float32, torch.float64: np.float64}

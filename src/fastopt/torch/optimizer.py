@@ -29,8 +29,11 @@ What is torch's
     defaults are those of the torch.optim class of the same name (which
     checks them, once, on a dummy parameter).
 """
+from __future__ import annotations
+
 import inspect
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, overload
 
 import numpy as np
 import torch
@@ -39,6 +42,19 @@ from fastopt._memory import gather
 from fastopt._threads import get_num_threads
 from fastopt.nn.clip import clip_grad_norm_ as _clip_grad_norm
 from fastopt.torch._arena import adopt, check_grad, check_params, foldable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from torch.optim.optimizer import ParamsT
+
+    from fastopt import optim as _optim
+    from fastopt._typing import ParamGroup, StateDict
+    from fastopt.paramset import ParamSet
+    from fastopt.torch._arena import Entry
+
+    #: One parameter's state as this module holds it: 1-D arrays and numbers.
+    _State = dict[str, Any]
 
 # torch.optim's arguments that choose among torch's implementations; fastopt has one, a fused kernel per run.
 IMPLEMENTATION_ARGS = ("foreach", "fused", "capturable", "differentiable")
@@ -77,20 +93,23 @@ class Optimizer(torch.optim.Optimizer):
       memory); save ``state_dict()`` instead.
     """
 
-    engine = None
-    peer = None
-    step_if_missing = None  # the step count of a state the peer keeps without one (None: a state needs one)
-    fixed = {}  # settings the class fixes, whatever a group or a loaded state_dict says (AdamW's decoupling)
+    engine: ClassVar[Any] = None  # a fastopt.optim.Optimizer subclass (every subclass of this class sets it)
+    peer: ClassVar[str | None] = None
+    # the step count of a state the peer keeps without one (None: a state needs one)
+    step_if_missing: ClassVar[int | None] = None
+    # settings the class fixes, whatever a group or a loaded state_dict says (AdamW's decoupling)
+    fixed: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, params, *args, **kwargs):
-        self._entries, self._engine = [], None
+    def __init__(self, params: ParamsT, *args: Any, **kwargs: Any) -> None:
+        self._entries: list[Entry] = []
+        self._engine: Any = None  # the fastopt optimizer over the runs (None until the first layout)
         defaults = self._defaults(args, kwargs)
         super().__init__(params, defaults)  # its add_param_group calls check every group
         self._entries = adopt([(g, group["params"]) for g, group in enumerate(self.param_groups)], 0)
         self._rebuild([{}] * len(self._entries), self.param_groups)
 
     # ----------------------------------------------------------- arguments
-    def _defaults(self, args, kwargs):
+    def _defaults(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The group defaults, exactly as the peer's ``defaults`` (or the engine's signature) gives them."""
         name = type(self).__name__
         if self.peer is not None:
@@ -115,7 +134,7 @@ class Optimizer(torch.optim.Optimizer):
         self._check_group(defaults, "")
         return defaults
 
-    def _check_group(self, group, where):
+    def _check_group(self, group: ParamGroup, where: str) -> None:
         """Check a group's settings as the engine would, on a throwaway array: a refusal changes nothing."""
         for key in ("capturable", "differentiable"):
             if group.get(key):
@@ -123,7 +142,7 @@ class Optimizer(torch.optim.Optimizer):
                                  "CPU tensors outside autograd")
         self.engine([np.zeros(1)], **{k: _plain(group[k]) for k in self._hyper_keys})
 
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: ParamGroup) -> None:
         """Add a parameter group, as ``torch.optim.Optimizer.add_param_group``; its parameters are adopted.
 
         Everything is checked before anything changes.
@@ -150,14 +169,16 @@ class Optimizer(torch.optim.Optimizer):
         self._rebuild(states + [{}] * len(new), self.param_groups)
 
     # --------------------------------------------------------------- layout
-    def _rebuild(self, states, groups, present=None):
+    def _rebuild(self, states: Sequence[_State], groups: Sequence[ParamGroup],
+                 present: Sequence[bool] | None = None) -> None:
         """Lay the parameters out in runs and build the engine over them, holding ``states`` (one per parameter).
 
         A run is cut where the group, the kind of state (its scalars: step
         counts are equal within a run) or ``present`` changes.  The new
         engine is complete before it replaces the old one.
         """
-        runs, last = [], None
+        runs: list[list[int]] = []
+        last = None
         for k, entry in sorted(enumerate(self._entries), key=lambda ke: (id(ke[1].paramset), ke[1].index)):
             key = (id(entry.paramset), entry.group, _state_key(states[k]), present[k] if present else True)
             if key != last:
@@ -176,13 +197,14 @@ class Optimizer(torch.optim.Optimizer):
         engine.load_state_dict(saved)
         self._engine, self._runs, self._synced = engine, runs, hyper
         self._group_sizes = [len(group["params"]) for group in groups]
-        self._where = [None] * len(self._entries)  # per parameter: its run, and {state array: (slice, shape)}
+        self._where: list[Any] = [None] * len(self._entries)  # per parameter: its run, and {state array: (slice, shape)}
         for r, run in enumerate(runs):
             for k, slices in zip(run, where[r]):
                 self._where[k] = (r, slices)
         self._paramsets = list({id(e.paramset): e.paramset for e in self._entries}.values())
 
-    def _merged(self, engine, r, run, slices, states):
+    def _merged(self, engine: _optim.Optimizer, r: int, run: Sequence[int], slices: Sequence[dict[str, Any]],
+                states: Sequence[_State]) -> _State:
         """The state of run ``r`` from its parameters' (alike numbers, see _state_key): arrays pieced together."""
         layout = engine.state_layout(r)
         merged = {k: v for k, v in states[run[0]].items() if not isinstance(v, np.ndarray)}
@@ -205,12 +227,12 @@ class Optimizer(torch.optim.Optimizer):
                 array[piece] = value
         return merged
 
-    def _per_param_state(self):
+    def _per_param_state(self) -> list[_State]:
         """Each parameter's state: a dict of 1-D array copies and numbers (empty before its first step)."""
         return [{name: value.copy() if isinstance(value, np.ndarray) else value
                  for name, value in self._state_of(k).items()} for k in range(len(self._entries))]
 
-    def _state_of(self, k):
+    def _state_of(self, k: int) -> _State:
         """Parameter ``k``'s state: views of its pieces of the run's arrays (1-D), and the run's numbers."""
         r, slices = self._where[k]
         state = self._engine.state[r]
@@ -218,7 +240,12 @@ class Optimizer(torch.optim.Optimizer):
                 **{name: state[name][piece] for name, (piece, _) in slices.items() if name in state}}
 
     # ---------------------------------------------------------------- steps
-    def step(self, closure=None):
+    @overload
+    def step(self, closure: None = None) -> None: ...
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One update of every parameter that has a gradient: one fused kernel call per run.
 
         Parameters
@@ -248,10 +275,11 @@ class Optimizer(torch.optim.Optimizer):
             self._engine._step_slots([g if present[run[0]] else None for g, run in zip(grads, self._runs)])
         return loss
 
-    def _fold_grads(self):
+    def _fold_grads(self) -> bool:
         """Bring every gradient into the arena (see the module docstring); True if some parameter has none."""
         missing = False
-        pieces = {}  # id(paramset) -> ([offsets], [addresses], [lengths], [the tensors, alive until copied])
+        # id(paramset) -> (the ParamSet, [offsets], [addresses], [lengths], [the tensors, alive until copied])
+        pieces: dict[int, tuple[ParamSet, list[int], list[int], list[int], list[torch.Tensor]]] = {}
         for entry in self._entries:
             p = entry.param
             if entry.address is not None and p.data_ptr() != entry.address:
@@ -285,7 +313,7 @@ class Optimizer(torch.optim.Optimizer):
                    np.array(lengths, np.intp), threads)
         return missing
 
-    def _sync_groups(self):
+    def _sync_groups(self) -> None:
         """Hand the groups' hyperparameters, as schedulers and users left them, to the engine."""
         groups = self.param_groups
         if len(groups) != len(self._synced) or any(len(group["params"]) != n
@@ -302,11 +330,11 @@ class Optimizer(torch.optim.Optimizer):
                             self._engine.param_groups[r][key] = value  # checked there
                 self._synced[g] = values
 
-    def _hyper_of(self, group):
+    def _hyper_of(self, group: ParamGroup) -> tuple[Any, ...]:
         """A group's hyperparameters, copied where a list could change in place (``betas`` as a list, say)."""
         return tuple(list(v) if isinstance(v, list) else v for v in (group[key] for key in self._hyper_keys))
 
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients, as ``torch.optim.Optimizer.zero_grad``.
 
         With ``set_to_none`` (torch's default) every ``.grad`` becomes None;
@@ -331,7 +359,8 @@ class Optimizer(torch.optim.Optimizer):
                 grad.zero_()
                 entry.param.grad = entry.grad
 
-    def clip_grad_norm_(self, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    def clip_grad_norm_(self, max_norm: float, norm_type: float = 2.0,
+                        error_if_nonfinite: bool = False) -> torch.Tensor:
         """Clip all gradients together as ``torch.nn.utils.clip_grad_norm_`` does, one pass over each arena.
 
         Gradients are folded into the arenas first, and each ``.grad`` then
@@ -349,8 +378,9 @@ class Optimizer(torch.optim.Optimizer):
         return torch.tensor(total, dtype=self._entries[0].param.dtype)
 
     # ---------------------------------------------------------- state dicts
-    @property
-    def state(self):
+    # torch's ``state`` is a defaultdict attribute; this one is a read-only mapping (see the docstring).
+    @property  # type: ignore[override]
+    def state(self) -> Mapping[torch.Tensor, dict[str, torch.Tensor]]:
         """Per parameter its state, torch-style: tensors viewing the state arrays, and numbers as 0-d tensors.
 
         The views are of the arrays as the runs are laid out now: a new
@@ -361,11 +391,11 @@ class Optimizer(torch.optim.Optimizer):
         return _StateView(self)
 
     @state.setter
-    def state(self, value):  # torch.optim.Optimizer.__init__ sets it; the state lives in the engine
+    def state(self, value: object) -> None:  # torch.optim.Optimizer.__init__ sets it; the state lives in the engine
         if self._engine is not None:
             raise AttributeError("the state of a fastopt.torch optimizer is replaced with load_state_dict()")
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         """The optimizer's state in torch.optim's format; a torch.optim optimizer of the peer class loads it.
 
         ``state`` maps parameter indices (in ``param_groups`` order) to
@@ -373,13 +403,15 @@ class Optimizer(torch.optim.Optimizer):
         tensors as torch keeps them; ``param_groups`` are the groups'
         settings with ``params`` as indices.
         """
+        hook: Any  # a pre-hook, then a post-hook (their types differ)
         for hook in self._optimizer_state_dict_pre_hooks.values():
             hook(self)
-        packed = {}
+        packed: dict[int, dict[str, torch.Tensor]] = {}
         for k, (entry, state) in enumerate(zip(self._entries, self._per_param_state())):
             if state:
                 packed[entry.index] = _to_torch(state, self._where[k][1])
-        groups, start = [], 0
+        groups: list[dict[str, Any]] = []
+        start = 0
         for group in self.param_groups:
             n = len(group["params"])
             groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": list(range(start, start + n))})
@@ -390,12 +422,13 @@ class Optimizer(torch.optim.Optimizer):
             state_dict = state_dict if result is None else result
         return state_dict
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: StateDict) -> None:
         """Load a state_dict in torch.optim's format (from this class or from ``torch.optim.<peer>``).
 
         Everything is checked before anything changes.  Groups missing a
         setting (from an older torch) take this optimizer's default for it.
         """
+        hook: Any  # a pre-hook, then a post-hook (their types differ)
         for hook in self._optimizer_load_state_dict_pre_hooks.values():
             result = hook(self, state_dict)
             state_dict = state_dict if result is None else result
@@ -406,7 +439,8 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(f"the state_dict has {len(saved_groups)} parameter groups, this optimizer has "
                              f"{len(self.param_groups)}")
         position = {id(e.param): k for k, e in enumerate(self._entries)}
-        where, new_groups = {}, []
+        where: dict[Any, int] = {}
+        new_groups: list[dict[str, Any]] = []
         for g, (saved, mine) in enumerate(zip(saved_groups, self.param_groups)):
             if not isinstance(saved, Mapping) or len(saved.get("params", ())) != len(mine["params"]):
                 raise ValueError(f"param_groups[{g}] of the state_dict does not match this optimizer's group {g} "
@@ -416,7 +450,7 @@ class Optimizer(torch.optim.Optimizer):
                      "params": mine["params"]}
             self._check_group(group, f" param_groups[{g}] of the state_dict")
             new_groups.append(group)
-        states = [{} for _ in self._entries]
+        states: list[_State] = [{} for _ in self._entries]
         for key, saved in dict(state_dict["state"]).items():
             if key not in where:
                 raise ValueError(f"the state_dict has state for parameter {key!r}, which its param_groups do not list")
@@ -428,7 +462,7 @@ class Optimizer(torch.optim.Optimizer):
         for hook in self._optimizer_load_state_dict_post_hooks.values():
             hook(self)
 
-    def _imported(self, key, saved, param):
+    def _imported(self, key: object, saved: object, param: torch.Tensor) -> _State:
         """One parameter's state from a state_dict: 1-D arrays of the parameter's dtype and Python numbers."""
         if not isinstance(saved, Mapping):
             raise TypeError(f"state {key!r} of the state_dict must be a dict, got {type(saved).__name__}")
@@ -438,7 +472,7 @@ class Optimizer(torch.optim.Optimizer):
         if unknown:
             raise ValueError(f"state {key!r} of the state_dict holds {unknown}, which {type(self).__name__} does "
                              "not keep")
-        state = {}
+        state: _State = {}
         for name, value in saved.items():
             if value is None:  # torch.optim.SGD's momentum_buffer before its first step
                 continue
@@ -459,43 +493,43 @@ class Optimizer(torch.optim.Optimizer):
         return state
 
     # ------------------------------------------------------------------ misc
-    def __getstate__(self):
+    def __getstate__(self) -> NoReturn:
         raise TypeError(f"a {type(self).__name__} cannot be copied or pickled: it owns the memory of the model's "
                         "parameters; save its state_dict() instead")
 
 
-class _StateView(Mapping):
+class _StateView(Mapping[torch.Tensor, dict[str, torch.Tensor]]):
     """``optimizer.state``: parameter -> dict of tensors viewing the state arrays (numbers as 0-d tensors)."""
 
-    def __init__(self, optimizer):
+    def __init__(self, optimizer: Optimizer) -> None:
         self._optimizer = optimizer
         self._position = {id(e.param): k for k, e in enumerate(optimizer._entries)}
 
-    def __getitem__(self, param):
+    def __getitem__(self, param: torch.Tensor) -> dict[str, torch.Tensor]:
         opt = self._optimizer
         k = self._position.get(id(param))
         if k is None:
             raise KeyError("not a parameter of this optimizer")
         return _to_torch(opt._state_of(k), opt._where[k][1])
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[torch.Tensor]:
         opt = self._optimizer
         return (e.param for e, (r, _) in zip(opt._entries, opt._where) if opt._engine.state[r])
 
-    def __len__(self):
+    def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def __contains__(self, param):
+    def __contains__(self, param: object) -> bool:
         k = self._position.get(id(param))
         return k is not None and bool(self._optimizer._engine.state[self._optimizer._where[k][0]])
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """A hyperparameter as the engine takes it: a one-element tensor (torch takes a tensor ``lr``) as a float."""
     return float(value) if isinstance(value, torch.Tensor) and value.numel() == 1 else value
 
 
-def _to_torch(state, slices):
+def _to_torch(state: _State, slices: dict[str, Any]) -> dict[str, torch.Tensor]:
     """A parameter's state, numpy -> torch: arrays as tensors of torch's shapes (``slices``, sharing memory),
     numbers as 0-d tensors of torch's scalar dtype."""
     scalar = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32  # as torch keeps them
@@ -503,7 +537,7 @@ def _to_torch(state, slices):
                 else torch.tensor(float(v), dtype=scalar)) for k, v in state.items()}
 
 
-def _state_key(state):
+def _state_key(state: _State) -> tuple[tuple[str, Any], ...] | None:
     """What the parameters of one run must share: their numbers (step counts, ...); None before any step."""
     if not state:
         return None

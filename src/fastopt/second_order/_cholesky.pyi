@@ -1,0 +1,6 @@
+"""Type stub of the compiled fastopt.second_order._cholesky (src/fastopt/second_order/_cholesky.pyx)."""
+import numpy as np
+from numpy.typing import NDArray
+
+def cholesky_in_place(a: NDArray[np.float64]) -> int: ...
+def cholesky_solve(factor: NDArray[np.float64], b: NDArray[np.float64]) -> None: ...
