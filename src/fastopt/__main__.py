@@ -1,10 +1,13 @@
 """Command line: ``python -m fastopt <command>``."""
+from __future__ import annotations
+
 import argparse
 import json
 import sys
+from collections.abc import Collection, Sequence
 
 
-def _info(args):
+def _info(args: argparse.Namespace) -> int:
     from fastopt.info import build_info, format_info
 
     info = build_info()
@@ -12,11 +15,11 @@ def _info(args):
     return 0
 
 
-def _bench(args):
+def _bench(args: argparse.Namespace) -> int:
     from fastopt import bench
     from fastopt.bench import cases
 
-    def choose(given, known, what):
+    def choose(given: str | None, known: Collection[str], what: str) -> list[str] | None:
         chosen = given.split(",") if given else None
         unknown = sorted(set(chosen or ()) - set(known))
         if unknown:
@@ -29,7 +32,7 @@ def _bench(args):
     return 0
 
 
-def _demo(args):
+def _demo(args: argparse.Namespace) -> int:
     from fastopt import demo
 
     try:
@@ -45,7 +48,7 @@ def _demo(args):
     return 0
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fastopt", description="fastopt command line")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = commands.add_parser("info", help="print version, build flags, OpenMP, threads and SIMD width")
@@ -111,13 +114,14 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    return args.run(args)
+    code: int = args.run(args)
+    return code
 
 
 if __name__ == "__main__":

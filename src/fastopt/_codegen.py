@@ -12,13 +12,20 @@ that it is generated; edit the table or the template, never the output.
 Like ``_rules.py`` this file imports nothing from fastopt (it runs before
 anything is built); it needs Cython (for Tempita), a build requirement.
 """
+from __future__ import annotations
+
 import hashlib
 import importlib.util
 import os
 import re
 import sys
 import textwrap
-from types import SimpleNamespace
+from collections.abc import Mapping, Sequence
+from types import ModuleType, SimpleNamespace
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from fastopt._rules import Arg, Rule
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -36,15 +43,29 @@ OUTPUTS = {
 DTYPES = (("float", "f32"), ("double", "f64"))
 
 
-def _load_rules():
+class _RuleTable(Protocol):
+    """What the generator reads of the rule table (the module ``_rules.py``, loaded by :func:`_load_rules`)."""
+
+    @property
+    def ABI_VERSION(self) -> int: ...
+    @property
+    def ARGS(self) -> Mapping[str, Arg]: ...
+    @property
+    def RULES(self) -> Mapping[str, Rule]: ...
+    @property
+    def C_API(self) -> Sequence[str]: ...
+
+
+def _load_rules() -> ModuleType:
     spec = importlib.util.spec_from_file_location("fastopt_rule_table", os.path.join(HERE, "_rules.py"))
+    assert spec is not None and spec.loader is not None  # a file location always has a loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 
 
-def _combos(flags):
+def _combos(flags: Sequence[str]) -> list[SimpleNamespace]:
     """Every combination of ``flags``: (name suffix, condition, literal arguments)."""
     out = []
     for bits in range(2 ** len(flags) - 1, -1, -1):
@@ -56,21 +77,21 @@ def _combos(flags):
     return out
 
 
-def _signature(rule, table, T):
+def _signature(rule: Rule, table: _RuleTable, T: str) -> list[str]:
     """The kernel's C-level parameters for element type ``T`` (a Cython type name)."""
     pointers = [f"{T}* param", f"const {T}* grad"] + [f"{T}* {s.arg}" for s in rule.state]
     extra = [table.ARGS[a].cython for a in rule.args]
     return pointers + ["Py_ssize_t n", f"const {rule.label}Hyper* hyper"] + extra + ["int num_threads"]
 
 
-def _c_signature(rule, table, T):
+def _c_signature(rule: Rule, table: _RuleTable, T: str) -> list[str]:
     """The same parameters in C (flags are ints there)."""
     out = [f"{T} *param", f"const {T} *grad"] + [f"{T} *{s.arg}" for s in rule.state]
     out += ["Py_ssize_t n", f"const fastopt_{rule.name}_hyper *hyper"]
     return out + [table.ARGS[a].c for a in rule.args] + ["int num_threads"]
 
 
-def _stored_signature(rule, table, c=False):
+def _stored_signature(rule: Rule, table: _RuleTable, c: bool = False) -> list[str]:
     """The parameters of the rule's stored-update entry point (arrays in any storage types), in Cython or C."""
     if c:
         return (["const fastopt_storage *storage", "Py_ssize_t n", f"const fastopt_{rule.name}_hyper *hyper"]
@@ -79,7 +100,7 @@ def _stored_signature(rule, table, c=False):
             + [table.ARGS[a].cython for a in rule.args] + ["int num_threads"])
 
 
-def _c_api(table, rules):
+def _c_api(table: _RuleTable, rules: Sequence[SimpleNamespace]) -> list[tuple[str, str, list[str], str]]:
     """The C API table's members, in table order: (member, Cython return type, Cython parameter types, source)."""
     members, by_name = [], {r.name: r for r in rules}
     for member in table.C_API:
@@ -99,7 +120,7 @@ def _c_api(table, rules):
     return members
 
 
-def _wrap(words, lead, width=110, closing=""):
+def _wrap(words: Sequence[str], lead: str, width: int = 110, closing: str = "") -> str:
     """``lead`` followed by ``words`` joined by ", ", wrapped under the opening parenthesis."""
     lines, line = [], lead
     pad = " " * len(lead)
@@ -113,7 +134,7 @@ def _wrap(words, lead, width=110, closing=""):
     return "\n".join(lines)
 
 
-def _notes(rule, table):
+def _notes(rule: Rule, table: _RuleTable) -> list[str]:
     """What a caller must know about the kernel's arguments beyond their names, one line each."""
     notes = [f"{s.arg} may be NULL {s.when[1]}." for s in rule.state if s.when is not None]
     notes += [f"{a}: {table.ARGS[a].doc}." for a in rule.args if table.ARGS[a].doc]
@@ -125,7 +146,7 @@ RESERVED = {"p", "g", "i", "a", "h", "n", "hyper", "param", "grad", "start", "st
             "storage"}
 
 
-def _check_names(rule, table):
+def _check_names(rule: Rule, table: _RuleTable) -> None:
     """Refuse a rule whose names would clash in the generated code, or whose state depends on no flag."""
     flags = dict(rule.flags)
     names = ([s.arg for s in rule.state] + [n for n, _ in rule.scalars] + list(flags)
@@ -144,7 +165,7 @@ def _check_names(rule, table):
         raise ValueError(f"{rule.name}: at most one of its args may keep running numbers (they share one buffer)")
 
 
-def _view(table):
+def _view(table: _RuleTable) -> SimpleNamespace:
     """What the templates see: the table, with each rule's derived pieces spelled out."""
     rules = []
     for number, rule in enumerate(table.RULES.values()):
@@ -185,7 +206,7 @@ def _view(table):
                            max_running=max(1, max(len(rule.running) for rule in table.RULES.values())), wrap=_wrap)
 
 
-def digest(root=ROOT):
+def digest(root: str = ROOT) -> str:
     """SHA-256 of the generated files (with this digest itself left out).
 
     The generated kernel module carries it (``BUILD["source_digest"]``), so a
@@ -203,12 +224,12 @@ def digest(root=ROOT):
     return h.hexdigest()
 
 
-def _c_types(params):
+def _c_types(params: str) -> list[str]:
     """The types of a C parameter list ("float *param, int n" -> ["float *", "int"])."""
     return [re.sub(r"\s*\b\w+$", "", p.strip()).replace(" *", " *").strip() for p in params.split(",")]
 
 
-def abi_layout(root=ROOT):
+def abi_layout(root: str = ROOT) -> list[str]:
     """The C API as the generated ``fastopt.h`` declares it: one line per member of the table, in order.
 
     Each line gives the member's type with the kernel signature and the
@@ -221,23 +242,30 @@ def abi_layout(root=ROOT):
     header = render(root)["csrc/fastopt.h"]
     structs = {name: [f.strip().rsplit(" ", 1)[0] for f in body.split(";") if f.strip()]
                for name, body in re.findall(r"typedef struct (fastopt_\w+_hyper) \{(.*?)\} \1;", header, re.S)}
-    functions = {}
+    functions: dict[str, str] = {}
     for ret, name, params in re.findall(r"typedef (\w[\w ]*?) \(\*(fastopt_\w+_fn)\)\((.*?)\);", header, re.S):
-        types = []
+        types: list[str] = []
         for t in _c_types(params):
             struct = re.search(r"fastopt_\w+_hyper", t)
             types.append(t.replace(struct.group(0), "{" + ", ".join(structs[struct.group(0)]) + "}") if struct else t)
         functions[name] = f"{ret}({', '.join(types)})"
-    table = re.search(r"typedef struct fastopt_api \{(.*?)\} fastopt_api;", header, re.S).group(1)
-    members = [line.split("/*")[0].strip().rstrip(";") for line in table.splitlines() if line.strip()]
-    capsule = re.search(r'#define FASTOPT_CAPSULE_NAME (".*?")', header).group(1)
-    members = [re.match(r"(.*?)(\w+)$", m).groups() for m in members]  # (type, name)
+    api = re.search(r"typedef struct fastopt_api \{(.*?)\} fastopt_api;", header, re.S)
+    assert api is not None, "fastopt.h declares no struct fastopt_api"
+    entries = [line.split("/*")[0].strip().rstrip(";") for line in api.group(1).splitlines() if line.strip()]
+    capsule_name = re.search(r'#define FASTOPT_CAPSULE_NAME (".*?")', header)
+    assert capsule_name is not None, "fastopt.h defines no FASTOPT_CAPSULE_NAME"
+    capsule = capsule_name.group(1)
+    members: list[tuple[str, str]] = []  # (type, name)
+    for entry in entries:
+        member = re.match(r"(.*?)(\w+)$", entry)
+        assert member is not None, f"a member of fastopt_api without a name: {entry!r}"
+        members.append((member.group(1), member.group(2)))
     lines = [capsule + "; " + "; ".join(kind.strip() for kind, _ in members[:3])]
     lines += [f"{name}: {functions.get(kind.strip(), kind.strip())}" for kind, name in members[3:]]
     return lines
 
 
-def storage_abi(root=ROOT):
+def storage_abi(root: str = ROOT) -> list[str]:
     """The part of the C API that ``csrc/fastopt_storage.h`` (hand-written) declares, one line per item.
 
     Its structs (field types and names, in order), its storage-type values and
@@ -249,14 +277,16 @@ def storage_abi(root=ROOT):
         header = re.sub(r"/\*.*?\*/", "", fh.read(), flags=re.S)
     lines = [f"{name}: " + "; ".join(" ".join(f.split()) for f in body.split(";") if f.strip())
              for name, body in re.findall(r"typedef struct (\w+) \{(.*?)\} \1;", header, re.S)]
-    lines.append("enum: " + " ".join(re.search(r"enum \{(.*?)\};", header, re.S).group(1).split()))
+    enum = re.search(r"enum \{(.*?)\};", header, re.S)
+    assert enum is not None, "fastopt_storage.h declares no enum"
+    lines.append("enum: " + " ".join(enum.group(1).split()))
     constants = "BLOCK|MAX_STATE|CODE_SHIFT|SIGNED_BASE|UNSIGNED_BASE"
     lines += [f"{name} = {value.strip()}"
               for name, value in re.findall(rf"#define (FASTOPT_(?:{constants})) (.*)$", header, re.M)]
     return lines
 
 
-def _render(root, source_digest):
+def _render(root: str, source_digest: str) -> dict[str, str]:
     from Cython.Tempita import Template
 
     view = _view(_load_rules())
@@ -266,12 +296,12 @@ def _render(root, source_digest):
         with open(os.path.join(root, template)) as fh:
             source = fh.read()
         banner = GENERATED.format(template=template)
-        text = Template(source, name=template).substitute(v=view)
+        text: str = Template(source, name=template).substitute(v=view)  # type: ignore[no-untyped-call]
         out[target] = (banner.replace("#", "//") if target.endswith(".h") else banner) + text
     return out
 
 
-def render(root=ROOT):
+def render(root: str = ROOT) -> dict[str, str]:
     """{output path (relative to ``root``): text} for every generated file."""
     return _render(root, digest(root))
 
@@ -280,7 +310,7 @@ GENERATED = ("# Generated by src/fastopt/_codegen.py from src/fastopt/_rules.py 
              "# DO NOT EDIT: change the rule table or the template, then run the generator (setup.py does).\n")
 
 
-def stale(root=ROOT):
+def stale(root: str = ROOT) -> list[str]:
     """The outputs whose files differ from what the table and templates give now."""
     out = []
     for target, text in render(root).items():
@@ -294,7 +324,7 @@ def stale(root=ROOT):
     return out
 
 
-def write(root=ROOT):
+def write(root: str = ROOT) -> list[str]:
     """Rewrite the outputs that are out of date (only those, so builds do not redo unchanged work)."""
     changed = []
     for target, text in render(root).items():
@@ -311,7 +341,7 @@ def write(root=ROOT):
     return changed
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["--check"]:
         out_of_date = stale()

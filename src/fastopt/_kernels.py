@@ -10,16 +10,23 @@ The widest build the CPU runs is chosen; ``FASTOPT_KERNELS=baseline``,
 ``avx2`` or ``avx512`` in the environment forces one (an error where the CPU
 cannot run it or the build is missing).
 """
+from __future__ import annotations
+
 import importlib
 import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from fastopt._openmp_helpers import cpu_runs
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 # The builds, widest first: "baseline" is fastopt._update_rules, the others fastopt._update_rules_<name>.
 BUILDS = ("avx512", "avx2", "baseline")
 
 
-def load(build, module="fastopt._update_rules"):
+def load(build: str, module: str = "fastopt._update_rules") -> ModuleType:
     """The kernel ``module`` of ``build`` (ImportError where it was not compiled)."""
     suffix = "" if build == "baseline" else f"_{build}"
     return importlib.import_module(f"{module}{suffix}")
@@ -29,12 +36,12 @@ def load(build, module="fastopt._update_rules"):
 MODULES = ("fastopt._update_rules", "fastopt._tensorwise")
 
 
-def _load_all(build):
+def _load_all(build: str) -> ModuleType:
     """Import every module of ``build`` (ImportError where one is missing); return the update rules'."""
     return [load(build, module) for module in MODULES][0]
 
 
-def _runnable():
+def _runnable() -> Iterator[str]:
     """The builds this installation has and this CPU runs, widest first, each imported as it is found."""
     for build in BUILDS:
         if cpu_runs(build):
@@ -45,12 +52,12 @@ def _runnable():
             yield build
 
 
-def available():
+def available() -> list[str]:
     """The builds this installation has and this CPU runs, widest first."""
     return list(_runnable())
 
 
-def _choose():
+def _choose() -> tuple[str, ModuleType]:
     wanted = os.environ.get("FASTOPT_KERNELS", "auto").strip().lower() or "auto"
     if wanted == "auto":
         build = next(_runnable())  # the widest only: the others are not imported (the baseline is always there)
@@ -67,7 +74,13 @@ def _choose():
                           f"that cannot target {wanted}): {exc}") from exc
 
 
-NAME, kernels = _choose()
+if TYPE_CHECKING:  # every build has the baseline's interface: its stub, _update_rules.pyi
+    from fastopt import _update_rules
+
+    NAME: str
+    kernels = _update_rules
+else:
+    NAME, kernels = _choose()
 BoundStep = kernels.BoundStep
 needed = kernels.needed
 nonfinite_count = kernels.nonfinite_count
@@ -79,4 +92,9 @@ dequantize_blockwise = kernels.dequantize_blockwise
 rounding_key = kernels.rounding_key
 lerp = kernels.lerp  # start = lerp(start, end, weight) over whole arrays in any storage
 assign = kernels.assign  # start[...] = end over whole arrays, converting, on the kernels' threads
-tensorwise = load(NAME, "fastopt._tensorwise")  # the passes of fastopt._rules.TENSOR_RULES, same build
+if TYPE_CHECKING:  # (as kernels: the stub of the baseline, _tensorwise.pyi)
+    from fastopt import _tensorwise
+
+    tensorwise = _tensorwise
+else:
+    tensorwise = load(NAME, "fastopt._tensorwise")  # the passes of fastopt._rules.TENSOR_RULES, same build

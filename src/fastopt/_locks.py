@@ -13,16 +13,24 @@ The registry holds the locks weakly: a lock lives as long as some optimizer
 holds it, and such an optimizer holds views of the owner, which keeps the
 owner (and so its ``id``) alive.
 """
+from __future__ import annotations
+
 import threading
 import weakref
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-_registry = weakref.WeakValueDictionary()  # id(memory owner) -> RLock
+if TYPE_CHECKING:
+    from fastopt._typing import Array
+
+# id(memory owner) -> RLock
+_registry: weakref.WeakValueDictionary[int, threading.RLock] = weakref.WeakValueDictionary()
 _registry_guard = threading.Lock()
 
 
-def memory_owner(array):
+def memory_owner(array: object) -> object:
     """The object at the root of ``array``'s chain of bases: what owns its memory.
 
     The chain runs through ndarray bases, memoryviews (``np.frombuffer(a.data)``)
@@ -30,6 +38,7 @@ def memory_owner(array):
     mappings of one file (two ``np.memmap`` of the same path) are two owners.
     """
     obj = array
+    base: object
     while True:
         if isinstance(obj, np.ndarray):
             base = obj.base
@@ -44,7 +53,7 @@ def memory_owner(array):
         obj = base
 
 
-def lock_for(array):
+def lock_for(array: Array) -> threading.RLock:
     """The lock shared by every array whose memory has the same owner as ``array``'s."""
     owner = memory_owner(array)
     with _registry_guard:
@@ -54,13 +63,13 @@ def lock_for(array):
         return lock
 
 
-def locks_for(arrays):
+def locks_for(arrays: Iterable[Array]) -> tuple[threading.RLock, ...]:
     """The distinct locks of ``arrays``, in the global acquisition order."""
     distinct = {id(lock): lock for lock in map(lock_for, arrays)}
     return tuple(distinct[key] for key in sorted(distinct))
 
 
-def holding(arrays):
+def holding(arrays: Iterable[Array]) -> threading.RLock | Locked:
     """A context manager that holds the locks of ``arrays`` (one lock is its own, faster, manager)."""
     locks = locks_for(arrays)
     return locks[0] if len(locks) == 1 else Locked(locks)
@@ -71,10 +80,10 @@ class Locked:
 
     __slots__ = ("locks",)
 
-    def __init__(self, locks):
+    def __init__(self, locks: tuple[threading.RLock, ...]) -> None:
         self.locks = locks
 
-    def __enter__(self):
+    def __enter__(self) -> Locked:
         taken = 0
         try:
             for lock in self.locks:
@@ -86,7 +95,7 @@ class Locked:
             raise
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         for lock in reversed(self.locks):
             lock.release()
         return False

@@ -38,6 +38,8 @@ kernel is compiled once per combination of those flags, so every copy of
 the loop is free of that branch and vectorizes (GCC does not unswitch loops
 this large by itself).
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -70,7 +72,7 @@ class Hyper:
     kernel: bool = True
 
     @property
-    def is_flag(self):
+    def is_flag(self) -> bool:
         return self.check == "flag"
 
 
@@ -95,7 +97,7 @@ class State:
     signed: bool = False  # takes negative values (a first moment), which int8 storage codes with a sign bit
 
     @property
-    def arg(self):
+    def arg(self) -> str:
         return self.c_name or self.name
 
 
@@ -149,20 +151,20 @@ class Rule:
     specialize: Tuple[str, ...] = ()
 
     @property
-    def state_names(self):
+    def state_names(self) -> Tuple[str, ...]:
         return tuple(s.name for s in self.state)
 
     @property
-    def kernel_hyper(self):
+    def kernel_hyper(self) -> Tuple[Hyper, ...]:
         return tuple(h for h in self.hyper if h.kernel)
 
     @property
-    def running(self):
+    def running(self) -> Tuple[Tuple[str, float], ...]:
         """``((name, initial value), ...)``: the per-slot numbers its kernel updates in place (see Arg.running)."""
         return tuple(pair for a in self.args for pair in ARGS[a].running)
 
     @property
-    def switchable(self):
+    def switchable(self) -> Tuple[str, ...]:
         """The state arrays that only some settings use."""
         return tuple(s.name for s in self.state if s.when is not None)
 
@@ -561,7 +563,7 @@ class TensorRule:
     switchable = ()   # every state array is used by every setting
 
     @property
-    def state_names(self):
+    def state_names(self) -> Tuple[str, ...]:
         return tuple(s.name for s in self.state)
 
 

@@ -14,8 +14,15 @@ type an array is *stored* in, and so the bytes a step moves:
 The code maps (which value each byte stands for) are described in
 ``csrc/fastopt_storage.h``, next to the conversions the kernels use.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import ml_dtypes
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 FLOAT32 = np.dtype(np.float32)
@@ -34,17 +41,18 @@ ABSMAX_SUFFIX = "_absmax"
 MASTER = "master_param"  # the float32 master copy of bfloat16 parameters (master_weights=True)
 
 
-def dtype_name(dtype):
+def dtype_name(dtype: DTypeLike) -> str:
     """``"float32"``, ``"float64"`` or ``"bfloat16"`` for one of PARAM_DTYPES."""
     return "bfloat16" if dtype == BFLOAT16 else np.dtype(dtype).name
 
 
-def absmax_length(n):
+def absmax_length(n: int) -> int:
     """Blocks (absmax entries) of an int8 state array of ``n`` elements."""
     return -(-n // BLOCK)
 
 
-def state_layout(name, n, state_dtype):
+def state_layout(name: str, n: int,
+                 state_dtype: str) -> dict[str, tuple[tuple[int, ...], np.dtype[Any]]]:
     """``{key: (shape, dtype)}``: how a state array ``name`` of ``n`` elements is held in ``state_dtype``
     (a key of STATE_DTYPES: resolved, not None)."""
     if state_dtype not in STATE_DTYPES:
@@ -54,7 +62,7 @@ def state_layout(name, n, state_dtype):
     return {name: ((n,), BFLOAT16 if state_dtype == "bfloat16" else np.dtype(state_dtype))}
 
 
-def resolve_state_dtype(state_dtype, param_dtype, name):
+def resolve_state_dtype(state_dtype: str | None, param_dtype: DTypeLike, name: str) -> str:
     """The state storage (a key of STATE_DTYPES) for parameters of ``param_dtype``: ``None`` means theirs.
 
     Raises TypeError/ValueError naming ``name`` (the parameter) when the two do not go together.
@@ -70,7 +78,7 @@ def resolve_state_dtype(state_dtype, param_dtype, name):
     return state_dtype
 
 
-def state_dtype_option(value):
+def state_dtype_option(value: DTypeLike | None) -> str | None:
     """Normalize the ``state_dtype=`` option: None, one of STATE_DTYPES' names, or a dtype of one."""
     if value is None or isinstance(value, str):
         if value is not None and value not in STATE_DTYPES:

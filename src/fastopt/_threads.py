@@ -92,6 +92,11 @@ def set_num_threads(n: SupportsIndex) -> int:
 def threads(n: SupportsIndex) -> Iterator[None]:
     """Context manager that sets the thread count and restores it on exit.
 
+    Parameters
+    ----------
+    n : int
+        The thread count inside the ``with`` block (as for :func:`set_num_threads`).
+
     Examples
     --------
     >>> import fastopt

@@ -30,10 +30,10 @@ Scalars
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from numbers import Integral, Real
 from operator import index
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 
@@ -98,7 +98,7 @@ def as_array(obj: Any, name: str) -> Any:
         raise TypeError(f"{name}: a {type(obj).__name__} that NumPy cannot view without a copy: {exc}{hint}") from None
 
 
-def _torch_view(tensor):
+def _torch_view(tensor: Any) -> Any:
     if tensor.requires_grad:
         raise TypeError("it requires grad")
     if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16 of its own: the bits, as ml_dtypes' type
@@ -253,7 +253,7 @@ def integer(name: str, value: Any, low: int | None = None, *, expected: str = "a
     return number
 
 
-def step_count(what, value):
+def step_count(what: str, value: object) -> int:
     """A step count (``step``, ``skipped_steps``) read back from a state_dict: a non-negative integer below 2**63.
 
     Python and NumPy integers (and 0-d integer arrays) only, returned as an
@@ -358,7 +358,14 @@ def fractional_step(t: Any) -> float:
     return index(t) if isinstance(t, Integral) else number
 
 
-def positive_option(name, value, *, integer=False, allow_zero=False, unlimited=False):
+@overload
+def positive_option(name: str, value: Any, *, integer: Literal[True], allow_zero: bool = False,
+                    unlimited: Literal[False] = False) -> int: ...
+@overload
+def positive_option(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False,
+                    unlimited: bool = False) -> float: ...
+def positive_option(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False,
+                    unlimited: bool = False) -> float:
     """A minimizer's option: a positive (or non-negative) real number or integer; messages say ``option <name>``.
 
     Kept apart from :func:`bounded_real` because SciPy's options differ:
@@ -429,13 +436,14 @@ def random_generator(seed: Any) -> np.random.Generator:
 _LABELS = {"lr": "learning rate", "eps": "epsilon value"}
 
 
-def _label(name):
+def _label(name: str) -> str:
     if name.startswith("beta parameter"):  # betas' entries: torch's "Invalid beta parameter at index 0: ..."
         return name
     return _LABELS.get(name, f"{name} value")
 
 
-def real_in_range(low=0.0, high=math.inf, *, low_open=False, high_open=False, allow_inf=False):
+def real_in_range(low: float = 0.0, high: float = math.inf, *, low_open: bool = False, high_open: bool = False,
+                  allow_inf: bool = False) -> Callable[[str, object], float]:
     """Make a hyperparameter rule for a finite real number in ``[low, high]`` (either end open on request; with
     ``allow_inf``, an infinite bound is admitted too).
 
@@ -450,7 +458,7 @@ def real_in_range(low=0.0, high=math.inf, *, low_open=False, high_open=False, al
         ``name`` "<name> value", as torch.optim words it.
     """
 
-    def check(name, value):
+    def check(name: str, value: object) -> float:
         value = as_float(real_number(name, value))
         if not _in_range(value, low, high, low_open, high_open, allow_inf):
             left, right = "(" if low_open else "[", ")" if high_open else "]"
@@ -461,7 +469,7 @@ def real_in_range(low=0.0, high=math.inf, *, low_open=False, high_open=False, al
     return check
 
 
-def _entries(name, value, count, expected):
+def _entries(name: str, value: Any, count: int, expected: str) -> tuple[object, ...]:
     """``value`` as a tuple of ``count`` entries; a TypeError ``"<name> must be <expected>, got <value>"`` if it is
     not a sequence of that many."""
     try:
@@ -473,7 +481,7 @@ def _entries(name, value, count, expected):
     return entries
 
 
-def betas(name, value, count=2):
+def betas(name: str, value: object, count: int = 2) -> tuple[float, ...]:
     """A hyperparameter rule for ``count`` decay rates (a pair; AdEMAMix has three), each in [0, 1):
     returns a tuple of floats.
 
@@ -490,12 +498,12 @@ def betas(name, value, count=2):
                  for i, b in enumerate(_entries(name, value, count, expected)))
 
 
-def beta_triple(name, value):
+def beta_triple(name: str, value: object) -> tuple[float, ...]:
     """:func:`betas` for three decay rates (AdEMAMix's)."""
     return betas(name, value, count=3)
 
 
-def warmup_steps(name, value):
+def warmup_steps(name: str, value: object) -> int:
     """A hyperparameter rule for a number of warm-up steps: None (no warm-up, stored as 0) or an integer in
     [0, 2**63) (a whole float, ``100.0``, is taken as its integer)."""
     if value is None:
@@ -508,7 +516,7 @@ def warmup_steps(name, value):
     return value
 
 
-def eps_pair(name, value):
+def eps_pair(name: str, value: object) -> tuple[float | None, float]:
     """A hyperparameter rule for Adafactor's ``eps``: a pair (eps1, eps2), eps1 None (the dtype's machine epsilon)
     or a finite real >= 0, eps2 a finite real >= 0; returns a tuple."""
     entries = _entries(name, value, 2, "a pair (eps1, eps2), eps1 None or a float")
@@ -516,17 +524,17 @@ def eps_pair(name, value):
     return eps1, nonnegative(f"{name}[1]", entries[1])
 
 
-def optional_beta(name, value):
+def optional_beta(name: str, value: object) -> float | None:
     """A hyperparameter rule for None or a decay rate in [0, 1) (Prodigy's ``beta3``)."""
     return None if value is None else _unit_open(name, value)
 
 
-def real_triple(name, value):
+def real_triple(name: str, value: object) -> tuple[float, ...]:
     """A hyperparameter rule for three finite reals (Muon's ``ns_coefficients``): returns a tuple of floats."""
     return tuple(any_real(f"{name}[{i}]", x) for i, x in enumerate(_entries(name, value, 3, "a sequence of 3 floats")))
 
 
-def ns_steps(name, value):
+def ns_steps(name: str, value: object) -> int:
     """A hyperparameter rule for a number of Newton-Schulz iterations: an integer in [0, 100), as torch's Muon."""
     value = integer(name, value, 0)
     if value >= 100:
@@ -534,7 +542,7 @@ def ns_steps(name, value):
     return value
 
 
-def adjust_lr(name, value):
+def adjust_lr(name: str, value: object) -> object:
     """A hyperparameter rule for Muon's ``adjust_lr_fn``: None, "original" or "match_rms_adamw"."""
     if value is not None and value not in ("original", "match_rms_adamw"):
         raise ValueError(f"Adjust learning rate function {value!r} is not supported: {name} must be None, "

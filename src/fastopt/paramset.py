@@ -250,6 +250,12 @@ class ParamSelection:
     each run with a single kernel call: lay the ParamSet out group by group
     to get one run per group.
 
+    Parameters
+    ----------
+    paramset : ParamSet
+    names : str or iterable of str
+        Names of its tensors, each at most once (``ps.select(names)`` builds one).
+
     Attributes
     ----------
     paramset : ParamSet

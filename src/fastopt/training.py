@@ -506,7 +506,7 @@ class _Progress:
         self.bar: Any = None
         if progress in (True, "tqdm"):
             try:
-                from tqdm.auto import tqdm
+                from tqdm.auto import tqdm  # type: ignore[import-untyped, import-not-found, unused-ignore]  # (an optional extra; tqdm ships no types)
             except ImportError:
                 if progress == "tqdm":
                     raise ImportError("progress='tqdm' needs the tqdm package (pip install tqdm)") from None

@@ -37,19 +37,28 @@ with the implementations:
   only for cases larger than the caches.  Two streams draw less bandwidth
   than seven, so this one can read over 100%.
 """
+from __future__ import annotations
+
 import os
 import platform
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import fastopt
 from fastopt.bench import cases, report, roofline, runner
+
+if TYPE_CHECKING:
+    from fastopt.bench.cases import Step
 
 YARDSTICK = "axpy"
 SAME_STREAM = "same-stream"
 
 
-def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats=7, json_path=None,
-        png_path=None, echo=print, storages=None):
+def run(rules: Sequence[str] | None = None, shapes: Sequence[str] | None = None,
+        implementations: Sequence[str] | None = None, num_threads: int | None = None, repeats: int = 7,
+        json_path: str | None = None, png_path: str | None = None, echo: Callable[[str], object] = print,
+        storages: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; return its results as a dict (also written to ``json_path`` / ``png_path``).
 
     ``storages``: names of ``cases.STORAGES`` (default: all); a rule of ``cases.STORAGE_RULES`` gets a
@@ -60,6 +69,7 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
     shapes = shapes or list(cases.SHAPES)
     implementations = implementations or list(cases.IMPLEMENTATIONS)
     num_threads = num_threads or fastopt.get_num_threads()
+    torch_version: str | None
     try:
         import torch
 
@@ -88,7 +98,7 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
                  "sleep too and their small steps are slower than with their default; for torch as its users run "
                  "it, use OMP_WAIT_POLICY=ACTIVE python -m fastopt bench")
         echo(report.table([], implementations))
-        results = []
+        results: list[dict[str, Any]] = []
         for shape in shapes:
             elements = sum(s[0] for s in cases.SHAPES[shape])
             # The yardstick is timed inside every out-of-cache case, interleaved with the
@@ -96,9 +106,10 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
             heaviest = max(cases.bytes_per_element(rule) for rule in rules)  # the table's own in-cache test
             yardstick = roofline.axpy_step(elements, num_threads) if not report.in_cache(heaviest * elements) else None
             for rule, storage in cases.rows(rules, storages):
-                steps = {impl: cases.build(impl, rule, cases.SHAPES[shape], storage=storage)
+                built = {impl: cases.build(impl, rule, cases.SHAPES[shape], storage=storage)
                          for impl in implementations}
-                steps = {k: v for k, v in steps.items() if v is not None}
+                steps: dict[str, Step] = {k: v for k, v in built.items() if v is not None}
+                del built
                 arrays = cases.step_arrays(rule, storage, elements)
                 # the same-stream kernel is one pass: no yardstick for the rules that cross memory several times
                 single_pass = rule not in cases.PASSES
@@ -111,11 +122,12 @@ def run(rules=None, shapes=None, implementations=None, num_threads=None, repeats
                 axpy_seconds = seconds.pop(YARDSTICK, None)
                 stream_seconds = seconds.pop(SAME_STREAM, None)
                 case_bandwidth = roofline.AXPY_BYTES * elements / axpy_seconds / 1e9 if axpy_seconds else None
-                result = {"shape": shape, "rule": rule, "storage": storage, "elements": elements,
+                result: dict[str, Any] = {"shape": shape, "rule": rule, "storage": storage, "elements": elements,
                           "bytes_per_element": bpe, "bandwidth_gbs": case_bandwidth,
                           "roofline_seconds": roofline.roofline_seconds(bpe, elements, case_bandwidth or bandwidth),
                           "same_stream": None, "seconds": seconds}
                 if single_pass:
+                    assert stream_seconds is not None  # timed with the others: steps[SAME_STREAM] above
                     calls = roofline.layout_stream_calls(arrays)
                     read = sum((r is not None) + len(w) for _, r, w in calls)  # the written arrays are read too
                     written = sum(len(w) for _, r, w in calls)

@@ -1,6 +1,9 @@
 """What ``python -m fastopt bench`` times: rules, shapes, storage types, and each implementation's step."""
-import collections
+from __future__ import annotations
+
 import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -8,8 +11,18 @@ import fastopt
 from fastopt import _storage
 from fastopt.bench import numpy_rules
 
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
+    from fastopt._typing import Array
+
+    # A zero-argument callable doing one step (of an optimizer, or of a roofline kernel); what it returns is unused.
+    Step = Callable[[], object]
+    # One array a step moves (see step_arrays): (key, nbytes, written)
+    StepArray = tuple[str, int, bool]
+
 # The benchmarked configurations: name -> (fastopt/torch class, hyperparameters, state arrays per parameter)
-CONFIGS = {
+CONFIGS: dict[str, tuple[str, dict[str, Any], int]] = {
     "sgd-momentum": ("SGD", dict(lr=1e-3, momentum=0.9), 1),
     "adagrad": ("Adagrad", dict(lr=1e-2, eps=1e-10), 1),
     "rmsprop": ("RMSprop", dict(lr=1e-2, alpha=0.99, eps=1e-8), 1),
@@ -21,16 +34,17 @@ CONFIGS = {
 }
 # The rules the NumPy baselines do not have: name -> their only peers (torch.optim has Adafactor; LAMB is optax's,
 # jit-compiled on the CPU; AdamWScheduleFree the schedulefree package's)
-ONLY_PEERS = {"adamw-schedulefree": ("schedulefree",), "lamb": ("optax",), "adafactor": ("torch-forloop", "torch-foreach")}
+ONLY_PEERS: dict[str, tuple[str, ...]] = {"adamw-schedulefree": ("schedulefree",), "lamb": ("optax",),
+                                          "adafactor": ("torch-forloop", "torch-foreach")}
 # The rules whose step crosses memory more than once (fastopt._rules.TENSOR_RULES): name -> per pass, the arrays it
 # reads only and those it reads and writes (the shapes here are vectors: Adafactor's variance is not factored)
-PASSES = {
+PASSES: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "lamb": [(("grad", "param"), ("exp_avg", "exp_avg_sq")), (("exp_avg", "exp_avg_sq"), ("param",))],
     "adafactor": [(("param",), ()), (("grad",), ("variance",)), (("grad", "variance"), ("param",))],
 }
 
 # name -> list of tensor shapes
-SHAPES = {
+SHAPES: dict[str, list[tuple[int, ...]]] = {
     "1x16M": [(1 << 24,)],
     "1000x10K": [(10_000,)] * 1000,
     "2000x64": [(64,)] * 2000,
@@ -43,8 +57,15 @@ IMPLEMENTATIONS = ["fastopt", "fastopt-list", "numpy-textbook", "numpy-inplace",
 # The other libraries (the "fastest peer" of a row is the fastest of these that ran in it)
 PEERS = ["torch-forloop", "torch-foreach", "torch-fused", "deepspeed", "bnb-adam8bit", "schedulefree", "optax"]
 
+
 # How a step's arrays are stored: parameters (and gradients) and state, master weights, stochastic rounding
-Storage = collections.namedtuple("Storage", "params state_dtype master_weights stochastic_rounding")
+class Storage(NamedTuple):
+    params: str  # "float32" or "bfloat16"
+    state_dtype: str | None  # None: the parameters' dtype
+    master_weights: bool
+    stochastic_rounding: bool
+
+
 FLOAT32 = "f32/f32"  # the float32 rows every rule has
 STORAGES = {
     FLOAT32: Storage("float32", None, False, False),
@@ -90,7 +111,7 @@ OPTIONAL_PEERS = {
 }
 
 
-def offers(impl, rule, storage=FLOAT32):
+def offers(impl: str, rule: str, storage: str = FLOAT32) -> bool:
     """Whether ``impl`` has a column in the row of ``rule`` in ``storage`` (it may still be missing here)."""
     if impl in OPTIONAL_PEERS and rule not in OPTIONAL_PEERS[impl][1]:
         return False
@@ -101,7 +122,7 @@ def offers(impl, rule, storage=FLOAT32):
     return storage == FLOAT32 or impl in STORAGE_IMPLEMENTATIONS
 
 
-def rows(rules, storages=None):
+def rows(rules: Iterable[str], storages: Iterable[str] | None = None) -> list[tuple[str, str]]:
     """The (rule, storage) rows of a run, in table order: each rule in float32, then its other storages."""
     storages = list(STORAGES) if storages is None else storages
     out = []
@@ -112,7 +133,7 @@ def rows(rules, storages=None):
     return out
 
 
-def unavailable(impl):
+def unavailable(impl: str) -> str | None:
     """Why ``impl`` cannot run on this machine (a sentence), or None when it can.
 
     torch and DeepSpeed are optional: the benchmark skips what is missing and
@@ -134,7 +155,7 @@ def unavailable(impl):
 
 
 @functools.lru_cache(maxsize=None)
-def _missing_torch():
+def _missing_torch() -> str | None:
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -143,12 +164,12 @@ def _missing_torch():
 
 
 @functools.lru_cache(maxsize=None)
-def _missing_deepspeed():
+def _missing_deepspeed() -> str | None:
     if _missing_torch():
         return "it needs torch, which is not installed"
     try:
-        from deepspeed.ops.adam import DeepSpeedCPUAdam  # noqa: F401
-        from deepspeed.ops.op_builder import CPUAdamBuilder
+        from deepspeed.ops.adam import DeepSpeedCPUAdam  # type: ignore[import-not-found, import-untyped, unused-ignore]  # noqa: F401
+        from deepspeed.ops.op_builder import CPUAdamBuilder  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except Exception as exc:  # ImportError, or deepspeed failing at import on this machine
         return f"deepspeed is not importable ({type(exc).__name__}: {exc}); {DEEPSPEED_INSTALL}"
     try:
@@ -159,12 +180,12 @@ def _missing_deepspeed():
 
 
 @functools.lru_cache(maxsize=None)
-def _missing_bitsandbytes():
+def _missing_bitsandbytes() -> str | None:
     if _missing_torch():
         return "it needs torch, which is not installed"
     try:
         import torch
-        import bitsandbytes as bnb
+        import bitsandbytes as bnb  # type: ignore[import-not-found, import-untyped, unused-ignore]
 
         p = torch.zeros(512)
         p.grad = torch.ones(512)
@@ -175,27 +196,27 @@ def _missing_bitsandbytes():
 
 
 @functools.lru_cache(maxsize=None)
-def _missing_schedulefree():
+def _missing_schedulefree() -> str | None:
     if _missing_torch():
         return "it needs torch, which is not installed"
     try:
-        import schedulefree  # noqa: F401
+        import schedulefree  # type: ignore[import-untyped, import-not-found, unused-ignore]  # noqa: F401
     except Exception as exc:
         return f"schedulefree is not importable ({type(exc).__name__}: {exc}); {SCHEDULEFREE_INSTALL}"
     return None
 
 
 @functools.lru_cache(maxsize=None)
-def _missing_optax():
+def _missing_optax() -> str | None:
     try:
-        import jax  # noqa: F401
-        import optax  # noqa: F401
+        import jax  # type: ignore[import-not-found, import-untyped, unused-ignore]  # noqa: F401
+        import optax  # type: ignore[import-not-found, import-untyped, unused-ignore]  # noqa: F401
     except Exception as exc:
         return f"optax is not importable ({type(exc).__name__}: {exc}); {OPTAX_INSTALL}"
     return None
 
 
-def bytes_per_element(rule, itemsize=4):
+def bytes_per_element(rule: str, itemsize: int = 4) -> int:
     """Bytes a fused step moves per element: read param, grad and each state; write param and each state (for
     the rules of :data:`PASSES`, every pass's arrays)."""
     if rule in PASSES:
@@ -203,7 +224,7 @@ def bytes_per_element(rule, itemsize=4):
     return itemsize * (3 + 2 * CONFIGS[rule][2])
 
 
-def step_arrays(rule, storage, n):
+def step_arrays(rule: str, storage: str, n: int) -> list[StepArray]:
     """``[(key, nbytes, written)]``: the arrays one fastopt step of ``rule`` over ``n`` elements (one slot,
     as a ParamSet holds them) moves in ``storage``, counted from the storage layout.
 
@@ -227,32 +248,34 @@ def step_arrays(rule, storage, n):
     return arrays
 
 
-def moved_bytes(arrays):
+def moved_bytes(arrays: Iterable[StepArray]) -> int:
     """Bytes moved by a step over ``arrays`` (see :func:`step_arrays`): written ones twice."""
     return sum(nbytes * (2 if written else 1) for _, nbytes, written in arrays)
 
 
-def storage_bytes_per_element(rule, storage, n):
+def storage_bytes_per_element(rule: str, storage: str, n: int) -> float:
     """Bytes a fastopt step of ``rule`` in ``storage`` moves per element, over one slot of ``n`` elements
     (float32 Adam: 28; float32 parameters and int8 state: 16 + 16/256)."""
     return moved_bytes(step_arrays(rule, storage, n)) / n
 
 
-def _data(shapes, seed, dtype=np.float32):
+def _data(shapes: Iterable[tuple[int, ...]], seed: int,
+          dtype: DTypeLike = np.float32) -> tuple[list[Array], list[Array]]:
     rng = np.random.default_rng(seed)
     params = [rng.standard_normal(s).astype(np.float32).astype(dtype) for s in shapes]
     grads = [rng.standard_normal(s).astype(np.float32).astype(dtype) for s in shapes]
     return params, grads
 
 
-def storage_options(storage):
+def storage_options(storage: str) -> dict[str, Any]:
     """The optimizer options of ``storage`` (state_dtype, master_weights, stochastic_rounding)."""
     st = STORAGES[storage]
     return dict(state_dtype=st.state_dtype, master_weights=st.master_weights,
                 stochastic_rounding=st.stochastic_rounding)
 
 
-def build(impl, rule, shapes, seed=0, storage=FLOAT32):
+def build(impl: str, rule: str, shapes: Iterable[tuple[int, ...]], seed: int = 0,
+          storage: str = FLOAT32) -> Step | None:
     """A zero-argument callable doing one optimizer step, or None where ``impl`` does not offer ``rule``
     (in ``storage``: fastopt steps in it; the peers run their own float32 or 8-bit step).
 
@@ -270,8 +293,9 @@ def build(impl, rule, shapes, seed=0, storage=FLOAT32):
             ps = fastopt.ParamSet([(f"t{i}", p) for i, p in enumerate(params)], dtype=dtype)
             for i, g in enumerate(grads):
                 ps.grads[f"t{i}"] = g
-            return getattr(fastopt, cls_name)(ps, **hyper, **options).step
-        opt = getattr(fastopt, cls_name)(params, **hyper, **options)
+            optimizer: fastopt.Optimizer = getattr(fastopt, cls_name)(ps, **hyper, **options)
+            return optimizer.step
+        opt: fastopt.Optimizer = getattr(fastopt, cls_name)(params, **hyper, **options)
         return lambda: opt.step(grads)
     params, grads = _data(shapes, seed)
     if impl.startswith("numpy"):
@@ -287,7 +311,7 @@ def build(impl, rule, shapes, seed=0, storage=FLOAT32):
     return _torch_step(impl, cls_name, hyper, params, grads)
 
 
-def numpy_step(impl, rule, params, grads, hyper):
+def numpy_step(impl: str, rule: str, params: Sequence[Array], grads: Sequence[Array], hyper: Mapping[str, Any]) -> Step:
     """A zero-argument callable doing one step of ``rule`` in NumPy on the given arrays, in place.
 
     ``impl`` is "numpy-textbook" or "numpy-inplace" (see ``numpy_rules``); the
@@ -296,19 +320,19 @@ def numpy_step(impl, rule, params, grads, hyper):
     state = [[np.zeros_like(p) for _ in range(CONFIGS[rule][2])] for p in params]
     counter = [0]
     if impl == "numpy-textbook":
-        def step():
+        def step() -> None:
             counter[0] += 1
             numpy_rules.textbook(rule, params, grads, state, counter[0], hyper)
     else:
         scratch = [np.empty_like(p) for p in params]
 
-        def step():
+        def step() -> None:
             counter[0] += 1
             numpy_rules.inplace(rule, params, grads, state, scratch, counter[0], hyper)
     return step
 
 
-def _torch_tensors(params, grads):
+def _torch_tensors(params: Iterable[Array], grads: Iterable[Array]) -> list[Any]:
     """torch tensors sharing the parameters' memory, each with its gradient (which shares the gradient's)."""
     import torch
 
@@ -318,7 +342,8 @@ def _torch_tensors(params, grads):
     return tensors
 
 
-def _torch_step(impl, cls_name, hyper, params, grads):
+def _torch_step(impl: str, cls_name: str, hyper: Mapping[str, Any], params: Iterable[Array],
+                grads: Iterable[Array]) -> Step | None:
     try:
         import torch
     except ImportError:
@@ -332,10 +357,12 @@ def _torch_step(impl, cls_name, hyper, params, grads):
         opt.step()  # fused is refused at construction or at the first step where torch lacks it
     except (RuntimeError, TypeError, ValueError):
         return None
-    return opt.step
+    step: Step = opt.step
+    return step
 
 
-def _deepspeed_step(rule, hyper, params, grads):
+def _deepspeed_step(rule: str, hyper: Mapping[str, Any], params: Iterable[Array],
+                    grads: Iterable[Array]) -> Step | None:
     """DeepSpeedCPUAdam's step (Adam and AdamW only), or None where it has no such rule or is missing."""
     if rule not in DEEPSPEED_MODES or unavailable("deepspeed"):
         return None
@@ -346,10 +373,11 @@ def _deepspeed_step(rule, hyper, params, grads):
     hyper.setdefault("weight_decay", 0.0)
     # its threads: the OpenMP runtime's default team, which torch.set_num_threads sets
     opt = DeepSpeedCPUAdam(tensors, adamw_mode=DEEPSPEED_MODES[rule], **hyper)
-    return opt.step
+    step: Step = opt.step
+    return step
 
 
-def _bnb_step(rule, hyper, params, grads):
+def _bnb_step(rule: str, hyper: Mapping[str, Any], params: Iterable[Array], grads: Iterable[Array]) -> Step | None:
     """bitsandbytes' 8-bit Adam on the CPU (float32 tensors, every tensor in 8 bits), or None where missing."""
     if rule not in OPTIONAL_PEERS["bnb-adam8bit"][1] or unavailable("bnb-adam8bit"):
         return None
@@ -357,10 +385,12 @@ def _bnb_step(rule, hyper, params, grads):
 
     tensors = _torch_tensors(params, grads)
     opt = bnb.optim.Adam8bit(tensors, min_8bit_size=0, **hyper)
-    return opt.step
+    step: Step = opt.step
+    return step
 
 
-def _schedulefree_step(cls_name, hyper, params, grads):
+def _schedulefree_step(cls_name: str, hyper: Mapping[str, Any], params: Iterable[Array],
+                       grads: Iterable[Array]) -> Step | None:
     """The schedulefree package's optimizer of that name, in training mode, or None where it is missing."""
     if unavailable("schedulefree"):
         return None
@@ -369,10 +399,11 @@ def _schedulefree_step(cls_name, hyper, params, grads):
     tensors = _torch_tensors(params, grads)
     opt = getattr(schedulefree, cls_name)(tensors, **hyper, foreach=True)
     opt.train()
-    return opt.step
+    step: Step = opt.step
+    return step
 
 
-def _optax_step(rule, hyper, params, grads):
+def _optax_step(rule: str, hyper: Mapping[str, Any], params: Iterable[Array], grads: Iterable[Array]) -> Step | None:
     """optax's transformation of ``rule``, jit-compiled with the parameters and its state donated (so XLA may
     update them in place), one step per call until its results are ready; None where optax is missing."""
     if rule not in OPTIONAL_PEERS["optax"][1] or unavailable("optax"):
@@ -383,7 +414,7 @@ def _optax_step(rule, hyper, params, grads):
     beta1, beta2 = hyper["betas"]
     transform = optax.lamb(hyper["lr"], b1=beta1, b2=beta2, eps=hyper["eps"], weight_decay=hyper["weight_decay"])
 
-    def update(ps, gs, state):
+    def update(ps: Any, gs: Any, state: Any) -> tuple[Any, Any]:
         updates, state = transform.update(gs, state, ps)
         return optax.apply_updates(ps, updates), state
 
@@ -392,7 +423,7 @@ def _optax_step(rule, hyper, params, grads):
     gs = [jax.numpy.asarray(g) for g in grads]
     box = [ps, transform.init(ps)]
 
-    def step():
+    def step() -> None:
         box[0], box[1] = jitted(box[0], gs, box[1])
         jax.block_until_ready(box[0])
     step()  # compile outside the timing

@@ -5,19 +5,27 @@ every intermediate; ``inplace`` is the tuned version, with ``out=`` arguments
 and one scratch array per tensor.  Both run tensor by tensor.  They exist to
 be timed (tests check that they agree with fastopt to rounding).
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from fastopt._typing import Array
 
 RULES = ("sgd-momentum", "adagrad", "rmsprop", "adam", "adamw")  # the rules written here
 
 
-def _bias(h, t):
+def _bias(h: Mapping[str, Any], t: int) -> tuple[float, float]:
     beta1, beta2 = h["betas"]
     return 1 - beta1**t, 1 - beta2**t
 
 
-def textbook(rule, params, grads, state, t, h):
+def textbook(rule: str, params: Sequence[Array], grads: Sequence[Array], state: Sequence[Sequence[Array]], t: int,
+             h: Mapping[str, Any]) -> None:
     lr = h["lr"]
     for p, g, s in zip(params, grads, state):
         if rule == "sgd-momentum":
@@ -39,7 +47,8 @@ def textbook(rule, params, grads, state, t, h):
             p -= lr * (s[0] / bc1) / (np.sqrt(s[1] / bc2) + h["eps"])
 
 
-def inplace(rule, params, grads, state, scratch, t, h):
+def inplace(rule: str, params: Sequence[Array], grads: Sequence[Array], state: Sequence[Sequence[Array]],
+            scratch: Sequence[Array], t: int, h: Mapping[str, Any]) -> None:
     lr = h["lr"]
     for p, g, s, tmp in zip(params, grads, state, scratch):
         if rule == "sgd-momentum":

@@ -1,16 +1,23 @@
 """Tables, JSON and an optional chart for benchmark results."""
+from __future__ import annotations
+
 import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fastopt.bench import cases
+
+if TYPE_CHECKING:
+    import os
 
 IN_CACHE_BYTES = 64 << 20  # working sets below this may stay in this machine's 32 MiB L3 and 1 MiB L2s
 
 
-def in_cache(working_set_bytes):
+def in_cache(working_set_bytes: float) -> bool:
     return working_set_bytes < IN_CACHE_BYTES
 
 
-def _fmt(seconds):
+def _fmt(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     if seconds >= 1e-3:
@@ -18,7 +25,7 @@ def _fmt(seconds):
     return f"{seconds * 1e6:.1f} us"
 
 
-def table(results, implementations):
+def table(results: Iterable[Mapping[str, Any]], implementations: Sequence[str]) -> str:
     """Markdown table: one row per (shape, rule), step times, fastopt's speed-up and roofline shares.
 
     "% of same-stream" is the same-stream kernel's time (the rule's arrays, trivial math) over
@@ -41,7 +48,7 @@ def table(results, implementations):
         stream_share = f"{100 * stream / fast:.0f}%" if fast and stream else "-"
         speedups = [f"{t[i] / fast:.2f}x" if fast and t.get(i) else "-" for i in others]
         peers = {i: t[i] for i in cases.PEERS if t.get(i)}
-        best = min(peers, key=peers.get) if peers else None
+        best = min(peers, key=peers.__getitem__) if peers else None
         vs_best = f"{peers[best] / fast:.2f}x ({best})" if fast and best else "-"
         bpe = r["bytes_per_element"]
         row = ([r["shape"], r["rule"], r.get("storage", cases.FLOAT32), f"{bpe:.4g}", _fmt(fast), _fmt(stream),
@@ -50,12 +57,13 @@ def table(results, implementations):
     return "\n".join(lines)
 
 
-def write_json(path, payload):
+def write_json(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> None:
     with open(path, "w") as fh:
         json.dump(payload, fh, indent=2)
 
 
-def write_png(path, results, implementations):
+def write_png(path: str | os.PathLike[str], results: Sequence[Mapping[str, Any]],
+              implementations: Sequence[str]) -> bool:
     """Bar chart of step time per implementation for each case (log scale); False without matplotlib."""
     try:
         import matplotlib

@@ -18,20 +18,28 @@ and writes ``w`` once) and writing the others.  It moves the step's bytes throug
 of arrays, but the sizes run one after the other, each with fewer streams in flight than the
 rule's single pass.
 """
+from __future__ import annotations
+
 import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fastopt._stream import axpy, stream
+
+if TYPE_CHECKING:
+    from fastopt.bench.cases import StepArray
 
 AXPY_BYTES = 12  # a += s*b in float32: read a and b, write a
 
 
-def measure_bandwidth(num_threads, n=1 << 25, repeats=9):
+def measure_bandwidth(num_threads: int, n: int = 1 << 25, repeats: int = 9) -> float:
     """Median in-place axpy bandwidth in GB/s over arrays far larger than any cache (2 x 128 MiB by default)."""
     a, b = np.zeros(n, np.float32), np.ones(n, np.float32)
     axpy(a, b, 1e-3, num_threads)  # fault the pages in
-    times = []
+    times: list[float] = []
     for _ in range(repeats):
         start = time.perf_counter()
         axpy(a, b, 1e-3, num_threads)
@@ -39,29 +47,30 @@ def measure_bandwidth(num_threads, n=1 << 25, repeats=9):
     return AXPY_BYTES * n / np.median(times) / 1e9
 
 
-def axpy_step(elements, num_threads):
+def axpy_step(elements: int, num_threads: int) -> Callable[[], None]:
     """A zero-argument callable running the in-place axpy over ``elements`` float32 values."""
     a, b = np.zeros(elements, np.float32), np.ones(elements, np.float32)
     return lambda: axpy(a, b, 1e-3, num_threads)
 
 
-def roofline_seconds(bytes_per_element, elements, bandwidth_gbs):
+def roofline_seconds(bytes_per_element: float, elements: int, bandwidth_gbs: float) -> float:
     """Time a step would take if it only moved its bytes at the measured bandwidth."""
     return bytes_per_element * elements / (bandwidth_gbs * 1e9)
 
 
-def same_stream_arrays(states):
+def same_stream_arrays(states: int) -> tuple[int, int]:
     """(arrays read, arrays written) by a rule with ``states`` state arrays per parameter:
     it reads the gradient, the parameter and each state, and writes back all but the gradient."""
     return 2 + states, 1 + states
 
 
-def same_stream_bytes(states, itemsize=4):
+def same_stream_bytes(states: int, itemsize: int = 4) -> int:
     read, written = same_stream_arrays(states)
     return itemsize * (read + written)
 
 
-def same_stream_step(elements, states, num_threads, dtype=np.float32):
+def same_stream_step(elements: int, states: int, num_threads: int,
+                     dtype: type[np.float32] | type[np.float64] = np.float32) -> Callable[[], None]:
     """A zero-argument callable running the same-stream kernel of a rule with ``states`` state
     arrays over ``elements`` values of ``dtype`` (one contiguous array each, like a ParamSet)."""
     _, written = same_stream_arrays(states)
@@ -70,14 +79,14 @@ def same_stream_step(elements, states, num_threads, dtype=np.float32):
     return lambda: stream(read, targets, 1e-3, num_threads)
 
 
-def layout_stream_calls(arrays):
+def layout_stream_calls(arrays: Iterable[StepArray]) -> list[tuple[int, str | None, list[str]]]:
     """How :func:`layout_stream_step` streams over ``arrays`` (``[(key, nbytes, written)]``):
     ``[(nbytes, read_key or None, [written keys])]``, one stream call each (read None: the first
     written array is read in place of a read-only one)."""
-    sizes = {}
-    for key, nbytes, written in arrays:
-        sizes.setdefault(nbytes, ([], []))[1 if written else 0].append(key)
-    calls = []
+    sizes: dict[int, tuple[list[str], list[str]]] = {}
+    for key, nbytes, is_written in arrays:
+        sizes.setdefault(nbytes, ([], []))[1 if is_written else 0].append(key)
+    calls: list[tuple[int, str | None, list[str]]] = []
     for nbytes, (read, written) in sizes.items():
         if len(read) > 1 or not written:
             raise ValueError(f"no stream call reads {read} and writes {written}")
@@ -86,22 +95,22 @@ def layout_stream_calls(arrays):
     return calls
 
 
-def layout_stream_bytes(arrays):
+def layout_stream_bytes(arrays: Iterable[StepArray]) -> int:
     """Bytes the calls of :func:`layout_stream_calls` move: each read array once, each written one twice."""
     return sum(nbytes * ((1 if read else 0) + 2 * len(written))
                for nbytes, read, written in layout_stream_calls(arrays))
 
 
-def layout_stream_step(arrays, num_threads):
+def layout_stream_step(arrays: Iterable[StepArray], num_threads: int) -> Callable[[], None]:
     """A zero-argument callable streaming over float32 arrays of the byte sizes of ``arrays`` (see
     :func:`layout_stream_calls`), one stream call per size."""
-    plan = []
+    plan: list[tuple[NDArray[np.float32], list[NDArray[np.float32]]]] = []
     for nbytes, read, written in layout_stream_calls(arrays):
         n = -(-nbytes // 4)
         targets = [np.zeros(n, np.float32) for _ in written]  # first touch: by the kernel's threads
         plan.append((np.ones(n, np.float32) if read else targets[0], targets))
 
-    def step():
+    def step() -> None:
         for r, targets in plan:
             stream(r, targets, 1e-3, num_threads)
     return step

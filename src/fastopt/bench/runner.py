@@ -1,11 +1,18 @@
 """Interleaved timing: every implementation of a case is timed in turn, repeat after repeat."""
+from __future__ import annotations
+
 import gc
 import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from fastopt.bench.cases import Step
 
-def calibrate(step, target_seconds=2e-3, most=10_000):
+
+def calibrate(step: Step, target_seconds: float = 2e-3, most: int = 10_000) -> int:
     """How many steps make one sample last about ``target_seconds``."""
     start = time.perf_counter()
     step()
@@ -13,7 +20,7 @@ def calibrate(step, target_seconds=2e-3, most=10_000):
     return int(min(most, max(1, target_seconds / once)))
 
 
-def sampled_rounds(repeats, most):
+def sampled_rounds(repeats: int, most: int | None) -> set[int]:
     """The rounds (of ``repeats``) in which an implementation sampled at most ``most`` times is timed:
     spread over the run, first and last included."""
     if most is None or most >= repeats:
@@ -21,7 +28,8 @@ def sampled_rounds(repeats, most):
     return {int(round(x)) for x in np.linspace(0, repeats - 1, max(1, most)).tolist()}
 
 
-def time_interleaved(steps, repeats, most_repeats=None):
+def time_interleaved(steps: Mapping[str, Step], repeats: int,
+                     most_repeats: Mapping[str, int] | None = None) -> dict[str, float]:
     """Median seconds per step for each callable in ``steps`` (a dict), sampled round-robin.
 
     Round-robin sampling means a noisy stretch of the machine hits every
@@ -34,7 +42,7 @@ def time_interleaved(steps, repeats, most_repeats=None):
         step()
     inner = {name: 1 if name in most_repeats else calibrate(step) for name, step in steps.items()}
     rounds = {name: sampled_rounds(repeats, most_repeats.get(name)) for name in steps}
-    samples = {name: [] for name in steps}
+    samples: dict[str, list[float]] = {name: [] for name in steps}
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from fastopt._validation import as_array, byte_span, check_disjoint, check_grad, check_param, check_writeable
+from fastopt._memory import byte_span
+from fastopt._validation import as_array, check_disjoint, check_grad, check_param, check_writeable
 from fastopt.paramset import ParamSelection, ParamSet
 
 if TYPE_CHECKING:
@@ -221,8 +222,9 @@ class ParamLayout:
         self.paramsets = list({id(c.paramset): c.paramset for c in containers if c.paramset}.values())
         self._owners = list({id(s.owner): (s.owner, s.name) for s in slots}.values())
         # With every slot in a ParamSet, grads=None means the ParamSets' own, already-valid gradient views.
-        self._own_grads = ([s.paramset.grad[s.run] for s in slots]
-                           if all(c.paramset is not None for c in containers) else None)
+        self._own_grads: list[Array | None] | None = (
+            [cast(ParamSet, s.paramset).grad[s.run] for s in slots]
+            if all(c.paramset is not None for c in containers) else None)
 
     def gradients(self, grads: Grads) -> list[Array | None]:
         """Validate ``grads`` for one step: a 1-D gradient (or None: skip) per slot.

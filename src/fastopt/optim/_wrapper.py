@@ -31,6 +31,12 @@ class OptimizerWrapper:
     into the wrapped optimizer's per-slot state and :meth:`load_state_dict`
     takes out again: so ``fastopt.save``/``fastopt.load`` checkpoint a
     wrapper as they do an optimizer, and resuming gives the same bits.
+
+    Parameters
+    ----------
+    optimizer : fastopt.optim.Optimizer
+        The optimizer to wrap; not a schedule-free one, whose parameters
+        move between two points (``train()``/``eval()``).
     """
 
     wrapper_arrays: tuple[str, ...] = ()   # per-slot arrays, as large as the slot: (key, ...)

@@ -1,7 +1,7 @@
 """Adafactor (Shazeer & Stern, 2018), as torch.optim.Adafactor."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -121,5 +121,6 @@ class Adafactor(TensorwiseOptimizer):
         eps1, eps2 = h["eps"]
         if eps1 is None:
             eps1 = float(np.finfo(param.dtype).eps)
-        tensorwise.adafactor_step(param, grad, *arrays, self._descriptor(index)[0], h["lr"], h["beta2_decay"], eps1,
-                                  eps2, h["d"], h["weight_decay"], h["maximize"], step, num_threads)
+        tensorwise.adafactor_step(param, grad, *cast("tuple[Array, Array, Array]", arrays),
+                                  self._descriptor(index)[0], h["lr"], h["beta2_decay"], eps1, eps2, h["d"],
+                                  h["weight_decay"], h["maximize"], step, num_threads)

@@ -72,6 +72,14 @@ class AdamW(Adam):
     \theta(1 - \eta\lambda)`, then applies the Adam update to the raw
     gradient; see :class:`Adam` for the rest of the formula.  The default
     ``weight_decay`` is 1e-2.
+
+    Parameters
+    ----------
+    params, lr, betas, eps, amsgrad, maximize, **options
+        As for :class:`Adam`.
+    weight_decay : float, default 1e-2
+        The decoupled decay rate :math:`\lambda`: each step multiplies the
+        parameters by ``1 - lr * weight_decay`` before the Adam update.
     """
 
     def __init__(self, params: Params, lr: Scalar = 1e-3, betas: tuple[Scalar, Scalar] = (0.9, 0.999),

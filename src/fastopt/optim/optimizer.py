@@ -6,7 +6,7 @@ import math
 import operator
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -51,10 +51,11 @@ _STATE_HINT = "it holds one dict per slot; clear a slot's dict (state[i].clear()
 
 # The validator of each ``check`` of fastopt._rules.Hyper; "beta" validates beta1, beta2 (and beta3) together, as
 # ``betas``.
-CHECKS = {"nonnegative": nonnegative, "real": any_real, "unit": unit_interval, "beta": betas, "flag": flag,
-          "steps": warmup_steps, "nonpositive": nonpositive, "eps_pair": eps_pair, "positive": positive,
-          "growth": growth, "optional_beta": optional_beta, "beta_pair": betas, "real_triple": real_triple,
-          "ns_steps": ns_steps, "adjust_lr": adjust_lr, "at_least_one": at_least_one}
+CHECKS: dict[str, Validator] = {
+    "nonnegative": nonnegative, "real": any_real, "unit": unit_interval, "beta": betas, "flag": flag,
+    "steps": warmup_steps, "nonpositive": nonpositive, "eps_pair": eps_pair, "positive": positive,
+    "growth": growth, "optional_beta": optional_beta, "beta_pair": betas, "real_triple": real_triple,
+    "ns_steps": ns_steps, "adjust_lr": adjust_lr, "at_least_one": at_least_one}
 # The keyword options every optimizer takes (Optimizer.__init__), which copies and pickles carry.
 _OPTIONS = ("skip_nonfinite", "state_dtype", "master_weights", "stochastic_rounding", "seed")
 # What a subclass takes from its rule's entry in fastopt._rules.RULES, never states itself.
@@ -454,14 +455,14 @@ class Optimizer:
             if master is None:
                 master = new_arrays[_storage.MASTER] = param.astype(np.float32)
             used.append((_storage.MASTER, master))
-        kernel = BoundStep(self.rule, param, grad, tuple(arrays), group.kernel_hyper(), master=master,
+        kernel = BoundStep(cast(str, self.rule), param, grad, tuple(arrays), group.kernel_hyper(), master=master,
                            stochastic_rounding=self.stochastic_rounding, seed=self.seed, stream=index)
         self._bound[index] = SlotBinding(kernel, group.version, grad, tuple(used))
         return kernel, new_arrays
 
     def _needed(self, group: ParamGroup) -> Sequence[bool]:
         """Which of ``state_arrays`` the group's hyperparameters use (decided as the kernel decides it)."""
-        return needed(self.rule, group.kernel_hyper())
+        return needed(cast(str, self.rule), group.kernel_hyper())
 
     def _initial_value(self, name: str, group: ParamGroup, param: Array) -> float | Array:
         """What state array ``name`` of the slot with parameters ``param`` starts from: a number for every

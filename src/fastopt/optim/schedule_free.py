@@ -147,6 +147,7 @@ class _ScheduleFree(Optimizer):
     def step(self, grads: Grads = None) -> bool:
         return super().step(grads)
 
+    assert Optimizer.step.__doc__ is not None  # (it has one: the docstring the replace edits)
     step.__doc__ = Optimizer.step.__doc__.replace('''
         Returns
         -------''', '''

@@ -266,8 +266,11 @@ def update_bn(batches: Iterable[Any], forward: Callable[[Any], object],
     tracked = [layer for layer in layers if layer.track_running_stats]
     if not tracked:
         return
-    saved = [(layer.momentum, layer.training, layer.running_mean.copy(), layer.running_var.copy(),
-              layer.num_batches_tracked) for layer in tracked]
+    saved = []
+    for layer in tracked:
+        assert layer.running_mean is not None and layer.running_var is not None  # (it tracks running statistics)
+        saved.append((layer.momentum, layer.training, layer.running_mean.copy(), layer.running_var.copy(),
+                      layer.num_batches_tracked))
     for layer in tracked:
         layer.reset_running_stats()
         layer.momentum = None
@@ -277,6 +280,7 @@ def update_bn(batches: Iterable[Any], forward: Callable[[Any], object],
             forward(batch[0] if isinstance(batch, (tuple, list)) else batch)
     except BaseException:  # the statistics as they were: a half-gathered average is no statistic
         for layer, (_, _, mean, var, count) in zip(tracked, saved):
+            assert layer.running_mean is not None and layer.running_var is not None
             layer.running_mean[...], layer.running_var[...], layer.num_batches_tracked = mean, var, count
         raise
     finally:

@@ -1,7 +1,7 @@
 """LAMB and LARS: layer-wise trust ratios for large batches (optax's ``lamb`` and ``lars``)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -86,8 +86,9 @@ class LAMB(_TrustRatio):
 
     def _run(self, index: int, param: Array, grad: Array, arrays: list[Array], h: dict[str, Any], step: int,
              num_threads: int) -> None:
-        tensorwise.lamb_step(param, grad, *arrays, self._pieces(index), self._ratio_buffer(index), h["lr"],
-                             h["beta1"], h["beta2"], h["eps"], h["weight_decay"], h["maximize"], step, num_threads)
+        tensorwise.lamb_step(param, grad, *cast("tuple[Array, Array]", arrays), self._pieces(index),
+                             self._ratio_buffer(index), h["lr"], h["beta1"], h["beta2"], h["eps"], h["weight_decay"],
+                             h["maximize"], step, num_threads)
 
 
 class LARS(_TrustRatio):
@@ -139,9 +140,9 @@ class LARS(_TrustRatio):
 
     def _run(self, index: int, param: Array, grad: Array, arrays: list[Array], h: dict[str, Any], step: int,
              num_threads: int) -> None:
-        tensorwise.lars_step(param, grad, *arrays, self._pieces(index), self._ratio_buffer(index), h["lr"],
-                             h["momentum"], h["weight_decay"], h["trust_coefficient"], h["eps"], h["nesterov"],
-                             h["maximize"], num_threads)
+        tensorwise.lars_step(param, grad, *cast("tuple[Array]", arrays), self._pieces(index),
+                             self._ratio_buffer(index), h["lr"], h["momentum"], h["weight_decay"],
+                             h["trust_coefficient"], h["eps"], h["nesterov"], h["maximize"], num_threads)
 
 
 LAMB.__doc__ = LAMB.__doc__.replace("{tensors}", _TENSORS)  # type: ignore[union-attr]

@@ -28,6 +28,8 @@ plain-momentum warmup) rather than tuning each to its best.  Divergence is
 handled, not avoided: a run stops at its first non-finite gradient, point
 or loss, and the table says so.
 """
+from __future__ import annotations
+
 from fastopt.playground.cli import add_arguments, main
 from fastopt.playground.plot import plot
 from fastopt.playground.report import format_table, write_csv

@@ -1,8 +1,12 @@
 """``python -m fastopt playground``: argument parsing and the command itself."""
+from __future__ import annotations
+
 import argparse
 import math
 import os
 import sys
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from fastopt.playground import plot as plotting
 from fastopt.playground.report import format_surfaces, format_table, write_csv
@@ -15,7 +19,7 @@ __all__ = ["add_arguments", "main"]
 INSTALL_HINT = 'pip install matplotlib  (or: pip install "fastopt[bench]")'
 
 
-def _positive_int(text):
+def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -25,7 +29,7 @@ def _positive_int(text):
     return value
 
 
-def _positive_float(text):
+def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -35,7 +39,7 @@ def _positive_float(text):
     return value
 
 
-def parse_start(text):
+def parse_start(text: str) -> tuple[float, float]:
     """``"x,y"`` -> ``(x, y)`` as floats."""
     parts = text.split(",")
     try:
@@ -47,7 +51,7 @@ def parse_start(text):
     return point
 
 
-def parse_optimizers(text):
+def parse_optimizers(text: str) -> list[str]:
     """``"adam,sgd"`` -> ``["adam", "sgd"]``; ``"all"`` -> every optimizer."""
     if text.strip() == "all":
         return list(OPTIMIZERS)
@@ -61,7 +65,7 @@ def parse_optimizers(text):
     return names
 
 
-def parse_lr(text):
+def parse_lr(text: str) -> float | dict[str, float]:
     """``"0.01"`` -> 0.01 for every optimizer; ``"adam=0.1,sgd=1e-3"`` -> a dict (the others keep their defaults)."""
     if "=" not in text:
         return _positive_float(text)
@@ -75,8 +79,14 @@ def parse_lr(text):
     return rates
 
 
-def add_arguments(parser):
-    """Add the playground's options to an argparse (sub)parser."""
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the playground's options to an argparse (sub)parser.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The parser (``python -m fastopt playground``'s subparser); returned.
+    """
     parser.add_argument("--surface", default="rosenbrock", choices=list(SURFACES),
                         help="the loss surface (default: rosenbrock; --list describes them)")
     parser.add_argument("--optimizers", type=parse_optimizers, default=list(DEFAULT_OPTIMIZERS),
@@ -109,7 +119,7 @@ def add_arguments(parser):
     return parser
 
 
-def _port(text):
+def _port(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -119,7 +129,7 @@ def _port(text):
     return value
 
 
-def _serve(args, parser_defaults, out):
+def _serve(args: argparse.Namespace, parser_defaults: Mapping[str, Any], out: Callable[[str], object]) -> int:
     """``--serve``: the options that only apply to a static run are refused rather than ignored."""
     static_only = [f"--{name.replace('_', '-')}" for name in ("lr", "steps", "start", "tol", "png", "csv", "no_png")
                    if getattr(args, name) != parser_defaults[name]]
@@ -136,16 +146,23 @@ def _serve(args, parser_defaults, out):
                  query=query, out=out)
 
 
-def _csv_fallback(png_path):
+def _csv_fallback(png_path: str) -> str:
     return os.path.splitext(png_path)[0] + ".csv"
 
 
-def main(args, out=print):
+def main(args: argparse.Namespace, out: Callable[[str], object] = print) -> int:
     """Run the command described by parsed ``args``; return the exit status.
 
     Prints the summary table; saves the figure (or, without matplotlib,
     says how to install it and writes the CSV instead) and the CSV when
     asked.  Invalid values give a message on stderr and status 2.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by a parser that :func:`add_arguments` set up.
+    out : callable, default print
+        Where the command's lines go (the errors go to stderr).
     """
     if args.list:
         out(format_surfaces())

@@ -6,9 +6,12 @@ ranges are the playground's, narrower than fastopt's where fastopt's are open-en
 absurd request to the server) is refused with a message instead of running: fastopt's constructors
 still check every value the playground lets through.
 """
+from __future__ import annotations
+
 import inspect
 import math
 from dataclasses import dataclass
+from typing import TypedDict, cast
 
 import fastopt
 from fastopt.playground.runner import OPTIMIZERS
@@ -42,12 +45,12 @@ class Knob:
     low_open: bool = False
     high_open: bool = False
     scale: str = "linear"
-    slider: tuple = (0.0, 1.0)
+    slider: tuple[float, float] = (0.0, 1.0)
 
-    def range_text(self):
+    def range_text(self) -> str:
         return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
 
-    def check(self, optimizer, value):
+    def check(self, optimizer: str, value: object) -> float:
         """``value`` as a float; ValueError naming the optimizer and the knob when it is out of range."""
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{self.name} of {optimizer} must be a number, got {value!r}")
@@ -58,14 +61,23 @@ class Knob:
             raise ValueError(f"{self.name} of {optimizer} must be in {self.range_text()}, got {value!r}")
         return value
 
-    def as_json(self):
+    def as_json(self) -> dict[str, object]:
         return {"name": self.name, "label": self.label, "low": self.low, "high": self.high,
                 "low_open": self.low_open, "high_open": self.high_open, "scale": self.scale,
                 "slider": list(self.slider)}
 
 
+class _Range(TypedDict):
+    """The keyword arguments of :class:`Knob` that ``_UNIT`` holds."""
+
+    low: float
+    high: float
+    high_open: bool
+    slider: tuple[float, float]
+
+
 LR = Knob("lr", "learning rate", 0.0, 100.0, low_open=True, scale="log", slider=(1e-5, 10.0))
-_UNIT = {"low": 0.0, "high": 1.0, "high_open": True, "slider": (0.0, 0.9999)}
+_UNIT: _Range = {"low": 0.0, "high": 1.0, "high_open": True, "slider": (0.0, 0.9999)}
 # ``betas`` is a tuple: each of its entries is checked against the "beta" knob.
 KNOBS = {k.name: k for k in (
     LR,
@@ -103,19 +115,33 @@ EXPOSED = {
 }
 
 
-def defaults(name):
-    """``{knob: default}`` of the knobs ``name`` exposes (lr excluded): the class's defaults, then the playground's."""
+def defaults(name: str) -> dict[str, float | list[float]]:
+    """``{knob: default}`` of the knobs ``name`` exposes (lr excluded): the class's defaults, then the playground's.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`fastopt.playground.OPTIMIZERS`.
+    """
     cls_name, kwargs = OPTIMIZERS[name]
     signature = inspect.signature(getattr(fastopt, cls_name))
-    values = {}
+    values: dict[str, float | list[float]] = {}
     for knob in EXPOSED[name]:
         value = kwargs.get(knob, signature.parameters[knob].default)
         values[knob] = [float(v) for v in value] if knob == "betas" else float(value)
     return values
 
 
-def check_hyperparameters(name, values):
+def check_hyperparameters(name: str, values: object) -> dict[str, float | tuple[float, ...]]:
     """Check the knobs ``values`` (a dict, lr excluded) given to optimizer ``name``; return them as floats.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`fastopt.playground.OPTIMIZERS`.
+    values : dict
+        ``{knob: value}`` for some of the knobs :data:`EXPOSED` lists for ``name``
+        (``betas`` as a list).
 
     Raises
     ------
@@ -129,10 +155,10 @@ def check_hyperparameters(name, values):
     if unknown:
         raise ValueError(f"{name} has no hyperparameter {', '.join(map(repr, unknown))} here; "
                          f"it takes lr and {', '.join(EXPOSED[name])}")
-    checked = {}
+    checked: dict[str, float | tuple[float, ...]] = {}
     for knob, value in values.items():
         if knob == "betas":
-            size = len(defaults(name)["betas"])
+            size = len(cast("list[float]", defaults(name)["betas"]))  # betas: the one list-valued knob
             if not isinstance(value, (list, tuple)) or len(value) != size:
                 raise ValueError(f"betas of {name} must be a list of {size} numbers, got {value!r}")
             checked[knob] = tuple(KNOBS["beta"].check(name, v) for v in value)
@@ -141,7 +167,13 @@ def check_hyperparameters(name, values):
     return checked
 
 
-def describe(name):
-    """What the page needs to know of optimizer ``name``: its class and knobs with their defaults."""
+def describe(name: str) -> dict[str, object]:
+    """What the page needs to know of optimizer ``name``: its class and knobs with their defaults.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`fastopt.playground.OPTIMIZERS`.
+    """
     cls_name, _ = OPTIMIZERS[name]
     return {"name": name, "class": f"fastopt.{cls_name}", "hyperparameters": defaults(name)}

@@ -3,7 +3,25 @@
 matplotlib is optional (``pip install "fastopt[bench]"``) and imported only
 when a figure is drawn.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import os
+    from types import ModuleType
+
+    from matplotlib.axes import Axes
+    from numpy.typing import NDArray
+
+    from fastopt.playground.runner import Trajectory
+    from fastopt.playground.surfaces import Surface
+
+    # A surface's coordinates or losses over the plot's grid.
+    _Grid = NDArray[np.float64]
 
 __all__ = ["load_pyplot", "plot"]
 
@@ -14,7 +32,7 @@ COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 GRID_POINTS = 400
 
 
-def load_pyplot():
+def load_pyplot() -> ModuleType | None:
     """matplotlib.pyplot on the non-interactive Agg backend, or None if matplotlib is not installed."""
     try:
         import matplotlib
@@ -25,13 +43,13 @@ def load_pyplot():
     return plt
 
 
-def _grid(surface):
+def _grid(surface: Surface) -> tuple[_Grid, _Grid, _Grid]:
     xmin, xmax, ymin, ymax = surface.window
     X, Y = np.meshgrid(np.linspace(xmin, xmax, GRID_POINTS), np.linspace(ymin, ymax, GRID_POINTS))
     return X, Y, surface.value(X, Y)
 
 
-def _levels(surface, Z):
+def _levels(surface: Surface, Z: _Grid) -> tuple[_Grid, _Grid]:
     """Contour levels: log-spaced above the minimum for the polynomial valleys, evenly spaced otherwise."""
     if not surface.log_levels:
         return Z, np.linspace(Z.min(), Z.max(), 30)
@@ -42,7 +60,7 @@ def _levels(surface, Z):
     return height, np.logspace(np.log10(bottom), np.log10(top), 30)
 
 
-def _draw_surface(ax, surface):
+def _draw_surface(ax: Axes, surface: Surface) -> None:
     from matplotlib.colors import LogNorm
 
     X, Y, Z = _grid(surface)
@@ -61,17 +79,17 @@ def _draw_surface(ax, surface):
                 zorder=5, label="known minimum")
 
 
-def _label(t):
+def _label(t: Trajectory) -> str:
     text = f"{t.optimizer} (lr={t.lr:g})"
     return text + f", diverged at step {t.diverged_at}" if t.diverged else text
 
 
-def _widths(count):
+def _widths(count: int) -> NDArray[np.float64]:
     """Line widths from thick (first) to thin (last): paths that overlap show as nested stripes."""
     return np.linspace(5.0, 1.5, count) if count > 1 else np.array([2.0])
 
 
-def _draw_trajectories(ax, trajectories, colors):
+def _draw_trajectories(ax: Axes, trajectories: Sequence[Trajectory], colors: Sequence[str]) -> None:
     from matplotlib import patheffects
 
     outline = [patheffects.withStroke(linewidth=7, foreground="white")]
@@ -91,7 +109,7 @@ def _draw_trajectories(ax, trajectories, colors):
                 label="last finite point of a diverged run")
 
 
-def _loss_limits(trajectories, log):
+def _loss_limits(trajectories: Sequence[Trajectory], log: bool) -> tuple[float, float]:
     """y-limits of the loss panel, set by the runs that did not diverge (a diverged run leaves the panel).
 
     On a log scale: from half the smallest loss (but at most 15 decades below the start) to twice the
@@ -104,7 +122,7 @@ def _loss_limits(trajectories, log):
     return (2 * low if low < 0 else low - 1), (2 * high if high > 0 else high + 1)
 
 
-def _draw_losses(ax, surface, trajectories, colors):
+def _draw_losses(ax: Axes, surface: Surface, trajectories: Sequence[Trajectory], colors: Sequence[str]) -> None:
     for t, color, marker in zip(trajectories, colors, MARKERS * 2):
         ax.plot(np.arange(len(t.losses)), t.losses, color=color, linewidth=1.3, marker=marker, markersize=4,
                 markevery=max(1, t.steps // 12), label=_label(t))
@@ -121,7 +139,8 @@ def _draw_losses(ax, surface, trajectories, colors):
     ax.legend(fontsize=8, loc="best")
 
 
-def plot(surface, trajectories, path, plt=None):
+def plot(surface: Surface, trajectories: Sequence[Trajectory], path: str | os.PathLike[str],
+         plt: ModuleType | None = None) -> None:
     """Save the two-panel figure to ``path``.
 
     Parameters

@@ -1,18 +1,26 @@
 """Run fastopt's optimizers on a playground surface and record their trajectories."""
+from __future__ import annotations
+
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 import fastopt
-from fastopt.playground.surfaces import get_surface
+from fastopt.playground.surfaces import Surface, get_surface
+
+if TYPE_CHECKING:
+    from fastopt._typing import Array, ArrayLike, Params
 
 __all__ = ["DEFAULT_OPTIMIZERS", "OPTIMIZERS", "Trajectory", "check_start", "make_optimizer", "resolve_lrs", "run",
            "run_one"]
 
 # playground name -> (fastopt class name, keyword arguments besides lr); every other argument keeps
 # its torch.optim default (AdamW's weight_decay=0.01 included).
-OPTIMIZERS = {
+OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
     "sgd": ("SGD", {}),
     "momentum": ("SGD", {"momentum": 0.9}),
     "nesterov": ("SGD", {"momentum": 0.9, "nesterov": True}),
@@ -66,31 +74,32 @@ class Trajectory:
 
     optimizer: str
     lr: float
-    points: np.ndarray
-    losses: np.ndarray
+    points: NDArray[np.float64]
+    losses: NDArray[np.float64]
     steps: int
-    diverged_at: object = None
-    hyperparameters: dict = field(default_factory=dict)
+    diverged_at: int | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def diverged(self):
+    def diverged(self) -> bool:
         return self.diverged_at is not None
 
     @property
-    def final_point(self):
-        return self.points[-1]
+    def final_point(self) -> NDArray[np.float64]:
+        point: NDArray[np.float64] = self.points[-1]  # numpy types an integer index's result as Any
+        return point
 
     @property
-    def final_loss(self):
+    def final_loss(self) -> float:
         return float(self.losses[-1])
 
-    def steps_to(self, threshold):
+    def steps_to(self, threshold: float) -> int | None:
         """First recorded step whose loss is below ``threshold``, or None."""
         below = np.flatnonzero(self.losses < threshold)
         return int(below[0]) if below.size else None
 
 
-def _check_optimizers(names):
+def _check_optimizers(names: Iterable[str]) -> list[str]:
     names = list(names)
     if not names:
         raise ValueError("no optimizers given")
@@ -100,20 +109,26 @@ def _check_optimizers(names):
     return names
 
 
-def _check_lr(name, lr):
+def _check_lr(name: str, lr: object) -> float:
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"learning rate for {name} must be a positive finite number, got {lr!r}")
     return float(lr)
 
 
-def _check_steps(steps):
+def _check_steps(steps: object) -> int:
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     return int(steps)
 
 
-def check_start(surface, start):
-    """``start`` as a float64 array of shape (2,); ValueError unless it is finite with a finite loss."""
+def check_start(surface: Surface, start: ArrayLike) -> NDArray[np.float64]:
+    """``start`` as a float64 array of shape (2,); ValueError unless it is finite with a finite loss.
+
+    Parameters
+    ----------
+    surface : Surface
+    start : pair of float
+    """
     point = np.asarray(start, dtype=np.float64)
     if point.shape != (2,) or not np.all(np.isfinite(point)):
         raise ValueError(f"start must be two finite numbers (x, y), got {start!r}")
@@ -124,7 +139,8 @@ def check_start(surface, start):
     return point
 
 
-def resolve_lrs(surface, names, lr=None):
+def resolve_lrs(surface: Surface | str, names: Iterable[str], lr: float | dict[str, float] | None = None
+                ) -> dict[str, float]:
     """The learning rate of each optimizer in ``names``.
 
     Parameters
@@ -153,20 +169,32 @@ def resolve_lrs(surface, names, lr=None):
     return {n: _check_lr(n, lr) for n in names}
 
 
-def make_optimizer(name, params, lr, hyperparameters=None):
+def make_optimizer(name: str, params: Params, lr: float, hyperparameters: Mapping[str, Any] | None = None
+                   ) -> fastopt.Optimizer:
     """The fastopt optimizer that the playground calls ``name``, over ``params``.
 
-    ``hyperparameters`` (keyword arguments of the fastopt class) override the playground's.
+    Parameters
+    ----------
+    name : str
+        A key of :data:`OPTIMIZERS`.
+    params
+        What the optimizer updates (any ``params`` fastopt's optimizers take).
+    lr : float
+        Learning rate.
+    hyperparameters : mapping, optional
+        Keyword arguments of the fastopt class; they override the playground's.
     """
     cls_name, kwargs = OPTIMIZERS[_check_optimizers([name])[0]]
-    return getattr(fastopt, cls_name)(params, lr=lr, **{**kwargs, **(hyperparameters or {})})
+    optimizer: fastopt.Optimizer = getattr(fastopt, cls_name)(params, lr=lr, **{**kwargs, **(hyperparameters or {})})
+    return optimizer
 
 
-def _finite(*values):
+def _finite(*values: ArrayLike) -> bool:
     return all(np.all(np.isfinite(v)) for v in values)
 
 
-def run_one(surface, name, lr, steps, start, hyperparameters=None):
+def run_one(surface: Surface | str, name: str, lr: float, steps: int, start: ArrayLike,
+            hyperparameters: Mapping[str, Any] | None = None) -> Trajectory:
     """Run one optimizer from ``start``; stop early at the first non-finite value.
 
     Parameters
@@ -199,7 +227,8 @@ def run_one(surface, name, lr, steps, start, hyperparameters=None):
     shape = (1, 2) if name in AS_MATRIX else (2,)
     hyperparameters = dict(hyperparameters or {})
     opt = make_optimizer(name, [x.reshape(shape)], _check_lr(name, lr), hyperparameters)
-    averaged = callable(getattr(opt, "averaged_point", None))  # schedule-free: record its evaluation point
+    found = getattr(opt, "averaged_point", None)  # schedule-free: record its evaluation point
+    averaged_point: Callable[[int], Array] | None = found if callable(found) else None
     points = np.empty((steps + 1, 2))
     losses = np.empty(steps + 1)
     points[0], losses[0] = x, surface.value(*x)
@@ -211,7 +240,7 @@ def run_one(surface, name, lr, steps, start, hyperparameters=None):
                 diverged_at = k
                 break
             opt.step([grad.reshape(shape)])
-            point = opt.averaged_point(0).reshape(2) if averaged else x
+            point = averaged_point(0).reshape(2) if averaged_point is not None else x
             loss = surface.value(*point)
             if not (_finite(point) and math.isfinite(loss)):
                 diverged_at = k
@@ -222,7 +251,9 @@ def run_one(surface, name, lr, steps, start, hyperparameters=None):
                       hyperparameters)
 
 
-def run(surface, optimizers=DEFAULT_OPTIMIZERS, *, lr=None, steps=None, start=None):
+def run(surface: Surface | str, optimizers: Iterable[str] = DEFAULT_OPTIMIZERS, *,
+        lr: float | dict[str, float] | None = None, steps: int | None = None, start: ArrayLike | None = None
+        ) -> list[Trajectory]:
     """Run each optimizer on ``surface`` from the same start point.
 
     Parameters

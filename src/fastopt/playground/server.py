@@ -35,6 +35,8 @@ than :data:`MAX_STEPS` steps, an optimizer named twice; and, with 403, any reque
 or ``Origin`` is not this server's own loopback address (a page elsewhere cannot drive it, even
 through DNS rebinding).
 """
+from __future__ import annotations
+
 import http.server
 import io
 import json
@@ -43,8 +45,10 @@ import re
 import sys
 import threading
 import webbrowser
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
-from urllib.parse import parse_qs, urlencode, urlsplit
+from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard
+from urllib.parse import SplitResult, parse_qs, urlencode, urlsplit
 
 import numpy as np
 
@@ -54,6 +58,15 @@ from fastopt.playground.plot import COLORS
 from fastopt.playground.report import write_csv
 from fastopt.playground.runner import DEFAULT_OPTIMIZERS, OPTIMIZERS, check_start, run_one
 from fastopt.playground.surfaces import SURFACES
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from fastopt.playground.runner import Trajectory
+    from fastopt.playground.surfaces import Surface
+
+    # An optimizer of a run request, checked: (name, lr, hyperparameters).
+    _OptimizerSpec = tuple[str, float, dict[str, float | tuple[float, ...]]]
 
 __all__ = ["DEFAULT_PORT", "GRID_POINTS", "MAX_BODY", "MAX_STEPS", "PlaygroundServer", "RequestError", "config",
            "grid", "make_server", "parse_run", "run_request", "serve"]
@@ -74,14 +87,22 @@ SECURITY_HEADERS = {
 
 
 class RequestError(ValueError):
-    """A request the server refuses: ``status`` and a message for the page."""
+    """A request the server refuses: ``status`` and a message for the page.
 
-    def __init__(self, message, status=400):
+    Parameters
+    ----------
+    message : str
+        What the page shows.
+    status : int, default 400
+        The HTTP status of the answer.
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
 
 
-def config():
+def config() -> dict[str, object]:
     """``GET /api/config``: what the page needs to build its controls."""
     surfaces = [{"name": s.name, "formula": s.formula, "note": s.note, "start": list(s.start), "steps": s.steps,
                  "window": list(s.window), "minima": [list(m) for m in s.minima], "min_value": s.min_value,
@@ -93,18 +114,24 @@ def config():
             "colors": list(COLORS), "limits": {"max_steps": MAX_STEPS, "grid_points": GRID_POINTS}}
 
 
-def _surface(name):
+def _surface(name: object) -> Surface:
     if not isinstance(name, str) or name not in SURFACES:
         raise RequestError(f"unknown surface {name!r}; choose from {', '.join(SURFACES)}")
     return SURFACES[name]
 
 
-def _finite_or_none(values):
+def _finite_or_none(values: NDArray[np.float64]) -> list[list[float | None]]:
     return [[float(v) if math.isfinite(v) else None for v in row] for row in values]
 
 
-def grid(name):
-    """``GET /api/grid?surface=NAME``: the loss over the surface's window (non-finite values as null)."""
+def grid(name: object) -> dict[str, object]:
+    """``GET /api/grid?surface=NAME``: the loss over the surface's window (non-finite values as null).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`fastopt.playground.SURFACES` (anything else is a :class:`RequestError`).
+    """
     surface = _surface(name)
     xmin, xmax, ymin, ymax = surface.window
     x, y = np.linspace(xmin, xmax, GRID_POINTS), np.linspace(ymin, ymax, GRID_POINTS)
@@ -113,17 +140,17 @@ def grid(name):
     return {"surface": surface.name, "x": x.tolist(), "y": y.tolist(), "z": _finite_or_none(z)}
 
 
-def _reject_constant(name):
+def _reject_constant(name: str) -> NoReturn:
     raise RequestError(f"the request is not valid JSON: {name} is not a JSON number")
 
 
-def _parse_int(text):
+def _parse_int(text: str) -> int | float:
     # Integers beyond any count the API takes are read as floats (inf beyond 1e308), which every field then
     # refuses by name; as ints they would overflow float() (an OverflowError) or Python's digit limit.
     return int(text) if len(text) <= 18 else float(text)
 
 
-def _loads(body):
+def _loads(body: bytes | str) -> object:
     try:
         return json.loads(body, parse_constant=_reject_constant, parse_int=_parse_int)
     except RequestError:
@@ -132,11 +159,11 @@ def _loads(body):
         raise RequestError(f"the request is not valid JSON: {exc}") from None
 
 
-def _number(value):
+def _number(value: object) -> TypeGuard[int | float]:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
-def _start(surface, value):
+def _start(surface: Surface, value: object) -> tuple[float, ...]:
     if value is None:
         return tuple(surface.start)
     if not (isinstance(value, list) and len(value) == 2 and all(_number(v) and math.isfinite(v) for v in value)):
@@ -148,7 +175,7 @@ def _start(surface, value):
     return float(x), float(y)
 
 
-def _steps(surface, value):
+def _steps(surface: Surface, value: object) -> int:
     if value is None:
         return surface.steps
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_STEPS:
@@ -156,7 +183,7 @@ def _steps(surface, value):
     return value
 
 
-def _optimizer(surface, spec):
+def _optimizer(surface: Surface, spec: object) -> _OptimizerSpec:
     if not isinstance(spec, dict):
         raise RequestError(f"each optimizer must be an object {{\"name\": ..., \"lr\": ...}}, got {spec!r}")
     unknown = sorted(set(spec) - {"name", "lr", "hyperparameters"})
@@ -175,8 +202,13 @@ def _optimizer(surface, spec):
     return name, lr, hyper
 
 
-def parse_run(body):
+def parse_run(body: bytes | str) -> tuple[Surface, tuple[float, ...], int, list[_OptimizerSpec]]:
     """Check a ``POST /api/run`` body (bytes or str); return ``(surface, start, steps, [(name, lr, hyper)])``.
+
+    Parameters
+    ----------
+    body : bytes or str
+        The JSON request (the module docstring describes it).
 
     Raises
     ------
@@ -204,8 +236,19 @@ def parse_run(body):
     return surface, start, steps, optimizers
 
 
-def run_request(body):
-    """Run a ``POST /api/run`` body: the list of :class:`~fastopt.playground.Trajectory`, and the checked request."""
+def run_request(body: bytes | str) -> tuple[tuple[Surface, tuple[float, ...], int], list[Trajectory]]:
+    """Run a ``POST /api/run`` body: the list of :class:`~fastopt.playground.Trajectory`, and the checked request.
+
+    Parameters
+    ----------
+    body : bytes or str
+        As for :func:`parse_run`.
+
+    Raises
+    ------
+    RequestError
+        What :func:`parse_run` refuses, and a combination fastopt's optimizer refuses.
+    """
     surface, start, steps, optimizers = parse_run(body)
     trajectories = []
     for name, lr, hyper in optimizers:
@@ -216,7 +259,7 @@ def run_request(body):
     return (surface, start, steps), trajectories
 
 
-def _trajectory_json(t):
+def _trajectory_json(t: Trajectory) -> dict[str, object]:
     hyper = {k: list(v) if isinstance(v, tuple) else v for k, v in t.hyperparameters.items()}
     return {"optimizer": t.optimizer, "lr": t.lr, "hyperparameters": hyper, "points": t.points.tolist(),
             "losses": t.losses.tolist(), "steps": t.steps, "diverged_at": t.diverged_at}
@@ -226,12 +269,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "fastopt-playground"
     protocol_version = "HTTP/1.1"
     timeout = 30  # seconds a connection may stay silent: a client that sends less than it announced lets go
+    server: PlaygroundServer
 
-    def log_message(self, format, *args):  # quiet: the command prints its URL, not every request
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: the command prints its URL, not every request
         if self.server.verbose:
             super().log_message(format, *args)
 
-    def _send(self, status, body, content_type, extra=()):
+    def _send(self, status: int, body: bytes, content_type: str, extra: Iterable[tuple[str, str]] = ()) -> None:
         self.send_response(status)
         for key, value in (("Content-Type", content_type), ("Content-Length", str(len(body))),
                            *SECURITY_HEADERS.items(), *extra):
@@ -240,21 +284,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _json(self, status, payload):
+    def _json(self, status: int, payload: object) -> None:
         self._send(status, json.dumps(payload, allow_nan=False).encode(), "application/json")
 
-    def _error(self, exc):
+    def _error(self, exc: RequestError) -> None:
         # An error may leave a request body unread, which would be parsed as the next request: close.
         self.close_connection = True
         self._send(exc.status, json.dumps({"error": str(exc)}).encode(), "application/json",
                    [("Connection", "close")])
 
-    def send_error(self, code, message=None, explain=None):
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The base class's own errors (a malformed request line, an unknown method, ...) as JSON too."""
         self.log_error("code %d, message %s", code, message)
         self._error(RequestError(message or http.HTTPStatus(code).phrase, code))
 
-    def _check_origin(self, url):
+    def _check_origin(self, url: SplitResult) -> None:
         """Only this server's own loopback names, in Host, in an absolute request target, and in Origin."""
         own = self.server.own_hosts
         if self.headers.get("Host") not in own:
@@ -265,7 +309,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if origin is not None and origin not in {f"http://{h}" for h in own}:
             raise RequestError(f"requests from the page at {origin} are refused", 403)
 
-    def _dispatch(self, handle):
+    def _dispatch(self, handle: Callable[[SplitResult], None]) -> None:
         try:
             try:
                 url = urlsplit(self.path)
@@ -280,23 +324,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except Exception as exc:  # noqa: BLE001 -- the server stays up; the page shows what went wrong
             self._error(RequestError(f"internal error: {type(exc).__name__}: {exc}", 500))
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         self._dispatch(self._get)
 
     do_HEAD = do_GET
 
-    def do_POST(self):
+    def do_POST(self) -> None:
         self._dispatch(self._post)
 
-    def _refuse_method(self):
+    def _refuse_method(self) -> None:
         self._dispatch(self._not_allowed)
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
 
-    def _not_allowed(self, url):
+    def _not_allowed(self, url: SplitResult) -> NoReturn:
         raise RequestError(f"method {self.command} is not allowed on {url.path}", 405)
 
-    def _get(self, url):
+    def _get(self, url: SplitResult) -> None:
         if url.path in STATIC:
             filename, content_type = STATIC[url.path]
             body = resources.files("fastopt.playground").joinpath("static", filename).read_bytes()
@@ -311,7 +355,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             raise RequestError(f"no such page: {url.path}", 404)
 
-    def _body(self):
+    def _body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", ""):
             raise RequestError("send the body with a Content-Length, not chunked", 411)
         length = self.headers.get("Content-Length")
@@ -325,7 +369,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise RequestError(f"send the body as application/json, not {content_type or 'no Content-Type'}", 415)
         return body
 
-    def _post(self, url):
+    def _post(self, url: SplitResult) -> None:
         if url.path not in ("/api/run", "/api/csv"):
             raise RequestError(f"no such endpoint: POST {url.path}", 404 if not url.path.startswith("/api/") else 405)
         (surface, start, steps), trajectories = run_request(self._body())
@@ -340,28 +384,41 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class PlaygroundServer(http.server.ThreadingHTTPServer):
-    """The playground's HTTP server on 127.0.0.1 (``server_address[1]`` is the port, also when asked for 0)."""
+    """The playground's HTTP server on 127.0.0.1 (``server_address[1]`` is the port, also when asked for 0).
+
+    Parameters
+    ----------
+    port : int, default DEFAULT_PORT
+        The port to listen on; 0 takes any free one.
+    verbose : bool, default False
+        Log every request to stderr.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128  # a page that fires requests while a long run holds the GIL is not reset
 
-    def __init__(self, port=DEFAULT_PORT, verbose=False):
+    def __init__(self, port: int = DEFAULT_PORT, verbose: bool = False) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.verbose = verbose
         self.port = self.server_address[1]
-        self.own_hosts = (f"127.0.0.1:{self.port}", f"localhost:{self.port}")
+        self.own_hosts: tuple[str, ...] = (f"127.0.0.1:{self.port}", f"localhost:{self.port}")
         if self.port == 80:  # where browsers leave the port out
             self.own_hosts += ("127.0.0.1", "localhost")
 
-    def url(self, **query):
+    def url(self, **query: str) -> str:
         """The page's address; ``query`` (surface=..., optimizers=...) preselects the page's controls."""
         tail = "?" + urlencode(query) if query else ""
         return f"http://127.0.0.1:{self.port}/{tail}"
 
 
-def make_server(port=DEFAULT_PORT, verbose=False):
+def make_server(port: int = DEFAULT_PORT, verbose: bool = False) -> PlaygroundServer:
     """A :class:`PlaygroundServer`, not yet serving (call ``serve_forever``); port 0 takes any free one.
+
+    Parameters
+    ----------
+    port, verbose
+        As for :class:`PlaygroundServer`.
 
     Raises
     ------
@@ -371,7 +428,7 @@ def make_server(port=DEFAULT_PORT, verbose=False):
     return PlaygroundServer(port, verbose)
 
 
-def _open_browser(url, out):
+def _open_browser(url: str, out: Callable[[str], object]) -> None:
     try:
         opened = webbrowser.open(url)
     except Exception:  # noqa: BLE001 -- no browser is no error: the URL is printed
@@ -380,10 +437,24 @@ def _open_browser(url, out):
         out("no browser found here: open the address above in one")
 
 
-def serve(port=DEFAULT_PORT, open_browser=True, query=None, out=print, verbose=False):
+def serve(port: int = DEFAULT_PORT, open_browser: bool = True, query: Mapping[str, str] | None = None,
+          out: Callable[[str], object] = print, verbose: bool = False) -> int:
     """Serve the playground until interrupted (Ctrl-C); return the exit status.
 
     Prints the URL; opens it in a browser when ``open_browser`` and one is available.
+
+    Parameters
+    ----------
+    port : int, default DEFAULT_PORT
+        The port (0: any free one); a port that cannot be bound gives status 2 and a message.
+    open_browser : bool, default True
+        Open the page in a browser once serving.
+    query : mapping, optional
+        ``surface=`` and ``optimizers=`` for the page's address: its controls start with them.
+    out : callable, default print
+        Where the address and the notes go.
+    verbose : bool, default False
+        Log every request to stderr.
     """
     try:
         server = make_server(port, verbose)

@@ -7,12 +7,41 @@ scalars or NumPy arrays of matching shapes (the plot evaluates them on a
 grid), and return ``inf`` or ``nan`` rather than raising when a point is so
 far out that the arithmetic overflows.
 """
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, TypeVar, overload
 
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from fastopt._typing import ArrayLike
 
 __all__ = ["SURFACES", "Surface", "get_surface"]
+
+# A coordinate or a loss: a scalar, or an array of them (the plot evaluates a surface on a grid).
+_V = TypeVar("_V", float, NDArray[np.float64])
+
+
+class _Value(Protocol):
+    """``value(x, y) -> f``: a scalar at a point, an array over arrays of matching shapes."""
+
+    @overload
+    def __call__(self, x: float, y: float, /) -> float: ...
+    @overload
+    def __call__(self, x: NDArray[np.float64], y: NDArray[np.float64], /) -> NDArray[np.float64]: ...
+
+
+class _Gradient(Protocol):
+    """``gradient(x, y) -> (df/dx, df/dy)``: scalars at a point, arrays over arrays of matching shapes."""
+
+    @overload
+    def __call__(self, x: float, y: float, /) -> tuple[float, float]: ...
+    @overload
+    def __call__(self, x: NDArray[np.float64], y: NDArray[np.float64], /
+                 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
 
 
 @dataclass(frozen=True)
@@ -49,63 +78,63 @@ class Surface:
 
     name: str
     formula: str
-    value: object
-    gradient: object
-    start: tuple
-    window: tuple
-    minima: tuple
-    min_value: object
+    value: _Value
+    gradient: _Gradient
+    start: tuple[float, float]
+    window: tuple[float, float, float, float]
+    minima: tuple[tuple[float, float], ...]
+    min_value: float | None
     steps: int
-    lrs: dict = field(repr=False)
+    lrs: dict[str, float] = field(repr=False)
     log_levels: bool = True
     note: str = ""
 
-    def distance_to_minimum(self, point):
+    def distance_to_minimum(self, point: ArrayLike) -> float | None:
         """Euclidean distance from ``point`` to the nearest known minimum (None if there are none)."""
         if not self.minima:
             return None
         return float(np.min(np.hypot(*(np.asarray(self.minima) - np.asarray(point, dtype=float)).T)))
 
 
-def _rosenbrock(x, y):
+def _rosenbrock(x: _V, y: _V) -> _V:
     return (1.0 - x) ** 2 + 100.0 * (y - x * x) ** 2
 
 
-def _rosenbrock_grad(x, y):
+def _rosenbrock_grad(x: _V, y: _V) -> tuple[_V, _V]:
     ridge = y - x * x
     return -2.0 * (1.0 - x) - 400.0 * x * ridge, 200.0 * ridge
 
 
-def _beale_terms(x, y):
+def _beale_terms(x: _V, y: _V) -> tuple[_V, _V, _V]:
     return 1.5 - x + x * y, 2.25 - x + x * y * y, 2.625 - x + x * y ** 3
 
 
-def _beale(x, y):
+def _beale(x: _V, y: _V) -> _V:
     t1, t2, t3 = _beale_terms(x, y)
     return t1 * t1 + t2 * t2 + t3 * t3
 
 
-def _beale_grad(x, y):
+def _beale_grad(x: _V, y: _V) -> tuple[_V, _V]:
     t1, t2, t3 = _beale_terms(x, y)
     gx = 2.0 * (t1 * (y - 1.0) + t2 * (y * y - 1.0) + t3 * (y ** 3 - 1.0))
     gy = 2.0 * x * (t1 + 2.0 * y * t2 + 3.0 * y * y * t3)
     return gx, gy
 
 
-def _himmelblau(x, y):
+def _himmelblau(x: _V, y: _V) -> _V:
     return (x * x + y - 11.0) ** 2 + (x + y * y - 7.0) ** 2
 
 
-def _himmelblau_grad(x, y):
+def _himmelblau_grad(x: _V, y: _V) -> tuple[_V, _V]:
     a, b = x * x + y - 11.0, x + y * y - 7.0
     return 4.0 * x * a + 2.0 * b, 2.0 * a + 4.0 * y * b
 
 
-def _saddle(x, y):
+def _saddle(x: _V, y: _V) -> _V:
     return x * x - y * y
 
 
-def _saddle_grad(x, y):
+def _saddle_grad(x: _V, y: _V) -> tuple[_V, _V]:
     return 2.0 * x, -2.0 * y
 
 
@@ -115,33 +144,36 @@ _RAVINE_K = 100.0
 _RAVINE_COS, _RAVINE_SIN = math.cos(math.pi / 6), math.sin(math.pi / 6)
 
 
-def _ravine_coords(x, y):
+def _ravine_coords(x: _V, y: _V) -> tuple[_V, _V]:
     return _RAVINE_COS * x + _RAVINE_SIN * y, -_RAVINE_SIN * x + _RAVINE_COS * y
 
 
-def _ravine(x, y):
+def _ravine(x: _V, y: _V) -> _V:
     u, v = _ravine_coords(x, y)
     return 0.5 * (u * u + _RAVINE_K * v * v)
 
 
-def _ravine_grad(x, y):
+def _ravine_grad(x: _V, y: _V) -> tuple[_V, _V]:
     u, v = _ravine_coords(x, y)
     kv = _RAVINE_K * v
     return _RAVINE_COS * u - _RAVINE_SIN * kv, _RAVINE_SIN * u + _RAVINE_COS * kv
 
 
-def _rastrigin(x, y):
+def _rastrigin(x: _V, y: _V) -> _V:
     tau = 2.0 * np.pi
-    return 20.0 + x * x + y * y - 10.0 * (np.cos(tau * x) + np.cos(tau * y))
+    f: _V = 20.0 + x * x + y * y - 10.0 * (np.cos(tau * x) + np.cos(tau * y))  # np.cos of a scalar is typed Any
+    return f
 
 
-def _rastrigin_grad(x, y):
+def _rastrigin_grad(x: _V, y: _V) -> tuple[_V, _V]:
     tau = 2.0 * np.pi
     return 2.0 * x + 10.0 * tau * np.sin(tau * x), 2.0 * y + 10.0 * tau * np.sin(tau * y)
 
 
-def _lrs(sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw, adamax, nadam, radam, adadelta, lion, adopt,
-         ademamix, sgd_schedulefree, adamw_schedulefree, lamb, lars, adafactor, prodigy, muon):
+def _lrs(sgd: float, momentum: float, nesterov: float, adagrad: float, rmsprop: float, adam: float, adamw: float,
+         adamax: float, nadam: float, radam: float, adadelta: float, lion: float, adopt: float, ademamix: float,
+         sgd_schedulefree: float, adamw_schedulefree: float, lamb: float, lars: float, adafactor: float,
+         prodigy: float, muon: float) -> dict[str, float]:
     return {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adagrad": adagrad, "rmsprop": rmsprop,
             "adam": adam, "adamw": adamw, "adamax": adamax, "nadam": nadam, "radam": radam, "adadelta": adadelta,
             "lion": lion, "adopt": adopt, "ademamix": ademamix, "sgd-schedulefree": sgd_schedulefree,
@@ -195,8 +227,13 @@ SURFACES = {s.name: s for s in (
 )}
 
 
-def get_surface(name):
+def get_surface(name: str | Surface) -> Surface:
     """Return the :class:`Surface` called ``name``.
+
+    Parameters
+    ----------
+    name : str or Surface
+        A key of :data:`SURFACES` (a Surface is returned as it is).
 
     Raises
     ------

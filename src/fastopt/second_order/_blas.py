@@ -47,7 +47,7 @@ from fastopt._openmp_helpers import team_size
 from fastopt._validation import positive_option
 
 try:
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped, import-not-found, unused-ignore]  # (threadpoolctl ships no types)
 except ImportError:  # a core dependency, but the solve must not need it
     threadpool_limits = None
 

@@ -34,6 +34,19 @@ class LbfgsInverseHessian(_Operator):
     row ``oldest`` on, wrapping around, and the initial scaling ``gamma``.
     A product costs two passes per pair.  ``S`` and ``Y`` give the pairs,
     oldest first (copies).
+
+    Parameters
+    ----------
+    ring_s, ring_y : ndarray of float64, shape (m, n)
+        The ring buffers of the steps s and gradient changes y.
+    ring_rho : ndarray of float64, shape (m,)
+        ``1 / (y . s)`` of each row.
+    oldest : int
+        The row of the oldest pair.
+    count : int
+        How many pairs the rings hold.
+    gamma : float
+        The initial scaling: ``H0 = gamma * I``.
     """
 
     def __init__(self, ring_s: NDArray[np.float64], ring_y: NDArray[np.float64], ring_rho: NDArray[np.float64],
