@@ -15,7 +15,7 @@ __all__ = ["Array", "ArrayLike", "Grads", "NDArray", "ParamGroup", "Params", "Sc
 # A NumPy array of any dtype fastopt takes (float32, float64, bfloat16 through ml_dtypes).
 Array = NDArray[Any]
 # A learning rate, beta, ...: a Python or NumPy real.
-Scalar = Union[float, np.floating[Any]]
+Scalar = Union[float, np.floating[Any], np.integer[Any]]
 # One parameter group: {"params": ..., "lr": ..., ...}, as in torch.optim.
 ParamGroup = Mapping[str, Any]
 # What an optimizer updates: a ParamSet, a selection of one, arrays (in a sequence or by name), or groups.

@@ -1,6 +1,7 @@
 """Adafactor (Shazeer & Stern, 2018), as torch.optim.Adafactor."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -73,7 +74,7 @@ class Adafactor(TensorwiseOptimizer):
     rule = "adafactor"
 
     def __init__(self, params: Params, lr: Scalar = 1e-2, beta2_decay: Scalar = -0.8,
-                 eps: tuple[Scalar | None, Scalar] = (None, 1e-3), d: Scalar = 1.0, weight_decay: Scalar = 0.0, *,
+                 eps: Sequence[Scalar | None] = (None, 1e-3), d: Scalar = 1.0, weight_decay: Scalar = 0.0, *,
                  maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay,
                                       maximize=maximize), **options)

@@ -1,6 +1,7 @@
 """Adam, AMSGrad and AdamW."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastopt.optim.optimizer import Optimizer
@@ -57,7 +58,7 @@ class Adam(Optimizer):
     rule = "adam"
     state_scalars = ("step",)
 
-    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: Sequence[Scalar] = (0.9, 0.999),
                  eps: Scalar = 1e-8, weight_decay: Scalar = 0.0, amsgrad: bool = False, *, maximize: bool = False,
                  decoupled_weight_decay: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
@@ -82,7 +83,7 @@ class AdamW(Adam):
         parameters by ``1 - lr * weight_decay`` before the Adam update.
     """
 
-    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: Sequence[Scalar] = (0.9, 0.999),
                  eps: Scalar = 1e-8, weight_decay: Scalar = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
                  **options: Any) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,

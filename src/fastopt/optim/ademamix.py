@@ -1,6 +1,7 @@
 """AdEMAMix."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastopt.optim.optimizer import Optimizer
@@ -60,7 +61,7 @@ class AdEMAMix(Optimizer):
     rule = "ademamix"
     state_scalars = ("step",)
 
-    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: tuple[Scalar, Scalar, Scalar] = (0.9, 0.999, 0.9999),
+    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: Sequence[Scalar] = (0.9, 0.999, 0.9999),
                  alpha: Scalar = 2.0, beta3_warmup: int | None = None, alpha_warmup: int | None = None,
                  eps: Scalar = 1e-8, weight_decay: Scalar = 0.0, *, maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, alpha=alpha, beta3_warmup=beta3_warmup,

@@ -1,6 +1,7 @@
 """ADOPT."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastopt.optim.optimizer import Optimizer
@@ -58,7 +59,7 @@ class ADOPT(Optimizer):
     rule = "adopt"
     state_scalars = ("step",)
 
-    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: tuple[Scalar, Scalar] = (0.9, 0.9999),
+    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: Sequence[Scalar] = (0.9, 0.9999),
                  eps: Scalar = 1e-6, weight_decay: Scalar = 0.0, decouple: bool = False, *, clip: bool = True,
                  maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decouple=decouple,

@@ -1,6 +1,7 @@
 """Lion."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastopt.optim.optimizer import Optimizer
@@ -44,7 +45,7 @@ class Lion(Optimizer):
     rule = "lion"
     state_scalars = ("step",)
 
-    def __init__(self, params: Params, lr: Scalar = 1e-4, betas: tuple[Scalar, Scalar] = (0.9, 0.99),
+    def __init__(self, params: Params, lr: Scalar = 1e-4, betas: Sequence[Scalar] = (0.9, 0.99),
                  weight_decay: Scalar = 0.0, *, maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize),
                          **options)

@@ -1,6 +1,7 @@
 """Muon (Jordan et al., 2024): orthogonalized momentum for matrices, AdamW for the other tensors."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -112,10 +113,10 @@ class Muon(TensorwiseOptimizer):
     rule = "muon"
 
     def __init__(self, params: Params, lr: Scalar = 1e-3, weight_decay: Scalar = 0.1, momentum: Scalar = 0.95,
-                 nesterov: bool = True, ns_coefficients: tuple[Scalar, Scalar, Scalar] = (3.4445, -4.775, 2.0315),
+                 nesterov: bool = True, ns_coefficients: Sequence[Scalar] = (3.4445, -4.775, 2.0315),
                  eps: Scalar = 1e-7, ns_steps: int = 5,
                  adjust_lr_fn: Literal["original", "match_rms_adamw"] | None = None, *, use_muon: bool = True,
-                 adamw_lr: Scalar = 3e-4, adamw_betas: tuple[Scalar, Scalar] = (0.9, 0.95), adamw_eps: Scalar = 1e-10,
+                 adamw_lr: Scalar = 3e-4, adamw_betas: Sequence[Scalar] = (0.9, 0.95), adamw_eps: Scalar = 1e-10,
                  adamw_weight_decay: Scalar = 0.0, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
                                       ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps,

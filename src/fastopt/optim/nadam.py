@@ -1,6 +1,7 @@
 """NAdam."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastopt.optim.optimizer import Optimizer
@@ -48,7 +49,7 @@ class NAdam(Optimizer):
     rule = "nadam"
     state_scalars = ("step", "mu_product")
 
-    def __init__(self, params: Params, lr: Scalar = 2e-3, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+    def __init__(self, params: Params, lr: Scalar = 2e-3, betas: Sequence[Scalar] = (0.9, 0.999),
                  eps: Scalar = 1e-8, weight_decay: Scalar = 0.0, momentum_decay: Scalar = 4e-3,
                  decoupled_weight_decay: bool = False, *, maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,

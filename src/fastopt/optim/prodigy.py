@@ -1,6 +1,7 @@
 """Prodigy (Mishchenko & Defazio, 2024), as the prodigyopt package has it."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -96,7 +97,7 @@ class Prodigy(TensorwiseOptimizer):
     rule = "prodigy"
     state_scalars = ("step",) + _ESTIMATE
 
-    def __init__(self, params: Params, lr: Scalar = 1.0, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+    def __init__(self, params: Params, lr: Scalar = 1.0, betas: Sequence[Scalar] = (0.9, 0.999),
                  beta3: Scalar | None = None, eps: Scalar = 1e-8, weight_decay: Scalar = 0.0, decouple: bool = True,
                  use_bias_correction: bool = False, safeguard_warmup: bool = False, d0: Scalar = 1e-6,
                  d_coef: Scalar = 1.0, growth_rate: Scalar = math.inf, *, maximize: bool = False,

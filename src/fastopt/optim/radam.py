@@ -1,6 +1,7 @@
 """RAdam."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastopt.optim.optimizer import Optimizer
@@ -49,7 +50,7 @@ class RAdam(Optimizer):
     rule = "radam"
     state_scalars = ("step",)
 
-    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: Sequence[Scalar] = (0.9, 0.999),
                  eps: Scalar = 1e-8, weight_decay: Scalar = 0.0, decoupled_weight_decay: bool = False, *,
                  maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,

@@ -10,6 +10,7 @@ stored, since ``x = lerp(y, z, 1 - 1/beta)``: :meth:`eval` and
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -268,7 +269,7 @@ class AdamWScheduleFree(_ScheduleFree):
 
     rule = "adamw_schedule_free"
 
-    def __init__(self, params: Params, lr: Scalar = 0.0025, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+    def __init__(self, params: Params, lr: Scalar = 0.0025, betas: Sequence[Scalar] = (0.9, 0.999),
                  eps: Scalar = 1e-8, weight_decay: Scalar = 0.0, warmup_steps: int = 0, r: Scalar = 0.0,
                  weight_lr_power: Scalar = 2.0, *, maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,

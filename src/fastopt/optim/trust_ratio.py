@@ -1,6 +1,7 @@
 """LAMB and LARS: layer-wise trust ratios for large batches (optax's ``lamb`` and ``lars``)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -79,7 +80,7 @@ class LAMB(_TrustRatio):
 
     rule = "lamb"
 
-    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: tuple[Scalar, Scalar] = (0.9, 0.999),
+    def __init__(self, params: Params, lr: Scalar = 1e-3, betas: Sequence[Scalar] = (0.9, 0.999),
                  eps: Scalar = 1e-6, weight_decay: Scalar = 0.0, *, maximize: bool = False, **options: Any) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize),
                          **options)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, overload
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar, overload
 
 import numpy as np
 import torch
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 
     #: One parameter's state as this module holds it: 1-D arrays and numbers.
     _State = dict[str, Any]
+
+_Loss = TypeVar("_Loss")  # what a step's closure returns (a loss tensor, usually), returned by step
 
 # torch.optim's arguments that choose among torch's implementations; fastopt has one, a fused kernel per run.
 IMPLEMENTATION_ARGS = ("foreach", "fused", "capturable", "differentiable")
@@ -243,9 +245,9 @@ class Optimizer(torch.optim.Optimizer):
     @overload
     def step(self, closure: None = None) -> None: ...
     @overload
-    def step(self, closure: Callable[[], float]) -> float: ...
+    def step(self, closure: Callable[[], _Loss]) -> _Loss: ...
 
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+    def step(self, closure: Callable[[], _Loss] | None = None) -> _Loss | None:
         """One update of every parameter that has a gradient: one fused kernel call per run.
 
         Parameters
